@@ -1,0 +1,5 @@
+//! Pure state machines. Nothing in here reads a clock, spawns a task, touches a socket or a
+//! file, or draws from an unseeded RNG: time and randomness are passed in, so the driver, the
+//! simulator and the unit tests all run exactly the same logic.
+
+pub mod types;

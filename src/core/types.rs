@@ -1,0 +1,179 @@
+//! The domain vocabulary shared by every state machine: identifiers, virtual time, opinions,
+//! ballots and verdicts. Plain data only: nothing here reads a clock or touches IO.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A node id from the fleet file (also the DNS name in its certificate).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub String);
+
+/// A site id from the fleet file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SiteId(pub String);
+
+macro_rules! id_impls {
+    ($t:ident) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self {
+                $t(s.to_string())
+            }
+        }
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+id_impls!(NodeId);
+id_impls!(SiteId);
+
+/// Virtual or real time in microseconds since an arbitrary origin chosen by the driver.
+/// The core never reads a clock: every input carries the time it happened.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Time(pub u64);
+
+impl Time {
+    pub const ZERO: Time = Time(0);
+    pub fn from_micros(us: u64) -> Time {
+        Time(us)
+    }
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+    /// Time elapsed since `earlier`, zero if `earlier` is in the future.
+    pub fn since(self, earlier: Time) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    fn add(self, d: Duration) -> Time {
+        Time(self.0.saturating_add(d.as_micros() as u64))
+    }
+}
+
+/// One observer's view of a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Opinion {
+    /// No Indicator of the site has been seen yet and not all have been missed `retries` times.
+    Unknown,
+    /// At least one Indicator is reachable and answered its latest probe.
+    Up,
+    /// Still UP by the rule (an Indicator is reachable) but every Indicator missed its latest
+    /// probe: a DOWN opinion may follow within the retry budget.
+    Suspect,
+    /// Every Indicator is unreachable (`retries` consecutive misses each).
+    Down,
+}
+
+impl Opinion {
+    /// The REST spelling: Suspect is still "up" by the ORBIT rule.
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            Opinion::Unknown => "unknown",
+            Opinion::Up | Opinion::Suspect => "up",
+            Opinion::Down => "down",
+        }
+    }
+}
+
+/// What a verdict says about a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    Down,
+    Up,
+}
+
+impl Outcome {
+    /// Verdicts of a site alternate, starting with DOWN: slot 0 is DOWN, slot 1 UP (recovery),
+    /// slot 2 DOWN again, and so on. So every proposal for a slot has the same outcome.
+    pub fn of_slot(slot: u64) -> Outcome {
+        if slot % 2 == 0 {
+            Outcome::Down
+        } else {
+            Outcome::Up
+        }
+    }
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            Outcome::Down => "down",
+            Outcome::Up => "up",
+        }
+    }
+}
+
+/// A proposal number: ordered by epoch, then by proposer id so that two proposers never
+/// share a ballot. The epoch part is what operators and actuators see.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Ballot {
+    pub epoch: u64,
+    pub proposer: NodeId,
+}
+
+impl Ballot {
+    pub fn zero() -> Ballot {
+        Ballot {
+            epoch: 0,
+            proposer: NodeId(String::new()),
+        }
+    }
+}
+
+impl Default for NodeId {
+    fn default() -> Self {
+        NodeId(String::new())
+    }
+}
+
+/// The value a slot decides: the outcome, the epoch it was first proposed in (the fencing
+/// token) and the voter that leads the pipeline for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Value {
+    pub outcome: Outcome,
+    pub epoch: u64,
+    pub leader: NodeId,
+}
+
+/// A committed verdict: slot `slot` of `site` decided `value`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Verdict {
+    pub site: SiteId,
+    pub slot: u64,
+    pub value: Value,
+}
+
+impl Verdict {
+    pub fn outcome(&self) -> Outcome {
+        self.value.outcome
+    }
+    pub fn epoch(&self) -> u64 {
+        self.value.epoch
+    }
+}
+
+/// What a voter has accepted for the slot that is not decided yet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Accepted {
+    pub slot: u64,
+    pub ballot: Ballot,
+    pub value: Value,
+}
+
+/// The per-site state a voter must hold durably (fsync) before it answers: the highest
+/// ballot it promised and what it accepted. Losing it could let a lower epoch win.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Durable {
+    pub promised: Ballot,
+    pub accepted: Option<Accepted>,
+}

@@ -1,0 +1,9 @@
+//! quorate: decides by a majority of independent observers that a site is lost.
+//!
+//! `core` holds the pure state machines; `node` drives them with tokio, `net` carries their
+//! messages over QUIC with mutual TLS, `store` keeps what must survive a crash in SQLite and
+//! `api` answers REST queries from published snapshots.
+
+pub mod config;
+pub mod core;
+pub mod wire;
