@@ -1,8 +1,15 @@
 //! The fleet file (TOML, one file shared by every node) and its validation. Every error names
-//! the key at fault and the fix; nothing here opens a socket.
+//! the key at fault and the fix; nothing here opens a socket. The file is read into private
+//! serde mirrors that refuse unknown keys, converted one to one into the public types, and
+//! then every rule is checked so that an operator sees all problems at once, not one per run.
 
 use crate::core::types::{NodeId, SiteId};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Timing of probes and votes, shared by the whole fleet.
@@ -27,6 +34,16 @@ impl Timing {
     /// evidence may be and still count in a vote.
     pub fn probe_budget(&self) -> Duration {
         self.probe_interval * self.retries + self.probe_timeout
+    }
+}
+
+/// The DRL timings: 100 ms probes, 100 ms timeout, 5 retries, 300 ms vote timeout, 3 rounds,
+/// 300 s hold-down. These are what a `[timing]` table left empty means.
+impl Default for Timing {
+    fn default() -> Timing {
+        RawTiming::default()
+            .into_timing(&mut Vec::new())
+            .expect("the default timings are valid")
     }
 }
 
@@ -99,4 +116,1318 @@ pub struct Fleet {
     pub hash: String,
     /// The file's text as read.
     pub source: String,
+}
+
+/// Why a fleet file was refused. Nothing was produced and nothing was changed: the caller
+/// keeps running with whatever fleet it had, or does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read fleet file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a fleet file: bad TOML, an unknown key, a wrong type, an unknown role or
+    /// site kind. One line with the line and column of the fault.
+    #[error("{0}")]
+    Syntax(String),
+    /// The file reads, but breaks the fleet's rules: every problem found, one line each,
+    /// naming the key at fault and the fix.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The TOML as written. Private: only `Fleet::parse` sees these.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    #[serde(default)]
+    timing: RawTiming,
+    #[serde(default, rename = "site")]
+    sites: Vec<RawSite>,
+    #[serde(default, rename = "node")]
+    nodes: Vec<RawNode>,
+    #[serde(default, rename = "watch")]
+    watches: Vec<RawWatch>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    probe_interval_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    retries: Option<u32>,
+    vote_timeout_ms: Option<u64>,
+    max_vote_rounds: Option<u32>,
+    hold_down_s: Option<u64>,
+    revote_after_ms: Option<u64>,
+    status_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    id: String,
+    kind: RawSiteKind,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawSiteKind {
+    Primary,
+    Backup,
+    Witness,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: String,
+    site: String,
+    roles: Vec<RawRole>,
+    mesh: SocketAddr,
+    api: SocketAddr,
+    mesh_bind: Option<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawRole {
+    Indicator,
+    Pinger,
+    Voter,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    site: String,
+    by: Vec<String>,
+    #[serde(default)]
+    single_vantage: RawSingleVantage,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum RawSingleVantage {
+    #[default]
+    Refuse,
+    Manual,
+}
+
+impl RawTiming {
+    /// Applies the DRL defaults. Returns `None` (with a problem pushed) only when the probe
+    /// budget does not fit in a duration; zero values are left to `check_timing`.
+    fn into_timing(self, problems: &mut Vec<String>) -> Option<Timing> {
+        let interval = self.probe_interval_ms.unwrap_or(100);
+        let timeout = self.probe_timeout_ms.unwrap_or(100);
+        let retries = self.retries.unwrap_or(5);
+        let budget_ms = interval
+            .checked_mul(u64::from(retries))
+            .and_then(|b| b.checked_add(timeout));
+        let revote_ms = match (self.revote_after_ms, budget_ms) {
+            (Some(ms), Some(_)) => Some(ms),
+            (None, Some(b)) => b.checked_mul(5),
+            (_, None) => None,
+        };
+        let Some(revote_ms) = revote_ms else {
+            problems.push(
+                "timing: the probe budget (probe_interval_ms × retries + probe_timeout_ms, \
+                 times 5 for the default revote_after_ms) overflows; use realistic values"
+                    .to_string(),
+            );
+            return None;
+        };
+        Some(Timing {
+            probe_interval: Duration::from_millis(interval),
+            probe_timeout: Duration::from_millis(timeout),
+            retries,
+            vote_timeout: Duration::from_millis(self.vote_timeout_ms.unwrap_or(300)),
+            max_vote_rounds: self.max_vote_rounds.unwrap_or(3),
+            hold_down: Duration::from_secs(self.hold_down_s.unwrap_or(300)),
+            revote_after: Duration::from_millis(revote_ms),
+            status_interval: Duration::from_millis(self.status_interval_ms.unwrap_or(1000)),
+        })
+    }
+}
+
+impl RawNode {
+    fn into_node(self) -> Node {
+        let mut roles = Roles::default();
+        for role in self.roles {
+            match role {
+                RawRole::Indicator => roles.indicator = true,
+                RawRole::Pinger => roles.pinger = true,
+                RawRole::Voter => roles.voter = true,
+            }
+        }
+        Node {
+            id: NodeId(self.id),
+            site: SiteId(self.site),
+            roles,
+            mesh: self.mesh,
+            mesh_bind: self.mesh_bind,
+            api: self.api,
+        }
+    }
+}
+
+/// Turns a toml error into one line: position, the offending line's text, the message.
+fn syntax_message(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', "; ");
+    let Some(span) = err.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line_text: String = text[line_start..]
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(60)
+        .collect();
+    format!("line {line_no}, column {column} (`{line_text}`): {message}")
+}
+
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+impl Fleet {
+    /// Parses and validates a fleet file's text. `hash` is the SHA-256 of exactly this text.
+    pub fn parse(text: &str) -> Result<Fleet, ConfigError> {
+        let raw: RawFleet =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(syntax_message(text, &e)))?;
+        let mut problems = Vec::new();
+        // An overflowing timing is already a problem; the defaults stand in so that the
+        // remaining rules are still checked and reported together.
+        let timing = raw.timing.into_timing(&mut problems).unwrap_or_default();
+        let sites = raw
+            .sites
+            .into_iter()
+            .map(|s| Site {
+                id: SiteId(s.id),
+                kind: match s.kind {
+                    RawSiteKind::Primary => SiteKind::Primary,
+                    RawSiteKind::Backup => SiteKind::Backup,
+                    RawSiteKind::Witness => SiteKind::Witness,
+                },
+            })
+            .collect();
+        let nodes = raw.nodes.into_iter().map(RawNode::into_node).collect();
+        let watches = raw
+            .watches
+            .into_iter()
+            .map(|w| Watch {
+                site: SiteId(w.site),
+                by: w.by.into_iter().map(SiteId).collect(),
+                single_vantage: match w.single_vantage {
+                    RawSingleVantage::Refuse => SingleVantage::Refuse,
+                    RawSingleVantage::Manual => SingleVantage::Manual,
+                },
+            })
+            .collect();
+        let fleet = Fleet {
+            timing,
+            sites,
+            nodes,
+            watches,
+            hash: hex_sha256(text),
+            source: text.to_string(),
+        };
+        fleet.check(&mut problems);
+        if problems.is_empty() {
+            Ok(fleet)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Reads and validates the fleet file at `path`. Syntax errors are prefixed with the path.
+    pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Fleet::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax(m) => ConfigError::Syntax(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.nodes.iter().find(|n| &n.id == id)
+    }
+
+    pub fn site(&self, id: &SiteId) -> Option<&Site> {
+        self.sites.iter().find(|s| &s.id == id)
+    }
+
+    pub fn watch(&self, site: &SiteId) -> Option<&Watch> {
+        self.watches.iter().find(|w| &w.site == site)
+    }
+
+    /// Voters of the `by` sites of the watch on `site`, sorted by id. Empty if unwatched.
+    pub fn electorate(&self, site: &SiteId) -> Vec<NodeId> {
+        self.watch(site)
+            .map(|w| self.voters_by_site(w).into_values().flatten().collect())
+            .map(|mut v: Vec<NodeId>| {
+                v.sort();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// Nodes of `site` with the indicator role, sorted.
+    pub fn indicators(&self, site: &SiteId) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| &n.site == site && n.roles.indicator)
+            .map(|n| n.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Sites this node's site watches (i.e. watches whose `by` contains node's site), sorted.
+    pub fn watched_by_site(&self, site: &SiteId) -> Vec<SiteId> {
+        let set: BTreeSet<SiteId> = self
+            .watches
+            .iter()
+            .filter(|w| w.by.contains(site))
+            .map(|w| w.site.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Human notes that are not errors: manual-only watches and why, `by` sites that add no
+    /// voter, sites nobody watches.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.watches.is_empty() {
+            notes.push(
+                "no [[watch]] is defined: no site is judged and no failover can run".to_string(),
+            );
+        }
+        for w in &self.watches {
+            let by_site = self.voters_by_site(w);
+            let total: usize = by_site.values().map(Vec::len).sum();
+            if w.single_vantage == SingleVantage::Manual {
+                match dominant(&by_site, total) {
+                    Some((s, n)) => notes.push(format!(
+                        "watch on {}: single_vantage = manual: site {s} holds {n} of {total} \
+                         voters; verdicts are shown but failover waits for an operator",
+                        w.site
+                    )),
+                    None => notes.push(format!(
+                        "watch on {}: single_vantage = manual is set but no site holds a \
+                         majority of the {total} voters; failover still waits for an operator \
+                         — remove single_vantage to let it run on its own",
+                        w.site
+                    )),
+                }
+            }
+            for s in &w.by {
+                if self.site(s).is_some() && by_site.get(s).is_none_or(Vec::is_empty) {
+                    notes.push(format!(
+                        "watch on {}: site {s} in `by` has no voter, so it adds nothing to the \
+                         electorate; give one of its nodes the \"voter\" and \"pinger\" roles",
+                        w.site
+                    ));
+                }
+            }
+        }
+        for s in &self.sites {
+            if s.kind != SiteKind::Witness && self.watch(&s.id).is_none() {
+                notes.push(format!(
+                    "site {} ({:?}) has no [[watch]]: nobody judges it, so its loss triggers \
+                     nothing",
+                    s.id, s.kind
+                ));
+            }
+        }
+        notes
+    }
+
+    /// The voters of each known `by` site of a watch, each list sorted.
+    fn voters_by_site(&self, w: &Watch) -> BTreeMap<SiteId, Vec<NodeId>> {
+        let mut map: BTreeMap<SiteId, Vec<NodeId>> = BTreeMap::new();
+        for n in &self.nodes {
+            if n.roles.voter && n.site != w.site && w.by.contains(&n.site) {
+                map.entry(n.site.clone()).or_default().push(n.id.clone());
+            }
+        }
+        for v in map.values_mut() {
+            v.sort();
+        }
+        map
+    }
+
+    /// Every cross-reference rule. Indices in messages are positions in the file (from 0).
+    fn check(&self, problems: &mut Vec<String>) {
+        check_timing(&self.timing, problems);
+        self.check_sites(problems);
+        self.check_nodes(problems);
+        self.check_watches(problems);
+    }
+
+    fn check_sites(&self, problems: &mut Vec<String>) {
+        if self.sites.is_empty() {
+            problems.push(
+                "no [[site]] is defined; add at least the watched site and the sites that watch it"
+                    .to_string(),
+            );
+        }
+        let mut first: HashMap<&SiteId, usize> = HashMap::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            if !is_dns_label(s.id.as_str()) {
+                problems.push(format!(
+                    "site \"{}\" (site[{i}].id): not a valid DNS label; use 1 to 63 lowercase \
+                     letters, digits or '-', not starting or ending with '-'",
+                    s.id
+                ));
+            }
+            if let Some(j) = first.insert(&s.id, i) {
+                first.insert(&s.id, j);
+                problems.push(format!(
+                    "site \"{}\" (site[{i}].id): duplicate site id, already defined at \
+                     site[{j}]; give each [[site]] its own id",
+                    s.id
+                ));
+            }
+        }
+    }
+
+    fn check_nodes(&self, problems: &mut Vec<String>) {
+        if self.nodes.is_empty() {
+            problems.push("no [[node]] is defined; add the nodes of every site".to_string());
+        }
+        let mut first: HashMap<&NodeId, usize> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !is_dns_label(n.id.as_str()) {
+                problems.push(format!(
+                    "node \"{}\" (node[{i}].id): not a valid DNS label (node ids go into \
+                     certificates); use 1 to 63 lowercase letters, digits or '-', not starting \
+                     or ending with '-'",
+                    n.id
+                ));
+            }
+            if let Some(j) = first.insert(&n.id, i) {
+                first.insert(&n.id, j);
+                problems.push(format!(
+                    "node \"{}\" (node[{i}].id): duplicate node id, already defined at \
+                     node[{j}]; give each [[node]] its own id",
+                    n.id
+                ));
+            }
+            if self.site(&n.site).is_none() {
+                problems.push(format!(
+                    "node \"{}\" (node[{i}].site): site \"{}\" is not defined; add a [[site]] \
+                     with id = \"{}\" or correct node.site",
+                    n.id, n.site, n.site
+                ));
+            }
+            if n.roles == Roles::default() {
+                problems.push(format!(
+                    "node \"{}\" (node[{i}].roles): roles is empty; give it at least one of \
+                     \"indicator\", \"pinger\", \"voter\"",
+                    n.id
+                ));
+            }
+        }
+        self.check_addresses(problems);
+    }
+
+    /// Two nodes may not share a mesh address, an api address, or a concrete bind address
+    /// (`0.0.0.0:port` style binds are per host and may repeat).
+    fn check_addresses(&self, problems: &mut Vec<String>) {
+        let mut mesh: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut api: HashMap<SocketAddr, usize> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(&j) = mesh.get(&n.mesh) {
+                problems.push(format!(
+                    "node \"{}\" (node[{i}].mesh): address {} is already the mesh address of \
+                     node \"{}\"; give each node its own mesh address",
+                    n.id, n.mesh, self.nodes[j].id
+                ));
+            } else {
+                mesh.insert(n.mesh, i);
+            }
+            if let Some(&j) = api.get(&n.api) {
+                problems.push(format!(
+                    "node \"{}\" (node[{i}].api): address {} is already the api address of \
+                     node \"{}\"; give each node its own api address",
+                    n.id, n.api, self.nodes[j].id
+                ));
+            } else {
+                api.insert(n.api, i);
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(bind) = n.mesh_bind.filter(|b| !b.ip().is_unspecified()) else {
+                continue;
+            };
+            for (j, other) in self.nodes.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let clash = other.mesh == bind || (other.mesh_bind == Some(bind) && j < i);
+                if clash {
+                    problems.push(format!(
+                        "node \"{}\" (node[{i}].mesh_bind): address {bind} is also the mesh \
+                         address or mesh_bind of node \"{}\"; bind each node to its own address \
+                         or use 0.0.0.0:port",
+                        n.id, other.id
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn check_watches(&self, problems: &mut Vec<String>) {
+        let mut first: HashMap<&SiteId, usize> = HashMap::new();
+        // voter -> the watched sites whose electorate it sits in without a Pinger
+        let mut blind: BTreeMap<NodeId, (usize, Vec<&SiteId>)> = BTreeMap::new();
+        for (i, w) in self.watches.iter().enumerate() {
+            let x = &w.site;
+            if let Some(j) = first.insert(x, i) {
+                first.insert(x, j);
+                problems.push(format!(
+                    "watch on {x} (watch[{i}].site): site {x} is already watched by watch[{j}]; \
+                     merge the two [[watch]] entries into one"
+                ));
+                continue;
+            }
+            if self.site(x).is_none() {
+                problems.push(format!(
+                    "watch on {x} (watch[{i}].site): site \"{x}\" is not defined; add a \
+                     [[site]] with id = \"{x}\" or correct watch.site"
+                ));
+                continue;
+            }
+            if w.by.is_empty() {
+                problems.push(format!(
+                    "watch on {x} (watch[{i}].by): `by` is empty; list the sites whose voters \
+                     judge {x}"
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for s in &w.by {
+                if s == x {
+                    problems.push(format!(
+                        "watch on {x} (watch[{i}].by): site {x} cannot watch itself — a site's \
+                         own voters cannot tell its loss from their own; remove it from `by`"
+                    ));
+                } else if self.site(s).is_none() {
+                    problems.push(format!(
+                        "watch on {x} (watch[{i}].by): site \"{s}\" is not defined; add a \
+                         [[site]] with id = \"{s}\" or correct watch.by"
+                    ));
+                } else if !seen.insert(s) {
+                    problems.push(format!(
+                        "watch on {x} (watch[{i}].by): site {s} is listed twice; list it once"
+                    ));
+                }
+            }
+            if self.indicators(x).is_empty() {
+                problems.push(format!(
+                    "watch on {x}: site {x} has no node with the indicator role, so Pingers \
+                     have nothing to probe; add \"indicator\" to the roles of a node of site {x}"
+                ));
+            }
+            let by_site = self.voters_by_site(w);
+            let mut voters: Vec<&NodeId> = by_site.values().flatten().collect();
+            voters.sort();
+            let total = voters.len();
+            if total < 3 {
+                problems.push(format!(
+                    "watch on {x}: electorate has {total} voters ({}); at least 3 are needed so \
+                     that one lost voter does not stall every verdict — add voters to the `by` \
+                     sites",
+                    list(&voters)
+                ));
+            }
+            if let Some((s, n)) = dominant(&by_site, total) {
+                if w.single_vantage == SingleVantage::Refuse {
+                    problems.push(format!(
+                        "watch on {x} (watch[{i}]): site {s} holds {n} of {total} voters, an \
+                         absolute majority of the electorate; a cut between {s} and {x} would \
+                         look exactly like a disaster of {x}. Add a witness site with voters to \
+                         `by`, or set single_vantage = \"manual\" so that failover waits for an \
+                         operator"
+                    ));
+                }
+            }
+            for id in voters {
+                let node = self.node(id).expect("voters come from the node list");
+                if !node.roles.pinger {
+                    let idx = self.nodes.iter().position(|n| &n.id == id).unwrap_or(0);
+                    blind
+                        .entry(id.clone())
+                        .or_insert((idx, Vec::new()))
+                        .1
+                        .push(x);
+                }
+            }
+        }
+        for (id, (idx, sites)) in blind {
+            problems.push(format!(
+                "node \"{id}\" (node[{idx}].roles): voter in the electorate of {} without the \
+                 pinger role; its opinion would be empty — voters judge with their own Pinger; \
+                 add \"pinger\" to its roles",
+                list(&sites)
+            ));
+        }
+    }
+}
+
+/// The site holding an absolute majority (more than half) of an electorate, if any.
+fn dominant(by_site: &BTreeMap<SiteId, Vec<NodeId>>, total: usize) -> Option<(&SiteId, usize)> {
+    by_site
+        .iter()
+        .map(|(s, v)| (s, v.len()))
+        .find(|&(_, n)| total > 0 && n * 2 > total)
+}
+
+fn check_timing(t: &Timing, problems: &mut Vec<String>) {
+    let mut zero = |key: &str, what: &str, default: &str| {
+        problems.push(format!(
+            "timing.{key} is 0; {what} — set it to at least 1 (default {default})"
+        ));
+    };
+    if t.probe_interval.is_zero() {
+        zero("probe_interval_ms", "probes need a period", "100");
+    }
+    if t.probe_timeout.is_zero() {
+        zero(
+            "probe_timeout_ms",
+            "no probe could ever answer in time",
+            "100",
+        );
+    }
+    if t.retries == 0 {
+        zero(
+            "retries",
+            "an Indicator needs at least one miss to be unreachable",
+            "5",
+        );
+    }
+    if t.vote_timeout.is_zero() {
+        zero(
+            "vote_timeout_ms",
+            "no vote round could ever gather answers",
+            "300",
+        );
+    }
+    if t.max_vote_rounds == 0 {
+        zero("max_vote_rounds", "no vote round would ever run", "3");
+    }
+    if t.revote_after.is_zero() {
+        zero(
+            "revote_after_ms",
+            "voters would re-ask without pause",
+            "5 × probe budget",
+        );
+    }
+    if t.status_interval.is_zero() {
+        zero(
+            "status_interval_ms",
+            "status would be sent without pause",
+            "1000",
+        );
+    }
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What `quorate check-config FLEET` runs: prints "fleet OK: <n> sites, <n> nodes, <n> watches,
+/// hash <first 12 hex>" plus warnings to stdout and returns 0; or prints "error: ..." lines to
+/// stderr (one per problem) and returns 1.
+pub fn check_config_main(path: &Path) -> ExitCode {
+    match Fleet::load(path) {
+        Ok(fleet) => {
+            println!(
+                "fleet OK: {} sites, {} nodes, {} watches, hash {}",
+                fleet.sites.len(),
+                fleet.nodes.len(),
+                fleet.watches.len(),
+                &fleet.hash[..12]
+            );
+            for w in fleet.warnings() {
+                println!("warning: {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid(problems)) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!(
+                "{}: refused, {} problem{}",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sites a (primary), b (backup), c (witness); a and b each judged by the two others.
+    /// Node order (indices in messages): a1 a2 a3 b1 b2 b3 c1 c2.
+    const BASE: &str = r#"
+[[site]]
+id = "a"
+kind = "primary"
+[[site]]
+id = "b"
+kind = "backup"
+[[site]]
+id = "c"
+kind = "witness"
+
+[[node]]
+id = "a1"
+site = "a"
+roles = ["indicator", "pinger", "voter"]
+mesh = "127.0.1.1:7401"
+api = "127.0.1.1:7501"
+[[node]]
+id = "a2"
+site = "a"
+roles = ["indicator", "pinger", "voter"]
+mesh = "127.0.1.2:7401"
+api = "127.0.1.2:7501"
+[[node]]
+id = "a3"
+site = "a"
+roles = ["indicator"]
+mesh = "127.0.1.3:7401"
+api = "127.0.1.3:7501"
+[[node]]
+id = "b1"
+site = "b"
+roles = ["indicator", "pinger", "voter"]
+mesh = "127.0.2.1:7401"
+api = "127.0.2.1:7501"
+[[node]]
+id = "b2"
+site = "b"
+roles = ["indicator", "pinger", "voter"]
+mesh = "127.0.2.2:7401"
+api = "127.0.2.2:7501"
+[[node]]
+id = "b3"
+site = "b"
+roles = ["indicator"]
+mesh = "127.0.2.3:7401"
+api = "127.0.2.3:7501"
+[[node]]
+id = "c1"
+site = "c"
+roles = ["pinger", "voter"]
+mesh = "127.0.3.1:7401"
+api = "127.0.3.1:7501"
+[[node]]
+id = "c2"
+site = "c"
+roles = ["pinger", "voter"]
+mesh = "127.0.3.2:7401"
+api = "127.0.3.2:7501"
+
+[[watch]]
+site = "a"
+by = ["b", "c"]
+[[watch]]
+site = "b"
+by = ["a", "c"]
+"#;
+
+    /// `BASE` with one exact piece of text replaced (which must occur).
+    fn base_with(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "BASE lacks {from:?}");
+        BASE.replacen(from, to, 1)
+    }
+
+    fn roles_of(node: &str, roles: &str) -> String {
+        let at = BASE
+            .find(&format!("id = \"{node}\""))
+            .expect("node in BASE");
+        let start = at + BASE[at..].find("roles = ").expect("roles line");
+        let end = start + BASE[start..].find('\n').expect("line end");
+        format!("{}roles = {roles}{}", &BASE[..start], &BASE[end..])
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match Fleet::parse(text) {
+            Err(ConfigError::Invalid(p)) => p,
+            Err(e) => panic!("expected validation problems, got {e:?}"),
+            Ok(_) => panic!("expected validation problems, the fleet was accepted"),
+        }
+    }
+
+    fn syntax(text: &str) -> String {
+        match Fleet::parse(text) {
+            Err(ConfigError::Syntax(m)) => m,
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    fn assert_problem(text: &str, needle: &str) {
+        let p = problems(text);
+        assert!(
+            p.iter().any(|l| l.contains(needle)),
+            "no problem contains {needle:?}:\n{}",
+            p.join("\n")
+        );
+    }
+
+    fn ids(v: &[&str]) -> Vec<NodeId> {
+        v.iter().map(|s| NodeId::from(*s)).collect()
+    }
+
+    #[test]
+    fn the_base_fleet_of_these_tests_is_valid_and_warns_of_nothing() {
+        let fleet = Fleet::parse(BASE).expect("valid");
+        assert_eq!(fleet.warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn example_fleets_pass_validation() {
+        for (name, text) in [
+            ("three-sites", include_str!("../config/three-sites.toml")),
+            (
+                "three-sites-fast",
+                include_str!("../config/three-sites-fast.toml"),
+            ),
+        ] {
+            let fleet = Fleet::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(fleet.warnings(), Vec::<String>::new(), "{name}");
+            assert_eq!(
+                fleet.electorate(&"a".into()),
+                ids(&["b1", "b2", "c1", "c2"]),
+                "{name}"
+            );
+            assert_eq!(
+                fleet.node(&"b2".into()).map(|n| (n.mesh, n.api)),
+                Some((
+                    "127.0.2.2:7401".parse().unwrap(),
+                    "127.0.2.2:7501".parse().unwrap()
+                )),
+                "{name}"
+            );
+        }
+        let fast = Fleet::parse(include_str!("../config/three-sites-fast.toml")).unwrap();
+        assert_eq!(fast.timing.probe_interval, Duration::from_millis(20));
+        assert_eq!(fast.timing.probe_timeout, Duration::from_millis(20));
+        assert_eq!(fast.timing.vote_timeout, Duration::from_millis(100));
+        assert_eq!(fast.timing.probe_budget(), Duration::from_millis(120));
+    }
+
+    #[test]
+    fn the_two_site_example_is_valid_only_because_it_opts_into_manual_failover() {
+        let text = include_str!("../config/two-sites-manual.toml");
+        let fleet = Fleet::parse(text).expect("valid");
+        let warnings = fleet.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().all(|w| w.contains("manual")));
+        let refused = text.replace("single_vantage = \"manual\"", "");
+        assert_problem(&refused, "would look exactly like a disaster");
+    }
+
+    #[test]
+    fn an_empty_timing_table_means_the_drl_timings() {
+        let fleet = Fleet::parse(BASE).unwrap();
+        let t = &fleet.timing;
+        assert_eq!(t.probe_interval, Duration::from_millis(100));
+        assert_eq!(t.probe_timeout, Duration::from_millis(100));
+        assert_eq!(t.retries, 5);
+        assert_eq!(t.vote_timeout, Duration::from_millis(300));
+        assert_eq!(t.max_vote_rounds, 3);
+        assert_eq!(t.hold_down, Duration::from_secs(300));
+        assert_eq!(t.probe_budget(), Duration::from_millis(600));
+        assert_eq!(t.revote_after, Duration::from_millis(3000));
+        assert_eq!(t.status_interval, Duration::from_millis(1000));
+        assert_eq!(*t, Timing::default());
+    }
+
+    #[test]
+    fn revote_after_defaults_to_five_probe_budgets_of_the_file_timings() {
+        let text = format!("[timing]\nprobe_interval_ms = 10\nretries = 2\n{BASE}");
+        let t = Fleet::parse(&text).unwrap().timing;
+        assert_eq!(t.probe_budget(), Duration::from_millis(120));
+        assert_eq!(t.revote_after, Duration::from_millis(600));
+    }
+
+    #[test]
+    fn optional_timings_are_read_when_given() {
+        let text = format!(
+            "[timing]\nrevote_after_ms = 42\nstatus_interval_ms = 7\nhold_down_s = 0\n{BASE}"
+        );
+        let t = Fleet::parse(&text).unwrap().timing;
+        assert_eq!(t.revote_after, Duration::from_millis(42));
+        assert_eq!(t.status_interval, Duration::from_millis(7));
+        assert_eq!(t.hold_down, Duration::ZERO);
+    }
+
+    #[test]
+    fn an_unknown_key_is_a_syntax_error_naming_the_key_and_its_line() {
+        let m = syntax(&format!("[timing]\nprobe_intervall_ms = 100\n{BASE}"));
+        assert!(m.starts_with("line 2, column 1"), "{m}");
+        assert!(m.contains("unknown field `probe_intervall_ms`"), "{m}");
+        assert!(
+            m.contains("`probe_interval_ms`"),
+            "the valid keys are listed: {m}"
+        );
+
+        let m = syntax(&base_with(
+            "kind = \"primary\"",
+            "kind = \"primary\"\nname = \"x\"",
+        ));
+        assert!(m.contains("unknown field `name`"), "{m}");
+        let m = syntax(&BASE.replace("[[watch]]", "[[watches]]"));
+        assert!(m.contains("unknown field `watches`"), "{m}");
+    }
+
+    #[test]
+    fn an_unknown_role_or_site_kind_is_a_syntax_error_listing_the_valid_ones() {
+        let m = syntax(&roles_of("c2", r#"["pnger", "voter"]"#));
+        assert!(m.contains("unknown variant `pnger`"), "{m}");
+        assert!(m.contains("`indicator`, `pinger`, `voter`"), "{m}");
+        let m = syntax(&base_with("\"witness\"", "\"witnes\""));
+        assert!(m.contains("unknown variant `witnes`"), "{m}");
+        let m = syntax(&base_with(
+            "by = [\"b\", \"c\"]",
+            "by = [\"b\", \"c\"]\nsingle_vantage = \"auto\"",
+        ));
+        assert!(m.contains("unknown variant `auto`"), "{m}");
+    }
+
+    #[test]
+    fn a_malformed_address_is_a_syntax_error() {
+        let m = syntax(&base_with("\"127.0.1.1:7401\"", "\"127.0.1.1\""));
+        assert!(m.contains("invalid socket address"), "{m}");
+    }
+
+    #[test]
+    fn a_duplicate_site_id_is_refused() {
+        let text = base_with("id = \"c\"", "id = \"b\"");
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("site \"b\" (site[2].id): duplicate site id")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_node_id_is_refused() {
+        assert_problem(
+            &base_with("id = \"b2\"", "id = \"b1\""),
+            "node \"b1\" (node[4].id): duplicate node id, already defined at node[3]",
+        );
+    }
+
+    #[test]
+    fn a_node_in_an_undefined_site_names_the_key_and_the_fix() {
+        let text = base_with("id = \"b3\"\nsite = \"b\"", "id = \"b3\"\nsite = \"x\"");
+        assert_eq!(
+            problems(&text),
+            vec![
+                "node \"b3\" (node[5].site): site \"x\" is not defined; add a [[site]] with \
+                  id = \"x\" or correct node.site"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_node_without_roles_is_refused() {
+        assert_problem(
+            &roles_of("a3", "[]"),
+            "node \"a3\" (node[2].roles): roles is empty",
+        );
+    }
+
+    #[test]
+    fn ids_must_be_dns_labels_because_they_go_into_certificates() {
+        for good in ["a", "a1", "dc-east-2", &"x".repeat(63)] {
+            assert!(is_dns_label(good), "{good}");
+        }
+        for bad in ["", "A1", "a_1", "a.b", "-a", "a-", "é", &"x".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+        assert_problem(
+            &base_with("id = \"a2\"", "id = \"A2\""),
+            "node \"A2\" (node[1].id): not a valid DNS label",
+        );
+        assert_problem(
+            &BASE.replace("\"c\"", "\"c_w\""),
+            "site \"c_w\" (site[2].id): not a valid DNS label",
+        );
+    }
+
+    #[test]
+    fn two_nodes_with_the_same_mesh_or_api_address_clash() {
+        assert_problem(
+            &base_with("\"127.0.2.2:7401\"", "\"127.0.2.1:7401\""),
+            "node \"b2\" (node[4].mesh): address 127.0.2.1:7401 is already the mesh address of node \"b1\"",
+        );
+        assert_problem(
+            &base_with("\"127.0.2.2:7501\"", "\"127.0.2.1:7501\""),
+            "node \"b2\" (node[4].api): address 127.0.2.1:7501 is already the api address of node \"b1\"",
+        );
+    }
+
+    #[test]
+    fn a_mesh_bind_on_another_nodes_address_clashes_but_wildcard_binds_may_repeat() {
+        let on_c1 = base_with(
+            "mesh = \"127.0.3.2:7401\"",
+            "mesh = \"127.0.3.2:7401\"\nmesh_bind = \"127.0.3.1:7401\"",
+        );
+        assert_problem(
+            &on_c1,
+            "node \"c2\" (node[7].mesh_bind): address 127.0.3.1:7401",
+        );
+
+        let wildcard = BASE
+            .replace(
+                "mesh = \"127.0.3.1:7401\"",
+                "mesh = \"127.0.3.1:7401\"\nmesh_bind = \"0.0.0.0:7401\"",
+            )
+            .replace(
+                "mesh = \"127.0.3.2:7401\"",
+                "mesh = \"127.0.3.2:7401\"\nmesh_bind = \"0.0.0.0:7401\"",
+            );
+        let fleet = Fleet::parse(&wildcard).expect("wildcard binds are per host");
+        let c1 = fleet.node(&"c1".into()).unwrap();
+        assert_eq!(c1.mesh_bind_addr(), "0.0.0.0:7401".parse().unwrap());
+    }
+
+    #[test]
+    fn a_watch_of_an_undefined_site_is_refused() {
+        let text = format!("{BASE}[[watch]]\nsite = \"z\"\nby = [\"a\"]\n");
+        assert_problem(
+            &text,
+            "watch on z (watch[2].site): site \"z\" is not defined; add a [[site]] with id = \"z\" or correct watch.site",
+        );
+    }
+
+    #[test]
+    fn by_may_name_neither_an_undefined_site_nor_the_watched_site() {
+        assert_problem(
+            &base_with("by = [\"b\", \"c\"]", "by = [\"b\", \"c\", \"d\"]"),
+            "watch on a (watch[0].by): site \"d\" is not defined",
+        );
+        assert_problem(
+            &base_with("by = [\"b\", \"c\"]", "by = [\"a\", \"b\", \"c\"]"),
+            "watch on a (watch[0].by): site a cannot watch itself",
+        );
+        assert_problem(
+            &base_with("by = [\"b\", \"c\"]", "by = [\"b\", \"c\", \"b\"]"),
+            "site b is listed twice",
+        );
+    }
+
+    #[test]
+    fn a_second_watch_on_the_same_site_is_refused() {
+        let text = format!("{BASE}[[watch]]\nsite = \"a\"\nby = [\"b\", \"c\"]\n");
+        assert_problem(
+            &text,
+            "watch on a (watch[2].site): site a is already watched by watch[0]",
+        );
+    }
+
+    #[test]
+    fn an_electorate_of_fewer_than_three_voters_is_refused_with_the_voters_named() {
+        let text = roles_of("b2", r#"["indicator"]"#).replacen(
+            "id = \"c2\"\nsite = \"c\"\nroles = [\"pinger\", \"voter\"]",
+            "id = \"c2\"\nsite = \"c\"\nroles = [\"pinger\"]",
+            1,
+        );
+        assert_problem(
+            &text,
+            "watch on a: electorate has 2 voters (b1, c1); at least 3 are needed so that one lost \
+             voter does not stall every verdict — add voters to the `by` sites",
+        );
+    }
+
+    #[test]
+    fn a_watched_site_without_indicators_is_refused() {
+        let text = roles_of("a1", r#"["pinger", "voter"]"#);
+        let text = text.replacen(
+            "id = \"a2\"\nsite = \"a\"\nroles = [\"indicator\", \"pinger\", \"voter\"]",
+            "id = \"a2\"\nsite = \"a\"\nroles = [\"pinger\", \"voter\"]",
+            1,
+        );
+        let text = text.replacen(
+            "id = \"a3\"\nsite = \"a\"\nroles = [\"indicator\"]",
+            "id = \"a3\"\nsite = \"a\"\nroles = [\"pinger\"]",
+            1,
+        );
+        assert_problem(
+            &text,
+            "watch on a: site a has no node with the indicator role",
+        );
+    }
+
+    #[test]
+    fn a_voter_without_a_pinger_is_refused_once_naming_every_electorate() {
+        let p = problems(&roles_of("c2", r#"["voter"]"#));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "node \"c2\" (node[7].roles): voter in the electorate of a, b without the pinger role"
+            ),
+            "{p:?}"
+        );
+        assert!(p[0].contains("add \"pinger\" to its roles"));
+    }
+
+    #[test]
+    fn electorate_with_one_dominant_site_is_refused_without_manual_opt_in() {
+        // b3 becomes a voter and a is judged by b and a one-voter witness d: b holds 3 of 4.
+        let text = roles_of("b3", r#"["indicator", "pinger", "voter"]"#).replacen(
+            "by = [\"b\", \"c\"]",
+            "by = [\"b\", \"d\"]",
+            1,
+        ) + "[[site]]\nid = \"d\"\nkind = \"witness\"\n\
+               [[node]]\nid = \"d1\"\nsite = \"d\"\nroles = [\"pinger\", \"voter\"]\n\
+               mesh = \"127.0.4.1:7401\"\napi = \"127.0.4.1:7501\"\n";
+        let p = problems(&text);
+        let line = p
+            .iter()
+            .find(|l| l.starts_with("watch on a"))
+            .unwrap_or_else(|| panic!("{p:?}"));
+        assert!(line.contains("site b holds 3 of 4 voters"), "{line}");
+        assert!(
+            line.contains("a cut between b and a would look exactly like a disaster"),
+            "{line}"
+        );
+        assert!(line.contains("Add a witness site with voters"), "{line}");
+        assert!(line.contains("single_vantage = \"manual\""), "{line}");
+
+        let manual = text.replacen(
+            "by = [\"b\", \"d\"]",
+            "by = [\"b\", \"d\"]\nsingle_vantage = \"manual\"",
+            1,
+        );
+        let fleet = Fleet::parse(&manual).expect("manual opt-in is accepted");
+        assert_eq!(
+            fleet.warnings(),
+            vec![
+                "watch on a: single_vantage = manual: site b holds 3 of 4 voters; verdicts are \
+                  shown but failover waits for an operator"
+                    .to_string()
+            ]
+        );
+        assert_eq!(
+            fleet.watch(&"a".into()).unwrap().single_vantage,
+            SingleVantage::Manual
+        );
+    }
+
+    #[test]
+    fn exactly_half_of_the_electorate_is_not_a_majority() {
+        // BASE: b holds 2 of the 4 voters of a.
+        let fleet = Fleet::parse(BASE).unwrap();
+        assert_eq!(fleet.electorate(&"a".into()).len(), 4);
+        assert_eq!(
+            fleet.watch(&"a".into()).unwrap().single_vantage,
+            SingleVantage::Refuse
+        );
+    }
+
+    #[test]
+    fn zero_timings_are_each_refused() {
+        for (key, line) in [
+            ("probe_interval_ms", "probe_interval_ms = 0"),
+            ("probe_timeout_ms", "probe_timeout_ms = 0"),
+            ("retries", "retries = 0"),
+            ("vote_timeout_ms", "vote_timeout_ms = 0"),
+            ("max_vote_rounds", "max_vote_rounds = 0"),
+            ("revote_after_ms", "revote_after_ms = 0"),
+            ("status_interval_ms", "status_interval_ms = 0"),
+        ] {
+            let p = problems(&format!("[timing]\n{line}\n{BASE}"));
+            assert_eq!(p.len(), 1, "{key}: {p:?}");
+            assert!(p[0].starts_with(&format!("timing.{key} is 0;")), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn an_overflowing_probe_budget_is_refused_rather_than_a_panic() {
+        let text =
+            format!("[timing]\nprobe_interval_ms = 18446744073709551615\nretries = 9\n{BASE}");
+        assert_problem(&text, "overflows");
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let text = format!("[timing]\nretries = 0\n{BASE}")
+            .replacen("id = \"a2\"", "id = \"a1\"", 1)
+            .replacen(
+                "site = \"b\"\nroles = [\"indicator\"]",
+                "site = \"x\"\nroles = [\"indicator\"]",
+                1,
+            );
+        let p = problems(&text);
+        assert_eq!(p.len(), 3, "{p:?}");
+        let err = ConfigError::Invalid(p.clone());
+        assert_eq!(err.to_string(), p.join("\n"));
+        assert_eq!(err.to_string().lines().count(), 3);
+    }
+
+    #[test]
+    fn an_empty_file_is_refused_for_lack_of_sites_and_nodes() {
+        let p = problems("");
+        assert!(p.iter().any(|l| l.starts_with("no [[site]]")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("no [[node]]")), "{p:?}");
+    }
+
+    #[test]
+    fn electorate_is_the_sorted_voters_of_the_by_sites() {
+        let text = base_with("by = [\"b\", \"c\"]", "by = [\"c\", \"b\"]");
+        let fleet = Fleet::parse(&text).unwrap();
+        assert_eq!(
+            fleet.electorate(&"a".into()),
+            ids(&["b1", "b2", "c1", "c2"])
+        );
+        assert_eq!(
+            fleet.electorate(&"b".into()),
+            ids(&["a1", "a2", "c1", "c2"])
+        );
+        assert_eq!(
+            fleet.electorate(&"c".into()),
+            Vec::<NodeId>::new(),
+            "c is unwatched"
+        );
+    }
+
+    #[test]
+    fn indicators_are_the_sorted_indicator_nodes_of_a_site() {
+        let fleet = Fleet::parse(BASE).unwrap();
+        assert_eq!(fleet.indicators(&"a".into()), ids(&["a1", "a2", "a3"]));
+        assert_eq!(fleet.indicators(&"c".into()), Vec::<NodeId>::new());
+        assert_eq!(fleet.indicators(&"x".into()), Vec::<NodeId>::new());
+    }
+
+    #[test]
+    fn watched_by_site_lists_the_sites_a_site_judges() {
+        let fleet = Fleet::parse(BASE).unwrap();
+        let sites = |v: &[&str]| v.iter().map(|s| SiteId::from(*s)).collect::<Vec<_>>();
+        assert_eq!(fleet.watched_by_site(&"a".into()), sites(&["b"]));
+        assert_eq!(fleet.watched_by_site(&"b".into()), sites(&["a"]));
+        assert_eq!(fleet.watched_by_site(&"c".into()), sites(&["a", "b"]));
+    }
+
+    #[test]
+    fn lookups_find_nodes_sites_and_watches_by_id() {
+        let fleet = Fleet::parse(BASE).unwrap();
+        let a3 = fleet.node(&"a3".into()).unwrap();
+        assert_eq!(a3.site, SiteId::from("a"));
+        assert_eq!(
+            a3.roles,
+            Roles {
+                indicator: true,
+                pinger: false,
+                voter: false
+            }
+        );
+        assert_eq!(fleet.site(&"c".into()).unwrap().kind, SiteKind::Witness);
+        assert_eq!(
+            fleet.watch(&"b".into()).unwrap().by,
+            vec![SiteId::from("a"), SiteId::from("c")]
+        );
+        assert!(fleet.node(&"zz".into()).is_none());
+        assert!(fleet.site(&"zz".into()).is_none());
+        assert!(fleet.watch(&"c".into()).is_none());
+    }
+
+    #[test]
+    fn the_hash_is_the_hex_sha256_of_the_text() {
+        assert_eq!(
+            hex_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let fleet = Fleet::parse(BASE).unwrap();
+        assert_eq!(fleet.hash, hex_sha256(BASE));
+        assert_eq!(fleet.source, BASE);
+        let other = Fleet::parse(&format!("# comment\n{BASE}")).unwrap();
+        assert_ne!(other.hash, fleet.hash, "any edit changes the fleet version");
+    }
+
+    #[test]
+    fn an_unwatched_site_and_a_by_site_without_voters_are_warnings() {
+        let text = roles_of("c1", r#"["pinger"]"#);
+        let text = text.replacen(
+            "id = \"c2\"\nsite = \"c\"\nroles = [\"pinger\", \"voter\"]",
+            "id = \"c2\"\nsite = \"c\"\nroles = [\"pinger\"]",
+            1,
+        );
+        // Without c's voters, b holds all of a's electorate: opt in to keep the fleet valid.
+        let text = text
+            .replace(
+                "by = [\"b\", \"c\"]",
+                "by = [\"b\", \"c\"]\nsingle_vantage = \"manual\"",
+            )
+            .replace(
+                "by = [\"a\", \"c\"]",
+                "by = [\"a\", \"c\"]\nsingle_vantage = \"manual\"",
+            );
+        let text = text.replace(
+            "roles = [\"indicator\"]",
+            "roles = [\"indicator\", \"pinger\", \"voter\"]",
+        );
+        let w = Fleet::parse(&text).expect("valid").warnings();
+        assert!(
+            w.iter().any(|l| l.contains("site c in `by` has no voter")),
+            "{w:?}"
+        );
+
+        let unwatched = BASE.split("[[watch]]\nsite = \"b\"").next().unwrap();
+        let w = Fleet::parse(unwatched).expect("valid").warnings();
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with("site b (Backup) has no [[watch]]")),
+            "{w:?}"
+        );
+    }
 }

@@ -4,6 +4,10 @@
 //! messages over QUIC with mutual TLS, `store` keeps what must survive a crash in SQLite and
 //! `api` answers REST queries from published snapshots.
 
+pub mod api;
 pub mod config;
 pub mod core;
+pub mod net;
+pub mod node;
+pub mod store;
 pub mod wire;

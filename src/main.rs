@@ -24,9 +24,6 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::CheckConfig { fleet } => {
-            let _ = fleet;
-            ExitCode::SUCCESS
-        }
+        Cmd::CheckConfig { fleet } => quorate::config::check_config_main(&fleet),
     }
 }

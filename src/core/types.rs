@@ -10,7 +10,7 @@ use std::time::Duration;
 pub struct NodeId(pub String);
 
 /// A site id from the fleet file.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SiteId(pub String);
 
 macro_rules! id_impls {

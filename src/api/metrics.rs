@@ -1,0 +1,184 @@
+//! Prometheus text exposition of a node snapshot.
+
+use crate::node::snapshot::{Histogram, NodeSnapshot};
+use std::fmt::Write;
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (b, c) in h.bounds.iter().zip(&h.counts) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
+}
+
+pub fn render(s: &NodeSnapshot) -> String {
+    let c = &s.counters;
+    let m = &s.mesh;
+    let mut out = String::new();
+    counter(
+        &mut out,
+        "quorate_probes_sent_total",
+        "Probes this node's Pinger sent.",
+        c.probes_sent,
+    );
+    counter(
+        &mut out,
+        "quorate_probes_answered_total",
+        "Probe answers received within the timeout.",
+        c.probes_answered,
+    );
+    counter(
+        &mut out,
+        "quorate_probes_late_total",
+        "Probe answers received after their timeout.",
+        c.probes_late,
+    );
+    counter(
+        &mut out,
+        "quorate_probe_misses_total",
+        "Probes not answered within the timeout.",
+        c.probe_misses,
+    );
+    counter(
+        &mut out,
+        "quorate_indicator_answers_total",
+        "Probes this node answered as an Indicator.",
+        m.probes_answered_by_me,
+    );
+    counter(
+        &mut out,
+        "quorate_false_positives_external_total",
+        "Indicators believed unreachable that answered again.",
+        c.false_positives_external,
+    );
+    counter(
+        &mut out,
+        "quorate_false_positives_internal_total",
+        "Vote rounds this node started for DOWN that the electorate contradicted.",
+        c.false_positives_internal,
+    );
+    counter(
+        &mut out,
+        "quorate_retries_until_up_total",
+        "Unreachable Indicators that became reachable again.",
+        c.retries_until_up,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quorate_vote_rounds_total Vote rounds this node ran, by outcome.\n# TYPE quorate_vote_rounds_total counter"
+    );
+    for outcome in [
+        "down",
+        "up",
+        "false_positive",
+        "still_down",
+        "undecided",
+        "conflict",
+        "superseded",
+    ] {
+        let v = c.vote_rounds.get(outcome).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "quorate_vote_rounds_total{{outcome=\"{outcome}\"}} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quorate_verdicts_total Committed verdicts this node learned.\n# TYPE quorate_verdicts_total counter"
+    );
+    for ((site, verdict), v) in &c.verdicts {
+        let _ = writeln!(
+            out,
+            "quorate_verdicts_total{{site=\"{site}\",verdict=\"{verdict}\"}} {v}"
+        );
+    }
+    histogram(
+        &mut out,
+        "quorate_detection_delay_seconds",
+        "First missed probe of the DOWN streak -> committed DOWN verdict known here.",
+        &c.detection_delay,
+    );
+    histogram(
+        &mut out,
+        "quorate_decision_delay_seconds",
+        "This node's DOWN opinion -> committed DOWN verdict known here.",
+        &c.decision_delay,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_messages_sent_total",
+        "Stream messages sent.",
+        m.messages_sent,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_messages_received_total",
+        "Stream messages received.",
+        m.messages_received,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_malformed_datagrams_total",
+        "Datagrams dropped as malformed.",
+        m.malformed_datagrams,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_malformed_messages_total",
+        "Stream messages dropped as malformed.",
+        m.malformed_messages,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_oversized_messages_total",
+        "Stream messages dropped as too large.",
+        m.oversized_messages,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_rejected_handshakes_total",
+        "Incoming connections refused (certificate).",
+        m.rejected_handshakes,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_udp_tx_bytes_total",
+        "UDP payload bytes sent.",
+        m.udp_tx_bytes,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_udp_tx_datagrams_total",
+        "UDP datagrams sent.",
+        m.udp_tx_datagrams,
+    );
+    counter(
+        &mut out,
+        "quorate_fleet_reloads_total",
+        "Fleet file changes applied.",
+        c.fleet_reloads,
+    );
+    counter(
+        &mut out,
+        "quorate_fleet_reload_errors_total",
+        "Fleet file changes refused.",
+        c.fleet_reload_errors,
+    );
+    counter(
+        &mut out,
+        "quorate_persist_errors_total",
+        "Durable writes that failed.",
+        c.persist_errors,
+    );
+    let peers_up = s.peers.iter().filter(|p| p.reachable).count();
+    let _ = writeln!(out, "# HELP quorate_peers_reachable Peers heard from recently.\n# TYPE quorate_peers_reachable gauge\nquorate_peers_reachable {peers_up}");
+    out
+}

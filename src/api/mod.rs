@@ -1,0 +1,157 @@
+//! The REST API (axum). Handlers read the node's published snapshot and never touch the
+//! running state machines; every error is JSON `{"error": "..."}` with a fitting status code.
+
+mod metrics;
+
+use crate::node::snapshot::{NodeSnapshot, SiteView};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+type Snap = watch::Receiver<Arc<NodeSnapshot>>;
+
+pub fn router(snapshot: Snap) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/status", get(status))
+        .route("/v1/sites", get(sites))
+        .route("/v1/sites/{id}", get(site))
+        .route("/v1/verdicts", get(verdicts))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(snapshot)
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed on {}", uri.path()),
+    )
+}
+
+async fn healthz(State(s): State<Snap>) -> Response {
+    let snap = s.borrow().clone();
+    match &snap.voting_disabled {
+        None => Json(json!({ "status": "ok", "node": snap.node })).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "degraded", "node": snap.node, "reason": why })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(s): State<Snap>) -> Response {
+    let snap = s.borrow().clone();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&snap),
+    )
+        .into_response()
+}
+
+fn site_summary(v: &SiteView) -> Value {
+    json!({
+        "id": v.id,
+        "opinion": v.opinion,
+        "verdict": v.verdict,
+        "epoch": v.epoch,
+        "decided_at": v.decided_at,
+        "leader": v.leader,
+        "failover": v.failover,
+        "hold_down_until": v.hold_down_until,
+    })
+}
+
+async fn status(State(s): State<Snap>) -> Json<Value> {
+    let snap = s.borrow().clone();
+    let mismatched: Vec<_> = snap
+        .peers
+        .iter()
+        .filter(|p| p.fleet_hash.as_ref().is_some_and(|h| *h != snap.fleet_hash))
+        .map(|p| p.node.clone())
+        .collect();
+    Json(json!({
+        "node": snap.node,
+        "site": snap.site,
+        "roles": snap.roles,
+        "fleet_hash": snap.fleet_hash,
+        "fleet_error": snap.fleet_error,
+        "fleet_mismatch": mismatched,
+        "voting_disabled": snap.voting_disabled,
+        "peers": snap.peers,
+        "sites": snap.sites.iter().map(site_summary).collect::<Vec<_>>(),
+    }))
+}
+
+async fn sites(State(s): State<Snap>) -> Json<Value> {
+    let snap = s.borrow().clone();
+    Json(json!({ "sites": snap.sites.iter().map(site_summary).collect::<Vec<_>>() }))
+}
+
+async fn site(State(s): State<Snap>, Path(id): Path<String>) -> Response {
+    let snap = s.borrow().clone();
+    match snap.sites.iter().find(|v| v.id.as_str() == id) {
+        Some(v) => Json(v).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no watched site {id:?} in this fleet"),
+        ),
+    }
+}
+
+async fn verdicts(State(s): State<Snap>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let snap = s.borrow().clone();
+    for k in q.keys() {
+        if k != "site" && k != "limit" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query parameter {k:?}; use site and limit"),
+            );
+        }
+    }
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "limit must be a whole number from 1 to 1000",
+            )
+        }
+    };
+    let site = q.get("site");
+    if let Some(id) = site {
+        if !snap.sites.iter().any(|v| v.id.as_str() == id) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no watched site {id:?} in this fleet"),
+            );
+        }
+    }
+    let list: Vec<_> = snap
+        .history
+        .iter()
+        .filter(|v| site.is_none_or(|s| v.site.as_str() == s))
+        .take(limit)
+        .collect();
+    Json(json!({ "verdicts": list })).into_response()
+}

@@ -1,0 +1,467 @@
+//! The Pinger: probes every Indicator of the watched sites on a fixed period, counts misses
+//! and turns them into a site opinion by the ORBIT/DRL rule (UP while any Indicator is
+//! reachable, DOWN when none is). It owns the probe schedule and the evidence; it never sends
+//! anything itself: it emits `SendProbe` and the driver carries it.
+
+use super::types::{NodeId, Opinion, SiteId, Time};
+use crate::wire::{IndicatorView, OpinionReport, MAX_REPORTED_INDICATORS};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingerConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive misses after which an Indicator is unreachable.
+    pub retries: u32,
+}
+
+impl PingerConfig {
+    pub fn from_timing(t: &crate::config::Timing) -> PingerConfig {
+        PingerConfig {
+            interval: t.probe_interval,
+            timeout: t.probe_timeout,
+            retries: t.retries.max(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PingerAction {
+    SendProbe {
+        indicator: NodeId,
+        nonce: u64,
+    },
+    /// The first miss of a streak: the start of a possible detection, kept for the timeline.
+    FirstMiss {
+        site: SiteId,
+        indicator: NodeId,
+    },
+    IndicatorUnreachable {
+        site: SiteId,
+        indicator: NodeId,
+    },
+    OpinionChanged {
+        site: SiteId,
+        from: Opinion,
+        to: Opinion,
+    },
+    /// An Indicator this Pinger believed unreachable answered: the DOWN belief was wrong.
+    ExternalFalsePositive {
+        site: SiteId,
+        indicator: NodeId,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    Unknown,
+    Reachable,
+    Unreachable,
+}
+
+#[derive(Clone, Debug)]
+struct IndicatorState {
+    id: NodeId,
+    reach: Reach,
+    misses: u32,
+    last_rtt: Option<Duration>,
+    last_seen: Option<Time>,
+    /// Sent time of the first missed probe of the current streak.
+    streak_from: Option<Time>,
+    /// Probes in flight: (nonce, sent at). At most ceil(timeout / interval) + 1.
+    outstanding: VecDeque<(u64, Time)>,
+}
+
+impl IndicatorState {
+    fn new(id: NodeId) -> Self {
+        IndicatorState {
+            id,
+            reach: Reach::Unknown,
+            misses: 0,
+            last_rtt: None,
+            last_seen: None,
+            streak_from: None,
+            outstanding: VecDeque::new(),
+        }
+    }
+    fn fresh(&self) -> bool {
+        self.reach == Reach::Reachable && self.misses == 0
+    }
+}
+
+/// Counts kept incrementally so that an answer costs O(1) even with thousands of Indicators.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    fresh: usize,
+    reachable: usize,
+    unreachable: usize,
+}
+
+#[derive(Clone, Debug)]
+struct WatchedSite {
+    id: SiteId,
+    indicators: Vec<IndicatorState>,
+    tally: Tally,
+    opinion: Opinion,
+    last_evidence: Option<Time>,
+    /// When the current DOWN opinion's miss streak began (first missed probe).
+    down_from: Option<Time>,
+}
+
+impl WatchedSite {
+    fn opinion_by_rule(&self) -> Opinion {
+        let t = &self.tally;
+        if t.fresh > 0 {
+            Opinion::Up
+        } else if t.reachable > 0 {
+            Opinion::Suspect
+        } else if !self.indicators.is_empty() && t.unreachable == self.indicators.len() {
+            Opinion::Down
+        } else {
+            Opinion::Unknown
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PingerStats {
+    pub probes_sent: u64,
+    pub answers: u64,
+    pub late_answers: u64,
+    pub misses: u64,
+    pub external_false_positives: u64,
+    /// Answers after an Indicator had been declared unreachable ("retries until UP").
+    pub recoveries: u64,
+}
+
+pub struct Pinger {
+    cfg: PingerConfig,
+    sites: Vec<WatchedSite>,
+    /// Indicator id -> (site index, indicator index).
+    index: HashMap<NodeId, (usize, usize)>,
+    next_round: Time,
+    /// Send times of rounds that may still have probes in flight, oldest first. All probes of
+    /// a round share its send time, so the earliest deadline is the front + timeout.
+    rounds_in_flight: VecDeque<Time>,
+    rng: StdRng,
+    actions: VecDeque<PingerAction>,
+    stats: PingerStats,
+}
+
+impl Pinger {
+    /// `watches` lists each watched site with its Indicators. The first round goes out at `now`.
+    pub fn new(
+        cfg: PingerConfig,
+        watches: Vec<(SiteId, Vec<NodeId>)>,
+        now: Time,
+        seed: u64,
+    ) -> Pinger {
+        let mut p = Pinger {
+            cfg,
+            sites: Vec::new(),
+            index: HashMap::new(),
+            next_round: now,
+            rounds_in_flight: VecDeque::new(),
+            rng: StdRng::seed_from_u64(seed),
+            actions: VecDeque::new(),
+            stats: PingerStats::default(),
+        };
+        p.set_watches(watches);
+        p
+    }
+
+    /// Replaces the watched sites (fleet reload), keeping the state of Indicators that remain.
+    pub fn set_watches(&mut self, watches: Vec<(SiteId, Vec<NodeId>)>) {
+        let mut old: HashMap<NodeId, IndicatorState> = HashMap::new();
+        let mut old_sites: HashMap<SiteId, (Opinion, Option<Time>, Option<Time>)> = HashMap::new();
+        for s in self.sites.drain(..) {
+            old_sites.insert(s.id.clone(), (s.opinion, s.last_evidence, s.down_from));
+            for i in s.indicators {
+                old.insert(i.id.clone(), i);
+            }
+        }
+        self.index.clear();
+        for (si, (site, inds)) in watches.into_iter().enumerate() {
+            let (opinion, last_evidence, down_from) =
+                old_sites
+                    .remove(&site)
+                    .unwrap_or((Opinion::Unknown, None, None));
+            let mut ws = WatchedSite {
+                id: site,
+                indicators: Vec::new(),
+                tally: Tally::default(),
+                opinion,
+                last_evidence,
+                down_from,
+            };
+            for (ii, id) in inds.into_iter().enumerate() {
+                let st = old
+                    .remove(&id)
+                    .unwrap_or_else(|| IndicatorState::new(id.clone()));
+                match st.reach {
+                    Reach::Reachable => ws.tally.reachable += 1,
+                    Reach::Unreachable => ws.tally.unreachable += 1,
+                    Reach::Unknown => {}
+                }
+                if st.fresh() {
+                    ws.tally.fresh += 1;
+                }
+                self.index.insert(id, (si, ii));
+                ws.indicators.push(st);
+            }
+            self.sites.push(ws);
+        }
+        for si in 0..self.sites.len() {
+            self.refresh_opinion(si, None);
+        }
+    }
+
+    /// New timings (fleet reload); they apply from the next round on.
+    pub fn set_config(&mut self, cfg: PingerConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn config(&self) -> &PingerConfig {
+        &self.cfg
+    }
+
+    pub fn poll_action(&mut self) -> Option<PingerAction> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest time `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Time {
+        match self.rounds_in_flight.front() {
+            Some(&sent) => self.next_round.min(sent + self.cfg.timeout),
+            None => self.next_round,
+        }
+    }
+
+    /// Expires probes whose timeout passed, then sends the round that is due.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let mut expired = false;
+        while let Some(&sent) = self.rounds_in_flight.front() {
+            if sent + self.cfg.timeout > now {
+                break;
+            }
+            self.rounds_in_flight.pop_front();
+            expired = true;
+        }
+        for si in 0..self.sites.len() {
+            if !expired {
+                break;
+            }
+            let mut changed = false;
+            for ii in 0..self.sites[si].indicators.len() {
+                while let Some(&(_, sent)) = self.sites[si].indicators[ii].outstanding.front() {
+                    if sent + self.cfg.timeout > now {
+                        break;
+                    }
+                    self.sites[si].indicators[ii].outstanding.pop_front();
+                    self.record_miss(si, ii, sent);
+                    changed = true;
+                }
+            }
+            if changed {
+                self.sites[si].last_evidence = Some(now);
+                self.refresh_opinion(si, Some(now));
+            }
+        }
+        if now >= self.next_round {
+            self.send_round(now);
+            // Keep the period; if the driver fell behind by more than a period, skip ahead
+            // rather than bursting probes.
+            self.next_round = self.next_round + self.cfg.interval;
+            if self.next_round <= now {
+                self.next_round = now + self.cfg.interval;
+            }
+        }
+    }
+
+    /// An Answer to probe `nonce` arrived from `indicator` at `now`.
+    pub fn handle_answer(&mut self, now: Time, indicator: &NodeId, nonce: u64) {
+        let Some(&(si, ii)) = self.index.get(indicator) else {
+            return;
+        };
+        let retries = self.cfg.retries;
+        let site_id = self.sites[si].id.clone();
+        let site = &mut self.sites[si];
+        let ind = &mut site.indicators[ii];
+        let Some(pos) = ind.outstanding.iter().position(|&(n, _)| n == nonce) else {
+            // Unknown or already expired nonce: the answer came after its timeout.
+            self.stats.late_answers += 1;
+            return;
+        };
+        let (_, sent) = ind.outstanding.remove(pos).expect("position is in range");
+        // Older probes still in flight lost the race with this one; they are no evidence.
+        ind.outstanding.retain(|&(_, s)| s > sent);
+        self.stats.answers += 1;
+        let was_fresh = ind.fresh();
+        let was = ind.reach;
+        ind.last_rtt = Some(now.since(sent));
+        ind.last_seen = Some(now);
+        ind.misses = 0;
+        ind.streak_from = None;
+        ind.reach = Reach::Reachable;
+        match was {
+            Reach::Unreachable => {
+                site.tally.unreachable -= 1;
+                site.tally.reachable += 1;
+                self.stats.recoveries += 1;
+                if retries > 0 {
+                    self.stats.external_false_positives += 1;
+                    self.actions.push_back(PingerAction::ExternalFalsePositive {
+                        site: site_id,
+                        indicator: indicator.clone(),
+                    });
+                }
+            }
+            Reach::Unknown => site.tally.reachable += 1,
+            Reach::Reachable => {}
+        }
+        if !was_fresh {
+            site.tally.fresh += 1;
+        }
+        site.last_evidence = Some(now);
+        self.refresh_opinion(si, Some(now));
+    }
+
+    fn send_round(&mut self, now: Time) {
+        self.rounds_in_flight.push_back(now);
+        for site in &mut self.sites {
+            for ind in &mut site.indicators {
+                let nonce = self.rng.next_u64();
+                ind.outstanding.push_back((nonce, now));
+                self.stats.probes_sent += 1;
+                self.actions.push_back(PingerAction::SendProbe {
+                    indicator: ind.id.clone(),
+                    nonce,
+                });
+            }
+        }
+    }
+
+    fn record_miss(&mut self, si: usize, ii: usize, sent: Time) {
+        let retries = self.cfg.retries;
+        let site = &mut self.sites[si];
+        let ind = &mut site.indicators[ii];
+        self.stats.misses += 1;
+        if ind.fresh() {
+            site.tally.fresh -= 1;
+        }
+        ind.misses = ind.misses.saturating_add(1);
+        if ind.misses == 1 {
+            ind.streak_from = Some(sent);
+            self.actions.push_back(PingerAction::FirstMiss {
+                site: site.id.clone(),
+                indicator: ind.id.clone(),
+            });
+        }
+        if ind.misses >= retries && ind.reach != Reach::Unreachable {
+            if ind.reach == Reach::Reachable {
+                site.tally.reachable -= 1;
+            }
+            ind.reach = Reach::Unreachable;
+            site.tally.unreachable += 1;
+            self.actions.push_back(PingerAction::IndicatorUnreachable {
+                site: site.id.clone(),
+                indicator: ind.id.clone(),
+            });
+        }
+    }
+
+    fn refresh_opinion(&mut self, si: usize, now: Option<Time>) {
+        let site = &mut self.sites[si];
+        let to = site.opinion_by_rule();
+        if to == site.opinion {
+            return;
+        }
+        let from = site.opinion;
+        site.opinion = to;
+        if to == Opinion::Down {
+            site.down_from = site
+                .indicators
+                .iter()
+                .filter_map(|i| i.streak_from)
+                .min()
+                .or(now);
+        } else {
+            site.down_from = None;
+        }
+        self.actions.push_back(PingerAction::OpinionChanged {
+            site: site.id.clone(),
+            from,
+            to,
+        });
+    }
+
+    pub fn opinion(&self, site: &SiteId) -> Opinion {
+        self.site(site)
+            .map(|s| s.opinion)
+            .unwrap_or(Opinion::Unknown)
+    }
+
+    /// When the miss streak behind the current DOWN opinion began.
+    pub fn down_from(&self, site: &SiteId) -> Option<Time> {
+        self.site(site).and_then(|s| s.down_from)
+    }
+
+    pub fn watched_sites(&self) -> impl Iterator<Item = &SiteId> {
+        self.sites.iter().map(|s| &s.id)
+    }
+
+    pub fn stats(&self) -> &PingerStats {
+        &self.stats
+    }
+
+    /// The opinion of `site` with its evidence, as this Pinger would report it at `now`.
+    pub fn report(&self, site: &SiteId, now: Time) -> OpinionReport {
+        let Some(s) = self.site(site) else {
+            return OpinionReport::unknown();
+        };
+        let age =
+            |t: Option<Time>| t.map(|t| now.since(t).as_millis().min(u32::MAX as u128) as u32);
+        OpinionReport {
+            opinion: s.opinion,
+            evidence_age_ms: age(s.last_evidence).unwrap_or(u32::MAX),
+            indicators_total: s.indicators.len() as u32,
+            indicators_reachable: s.tally.reachable as u32,
+            indicators: s
+                .indicators
+                .iter()
+                .take(MAX_REPORTED_INDICATORS)
+                .map(|i| IndicatorView {
+                    node: i.id.clone(),
+                    reachable: match i.reach {
+                        Reach::Unknown => None,
+                        Reach::Reachable => Some(true),
+                        Reach::Unreachable => Some(false),
+                    },
+                    misses: i.misses,
+                    last_rtt_us: i
+                        .last_rtt
+                        .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
+                    last_seen_age_ms: age(i.last_seen),
+                })
+                .collect(),
+        }
+    }
+
+    fn site(&self, id: &SiteId) -> Option<&WatchedSite> {
+        self.sites.iter().find(|s| &s.id == id)
+    }
+}
+
+#[cfg(test)]
+#[path = "pinger_tests.rs"]
+mod tests;
+
+impl super::voter::OpinionSource for Pinger {
+    fn report(&self, site: &SiteId, now: Time) -> OpinionReport {
+        Pinger::report(self, site, now)
+    }
+}

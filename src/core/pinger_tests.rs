@@ -1,0 +1,285 @@
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+fn at(n_ms: u64) -> Time {
+    Time::ZERO + ms(n_ms)
+}
+fn n(s: &str) -> NodeId {
+    NodeId(s.into())
+}
+fn site() -> SiteId {
+    SiteId("a".into())
+}
+
+fn cfg() -> PingerConfig {
+    PingerConfig {
+        interval: ms(100),
+        timeout: ms(100),
+        retries: 3,
+    }
+}
+
+fn pinger(indicators: &[&str]) -> Pinger {
+    Pinger::new(
+        cfg(),
+        vec![(site(), indicators.iter().map(|s| n(s)).collect())],
+        Time::ZERO,
+        7,
+    )
+}
+
+fn drain(p: &mut Pinger) -> Vec<PingerAction> {
+    std::iter::from_fn(|| p.poll_action()).collect()
+}
+
+/// Runs the pinger until `until`; Indicators in `alive` answer every probe after 1 ms.
+/// Returns every action except SendProbe, with the time it was emitted.
+fn run(p: &mut Pinger, from: Time, until: Time, alive: &[&str]) -> Vec<(Time, PingerAction)> {
+    let mut out = Vec::new();
+    let mut pending: Vec<(Time, NodeId, u64)> = Vec::new();
+    let mut now = from;
+    loop {
+        let next_answer = pending.iter().map(|x| x.0).min();
+        let t = next_answer.map_or(p.poll_timeout(), |a| a.min(p.poll_timeout()));
+        if t > until {
+            break;
+        }
+        now = now.max(t);
+        if next_answer == Some(t) {
+            let i = pending.iter().position(|x| x.0 == t).unwrap();
+            let (_, who, nonce) = pending.remove(i);
+            p.handle_answer(now, &who, nonce);
+        } else {
+            p.handle_timeout(now);
+        }
+        for a in drain(p) {
+            match a {
+                PingerAction::SendProbe { indicator, nonce } => {
+                    if alive.contains(&indicator.as_str()) {
+                        pending.push((now + ms(1), indicator, nonce));
+                    }
+                }
+                other => out.push((now, other)),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_first_round_probes_every_indicator_at_start() {
+    let mut p = pinger(&["a1", "a2"]);
+    assert_eq!(p.poll_timeout(), Time::ZERO);
+    p.handle_timeout(Time::ZERO);
+    let sent: Vec<_> = drain(&mut p)
+        .into_iter()
+        .map(|a| match a {
+            PingerAction::SendProbe { indicator, .. } => indicator,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(sent, vec![n("a1"), n("a2")]);
+    assert_eq!(
+        p.poll_timeout(),
+        at(100),
+        "next event is the timeout of this round and the next round"
+    );
+}
+
+#[test]
+fn answered_probes_make_the_site_up_with_the_rtt_as_evidence() {
+    let mut p = pinger(&["a1"]);
+    let events = run(&mut p, Time::ZERO, at(350), &["a1"]);
+    assert_eq!(
+        events,
+        vec![(
+            at(1),
+            PingerAction::OpinionChanged {
+                site: site(),
+                from: Opinion::Unknown,
+                to: Opinion::Up
+            }
+        )]
+    );
+    let r = p.report(&site(), at(350));
+    assert_eq!(r.opinion, Opinion::Up);
+    assert_eq!(r.indicators[0].last_rtt_us, Some(1000));
+    assert_eq!(r.indicators[0].misses, 0);
+    assert_eq!(p.stats().probes_sent, 4);
+    assert_eq!(p.stats().answers, 4);
+}
+
+#[test]
+fn an_indicator_is_unreachable_after_retries_consecutive_misses_and_the_site_goes_down() {
+    let mut p = pinger(&["a1"]);
+    run(&mut p, Time::ZERO, at(250), &["a1"]);
+    // a1 dies at 250 ms: the probe sent at 300 is the first one missed (at 400).
+    let events = run(&mut p, at(250), at(650), &[]);
+    let a = |ind: &str| n(ind);
+    assert_eq!(
+        events,
+        vec![
+            (
+                at(400),
+                PingerAction::FirstMiss {
+                    site: site(),
+                    indicator: a("a1")
+                }
+            ),
+            (
+                at(400),
+                PingerAction::OpinionChanged {
+                    site: site(),
+                    from: Opinion::Up,
+                    to: Opinion::Suspect
+                }
+            ),
+            (
+                at(600),
+                PingerAction::IndicatorUnreachable {
+                    site: site(),
+                    indicator: a("a1")
+                }
+            ),
+            (
+                at(600),
+                PingerAction::OpinionChanged {
+                    site: site(),
+                    from: Opinion::Suspect,
+                    to: Opinion::Down
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        p.down_from(&site()),
+        Some(at(300)),
+        "the streak began with the probe sent at 300 ms"
+    );
+}
+
+#[test]
+fn the_site_stays_up_while_any_one_indicator_answers() {
+    let mut p = pinger(&["a1", "a2", "a3"]);
+    run(&mut p, Time::ZERO, at(250), &["a1", "a2", "a3"]);
+    let events = run(&mut p, at(250), at(2000), &["a3"]);
+    assert!(
+        events
+            .iter()
+            .all(|(_, e)| !matches!(e, PingerAction::OpinionChanged { .. })),
+        "{events:?}"
+    );
+    assert_eq!(p.opinion(&site()), Opinion::Up);
+    let r = p.report(&site(), at(2000));
+    assert_eq!(r.indicators_reachable, 1);
+    assert_eq!(r.indicators[0].reachable, Some(false));
+}
+
+#[test]
+fn a_site_never_seen_goes_down_after_the_retry_budget() {
+    let mut p = pinger(&["a1"]);
+    let events = run(&mut p, Time::ZERO, at(1000), &[]);
+    let opinions: Vec<_> = events
+        .iter()
+        .filter(|(_, e)| matches!(e, PingerAction::OpinionChanged { .. }))
+        .collect();
+    assert_eq!(
+        opinions,
+        vec![&(
+            at(300),
+            PingerAction::OpinionChanged {
+                site: site(),
+                from: Opinion::Unknown,
+                to: Opinion::Down
+            }
+        )]
+    );
+}
+
+#[test]
+fn an_unreachable_indicator_that_answers_is_an_external_false_positive_and_brings_the_site_back() {
+    let mut p = pinger(&["a1"]);
+    run(&mut p, Time::ZERO, at(1000), &[]);
+    assert_eq!(p.opinion(&site()), Opinion::Down);
+    let events = run(&mut p, at(1000), at(1150), &["a1"]);
+    assert!(events.contains(&(
+        at(1101),
+        PingerAction::ExternalFalsePositive {
+            site: site(),
+            indicator: n("a1")
+        }
+    )));
+    assert!(events.contains(&(
+        at(1101),
+        PingerAction::OpinionChanged {
+            site: site(),
+            from: Opinion::Down,
+            to: Opinion::Up
+        }
+    )));
+    assert_eq!(p.stats().external_false_positives, 1);
+}
+
+#[test]
+fn a_late_answer_is_counted_but_does_not_undo_the_miss() {
+    let mut p = pinger(&["a1"]);
+    p.handle_timeout(Time::ZERO);
+    let nonce = match drain(&mut p).pop() {
+        Some(PingerAction::SendProbe { nonce, .. }) => nonce,
+        other => panic!("{other:?}"),
+    };
+    p.handle_timeout(at(100));
+    drain(&mut p);
+    p.handle_answer(at(120), &n("a1"), nonce);
+    assert_eq!(p.stats().late_answers, 1);
+    assert_eq!(p.report(&site(), at(120)).indicators[0].misses, 1);
+}
+
+#[test]
+fn answers_from_strangers_and_unknown_nonces_change_nothing() {
+    let mut p = pinger(&["a1"]);
+    p.handle_timeout(Time::ZERO);
+    drain(&mut p);
+    p.handle_answer(at(5), &n("zz"), 1);
+    p.handle_answer(at(5), &n("a1"), 12345);
+    assert_eq!(p.opinion(&site()), Opinion::Unknown);
+    assert_eq!(p.poll_action(), None);
+}
+
+#[test]
+fn a_driver_that_falls_behind_skips_rounds_instead_of_bursting() {
+    let mut p = pinger(&["a1"]);
+    p.handle_timeout(Time::ZERO);
+    drain(&mut p);
+    p.handle_timeout(at(1050));
+    let probes = drain(&mut p)
+        .into_iter()
+        .filter(|a| matches!(a, PingerAction::SendProbe { .. }))
+        .count();
+    assert_eq!(probes, 1);
+    assert_eq!(p.poll_timeout(), at(1150));
+}
+
+#[test]
+fn reloading_watches_keeps_the_state_of_remaining_indicators() {
+    let mut p = pinger(&["a1", "a2"]);
+    run(&mut p, Time::ZERO, at(250), &["a1", "a2"]);
+    p.set_watches(vec![(site(), vec![n("a2"), n("a3")])]);
+    let r = p.report(&site(), at(250));
+    assert_eq!(r.indicators_total, 2);
+    assert_eq!(r.indicators[0].node, n("a2"));
+    assert_eq!(r.indicators[0].reachable, Some(true));
+    assert_eq!(r.indicators[1].reachable, None);
+    assert_eq!(p.opinion(&site()), Opinion::Up);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_nonces() {
+    let mut a = pinger(&["a1"]);
+    let mut b = pinger(&["a1"]);
+    a.handle_timeout(Time::ZERO);
+    b.handle_timeout(Time::ZERO);
+    assert_eq!(drain(&mut a), drain(&mut b));
+}

@@ -1,0 +1,1050 @@
+//! The Voter: turns its own Pinger's opinion into committed, epoch-numbered verdicts agreed
+//! by an absolute majority of the site's electorate.
+//!
+//! Each site has a sequence of verdict slots (slot 0 DOWN, slot 1 UP again, ...). A slot is
+//! decided by single-decree Paxos whose ballots are the epochs: phase 1 (`Prepare`) doubles as
+//! the opinion poll, phase 2 (`Accept`) commits. A voter makes its promise and acceptance
+//! durable (the driver carries out `Persist` before any later action) and never promises a
+//! lower ballot, so two proposers can never commit different values for one slot, and the
+//! epoch of a verdict is the epoch of the one value chosen. This module never reads a clock,
+//! never sends, and never writes: it emits actions.
+
+use super::quorum::{Count, Electorate, Standing};
+use super::types::{
+    Accepted, Ballot, Durable, NodeId, Opinion, Outcome, SiteId, Time, Value, Verdict,
+};
+use crate::wire::{OpinionReport, VoteMsg};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Where the Voter reads its own opinion of a site, with evidence, at a given time.
+pub trait OpinionSource {
+    fn report(&self, site: &SiteId, now: Time) -> OpinionReport;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoterConfig {
+    pub vote_timeout: Duration,
+    pub max_vote_rounds: u32,
+    /// Evidence older than this does not count in a vote (one probe budget).
+    pub evidence_max_age: Duration,
+    /// Pause after a round ended UP or after `max_vote_rounds` undecided rounds.
+    pub revote_after: Duration,
+    /// Pause between undecided rounds.
+    pub retry_after: Duration,
+    pub hold_down: Duration,
+}
+
+impl VoterConfig {
+    pub fn from_timing(t: &crate::config::Timing) -> VoterConfig {
+        VoterConfig {
+            vote_timeout: t.vote_timeout,
+            max_vote_rounds: t.max_vote_rounds.max(1),
+            evidence_max_age: t.probe_budget(),
+            revote_after: t.revote_after,
+            retry_after: t.probe_interval,
+            hold_down: t.hold_down,
+        }
+    }
+}
+
+/// How a vote round ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RoundOutcome {
+    /// A majority of the electorate reported the slot's outcome: on to the commit.
+    Majority,
+    /// Enough voters contradicted the proposer that no majority was possible. For a DOWN
+    /// round this is an internal false positive.
+    Contradicted,
+    /// Too few answers before the vote timeout.
+    Undecided,
+    /// Another proposer holds a higher ballot.
+    Conflict,
+    /// The slot was decided meanwhile (by this round's commit or another proposer's).
+    Superseded,
+}
+
+impl RoundOutcome {
+    pub fn label(self, target: Outcome) -> &'static str {
+        match (self, target) {
+            (RoundOutcome::Majority, Outcome::Down) => "down",
+            (RoundOutcome::Majority, Outcome::Up) => "up",
+            (RoundOutcome::Contradicted, Outcome::Down) => "false_positive",
+            (RoundOutcome::Contradicted, Outcome::Up) => "still_down",
+            (RoundOutcome::Undecided, _) => "undecided",
+            (RoundOutcome::Conflict, _) => "conflict",
+            (RoundOutcome::Superseded, _) => "superseded",
+        }
+    }
+}
+
+/// One voter's answer in a round, as the proposer saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub voter: NodeId,
+    pub opinion: Opinion,
+    pub evidence_age_ms: u32,
+    pub promised: bool,
+}
+
+/// A finished round, for the evidence shown on the REST API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundRecord {
+    pub site: SiteId,
+    pub slot: u64,
+    pub target: Outcome,
+    pub epoch: u64,
+    pub attempt: u32,
+    pub started: Time,
+    pub ended: Time,
+    pub outcome: RoundOutcome,
+    pub answers: Vec<Answer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoterAction {
+    /// Must be on disk before any action emitted after it is carried out.
+    Persist {
+        site: SiteId,
+        durable: Durable,
+    },
+    Send {
+        to: NodeId,
+        msg: VoteMsg,
+    },
+    /// To every peer of the fleet, voters or not.
+    Broadcast {
+        msg: VoteMsg,
+    },
+    RoundStarted {
+        site: SiteId,
+        slot: u64,
+        target: Outcome,
+        epoch: u64,
+        attempt: u32,
+    },
+    RoundEnded(RoundRecord),
+    /// A verdict this node had not known. `by_me` when this node's round committed it.
+    Committed {
+        verdict: Verdict,
+        by_me: bool,
+    },
+}
+
+struct Poll {
+    slot: u64,
+    ballot: Ballot,
+    round: u64,
+    started: Time,
+    deadline: Time,
+    promises: Count,
+    opinions: Count,
+    highest_accepted: Option<Accepted>,
+    answers: BTreeMap<NodeId, Answer>,
+}
+
+struct Commit {
+    slot: u64,
+    ballot: Ballot,
+    value: Value,
+    deadline: Time,
+    accepts: Count,
+}
+
+enum Round {
+    Idle,
+    Polling(Poll),
+    Committing(Commit),
+}
+
+/// A Prepare answer held back while this voter's opinion is Suspect.
+struct Held {
+    to: NodeId,
+    slot: u64,
+    round: u64,
+    ballot: Ballot,
+    until: Time,
+}
+
+struct SiteVote {
+    electorate: Electorate,
+    durable: Durable,
+    round: Round,
+    held: Vec<Held>,
+    /// Prepares answered lately: when this voter's opinion changes while the proposer's round
+    /// may still run, it answers again so the proposer need not wait for a retry.
+    answered: Vec<Held>,
+    /// Attempts in the current series of rounds for the pending slot.
+    attempts: u32,
+    conflicts: u32,
+    /// Not before: set after undecided rounds, conflicts and contradicted rounds.
+    retry_at: Option<Time>,
+    /// Another proposer's round is running; let it finish before starting ours.
+    deferred_until: Option<Time>,
+    /// Highest epoch other voters reported promising; the next ballot outbids it.
+    seen_epoch: u64,
+}
+
+pub struct Voter {
+    cfg: VoterConfig,
+    me: NodeId,
+    sites: BTreeMap<SiteId, SiteVote>,
+    /// Durable state of every site ever voted on, kept across electorate changes.
+    durable_all: BTreeMap<SiteId, Durable>,
+    /// Newest verdict known per site, for every site (voter or not).
+    known: BTreeMap<SiteId, Verdict>,
+    /// When each site's DOWN verdict was learned, for hold-down.
+    down_learned_at: BTreeMap<SiteId, Time>,
+    next_round_id: u64,
+    rng: StdRng,
+    actions: VecDeque<VoterAction>,
+}
+
+/// Upper bound of consecutive lost duels before the voter pauses like after undecided rounds.
+const MAX_CONFLICTS: u32 = 8;
+
+impl Voter {
+    /// `sites`: the sites this node judges, each with its electorate (which includes `me`).
+    /// `durable` and `known` come from the store.
+    pub fn new(
+        cfg: VoterConfig,
+        me: NodeId,
+        sites: Vec<(SiteId, Electorate)>,
+        durable: BTreeMap<SiteId, Durable>,
+        known: Vec<Verdict>,
+        seed: u64,
+    ) -> Voter {
+        let mut v = Voter {
+            cfg,
+            me,
+            sites: BTreeMap::new(),
+            durable_all: durable,
+            known: BTreeMap::new(),
+            down_learned_at: BTreeMap::new(),
+            next_round_id: 1,
+            rng: StdRng::seed_from_u64(seed),
+            actions: VecDeque::new(),
+        };
+        for verdict in known {
+            let newer = v
+                .known
+                .get(&verdict.site)
+                .is_none_or(|k| k.slot < verdict.slot);
+            if newer {
+                v.known.insert(verdict.site.clone(), verdict);
+            }
+        }
+        v.set_sites(sites);
+        v
+    }
+
+    /// Replaces the judged sites and electorates (fleet reload); durable state is kept.
+    pub fn set_sites(&mut self, sites: Vec<(SiteId, Electorate)>) {
+        let mut old = std::mem::take(&mut self.sites);
+        for (site, electorate) in sites {
+            let sv = match old.remove(&site) {
+                Some(mut sv) => {
+                    sv.electorate = electorate;
+                    sv
+                }
+                None => SiteVote {
+                    electorate,
+                    durable: self.durable_all.get(&site).cloned().unwrap_or_default(),
+                    round: Round::Idle,
+                    held: Vec::new(),
+                    answered: Vec::new(),
+                    attempts: 0,
+                    conflicts: 0,
+                    retry_at: None,
+                    deferred_until: None,
+                    seen_epoch: 0,
+                },
+            };
+            self.sites.insert(site, sv);
+        }
+    }
+
+    /// New timings (fleet reload); a running round keeps its deadline.
+    pub fn set_config(&mut self, cfg: VoterConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    pub fn poll_action(&mut self) -> Option<VoterAction> {
+        self.actions.pop_front()
+    }
+
+    pub fn judged_sites(&self) -> impl Iterator<Item = &SiteId> {
+        self.sites.keys()
+    }
+
+    pub fn electorate(&self, site: &SiteId) -> Option<&Electorate> {
+        self.sites.get(site).map(|s| &s.electorate)
+    }
+
+    /// The newest verdict this node knows for `site`.
+    pub fn verdict(&self, site: &SiteId) -> Option<&Verdict> {
+        self.known.get(site)
+    }
+
+    pub fn verdicts(&self) -> impl Iterator<Item = &Verdict> {
+        self.known.values()
+    }
+
+    pub fn durable(&self, site: &SiteId) -> Option<&Durable> {
+        self.sites
+            .get(site)
+            .map(|s| &s.durable)
+            .or_else(|| self.durable_all.get(site))
+    }
+
+    /// Until when no second automatic failover of `site` may start.
+    pub fn hold_down_until(&self, site: &SiteId) -> Option<Time> {
+        self.down_learned_at
+            .get(site)
+            .map(|&t| t + self.cfg.hold_down)
+    }
+
+    /// True while this node runs a round for `site`.
+    pub fn round_in_progress(&self, site: &SiteId) -> bool {
+        self.sites
+            .get(site)
+            .is_some_and(|s| !matches!(s.round, Round::Idle))
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t: Option<Time> = None;
+        let mut at = |x: Time| t = Some(t.map_or(x, |t| t.min(x)));
+        for s in self.sites.values() {
+            match &s.round {
+                Round::Polling(p) => at(p.deadline),
+                Round::Committing(c) => at(c.deadline),
+                Round::Idle => {
+                    if let Some(r) = s.retry_at {
+                        at(r);
+                    }
+                    if let Some(d) = s.deferred_until {
+                        at(d);
+                    }
+                }
+            }
+            for h in &s.held {
+                at(h.until);
+            }
+        }
+        t
+    }
+
+    /// The local Pinger's opinion of `site` changed.
+    pub fn on_opinion_changed(&mut self, now: Time, site: &SiteId, ops: &impl OpinionSource) {
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        let report = ops.report(site, now);
+        sv.answered
+            .retain(|h| h.until > now && h.ballot == sv.durable.promised);
+        let mut again: Vec<Held> = std::mem::take(&mut sv.answered);
+        if report.opinion != Opinion::Suspect {
+            again.append(&mut sv.held);
+        }
+        for h in again {
+            self.answer_prepare(now, site, h.to, h.slot, h.round, h.ballot, report.clone());
+        }
+        let sv = self.sites.get_mut(site).expect("site present");
+        if report.opinion != Outcome::of_slot(next_slot(self.known.get(site))).as_opinion() {
+            // The opinion left the slot's outcome: a later return starts a fresh series.
+            sv.attempts = 0;
+            sv.conflicts = 0;
+            sv.retry_at = None;
+        }
+        self.maybe_start(now, site, ops);
+    }
+
+    pub fn handle_timeout(&mut self, now: Time, ops: &impl OpinionSource) {
+        let sites: Vec<SiteId> = self.sites.keys().cloned().collect();
+        for site in sites {
+            let report = ops.report(&site, now);
+            let sv = self.sites.get_mut(&site).expect("site present");
+            let (due, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut sv.held)
+                .into_iter()
+                .partition(|h| h.until <= now);
+            sv.held = keep;
+            for h in due {
+                self.answer_prepare(now, &site, h.to, h.slot, h.round, h.ballot, report.clone());
+            }
+            let sv = self.sites.get_mut(&site).expect("site present");
+            let expired = match &sv.round {
+                Round::Polling(p) => p.deadline <= now,
+                Round::Committing(c) => c.deadline <= now,
+                Round::Idle => false,
+            };
+            if expired {
+                self.end_round(now, &site, RoundOutcome::Undecided);
+            }
+            let sv = self.sites.get_mut(&site).expect("site present");
+            if sv.deferred_until.is_some_and(|d| d <= now) {
+                sv.deferred_until = None;
+            }
+            if sv.retry_at.is_some_and(|r| r <= now) {
+                sv.retry_at = None;
+            }
+            self.maybe_start(now, &site, ops);
+        }
+    }
+
+    /// A vote message from `from`.
+    pub fn handle_message(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        msg: VoteMsg,
+        ops: &impl OpinionSource,
+    ) {
+        match msg {
+            VoteMsg::Prepare {
+                site,
+                slot,
+                ballot,
+                round,
+                wait_ms,
+                last,
+            } => {
+                if let Some(v) = last {
+                    self.learn(now, v, false);
+                }
+                self.on_prepare(now, from, site, slot, ballot, round, wait_ms, ops);
+            }
+            VoteMsg::Promise {
+                site,
+                slot,
+                round,
+                ballot,
+                ok,
+                promised,
+                accepted,
+                opinion,
+                decided,
+            } => {
+                if let Some(v) = decided {
+                    self.learn(now, v, false);
+                }
+                self.on_promise(
+                    now, from, &site, slot, round, &ballot, ok, promised, accepted, opinion,
+                );
+            }
+            VoteMsg::Accept {
+                site,
+                slot,
+                ballot,
+                value,
+            } => self.on_accept(now, from, site, slot, ballot, value),
+            VoteMsg::AcceptReply {
+                site,
+                slot,
+                ballot,
+                ok,
+                promised,
+                decided,
+            } => {
+                if let Some(v) = decided {
+                    self.learn(now, v, false);
+                }
+                self.on_accept_reply(now, from, &site, slot, &ballot, ok, promised);
+            }
+            VoteMsg::Commit { verdict } => self.learn(now, verdict, false),
+        }
+        let sites: Vec<SiteId> = self.sites.keys().cloned().collect();
+        for s in sites {
+            if matches!(self.sites[&s].round, Round::Idle) {
+                self.maybe_start(now, &s, ops);
+            }
+        }
+    }
+
+    /// A verdict learned from a peer's status or a commit message.
+    pub fn learn(&mut self, now: Time, verdict: Verdict, by_me: bool) {
+        let newer = self
+            .known
+            .get(&verdict.site)
+            .is_none_or(|k| k.slot < verdict.slot);
+        if !newer {
+            return;
+        }
+        let site = verdict.site.clone();
+        if verdict.outcome() == Outcome::Down {
+            self.down_learned_at.insert(site.clone(), now);
+        }
+        self.known.insert(site.clone(), verdict.clone());
+        self.actions.push_back(VoterAction::Committed {
+            verdict: verdict.clone(),
+            by_me,
+        });
+        let Some(sv) = self.sites.get_mut(&site) else {
+            return;
+        };
+        let stale = match &sv.round {
+            Round::Polling(p) => p.slot <= verdict.slot,
+            Round::Committing(c) => c.slot <= verdict.slot,
+            Round::Idle => false,
+        };
+        if stale {
+            self.end_round(now, &site, RoundOutcome::Superseded);
+        }
+        let sv = self.sites.get_mut(&site).expect("site present");
+        sv.attempts = 0;
+        sv.conflicts = 0;
+        sv.retry_at = None;
+        sv.held.retain(|h| h.slot > verdict.slot);
+        sv.answered.retain(|h| h.slot > verdict.slot);
+    }
+
+    fn max_epoch_seen(&self, site: &SiteId) -> u64 {
+        let sv = &self.sites[site];
+        let mut e = sv.durable.promised.epoch.max(sv.seen_epoch);
+        if let Some(a) = &sv.durable.accepted {
+            e = e.max(a.ballot.epoch);
+        }
+        if let Some(k) = self.known.get(site) {
+            e = e.max(k.value.epoch);
+        }
+        e
+    }
+
+    fn maybe_start(&mut self, now: Time, site: &SiteId, ops: &impl OpinionSource) {
+        let slot = next_slot(self.known.get(site));
+        let target = Outcome::of_slot(slot);
+        let Some(sv) = self.sites.get(site) else {
+            return;
+        };
+        if !matches!(sv.round, Round::Idle)
+            || sv.retry_at.is_some_and(|r| now < r)
+            || sv.deferred_until.is_some_and(|d| now < d)
+        {
+            return;
+        }
+        let report = ops.report(site, now);
+        if !self.supports(&report, target) {
+            return;
+        }
+        let epoch = self.max_epoch_seen(site) + 1;
+        let ballot = Ballot {
+            epoch,
+            proposer: self.me.clone(),
+        };
+        let round = self.next_round_id;
+        self.next_round_id += 1;
+        let last = self.known.get(site).cloned();
+        let wait_ms = (self.cfg.vote_timeout.as_millis() * 2 / 3) as u32;
+        let me = self.me.clone();
+        let sv = self.sites.get_mut(site).expect("site present");
+        sv.attempts += 1;
+        sv.retry_at = None;
+        sv.durable.promised = ballot.clone();
+        let mut poll = Poll {
+            slot,
+            ballot: ballot.clone(),
+            round,
+            started: now,
+            deadline: now + self.cfg.vote_timeout,
+            promises: Count::new(),
+            opinions: Count::new(),
+            highest_accepted: sv.durable.accepted.clone().filter(|a| a.slot == slot),
+            answers: BTreeMap::new(),
+        };
+        poll.promises.vote(&sv.electorate, &me, true);
+        poll.opinions.vote(&sv.electorate, &me, true);
+        poll.answers.insert(
+            me.clone(),
+            Answer {
+                voter: me.clone(),
+                opinion: report.opinion,
+                evidence_age_ms: report.evidence_age_ms,
+                promised: true,
+            },
+        );
+        let attempt = sv.attempts;
+        let peers: Vec<NodeId> = sv
+            .electorate
+            .members()
+            .filter(|m| **m != me)
+            .cloned()
+            .collect();
+        sv.round = Round::Polling(poll);
+        self.durable_all.insert(site.clone(), sv.durable.clone());
+        self.actions.push_back(VoterAction::Persist {
+            site: site.clone(),
+            durable: sv.durable.clone(),
+        });
+        self.actions.push_back(VoterAction::RoundStarted {
+            site: site.clone(),
+            slot,
+            target,
+            epoch,
+            attempt,
+        });
+        for to in peers {
+            self.actions.push_back(VoterAction::Send {
+                to,
+                msg: VoteMsg::Prepare {
+                    site: site.clone(),
+                    slot,
+                    ballot: ballot.clone(),
+                    round,
+                    wait_ms,
+                    last: last.clone(),
+                },
+            });
+        }
+        self.evaluate_poll(now, site);
+    }
+
+    /// Does this report count as a vote for `target`? Stale evidence counts for nothing.
+    fn supports(&self, r: &OpinionReport, target: Outcome) -> bool {
+        self.fresh(r) && r.opinion == target.as_opinion()
+    }
+
+    fn contradicts(&self, r: &OpinionReport, target: Outcome) -> bool {
+        self.fresh(r)
+            && match target {
+                Outcome::Down => r.opinion == Opinion::Up,
+                Outcome::Up => r.opinion == Opinion::Down,
+            }
+    }
+
+    fn fresh(&self, r: &OpinionReport) -> bool {
+        u128::from(r.evidence_age_ms) <= self.cfg.evidence_max_age.as_millis()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_prepare(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        site: SiteId,
+        slot: u64,
+        ballot: Ballot,
+        round: u64,
+        wait_ms: u32,
+        ops: &impl OpinionSource,
+    ) {
+        let known_slot = next_slot(self.known.get(&site));
+        let Some(sv) = self.sites.get_mut(&site) else {
+            return;
+        };
+        if !sv.electorate.contains(from) || ballot.proposer != *from {
+            return;
+        }
+        let report = ops.report(&site, now);
+        if slot < known_slot {
+            // Already decided: the Promise carries the verdict so the proposer catches up.
+            self.answer_prepare(now, &site, from.clone(), slot, round, ballot, report);
+            return;
+        }
+        if ballot > sv.durable.promised {
+            sv.durable.promised = ballot.clone();
+            self.durable_all.insert(site.clone(), sv.durable.clone());
+            self.actions.push_back(VoterAction::Persist {
+                site: site.clone(),
+                durable: sv.durable.clone(),
+            });
+        }
+        let ok = sv.durable.promised == ballot;
+        if ok {
+            // Let the other proposer's round run rather than duel with it.
+            sv.deferred_until = Some(now + self.cfg.vote_timeout);
+            if own_round_ballot(&sv.round).is_some_and(|b| *b < ballot) {
+                self.end_round(now, &site, RoundOutcome::Conflict);
+            }
+        }
+        let sv = self.sites.get_mut(&site).expect("site present");
+        if ok
+            && Outcome::of_slot(slot) == Outcome::Down
+            && report.opinion == Opinion::Suspect
+            && wait_ms > 0
+        {
+            let until = now + Duration::from_millis(u64::from(wait_ms));
+            sv.held.push(Held {
+                to: from.clone(),
+                slot,
+                round,
+                ballot,
+                until,
+            });
+            return;
+        }
+        self.answer_prepare(now, &site, from.clone(), slot, round, ballot, report);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn answer_prepare(
+        &mut self,
+        now: Time,
+        site: &SiteId,
+        to: NodeId,
+        slot: u64,
+        round: u64,
+        ballot: Ballot,
+        opinion: OpinionReport,
+    ) {
+        let decided = self.known.get(site).filter(|k| k.slot >= slot).cloned();
+        let until = now + self.cfg.vote_timeout;
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        let ok = decided.is_none() && sv.durable.promised == ballot;
+        if ok {
+            sv.answered
+                .retain(|h| h.until > now && !(h.to == to && h.round == round));
+            sv.answered.push(Held {
+                to: to.clone(),
+                slot,
+                round,
+                ballot: ballot.clone(),
+                until,
+            });
+        }
+        let accepted = sv.durable.accepted.clone().filter(|a| a.slot == slot);
+        let msg = VoteMsg::Promise {
+            site: site.clone(),
+            slot,
+            round,
+            ballot,
+            ok,
+            promised: sv.durable.promised.clone(),
+            accepted,
+            opinion,
+            decided,
+        };
+        self.actions.push_back(VoterAction::Send { to, msg });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_promise(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        site: &SiteId,
+        slot: u64,
+        round: u64,
+        ballot: &Ballot,
+        ok: bool,
+        promised: Ballot,
+        accepted: Option<Accepted>,
+        opinion: OpinionReport,
+    ) {
+        let supports = |r: &OpinionReport, t| self.supports(r, t);
+        let contradicts = |r: &OpinionReport, t| self.contradicts(r, t);
+        let target = Outcome::of_slot(slot);
+        let (yes, no) = (supports(&opinion, target), contradicts(&opinion, target));
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        let Round::Polling(p) = &mut sv.round else {
+            return;
+        };
+        if p.round != round || p.slot != slot || &p.ballot != ballot {
+            return;
+        }
+        p.promises.vote(&sv.electorate, from, ok);
+        if let Some(a) = accepted.filter(|a| a.slot == slot && ok) {
+            if p.highest_accepted
+                .as_ref()
+                .is_none_or(|h| h.ballot < a.ballot)
+            {
+                p.highest_accepted = Some(a);
+            }
+        }
+        if yes || no {
+            p.opinions.vote(&sv.electorate, from, yes);
+        }
+        p.answers.insert(
+            from.clone(),
+            Answer {
+                voter: from.clone(),
+                opinion: opinion.opinion,
+                evidence_age_ms: opinion.evidence_age_ms,
+                promised: ok,
+            },
+        );
+        if !ok {
+            self.seen_epoch(site, promised.epoch);
+        }
+        self.evaluate_poll(now, site);
+    }
+
+    /// Keeps the highest epoch seen from others so the next ballot outbids it.
+    fn seen_epoch(&mut self, site: &SiteId, epoch: u64) {
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        sv.seen_epoch = sv.seen_epoch.max(epoch);
+    }
+
+    fn evaluate_poll(&mut self, now: Time, site: &SiteId) {
+        let sv = self.sites.get_mut(site).expect("site present");
+        let Round::Polling(p) = &sv.round else { return };
+        let promises = p.promises.standing(&sv.electorate);
+        let opinions = p.opinions.standing(&sv.electorate);
+        if promises == Standing::Impossible {
+            self.end_round(now, site, RoundOutcome::Conflict);
+            return;
+        }
+        if opinions == Standing::Impossible {
+            self.end_round(now, site, RoundOutcome::Contradicted);
+            return;
+        }
+        if promises != Standing::Reached || opinions != Standing::Reached {
+            return;
+        }
+        let (slot, ballot) = (p.slot, p.ballot.clone());
+        let value = match &p.highest_accepted {
+            Some(a) => a.value.clone(),
+            None => Value {
+                outcome: Outcome::of_slot(slot),
+                epoch: ballot.epoch,
+                leader: self.me.clone(),
+            },
+        };
+        self.end_round(now, site, RoundOutcome::Majority);
+        let me = self.me.clone();
+        let sv = self.sites.get_mut(site).expect("site present");
+        if sv.durable.promised != ballot {
+            // A higher ballot arrived while we counted; that proposer goes on.
+            return;
+        }
+        sv.durable.accepted = Some(Accepted {
+            slot,
+            ballot: ballot.clone(),
+            value: value.clone(),
+        });
+        let mut accepts = Count::new();
+        accepts.vote(&sv.electorate, &me, true);
+        let peers: Vec<NodeId> = sv
+            .electorate
+            .members()
+            .filter(|m| **m != me)
+            .cloned()
+            .collect();
+        sv.round = Round::Committing(Commit {
+            slot,
+            ballot: ballot.clone(),
+            value: value.clone(),
+            deadline: now + self.cfg.vote_timeout,
+            accepts,
+        });
+        self.durable_all.insert(site.clone(), sv.durable.clone());
+        self.actions.push_back(VoterAction::Persist {
+            site: site.clone(),
+            durable: sv.durable.clone(),
+        });
+        for to in peers {
+            self.actions.push_back(VoterAction::Send {
+                to,
+                msg: VoteMsg::Accept {
+                    site: site.clone(),
+                    slot,
+                    ballot: ballot.clone(),
+                    value: value.clone(),
+                },
+            });
+        }
+        self.evaluate_commit(now, site);
+    }
+
+    fn on_accept(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        site: SiteId,
+        slot: u64,
+        ballot: Ballot,
+        value: Value,
+    ) {
+        let decided = self.known.get(&site).filter(|k| k.slot >= slot).cloned();
+        let Some(sv) = self.sites.get_mut(&site) else {
+            return;
+        };
+        if !sv.electorate.contains(from)
+            || ballot.proposer != *from
+            || value.outcome != Outcome::of_slot(slot)
+        {
+            return;
+        }
+        let ok = decided.is_none() && ballot >= sv.durable.promised;
+        if ok {
+            sv.durable.promised = ballot.clone();
+            sv.durable.accepted = Some(Accepted {
+                slot,
+                ballot: ballot.clone(),
+                value,
+            });
+            self.durable_all.insert(site.clone(), sv.durable.clone());
+            self.actions.push_back(VoterAction::Persist {
+                site: site.clone(),
+                durable: sv.durable.clone(),
+            });
+            if own_round_ballot(&sv.round).is_some_and(|b| *b < ballot) {
+                self.end_round(now, &site, RoundOutcome::Conflict);
+            }
+        }
+        let sv = self.sites.get(&site).expect("site present");
+        let msg = VoteMsg::AcceptReply {
+            site: site.clone(),
+            slot,
+            ballot,
+            ok,
+            promised: sv.durable.promised.clone(),
+            decided,
+        };
+        self.actions.push_back(VoterAction::Send {
+            to: from.clone(),
+            msg,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_accept_reply(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        site: &SiteId,
+        slot: u64,
+        ballot: &Ballot,
+        ok: bool,
+        promised: Ballot,
+    ) {
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        let Round::Committing(c) = &mut sv.round else {
+            return;
+        };
+        if c.slot != slot || &c.ballot != ballot {
+            return;
+        }
+        c.accepts.vote(&sv.electorate, from, ok);
+        if !ok {
+            self.seen_epoch(site, promised.epoch);
+        }
+        self.evaluate_commit(now, site);
+    }
+
+    fn evaluate_commit(&mut self, now: Time, site: &SiteId) {
+        let sv = self.sites.get_mut(site).expect("site present");
+        let Round::Committing(c) = &sv.round else {
+            return;
+        };
+        match c.accepts.standing(&sv.electorate) {
+            Standing::Open => {}
+            Standing::Impossible => self.end_round(now, site, RoundOutcome::Conflict),
+            Standing::Reached => {
+                let verdict = Verdict {
+                    site: site.clone(),
+                    slot: c.slot,
+                    value: c.value.clone(),
+                };
+                sv.round = Round::Idle;
+                self.learn(now, verdict.clone(), true);
+                self.actions.push_back(VoterAction::Broadcast {
+                    msg: VoteMsg::Commit { verdict },
+                });
+            }
+        }
+    }
+
+    /// Closes the current round (if any) and schedules what comes next.
+    fn end_round(&mut self, now: Time, site: &SiteId, outcome: RoundOutcome) {
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        let round = std::mem::replace(&mut sv.round, Round::Idle);
+        let record = match round {
+            Round::Idle => return,
+            Round::Polling(p) => RoundRecord {
+                site: site.clone(),
+                slot: p.slot,
+                target: Outcome::of_slot(p.slot),
+                epoch: p.ballot.epoch,
+                attempt: sv.attempts,
+                started: p.started,
+                ended: now,
+                outcome,
+                answers: p.answers.into_values().collect(),
+            },
+            // The commit phase is part of the round that reached a majority; only its failure
+            // is reported, as a round of its own.
+            Round::Committing(c) => RoundRecord {
+                site: site.clone(),
+                slot: c.slot,
+                target: Outcome::of_slot(c.slot),
+                epoch: c.ballot.epoch,
+                attempt: sv.attempts,
+                started: now,
+                ended: now,
+                outcome,
+                answers: Vec::new(),
+            },
+        };
+        match outcome {
+            RoundOutcome::Majority | RoundOutcome::Superseded => {}
+            RoundOutcome::Contradicted => {
+                sv.attempts = 0;
+                sv.retry_at = Some(now + self.cfg.revote_after);
+            }
+            RoundOutcome::Undecided => {
+                if sv.attempts >= self.cfg.max_vote_rounds {
+                    sv.attempts = 0;
+                    sv.retry_at = Some(now + self.cfg.revote_after);
+                } else {
+                    sv.retry_at = Some(now + self.cfg.retry_after);
+                }
+            }
+            RoundOutcome::Conflict => {
+                sv.conflicts += 1;
+                if sv.conflicts >= MAX_CONFLICTS {
+                    sv.conflicts = 0;
+                    sv.attempts = 0;
+                    sv.retry_at = Some(now + self.cfg.revote_after);
+                } else {
+                    // Random backoff breaks duels between proposers.
+                    let max = (self.cfg.vote_timeout.as_micros() as u64 / 2).max(1);
+                    let backoff = Duration::from_micros(self.rng.random_range(0..max));
+                    sv.retry_at = Some(now + backoff);
+                    // A conflict is not a failed attempt of its own.
+                    sv.attempts = sv.attempts.saturating_sub(1);
+                }
+            }
+        }
+        self.actions.push_back(VoterAction::RoundEnded(record));
+    }
+}
+
+fn own_round_ballot(r: &Round) -> Option<&Ballot> {
+    match r {
+        Round::Polling(p) => Some(&p.ballot),
+        Round::Committing(c) => Some(&c.ballot),
+        Round::Idle => None,
+    }
+}
+
+fn next_slot(known: Option<&Verdict>) -> u64 {
+    known.map_or(0, |v| v.slot + 1)
+}
+
+impl Outcome {
+    pub fn as_opinion(self) -> Opinion {
+        match self {
+            Outcome::Down => Opinion::Down,
+            Outcome::Up => Opinion::Up,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "voter_tests.rs"]
+mod tests;

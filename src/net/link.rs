@@ -1,0 +1,420 @@
+//! The work done per connection: dialing and re-dialing one peer, accepting and identifying
+//! callers, and serving a live connection (datagrams answered or reported, one message per
+//! unidirectional stream). Nothing here decides what a message means; a bad frame is counted
+//! and dropped, and never costs the connection.
+
+use super::mesh::{close_code, MeshEvent};
+use super::shared::{bump, Shared};
+use super::tls::{identify_caller, IdentityError};
+use crate::core::types::NodeId;
+use crate::wire::{self, decode_datagram, decode_message, encode_datagram, Datagram, WireError};
+use quinn::{Connection, ConnectionError, Endpoint, Incoming, ReadToEndError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A stream must deliver its whole message within this; bounds what a peer that opens
+/// streams and never finishes them can hold (on top of QUIC's stream-count limit).
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest pause between dials to a peer that keeps refusing our certificate (or whose
+/// certificate we refuse): no point in a handshake every `redial_every` for a config error.
+const REFUSED_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// The mesh-wide shutdown signal, plus the per-peer one for a dialer's peer.
+#[derive(Clone)]
+pub(super) struct Stop {
+    global: watch::Receiver<bool>,
+    peer: Option<watch::Receiver<bool>>,
+}
+
+impl Stop {
+    pub fn new(global: watch::Receiver<bool>, peer: Option<watch::Receiver<bool>>) -> Stop {
+        Stop { global, peer }
+    }
+
+    pub fn with_peer(self, peer: watch::Receiver<bool>) -> Stop {
+        Stop {
+            peer: Some(peer),
+            ..self
+        }
+    }
+
+    /// Resolves once stopped (a dropped sender counts as stopped).
+    pub async fn wait(&mut self) {
+        let global = self.global.wait_for(|stopped| *stopped);
+        match &mut self.peer {
+            None => {
+                let _ = global.await;
+            }
+            Some(peer) => {
+                tokio::select! {
+                    _ = global => {}
+                    _ = peer.wait_for(|stopped| *stopped) => {}
+                }
+            }
+        }
+    }
+}
+
+fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
+    u64::from(code) & !0xff == 0x100
+}
+
+enum DialFailure {
+    /// Certificates disagree (either side refused the other): a configuration problem.
+    Refused(String),
+    /// Anything else: the peer is down, unreachable or slow.
+    Unreachable(String),
+}
+
+async fn dial(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    peer: &NodeId,
+    limit: Duration,
+) -> Result<Connection, DialFailure> {
+    let connecting = endpoint
+        .connect(addr, peer.as_str())
+        .map_err(|e| DialFailure::Unreachable(e.to_string()))?;
+    match tokio::time::timeout(limit, connecting).await {
+        Err(_) => Err(DialFailure::Unreachable(format!(
+            "no handshake within {limit:?}"
+        ))),
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(match refusal(&e) {
+            Some(reason) => DialFailure::Refused(reason),
+            None => DialFailure::Unreachable(e.to_string()),
+        }),
+    }
+}
+
+/// Why the certificates of a connection's two ends disagree, when that is how it ended.
+fn refusal(error: &ConnectionError) -> Option<String> {
+    match error {
+        ConnectionError::TransportError(e) if is_tls_alert(e.code) => {
+            Some(format!("its certificate was refused here: {e}"))
+        }
+        ConnectionError::ConnectionClosed(c) if is_tls_alert(c.error_code) => {
+            Some(format!("it refused our certificate: {c}"))
+        }
+        ConnectionError::ApplicationClosed(c) if c.error_code == close_code::REJECTED.into() => {
+            Some(format!(
+                "it refused our certificate: {}",
+                String::from_utf8_lossy(&c.reason)
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Keeps one outgoing connection to `peer` up until the peer is removed or the mesh stops.
+pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64, stop: Stop) {
+    let mut stop = stop;
+    let mut pause = shared.redial_every;
+    let mut down_since = Instant::now();
+    let mut warned = false;
+    loop {
+        let (Some(addr), Some(endpoint)) = (shared.peer_addr(&peer, generation), shared.endpoint())
+        else {
+            break;
+        };
+        let attempt = dial(&endpoint, addr, &peer, shared.handshake_timeout);
+        let result = tokio::select! {
+            _ = stop.wait() => break,
+            result = attempt => result,
+        };
+        drop(endpoint);
+        if shared.shutting_down() {
+            break;
+        }
+        match result {
+            Ok(conn) => {
+                if warned {
+                    tracing::info!(peer = %peer, %addr, "peer reachable again");
+                }
+                let on_probation = pause > shared.redial_every;
+                let refused =
+                    run_outgoing(&shared, &peer, generation, conn, &mut stop, on_probation).await;
+                pause = if refused {
+                    (pause * 2).clamp(shared.redial_every, REFUSED_PAUSE_MAX)
+                } else {
+                    shared.redial_every
+                };
+                down_since = Instant::now();
+                warned = false;
+            }
+            Err(DialFailure::Refused(reason)) => {
+                bump(&shared.counters.dial_failures);
+                pause = (pause * 2).clamp(shared.redial_every, REFUSED_PAUSE_MAX);
+                if shared.loud(format!("refused {peer} {addr} {reason}")) {
+                    tracing::warn!(peer = %peer, %addr, %reason, "cannot connect to peer");
+                } else {
+                    tracing::debug!(peer = %peer, %addr, %reason, "cannot connect to peer");
+                }
+            }
+            Err(DialFailure::Unreachable(reason)) => {
+                bump(&shared.counters.dial_failures);
+                pause = shared.redial_every;
+                // Peers start at different times: only an outage that outlasts the idle
+                // timeout is worth a warning, and one per outage is enough.
+                if !warned && down_since.elapsed() >= shared.idle_timeout {
+                    warned = true;
+                    tracing::warn!(peer = %peer, %addr, %reason, "peer unreachable");
+                } else {
+                    tracing::debug!(peer = %peer, %addr, %reason, "dial failed");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.wait() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Serves our outgoing connection until it ends; true when the peer refused us.
+///
+/// In TLS 1.3 the dialer finishes its handshake before the peer has judged its certificate,
+/// so a refusal arrives just after "connected". After a refusal (`on_probation`), the next
+/// connection is announced only once it has stayed open for a handshake timeout: a node that
+/// keeps being refused does not flap between PeerConnected and PeerLost.
+async fn run_outgoing(
+    shared: &Arc<Shared>,
+    peer: &NodeId,
+    generation: u64,
+    conn: Connection,
+    stop: &mut Stop,
+    on_probation: bool,
+) -> bool {
+    shared.track(&conn);
+    let addr = conn.remote_address();
+    let admitted = !on_probation
+        || tokio::select! {
+            _ = stop.wait() => false,
+            _ = conn.closed() => false,
+            _ = tokio::time::sleep(shared.handshake_timeout) => true,
+        };
+    let announced = admitted && shared.install_outgoing(peer, generation, &conn);
+    if announced {
+        tracing::info!(peer = %peer, %addr, "connected to peer");
+        shared.emit(MeshEvent::PeerConnected(peer.clone())).await;
+        serve(shared, &conn, peer, stop.clone()).await;
+        shared.uninstall_outgoing(peer, &conn);
+    }
+    let ended = conn.close_reason();
+    close_when_done(shared, &conn);
+    shared.untrack(&conn);
+    if shared.shutting_down() {
+        return false;
+    }
+    let refused = ended.as_ref().and_then(refusal);
+    if let Some(reason) = &refused {
+        if shared.loud(format!("refused-by {peer} {reason}")) {
+            tracing::warn!(peer = %peer, %addr, %reason, "peer refused this node");
+        } else {
+            tracing::debug!(peer = %peer, %addr, %reason, "peer refused this node");
+        }
+    } else if announced {
+        let reason = ended.as_ref().map(|r| r.to_string()).unwrap_or_default();
+        tracing::info!(peer = %peer, %addr, %reason, "lost peer");
+    }
+    if announced {
+        shared.emit(MeshEvent::PeerLost(peer.clone())).await;
+    }
+    refused.is_some()
+}
+
+/// Accepts callers until the endpoint closes.
+pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint, mut stop: Stop) {
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.wait() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let task_shared = shared.clone();
+        shared.spawn(move |stop| handle_incoming(task_shared, incoming, stop));
+    }
+}
+
+fn refuse(shared: &Shared, addr: SocketAddr, reason: &str) {
+    bump(&shared.counters.rejected_handshakes);
+    if shared.loud(format!("refuse {addr} {reason}")) {
+        tracing::warn!(%addr, %reason, "refused a mesh connection");
+    } else {
+        tracing::debug!(%addr, %reason, "refused a mesh connection");
+    }
+}
+
+async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming, mut stop: Stop) {
+    let addr = incoming.remote_address();
+    let handshake = tokio::time::timeout(shared.handshake_timeout, incoming);
+    let conn = match tokio::select! {
+        _ = stop.wait() => return,
+        result = handshake => result,
+    } {
+        Err(_) => {
+            tracing::debug!(%addr, "incoming handshake timed out");
+            return;
+        }
+        Ok(Err(ConnectionError::TransportError(e))) if is_tls_alert(e.code) => {
+            refuse(&shared, addr, &e.to_string());
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "incoming handshake failed");
+            return;
+        }
+        Ok(Ok(conn)) => conn,
+    };
+    shared.track(&conn);
+    let identified = identify_caller(&conn, &shared.me, |node| shared.is_peer(node));
+    let peer = match identified {
+        Ok(peer) if shared.install_incoming(&peer, &conn) => Some(peer),
+        // Removed from the peer list between the check and now.
+        Ok(peer) => reject(&shared, &conn, addr, IdentityError::NotAPeer(peer)),
+        Err(why) => reject(&shared, &conn, addr, why),
+    };
+    let Some(peer) = peer else {
+        shared.untrack(&conn);
+        return;
+    };
+    tracing::debug!(peer = %peer, %addr, "accepted peer connection");
+    serve(&shared, &conn, &peer, stop).await;
+    shared.uninstall_incoming(&peer, &conn);
+    close_when_done(&shared, &conn);
+    shared.untrack(&conn);
+}
+
+/// Closes a connection we stopped serving (a no-op if it already ended), saying why.
+fn close_when_done(shared: &Shared, conn: &Connection) {
+    let why: &[u8] = if shared.shutting_down() {
+        b"shutdown"
+    } else {
+        b""
+    };
+    conn.close(close_code::NORMAL.into(), why);
+}
+
+fn reject(
+    shared: &Shared,
+    conn: &Connection,
+    addr: SocketAddr,
+    why: IdentityError,
+) -> Option<NodeId> {
+    let reason = why.to_string();
+    conn.close(close_code::REJECTED.into(), reason.as_bytes());
+    refuse(shared, addr, &reason);
+    None
+}
+
+/// Reads datagrams and streams from `conn` until it ends or the mesh (or peer) stops.
+async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Stop) {
+    let mut stop = stop;
+    let mut readers = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            datagram = conn.read_datagram() => match datagram {
+                Ok(bytes) => on_datagram(shared, conn, peer, &bytes),
+                Err(_) => break,
+            },
+            stream = conn.accept_uni() => match stream {
+                Ok(recv) => {
+                    readers.spawn(read_message(shared.clone(), peer.clone(), recv, stop.clone()));
+                }
+                Err(_) => break,
+            },
+            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+        }
+    }
+    // The connection is gone; messages already read in full are still handed over.
+    while readers.join_next().await.is_some() {}
+}
+
+fn on_datagram(shared: &Shared, conn: &Connection, peer: &NodeId, bytes: &[u8]) {
+    let at = Instant::now();
+    let c = &shared.counters;
+    match decode_datagram(bytes) {
+        Ok(Datagram::Probe { nonce, sent_us }) => {
+            if !shared.answer_probes {
+                tracing::debug!(peer = %peer, "probe ignored: this node is not an Indicator");
+                return;
+            }
+            let answer = encode_datagram(&Datagram::Answer { nonce, sent_us });
+            match conn.send_datagram(answer.into()) {
+                Ok(()) => bump(&c.probes_answered_by_me),
+                Err(e) => {
+                    bump(&c.send_failures);
+                    tracing::debug!(peer = %peer, error = %e, "answer not sent");
+                }
+            }
+        }
+        Ok(Datagram::Answer { nonce, sent_us }) => {
+            bump(&c.answers_received);
+            let event = MeshEvent::ProbeAnswer {
+                from: peer.clone(),
+                nonce,
+                sent_us,
+                at,
+            };
+            if shared.events.try_send(event).is_err() {
+                bump(&c.send_failures);
+            }
+        }
+        Err(e) => {
+            bump(&c.malformed_datagrams);
+            tracing::debug!(peer = %peer, error = %e, len = bytes.len(), "malformed datagram dropped");
+        }
+    }
+}
+
+async fn read_message(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvStream, stop: Stop) {
+    let mut stop = stop;
+    let c = &shared.counters;
+    let read = tokio::time::timeout(STREAM_READ_TIMEOUT, recv.read_to_end(wire::MAX_MESSAGE));
+    let bytes = match tokio::select! {
+        _ = stop.wait() => return,
+        result = read => result,
+    } {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(ReadToEndError::TooLong)) => {
+            bump(&c.oversized_messages);
+            tracing::debug!(peer = %peer, limit = wire::MAX_MESSAGE, "oversized message dropped");
+            let _ = recv.stop(0u32.into());
+            return;
+        }
+        Ok(Err(ReadToEndError::Read(e))) => {
+            tracing::debug!(peer = %peer, error = %e, "message stream broken");
+            return;
+        }
+        Err(_) => {
+            bump(&c.malformed_messages);
+            tracing::debug!(peer = %peer, "message stream not finished in time");
+            let _ = recv.stop(0u32.into());
+            return;
+        }
+    };
+    match decode_message(&bytes) {
+        Ok(msg) => {
+            bump(&c.messages_received);
+            let event = MeshEvent::Message {
+                from: peer.clone(),
+                msg,
+            };
+            tokio::select! {
+                _ = stop.wait() => {}
+                _ = shared.events.send(event) => {}
+            }
+        }
+        Err(WireError::TooLarge { .. }) => bump(&c.oversized_messages),
+        Err(e) => {
+            bump(&c.malformed_messages);
+            tracing::debug!(peer = %peer, error = %e, len = bytes.len(), "malformed message dropped");
+        }
+    }
+}

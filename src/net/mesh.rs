@@ -1,0 +1,308 @@
+//! The mesh transport: one QUIC endpoint per node, one outgoing connection per peer (kept up
+//! by a dialer task), probes as datagrams, messages as one unidirectional stream each. It
+//! owns sockets, connections and the tasks around them; it makes no decision about what a
+//! probe or message means, and it never blocks its caller: what cannot be sent is counted.
+
+use super::certs::CertPaths;
+use super::link;
+use super::shared::{bump, Shared};
+use super::tls::{self, TlsError};
+use crate::core::types::NodeId;
+use crate::wire::{encode_datagram, encode_message, Datagram, Message};
+use quinn::{Endpoint, EndpointConfig, Runtime, TokioRuntime};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Seed for QUIC's RTT estimate before the first sample: LAN-sized, so that loss detection of
+/// the first probes and handshakes does not wait for the 333 ms internet default.
+const INITIAL_RTT: Duration = Duration::from_millis(10);
+
+/// Application close codes on the mesh (CONNECTION_CLOSE error codes).
+pub mod close_code {
+    /// The node is shutting down or replaced the connection routinely.
+    pub const NORMAL: u32 = 0;
+    /// The caller's certificate does not speak for a node of this fleet; the reason is sent.
+    pub const REJECTED: u32 = 1;
+    /// The peer was removed from the peer list.
+    pub const PEER_REMOVED: u32 = 2;
+    /// The peer's address changed; the connection will be re-dialed.
+    pub const READDRESSED: u32 = 3;
+}
+
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    pub me: NodeId,
+    pub bind: SocketAddr,
+    /// Every other node of the fleet and where to dial it (an entry for `me` is ignored).
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    pub certs: CertPaths,
+    /// Indicator role: echo Probe datagrams as Answer right in the receive path.
+    pub answer_probes: bool,
+    pub idle_timeout: Duration,
+    pub keep_alive: Duration,
+    /// How often a missing outgoing connection is retried; a dial gives up after 5 times this.
+    pub redial_every: Duration,
+}
+
+// A message is the large variant; boxing it would cost an allocation per message and gain
+// nothing on a channel that moves events one at a time.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum MeshEvent {
+    /// An Answer datagram arrived from `from` (the Pinger side). `at` = when it was received.
+    ProbeAnswer {
+        from: NodeId,
+        nonce: u64,
+        sent_us: u64,
+        at: Instant,
+    },
+    /// A stream message arrived.
+    Message { from: NodeId, msg: Message },
+    /// The outgoing connection to this peer is up: probes and messages to it can be sent.
+    PeerConnected(NodeId),
+    /// The outgoing connection to this peer is gone; it is being re-dialed.
+    PeerLost(NodeId),
+}
+
+#[derive(Default, Clone, Debug, serde::Serialize)]
+pub struct MeshStats {
+    pub probes_sent: u64,
+    /// As Indicator.
+    pub probes_answered_by_me: u64,
+    pub answers_received: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub malformed_datagrams: u64,
+    pub malformed_messages: u64,
+    pub oversized_messages: u64,
+    /// Incoming connections refused: failed certificate verification during the handshake,
+    /// or a verified certificate that does not speak for a peer of this node.
+    pub rejected_handshakes: u64,
+    pub send_failures: u64,
+    /// Outgoing dial attempts that did not produce a connection.
+    pub dial_failures: u64,
+    pub udp_tx_datagrams: u64,
+    pub udp_tx_bytes: u64,
+    pub udp_rx_datagrams: u64,
+    pub udp_rx_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// Nothing was bound.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Nothing was bound.
+    #[error("invalid mesh setting {setting}: {reason}")]
+    Config {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("cannot bind the mesh socket to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The node's QUIC mesh. Cheap to clone; every clone is the same mesh. Call `shutdown` to
+/// release it; dropping the last clone only starts the shutdown.
+#[derive(Clone)]
+pub struct Mesh {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    _last_handle: Arc<LastHandle>,
+}
+
+/// The mesh's tasks hold `Shared` themselves, so only a handle of the handles can tell that
+/// the owner let go.
+struct LastHandle(Arc<Shared>);
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        self.0.begin_shutdown();
+    }
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> MeshError {
+    MeshError::Config {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+fn transport_config(cfg: &MeshConfig) -> Result<Arc<quinn::TransportConfig>, MeshError> {
+    if cfg.idle_timeout.is_zero() {
+        return Err(invalid("idle_timeout", "must be positive"));
+    }
+    if cfg.keep_alive.is_zero() || cfg.keep_alive >= cfg.idle_timeout {
+        return Err(invalid(
+            "keep_alive",
+            format!(
+                "{:?} must be positive and shorter than idle_timeout ({:?})",
+                cfg.keep_alive, cfg.idle_timeout
+            ),
+        ));
+    }
+    if cfg.redial_every.is_zero() {
+        return Err(invalid("redial_every", "must be positive"));
+    }
+    let idle = quinn::IdleTimeout::try_from(cfg.idle_timeout)
+        .map_err(|_| invalid("idle_timeout", "too large for QUIC"))?;
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(idle))
+        .keep_alive_interval(Some(cfg.keep_alive))
+        .initial_rtt(INITIAL_RTT)
+        // The mesh only uses datagrams and unidirectional streams.
+        .max_concurrent_bidi_streams(0u32.into());
+    Ok(Arc::new(t))
+}
+
+impl Mesh {
+    pub async fn start(
+        cfg: MeshConfig,
+        events: mpsc::Sender<MeshEvent>,
+    ) -> Result<Mesh, MeshError> {
+        let transport = transport_config(&cfg)?;
+        let mut server = tls::server_config(&cfg.certs)?;
+        server.transport_config(transport.clone());
+        let mut client = tls::client_config(&cfg.certs)?;
+        client.transport_config(transport);
+
+        let bind_err = |source| MeshError::Bind {
+            addr: cfg.bind,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(cfg.bind).map_err(bind_err)?;
+        let local_addr = socket.local_addr().map_err(bind_err)?;
+        let runtime = Arc::new(TokioRuntime);
+        let socket = runtime.wrap_udp_socket(socket).map_err(bind_err)?;
+        let socket_weak = Arc::downgrade(&socket);
+        let mut endpoint = Endpoint::new_with_abstract_socket(
+            EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
+        endpoint.set_default_client_config(client);
+
+        let shared = Shared::new(&cfg, events, endpoint.clone(), socket_weak);
+        let acceptor = shared.clone();
+        shared.spawn(move |stop| link::accept_loop(acceptor, endpoint, stop));
+        let mesh = Mesh {
+            _last_handle: Arc::new(LastHandle(shared.clone())),
+            shared,
+            local_addr,
+        };
+        mesh.set_peers(cfg.peers);
+        tracing::info!(node = %cfg.me, addr = %local_addr, "mesh listening");
+        Ok(mesh)
+    }
+
+    /// Non-blocking: sends a Probe datagram on the outgoing connection to `to`. Returns false
+    /// (and counts a send failure) when there is no live connection.
+    pub fn send_probe(&self, to: &NodeId, nonce: u64, sent_us: u64) -> bool {
+        let c = &self.shared.counters;
+        let Some(conn) = self.shared.outgoing(to) else {
+            bump(&c.send_failures);
+            return false;
+        };
+        let probe = encode_datagram(&Datagram::Probe { nonce, sent_us });
+        match conn.send_datagram(probe.into()) {
+            Ok(()) => {
+                bump(&c.probes_sent);
+                true
+            }
+            Err(e) => {
+                bump(&c.send_failures);
+                tracing::debug!(peer = %to, error = %e, "probe not sent");
+                false
+            }
+        }
+    }
+
+    /// Non-blocking: writes one encoded message on a new unidirectional stream of the outgoing
+    /// connection to `to`, from a spawned task. Failures are counted and logged at debug.
+    /// Each message travels alone: two messages to the same peer may arrive in either order.
+    pub fn send(&self, to: &NodeId, msg: &Message) {
+        let shared = &self.shared;
+        let Some(conn) = shared.outgoing(to) else {
+            bump(&shared.counters.send_failures);
+            tracing::debug!(peer = %to, "message not sent: no connection");
+            return;
+        };
+        let bytes = encode_message(msg);
+        let (task_shared, to) = (shared.clone(), to.clone());
+        let spawned = shared.spawn(move |mut stop| async move {
+            let write = async {
+                let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
+                stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                stream.finish().map_err(|e| e.to_string())
+            };
+            let c = &task_shared.counters;
+            tokio::select! {
+                _ = stop.wait() => bump(&c.send_failures),
+                result = write => match result {
+                    Ok(()) => bump(&c.messages_sent),
+                    Err(error) => {
+                        bump(&c.send_failures);
+                        tracing::debug!(peer = %to, %error, "message not sent");
+                    }
+                },
+            }
+        });
+        if !spawned {
+            bump(&shared.counters.send_failures);
+        }
+    }
+
+    /// Replaces the peer list (fleet reload): dials new peers, drops removed ones, re-dials a
+    /// peer whose address changed. An entry for this node itself is ignored.
+    pub fn set_peers(&self, peers: Vec<(NodeId, SocketAddr)>) {
+        self.shared.set_peers(peers);
+    }
+
+    /// Peers whose outgoing connection is up (those `send_probe` and `send` can reach).
+    pub fn connected(&self) -> Vec<NodeId> {
+        self.shared.connected()
+    }
+
+    pub fn stats(&self) -> MeshStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let [udp_tx_datagrams, udp_tx_bytes, udp_rx_datagrams, udp_rx_bytes] =
+            self.shared.udp_totals();
+        MeshStats {
+            probes_sent: get(&c.probes_sent),
+            probes_answered_by_me: get(&c.probes_answered_by_me),
+            answers_received: get(&c.answers_received),
+            messages_sent: get(&c.messages_sent),
+            messages_received: get(&c.messages_received),
+            malformed_datagrams: get(&c.malformed_datagrams),
+            malformed_messages: get(&c.malformed_messages),
+            oversized_messages: get(&c.oversized_messages),
+            rejected_handshakes: get(&c.rejected_handshakes),
+            send_failures: get(&c.send_failures),
+            dial_failures: get(&c.dial_failures),
+            udp_tx_datagrams,
+            udp_tx_bytes,
+            udp_rx_datagrams,
+            udp_rx_bytes,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Closes every connection and the endpoint; returns when every task has ended and the
+    /// socket is released (so the address can be bound again). Idempotent.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown().await;
+        tracing::info!(node = %self.shared.me, addr = %self.local_addr, "mesh shut down");
+    }
+}

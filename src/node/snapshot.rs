@@ -1,0 +1,167 @@
+//! What a node shows the outside world: a plain-data picture of its state that the driver
+//! publishes after every change (`tokio::sync::watch`). REST handlers read it and never touch
+//! the running state machines.
+
+use crate::core::types::{NodeId, SiteId};
+use crate::net::MeshStats;
+use crate::wire::IndicatorView;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeSnapshot {
+    pub node: NodeId,
+    pub site: SiteId,
+    pub roles: Vec<&'static str>,
+    pub fleet_hash: String,
+    /// The last fleet file change that could not be applied, and why.
+    pub fleet_error: Option<String>,
+    pub peers: Vec<PeerView>,
+    pub sites: Vec<SiteView>,
+    /// Newest first.
+    pub history: Vec<VerdictView>,
+    pub counters: Counters,
+    pub mesh: MeshStats,
+    /// Set when this node could not make its vote durable and stopped voting.
+    pub voting_disabled: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerView {
+    pub node: NodeId,
+    pub site: SiteId,
+    /// A status message arrived within three status intervals.
+    pub reachable: bool,
+    pub fleet_hash: Option<String>,
+    pub last_seen_ms_ago: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteView {
+    pub id: SiteId,
+    /// This node's own opinion: "up" | "down" | "unknown".
+    pub opinion: &'static str,
+    /// The committed verdict: "up" | "down" | "none".
+    pub verdict: &'static str,
+    pub epoch: Option<u64>,
+    pub slot: Option<u64>,
+    pub leader: Option<NodeId>,
+    /// When this node learned the verdict (RFC 3339, UTC).
+    pub decided_at: Option<String>,
+    /// No second automatic failover of this site before this time (RFC 3339, UTC).
+    pub hold_down_until: Option<String>,
+    /// "automatic", or "manual: <why>" when the watch opted into single_vantage = "manual".
+    pub failover: String,
+    pub electorate: Vec<NodeId>,
+    pub majority: usize,
+    /// Every Pinger's view of every Indicator, as last reported to this node.
+    pub evidence: Vec<PingerEvidence>,
+    /// The last vote rounds this node ran for the site, newest first.
+    pub rounds: Vec<RoundView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PingerEvidence {
+    pub pinger: NodeId,
+    pub opinion: &'static str,
+    pub suspect: bool,
+    pub evidence_age_ms: Option<u32>,
+    /// How old this report is (0 for this node's own Pinger).
+    pub reported_ms_ago: u64,
+    pub indicators: Vec<IndicatorView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoundView {
+    pub slot: u64,
+    pub target: &'static str,
+    pub epoch: u64,
+    pub attempt: u32,
+    pub outcome: &'static str,
+    pub duration_ms: f64,
+    pub ended_at: String,
+    pub answers: Vec<AnswerView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AnswerView {
+    pub voter: NodeId,
+    pub opinion: &'static str,
+    pub suspect: bool,
+    pub evidence_age_ms: Option<u32>,
+    pub promised: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerdictView {
+    pub site: SiteId,
+    pub verdict: &'static str,
+    pub epoch: u64,
+    pub slot: u64,
+    pub leader: NodeId,
+    pub decided_at: String,
+}
+
+/// Counters behind `/metrics`; only the driver writes them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub probes_sent: u64,
+    pub probes_answered: u64,
+    pub probes_late: u64,
+    pub probe_misses: u64,
+    pub false_positives_external: u64,
+    pub false_positives_internal: u64,
+    pub retries_until_up: u64,
+    /// By outcome label.
+    pub vote_rounds: BTreeMap<&'static str, u64>,
+    /// By (site, verdict).
+    pub verdicts: BTreeMap<(String, &'static str), u64>,
+    pub detection_delay: Histogram,
+    /// First DOWN opinion of this node -> committed verdict.
+    pub decision_delay: Histogram,
+    pub fleet_reloads: u64,
+    pub fleet_reload_errors: u64,
+    pub persist_errors: u64,
+}
+
+/// A Prometheus histogram with fixed buckets, in seconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+const DELAY_BUCKETS: &[f64] = &[
+    0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            bounds: DELAY_BUCKETS,
+            counts: vec![0; DELAY_BUCKETS.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// Formats a Unix time in milliseconds as RFC 3339 UTC.
+pub fn rfc3339(unix_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,138 @@
+//! The in-memory store for the simulator and tests: the same semantics as SQLite (the
+//! conformance suite holds both to them) without a file. Clones share one state, the way two
+//! opens of one directory share a file, so a simulated crash drops the node and keeps a clone.
+
+use super::{check_promise, conflicting_verdict, FleetVersion, Storage, StoreError, StoredVerdict};
+use crate::config::Fleet;
+use crate::core::types::{Durable, SiteId, Verdict};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A node's durable state kept in memory; survives as long as any clone of it.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    durable: BTreeMap<SiteId, Durable>,
+    verdicts: BTreeMap<(SiteId, u64), StoredVerdict>,
+    fleet: Option<Fleet>,
+    history: Vec<FleetVersion>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every mutation below checks before it writes, so a panic elsewhere while the lock
+        // was held cannot have left a half-applied change: the state is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Storage for MemoryStore {
+    fn load_durable(&self) -> Result<BTreeMap<SiteId, Durable>, StoreError> {
+        Ok(self.state().durable.clone())
+    }
+
+    fn save_durable(&mut self, site: &SiteId, d: &Durable) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if let Some(stored) = state.durable.get(site) {
+            check_promise(site, &stored.promised, &d.promised)?;
+        }
+        state.durable.insert(site.clone(), d.clone());
+        Ok(())
+    }
+
+    fn record_verdict(&mut self, v: &Verdict, learned_at_unix_ms: i64) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let key = (v.site.clone(), v.slot);
+        if let Some(stored) = state.verdicts.get(&key) {
+            return if stored.verdict == *v {
+                Ok(false)
+            } else {
+                Err(conflicting_verdict(&stored.verdict, v))
+            };
+        }
+        state.verdicts.insert(
+            key,
+            StoredVerdict {
+                verdict: v.clone(),
+                learned_at_unix_ms,
+            },
+        );
+        Ok(true)
+    }
+
+    fn verdicts(
+        &self,
+        site: Option<&SiteId>,
+        limit: usize,
+    ) -> Result<Vec<StoredVerdict>, StoreError> {
+        let state = self.state();
+        let out = match site {
+            Some(site) => state
+                .verdicts
+                .range((site.clone(), 0)..=(site.clone(), u64::MAX))
+                .rev()
+                .take(limit)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            None => {
+                let mut all: Vec<StoredVerdict> = state.verdicts.values().cloned().collect();
+                // Same order as the SQLite query: learned_at DESC, slot DESC, site ASC.
+                all.sort_by(|a, b| {
+                    b.learned_at_unix_ms
+                        .cmp(&a.learned_at_unix_ms)
+                        .then(b.verdict.slot.cmp(&a.verdict.slot))
+                        .then(a.verdict.site.cmp(&b.verdict.site))
+                });
+                all.truncate(limit);
+                all
+            }
+        };
+        Ok(out)
+    }
+
+    fn latest_verdicts(&self) -> Result<Vec<StoredVerdict>, StoreError> {
+        let state = self.state();
+        let mut latest: BTreeMap<&SiteId, &StoredVerdict> = BTreeMap::new();
+        // Keys ascend by (site, slot), so the last one seen per site is its highest slot.
+        for ((site, _), v) in &state.verdicts {
+            latest.insert(site, v);
+        }
+        Ok(latest.into_values().cloned().collect())
+    }
+
+    fn save_fleet(&mut self, fleet: &Fleet, loaded_at_unix_ms: i64) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if !state.history.iter().any(|v| v.hash == fleet.hash) {
+            state.history.push(FleetVersion {
+                hash: fleet.hash.clone(),
+                text: fleet.source.clone(),
+                loaded_at_unix_ms,
+            });
+        }
+        state.fleet = Some(fleet.clone());
+        Ok(())
+    }
+
+    fn fleet_hash(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.state().fleet.as_ref().map(|f| f.hash.clone()))
+    }
+
+    fn load_fleet(&self) -> Result<Option<Fleet>, StoreError> {
+        Ok(self.state().fleet.clone())
+    }
+
+    fn fleet_history(&self) -> Result<Vec<FleetVersion>, StoreError> {
+        let mut history = self.state().history.clone();
+        // SQLite orders by load time, then insertion; a stable sort does the same.
+        history.sort_by_key(|v| v.loaded_at_unix_ms);
+        Ok(history)
+    }
+}

@@ -1,0 +1,154 @@
+//! What a node must never lose: each voter's promised ballot and accepted value per site, the
+//! committed verdicts, and the registry (the fleet file it runs and the history of fleet
+//! versions it has loaded). Everything sits behind [`Storage`] so that the node drives SQLite
+//! ([`SqliteStore`]) and the simulator an in-memory twin ([`MemoryStore`]) with the same
+//! semantics, checked by one conformance suite. A store must never report a write as done
+//! before it is durable, never lower a promised ballot, and never overwrite a verdict.
+
+use crate::config::Fleet;
+use crate::core::types::{Ballot, Durable, SiteId, Verdict};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+mod memory;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// A committed verdict and when this node learned it (wall clock, for operators only: the
+/// protocol orders verdicts of a site by slot, never by this time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredVerdict {
+    pub verdict: Verdict,
+    pub learned_at_unix_ms: i64,
+}
+
+/// One fleet file this node has loaded, kept so that operators can see which versions ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetVersion {
+    /// Hex SHA-256 of `text` (`Fleet::hash`).
+    pub hash: String,
+    pub text: String,
+    /// When this node first loaded this version.
+    pub loaded_at_unix_ms: i64,
+}
+
+/// Why a store operation failed. Each variant says what happened to the stored state.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be opened (directory not creatable, file not a SQLite database,
+    /// pragmas or migrations failed). Nothing was written to an existing store.
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: OpenErrorSource,
+    },
+    /// SQLite failed mid-operation; the operation's transaction was rolled back, so the
+    /// stored state is what it was before the call.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A promised ballot lower than the stored one was refused; nothing was written. The
+    /// caller's in-memory state is behind the disk, which must never happen in a correct
+    /// voter: treat it as a bug, not as a retryable failure.
+    #[error(
+        "refused to lower the promised ballot of site {site} from epoch {} ({}) to epoch {} ({}); nothing was written",
+        stored.epoch, stored.proposer, attempted.epoch, attempted.proposer
+    )]
+    EpochRegression {
+        site: SiteId,
+        stored: Ballot,
+        attempted: Ballot,
+    },
+    /// The stored data contradicts itself or the caller (a verdict slot with two values, a
+    /// row that does not decode). Nothing was written by the failed call.
+    #[error("store holds inconsistent data: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer quorate; it was not modified. Run the newer
+    /// version, or restore a backup made before the upgrade.
+    #[error(
+        "the store's schema version {found} is newer than this build supports ({supported}); it was left untouched"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+/// What went wrong while opening a store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenErrorSource {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Durable state of one node. Every `save_*`/`record_*` method is atomic (all or nothing) and
+/// durable when it returns `Ok`.
+pub trait Storage: Send {
+    /// Per-site durable voter state (promised ballot + accepted value).
+    fn load_durable(&self) -> Result<BTreeMap<SiteId, Durable>, StoreError>;
+
+    /// Must be on disk (fsync) when it returns Ok. Refuses (EpochRegression, nothing written)
+    /// a promised ballot lower than the stored one: the last line of defence of "never accept
+    /// a lower epoch". An equal ballot may carry a new accepted value.
+    fn save_durable(&mut self, site: &SiteId, d: &Durable) -> Result<(), StoreError>;
+
+    /// Appends a committed verdict; idempotent on (site, slot): returns Ok(true) when stored,
+    /// Ok(false) if that slot is already stored with the same value (the stored learned-at
+    /// time is kept), Err(Corrupt) if with a different value (never overwritten).
+    fn record_verdict(&mut self, v: &Verdict, learned_at_unix_ms: i64) -> Result<bool, StoreError>;
+
+    /// Newest first, at most `limit`. For one site "newest" is the highest slot; across
+    /// sites it is the latest learned-at time (ties: higher slot, then site id).
+    fn verdicts(
+        &self,
+        site: Option<&SiteId>,
+        limit: usize,
+    ) -> Result<Vec<StoredVerdict>, StoreError>;
+
+    /// The newest (highest slot) verdict of each site that has one, ordered by site id.
+    fn latest_verdicts(&self) -> Result<Vec<StoredVerdict>, StoreError>;
+
+    /// Registry: replaces the stored fleet (sites, nodes, watches, timing rows) with `fleet` in
+    /// one transaction and appends (hash, text, loaded_at) to the fleet history if the hash is
+    /// new. `fleet` becomes the current fleet either way.
+    fn save_fleet(&mut self, fleet: &Fleet, loaded_at_unix_ms: i64) -> Result<(), StoreError>;
+
+    /// The hash of the current fleet, None before the first `save_fleet`.
+    fn fleet_hash(&self) -> Result<Option<String>, StoreError>;
+
+    /// The current fleet as stored by the last `save_fleet`, None before the first one.
+    fn load_fleet(&self) -> Result<Option<Fleet>, StoreError>;
+
+    /// Every fleet version ever loaded, oldest first, one entry per hash.
+    fn fleet_history(&self) -> Result<Vec<FleetVersion>, StoreError>;
+}
+
+/// Shared by both implementations so that they refuse exactly the same writes.
+fn check_promise(site: &SiteId, stored: &Ballot, attempted: &Ballot) -> Result<(), StoreError> {
+    if attempted < stored {
+        return Err(StoreError::EpochRegression {
+            site: site.clone(),
+            stored: stored.clone(),
+            attempted: attempted.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn conflicting_verdict(stored: &Verdict, attempted: &Verdict) -> StoreError {
+    StoreError::Corrupt(format!(
+        "site {} slot {} already holds {} at epoch {} led by {}; refused {} at epoch {} led by {}",
+        stored.site,
+        stored.slot,
+        stored.value.outcome.as_api_str(),
+        stored.value.epoch,
+        stored.value.leader,
+        attempted.value.outcome.as_api_str(),
+        attempted.value.epoch,
+        attempted.value.leader,
+    ))
+}

@@ -1,0 +1,483 @@
+//! The QUIC mesh over loopback: probes and messages between fleet members, refusal of
+//! strangers, resilience to garbage frames, and a clean shutdown.
+
+use quorate::core::types::NodeId;
+use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent};
+use quorate::wire::{self, Datagram, Message, PeerStatus};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn n(id: &str) -> NodeId {
+    NodeId::from(id)
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
+/// A loopback address nobody listens on right now.
+fn free_addr() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+fn config(
+    me: &str,
+    bind: SocketAddr,
+    certs: CertPaths,
+    peers: &[(&str, SocketAddr)],
+) -> MeshConfig {
+    MeshConfig {
+        me: n(me),
+        bind,
+        peers: peers.iter().map(|(id, addr)| (n(id), *addr)).collect(),
+        certs,
+        answer_probes: false,
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_millis(500),
+        redial_every: Duration::from_millis(100),
+    }
+}
+
+fn fleet(nodes: &[&str]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let ids: Vec<NodeId> = nodes.iter().map(|id| n(id)).collect();
+    certs::init(dir.path(), &ids, false).unwrap();
+    dir
+}
+
+fn paths(dir: &Path, node: &str) -> CertPaths {
+    CertPaths::in_dir(dir, &n(node))
+}
+
+fn status(from: &str) -> Message {
+    Message::Status(PeerStatus {
+        node: n(from),
+        fleet_hash: "f00d".into(),
+        opinions: vec![],
+        verdicts: vec![],
+    })
+}
+
+async fn start(cfg: MeshConfig) -> (Mesh, mpsc::Receiver<MeshEvent>) {
+    let (tx, rx) = mpsc::channel(1024);
+    (Mesh::start(cfg, tx).await.unwrap(), rx)
+}
+
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next event satisfying `pick`, skipping others; None after `within`.
+async fn next_event<T>(
+    rx: &mut mpsc::Receiver<MeshEvent>,
+    within: Duration,
+    mut pick: impl FnMut(MeshEvent) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(event)) => {
+                if let Some(found) = pick(event) {
+                    return Some(found);
+                }
+            }
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+fn message_from(event: MeshEvent) -> Option<(NodeId, Message)> {
+    match event {
+        MeshEvent::Message { from, msg } => Some((from, msg)),
+        _ => None,
+    }
+}
+
+fn answer(event: MeshEvent) -> Option<(NodeId, u64, u64)> {
+    match event {
+        MeshEvent::ProbeAnswer {
+            from,
+            nonce,
+            sent_us,
+            ..
+        } => Some((from, nonce, sent_us)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_answered_and_messages_round_trip_between_fleet_members() {
+    init_tracing();
+    let dir = fleet(&["pinger", "indicator"]);
+    let (pa, ia) = (free_addr(), free_addr());
+    let (pinger, mut p_rx) = start(config(
+        "pinger",
+        pa,
+        paths(dir.path(), "pinger"),
+        &[("indicator", ia)],
+    ))
+    .await;
+    let mut icfg = config(
+        "indicator",
+        ia,
+        paths(dir.path(), "indicator"),
+        &[("pinger", pa)],
+    );
+    icfg.answer_probes = true;
+    let (indicator, mut i_rx) = start(icfg).await;
+    let (p, i) = (n("pinger"), n("indicator"));
+
+    let connected = next_event(&mut p_rx, WAIT, |e| match e {
+        MeshEvent::PeerConnected(node) => Some(node),
+        _ => None,
+    })
+    .await;
+    assert_eq!(connected, Some(i.clone()));
+    assert_eq!(pinger.connected(), vec![i.clone()]);
+    eventually("indicator to dial the pinger", || {
+        indicator.connected() == vec![p.clone()]
+    })
+    .await;
+
+    for nonce in 1..=20u64 {
+        assert!(pinger.send_probe(&i, nonce, nonce * 1000));
+    }
+    let mut nonces = Vec::new();
+    while nonces.len() < 20 {
+        let (from, nonce, sent_us) = next_event(&mut p_rx, WAIT, answer)
+            .await
+            .expect("an answer to every probe");
+        assert_eq!(from, i);
+        assert_eq!(sent_us, nonce * 1000, "sent_us echoed untouched");
+        nonces.push(nonce);
+    }
+    nonces.sort();
+    assert_eq!(nonces, (1..=20).collect::<Vec<_>>());
+
+    pinger.send(&i, &status("pinger"));
+    let got = next_event(&mut i_rx, WAIT, message_from).await;
+    assert_eq!(got, Some((p.clone(), status("pinger"))));
+    indicator.send(&p, &status("indicator"));
+    let got = next_event(&mut p_rx, WAIT, message_from).await;
+    assert_eq!(got, Some((i.clone(), status("indicator"))));
+
+    // Bytes on the wire per probe: only probes (and the ACKs they carry) flow in this window.
+    const PROBES: u64 = 200;
+    let before = pinger.stats();
+    for k in 0..PROBES {
+        assert!(pinger.send_probe(&i, 1000 + k, u64::MAX - k));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut answered = 0;
+    while answered < PROBES {
+        next_event(&mut p_rx, WAIT, answer)
+            .await
+            .expect("an answer to every probe");
+        answered += 1;
+    }
+    let after = pinger.stats();
+    let datagrams = after.udp_tx_datagrams - before.udp_tx_datagrams;
+    let bytes = after.udp_tx_bytes - before.udp_tx_bytes;
+    let per_datagram = bytes as f64 / datagrams as f64;
+    println!(
+        "{PROBES} probes: pinger sent {datagrams} UDP datagrams, {bytes} bytes: \
+         {per_datagram:.1} bytes per datagram, {:.1} bytes per probe",
+        bytes as f64 / PROBES as f64
+    );
+    assert!(
+        datagrams >= PROBES,
+        "{datagrams} datagrams for {PROBES} probes"
+    );
+    assert!(
+        per_datagram <= 80.0,
+        "{per_datagram:.1} bytes per probe datagram"
+    );
+
+    let (ps, is) = (pinger.stats(), indicator.stats());
+    assert_eq!(ps.probes_sent, 20 + PROBES);
+    assert_eq!(ps.answers_received, 20 + PROBES);
+    assert_eq!(is.probes_answered_by_me, 20 + PROBES);
+    assert_eq!((ps.messages_sent, ps.messages_received), (1, 1));
+    assert_eq!((is.messages_sent, is.messages_received), (1, 1));
+    assert_eq!(is.rejected_handshakes + ps.rejected_handshakes, 0);
+    assert_eq!(ps.malformed_datagrams + ps.malformed_messages, 0);
+
+    pinger.shutdown().await;
+    indicator.shutdown().await;
+}
+
+/// Sends probes and messages from `mesh` to `to` for `period`.
+async fn keep_trying(mesh: &Mesh, to: &NodeId, from: &str, period: Duration) {
+    let deadline = Instant::now() + period;
+    let mut nonce = 0;
+    while Instant::now() < deadline {
+        nonce += 1;
+        mesh.send_probe(to, nonce, 0);
+        mesh.send(to, &status(from));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certified_by_another_ca_is_refused_both_ways() {
+    init_tracing();
+    let fleet_dir = fleet(&["a", "b"]);
+    let foreign_dir = fleet(&["b"]);
+    let (aa, ba) = (free_addr(), free_addr());
+    let mut acfg = config("a", aa, paths(fleet_dir.path(), "a"), &[("b", ba)]);
+    acfg.answer_probes = true;
+    let (a, mut a_rx) = start(acfg).await;
+    // Trusts the fleet CA (so it accepts a's server certificate), but its own certificate
+    // for "b" comes from another CA.
+    let forged = CertPaths {
+        ca_cert: fleet_dir.path().join("ca.pem"),
+        ..paths(foreign_dir.path(), "b")
+    };
+    let mut bcfg = config("b", ba, forged, &[("a", aa)]);
+    bcfg.answer_probes = true;
+    let (b, mut b_rx) = start(bcfg).await;
+
+    keep_trying(&b, &n("a"), "b", Duration::from_millis(1500)).await;
+
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(sa.rejected_handshakes > 0, "a refused nothing: {sa:?}");
+    assert!(
+        sa.dial_failures > 0,
+        "a accepted b's foreign server certificate"
+    );
+    assert_eq!(sa.messages_received, 0);
+    assert_eq!(sa.probes_answered_by_me, 0);
+    assert!(a.connected().is_empty());
+    assert_eq!(sb.answers_received, 0);
+    assert!(
+        next_event(&mut a_rx, Duration::from_millis(100), message_from)
+            .await
+            .is_none()
+    );
+    assert!(next_event(&mut b_rx, Duration::from_millis(100), answer)
+        .await
+        .is_none());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_certificate_for_a_node_outside_the_peer_list_is_refused_until_it_joins() {
+    init_tracing();
+    let dir = fleet(&["a", "b"]);
+    // Issued later by the same CA: valid, but a is not told about x.
+    certs::issue(dir.path(), &n("x")).unwrap();
+    let (aa, xa) = (free_addr(), free_addr());
+    let mut acfg = config("a", aa, paths(dir.path(), "a"), &[("b", free_addr())]);
+    acfg.answer_probes = true;
+    let (a, mut a_rx) = start(acfg).await;
+    let (x, mut x_rx) = start(config("x", xa, paths(dir.path(), "x"), &[("a", aa)])).await;
+
+    keep_trying(&x, &n("a"), "x", Duration::from_millis(1500)).await;
+
+    let sa = a.stats();
+    assert!(sa.rejected_handshakes > 0, "a refused nothing: {sa:?}");
+    assert_eq!(sa.messages_received, 0);
+    assert_eq!(sa.probes_answered_by_me, 0);
+    assert_eq!(x.stats().answers_received, 0);
+    assert!(
+        next_event(&mut a_rx, Duration::from_millis(100), message_from)
+            .await
+            .is_none()
+    );
+    assert!(next_event(&mut x_rx, Duration::from_millis(100), answer)
+        .await
+        .is_none());
+
+    // A fleet reload that adds x lets it in.
+    a.set_peers(vec![(n("b"), free_addr()), (n("x"), xa)]);
+    eventually("x to be admitted", || {
+        x.connected() == vec![n("a")] && x.send_probe(&n("a"), 7, 7)
+    })
+    .await;
+    assert_eq!(
+        next_event(&mut x_rx, WAIT, answer)
+            .await
+            .map(|(from, ..)| from),
+        Some(n("a"))
+    );
+    x.send(&n("a"), &status("x"));
+    assert_eq!(
+        next_event(&mut a_rx, WAIT, message_from).await,
+        Some((n("x"), status("x")))
+    );
+    a.shutdown().await;
+    x.shutdown().await;
+}
+
+/// Deterministic filler bytes (xorshift), so a failure reproduces.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect()
+}
+
+async fn send_stream(conn: &quinn::Connection, bytes: &[u8]) {
+    let mut stream = conn.open_uni().await.unwrap();
+    // The receiver may stop an oversized stream before it is all written.
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_are_counted_and_the_connection_keeps_working() {
+    init_tracing();
+    let dir = fleet(&["a", "b"]);
+    let aa = free_addr();
+    let mut acfg = config("a", aa, paths(dir.path(), "a"), &[("b", free_addr())]);
+    acfg.answer_probes = true;
+    let (a, mut a_rx) = start(acfg).await;
+
+    // A bare QUIC client holding b's valid certificate.
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(tls::client_config(&paths(dir.path(), "b")).unwrap());
+    let conn = endpoint.connect(aa, "a").unwrap().await.unwrap();
+
+    let probe = wire::encode_datagram(&Datagram::Probe {
+        nonce: 5,
+        sent_us: 6,
+    });
+    let bad_datagrams = [
+        Vec::new(),
+        probe[..probe.len() - 1].to_vec(),
+        vec![wire::WIRE_VERSION; wire::MAX_DATAGRAM + 20],
+        noise(1, 30),
+        [&[wire::WIRE_VERSION][..], &noise(2, 20)].concat(),
+    ];
+    for d in &bad_datagrams {
+        conn.send_datagram(d.clone().into()).unwrap();
+    }
+    let message = wire::encode_message(&status("b"));
+    send_stream(&conn, &message[..message.len() / 2]).await;
+    send_stream(&conn, &[&[9u8][..], &message[1..]].concat()).await;
+    send_stream(&conn, &[&[wire::WIRE_VERSION][..], &noise(3, 500)].concat()).await;
+    send_stream(&conn, &noise(4, 500)).await;
+    send_stream(&conn, &vec![wire::WIRE_VERSION; wire::MAX_MESSAGE + 1000]).await;
+
+    eventually("garbage to be counted", || {
+        let s = a.stats();
+        s.malformed_datagrams >= bad_datagrams.len() as u64
+            && s.malformed_messages >= 4
+            && s.oversized_messages >= 1
+    })
+    .await;
+    let s = a.stats();
+    assert_eq!(s.malformed_datagrams, bad_datagrams.len() as u64);
+    assert_eq!((s.malformed_messages, s.oversized_messages), (4, 1));
+
+    // The same connection still carries a good message and a good probe.
+    send_stream(&conn, &message).await;
+    assert_eq!(
+        next_event(&mut a_rx, WAIT, message_from).await,
+        Some((n("b"), status("b")))
+    );
+    conn.send_datagram(probe.into()).unwrap();
+    let reply = tokio::time::timeout(WAIT, conn.read_datagram())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        wire::decode_datagram(&reply),
+        Ok(Datagram::Answer {
+            nonce: 5,
+            sent_us: 6
+        })
+    );
+    assert!(conn.close_reason().is_none());
+    assert_eq!(a.stats().rejected_handshakes, 0);
+
+    conn.close(0u32.into(), b"");
+    endpoint.wait_idle().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_port_and_a_restarted_node_is_redialed() {
+    init_tracing();
+    let dir = fleet(&["a", "b"]);
+    let (aa, ba) = (free_addr(), free_addr());
+    let (a, _a_rx) = start(config("a", aa, paths(dir.path(), "a"), &[("b", ba)])).await;
+    let (b, mut b_rx) = start(config("b", ba, paths(dir.path(), "b"), &[("a", aa)])).await;
+    eventually("a and b to connect", || {
+        a.connected() == vec![n("b")] && b.connected() == vec![n("a")]
+    })
+    .await;
+
+    let started = Instant::now();
+    a.shutdown().await;
+    println!("shutdown took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    a.shutdown().await; // idempotent
+    assert!(!a.send_probe(&n("b"), 1, 1));
+    drop(std::net::UdpSocket::bind(aa).expect("port released by shutdown"));
+
+    let lost = next_event(&mut b_rx, WAIT, |e| match e {
+        MeshEvent::PeerLost(node) => Some(node),
+        _ => None,
+    })
+    .await;
+    assert_eq!(lost, Some(n("a")));
+
+    let (a2, _a2_rx) = start(config("a", aa, paths(dir.path(), "a"), &[("b", ba)])).await;
+    let back = next_event(&mut b_rx, WAIT, |e| match e {
+        MeshEvent::PeerConnected(node) => Some(node),
+        _ => None,
+    })
+    .await;
+    assert_eq!(back, Some(n("a")));
+    a2.shutdown().await;
+    b.shutdown().await;
+    drop(std::net::UdpSocket::bind(ba).expect("port released by shutdown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_stops_the_mesh_and_frees_its_port() {
+    init_tracing();
+    let dir = fleet(&["a", "b"]);
+    let (aa, ba) = (free_addr(), free_addr());
+    let (a, _a_rx) = start(config("a", aa, paths(dir.path(), "a"), &[("b", ba)])).await;
+    let (b, mut b_rx) = start(config("b", ba, paths(dir.path(), "b"), &[("a", aa)])).await;
+    eventually("a and b to connect", || {
+        a.connected() == vec![n("b")] && b.connected() == vec![n("a")]
+    })
+    .await;
+    let a_clone = a.clone();
+    drop(a);
+    assert_eq!(a_clone.connected(), vec![n("b")], "a clone keeps the mesh");
+    drop(a_clone);
+    let lost = next_event(&mut b_rx, WAIT, |e| match e {
+        MeshEvent::PeerLost(node) => Some(node),
+        _ => None,
+    })
+    .await;
+    assert_eq!(lost, Some(n("a")));
+    eventually("a's port to be free", || {
+        std::net::UdpSocket::bind(aa).is_ok()
+    })
+    .await;
+    b.shutdown().await;
+}
