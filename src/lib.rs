@@ -7,6 +7,8 @@
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod demo;
+pub mod localfleet;
 pub mod net;
 pub mod node;
 pub mod store;

@@ -1,14 +1,20 @@
 //! The `quorate` command line.
 
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use quorate::config::Fleet;
+use quorate::core::types::{NodeId, SiteId};
+use quorate::node::{self, NodeSpec};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
     name = "quorate",
     version,
-    about = "Majority-vote site failure detection and failover"
+    about = "Decides by majority vote that a site is lost, then fails over exactly once"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -17,13 +23,240 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run one node of a fleet; its roles come from the fleet file.
+    Run {
+        #[arg(long)]
+        fleet: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// Directory with ca.pem, NODE.pem and NODE.key (see `quorate certs init`).
+        #[arg(long)]
+        certs: PathBuf,
+        /// Directory of this node's SQLite store.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// A whole three-site fleet on loopback with throw-away certificates and data.
+    Demo {
+        /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
+        #[arg(long)]
+        fast: bool,
+        /// Stop every node of this site...
+        #[arg(long)]
+        blackout: Option<String>,
+        /// ...this many seconds after the start.
+        #[arg(long, default_value_t = 5.0)]
+        at: f64,
+        /// Exit 0 once every surviving voter shows the committed DOWN verdict; the last line
+        /// of stdout is a JSON summary.
+        #[arg(long, requires = "blackout")]
+        exit_after_verdict: bool,
+        /// Show the nodes' logs too.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Certificates of the fleet's private CA.
+    Certs {
+        #[command(subcommand)]
+        cmd: CertsCmd,
+    },
     /// Validate a fleet file; exits non-zero and names every problem.
     CheckConfig { fleet: PathBuf },
+    /// Print a node's REST status (or one site's evidence) as JSON.
+    Status {
+        /// The node's REST address, e.g. 127.0.2.1:7501.
+        #[arg(long)]
+        api: SocketAddr,
+        #[arg(long)]
+        site: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Create the fleet CA and one certificate per node of the fleet file.
+    Init {
+        #[arg(long)]
+        fleet: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Replace an existing CA (every node then needs its new certificate).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue (or re-issue) one node's certificate with the existing CA.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+    },
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::CheckConfig { fleet } => quorate::config::check_config_main(&fleet),
+    let result = match cli.cmd {
+        Cmd::CheckConfig { fleet } => return quorate::config::check_config_main(&fleet),
+        Cmd::Certs { cmd } => certs(cmd),
+        Cmd::Run {
+            fleet,
+            node,
+            certs,
+            data,
+        } => {
+            init_logs("info,quinn=warn,rustls=warn");
+            runtime().and_then(|rt| rt.block_on(run(fleet, node, certs, data)))
+        }
+        Cmd::Demo {
+            fast,
+            blackout,
+            at,
+            exit_after_verdict,
+            verbose,
+        } => {
+            init_logs(if verbose {
+                "info,quinn=warn,rustls=warn"
+            } else {
+                "error"
+            });
+            let opts = quorate::demo::DemoOptions {
+                fast,
+                blackout: blackout.map(|s| SiteId(s)),
+                at: Duration::from_secs_f64(at.max(0.0)),
+                exit_after_verdict,
+                verdict_timeout: Duration::from_secs(30),
+            };
+            runtime().and_then(|rt| {
+                rt.block_on(quorate::demo::run(opts))
+                    .map_err(anyhow::Error::from)
+            })
+        }
+        Cmd::Status { api, site } => status(api, site),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
+    match cmd {
+        CertsCmd::Init { fleet, dir, force } => {
+            let f = Fleet::load(&fleet)?;
+            let ids: Vec<NodeId> = f.nodes.iter().map(|n| n.id.clone()).collect();
+            quorate::net::certs::init(&dir, &ids, force)?;
+            println!(
+                "fleet CA and {} node certificates written to {}",
+                ids.len(),
+                dir.display()
+            );
+            println!("copy ca.pem, NODE.pem and NODE.key to each node; keep ca.key offline");
+        }
+        CertsCmd::Issue { dir, node } => {
+            quorate::net::certs::issue(&dir, &NodeId(node.clone()))?;
+            println!("certificate for {node} written to {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+async fn run(
+    fleet_path: PathBuf,
+    node: String,
+    certs: PathBuf,
+    data: PathBuf,
+) -> anyhow::Result<()> {
+    let fleet = Fleet::load(&fleet_path)?;
+    for w in fleet.warnings() {
+        tracing::warn!("{w}");
+    }
+    let id = NodeId(node);
+    if fleet.node(&id).is_none() {
+        let known: Vec<String> = fleet.nodes.iter().map(|n| n.id.to_string()).collect();
+        bail!(
+            "node {id} is not in {} (nodes: {})",
+            fleet_path.display(),
+            known.join(", ")
+        );
+    }
+    let spec = NodeSpec {
+        fleet,
+        fleet_path: Some(fleet_path),
+        node: id,
+        certs_dir: certs,
+        data_dir: data,
+        serve_api: true,
+        events: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    node::run(spec, stop_rx).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn status(api: SocketAddr, site: Option<String>) -> anyhow::Result<()> {
+    let url = match &site {
+        Some(s) => format!("http://{api}/v1/sites/{s}"),
+        None => format!("http://{api}/v1/status"),
+    };
+    let rt = runtime()?;
+    let body: serde_json::Value = rt.block_on(async {
+        let resp = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let code = resp.status();
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .with_context(|| format!("{url} did not answer JSON"))?;
+        if !code.is_success() {
+            bail!(
+                "{url}: {code}: {}",
+                body["error"].as_str().unwrap_or("unknown error")
+            );
+        }
+        Ok(body)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
 }
