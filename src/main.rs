@@ -62,6 +62,31 @@ enum Cmd {
     },
     /// Validate a fleet file; exits non-zero and names every problem.
     CheckConfig { fleet: PathBuf },
+    /// Deterministic simulation of a fleet under faults; prints a summary, exits 1 and
+    /// prints the failing seed and its trace when an invariant breaks.
+    Sim {
+        /// Number of seeds to run (0..N).
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// Run only this seed (reproduces a reported failure exactly).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 3)]
+        sites: usize,
+        #[arg(long, default_value_t = 2)]
+        voters_per_site: usize,
+        #[arg(long, default_value_t = 3)]
+        indicators_per_site: usize,
+        /// Datagram loss probability (0..1).
+        #[arg(long)]
+        loss: Option<f64>,
+        /// blackout, wan-cut, loss, crash-restart, flap, mixed or all.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
+        #[arg(long)]
+        fast: bool,
+    },
     /// Print a node's REST status (or one site's evidence) as JSON.
     Status {
         /// The node's REST address, e.g. 127.0.2.1:7501.
@@ -141,6 +166,32 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Status { api, site } => status(api, site),
+        Cmd::Sim {
+            seeds,
+            seed,
+            sites,
+            voters_per_site,
+            indicators_per_site,
+            loss,
+            scenario,
+            fast,
+        } => {
+            let args = quorate::sim::SimArgs {
+                seeds,
+                seed,
+                sites,
+                voters_per_site,
+                indicators_per_site,
+                loss,
+                scenario,
+                fast,
+            };
+            match quorate::sim::cli(&args) {
+                Ok(true) => return ExitCode::SUCCESS,
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -598,6 +598,10 @@ impl Driver {
             }
         };
         if fleet.hash == self.spec.fleet.hash {
+            // Valid again and the version that runs: an earlier refusal no longer applies.
+            if self.fleet_error.take().is_some() {
+                self.dirty = true;
+            }
             return;
         }
         let Some(me) = fleet.node(&self.me.id).cloned() else {

@@ -1,0 +1,298 @@
+//! The fault model, in one struct: loss, the delay distribution (which is also what reorders
+//! messages), duplication, partitions between sites, site blackouts, node crashes and freezes.
+//! A `FaultModel` is plain data drawn once from the seed; the simulator only reads it, so a
+//! printed seed reproduces the same faults exactly.
+
+use crate::core::types::{NodeId, SiteId, Time};
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::time::Duration;
+
+/// A one-way cut: nothing sent from a node of `from` reaches a node of `to` in `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub from: SiteId,
+    pub to: SiteId,
+    pub start: Time,
+    pub end: Time,
+}
+
+/// Every node of `site` stops at `start`; with `end`, all of them restart then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blackout {
+    pub site: SiteId,
+    pub start: Time,
+    pub end: Option<Time>,
+}
+
+/// One node is unavailable in `[start, end)`: a crash loses everything but the store; a
+/// freeze keeps its memory and works off the backlog at `end`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outage {
+    pub node: NodeId,
+    pub start: Time,
+    pub end: Time,
+    pub crash: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultModel {
+    pub seed: u64,
+    /// Probability that a datagram (probe or answer) is lost.
+    pub loss: f64,
+    /// One-way delay = `delay_min` + exponential with mean `delay_mean`.
+    pub delay_min: Duration,
+    pub delay_mean: Duration,
+    /// Probability that a datagram or message is delivered twice.
+    pub duplicate: f64,
+    pub partitions: Vec<Partition>,
+    pub blackouts: Vec<Blackout>,
+    pub outages: Vec<Outage>,
+}
+
+impl FaultModel {
+    pub fn calm(seed: u64) -> FaultModel {
+        FaultModel {
+            seed,
+            loss: 0.0,
+            delay_min: Duration::from_millis(2),
+            delay_mean: Duration::from_millis(5),
+            duplicate: 0.0,
+            partitions: Vec::new(),
+            blackouts: Vec::new(),
+            outages: Vec::new(),
+        }
+    }
+
+    pub fn draw_delay(&self, rng: &mut StdRng) -> Duration {
+        let u: f64 = rng.random::<f64>();
+        let exp = -(1.0 - u).ln() * self.delay_mean.as_secs_f64();
+        self.delay_min + Duration::from_secs_f64(exp.min(10.0))
+    }
+
+    /// Is `from` -> `to` cut at `t`?
+    pub fn cut(&self, from: &SiteId, to: &SiteId, t: Time) -> bool {
+        from != to
+            && self
+                .partitions
+                .iter()
+                .any(|p| &p.from == from && &p.to == to && p.start <= t && t < p.end)
+    }
+
+    /// Is there a cut between `x` and `y`, in either direction, at any time in `[a, b]`?
+    pub fn cut_during(&self, x: &SiteId, y: &SiteId, a: Time, b: Time) -> bool {
+        x != y
+            && self.partitions.iter().any(|p| {
+                ((&p.from == x && &p.to == y) || (&p.from == y && &p.to == x))
+                    && p.start <= b
+                    && a < p.end
+            })
+    }
+
+    /// Is any node of `site` blacked out at some time in `[a, b]`?
+    pub fn blackout_during(&self, site: &SiteId, a: Time, b: Time) -> bool {
+        self.blackouts
+            .iter()
+            .any(|o| &o.site == site && o.start <= b && o.end.is_none_or(|e| a < e))
+    }
+
+    /// Is `node` of `site` unavailable (blackout, crash or freeze) at some time in `[a, b]`?
+    pub fn down_during(&self, node: &NodeId, site: &SiteId, a: Time, b: Time) -> bool {
+        self.blackout_during(site, a, b)
+            || self
+                .outages
+                .iter()
+                .any(|o| &o.node == node && o.start <= b && a < o.end)
+    }
+}
+
+/// The named scenarios; `All` picks one per seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Blackout,
+    WanCut,
+    Loss,
+    CrashRestart,
+    Flap,
+    Mixed,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Blackout,
+        Scenario::WanCut,
+        Scenario::Loss,
+        Scenario::CrashRestart,
+        Scenario::Flap,
+        Scenario::Mixed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Blackout => "blackout",
+            Scenario::WanCut => "wan-cut",
+            Scenario::Loss => "loss",
+            Scenario::CrashRestart => "crash-restart",
+            Scenario::Flap => "flap",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// What the world looks like to the fault drawing: site ids in order (the first is the
+/// primary, the second the backup) and the voter nodes of each site.
+pub struct Layout<'a> {
+    pub sites: &'a [SiteId],
+    pub voters: &'a [(SiteId, Vec<NodeId>)],
+    pub horizon: Time,
+    pub probe_timeout: Duration,
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn at(rng: &mut StdRng, lo_ms: u64, hi_ms: u64) -> Time {
+    Time::ZERO + ms(rng.random_range(lo_ms..hi_ms))
+}
+
+/// Draws the faults of `scenario` for one seed. `loss` is the datagram loss of the run.
+pub fn draw(scenario: Scenario, l: &Layout, loss: f64, rng: &mut StdRng, seed: u64) -> FaultModel {
+    let mut f = FaultModel::calm(seed);
+    f.loss = loss;
+    // WAN delays sized to the probe timeout (1-6 ms + exp(2-12 ms) for the DRL 100 ms), so a
+    // round trip beyond the timeout stays rare: delay alone must not look like a dead site.
+    let scale = l.probe_timeout.as_secs_f64() / 0.1;
+    f.delay_min = ms(rng.random_range(1..6)).mul_f64(scale);
+    f.delay_mean = ms(rng.random_range(2..12)).mul_f64(scale);
+    f.duplicate = if rng.random_bool(0.5) { 0.01 } else { 0.0 };
+    let a = l.sites[0].clone();
+    let b = l.sites[1].clone();
+    let both = |f: &mut FaultModel, x: &SiteId, y: &SiteId, s: Time, e: Time| {
+        f.partitions.push(Partition {
+            from: x.clone(),
+            to: y.clone(),
+            start: s,
+            end: e,
+        });
+        f.partitions.push(Partition {
+            from: y.clone(),
+            to: x.clone(),
+            start: s,
+            end: e,
+        });
+    };
+    match scenario {
+        Scenario::Blackout => {
+            let start = at(rng, 1500, 3500);
+            f.blackouts.push(Blackout {
+                site: a,
+                start,
+                end: None,
+            });
+        }
+        Scenario::WanCut => {
+            let start = at(rng, 1000, 3000);
+            let end = if rng.random_bool(0.5) {
+                l.horizon
+            } else {
+                start + ms(rng.random_range(500..3000))
+            };
+            if rng.random_bool(0.25) {
+                // Asymmetric: only a -> b is cut (b's probes reach a, a's answers do not).
+                f.partitions.push(Partition {
+                    from: a,
+                    to: b,
+                    start,
+                    end,
+                });
+            } else {
+                both(&mut f, &a, &b, start, end);
+            }
+        }
+        Scenario::Loss => {}
+        Scenario::CrashRestart => {
+            let start = at(rng, 1500, 3500);
+            f.blackouts.push(Blackout {
+                site: a.clone(),
+                start,
+                end: None,
+            });
+            let pool: Vec<&NodeId> = l
+                .voters
+                .iter()
+                .filter(|(s, _)| *s != a)
+                .flat_map(|(_, v)| v)
+                .collect();
+            for _ in 0..rng.random_range(1..4) {
+                let node = pool[rng.random_range(0..pool.len())].clone();
+                let s = Time(start.0.saturating_sub(500_000)) + ms(rng.random_range(0..2000));
+                let e = s + ms(rng.random_range(100..1500));
+                f.outages.push(Outage {
+                    node,
+                    start: s,
+                    end: e,
+                    crash: true,
+                });
+            }
+        }
+        Scenario::Flap => {
+            let mut t = at(rng, 500, 1500);
+            while t < l.horizon {
+                let e = t + ms(rng.random_range(200..800));
+                both(&mut f, &a, &b, t, e);
+                t = e + ms(rng.random_range(200..800));
+            }
+        }
+        Scenario::Mixed => {
+            f.loss = loss.max(rng.random_range(0.0..0.1));
+            f.duplicate = rng.random_range(0.0..0.05);
+            if rng.random_bool(0.6) {
+                let start = at(rng, 1500, 3500);
+                let end = rng
+                    .random_bool(0.3)
+                    .then(|| start + ms(rng.random_range(3500..5000)));
+                f.blackouts.push(Blackout {
+                    site: l.sites[rng.random_range(0..2)].clone(),
+                    start,
+                    end,
+                });
+            }
+            if rng.random_bool(0.5) {
+                let (x, y) = (
+                    &l.sites[rng.random_range(0..l.sites.len())],
+                    &l.sites[rng.random_range(0..l.sites.len())],
+                );
+                let s = at(rng, 500, 5000);
+                let e = s + ms(rng.random_range(100..2500));
+                if rng.random_bool(0.5) {
+                    both(&mut f, x, y, s, e);
+                } else {
+                    f.partitions.push(Partition {
+                        from: x.clone(),
+                        to: y.clone(),
+                        start: s,
+                        end: e,
+                    });
+                }
+            }
+            let all: Vec<&NodeId> = l.voters.iter().flat_map(|(_, v)| v).collect();
+            for _ in 0..rng.random_range(0..3) {
+                let node = all[rng.random_range(0..all.len())].clone();
+                let s = at(rng, 500, 6000);
+                let e = s + ms(rng.random_range(50..1500));
+                f.outages.push(Outage {
+                    node,
+                    start: s,
+                    end: e,
+                    crash: rng.random_bool(0.5),
+                });
+            }
+        }
+    }
+    f
+}

@@ -1,0 +1,595 @@
+//! Deterministic simulation of a whole fleet: virtual time, one seeded RNG, an in-memory
+//! network that still round-trips every datagram and message through the real codec, and a
+//! fault model drawn from the seed. Every node runs the real core state machines; the checker
+//! in `invariants` judges each event. A seed reproduces its run exactly. Nothing here reads a
+//! clock (except to report the simulator's own speed) or touches the network or the disk.
+
+pub mod faults;
+pub mod invariants;
+pub mod net;
+pub mod world;
+
+use crate::config::Timing;
+use crate::core::quorum::Electorate;
+use crate::core::types::{NodeId, Outcome, SiteId, Time};
+use crate::store::MemoryStore;
+use faults::{Layout, Scenario};
+use invariants::{Checker, Judged, ViolationKind};
+use net::{EventKind, Net, Queue, Traffic};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+use world::{Counters, Node, World};
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of sites; the last one is a witness (voters only, never judged).
+    pub sites: usize,
+    pub voters_per_site: usize,
+    /// Indicators of each judged site (its voters count, the rest are indicator-only nodes).
+    pub indicators_per_site: usize,
+    /// Datagram loss; the `loss` scenario uses at least `loss_scenario`.
+    pub loss: f64,
+    pub loss_scenario: f64,
+    /// `None` cycles through every scenario by seed.
+    pub scenario: Option<Scenario>,
+    pub timing: Timing,
+    /// Virtual length of a run.
+    pub horizon: Duration,
+    /// Trace lines kept for a violation report (0 disables the trace).
+    pub trace_lines: usize,
+    /// Feeds every voter a wrong electorate (only its own site's voters), so that the checker
+    /// can be shown to catch a minority deciding. Never set outside tests.
+    #[doc(hidden)]
+    pub broken_quorum: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            sites: 3,
+            voters_per_site: 2,
+            indicators_per_site: 3,
+            loss: 0.0,
+            loss_scenario: 0.2,
+            scenario: None,
+            timing: Timing::default(),
+            horizon: Duration::from_secs(7),
+            trace_lines: 50,
+            broken_quorum: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The fast profile of `config/three-sites-fast.toml`: 20 ms probes, 100 ms vote timeout.
+    pub fn fast(mut self) -> SimConfig {
+        let t = &mut self.timing;
+        t.probe_interval = Duration::from_millis(20);
+        t.probe_timeout = Duration::from_millis(20);
+        t.vote_timeout = Duration::from_millis(100);
+        t.revote_after = t.probe_budget() * 5;
+        self
+    }
+
+    pub fn scenario_of(&self, seed: u64) -> Scenario {
+        self.scenario
+            .unwrap_or(Scenario::ALL[(seed % Scenario::ALL.len() as u64) as usize])
+    }
+
+    /// Detection bound: one probe budget until every Pinger sees the site DOWN,
+    /// `max_vote_rounds` undecided rounds, one commit round, and two more probe budgets for
+    /// the spread of Pinger phases, retry pauses and duels between proposers.
+    /// With the DRL timings: 600 + 900 + 300 + 1200 = 3000 ms.
+    pub fn liveness_bound(&self) -> Duration {
+        let t = &self.timing;
+        t.probe_budget() * 3 + t.vote_timeout * (t.max_vote_rounds + 1)
+    }
+
+    /// How far back a DOWN verdict's evidence may reach: a streak of misses as long as the
+    /// probe budget, evidence up to one budget old, and the vote rounds.
+    pub fn evidence_window(&self) -> Duration {
+        let t = &self.timing;
+        t.probe_budget() * 2 + t.vote_timeout * (t.max_vote_rounds + 1)
+    }
+}
+
+/// A broken invariant, with what is needed to reproduce and understand it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("seed {seed} (scenario {scenario}): {kind:?} at {at_ms} ms: {detail}")]
+pub struct Violation {
+    pub seed: u64,
+    pub scenario: &'static str,
+    pub kind: ViolationKind,
+    pub at_ms: u64,
+    pub detail: String,
+    pub trace: Vec<String>,
+}
+
+/// What one seed did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub scenario: &'static str,
+    /// (site, slot, outcome, epoch, first known at µs).
+    pub verdicts: Vec<(SiteId, u64, Outcome, u64, u64)>,
+    /// Blackout -> first DOWN commit, µs of virtual time.
+    pub detect_first_us: Option<u64>,
+    /// Blackout -> the DOWN verdict known at every voter outside the site that is up at the end.
+    pub detect_all_us: Option<u64>,
+    pub counters: Counters,
+    pub traffic: BTreeMap<NodeId, Traffic>,
+    pub virtual_us: u64,
+}
+
+fn site_name(i: usize) -> SiteId {
+    SiteId(((b'a' + i as u8) as char).to_string())
+}
+
+fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nsites = cfg.sites.max(3);
+    let sites: Vec<SiteId> = (0..nsites).map(site_name).collect();
+    let judged_sites = &sites[..nsites - 1];
+    // Nodes: per site, K voters (with an Indicator on judged sites), then indicator-only nodes.
+    let mut nodes: Vec<(NodeId, SiteId, bool, bool)> = Vec::new();
+    for (si, s) in sites.iter().enumerate() {
+        let judged = si < nsites - 1;
+        for k in 0..cfg.voters_per_site {
+            nodes.push((NodeId(format!("{s}{}", k + 1)), s.clone(), true, judged));
+        }
+        if judged {
+            for k in cfg.voters_per_site..cfg.indicators_per_site.max(cfg.voters_per_site) {
+                nodes.push((NodeId(format!("{s}{}", k + 1)), s.clone(), false, true));
+            }
+        }
+    }
+    let voters_of = |s: &SiteId| -> Vec<NodeId> {
+        nodes
+            .iter()
+            .filter(|n| &n.1 == s && n.2)
+            .map(|n| n.0.clone())
+            .collect()
+    };
+    let indicators_of = |s: &SiteId| -> Vec<NodeId> {
+        nodes
+            .iter()
+            .filter(|n| &n.1 == s && n.3)
+            .map(|n| n.0.clone())
+            .collect()
+    };
+    // Every judged site is watched by every other site.
+    let judged: Vec<Judged> = judged_sites
+        .iter()
+        .map(|x| Judged {
+            site: x.clone(),
+            electorate: sites
+                .iter()
+                .filter(|s| *s != x)
+                .flat_map(|s| voters_of(s).into_iter().map(|n| (n, s.clone())))
+                .collect(),
+            indicators: indicators_of(x),
+        })
+        .collect();
+    let voters: Vec<(SiteId, Vec<NodeId>)> =
+        sites.iter().map(|s| (s.clone(), voters_of(s))).collect();
+    let horizon = Time::ZERO + cfg.horizon;
+    let scenario = cfg.scenario_of(seed);
+    let layout = Layout {
+        sites: &sites,
+        voters: &voters,
+        horizon,
+        probe_timeout: cfg.timing.probe_timeout,
+    };
+    let loss = if scenario == Scenario::Loss {
+        cfg.loss.max(cfg.loss_scenario)
+    } else {
+        cfg.loss
+    };
+    let mut faults = faults::draw(scenario, &layout, loss, &mut rng, seed);
+    // One outage per node at a time keeps each outage's meaning plain.
+    let mut kept: Vec<faults::Outage> = Vec::new();
+    for o in faults.outages.drain(..) {
+        if !kept
+            .iter()
+            .any(|k| k.node == o.node && k.start <= o.end && o.start <= k.end)
+        {
+            kept.push(o);
+        }
+    }
+    faults.outages = kept;
+
+    let world_nodes: Vec<Node> = nodes
+        .iter()
+        .map(|(id, site, voter, indicator)| {
+            let judges: Vec<(SiteId, Electorate)> = judged
+                .iter()
+                .filter(|j| *voter && j.electorate.iter().any(|(n, _)| n == id))
+                .map(|j| {
+                    let members = j
+                        .electorate
+                        .iter()
+                        .filter(|(_, s)| !cfg.broken_quorum || s == site)
+                        .map(|(n, _)| n.clone());
+                    (j.site.clone(), Electorate::new(members))
+                })
+                .collect();
+            let watches = judges
+                .iter()
+                .map(|(s, _)| (s.clone(), indicators_of(s)))
+                .collect();
+            Node {
+                id: id.clone(),
+                site: site.clone(),
+                indicator: *indicator,
+                watches,
+                judges,
+                core: None,
+                store: MemoryStore::new(),
+                up: true,
+                frozen: false,
+                backlog: Vec::new(),
+                incarnation: 0,
+                timer_at: None,
+                status_at: Time::ZERO,
+            }
+        })
+        .collect();
+    let mut checker = Checker::new(judged, cfg.evidence_window(), cfg.liveness_bound());
+    // A Pinger's DOWN needs every probe of `retries` rounds to every Indicator lost; when loss
+    // makes that streak plausible somewhere in thousands of runs, a DOWN opinion is honest
+    // evidence and the false-verdict check cannot tell a bug from bad luck.
+    let round_trip_loss = 1.0 - (1.0 - faults.loss).powi(2);
+    let streak =
+        round_trip_loss.powi((cfg.timing.retries as usize * cfg.indicators_per_site.max(1)) as i32);
+    checker.false_verdicts_checked = streak < 1e-6;
+    let mut q = Queue::default();
+    let mut times: Vec<Time> = Vec::new();
+    for b in &faults.blackouts {
+        times.push(b.start);
+        times.extend(b.end);
+    }
+    for o in &faults.outages {
+        times.extend([o.start, o.end]);
+    }
+    for t in times {
+        q.push(t, EventKind::Faults);
+    }
+    for (k, b) in faults.blackouts.iter().enumerate() {
+        q.push(
+            b.start + cfg.liveness_bound(),
+            EventKind::Liveness { blackout: k },
+        );
+    }
+    let mut w = World {
+        now: Time::ZERO,
+        timing: cfg.timing.clone(),
+        net: Net::new(world_nodes.iter().map(|n| n.site.clone()).collect()),
+        nodes: world_nodes,
+        q,
+        faults,
+        rng,
+        checker,
+        counters: Counters::default(),
+        trace: VecDeque::new(),
+        trace_len: cfg.trace_lines,
+    };
+    for i in 0..w.nodes.len() {
+        w.boot(i);
+    }
+    (w, scenario)
+}
+
+/// Runs one seeded world to its horizon, checking every invariant after every event.
+pub fn run_seed(cfg: &SimConfig, seed: u64) -> Result<SeedReport, Violation> {
+    let (mut w, scenario) = build(cfg, seed);
+    let horizon = Time::ZERO + cfg.horizon;
+    // Generous: a healthy run has a few hundred thousand events at most.
+    let max_events = 50_000_000u64;
+    let fail = |w: &World, kind, detail: String| Violation {
+        seed,
+        scenario: scenario.name(),
+        kind,
+        at_ms: w.now.0 / 1000,
+        detail,
+        trace: w.trace.iter().cloned().collect(),
+    };
+    while let Some(ev) = w.q.pop() {
+        if ev.at > horizon {
+            break;
+        }
+        w.now = ev.at;
+        w.counters.events += 1;
+        if w.counters.events > max_events {
+            return Err(fail(&w, ViolationKind::Runaway, "too many events".into()));
+        }
+        let r = match ev.kind {
+            EventKind::Timer { node, incarnation } => w.on_timer(node, incarnation),
+            EventKind::Deliver {
+                to,
+                from,
+                datagram,
+                bytes,
+            } => w.on_deliver(to, from, datagram, bytes),
+            EventKind::Faults => {
+                w.log(|| "faults change".into());
+                w.apply_faults()
+            }
+            EventKind::Liveness { blackout } => {
+                let b = w.faults.blackouts[blackout].clone();
+                w.checker.check_liveness(&b.site, b.start, &w.faults)
+            }
+        };
+        if let Err((kind, detail)) = r {
+            return Err(fail(&w, kind, detail));
+        }
+    }
+    Ok(report(&w, seed, scenario, horizon))
+}
+
+fn report(w: &World, seed: u64, scenario: Scenario, horizon: Time) -> SeedReport {
+    let verdicts = w
+        .checker
+        .commits
+        .iter()
+        .map(|((s, slot), (v, at))| (s.clone(), *slot, v.outcome, v.epoch, at.0))
+        .collect();
+    let (mut first, mut all) = (None, None);
+    if let Some(b) = w.faults.blackouts.first() {
+        let down = w
+            .checker
+            .commits
+            .iter()
+            .filter(|((s, slot), (_, at))| {
+                *s == b.site && Outcome::of_slot(*slot) == Outcome::Down && *at >= b.start
+            })
+            .min_by_key(|(_, (_, at))| *at);
+        if let Some((key, (_, at))) = down {
+            first = Some(at.0 - b.start.0);
+            let known = &w.checker.known_at[key];
+            let survivors: Vec<&Node> = w
+                .nodes
+                .iter()
+                .filter(|n| n.site != b.site && n.up && n.core.is_some())
+                .collect();
+            if survivors.iter().all(|n| known.contains_key(&n.id)) {
+                all = survivors.iter().map(|n| known[&n.id].0 - b.start.0).max();
+            }
+        }
+    }
+    let ids: Vec<NodeId> = w.nodes.iter().map(|n| n.id.clone()).collect();
+    SeedReport {
+        seed,
+        scenario: scenario.name(),
+        verdicts,
+        detect_first_us: first,
+        detect_all_us: all,
+        counters: w.counters.clone(),
+        traffic: w.net.by_node(&ids),
+        virtual_us: horizon.0,
+    }
+}
+
+/// What a batch of seeds did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub seeds: u64,
+    pub wall: Duration,
+    pub violations: Vec<Violation>,
+    pub by_scenario: BTreeMap<&'static str, u64>,
+    pub detect_first_ms: Vec<f64>,
+    pub detect_all_ms: Vec<f64>,
+    pub blackouts_undisseminated: u64,
+    pub false_verdicts: u64,
+    pub undecided_rounds: u64,
+    pub contradicted_rounds: u64,
+    pub restarts: u64,
+    pub msgs_per_node_per_s: f64,
+    pub bytes_per_node_per_s: f64,
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+impl Summary {
+    pub fn seeds_per_sec(&self) -> f64 {
+        self.seeds as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seeds: {}  violations: {}  wall: {:.2} s  ({:.0} seeds/s)",
+            self.seeds,
+            self.violations.len(),
+            self.wall.as_secs_f64(),
+            self.seeds_per_sec()
+        )?;
+        let sc: Vec<String> = self
+            .by_scenario
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(f, "scenarios: {}", sc.join(" "))?;
+        for (name, v) in [
+            ("blackout -> first commit", &self.detect_first_ms),
+            (
+                "blackout -> known at every surviving voter",
+                &self.detect_all_ms,
+            ),
+        ] {
+            writeln!(
+                f,
+                "{name}: n={} p50={:.0} ms p99={:.0} ms max={:.0} ms",
+                v.len(),
+                pct(v, 0.5),
+                pct(v, 0.99),
+                v.last().copied().unwrap_or(f64::NAN)
+            )?;
+        }
+        writeln!(
+            f,
+            "false verdicts: {}  undecided rounds: {}  contradicted (internal false positive) rounds: {}  restarts: {}  blackouts decided but not known everywhere at the end: {}",
+            self.false_verdicts,
+            self.undecided_rounds,
+            self.contradicted_rounds,
+            self.restarts,
+            self.blackouts_undisseminated
+        )?;
+        write!(
+            f,
+            "traffic: {:.1} messages and {:.0} bytes sent per node per virtual second",
+            self.msgs_per_node_per_s, self.bytes_per_node_per_s
+        )
+    }
+}
+
+/// Runs every seed of `seeds` (on every core; each seed alone is deterministic) and sums up.
+pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
+    let start = std::time::Instant::now();
+    let list: Vec<u64> = seeds.collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(list.len().max(1));
+    let chunks: Vec<Vec<u64>> = (0..threads)
+        .map(|t| list.iter().copied().skip(t).step_by(threads).collect())
+        .collect();
+    let mut results: Vec<(u64, Result<SeedReport, Violation>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|c| s.spawn(move || c.iter().map(|&x| (x, run_seed(cfg, x))).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("simulation thread"))
+            .collect()
+    });
+    results.sort_by_key(|(s, _)| *s);
+    let mut sum = Summary {
+        seeds: list.len() as u64,
+        ..Summary::default()
+    };
+    let (mut msgs, mut bytes, mut node_secs) = (0u64, 0u64, 0f64);
+    for (seed, r) in results {
+        *sum.by_scenario
+            .entry(cfg.scenario_of(seed).name())
+            .or_default() += 1;
+        match r {
+            Err(v) => {
+                if v.kind == ViolationKind::FalseVerdict {
+                    sum.false_verdicts += 1;
+                }
+                sum.violations.push(v);
+            }
+            Ok(rep) => {
+                if let Some(t) = rep.detect_first_us {
+                    sum.detect_first_ms.push(t as f64 / 1000.0);
+                    match rep.detect_all_us {
+                        Some(a) => sum.detect_all_ms.push(a as f64 / 1000.0),
+                        None => sum.blackouts_undisseminated += 1,
+                    }
+                }
+                sum.undecided_rounds += rep.counters.undecided_rounds;
+                sum.contradicted_rounds += rep.counters.contradicted_rounds;
+                sum.restarts += rep.counters.restarts;
+                for t in rep.traffic.values() {
+                    msgs += t.sent_msgs;
+                    bytes += t.sent_bytes;
+                }
+                node_secs += rep.traffic.len() as f64 * rep.virtual_us as f64 / 1e6;
+            }
+        }
+    }
+    sum.detect_first_ms.sort_by(f64::total_cmp);
+    sum.detect_all_ms.sort_by(f64::total_cmp);
+    if node_secs > 0.0 {
+        sum.msgs_per_node_per_s = msgs as f64 / node_secs;
+        sum.bytes_per_node_per_s = bytes as f64 / node_secs;
+    }
+    sum.wall = start.elapsed();
+    sum
+}
+
+/// Options of `quorate sim`.
+#[derive(Clone, Debug)]
+pub struct SimArgs {
+    pub seeds: u64,
+    pub seed: Option<u64>,
+    pub sites: usize,
+    pub voters_per_site: usize,
+    pub indicators_per_site: usize,
+    pub loss: Option<f64>,
+    pub scenario: String,
+    pub fast: bool,
+}
+
+/// `quorate sim`: prints the summary; on a violation prints the seed, what broke and the
+/// trace, and returns false.
+pub fn cli(a: &SimArgs) -> Result<bool, String> {
+    let mut cfg = SimConfig {
+        sites: a.sites,
+        voters_per_site: a.voters_per_site.max(1),
+        indicators_per_site: a.indicators_per_site,
+        ..SimConfig::default()
+    };
+    if a.sites < 3 {
+        return Err("--sites must be at least 3 (two judged sites and a witness)".into());
+    }
+    if a.sites > 8 {
+        return Err("--sites is at most 8".into());
+    }
+    if let Some(p) = a.loss {
+        if !(0.0..1.0).contains(&p) {
+            return Err(format!("--loss {p} must be in [0, 1)"));
+        }
+        cfg.loss = p;
+        cfg.loss_scenario = p;
+    }
+    cfg.scenario = match a.scenario.as_str() {
+        "all" => None,
+        s => Some(Scenario::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown scenario {s:?}; one of: all {}", names.join(" "))
+        })?),
+    };
+    if a.fast {
+        cfg = cfg.fast();
+    }
+    let range = match a.seed {
+        Some(s) => s..s + 1,
+        None => 0..a.seeds,
+    };
+    let sum = run_many(&cfg, range);
+    println!("{sum}");
+    if let Some(v) = sum.violations.first() {
+        println!("\nVIOLATION {v}");
+        let mut repro = format!(
+            "quorate sim --seed {} --scenario {} --sites {} --voters-per-site {} --indicators-per-site {}",
+            v.seed, v.scenario, a.sites, a.voters_per_site, a.indicators_per_site
+        );
+        if let Some(p) = a.loss {
+            repro += &format!(" --loss {p}");
+        }
+        if a.fast {
+            repro += " --fast";
+        }
+        println!("reproduce: {repro}");
+        println!("last {} trace lines:", v.trace.len());
+        for l in &v.trace {
+            println!("  {l}");
+        }
+        return Ok(false);
+    }
+    Ok(true)
+}
