@@ -11,7 +11,7 @@ pub mod demo;
 pub mod localfleet;
 pub mod net;
 pub mod node;
-pub mod sim;
 pub mod relay;
+pub mod sim;
 pub mod store;
 pub mod wire;

@@ -10,7 +10,8 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -209,40 +210,37 @@ async fn route(
         let (len, client) = tokio::select! {
             // Only ever set to true; an error means the handle is gone.
             _ = stop.changed() => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(_) => { // e.g. a late ICMP error; the socket itself is fine
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                }
-            },
+            // An error (e.g. a late ICMP report) concerns one packet, not the socket.
+            r = socket.recv_from(&mut buf) => match r { Ok(x) => x, Err(_) => continue },
         };
-        if !sessions.contains_key(&client) {
-            // Bound on the public address's IP, port 0: the node sees one peer per client.
-            let Ok(session) = UdpSocket::bind((public.ip(), 0)).await.map(Arc::new) else {
-                continue;
-            };
-            sessions.insert(client, session.clone());
-            let (line, public_socket) = (line.clone(), socket.clone());
-            // The node's replies to this client go back through the public socket.
-            tasks.spawn(async move {
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    match session.recv_from(&mut buf).await {
-                        // Only the node may answer through this session.
-                        Ok((n, from)) if from == upstream => {
-                            let reply = &buf[..n];
-                            line.forward(client.ip(), &public_socket, client, reply)
-                                .await
+        let session = match sessions.entry(client) {
+            Entry::Occupied(e) => e.get().clone(),
+            Entry::Vacant(e) => {
+                // Bound on the public address's IP, port 0: the node sees one peer per client.
+                let Ok(session) = UdpSocket::bind((public.ip(), 0)).await.map(Arc::new) else {
+                    continue;
+                };
+                let (line, public_socket) = (line.clone(), socket.clone());
+                let s = session.clone();
+                // The node's replies to this client go back through the public socket.
+                tasks.spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    loop {
+                        match s.recv_from(&mut buf).await {
+                            // Only the node may answer through this session.
+                            Ok((n, from)) if from == upstream => {
+                                let reply = &buf[..n];
+                                line.forward(client.ip(), &public_socket, client, reply)
+                                    .await
+                            }
+                            Ok(_) | Err(_) => {}
                         }
-                        Ok(_) => {}
-                        Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                     }
-                }
-            });
-        }
-        let session = &sessions[&client];
-        line.forward(client.ip(), session, upstream, &buf[..len])
+                });
+                e.insert(session).clone()
+            }
+        };
+        line.forward(client.ip(), &session, upstream, &buf[..len])
             .await;
     }
     tasks.shutdown().await;
@@ -254,21 +252,20 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(2);
 
-    /// Sends `msg` and returns the reply, checking that it comes from the public address.
-    async fn ask(c: &UdpSocket, to: SocketAddr, msg: &[u8], wait: Duration) -> Option<Vec<u8>> {
-        c.send_to(msg, to).await.unwrap();
+    /// Sends `msg` to `to` and returns the reply and where it came from.
+    async fn ask(c: &UdpSocket, to: SocketAddr, msg: &str, wait: Duration) -> Option<String> {
+        c.send_to(msg.as_bytes(), to).await.unwrap();
         let mut buf = [0u8; 64];
-        let recv = tokio::time::timeout(wait, c.recv_from(&mut buf)).await;
-        let (n, from) = recv.ok()?.ok()?;
-        assert_eq!(from, to);
-        Some(buf[..n].to_vec())
+        let got = tokio::time::timeout(wait, c.recv_from(&mut buf)).await;
+        let (n, from) = got.ok()?.ok()?;
+        Some(format!("{:?} from {from}", &buf[..n]))
     }
 
     #[tokio::test]
     async fn forwards_cuts_and_delays_per_client() {
         let echo = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let route = ("127.0.0.1:0".parse().unwrap(), echo.local_addr().unwrap());
-        let echo = tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let mut buf = [0u8; 64];
             while let Ok((n, from)) = echo.recv_from(&mut buf).await {
                 let _ = echo.send_to(&buf[..n], from).await;
@@ -276,29 +273,30 @@ mod tests {
         });
         let relay = Relay::start(vec![route]).await.unwrap();
         let public = relay.public_addrs()[0];
+        let echo = |m: &str| Some(format!("{:?} from {public}", m.as_bytes()));
         let c1 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let c2 = UdpSocket::bind("127.0.0.2:0").await.unwrap();
-        assert_eq!(ask(&c1, public, b"1", WAIT).await, Some(b"1".to_vec()));
-        assert_eq!(ask(&c2, public, b"2", WAIT).await, Some(b"2".to_vec()));
+        assert_eq!(ask(&c1, public, "1", WAIT).await, echo("1"));
+        assert_eq!(ask(&c2, public, "2", WAIT).await, echo("2"));
         let s = relay.stats();
         assert_eq!((s.forwarded, s.dropped), (4, 0));
 
         relay.block(&["127.0.0.2".parse().unwrap()], &[public]);
         let short = Duration::from_millis(200);
-        assert_eq!(ask(&c2, public, b"x", short).await, None);
-        assert_eq!(ask(&c1, public, b"3", WAIT).await, Some(b"3".to_vec()));
+        assert_eq!(ask(&c2, public, "x", short).await, None);
+        assert_eq!(ask(&c1, public, "3", WAIT).await, echo("3"));
         assert_eq!(relay.stats().dropped, 1);
         relay.unblock_all();
-        assert_eq!(ask(&c2, public, b"4", WAIT).await, Some(b"4".to_vec()));
+        assert_eq!(ask(&c2, public, "4", WAIT).await, echo("4"));
 
         relay.set_delay(Duration::from_millis(100));
         let t = Instant::now();
-        assert_eq!(ask(&c1, public, b"5", WAIT).await, Some(b"5".to_vec()));
+        assert_eq!(ask(&c1, public, "5", WAIT).await, echo("5"));
         assert!(t.elapsed() >= Duration::from_millis(200));
 
         relay.shutdown().await;
         drop(std::net::UdpSocket::bind(public).expect("port released"));
-        echo.abort();
+        server.abort();
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub struct PingerConfig {
     pub timeout: Duration,
     /// Consecutive misses after which an Indicator is unreachable.
     pub retries: u32,
+    /// How long after an Indicator is first watched a probe that could not even be sent to it
+    /// (no connection yet) is not held against it. Without it a node starting before its
+    /// connections are up would see every site DOWN.
+    pub startup_grace: Duration,
 }
 
 impl PingerConfig {
@@ -24,6 +28,7 @@ impl PingerConfig {
             interval: t.probe_interval,
             timeout: t.probe_timeout,
             retries: t.retries.max(1),
+            startup_grace: t.probe_budget() + Duration::from_secs(2),
         }
     }
 }
@@ -66,6 +71,8 @@ enum Reach {
 struct IndicatorState {
     id: NodeId,
     reach: Reach,
+    /// When this Indicator was first watched.
+    since: Time,
     misses: u32,
     last_rtt: Option<Duration>,
     last_seen: Option<Time>,
@@ -76,10 +83,11 @@ struct IndicatorState {
 }
 
 impl IndicatorState {
-    fn new(id: NodeId) -> Self {
+    fn new(id: NodeId, since: Time) -> Self {
         IndicatorState {
             id,
             reach: Reach::Unknown,
+            since,
             misses: 0,
             last_rtt: None,
             last_seen: None,
@@ -170,12 +178,12 @@ impl Pinger {
             actions: VecDeque::new(),
             stats: PingerStats::default(),
         };
-        p.set_watches(watches);
+        p.set_watches(now, watches);
         p
     }
 
     /// Replaces the watched sites (fleet reload), keeping the state of Indicators that remain.
-    pub fn set_watches(&mut self, watches: Vec<(SiteId, Vec<NodeId>)>) {
+    pub fn set_watches(&mut self, now: Time, watches: Vec<(SiteId, Vec<NodeId>)>) {
         let mut old: HashMap<NodeId, IndicatorState> = HashMap::new();
         let mut old_sites: HashMap<SiteId, (Opinion, Option<Time>, Option<Time>)> = HashMap::new();
         for s in self.sites.drain(..) {
@@ -201,7 +209,7 @@ impl Pinger {
             for (ii, id) in inds.into_iter().enumerate() {
                 let st = old
                     .remove(&id)
-                    .unwrap_or_else(|| IndicatorState::new(id.clone()));
+                    .unwrap_or_else(|| IndicatorState::new(id.clone(), now));
                 match st.reach {
                     Reach::Reachable => ws.tally.reachable += 1,
                     Reach::Unreachable => ws.tally.unreachable += 1,
@@ -328,6 +336,20 @@ impl Pinger {
         }
         site.last_evidence = Some(now);
         self.refresh_opinion(si, Some(now));
+    }
+
+    /// The driver could not send probe `nonce` (no connection to the Indicator yet). While the
+    /// Indicator has never answered and is within its startup grace, the probe is forgotten
+    /// rather than counted as a miss: there is no evidence either way yet.
+    pub fn probe_not_sent(&mut self, now: Time, indicator: &NodeId, nonce: u64) {
+        let Some(&(si, ii)) = self.index.get(indicator) else {
+            return;
+        };
+        let grace = self.cfg.startup_grace;
+        let ind = &mut self.sites[si].indicators[ii];
+        if ind.reach == Reach::Unknown && now < ind.since + grace {
+            ind.outstanding.retain(|&(n, _)| n != nonce);
+        }
     }
 
     fn send_round(&mut self, now: Time) {

@@ -18,6 +18,7 @@ fn cfg() -> PingerConfig {
         interval: ms(100),
         timeout: ms(100),
         retries: 3,
+        startup_grace: ms(1000),
     }
 }
 
@@ -266,7 +267,7 @@ fn a_driver_that_falls_behind_skips_rounds_instead_of_bursting() {
 fn reloading_watches_keeps_the_state_of_remaining_indicators() {
     let mut p = pinger(&["a1", "a2"]);
     run(&mut p, Time::ZERO, at(250), &["a1", "a2"]);
-    p.set_watches(vec![(site(), vec![n("a2"), n("a3")])]);
+    p.set_watches(at(250), vec![(site(), vec![n("a2"), n("a3")])]);
     let r = p.report(&site(), at(250));
     assert_eq!(r.indicators_total, 2);
     assert_eq!(r.indicators[0].node, n("a2"));
@@ -282,4 +283,53 @@ fn the_same_seed_gives_the_same_nonces() {
     a.handle_timeout(Time::ZERO);
     b.handle_timeout(Time::ZERO);
     assert_eq!(drain(&mut a), drain(&mut b));
+}
+
+#[test]
+fn probes_that_could_not_be_sent_to_a_never_seen_indicator_do_not_count_during_the_startup_grace() {
+    let mut p = pinger(&["a1"]);
+    let mut now = Time::ZERO;
+    let mut changes = Vec::new();
+    while now < at(2000) {
+        p.handle_timeout(now);
+        for a in drain(&mut p) {
+            match a {
+                PingerAction::SendProbe { indicator, nonce } => {
+                    p.probe_not_sent(now, &indicator, nonce)
+                }
+                PingerAction::OpinionChanged { to, .. } => changes.push((now, to)),
+                _ => {}
+            }
+        }
+        now = p.poll_timeout();
+    }
+    // Probes sent before the grace (1 s) ends are forgotten; those sent at 1000, 1100 and
+    // 1200 ms are misses, the third at 1300 ms.
+    assert_eq!(changes, vec![(at(1300), Opinion::Down)]);
+    assert_eq!(p.down_from(&site()), Some(at(1000)));
+}
+
+#[test]
+fn probes_that_could_not_be_sent_to_a_once_reachable_indicator_are_misses() {
+    let mut p = pinger(&["a1"]);
+    run(&mut p, Time::ZERO, at(250), &["a1"]);
+    let mut now = at(300);
+    let mut changes = Vec::new();
+    while now < at(800) {
+        p.handle_timeout(now);
+        for a in drain(&mut p) {
+            match a {
+                PingerAction::SendProbe { indicator, nonce } => {
+                    p.probe_not_sent(now, &indicator, nonce)
+                }
+                PingerAction::OpinionChanged { to, .. } => changes.push((now, to)),
+                _ => {}
+            }
+        }
+        now = p.poll_timeout();
+    }
+    assert_eq!(
+        changes,
+        vec![(at(400), Opinion::Suspect), (at(600), Opinion::Down)]
+    );
 }

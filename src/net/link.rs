@@ -265,6 +265,16 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming, mut stop: Stop
             refuse(&shared, addr, &e.to_string());
             return;
         }
+        // A caller that does not trust our certificate (another fleet's CA) aborts with an
+        // alert: the handshake was refused all the same, and an operator wants to see it.
+        Ok(Err(ConnectionError::ConnectionClosed(close))) if is_tls_alert(close.error_code) => {
+            refuse(
+                &shared,
+                addr,
+                &format!("the caller refused this node's certificate: {close}"),
+            );
+            return;
+        }
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "incoming handshake failed");
             return;

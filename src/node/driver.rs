@@ -144,6 +144,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         learned_at,
         counters: Counters::default(),
         first_down_opinion: BTreeMap::new(),
+        detection_pending: BTreeMap::new(),
         fleet_error: None,
         voting_disabled: None,
         snapshot: snap_tx,
@@ -229,6 +230,9 @@ struct Driver {
     learned_at: BTreeMap<(SiteId, u64), i64>,
     counters: Counters,
     first_down_opinion: BTreeMap<SiteId, Instant>,
+    /// DOWN verdicts learned before this node's own Pinger saw the site DOWN, and when: their
+    /// detection delay is measured once it does.
+    detection_pending: BTreeMap<SiteId, Instant>,
     fleet_error: Option<String>,
     voting_disabled: Option<String>,
     snapshot: watch::Sender<Arc<NodeSnapshot>>,
@@ -419,8 +423,10 @@ impl Driver {
     fn on_pinger_action(&mut self, now: Instant, a: PingerAction) {
         match a {
             PingerAction::SendProbe { indicator, nonce } => {
-                let sent_us = self.time(now).as_micros();
-                self.mesh.send_probe(&indicator, nonce, sent_us);
+                let t = self.time(now);
+                if !self.mesh.send_probe(&indicator, nonce, t.as_micros()) {
+                    self.pinger.probe_not_sent(t, &indicator, nonce);
+                }
             }
             PingerAction::FirstMiss { site, indicator } => {
                 debug!(%site, %indicator, "first missed probe");
@@ -437,8 +443,19 @@ impl Driver {
                 self.dirty = true;
                 if to == Opinion::Down {
                     self.first_down_opinion.insert(site.clone(), now);
+                    if let Some(learned) = self.detection_pending.remove(&site) {
+                        let from = self.pinger.down_from(&site).map(|f| self.instant(f));
+                        // Only the miss streak the verdict was about: one begun before it.
+                        if let Some(from) = from.filter(|f| *f <= learned) {
+                            let delay = learned.saturating_duration_since(from);
+                            self.counters.detection_delay.observe(delay.as_secs_f64());
+                        }
+                    }
                 } else {
                     self.first_down_opinion.remove(&site);
+                    if to == Opinion::Up {
+                        self.detection_pending.remove(&site);
+                    }
                 }
                 self.emit(
                     now,
@@ -546,12 +563,18 @@ impl Driver {
                         self.counters
                             .detection_delay
                             .observe(now.saturating_duration_since(from).as_secs_f64());
+                    } else if self.pinger.watched_sites().any(|s| *s == site) {
+                        // Our Pinger has not seen it DOWN yet (still suspecting): measured
+                        // when it does, from the start of its miss streak to now.
+                        self.detection_pending.insert(site.clone(), now);
                     }
                     if let Some(first) = self.first_down_opinion.get(&site) {
                         self.counters
                             .decision_delay
                             .observe(now.saturating_duration_since(*first).as_secs_f64());
                     }
+                } else {
+                    self.detection_pending.remove(&site);
                 }
                 self.learned_at.insert((site.clone(), verdict.slot), at_ms);
                 self.history.insert(
@@ -625,7 +648,8 @@ impl Driver {
         }
         self.pinger
             .set_config(PingerConfig::from_timing(&fleet.timing));
-        self.pinger.set_watches(watches_of(&fleet, &me));
+        let t = self.time(Instant::now());
+        self.pinger.set_watches(t, watches_of(&fleet, &me));
         self.voter
             .set_config(VoterConfig::from_timing(&fleet.timing));
         self.voter.set_sites(electorates_of(&fleet, &me));

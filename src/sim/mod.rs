@@ -264,6 +264,11 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
             EventKind::Liveness { blackout: k },
         );
     }
+    let by_id = world_nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.clone(), i))
+        .collect();
     let mut w = World {
         now: Time::ZERO,
         timing: cfg.timing.clone(),
@@ -276,6 +281,7 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
         counters: Counters::default(),
         trace: VecDeque::new(),
         trace_len: cfg.trace_lines,
+        by_id,
     };
     for i in 0..w.nodes.len() {
         w.boot(i);
