@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+# The chaos testbed (testbed/testbed): BGP routers, nftables faults, REST through curl.
+command -v bird >/dev/null || need_pkgs+=(bird2)
+command -v nft >/dev/null || need_pkgs+=(nftables)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v jq >/dev/null || need_pkgs+=(jq)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
@@ -16,6 +21,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# The chaos scenarios (tests/chaos.rs) run in their own step at the end, with their timelines
+# shown; the step below skips them.
+export QUORATE_CHAOS_SEPARATE=1
+
 echo "== unit and integration tests"
 cargo test --no-fail-fast 2>&1
 
@@ -23,3 +32,8 @@ echo "== end to end: demo blackout of site a (fast profile)"
 cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail -n 1 | tee /tmp/quorate-demo-result.json
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
+
+# Chaos scenarios on the network-namespace testbed, one at a time (they share the testbed's
+# namespaces). Needs root; without it the tests say so and pass. Results: target/chaos/*.json.
+echo "== chaos scenarios on the namespace testbed"
+QUORATE_CHAOS_SEPARATE=0 cargo test --test chaos -- --nocapture --test-threads=1 2>&1

@@ -1,0 +1,1031 @@
+//! Chaos scenarios on the network-namespace testbed (`testbed/testbed`): three sites in their
+//! own namespaces behind a WAN bridge, BIRD routers announcing an anycast prefix, an observer
+//! that learns it, and faults injected with nftables and signals.
+//!
+//! The testbed is brought up once; the scenarios run one after the other, each followed by
+//! `heal`, a start of every stopped process and a wait until the fleet is back to normal.
+//! Each scenario prints a timeline (what was injected when, what every surviving node said)
+//! and writes a JSON result to target/chaos/. A guard runs `testbed down` at the end, also
+//! when a scenario panics, and the tests check that nothing is left behind.
+//!
+//! Needs root and `ip netns`; without them the tests print why and pass (as they do with
+//! QUORATE_CHAOS_SEPARATE=1, which tests/run-all.sh sets while it runs the other tests).
+//! CHAOS_ONLY=S1,S5 runs only those scenarios; CHAOS_LOSS_SECS shortens S4 (default 120 s).
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The testbed's namespace names are fixed: the tests of this binary take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The testbed's nodes: id, site, REST address (see the topology in testbed/testbed).
+const NODES: [(&str, &str, &str); 8] = [
+    ("a1", "a", "198.18.1.1:7501"),
+    ("a2", "a", "198.18.1.2:7501"),
+    ("a3", "a", "198.18.1.3:7501"),
+    ("b1", "b", "198.18.2.1:7501"),
+    ("b2", "b", "198.18.2.2:7501"),
+    ("b3", "b", "198.18.2.3:7501"),
+    ("c1", "c", "198.18.3.1:7501"),
+    ("c2", "c", "198.18.3.2:7501"),
+];
+const VOTERS: [&str; 6] = ["a1", "a2", "b1", "b2", "c1", "c2"];
+/// Which sites each Pinger watches (its opinion must be `up` in normal operation).
+fn watched_by(node: &str) -> &'static [&'static str] {
+    match &node[..1] {
+        "a" if node != "a3" => &["b"],
+        "b" if node != "b3" => &["a"],
+        "c" => &["a", "b"],
+        _ => &[],
+    }
+}
+const SURVIVORS_OF_A: [&str; 5] = ["b1", "b2", "b3", "c1", "c2"];
+const ELECTORATE_OF_A: [&str; 4] = ["b1", "b2", "c1", "c2"];
+const ALL: [&str; 8] = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2"];
+
+const PENDING: [(&str, &str); 4] = [
+    (
+        "S3",
+        "isolated primary fences itself: needs self-fencing, not built yet",
+    ),
+    (
+        "S6",
+        "failover pipeline runs exactly once after a verdict: needs the pipeline",
+    ),
+    (
+        "S9",
+        "failback after the primary returns: needs the pipeline",
+    ),
+    (
+        "S1-route",
+        "route moved by quorate itself after the verdict: needs the pipeline",
+    ),
+];
+
+// ------------------------------------------------------------------------------------------
+// Environment
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn out_dir() -> PathBuf {
+    let d = root().join("target/chaos");
+    std::fs::create_dir_all(&d).expect("target/chaos");
+    d
+}
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("QUORATE_TESTBED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| out_dir().join("state"))
+}
+
+/// Why these tests cannot run here, if they cannot.
+fn skip_reason() -> Option<String> {
+    if std::env::var("QUORATE_CHAOS_SEPARATE").as_deref() == Ok("1") {
+        return Some(
+            "QUORATE_CHAOS_SEPARATE=1: tests/run-all.sh runs them in a step of their own".into(),
+        );
+    }
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root (network namespaces and nftables need root)".into());
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("`ip netns` is not available".into()),
+    }
+}
+
+fn testbed_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(root().join("testbed/testbed"));
+    c.arg("--dir")
+        .arg(state_dir())
+        .args(args)
+        .env("QUORATE_BIN", env!("CARGO_BIN_EXE_quorate"));
+    c
+}
+
+fn testbed_try(args: &[&str]) -> Output {
+    testbed_cmd(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("testbed/testbed runs")
+}
+
+fn testbed(args: &[&str]) -> String {
+    let o = testbed_try(args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "testbed {args:?} failed: {}\n{out}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn node_info(node: &str) -> (&'static str, &'static str) {
+    let (_, s, a) = NODES
+        .iter()
+        .find(|(n, _, _)| *n == node)
+        .expect("known node");
+    (s, a)
+}
+
+/// GET `path` on `node`'s REST API from inside its site's namespace.
+fn rest(node: &str, path: &str) -> Option<String> {
+    let (site, addr) = node_info(node);
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("qt-{site}"),
+            "curl",
+            "-sf",
+            "-m",
+            "1",
+        ])
+        .arg(format!("http://{addr}{path}"))
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+/// One node's view of one site.
+#[derive(Clone, Debug, PartialEq)]
+struct View {
+    opinion: String,
+    verdict: String,
+    epoch: u64,
+    decided_at_ms: Option<i64>,
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.opinion, self.verdict, self.epoch)
+    }
+}
+
+fn views(node: &str) -> Option<BTreeMap<String, View>> {
+    let v: Value = serde_json::from_str(&rest(node, "/v1/sites")?).ok()?;
+    let mut out = BTreeMap::new();
+    for s in v["sites"].as_array()? {
+        let decided_at_ms = s["decided_at"].as_str().and_then(|t| {
+            humantime::parse_rfc3339_weak(t)
+                .ok()
+                .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64)
+        });
+        out.insert(
+            s["id"].as_str()?.to_string(),
+            View {
+                opinion: s["opinion"].as_str().unwrap_or("?").to_string(),
+                verdict: s["verdict"].as_str().unwrap_or("?").to_string(),
+                epoch: s["epoch"].as_u64().unwrap_or(0),
+                decided_at_ms,
+            },
+        );
+    }
+    Some(out)
+}
+
+type Snap = BTreeMap<String, Option<BTreeMap<String, View>>>;
+
+fn snapshot(nodes: &[&str]) -> Snap {
+    nodes.iter().map(|n| (n.to_string(), views(n))).collect()
+}
+
+fn view<'a>(snap: &'a Snap, node: &str, site: &str) -> Option<&'a View> {
+    snap.get(node)?.as_ref()?.get(site)
+}
+
+/// Internal false positives counted by `node` (rounds contradicted by the electorate).
+fn false_positives(node: &str) -> f64 {
+    let Some(text) = rest(node, "/metrics") else {
+        return 0.0;
+    };
+    let get = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    get("quorate_false_positives_internal_total ").max(get(
+        r#"quorate_vote_rounds_total{outcome="false_positive"}"#,
+    ))
+}
+
+fn fp_total(nodes: &[&str]) -> f64 {
+    nodes.iter().map(|n| false_positives(n)).sum()
+}
+
+/// The site the observer's best route for the anycast prefix points to: a, b or none.
+fn route() -> String {
+    testbed_try(&["route"])
+        .stdout
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+// ------------------------------------------------------------------------------------------
+// One scenario's record
+
+struct Run {
+    name: String,
+    t0: Instant,
+    t0_ms: i64,
+    lines: Vec<String>,
+    result: serde_json::Map<String, Value>,
+}
+
+impl Run {
+    fn new(name: &str, what: &str) -> Run {
+        println!("\n==== {name}: {what}");
+        let mut result = serde_json::Map::new();
+        result.insert("scenario".into(), json!(name));
+        result.insert("description".into(), json!(what));
+        Run {
+            name: name.into(),
+            t0: Instant::now(),
+            t0_ms: now_ms(),
+            lines: vec![],
+            result,
+        }
+    }
+
+    fn log(&mut self, msg: impl AsRef<str>) {
+        let line = format!(
+            "[{:8.1} ms] {}",
+            self.t0.elapsed().as_secs_f64() * 1e3,
+            msg.as_ref()
+        );
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    fn set(&mut self, key: &str, v: Value) {
+        self.result.insert(key.into(), v);
+    }
+
+    /// Runs a testbed command and returns the wall-clock time (unix ms) the testbed reports
+    /// for it (`... at <ms>`), or now.
+    fn inject(&mut self, args: &[&str]) -> i64 {
+        let out = testbed(args);
+        let at = out
+            .lines()
+            .filter_map(|l| l.rsplit(" at ").next()?.trim().parse::<i64>().ok())
+            .next()
+            .unwrap_or_else(now_ms);
+        self.log(format!(
+            "inject: testbed {} (applied at +{} ms)",
+            args.join(" "),
+            at - self.t0_ms
+        ));
+        at
+    }
+
+    /// Polls `nodes` until `done` holds or `max` passes, logging every change of a node's
+    /// view and of the observer's route. Returns the last snapshot and whether `done` held.
+    fn observe(
+        &mut self,
+        nodes: &[&str],
+        max: Duration,
+        mut done: impl FnMut(&Snap, &str) -> bool,
+    ) -> (Snap, bool) {
+        let start = Instant::now();
+        let mut last: Option<Snap> = None;
+        let mut last_route = String::new();
+        loop {
+            let snap = snapshot(nodes);
+            for n in nodes {
+                let now = fmt_node(snap.get(*n).unwrap());
+                let before = last.as_ref().map(|l| fmt_node(l.get(*n).unwrap()));
+                if before.as_deref() != Some(now.as_str()) {
+                    self.log(format!("{n}: {now}"));
+                }
+            }
+            let r = route();
+            if r != last_route {
+                self.log(format!("observer route: {r}"));
+                if last_route == "a" && r == "b" && !self.result.contains_key("route_moved_at_ms") {
+                    self.set("route_moved_at_ms", json!(now_ms()));
+                }
+                last_route = r.clone();
+            }
+            let ok = done(&snap, &r);
+            last = Some(snap);
+            if ok || start.elapsed() >= max {
+                return (last.unwrap(), ok);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn write(&mut self, status: &str) {
+        self.set("status", json!(status));
+        self.set("timeline", json!(self.lines));
+        let path = out_dir().join(format!("{}.json", self.name));
+        let _ = std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&Value::Object(self.result.clone())).unwrap(),
+        );
+    }
+}
+
+fn fmt_node(v: &Option<BTreeMap<String, View>>) -> String {
+    match v {
+        None => "no answer".into(),
+        Some(m) => m
+            .iter()
+            .map(|(s, v)| format!("{s}: {v}"))
+            .collect::<Vec<_>>()
+            .join("  "),
+    }
+}
+
+fn tail_logs() {
+    let logs = state_dir().join("logs");
+    let mut names: Vec<String> = ALL.iter().map(|n| format!("{n}.log")).collect();
+    names.push("bird-inet.log".into());
+    for name in names {
+        let text = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        println!("---- tail of {}", logs.join(&name).display());
+        for l in &lines[lines.len().saturating_sub(12)..] {
+            println!("  {l}");
+        }
+    }
+}
+
+type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond { return Err(format!($($fmt)+)); }
+    };
+}
+
+// ------------------------------------------------------------------------------------------
+// Normal operation between scenarios
+
+/// Waits until every node answers, no opinion is down, every Pinger sees the sites it
+/// watches up, every verdict is up or none and all nodes agree on each site's epoch, and the
+/// observer prefers a. Returns that snapshot.
+fn wait_normal(run: &mut Run, max: Duration) -> Result<Snap, String> {
+    let (snap, ok) = run.observe(&ALL, max, |snap, r| normal(snap) && r == "a");
+    ensure!(
+        ok,
+        "the fleet did not return to normal within {max:?}: {}",
+        why_abnormal(&snap)
+    );
+    Ok(snap)
+}
+
+fn normal(snap: &Snap) -> bool {
+    why_abnormal(snap).is_empty()
+}
+
+fn why_abnormal(snap: &Snap) -> String {
+    let mut why = vec![];
+    let mut epochs: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (n, v) in snap {
+        let Some(v) = v else {
+            why.push(format!("{n} does not answer"));
+            continue;
+        };
+        for (s, view) in v {
+            if view.opinion == "down" {
+                why.push(format!("{n} sees {s} down"));
+            }
+            if !matches!(view.verdict.as_str(), "up" | "none") {
+                why.push(format!("{n}: verdict {} for {s}", view.verdict));
+            }
+            epochs.entry(s).or_default().push(view.epoch);
+        }
+        for s in watched_by(n) {
+            if v.get(*s).map(|x| x.opinion.as_str()) != Some("up") {
+                why.push(format!("{n} does not see {s} up yet"));
+            }
+        }
+    }
+    for (s, e) in epochs {
+        if e.iter().any(|x| *x != e[0]) {
+            why.push(format!("epochs of {s} differ: {e:?}"));
+        }
+    }
+    why.join("; ")
+}
+
+/// Every surviving node still shows the verdict and epoch it had in `base`.
+fn no_new_verdict(base: &Snap, now: &Snap, nodes: &[&str]) -> Check {
+    for n in nodes {
+        for s in ["a", "b"] {
+            let (b, x) = (view(base, n, s), view(now, n, s));
+            let x = x.ok_or(format!("{n} does not answer"))?;
+            let b = b.ok_or(format!("{n} had no view of {s} before"))?;
+            ensure!(
+                b.verdict == x.verdict && b.epoch == x.epoch,
+                "{n}: verdict for {s} changed from {b} to {x}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn restore(run: &mut Run) -> Result<Snap, String> {
+    run.inject(&["heal"]);
+    run.inject(&["start"]);
+    wait_normal(run, Duration::from_secs(40))
+}
+
+// ------------------------------------------------------------------------------------------
+// Scenarios
+
+/// S1: site a dies; b1, b2, c1, c2 commit one DOWN verdict with one epoch.
+fn s1(run: &mut Run, base: &Snap) -> Check {
+    blackout_verdict(run, base, &[], &ELECTORATE_OF_A, &SURVIVORS_OF_A)
+}
+
+/// A blackout of a after freezing `frozen`; `deciders` must commit one DOWN verdict.
+fn blackout_verdict(
+    run: &mut Run,
+    base: &Snap,
+    frozen: &[&str],
+    deciders: &[&str],
+    watch: &[&str],
+) -> Check {
+    let epoch0 = view(base, "b1", "a").map(|v| v.epoch).unwrap_or(0);
+    for n in frozen {
+        run.inject(&["freeze", n]);
+    }
+    let t_inject = run.inject(&["blackout", "a"]);
+    run.set("injected_at_ms", json!(t_inject));
+    let verdict_everywhere = |snap: &Snap| {
+        let e: Vec<_> = deciders
+            .iter()
+            .map(|n| view(snap, n, "a").cloned())
+            .collect();
+        e.iter()
+            .all(|v| matches!(v, Some(v) if v.verdict == "down" && v.epoch > epoch0))
+            && e.iter()
+                .all(|v| v.as_ref().map(|v| v.epoch) == e[0].as_ref().map(|v| v.epoch))
+    };
+    let (snap, _) = run.observe(watch, Duration::from_secs(15), |snap, r| {
+        verdict_everywhere(snap) && r == "b"
+    });
+    let verdicts: BTreeMap<_, _> = deciders
+        .iter()
+        .map(|n| (n.to_string(), view(&snap, n, "a").cloned()))
+        .collect();
+    let mut per_node = serde_json::Map::new();
+    for (n, v) in &verdicts {
+        if let Some(v) = v {
+            let ms = v.decided_at_ms.map(|t| t - t_inject);
+            per_node.insert(
+                n.clone(),
+                json!({"verdict": v.verdict, "epoch": v.epoch, "injection_to_verdict_ms": ms}),
+            );
+        }
+    }
+    run.set("verdicts", Value::Object(per_node));
+    let moved = run
+        .result
+        .get("route_moved_at_ms")
+        .and_then(|v| v.as_i64())
+        .map(|t| t - t_inject);
+    run.set("injection_to_route_moved_ms", json!(moved));
+    run.set("route_by_quorate", json!("PENDING: no failover pipeline yet; the observer's route moved by BGP session loss only"));
+    ensure!(
+        verdict_everywhere(&snap),
+        "no common DOWN verdict within 15 s: {verdicts:?}"
+    );
+    let worst = verdicts
+        .values()
+        .flatten()
+        .filter_map(|v| v.decided_at_ms)
+        .max()
+        .unwrap_or(0)
+        - t_inject;
+    run.set("injection_to_verdict_everywhere_ms", json!(worst));
+    run.log(format!(
+        "verdict DOWN for a at every deciding voter {worst} ms after the blackout"
+    ));
+    match moved {
+        Some(ms) => run.log(format!("observer best route moved to b {ms} ms after the blackout (BGP hold timer; route move by quorate: PENDING)")),
+        None => run.log("observer best route did not move to b within 15 s (route move by quorate: PENDING)"),
+    }
+    ensure!(
+        moved.is_some(),
+        "the observer's best route never moved to b"
+    );
+    let epoch = verdicts.values().flatten().next().unwrap().epoch;
+    // Exactly one verdict: for a while more, nobody commits another epoch, and the history
+    // holds one DOWN after the baseline epoch.
+    let (later, _) = run.observe(watch, Duration::from_secs(2), |_, _| false);
+    for n in deciders {
+        let v = view(&later, n, "a").ok_or(format!("{n} stopped answering"))?;
+        ensure!(
+            v.verdict == "down" && v.epoch == epoch,
+            "{n}: verdict moved on to {v}"
+        );
+        let hist: Value =
+            serde_json::from_str(&rest(n, "/v1/verdicts?site=a&limit=20").unwrap_or_default())
+                .unwrap_or(Value::Null);
+        let downs_after = hist["verdicts"]
+            .as_array()
+            .ok_or(format!("{n}: no verdict history: {hist}"))?
+            .iter()
+            .filter(|v| v["verdict"] == "down" && v["epoch"].as_u64().unwrap_or(0) > epoch0)
+            .count();
+        ensure!(
+            downs_after == 1,
+            "{n}: {downs_after} DOWN verdicts recorded after epoch {epoch0}: {hist}"
+        );
+    }
+    // The surviving Indicators-only nodes learn it too.
+    for n in watch
+        .iter()
+        .filter(|n| !deciders.contains(n) && !frozen.contains(n))
+    {
+        let v = view(&later, n, "a").ok_or(format!("{n} stopped answering"))?;
+        ensure!(
+            v.verdict == "down" && v.epoch == epoch,
+            "{n} has not learnt the verdict: {v}"
+        );
+    }
+    run.set("epoch", json!(epoch));
+    Ok(())
+}
+
+/// S2: a–b cut while c sees both: internal false positives, no verdict.
+fn s2(run: &mut Run, base: &Snap) -> Check {
+    let fp_nodes = ["a1", "a2", "b1", "b2"];
+    let fp0 = fp_total(&fp_nodes);
+    let t = run.inject(&["partition", "a", "b"]);
+    let mut fp_at = None;
+    let (snap, ok) = run.observe(&ALL, Duration::from_secs(15), |_, _| {
+        let more = fp_total(&fp_nodes) > fp0;
+        if more && fp_at.is_none() {
+            fp_at = Some(now_ms());
+        }
+        more
+    });
+    ensure!(
+        ok,
+        "no internal false positive on a1, a2, b1, b2 within 15 s"
+    );
+    run.log(format!(
+        "first internal false positive {} ms after the cut",
+        fp_at.unwrap() - t
+    ));
+    run.set("injection_to_false_positive_ms", json!(fp_at.unwrap() - t));
+    no_new_verdict(base, &snap, &ALL)?;
+    let (snap, _) = run.observe(&ALL, Duration::from_secs(5), |_, _| false);
+    no_new_verdict(base, &snap, &ALL)?;
+    for n in ["c1", "c2"] {
+        for s in ["a", "b"] {
+            let v = view(&snap, n, s).ok_or(format!("{n} does not answer"))?;
+            ensure!(v.opinion == "up", "{n} should still see {s} up: {v}");
+        }
+    }
+    let fp = fp_total(&fp_nodes) - fp0;
+    run.log(format!("internal false positives during the cut: {fp}"));
+    run.set("false_positives", json!(fp));
+    ensure!(
+        route() == "a",
+        "the observer's route moved during an a–b cut"
+    );
+    Ok(())
+}
+
+/// S4: 20 % loss on every WAN path between sites for a long while: no verdict.
+fn s4(run: &mut Run, base: &Snap) -> Check {
+    let secs: u64 = std::env::var("CHAOS_LOSS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let fp0 = fp_total(&VOTERS);
+    for (x, y) in [("a", "b"), ("a", "c"), ("b", "c")] {
+        run.inject(&["loss", x, y, "20"]);
+    }
+    let mut downs = 0u32;
+    let mut prev_down: BTreeMap<String, bool> = BTreeMap::new();
+    let (snap, _) = run.observe(&ALL, Duration::from_secs(secs), |snap, _| {
+        for n in VOTERS {
+            for s in ["a", "b"] {
+                let d = view(snap, n, s).is_some_and(|v| v.opinion == "down");
+                let key = format!("{n}/{s}");
+                if d && !prev_down.get(&key).copied().unwrap_or(false) {
+                    downs += 1;
+                }
+                prev_down.insert(key, d);
+            }
+        }
+        no_new_verdict(base, snap, &ALL).is_err()
+    });
+    let faults = testbed(&["faults"]);
+    let dropped: u64 = faults
+        .lines()
+        .filter(|l| l.contains("numgen"))
+        .filter_map(|l| {
+            l.split("packets ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    run.log(format!("packets dropped by the loss rules: {dropped}"));
+    run.set("packets_dropped", json!(dropped));
+    ensure!(dropped > 0, "the loss rules dropped nothing:\n{faults}");
+    let fp = fp_total(&VOTERS) - fp0;
+    run.log(format!("{secs} s of 20 % loss: {downs} DOWN opinions seen by polling, {fp} internal false positives"));
+    run.set("loss_seconds", json!(secs));
+    run.set("down_opinions_seen", json!(downs));
+    run.set("false_positives", json!(fp));
+    no_new_verdict(base, &snap, &ALL)?;
+    ensure!(route() == "a", "the observer's route moved under loss");
+    Ok(())
+}
+
+/// S5: b1 frozen, then a blacks out: b2, c1, c2 (3 of 4) still commit the verdict; b1
+/// learns it once thawed.
+fn s5(run: &mut Run, base: &Snap) -> Check {
+    blackout_verdict(
+        run,
+        base,
+        &["b1"],
+        &["b2", "c1", "c2"],
+        &["b2", "b3", "c1", "c2"],
+    )?;
+    let epoch = run.result["epoch"].as_u64().unwrap();
+    run.inject(&["thaw", "b1"]);
+    let (_, ok) = run.observe(&["b1"], Duration::from_secs(15), |snap, _| {
+        view(snap, "b1", "a").is_some_and(|v| v.verdict == "down" && v.epoch == epoch)
+    });
+    ensure!(
+        ok,
+        "b1 did not learn the verdict (epoch {epoch}) within 15 s of its thaw"
+    );
+    Ok(())
+}
+
+/// S7: two of a's three Indicators die: a3 still answers, no verdict.
+fn s7(run: &mut Run, base: &Snap) -> Check {
+    run.inject(&["kill", "a1"]);
+    run.inject(&["kill", "a2"]);
+    let rest: Vec<&str> = ALL
+        .iter()
+        .copied()
+        .filter(|n| !["a1", "a2"].contains(n))
+        .collect();
+    let (snap, _) = run.observe(&rest, Duration::from_secs(6), |snap, _| {
+        no_new_verdict(base, snap, &rest).is_err()
+    });
+    no_new_verdict(base, &snap, &rest)?;
+    for n in ELECTORATE_OF_A {
+        let v = view(&snap, n, "a").ok_or(format!("{n} does not answer"))?;
+        ensure!(v.opinion == "up", "{n} should see a up (a3 answers): {v}");
+    }
+    Ok(())
+}
+
+/// S8: the a–b link flaps faster than the probe budget (120 ms): no verdict.
+fn s8(run: &mut Run, base: &Snap) -> Check {
+    let fp0 = fp_total(&VOTERS);
+    run.inject(&["flap", "a", "b", "--period", "50"]);
+    let (snap, _) = run.observe(&ALL, Duration::from_secs(15), |snap, _| {
+        no_new_verdict(base, snap, &ALL).is_err()
+    });
+    no_new_verdict(base, &snap, &ALL)?;
+    ensure!(route() == "a", "the observer's route moved during the flap");
+    let fp = fp_total(&VOTERS) - fp0;
+    run.log(format!("internal false positives during the flap: {fp}"));
+    run.set("false_positives", json!(fp));
+    Ok(())
+}
+
+/// S10: every voter restarted in turn (SIGTERM, start, wait until it is back): no verdict.
+fn s10(run: &mut Run, base: &Snap) -> Check {
+    for n in VOTERS {
+        let t = run.inject(&["restart", n]);
+        let (_, ok) = run.observe(&ALL, Duration::from_secs(20), |snap, _| normal(snap));
+        ensure!(
+            ok,
+            "{n} did not come back to normal within 20 s of its restart"
+        );
+        run.log(format!(
+            "{n} back to normal {} ms after its restart",
+            now_ms() - t
+        ));
+        let snap = snapshot(&ALL);
+        no_new_verdict(base, &snap, &ALL)?;
+    }
+    let (snap, _) = run.observe(&ALL, Duration::from_secs(2), |_, _| false);
+    no_new_verdict(base, &snap, &ALL)
+}
+
+// ------------------------------------------------------------------------------------------
+// Tests
+
+/// Runs `testbed down` when dropped, also during a panic.
+struct DownGuard;
+impl Drop for DownGuard {
+    fn drop(&mut self) {
+        let o = testbed_try(&["down"]);
+        print!("{}", String::from_utf8_lossy(&o.stdout));
+        eprint!("{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// Independent of the script: no namespace, root-namespace link, or process of the testbed.
+fn assert_nothing_left() {
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let ns = String::from_utf8_lossy(&ns.stdout).to_string();
+    assert!(
+        !ns.lines().any(|l| l.starts_with("qt-")),
+        "namespaces left: {ns}"
+    );
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    for l in links.lines() {
+        let name = l.split(": ").nth(1).unwrap_or("");
+        assert!(
+            !name.starts_with("h-") && !name.starts_with("qt-"),
+            "link left in the root namespace: {l}"
+        );
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("qt_chaos"),
+        "nftables table left"
+    );
+    let dir = state_dir().display().to_string();
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let ours = cmd.contains(&format!("{dir}/bin/quorate"))
+            || cmd.contains(&format!("bird -c {dir}"))
+            || cmd.contains("testbed-flap");
+        assert!(!ours, "process left: {pid} {cmd}");
+    }
+    let o = testbed_try(&["check-clean"]);
+    assert!(
+        o.status.success(),
+        "testbed check-clean: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn chaos_scenarios() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED chaos scenarios: {why}");
+        return;
+    }
+    let _serial = lock();
+    let started = Instant::now();
+    let only: Option<Vec<String>> = std::env::var("CHAOS_ONLY")
+        .ok()
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
+
+    let _ = testbed_try(&["down"]); // leftovers of an aborted run
+    let _guard = DownGuard;
+    print!("{}", testbed(&["up"]));
+
+    type Scenario = fn(&mut Run, &Snap) -> Check;
+    let scenarios: [(&str, &str, Scenario); 7] = [
+        (
+            "S1",
+            "blackout of the primary a: one DOWN verdict, same epoch at b1, b2, c1, c2",
+            s1,
+        ),
+        (
+            "S2",
+            "WAN cut a-b while c sees both: internal false positive, no verdict",
+            s2,
+        ),
+        (
+            "S4",
+            "20 % loss on every WAN path between sites: no verdict",
+            s4,
+        ),
+        (
+            "S5",
+            "b1 frozen during a blackout of a: the other three voters decide",
+            s5,
+        ),
+        ("S7", "a1 and a2 killed, a3 still answers: no verdict", s7),
+        (
+            "S8",
+            "a-b link flapping every 50 ms (probe budget 120 ms): no verdict",
+            s8,
+        ),
+        (
+            "S10",
+            "rolling restart of every voter in normal operation: no verdict",
+            s10,
+        ),
+    ];
+    let mut summary = vec![];
+    let mut failed = vec![];
+    let mut broken = false;
+    for (name, what, f) in scenarios {
+        if !wanted(name) {
+            continue;
+        }
+        let mut run = Run::new(name, what);
+        if broken {
+            run.log("not run: the fleet did not return to normal after an earlier scenario");
+            run.write("not run");
+            failed.push(name.to_string());
+            summary.push(format!("{name}: NOT RUN"));
+            continue;
+        }
+        let t = Instant::now();
+        let outcome = wait_normal(&mut run, Duration::from_secs(40)).and_then(|base| {
+            run.log("normal operation: every node answers, every opinion up, observer prefers a");
+            f(&mut run, &base)
+        });
+        let secs = t.elapsed().as_secs_f64();
+        run.set("duration_s", json!(secs));
+        match outcome {
+            Ok(()) => {
+                run.log(format!("{name} PASSED"));
+                run.write("passed");
+                summary.push(format!(
+                    "{name}: PASSED in {secs:.1} s {}",
+                    key_numbers(&run)
+                ));
+            }
+            Err(e) => {
+                run.log(format!("{name} FAILED: {e}"));
+                run.set("error", json!(e));
+                run.write("failed");
+                println!("---- timeline of {name}");
+                for l in &run.lines {
+                    println!("{l}");
+                }
+                tail_logs();
+                failed.push(name.to_string());
+                summary.push(format!("{name}: FAILED in {secs:.1} s: {e}"));
+            }
+        }
+        let mut after = Run::new(
+            &format!("{name}-restore"),
+            "heal, start what was stopped, wait for normal operation",
+        );
+        if let Err(e) = restore(&mut after) {
+            println!("restore after {name} failed: {e}");
+            tail_logs();
+            broken = true;
+        }
+    }
+    for (name, why) in PENDING {
+        println!("{name} PENDING: {why}");
+        summary.push(format!("{name}: PENDING ({why})"));
+        let _ = std::fs::write(
+            out_dir().join(format!("{name}.json")),
+            json!({"scenario": name, "status": "pending", "why": why}).to_string(),
+        );
+    }
+    drop(_guard);
+    assert_nothing_left();
+    println!(
+        "\n==== chaos summary ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    for l in &summary {
+        println!("{l}");
+    }
+    let _ = std::fs::write(
+        out_dir().join("summary.json"),
+        serde_json::to_string_pretty(
+            &json!({"total_s": started.elapsed().as_secs_f64(), "results": summary}),
+        )
+        .unwrap(),
+    );
+    assert!(
+        failed.is_empty(),
+        "chaos scenarios failed: {failed:?} (results in {})",
+        out_dir().display()
+    );
+}
+
+fn key_numbers(run: &Run) -> String {
+    let keys = [
+        "injection_to_verdict_everywhere_ms",
+        "injection_to_route_moved_ms",
+        "injection_to_false_positive_ms",
+        "false_positives",
+        "down_opinions_seen",
+        "packets_dropped",
+    ];
+    let parts: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            run.result
+                .get(*k)
+                .filter(|v| !v.is_null())
+                .map(|v| format!("{k}={v}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+#[test]
+#[ignore = "pending: needs self-fencing (an isolated primary must fence itself)"]
+fn s3_isolated_primary_fences_itself() {}
+
+#[test]
+#[ignore = "pending: needs the failover pipeline (exactly one run after a verdict)"]
+fn s6_pipeline_runs_once() {}
+
+#[test]
+#[ignore = "pending: needs the failover pipeline (failback after the primary returns)"]
+fn s9_failback() {}
+
+/// `down` removes everything: after an `up` interrupted half-way (Ctrl-C), after a full
+/// `up` with faults in place, and when run twice.
+#[test]
+fn testbed_down_leaves_nothing() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED testbed cleanup test: {why}");
+        return;
+    }
+    let _serial = lock();
+    let _ = testbed_try(&["down"]);
+    let _guard = DownGuard;
+
+    // An interrupted `up`: SIGINT while it builds the network or starts the routers.
+    let child = testbed_cmd(&["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("testbed up starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("testbed up ends");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("interrupted up: {} / {}", out.status, stderr.trim());
+    if !out.status.success() {
+        // Its own trap must have cleaned up.
+        assert_nothing_left();
+    }
+    testbed(&["down"]);
+    assert_nothing_left();
+
+    // A full `up` with every kind of fault in place, then `down` twice.
+    testbed(&["up"]);
+    testbed(&["freeze", "b1"]);
+    testbed(&["kill", "c2"]);
+    testbed(&["partition", "a", "c", "--oneway"]);
+    testbed(&["loss", "b", "c", "10"]);
+    testbed(&["flap", "a", "b", "--period", "50"]);
+    testbed(&["blackout", "a"]);
+    testbed(&["down"]);
+    assert_nothing_left();
+    testbed(&["down"]);
+    assert_nothing_left();
+}
