@@ -176,7 +176,7 @@ impl Mesh {
             addr: cfg.bind,
             source,
         };
-        let socket = std::net::UdpSocket::bind(cfg.bind).map_err(bind_err)?;
+        let socket = bind_udp(cfg.bind).map_err(bind_err)?;
         let local_addr = socket.local_addr().map_err(bind_err)?;
         let runtime = Arc::new(TokioRuntime);
         let socket = runtime.wrap_udp_socket(socket).map_err(bind_err)?;
@@ -305,4 +305,21 @@ impl Mesh {
         self.shared.shutdown().await;
         tracing::info!(node = %self.shared.me, addr = %self.local_addr, "mesh shut down");
     }
+}
+
+/// Binds the mesh's UDP socket with large buffers: a Pinger's answers arrive in one burst per
+/// round (every Indicator answers at once), and the default receive buffer (~208 KiB) drops
+/// them past a few hundred Indicators. The kernel caps the request at net.core.rmem_max.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    const BUFFER: usize = 8 << 20;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+    }
+    // Best effort: a smaller buffer still works, only bursts beyond it are lost.
+    socket.set_recv_buffer_size(BUFFER).ok();
+    socket.set_send_buffer_size(BUFFER).ok();
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }

@@ -70,7 +70,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     let pinger = Pinger::new(
         PingerConfig::from_timing(&spec.fleet.timing),
         watches_of(&spec.fleet, &me),
-        Time::ZERO,
+        Time::ZERO + first_round_delay(&spec.fleet, &me.id),
         seed,
     );
     let voter = Voter::new(
@@ -201,6 +201,35 @@ fn electorates_of(fleet: &Fleet, me: &Node) -> Vec<(SiteId, Electorate)> {
         .filter(|(_, e)| e.contains(&me.id))
         .map(|(s, e)| (s, Electorate::new(e)))
         .collect()
+}
+
+/// Spreads the fleet's Pingers evenly over the probe period, on the wall clock: with random
+/// phases the majority-th Pinger to see a blackout may be almost a whole period behind the
+/// first; evenly spread, it is at most (majority / pingers) of a period behind. With clocks out
+/// of sync the phases are merely random again, which is still correct.
+fn first_round_delay(fleet: &Fleet, me: &NodeId) -> Duration {
+    // Interleave the sites (first Pinger of every site, then the second, ...) so that the
+    // Pingers judging any one site are spread too, not only the fleet's as a whole.
+    let mut pingers: Vec<(usize, usize, &NodeId)> = Vec::new();
+    for (si, site) in fleet.sites.iter().enumerate() {
+        let of_site = fleet
+            .nodes
+            .iter()
+            .filter(|n| n.roles.pinger && n.site == site.id);
+        pingers.extend(of_site.enumerate().map(|(i, n)| (i, si, &n.id)));
+    }
+    pingers.sort();
+    let pingers: Vec<&NodeId> = pingers.into_iter().map(|(_, _, id)| id).collect();
+    let Some(rank) = pingers.iter().position(|p| *p == me) else {
+        return Duration::ZERO;
+    };
+    let period = fleet.timing.probe_interval.as_micros().max(1) as u64;
+    let offset = period * rank as u64 / pingers.len() as u64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    Duration::from_micros((offset + period - now % period) % period)
 }
 
 fn unix_ms() -> i64 {
