@@ -1,0 +1,842 @@
+//! What probing really costs one Pinger: the real `Pinger` driven over the real QUIC mesh
+//! (mutual TLS, probes as datagrams) on loopback, against N Indicator meshes hosted by a
+//! second process, so that the Pinger's CPU time and memory are its own.
+//!
+//! The binary runs twice: as the Pinger (the parent), and, re-executed with
+//! `--indicator-child --indicators N --base-port P --pinger ADDR --certs DIR`, as the process
+//! hosting the N Indicators (each its own `Mesh` with `answer_probes`, bound to
+//! 127.77.x.y:P). The parent drives its `Pinger` the way the node's driver does: `send_probe`
+//! for every `SendProbe` action, `handle_answer` for every `ProbeAnswer` event,
+//! `handle_timeout` when `poll_timeout` is due. The child is killed and reaped at the end,
+//! also when the parent panics, and exits by itself when its stdin closes.
+//!
+//! Phases, on the same connections, one after the other:
+//! 1. steady: the Pinger at `PROBE_INTERVAL_MS` (100), timeout 100 ms, 5 retries, for
+//!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
+//! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
+//!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
+//! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
+//! 4. max rate: the Pinger at each interval of `PROBE_MAX_INTERVALS_US` (10000,2000,1000),
+//!    `PROBE_PHASE_SECS` each: answered probes per CPU-second of the Pinger process.
+//!
+//! CPU is the process's utime + stime from /proc/self/stat (all threads), divided by wall
+//! time: the machine may be shared, and wall time alone would say nothing. Memory is VmRSS /
+//! VmHWM from /proc/self/status. Bytes are `Mesh::stats()` (all UDP traffic of the
+//! connections, keep-alives and ACKs included) on each side.
+//!
+//! Env: `PROBE_N` (Indicators, default 1000), `PROBE_BASE_PORT` (default 47000), the phase
+//! lengths above. The child holds one UDP socket per Indicator: `ulimit -n` must exceed
+//! N + 100 (`ulimit -n 4096` before `cargo bench` if the default is 1024).
+//!
+//! Run: `cargo bench --bench probe_throughput`
+
+use quorate::core::pinger::{Pinger, PingerAction, PingerConfig};
+use quorate::core::types::{NodeId, SiteId, Time};
+use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshStats};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const CHILD_FLAG: &str = "--indicator-child";
+const PINGER_ID: &str = "pinger";
+/// Mesh timings of a node (src/node/driver.rs).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+const KEEP_ALIVE: Duration = Duration::from_millis(500);
+const REDIAL_EVERY: Duration = Duration::from_millis(200);
+const SETUP_LIMIT: Duration = Duration::from_secs(180);
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn indicator_id(i: usize) -> NodeId {
+    NodeId(format!("ind-{i:05}"))
+}
+
+/// Indicator `i` listens on its own loopback address, so that the fixed port cannot collide
+/// with anything bound to 127.0.0.1.
+fn indicator_addr(i: usize, base_port: u16) -> SocketAddr {
+    let ip = std::net::Ipv4Addr::new(127, 77, (i / 250) as u8, (i % 250) as u8 + 1);
+    SocketAddr::new(ip.into(), base_port)
+}
+
+fn mesh_config(
+    me: NodeId,
+    bind: SocketAddr,
+    peers: Vec<(NodeId, SocketAddr)>,
+    dir: &std::path::Path,
+    answer: bool,
+) -> MeshConfig {
+    MeshConfig {
+        certs: CertPaths::in_dir(dir, &me),
+        me,
+        bind,
+        peers,
+        answer_probes: answer,
+        idle_timeout: IDLE_TIMEOUT,
+        keep_alive: KEEP_ALIVE,
+        redial_every: REDIAL_EVERY,
+    }
+}
+
+/// Clock ticks per second, for /proc/*/stat times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU time of this process (all threads, live and ended), in ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which may itself contain spaces: state is field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+/// A field of /proc/self/status, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// UDP datagrams dropped because a socket's receive buffer was full (RcvbufErrors of
+/// /proc/net/snmp): counted for the whole network namespace, not this process alone.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == CHILD_FLAG) {
+        child(&args);
+    } else {
+        parent();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The Indicators' process.
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> T {
+    let pos = args.iter().position(|a| a == name);
+    let value = pos.and_then(|p| args.get(p + 1));
+    match value.and_then(|v| v.parse().ok()) {
+        Some(v) => v,
+        None => panic!("missing or bad {name}"),
+    }
+}
+
+/// Hosts the Indicators; answers `stats` lines on stdin with a `STATS` line on stdout and
+/// exits when stdin closes.
+fn child(args: &[String]) {
+    let n: usize = arg(args, "--indicators");
+    let base_port: u16 = arg(args, "--base-port");
+    let pinger: SocketAddr = arg(args, "--pinger");
+    let dir: std::path::PathBuf = arg(args, "--certs");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let meshes: Vec<Mesh> = rt.block_on(async {
+        // Indicators' own events (connections coming and going) are not looked at.
+        let (tx, mut rx) = mpsc::channel(1024);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let mut meshes = Vec::with_capacity(n);
+        for i in 0..n {
+            let cfg = mesh_config(
+                indicator_id(i),
+                indicator_addr(i, base_port),
+                vec![(NodeId::from(PINGER_ID), pinger)],
+                &dir,
+                true,
+            );
+            match Mesh::start(cfg, tx.clone()).await {
+                Ok(m) => meshes.push(m),
+                Err(e) => {
+                    println!("ERROR indicator {i}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        meshes
+    });
+    println!("READY {}", meshes.len());
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() != "stats" {
+            continue;
+        }
+        let mut total = MeshStats::default();
+        let mut connected = 0;
+        for m in &meshes {
+            let s = m.stats();
+            total.probes_answered_by_me += s.probes_answered_by_me;
+            total.udp_tx_datagrams += s.udp_tx_datagrams;
+            total.udp_tx_bytes += s.udp_tx_bytes;
+            total.udp_rx_datagrams += s.udp_rx_datagrams;
+            total.udp_rx_bytes += s.udp_rx_bytes;
+            connected += usize::from(!m.connected().is_empty());
+        }
+        println!(
+            "STATS {connected} {} {} {} {} {} {} {}",
+            total.probes_answered_by_me,
+            total.udp_tx_datagrams,
+            total.udp_tx_bytes,
+            total.udp_rx_datagrams,
+            total.udp_rx_bytes,
+            cpu_ticks(),
+            status_kib("VmRSS:"),
+        );
+    }
+    // No graceful shutdown: the parent is gone or done.
+    std::process::exit(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The Pinger's process.
+
+/// Kills and reaps the Indicators' process however the parent ends.
+struct ChildGuard {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: std_mpsc::Receiver<String>,
+}
+
+impl ChildGuard {
+    fn spawn(n: usize, base_port: u16, pinger: SocketAddr, dir: &std::path::Path) -> ChildGuard {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .arg(CHILD_FLAG)
+            .args(["--indicators", &n.to_string()])
+            .args(["--base-port", &base_port.to_string()])
+            .args(["--pinger", &pinger.to_string()])
+            .arg("--certs")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the Indicators' process");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("child stdout");
+        let (tx, lines) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildGuard {
+            child: Some(child),
+            stdin,
+            lines,
+        }
+    }
+
+    fn line(&self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return l,
+                Ok(l) if l.starts_with("ERROR") => panic!("Indicators' process: {l}"),
+                Ok(_) => {}
+                Err(e) => panic!("no {prefix} line from the Indicators' process: {e}"),
+            }
+        }
+    }
+
+    fn stats(&mut self) -> ChildStats {
+        let stdin = self.stdin.as_mut().expect("child stdin");
+        stdin.write_all(b"stats\n").expect("write to child");
+        stdin.flush().expect("flush to child");
+        let l = self.line("STATS", Duration::from_secs(30));
+        let v: Vec<u64> = l
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        ChildStats {
+            connected: v[0] as usize,
+            answered: v[1],
+            tx_datagrams: v[2],
+            tx_bytes: v[3],
+            rx_datagrams: v[4],
+            rx_bytes: v[5],
+            cpu_ticks: v[6],
+            rss_kib: v[7],
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ChildStats {
+    connected: usize,
+    answered: u64,
+    tx_datagrams: u64,
+    tx_bytes: u64,
+    rx_datagrams: u64,
+    rx_bytes: u64,
+    cpu_ticks: u64,
+    rss_kib: u64,
+}
+
+/// Counters read at the start and the end of a measured window.
+#[derive(Clone, Debug)]
+struct Snap {
+    at: Instant,
+    cpu: u64,
+    rcvbuf_errors: u64,
+    mesh: MeshStats,
+    child: ChildStats,
+    pinger: quorate::core::pinger::PingerStats,
+}
+
+fn snap(mesh: &Mesh, guard: &mut ChildGuard, pinger: Option<&Pinger>) -> Snap {
+    let child = guard.stats();
+    Snap {
+        at: Instant::now(),
+        cpu: cpu_ticks(),
+        rcvbuf_errors: udp_rcvbuf_errors(),
+        mesh: mesh.stats(),
+        child,
+        pinger: pinger.map(|p| p.stats().clone()).unwrap_or_default(),
+    }
+}
+
+/// What one window measured.
+#[derive(Clone, Debug, Default)]
+struct Window {
+    wall: f64,
+    cpu: f64,
+    child_cpu: f64,
+    sent: u64,
+    answered: u64,
+    misses: u64,
+    late: u64,
+    not_sent: u64,
+    p_tx_dgrams: u64,
+    p_tx_bytes: u64,
+    p_rx_dgrams: u64,
+    p_rx_bytes: u64,
+    i_tx_dgrams: u64,
+    i_tx_bytes: u64,
+    i_rx_dgrams: u64,
+    i_rx_bytes: u64,
+    i_answered: u64,
+    udp_drops: u64,
+}
+
+impl Window {
+    fn between(a: &Snap, b: &Snap, tck: f64, answers_counted: u64) -> Window {
+        let pinger_run = b.pinger.probes_sent > 0;
+        Window {
+            wall: b.at.duration_since(a.at).as_secs_f64(),
+            cpu: (b.cpu - a.cpu) as f64 / tck,
+            child_cpu: (b.child.cpu_ticks - a.child.cpu_ticks) as f64 / tck,
+            sent: b.mesh.probes_sent - a.mesh.probes_sent,
+            answered: if pinger_run {
+                b.pinger.answers - a.pinger.answers
+            } else {
+                answers_counted
+            },
+            misses: b.pinger.misses - a.pinger.misses,
+            late: b.pinger.late_answers - a.pinger.late_answers,
+            not_sent: b.mesh.send_failures - a.mesh.send_failures,
+            p_tx_dgrams: b.mesh.udp_tx_datagrams - a.mesh.udp_tx_datagrams,
+            p_tx_bytes: b.mesh.udp_tx_bytes - a.mesh.udp_tx_bytes,
+            p_rx_dgrams: b.mesh.udp_rx_datagrams - a.mesh.udp_rx_datagrams,
+            p_rx_bytes: b.mesh.udp_rx_bytes - a.mesh.udp_rx_bytes,
+            i_tx_dgrams: b.child.tx_datagrams - a.child.tx_datagrams,
+            i_tx_bytes: b.child.tx_bytes - a.child.tx_bytes,
+            i_rx_dgrams: b.child.rx_datagrams - a.child.rx_datagrams,
+            i_rx_bytes: b.child.rx_bytes - a.child.rx_bytes,
+            i_answered: b.child.answered - a.child.answered,
+            udp_drops: b.rcvbuf_errors - a.rcvbuf_errors,
+        }
+    }
+    fn core_pct(&self) -> f64 {
+        100.0 * self.cpu / self.wall
+    }
+    fn answered_per_s(&self) -> f64 {
+        self.answered as f64 / self.wall
+    }
+    fn us_per_answer(&self) -> f64 {
+        1e6 * self.cpu / self.answered.max(1) as f64
+    }
+}
+
+/// The node driver's loop around the Pinger (src/node/driver.rs), without the Voter.
+struct Drive {
+    origin: Instant,
+    pinger: Pinger,
+    actions: HashMap<&'static str, u64>,
+}
+
+impl Drive {
+    fn time(&self, at: Instant) -> Time {
+        Time::from_micros(at.saturating_duration_since(self.origin).as_micros() as u64)
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.origin + Duration::from_micros(t.as_micros())
+    }
+
+    async fn run(&mut self, mesh: &Mesh, rx: &mut mpsc::Receiver<MeshEvent>, until: Instant) {
+        loop {
+            let wake = self.instant(self.pinger.poll_timeout()).min(until);
+            tokio::select! {
+                biased;
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    self.on_mesh(mesh, ev);
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(ev) => self.on_mesh(mesh, ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let now = Instant::now();
+            let t = self.time(now);
+            if self.pinger.poll_timeout() <= t {
+                self.pinger.handle_timeout(t);
+            }
+            self.drain(mesh, now);
+            if now >= until {
+                break;
+            }
+        }
+    }
+
+    fn on_mesh(&mut self, mesh: &Mesh, ev: MeshEvent) {
+        let now = Instant::now();
+        if let MeshEvent::ProbeAnswer {
+            from, nonce, at, ..
+        } = ev
+        {
+            let at = self.time(at);
+            self.pinger.handle_answer(at, &from, nonce);
+        }
+        self.drain(mesh, now);
+    }
+
+    fn drain(&mut self, mesh: &Mesh, now: Instant) {
+        while let Some(a) = self.pinger.poll_action() {
+            let kind = match a {
+                PingerAction::SendProbe { indicator, nonce } => {
+                    let t = self.time(now);
+                    if !mesh.send_probe(&indicator, nonce, t.as_micros()) {
+                        self.pinger.probe_not_sent(t, &indicator, nonce);
+                    }
+                    continue;
+                }
+                PingerAction::FirstMiss { .. } => "first_miss",
+                PingerAction::IndicatorUnreachable { .. } => "unreachable",
+                PingerAction::OpinionChanged { .. } => "opinion_changed",
+                PingerAction::ExternalFalsePositive { .. } => "false_positive",
+            };
+            *self.actions.entry(kind).or_default() += 1;
+        }
+    }
+}
+
+fn pinger_for(ids: &[NodeId], interval: Duration, timeout: Duration, origin: Instant) -> Drive {
+    let cfg = PingerConfig {
+        interval,
+        timeout,
+        retries: 5,
+        startup_grace: Duration::from_secs(3),
+    };
+    let watches = vec![(SiteId::from("dc-a"), ids.to_vec())];
+    let now = Time::from_micros(origin.elapsed().as_micros() as u64);
+    Drive {
+        origin,
+        pinger: Pinger::new(cfg, watches, now, 7),
+        actions: HashMap::new(),
+    }
+}
+
+/// The same probe schedule sent straight through the mesh: no Pinger state at all. Returns
+/// the answers received.
+async fn mesh_only(
+    mesh: &Mesh,
+    rx: &mut mpsc::Receiver<MeshEvent>,
+    ids: &[NodeId],
+    interval: Duration,
+    until: Instant,
+) -> u64 {
+    let origin = Instant::now();
+    let mut next = origin;
+    let mut nonce = 0u64;
+    let mut answers = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                answers += u64::from(matches!(ev, MeshEvent::ProbeAnswer { .. }));
+                for _ in 0..256 {
+                    match rx.try_recv() {
+                        Ok(ev) => answers += u64::from(matches!(ev, MeshEvent::ProbeAnswer { .. })),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next.min(until).into()) => {}
+        }
+        let now = Instant::now();
+        if now >= next {
+            let t = now.duration_since(origin).as_micros() as u64;
+            for id in ids {
+                nonce += 1;
+                mesh.send_probe(id, nonce, t);
+            }
+            next += interval;
+        }
+        if now >= until {
+            break;
+        }
+    }
+    answers
+}
+
+/// Lets in-flight answers of the previous phase arrive and be dropped.
+async fn settle(rx: &mut mpsc::Receiver<MeshEvent>, d: Duration) {
+    let until = tokio::time::Instant::now() + d;
+    while let Ok(Some(_)) = tokio::time::timeout_at(until, rx.recv()).await {}
+}
+
+fn machine() -> (String, String) {
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    (nproc, model)
+}
+
+fn parent() {
+    let n = env("PROBE_N", 1000) as usize;
+    let base_port = env("PROBE_BASE_PORT", 47000) as u16;
+    let interval = Duration::from_millis(env("PROBE_INTERVAL_MS", 100));
+    let timeout = Duration::from_millis(100);
+    let warmup = Duration::from_secs(env("PROBE_WARMUP_SECS", 3));
+    let steady = Duration::from_secs(env("PROBE_STEADY_SECS", 20));
+    let phase = Duration::from_secs(env("PROBE_PHASE_SECS", 10));
+    let max_intervals: Vec<u64> = std::env::var("PROBE_MAX_INTERVALS_US")
+        .unwrap_or_else(|_| "10000,2000,1000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let tck = clock_ticks();
+    let load_start = loadavg();
+
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let ids: Vec<NodeId> = (0..n).map(indicator_id).collect();
+    let mut all = vec![NodeId::from(PINGER_ID)];
+    all.extend(ids.iter().cloned());
+    let t0 = Instant::now();
+    certs::init(dir.path(), &all, false).expect("certs init");
+    eprintln!(
+        "certificates for {} nodes in {:.1?}",
+        all.len(),
+        t0.elapsed()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rss_before_mesh = status_kib("VmRSS:");
+    let (tx, mut rx) = mpsc::channel(4096);
+    let peers: Vec<(NodeId, SocketAddr)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), indicator_addr(i, base_port)))
+        .collect();
+    let pinger_bind: SocketAddr = "127.77.255.1:0".parse().unwrap();
+    let mesh = rt
+        .block_on(Mesh::start(
+            mesh_config(
+                NodeId::from(PINGER_ID),
+                pinger_bind,
+                peers,
+                dir.path(),
+                false,
+            ),
+            tx,
+        ))
+        .expect("pinger mesh");
+    let mut guard = ChildGuard::spawn(n, base_port, mesh.local_addr(), dir.path());
+    guard.line("READY", SETUP_LIMIT);
+    eprintln!("{n} Indicator meshes listening after {:.1?}", t0.elapsed());
+
+    rt.block_on(async {
+        let deadline = Instant::now() + SETUP_LIMIT;
+        loop {
+            settle(&mut rx, Duration::from_millis(500)).await;
+            let up = mesh.connected().len();
+            let back = guard.stats().connected;
+            if up == n && back == n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "connections not up after {SETUP_LIMIT:?}: {up}/{n} out, {back}/{n} back"
+            );
+        }
+    });
+    eprintln!("all {} connections up after {:.1?}", 2 * n, t0.elapsed());
+
+    // 1. Steady state with the Pinger.
+    let origin = Instant::now();
+    let mut drive = pinger_for(&ids, interval, timeout, origin);
+    rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + warmup));
+    let a = snap(&mesh, &mut guard, Some(&drive.pinger));
+    rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + steady));
+    let b = snap(&mesh, &mut guard, Some(&drive.pinger));
+    let rss = status_kib("VmRSS:");
+    let hwm = status_kib("VmHWM:");
+    let steady_w = Window::between(&a, &b, tck, 0);
+    let steady_actions = drive.actions.clone();
+    eprintln!("steady: {steady_w:?} actions {steady_actions:?}");
+    drop(drive);
+
+    // 2. The same rate through the mesh alone.
+    rt.block_on(settle(&mut rx, Duration::from_millis(500)));
+    let a = snap(&mesh, &mut guard, None);
+    let answers = rt.block_on(mesh_only(
+        &mesh,
+        &mut rx,
+        &ids,
+        interval,
+        Instant::now() + phase,
+    ));
+    let b = snap(&mesh, &mut guard, None);
+    let mesh_w = Window::between(&a, &b, tck, answers);
+    eprintln!("mesh only: {mesh_w:?}");
+
+    // 3. Idle connections.
+    rt.block_on(settle(&mut rx, Duration::from_millis(500)));
+    let a = snap(&mesh, &mut guard, None);
+    rt.block_on(settle(&mut rx, phase));
+    let b = snap(&mesh, &mut guard, None);
+    let idle_w = Window::between(&a, &b, tck, 0);
+    eprintln!("idle: {idle_w:?}");
+
+    // 4. Maximum rate.
+    let mut max_ws = Vec::new();
+    for &us in &max_intervals {
+        rt.block_on(settle(&mut rx, Duration::from_millis(500)));
+        let mut drive = pinger_for(&ids, Duration::from_micros(us), timeout, origin);
+        rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + Duration::from_secs(1)));
+        let a = snap(&mesh, &mut guard, Some(&drive.pinger));
+        rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + phase));
+        let b = snap(&mesh, &mut guard, Some(&drive.pinger));
+        let w = Window::between(&a, &b, tck, 0);
+        eprintln!("max rate at {us} us: {w:?}");
+        max_ws.push((us, w));
+    }
+    let child_rss = guard.stats().rss_kib;
+    let load_end = loadavg();
+    drop(guard);
+    rt.block_on(mesh.shutdown());
+
+    report(Report {
+        n,
+        interval,
+        steady: steady_w,
+        mesh: mesh_w,
+        idle: idle_w,
+        max: max_ws,
+        rss_kib: rss,
+        hwm_kib: hwm,
+        rss_before_mesh_kib: rss_before_mesh,
+        child_rss_kib: child_rss,
+        load: (load_start, load_end),
+    });
+}
+
+struct Report {
+    n: usize,
+    interval: Duration,
+    steady: Window,
+    mesh: Window,
+    idle: Window,
+    max: Vec<(u64, Window)>,
+    rss_kib: u64,
+    hwm_kib: u64,
+    rss_before_mesh_kib: u64,
+    child_rss_kib: u64,
+    load: (String, String),
+}
+
+fn report(r: Report) {
+    let (nproc, model) = machine();
+    let s = &r.steady;
+    let hz = 1.0 / r.interval.as_secs_f64();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    println!();
+    println!("### Probe cost of one Pinger over the QUIC mesh (loopback)");
+    println!();
+    println!(
+        "`cargo bench --bench probe_throughput` on {nproc} × {model}, load average {} at start, {} at end \
+         (CPU = user + system time of the Pinger process / wall time; the {} Indicators run in a second process).",
+        r.load.0, r.load.1, r.n
+    );
+    println!();
+    println!("| Measure | Value | Target |");
+    println!("|---|---|---|");
+    println!(
+        "| Steady state | {} Indicators × {hz:.0} Hz, timeout 100 ms, 5 retries, {:.1} s measured | |",
+        r.n, s.wall
+    );
+    println!(
+        "| Pinger CPU | {:.2} % of one core ({:.2} µs per answered probe) | ≤ 2 % ({}, ×{:.1}) |",
+        s.core_pct(),
+        s.us_per_answer(),
+        verdict(s.core_pct() <= 2.0),
+        s.core_pct() / 2.0
+    );
+    println!(
+        "| … same probes through the mesh alone, no Pinger core | {:.2} % of one core ({:.2} µs per probe sent; {} of {} answered, {} UDP receive-buffer drops) | |",
+        r.mesh.core_pct(),
+        1e6 * r.mesh.cpu / r.mesh.sent.max(1) as f64,
+        r.mesh.answered,
+        r.mesh.sent,
+        r.mesh.udp_drops
+    );
+    println!(
+        "| … idle connections ({} out, {} in; keep-alive {} ms) | {:.2} % of one core | |",
+        r.n,
+        r.n,
+        KEEP_ALIVE.as_millis(),
+        r.idle.core_pct()
+    );
+    println!(
+        "| Pinger RSS | {:.1} MiB (peak {:.1} MiB; {:.1} MiB before the mesh started) | ≤ 30 MB ({}) |",
+        mib(r.rss_kib),
+        mib(r.hwm_kib),
+        mib(r.rss_before_mesh_kib),
+        verdict(r.rss_kib as f64 * 1024.0 <= 30e6)
+    );
+    println!(
+        "| Probes sent / answered / missed | {} / {} / {} ({:.0} answered/s; Indicators answered {}; {} late, {} not sent; {} UDP datagrams dropped on full receive buffers) | |",
+        s.sent,
+        s.answered,
+        s.misses,
+        s.answered_per_s(),
+        s.i_answered,
+        s.late,
+        s.not_sent,
+        s.udp_drops
+    );
+    let per = |bytes: u64, d: u64| bytes as f64 / d.max(1) as f64;
+    println!(
+        "| Pinger → wire | {:.1} B per UDP datagram, {:.1} B and {:.2} datagrams per answered probe (received {:.1} B, {:.2} datagrams) | |",
+        per(s.p_tx_bytes, s.p_tx_dgrams),
+        per(s.p_tx_bytes, s.answered),
+        per(s.p_tx_dgrams, s.answered),
+        per(s.p_rx_bytes, s.answered),
+        per(s.p_rx_dgrams, s.answered)
+    );
+    println!(
+        "| Indicators → wire | {:.1} B per UDP datagram, {:.1} B and {:.2} datagrams per answered probe (received {:.1} B, {:.2} datagrams) | |",
+        per(s.i_tx_bytes, s.i_tx_dgrams),
+        per(s.i_tx_bytes, s.answered),
+        per(s.i_tx_dgrams, s.answered),
+        per(s.i_rx_bytes, s.answered),
+        per(s.i_rx_dgrams, s.answered)
+    );
+    println!(
+        "| Indicators' process (for scale) | {:.1} % of one core for all {}, RSS {:.0} MiB | |",
+        100.0 * s.child_cpu / s.wall,
+        r.n,
+        mib(r.child_rss_kib)
+    );
+    let best = r
+        .max
+        .iter()
+        .map(|(_, w)| w.answered as f64 / w.cpu.max(1e-9))
+        .fold(0.0, f64::max);
+    for (us, w) in &r.max {
+        println!(
+            "| Max rate, interval {} µs | {:.0} answered/s at {:.0} % of one core = {:.0} answered per CPU-second ({:.0} sent/s, {} missed, {} UDP receive-buffer drops; Indicators' process {:.0} %) | |",
+            us,
+            w.answered_per_s(),
+            w.core_pct(),
+            w.answered as f64 / w.cpu.max(1e-9),
+            w.sent as f64 / w.wall,
+            w.misses,
+            w.udp_drops,
+            100.0 * w.child_cpu / w.wall
+        );
+    }
+    println!(
+        "| Best rate per core | {best:.0} answered probes per CPU-second | ≥ 100,000 ({}) |",
+        verdict(best >= 100_000.0)
+    );
+    println!();
+}
