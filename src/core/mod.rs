@@ -2,7 +2,9 @@
 //! file, or draws from an unseeded RNG: time and randomness are passed in, so the driver, the
 //! simulator and the unit tests all run exactly the same logic.
 
+pub mod fence;
 pub mod pinger;
+pub mod pipeline;
 pub mod quorum;
 pub mod types;
 pub mod voter;

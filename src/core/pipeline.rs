@@ -1,0 +1,706 @@
+//! The failover run of one (site, epoch): which step runs next, when a failed attempt is
+//! retried, when a step has timed out, and what a final failure means (abort, continue, or
+//! compensate the steps already done). It owns the decisions and the journal entries that make
+//! them survive a crash; it never runs an actuator, reads a clock or writes anything itself.
+//! The driver makes every `Journal` action durable before it carries out any later action, so
+//! a resumed run never starts a finished step again, and re-runs the one step whose outcome
+//! the crash hid under the same idempotency key.
+
+use super::types::{SiteId, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+/// What a step's final failure (after its retries) means for the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OnFailure {
+    /// Stop the run; nothing is undone.
+    Abort,
+    /// Record the failure and go on with the next step.
+    Continue,
+    /// Undo: run the compensation of this step and of every earlier step, newest first.
+    Compensate,
+}
+
+/// One step of a pipeline, as the fleet file describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub name: String,
+    /// The actuator kind that carries the step out ("exec", "http", "bgp", ...).
+    pub actuator: String,
+    /// How long one attempt may run before it counts as failed.
+    pub timeout: Duration,
+    /// Attempts after the first one. A crash-interrupted attempt does not use one up.
+    pub retries: u32,
+    /// Delay before the first retry; it doubles on each further retry, up to 8 times this.
+    pub backoff: Duration,
+    pub on_failure: OnFailure,
+    /// Undoes this step. Used when a later (or this) step fails with `Compensate`.
+    pub compensation: Option<Box<StepSpec>>,
+}
+
+/// Longest retry delay, as a multiple of `backoff`.
+const MAX_BACKOFF_FACTOR: u32 = 8;
+
+impl StepSpec {
+    /// A step with no retries that aborts the run when it fails.
+    pub fn new(name: &str, actuator: &str, timeout: Duration) -> StepSpec {
+        StepSpec {
+            name: name.to_string(),
+            actuator: actuator.to_string(),
+            timeout,
+            retries: 0,
+            backoff: Duration::from_secs(1),
+            on_failure: OnFailure::Abort,
+            compensation: None,
+        }
+    }
+
+    /// The wait before the retry that follows the `failures`-th failed attempt (1-based).
+    pub fn retry_delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(3);
+        (self.backoff * (1u32 << doublings)).min(self.backoff * MAX_BACKOFF_FACTOR)
+    }
+}
+
+/// The whole failover of one site: checks that must pass before anything is touched, the
+/// steps that move the service, and steps run after a successful failover (notifications,
+/// warm-ups) whose failure does not undo it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSpec {
+    pub prechecks: Vec<StepSpec>,
+    pub steps: Vec<StepSpec>,
+    pub post: Vec<StepSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Precheck,
+    Step,
+    Post,
+    /// `StepRef { phase: Compensation, index: i }` undoes `steps[i]`.
+    Compensation,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Precheck => "precheck",
+            Phase::Step => "step",
+            Phase::Post => "post",
+            Phase::Compensation => "compensation",
+        }
+    }
+}
+
+/// Where a step sits in its pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StepRef {
+    pub phase: Phase,
+    pub index: usize,
+}
+
+impl StepRef {
+    pub fn new(phase: Phase, index: usize) -> StepRef {
+        StepRef { phase, index }
+    }
+}
+
+impl fmt::Display for StepRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.phase.as_str(), self.index)
+    }
+}
+
+/// The key an actuator deduplicates on: the same for every attempt of a step in a run and
+/// after a resume, different for every other step or epoch. E.g. "a/7/step/2/promote-volumes".
+pub fn idempotency_key(site: &SiteId, epoch: u64, step: StepRef, name: &str) -> String {
+    format!("{site}/{epoch}/{step}/{name}")
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Every step finished ok or failed with `Continue` (listed), and the post steps ran.
+    /// Failed post steps are listed but do not make the failover a failure: the service has
+    /// moved.
+    Succeeded {
+        continued: Vec<StepRef>,
+        post_failed: Vec<StepRef>,
+    },
+    /// A precheck failed after its retries; no step was started.
+    PrecheckFailed { step: StepRef, detail: String },
+    /// A step with `Abort` failed after its retries; later steps were not started and nothing
+    /// was undone.
+    Aborted { step: StepRef, detail: String },
+    /// A step with `Compensate` failed; the compensations ran newest first. Those that failed
+    /// too are listed: their steps may still be in effect.
+    Compensated {
+        step: StepRef,
+        detail: String,
+        compensation_failed: Vec<StepRef>,
+    },
+}
+
+impl RunOutcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, RunOutcome::Succeeded { .. })
+    }
+
+    /// One line for operators.
+    pub fn summary(&self) -> String {
+        let list = |v: &[StepRef]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            RunOutcome::Succeeded {
+                continued,
+                post_failed,
+            } => {
+                let mut s = "succeeded".to_string();
+                if !continued.is_empty() {
+                    s += &format!("; failed but continued past: {}", list(continued));
+                }
+                if !post_failed.is_empty() {
+                    s += &format!(
+                        "; post steps failed: {} (the failover itself stands)",
+                        list(post_failed)
+                    );
+                }
+                s
+            }
+            RunOutcome::PrecheckFailed { step, detail } => {
+                format!("precheck {step} failed, nothing was changed: {detail}")
+            }
+            RunOutcome::Aborted { step, detail } => {
+                format!("aborted at {step}, earlier steps stay in effect: {detail}")
+            }
+            RunOutcome::Compensated {
+                step,
+                detail,
+                compensation_failed,
+            } => {
+                let mut s = format!("{step} failed and earlier steps were compensated: {detail}");
+                if !compensation_failed.is_empty() {
+                    s += &format!("; compensations failed: {}", list(compensation_failed));
+                }
+                s
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JournalKind {
+    Started,
+    Finished { ok: bool, detail: String },
+    RunFinished { outcome: RunOutcome },
+}
+
+/// What survives a crash. `at` is the driver's time; durations across a restart are only
+/// meaningful when the driver's time origin is fixed (e.g. the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub site: SiteId,
+    pub epoch: u64,
+    /// For `RunFinished`: the step that decided the outcome (the last one run).
+    pub step: StepRef,
+    pub name: String,
+    /// 1 for the first attempt; 0 for `RunFinished`.
+    pub attempt: u32,
+    pub at: Time,
+    pub kind: JournalKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub step: StepRef,
+    pub name: String,
+    /// Attempts started, including one a crash interrupted.
+    pub attempts: u32,
+    pub ok: bool,
+    /// The last attempt's detail.
+    pub detail: String,
+    pub started_at: Time,
+    pub finished_at: Option<Time>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub site: SiteId,
+    pub epoch: u64,
+    pub outcome: RunOutcome,
+    /// In the order the steps were first started.
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PipelineAction {
+    /// Must be durable before any action emitted after it is carried out.
+    Journal(JournalEntry),
+    /// Run one attempt of a step and report it with `handle_result`. `epoch` is the fencing
+    /// token; actuators refuse a lower one than they have seen.
+    Start {
+        step: StepRef,
+        name: String,
+        actuator: String,
+        epoch: u64,
+        attempt: u32,
+        idempotency_key: String,
+        dry_run: bool,
+        timeout: Duration,
+    },
+    /// The run is over; emitted once per `Pipeline` value (again after a resume).
+    Finished(RunReport),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// The next attempt may start now.
+    Ready,
+    Running {
+        attempt: u32,
+        deadline: Time,
+    },
+    /// A failed attempt is waiting out its backoff.
+    Waiting {
+        until: Time,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Cursor {
+    At(StepRef, Status),
+    Done(RunOutcome),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Record {
+    attempts: u32,
+    failures: u32,
+    started_at: Time,
+    finished_at: Option<Time>,
+    ok: bool,
+    detail: String,
+}
+
+struct Compensating {
+    step: StepRef,
+    detail: String,
+    queue: VecDeque<usize>,
+    failed: Vec<StepRef>,
+}
+
+pub struct Pipeline {
+    spec: PipelineSpec,
+    site: SiteId,
+    epoch: u64,
+    dry_run: bool,
+    cursor: Cursor,
+    /// The step that ran last, for the `RunFinished` entry.
+    last: Option<StepRef>,
+    order: Vec<StepRef>,
+    records: BTreeMap<StepRef, Record>,
+    continued: Vec<StepRef>,
+    post_failed: Vec<StepRef>,
+    compensating: Option<Compensating>,
+    /// While rebuilding from the journal nothing is journaled again.
+    replaying: bool,
+    run_journaled: bool,
+    finished_emitted: bool,
+    actions: VecDeque<PipelineAction>,
+}
+
+impl Pipeline {
+    /// A fresh run; the first step's journal entry and start are queued.
+    pub fn new(spec: PipelineSpec, site: SiteId, epoch: u64, dry_run: bool, now: Time) -> Pipeline {
+        let mut p = Pipeline::blank(spec, site, epoch, dry_run);
+        p.kick(now);
+        p
+    }
+
+    /// Rebuilds a run from its journal. Entries of another site or of a higher epoch are
+    /// ignored; entries of a lower epoch are a run this node takes over. A step started but
+    /// not finished in the journal runs again (next attempt, same key when the epoch is the
+    /// same): its side effect may or may not have happened. A finished step never runs again.
+    pub fn resume(
+        spec: PipelineSpec,
+        site: SiteId,
+        epoch: u64,
+        dry_run: bool,
+        journal: &[JournalEntry],
+        now: Time,
+    ) -> Pipeline {
+        let mut p = Pipeline::blank(spec, site, epoch, dry_run);
+        p.replaying = true;
+        for e in journal {
+            if e.site == p.site && e.epoch <= epoch {
+                p.replay(e);
+            }
+        }
+        p.replaying = false;
+        if let Cursor::At(_, status @ Status::Running { .. }) = &mut p.cursor {
+            *status = Status::Ready;
+        }
+        p.kick(now);
+        p
+    }
+
+    fn blank(spec: PipelineSpec, site: SiteId, epoch: u64, dry_run: bool) -> Pipeline {
+        let mut p = Pipeline {
+            spec,
+            site,
+            epoch,
+            dry_run,
+            cursor: Cursor::Done(RunOutcome::Succeeded {
+                continued: Vec::new(),
+                post_failed: Vec::new(),
+            }),
+            last: None,
+            order: Vec::new(),
+            records: BTreeMap::new(),
+            continued: Vec::new(),
+            post_failed: Vec::new(),
+            compensating: None,
+            replaying: false,
+            run_journaled: false,
+            finished_emitted: false,
+            actions: VecDeque::new(),
+        };
+        p.cursor = p.first_from(Phase::Precheck, 0);
+        p
+    }
+
+    fn replay(&mut self, e: &JournalEntry) {
+        match &e.kind {
+            JournalKind::Started => {
+                if let Cursor::At(r, status) = self.cursor {
+                    if r == e.step && !matches!(status, Status::Running { .. }) {
+                        self.begin(e.at, r, e.attempt);
+                    }
+                }
+            }
+            JournalKind::Finished { ok, detail } => {
+                if self.running(e.step, e.attempt) {
+                    self.conclude(e.at, *ok, detail.clone());
+                }
+            }
+            JournalKind::RunFinished { outcome } => {
+                self.cursor = Cursor::Done(outcome.clone());
+                self.run_journaled = true;
+            }
+        }
+    }
+
+    pub fn site(&self) -> &SiteId {
+        &self.site
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn outcome(&self) -> Option<&RunOutcome> {
+        match &self.cursor {
+            Cursor::Done(o) => Some(o),
+            Cursor::At(..) => None,
+        }
+    }
+
+    /// Steps started so far, in the order they were first started.
+    pub fn steps(&self) -> Vec<StepReport> {
+        self.order
+            .iter()
+            .map(|&r| {
+                let rec = &self.records[&r];
+                StepReport {
+                    step: r,
+                    name: self.spec_of(r).name.clone(),
+                    attempts: rec.attempts,
+                    ok: rec.ok,
+                    detail: rec.detail.clone(),
+                    started_at: rec.started_at,
+                    finished_at: rec.finished_at,
+                }
+            })
+            .collect()
+    }
+
+    pub fn poll_action(&mut self) -> Option<PipelineAction> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match self.cursor {
+            Cursor::At(_, Status::Running { deadline, .. }) => Some(deadline),
+            Cursor::At(_, Status::Waiting { until }) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The outcome of one attempt. A result for another step or attempt (late, duplicated,
+    /// or from before a timeout) is ignored.
+    pub fn handle_result(
+        &mut self,
+        now: Time,
+        step: StepRef,
+        attempt: u32,
+        ok: bool,
+        detail: String,
+    ) {
+        if self.running(step, attempt) {
+            self.conclude(now, ok, detail);
+            self.kick(now);
+        }
+    }
+
+    /// Times out a running attempt past its deadline and starts a retry whose backoff is over.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let Cursor::At(r, Status::Running { deadline, .. }) = self.cursor {
+            if now >= deadline {
+                let timeout = self.spec_of(r).timeout;
+                let detail = format!("timed out after {}", humantime::format_duration(timeout));
+                self.conclude(now, false, detail);
+            }
+        }
+        self.kick(now);
+    }
+
+    fn running(&self, step: StepRef, attempt: u32) -> bool {
+        matches!(self.cursor, Cursor::At(r, Status::Running { attempt: a, .. }) if r == step && a == attempt)
+    }
+
+    fn spec_of(&self, r: StepRef) -> &StepSpec {
+        match r.phase {
+            Phase::Precheck => &self.spec.prechecks[r.index],
+            Phase::Step => &self.spec.steps[r.index],
+            Phase::Post => &self.spec.post[r.index],
+            Phase::Compensation => self.spec.steps[r.index]
+                .compensation
+                .as_deref()
+                .expect("only steps with a compensation are compensated"),
+        }
+    }
+
+    fn entry(&self, at: Time, step: StepRef, attempt: u32, kind: JournalKind) -> JournalEntry {
+        JournalEntry {
+            site: self.site.clone(),
+            epoch: self.epoch,
+            step,
+            name: self.spec_of(step).name.clone(),
+            attempt,
+            at,
+            kind,
+        }
+    }
+
+    fn journal(&mut self, entry: JournalEntry) {
+        if !self.replaying {
+            self.actions.push_back(PipelineAction::Journal(entry));
+        }
+    }
+
+    /// Starts whatever is due, or ends the run.
+    fn kick(&mut self, now: Time) {
+        match self.cursor.clone() {
+            Cursor::At(r, Status::Ready) => self.start(now, r),
+            Cursor::At(r, Status::Waiting { until }) if until <= now => self.start(now, r),
+            Cursor::At(..) => {}
+            Cursor::Done(outcome) => {
+                if !self.run_journaled {
+                    self.run_journaled = true;
+                    let (step, name) = match self.last {
+                        Some(r) => (r, self.spec_of(r).name.clone()),
+                        None => (StepRef::new(Phase::Step, 0), String::new()),
+                    };
+                    self.journal(JournalEntry {
+                        site: self.site.clone(),
+                        epoch: self.epoch,
+                        step,
+                        name,
+                        attempt: 0,
+                        at: now,
+                        kind: JournalKind::RunFinished {
+                            outcome: outcome.clone(),
+                        },
+                    });
+                }
+                if !self.finished_emitted {
+                    self.finished_emitted = true;
+                    self.actions.push_back(PipelineAction::Finished(RunReport {
+                        site: self.site.clone(),
+                        epoch: self.epoch,
+                        outcome,
+                        steps: self.steps(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, now: Time, r: StepRef) {
+        let attempt = self.records.get(&r).map_or(0, |rec| rec.attempts) + 1;
+        self.begin(now, r, attempt);
+        self.journal(self.entry(now, r, attempt, JournalKind::Started));
+        let spec = self.spec_of(r);
+        let action = PipelineAction::Start {
+            step: r,
+            name: spec.name.clone(),
+            actuator: spec.actuator.clone(),
+            epoch: self.epoch,
+            attempt,
+            idempotency_key: idempotency_key(&self.site, self.epoch, r, &spec.name),
+            dry_run: self.dry_run,
+            timeout: spec.timeout,
+        };
+        self.actions.push_back(action);
+    }
+
+    /// Marks attempt `attempt` of `r` as running from `now`.
+    fn begin(&mut self, now: Time, r: StepRef, attempt: u32) {
+        let deadline = now + self.spec_of(r).timeout;
+        if !self.records.contains_key(&r) {
+            self.order.push(r);
+            self.records.insert(
+                r,
+                Record {
+                    started_at: now,
+                    ..Record::default()
+                },
+            );
+        }
+        let rec = self.records.get_mut(&r).expect("just inserted");
+        rec.attempts = rec.attempts.max(attempt);
+        self.last = Some(r);
+        self.cursor = Cursor::At(r, Status::Running { attempt, deadline });
+    }
+
+    /// Records the running attempt's outcome: a retry after its backoff, or the step's final
+    /// result and the next step.
+    fn conclude(&mut self, now: Time, ok: bool, detail: String) {
+        let Cursor::At(r, Status::Running { attempt, .. }) = self.cursor else {
+            return;
+        };
+        self.journal(self.entry(
+            now,
+            r,
+            attempt,
+            JournalKind::Finished {
+                ok,
+                detail: detail.clone(),
+            },
+        ));
+        let spec = self.spec_of(r);
+        let (retries, on_failure) = (spec.retries, spec.on_failure);
+        let spec = spec.clone();
+        let rec = self
+            .records
+            .get_mut(&r)
+            .expect("a running step has a record");
+        rec.detail = detail.clone();
+        if !ok {
+            rec.failures += 1;
+            if rec.failures <= retries {
+                let until = now + spec.retry_delay(rec.failures);
+                self.cursor = Cursor::At(r, Status::Waiting { until });
+                return;
+            }
+        }
+        rec.ok = ok;
+        rec.finished_at = Some(now);
+        self.cursor = self.next_after(r, ok, detail, on_failure);
+    }
+
+    fn next_after(
+        &mut self,
+        r: StepRef,
+        ok: bool,
+        detail: String,
+        on_failure: OnFailure,
+    ) -> Cursor {
+        match r.phase {
+            Phase::Precheck if !ok => Cursor::Done(RunOutcome::PrecheckFailed { step: r, detail }),
+            Phase::Precheck => self.first_from(Phase::Precheck, r.index + 1),
+            Phase::Step if ok => self.first_from(Phase::Step, r.index + 1),
+            Phase::Step => match on_failure {
+                OnFailure::Abort => Cursor::Done(RunOutcome::Aborted { step: r, detail }),
+                OnFailure::Continue => {
+                    self.continued.push(r);
+                    self.first_from(Phase::Step, r.index + 1)
+                }
+                OnFailure::Compensate => {
+                    let queue = (0..=r.index)
+                        .rev()
+                        .filter(|&i| self.spec.steps[i].compensation.is_some())
+                        .collect();
+                    self.compensating = Some(Compensating {
+                        step: r,
+                        detail,
+                        queue,
+                        failed: Vec::new(),
+                    });
+                    self.next_compensation()
+                }
+            },
+            Phase::Post => {
+                if !ok {
+                    self.post_failed.push(r);
+                }
+                self.first_from(Phase::Post, r.index + 1)
+            }
+            Phase::Compensation => {
+                if !ok {
+                    if let Some(c) = &mut self.compensating {
+                        c.failed.push(r);
+                    }
+                }
+                self.next_compensation()
+            }
+        }
+    }
+
+    fn next_compensation(&mut self) -> Cursor {
+        let c = self
+            .compensating
+            .as_mut()
+            .expect("compensations run only after a Compensate failure");
+        match c.queue.pop_front() {
+            Some(i) => Cursor::At(StepRef::new(Phase::Compensation, i), Status::Ready),
+            None => Cursor::Done(RunOutcome::Compensated {
+                step: c.step,
+                detail: c.detail.clone(),
+                compensation_failed: c.failed.clone(),
+            }),
+        }
+    }
+
+    /// The first step at or after (`phase`, `index`) in precheck, step, post order.
+    fn first_from(&self, phase: Phase, index: usize) -> Cursor {
+        let phases = [
+            (Phase::Precheck, self.spec.prechecks.len()),
+            (Phase::Step, self.spec.steps.len()),
+            (Phase::Post, self.spec.post.len()),
+        ];
+        for (p, len) in phases {
+            if p < phase {
+                continue;
+            }
+            let from = if p == phase { index } else { 0 };
+            if from < len {
+                return Cursor::At(StepRef::new(p, from), Status::Ready);
+            }
+        }
+        Cursor::Done(RunOutcome::Succeeded {
+            continued: self.continued.clone(),
+            post_failed: self.post_failed.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
