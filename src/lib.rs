@@ -4,6 +4,7 @@
 //! messages over QUIC with mutual TLS, `store` keeps what must survive a crash in SQLite and
 //! `api` answers REST queries from published snapshots.
 
+pub mod actuators;
 pub mod api;
 pub mod config;
 pub mod core;

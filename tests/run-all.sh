@@ -12,6 +12,11 @@ command -v bird >/dev/null || need_pkgs+=(bird2)
 command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v jq >/dev/null || need_pkgs+=(jq)
+# Actuator backends exercised by tests/actuators.rs.
+command -v gobgpd >/dev/null || need_pkgs+=(gobgpd)
+command -v exabgp >/dev/null || need_pkgs+=(exabgp)
+command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
+command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"

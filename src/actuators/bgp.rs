@@ -1,0 +1,778 @@
+//! The `bgp` actuator announces or withdraws prefixes (a site's anycast or service routes)
+//! by talking to the site's BGP speaker the way an operator does: BIRD through an include
+//! file and `birdc configure`, GoBGP through its CLI, ExaBGP through a named pipe its process
+//! API reads. It owns the desired set of announced prefixes per router and keeps every call
+//! idempotent: announcing twice yields one announcement, withdrawing an absent route
+//! succeeds. It never speaks BGP itself and never touches routes it was not told about.
+//!
+//! Params: `action = "announce" | "withdraw"`, `prefixes = ["198.19.255.0/24", ..]`,
+//! `backend = "bird" | "gobgp" | "exabgp"`, optional `netns` (run the CLI with
+//! `ip netns exec NS`), optional `dry_run = "skip"`. A dry run checks that the router
+//! answers (`birdc show status`, `gobgp global`, a reader on the ExaBGP pipe) and changes
+//! nothing.
+//!
+//! BIRD (`include_file`, `socket` default `/run/bird/bird.ctl`, `birdc` default `birdc`): the
+//! actuator owns `include_file`, holding one `route P blackhole;` line per announced prefix,
+//! rewrites it atomically (temp file + rename) and runs `birdc -s SOCKET configure`. If BIRD
+//! rejects the new config the previous file is put back. The BIRD config includes it inside
+//! a static protocol whose routes the BGP export filter lets out, one file per address family:
+//!
+//! ```text
+//! protocol static anycast { ipv4; include "/etc/bird/quorate-anycast.conf"; }
+//! protocol bgp upstream { ...; ipv4 { import all; export where proto = "anycast"; }; }
+//! ```
+//!
+//! GoBGP (`api` default `127.0.0.1:50051`, `gobgp` default `gobgp`): runs
+//! `gobgp -u HOST -p PORT global rib add|del -a ipv4|ipv6 P` for each prefix.
+//!
+//! ExaBGP (`pipe`, `state_file` default `PIPE.state`): writes `announce route P next-hop self`
+//! or `withdraw route P` lines into a FIFO that a process in the ExaBGP config copies to its
+//! stdout (ExaBGP 4 reads API commands from a process's stdout):
+//!
+//! ```text
+//! process quorate { run /bin/sh -c "exec cat <> /run/quorate/exabgp.fifo"; encoder text; }
+//! neighbor 198.18.0.2 { ...; api { processes [ quorate ]; } }
+//! ```
+//!
+//! (`<>` opens the FIFO read-write so `cat` never sees end-of-file between steps.) Create the
+//! FIFO with `mkfifo` before starting ExaBGP. What was announced is kept in `state_file`, so a
+//! repeated announce writes nothing; a withdraw is always written. If ExaBGP restarts, delete
+//! the state file so the next announce is sent again.
+
+use super::exec::{run_process, ProcessRun};
+use super::{Actuator, Params, StepContext, StepFuture, StepOutcome};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BgpAction {
+    Announce,
+    Withdraw,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Bird {
+        include_file: PathBuf,
+        socket: String,
+        birdc: String,
+    },
+    Gobgp {
+        host: String,
+        port: String,
+        gobgp: String,
+    },
+    Exabgp {
+        pipe: PathBuf,
+        state_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BgpActuator {
+    action: BgpAction,
+    prefixes: Vec<Prefix>,
+    backend: Backend,
+    netns: Option<String>,
+    skip_in_dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl Prefix {
+    fn parse(s: &str) -> Result<Prefix, String> {
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} has no length: write it as ADDRESS/LENGTH"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len: u8 = l
+            .parse()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("{s:?}: length must be 0..={max}"))?;
+        let bits: u128 = match addr {
+            IpAddr::V4(v4) => u32::from(v4) as u128,
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        let host_bits = (max - len) as u32;
+        let host_mask = if host_bits == 0 {
+            0
+        } else if host_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        };
+        if bits & host_mask != 0 {
+            return Err(format!("{s:?} has host bits set: use the network address"));
+        }
+        Ok(Prefix { addr, len })
+    }
+
+    fn family(&self) -> &'static str {
+        if self.addr.is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        }
+    }
+}
+
+impl BgpActuator {
+    pub fn from_params(params: &Value) -> Result<Self, String> {
+        let p = Params::new("bgp", params)?;
+        let action = match p.req_str("action", "\"announce\"")?.as_str() {
+            "announce" => BgpAction::Announce,
+            "withdraw" => BgpAction::Withdraw,
+            other => {
+                return Err(p.err(
+                    "action",
+                    format!("is {other:?}: use \"announce\" or \"withdraw\""),
+                ))
+            }
+        };
+        let raw = p.opt_str_list("prefixes")?.ok_or_else(|| {
+            p.err(
+                "prefixes",
+                "is missing: add e.g. prefixes = [\"198.19.255.0/24\"]",
+            )
+        })?;
+        if raw.is_empty() {
+            return Err(p.err("prefixes", "is empty: list at least one prefix"));
+        }
+        let prefixes = raw
+            .iter()
+            .map(|s| Prefix::parse(s).map_err(|e| p.err("prefixes", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let common = ["action", "prefixes", "backend", "netns", "dry_run"];
+        let backend_name = p.req_str("backend", "\"bird\" (or \"gobgp\", \"exabgp\")")?;
+        let (backend, extra): (Backend, &[&str]) = match backend_name.as_str() {
+            "bird" => {
+                let fams: BTreeSet<_> = prefixes.iter().map(Prefix::family).collect();
+                if fams.len() > 1 {
+                    return Err(p.err(
+                        "prefixes",
+                        "mixes IPv4 and IPv6: a BIRD static protocol has one channel, \
+                         use one step (and include file) per address family",
+                    ));
+                }
+                (
+                    Backend::Bird {
+                        include_file: PathBuf::from(
+                            p.req_str("include_file", "\"/etc/bird/quorate-anycast.conf\"")?,
+                        ),
+                        socket: p
+                            .opt_str("socket")?
+                            .unwrap_or_else(|| "/run/bird/bird.ctl".into()),
+                        birdc: p.opt_str("birdc")?.unwrap_or_else(|| "birdc".into()),
+                    },
+                    &["include_file", "socket", "birdc"],
+                )
+            }
+            "gobgp" => {
+                let api = p
+                    .opt_str("api")?
+                    .unwrap_or_else(|| "127.0.0.1:50051".into());
+                let (host, port) = api
+                    .rsplit_once(':')
+                    .filter(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
+                    .ok_or_else(|| p.err("api", format!("is {api:?}: write it as HOST:PORT")))?;
+                (
+                    Backend::Gobgp {
+                        host: host.trim_matches(['[', ']']).to_string(),
+                        port: port.to_string(),
+                        gobgp: p.opt_str("gobgp")?.unwrap_or_else(|| "gobgp".into()),
+                    },
+                    &["api", "gobgp"],
+                )
+            }
+            "exabgp" => {
+                let pipe = PathBuf::from(p.req_str("pipe", "\"/run/quorate/exabgp.fifo\"")?);
+                let state_file = match p.opt_str("state_file")? {
+                    Some(s) => PathBuf::from(s),
+                    None => {
+                        let mut s = pipe.clone().into_os_string();
+                        s.push(".state");
+                        PathBuf::from(s)
+                    }
+                };
+                (
+                    Backend::Exabgp { pipe, state_file },
+                    &["pipe", "state_file"],
+                )
+            }
+            other => {
+                return Err(p.err(
+                    "backend",
+                    format!("is {other:?}: use \"bird\", \"gobgp\" or \"exabgp\""),
+                ))
+            }
+        };
+        let known: Vec<&str> = common.iter().chain(extra).copied().collect();
+        p.only(&known)?;
+        Ok(BgpActuator {
+            action,
+            prefixes,
+            backend,
+            netns: p.opt_str("netns")?,
+            skip_in_dry_run: p.dry_run_skip()?,
+        })
+    }
+
+    fn cli(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.as_str(), program]);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    async fn execute(&self, ctx: &StepContext) -> StepOutcome {
+        if ctx.dry_run && self.skip_in_dry_run {
+            return StepOutcome::skipped_dry_run();
+        }
+        let deadline = Instant::now() + ctx.timeout;
+        match &self.backend {
+            Backend::Bird {
+                include_file,
+                socket,
+                birdc,
+            } => self.bird(ctx, deadline, include_file, socket, birdc).await,
+            Backend::Gobgp { host, port, gobgp } => {
+                self.gobgp(ctx, deadline, host, port, gobgp).await
+            }
+            Backend::Exabgp { pipe, state_file } => self.exabgp(ctx, pipe, state_file).await,
+        }
+    }
+
+    fn prefix_list(&self) -> String {
+        self.prefixes
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn verb(&self) -> &'static str {
+        match self.action {
+            BgpAction::Announce => "announced",
+            BgpAction::Withdraw => "withdrew",
+        }
+    }
+
+    async fn bird(
+        &self,
+        ctx: &StepContext,
+        deadline: Instant,
+        include_file: &Path,
+        socket: &str,
+        birdc: &str,
+    ) -> StepOutcome {
+        if ctx.dry_run {
+            let run = self
+                .birdc(birdc, socket, &["show", "status"], deadline)
+                .await;
+            if !run.output.contains("Daemon is up and running") {
+                return StepOutcome::failed(
+                    format!(
+                        "dry run: BIRD at {socket} does not answer ({})",
+                        run.describe()
+                    ),
+                    run.output,
+                );
+            }
+            if let Err(e) = read_bird_routes(include_file) {
+                return StepOutcome::failed(format!("dry run: {e}"), run.output);
+            }
+            return StepOutcome::ok(
+                format!(
+                    "dry run: BIRD answers; would have {} {} (nothing changed)",
+                    match self.action {
+                        BgpAction::Announce => "announced",
+                        BgpAction::Withdraw => "withdrawn",
+                    },
+                    self.prefix_list()
+                ),
+                run.output,
+            );
+        }
+        let before = match read_bird_routes(include_file) {
+            Ok(b) => b,
+            Err(e) => return StepOutcome::failed(e, ""),
+        };
+        let mut after = before.clone();
+        for p in &self.prefixes {
+            match self.action {
+                BgpAction::Announce => after.insert(p.to_string()),
+                BgpAction::Withdraw => after.remove(&p.to_string()),
+            };
+        }
+        let changed = after != before;
+        if changed {
+            if let Err(e) = write_atomically(include_file, &render_bird_routes(&after)) {
+                return StepOutcome::failed(
+                    format!("cannot write {}: {e}", include_file.display()),
+                    "",
+                );
+            }
+        }
+        // Reconfigure even when the file did not change: an earlier attempt may have written
+        // the file and then failed to reach BIRD.
+        let run = self.birdc(birdc, socket, &["configure"], deadline).await;
+        let accepted = run.output.contains("Reconfigured")
+            || run.output.contains("Reconfiguration in progress")
+            || run.output.contains("Reconfiguration already in progress");
+        if !accepted {
+            let restored = if changed {
+                match write_atomically(include_file, &render_bird_routes(&before)) {
+                    Ok(()) => "; previous route file restored".to_string(),
+                    Err(e) => format!("; restoring the previous route file failed: {e}"),
+                }
+            } else {
+                String::new()
+            };
+            return StepOutcome::failed(
+                format!(
+                    "birdc configure at {socket} was not accepted ({}){restored}",
+                    run.describe()
+                ),
+                run.output,
+            );
+        }
+        StepOutcome::ok(
+            format!(
+                "{} {} via BIRD ({})",
+                self.verb(),
+                self.prefix_list(),
+                if changed {
+                    "route file updated"
+                } else {
+                    "already so; reconfigured"
+                }
+            ),
+            run.output,
+        )
+    }
+
+    async fn birdc(
+        &self,
+        birdc: &str,
+        socket: &str,
+        args: &[&str],
+        deadline: Instant,
+    ) -> ProcessRun {
+        let mut cmd = self.cli(birdc);
+        cmd.arg("-s").arg(socket).args(args);
+        run_process(cmd, deadline.saturating_duration_since(Instant::now())).await
+    }
+
+    async fn gobgp(
+        &self,
+        ctx: &StepContext,
+        deadline: Instant,
+        host: &str,
+        port: &str,
+        gobgp: &str,
+    ) -> StepOutcome {
+        let base = |cmd: &mut Command| {
+            cmd.args(["-u", host, "-p", port]);
+        };
+        if ctx.dry_run {
+            let mut cmd = self.cli(gobgp);
+            base(&mut cmd);
+            cmd.arg("global");
+            let run = run_process(cmd, deadline.saturating_duration_since(Instant::now())).await;
+            return if run.success() {
+                StepOutcome::ok(
+                    format!(
+                        "dry run: GoBGP at {host}:{port} answers; nothing changed for {}",
+                        self.prefix_list()
+                    ),
+                    run.output,
+                )
+            } else {
+                StepOutcome::failed(
+                    format!(
+                        "dry run: GoBGP at {host}:{port} does not answer ({})",
+                        run.describe()
+                    ),
+                    run.output,
+                )
+            };
+        }
+        let mut output = String::new();
+        for p in &self.prefixes {
+            let mut cmd = self.cli(gobgp);
+            base(&mut cmd);
+            let op = match self.action {
+                BgpAction::Announce => "add",
+                BgpAction::Withdraw => "del",
+            };
+            cmd.args(["global", "rib", op, "-a", p.family(), &p.to_string()]);
+            let run = run_process(cmd, deadline.saturating_duration_since(Instant::now())).await;
+            output.push_str(&run.output);
+            if !run.success() {
+                return StepOutcome::failed(
+                    format!("gobgp global rib {op} {p} failed ({})", run.describe()),
+                    output,
+                );
+            }
+        }
+        StepOutcome::ok(
+            format!("{} {} via GoBGP", self.verb(), self.prefix_list()),
+            output,
+        )
+    }
+
+    async fn exabgp(&self, ctx: &StepContext, pipe: &Path, state_file: &Path) -> StepOutcome {
+        let announced = match read_state(state_file) {
+            Ok(s) => s,
+            Err(e) => return StepOutcome::failed(e, ""),
+        };
+        let mut lines = String::new();
+        let mut after = announced.clone();
+        for p in &self.prefixes {
+            let key = p.to_string();
+            match self.action {
+                BgpAction::Announce if announced.contains(&key) => {}
+                BgpAction::Announce => {
+                    lines.push_str(&format!("announce route {key} next-hop self\n"));
+                    after.insert(key);
+                }
+                // Always sent: a withdraw that is skipped by mistake keeps traffic flowing to
+                // a fenced site, a redundant one costs nothing.
+                BgpAction::Withdraw => {
+                    lines.push_str(&format!("withdraw route {key}\n"));
+                    after.remove(&key);
+                }
+            }
+        }
+        let pipe = pipe.to_path_buf();
+        let dry_run = ctx.dry_run;
+        let to_write = lines.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            write_fifo(&pipe, if dry_run { "" } else { &to_write })
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("pipe writer panicked: {e}")));
+        if let Err(e) = written {
+            return StepOutcome::failed(e, "");
+        }
+        if ctx.dry_run {
+            return StepOutcome::ok(
+                "dry run: ExaBGP is reading its pipe; nothing written",
+                lines,
+            );
+        }
+        if let Err(e) = write_atomically(state_file, &render_state(&after)) {
+            return StepOutcome::failed(
+                format!(
+                    "commands were written but the state file {} could not be: {e}",
+                    state_file.display()
+                ),
+                lines,
+            );
+        }
+        let detail = if lines.is_empty() {
+            format!("{} already announced via ExaBGP", self.prefix_list())
+        } else {
+            format!("{} {} via ExaBGP", self.verb(), self.prefix_list())
+        };
+        StepOutcome::ok(detail, lines)
+    }
+}
+
+impl Actuator for BgpActuator {
+    fn kind(&self) -> &'static str {
+        "bgp"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a> {
+        Box::pin(self.execute(ctx))
+    }
+}
+
+const BIRD_HEADER: &str = "# Written by quorate's bgp actuator: one line per announced prefix.\n\
+                           # Do not edit while quorate runs; it replaces this file.\n";
+
+fn read_bird_routes(path: &Path) -> Result<BTreeSet<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir {
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "include_file {}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    ));
+                }
+            }
+            return Ok(BTreeSet::new());
+        }
+        Err(e) => return Err(format!("cannot read include_file {}: {e}", path.display())),
+    };
+    let mut routes = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["route", prefix, "blackhole;"] if Prefix::parse(prefix).is_ok() => {
+                routes.insert(prefix.to_string());
+            }
+            _ => {
+                return Err(format!(
+                    "include_file {} line {}: {line:?} was not written by quorate; \
+                     keep other routes in another file",
+                    path.display(),
+                    n + 1
+                ))
+            }
+        }
+    }
+    Ok(routes)
+}
+
+fn render_bird_routes(routes: &BTreeSet<String>) -> String {
+    let mut s = BIRD_HEADER.to_string();
+    for r in routes {
+        s.push_str(&format!("route {r} blackhole;\n"));
+    }
+    s
+}
+
+fn read_state(path: &Path) -> Result<BTreeSet<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str::<Value>(&t)
+            .ok()
+            .and_then(|v| {
+                v.get("announced")?
+                    .as_array()?
+                    .iter()
+                    .map(|p| p.as_str().map(str::to_string))
+                    .collect::<Option<BTreeSet<_>>>()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "state file {} is not valid: delete it (the next announce is then re-sent)",
+                    path.display()
+                )
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(format!("cannot read state file {}: {e}", path.display())),
+    }
+}
+
+fn render_state(announced: &BTreeSet<String>) -> String {
+    serde_json::json!({ "announced": announced }).to_string() + "\n"
+}
+
+/// Opens the FIFO without blocking, so a missing reader is an error rather than a hang.
+fn write_fifo(pipe: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK on Linux (x86, arm, aarch64, riscv); avoids a libc dependency for one flag.
+    const O_NONBLOCK: i32 = 0o4000;
+    let meta = std::fs::metadata(pipe)
+        .map_err(|e| format!("pipe {}: {e} (create it with mkfifo)", pipe.display()))?;
+    if !meta.file_type().is_fifo() {
+        return Err(format!(
+            "pipe {} is not a FIFO: create it with mkfifo",
+            pipe.display()
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(pipe)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(6) {
+                format!(
+                    "nothing reads pipe {}: is ExaBGP running with the quorate process?",
+                    pipe.display()
+                )
+            } else {
+                format!("cannot open pipe {}: {e}", pipe.display())
+            }
+        })?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("writing to pipe {}: {e}", pipe.display()))
+}
+
+/// Temp file in the same directory, fsync, rename: readers see the old or the new file.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // Readable by a router running as another user.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bird(extra: Value) -> Value {
+        let mut v = json!({"action": "announce", "prefixes": ["198.19.255.0/24"],
+                           "backend": "bird", "include_file": "/tmp/x.conf"});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    #[test]
+    fn a_bird_step_with_all_params_validates() {
+        assert!(BgpActuator::from_params(&bird(json!({}))).is_ok());
+    }
+
+    #[test]
+    fn action_must_be_announce_or_withdraw() {
+        let err = BgpActuator::from_params(&bird(json!({"action": "flap"}))).unwrap_err();
+        assert!(err.contains("\"announce\" or \"withdraw\""), "{err}");
+    }
+
+    #[test]
+    fn prefixes_need_a_length_and_no_host_bits() {
+        let err =
+            BgpActuator::from_params(&bird(json!({"prefixes": ["198.19.255.0"]}))).unwrap_err();
+        assert!(err.contains("no length"), "{err}");
+        let err =
+            BgpActuator::from_params(&bird(json!({"prefixes": ["198.19.255.1/24"]}))).unwrap_err();
+        assert!(err.contains("host bits"), "{err}");
+        assert!(Prefix::parse("2001:db8::/32").is_ok());
+        assert!(Prefix::parse("0.0.0.0/0").is_ok());
+    }
+
+    #[test]
+    fn bird_needs_an_include_file() {
+        let mut v = bird(json!({}));
+        v.as_object_mut().unwrap().remove("include_file");
+        let err = BgpActuator::from_params(&v).unwrap_err();
+        assert!(err.contains("`include_file` is missing"), "{err}");
+    }
+
+    #[test]
+    fn backend_keys_do_not_leak_across_backends() {
+        let err = BgpActuator::from_params(&bird(json!({"pipe": "/x"}))).unwrap_err();
+        assert!(err.contains("unknown key `pipe`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_backend_lists_the_known_ones() {
+        let err = BgpActuator::from_params(&bird(json!({"backend": "quagga"}))).unwrap_err();
+        assert!(err.contains("\"bird\", \"gobgp\" or \"exabgp\""), "{err}");
+    }
+
+    #[test]
+    fn gobgp_api_must_be_host_port() {
+        let v = json!({"action": "withdraw", "prefixes": ["198.19.255.0/24"],
+                       "backend": "gobgp", "api": "localhost"});
+        let err = BgpActuator::from_params(&v).unwrap_err();
+        assert!(err.contains("HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn bird_route_file_round_trips_and_refuses_foreign_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("routes.conf");
+        assert!(read_bird_routes(&f).unwrap().is_empty());
+        let set: BTreeSet<String> = ["198.19.255.0/24".to_string()].into();
+        write_atomically(&f, &render_bird_routes(&set)).unwrap();
+        assert_eq!(read_bird_routes(&f).unwrap(), set);
+        std::fs::write(&f, "route 198.19.0.0/16 via 198.18.0.1;\n").unwrap();
+        let err = read_bird_routes(&f).unwrap_err();
+        assert!(err.contains("not written by quorate"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn exabgp_announce_twice_writes_once_and_withdraw_always_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("exabgp.fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // A reader that stays open, like `cat <> FIFO` under ExaBGP.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        let params = |action: &str| {
+            json!({"action": action, "prefixes": ["198.19.255.0/24"], "backend": "exabgp",
+                   "pipe": fifo.to_str().unwrap()})
+        };
+        let ctx = |dry_run| StepContext {
+            site: "a".into(),
+            epoch: 1,
+            step: "announce".into(),
+            idempotency_key: "a/1/announce".into(),
+            dry_run,
+            timeout: std::time::Duration::from_secs(5),
+            params: Value::Null,
+        };
+        let announce = BgpActuator::from_params(&params("announce")).unwrap();
+        let first = announce.run(&ctx(false)).await;
+        assert!(first.ok, "{first:?}");
+        assert_eq!(
+            first.output_tail,
+            "announce route 198.19.255.0/24 next-hop self\n"
+        );
+        let second = announce.run(&ctx(false)).await;
+        assert!(second.ok && second.output_tail.is_empty(), "{second:?}");
+        let withdraw = BgpActuator::from_params(&params("withdraw")).unwrap();
+        let dry = withdraw.run(&ctx(true)).await;
+        assert!(dry.ok, "{dry:?}");
+        let w = withdraw.run(&ctx(false)).await;
+        assert!(
+            w.ok && w.output_tail == "withdraw route 198.19.255.0/24\n",
+            "{w:?}"
+        );
+        let mut got = vec![0u8; 4096];
+        let n = std::io::Read::read(&mut &reader, &mut got).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got[..n]),
+            "announce route 198.19.255.0/24 next-hop self\nwithdraw route 198.19.255.0/24\n"
+        );
+        drop(reader);
+        let no_reader = announce.run(&ctx(false)).await;
+        assert!(
+            !no_reader.ok && no_reader.detail.contains("nothing reads"),
+            "{no_reader:?}"
+        );
+    }
+}
