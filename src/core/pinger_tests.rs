@@ -288,21 +288,7 @@ fn the_same_seed_gives_the_same_nonces() {
 #[test]
 fn probes_that_could_not_be_sent_to_a_never_seen_indicator_do_not_count_during_the_startup_grace() {
     let mut p = pinger(&["a1"]);
-    let mut now = Time::ZERO;
-    let mut changes = Vec::new();
-    while now < at(2000) {
-        p.handle_timeout(now);
-        for a in drain(&mut p) {
-            match a {
-                PingerAction::SendProbe { indicator, nonce } => {
-                    p.probe_not_sent(now, &indicator, nonce)
-                }
-                PingerAction::OpinionChanged { to, .. } => changes.push((now, to)),
-                _ => {}
-            }
-        }
-        now = p.poll_timeout();
-    }
+    let changes = run_unsendable(&mut p, Time::ZERO, at(2000));
     // Probes sent before the grace (1 s) ends are forgotten; those sent at 1000, 1100 and
     // 1200 ms are misses, the third at 1300 ms.
     assert_eq!(changes, vec![(at(1300), Opinion::Down)]);
@@ -313,11 +299,21 @@ fn probes_that_could_not_be_sent_to_a_never_seen_indicator_do_not_count_during_t
 fn probes_that_could_not_be_sent_to_a_once_reachable_indicator_are_misses() {
     let mut p = pinger(&["a1"]);
     run(&mut p, Time::ZERO, at(250), &["a1"]);
-    let mut now = at(300);
+    let changes = run_unsendable(&mut p, at(300), at(800));
+    assert_eq!(
+        changes,
+        vec![(at(400), Opinion::Suspect), (at(600), Opinion::Down)]
+    );
+}
+
+/// Runs the pinger from `from` to `until` with no connection to any Indicator: every probe
+/// is reported as not sent. Returns the opinion changes with their times.
+fn run_unsendable(p: &mut Pinger, from: Time, until: Time) -> Vec<(Time, Opinion)> {
+    let mut now = from;
     let mut changes = Vec::new();
-    while now < at(800) {
+    while now < until {
         p.handle_timeout(now);
-        for a in drain(&mut p) {
+        for a in drain(p) {
             match a {
                 PingerAction::SendProbe { indicator, nonce } => {
                     p.probe_not_sent(now, &indicator, nonce)
@@ -328,8 +324,5 @@ fn probes_that_could_not_be_sent_to_a_once_reachable_indicator_are_misses() {
         }
         now = p.poll_timeout();
     }
-    assert_eq!(
-        changes,
-        vec![(at(400), Opinion::Suspect), (at(600), Opinion::Down)]
-    );
+    changes
 }
