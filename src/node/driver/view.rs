@@ -1,0 +1,164 @@
+//! The node's picture for the outside world: builds the published snapshot from the running
+//! state machines and the driver's bookkeeping. Read-only: nothing here changes state.
+
+use super::*;
+
+impl Driver {
+    pub(super) fn build_snapshot(&self, now: Instant) -> NodeSnapshot {
+        let t = self.time(now);
+        let fleet = self.fleet();
+        let status_horizon = fleet.timing.status_interval * 3;
+        let peers = fleet
+            .nodes
+            .iter()
+            .filter(|n| n.id != self.me.id)
+            .map(|n| {
+                let p = self.peers.get(&n.id);
+                let seen = p
+                    .and_then(|p| p.last_status)
+                    .map(|s| now.saturating_duration_since(s));
+                PeerView {
+                    node: n.id.clone(),
+                    site: n.site.clone(),
+                    reachable: seen.is_some_and(|s| s <= status_horizon),
+                    fleet_hash: p.and_then(|p| p.fleet_hash.clone()),
+                    last_seen_ms_ago: seen.map(|s| s.as_millis() as u64),
+                }
+            })
+            .collect();
+        let sites = fleet
+            .watches
+            .iter()
+            .map(|w| self.site_view(now, t, &w.site, w.single_vantage))
+            .collect();
+        let ps = self.pinger.stats();
+        let mut counters = self.counters.clone();
+        counters.probes_sent = ps.probes_sent;
+        counters.probes_answered = ps.answers;
+        counters.probes_late = ps.late_answers;
+        counters.probe_misses = ps.misses;
+        counters.false_positives_external = ps.external_false_positives;
+        counters.retries_until_up = ps.recoveries;
+        let roles = self.me.roles;
+        NodeSnapshot {
+            node: self.me.id.clone(),
+            site: self.me.site.clone(),
+            roles: [
+                ("indicator", roles.indicator),
+                ("pinger", roles.pinger),
+                ("voter", roles.voter),
+            ]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(r, _)| r)
+            .collect(),
+            fleet_hash: fleet.hash.clone(),
+            fleet_error: self.fleet_error.clone(),
+            peers,
+            sites,
+            history: self.history.iter().map(verdict_view).collect(),
+            counters,
+            mesh: self.mesh.stats(),
+            voting_disabled: self.voting_disabled.clone(),
+        }
+    }
+
+    fn site_view(&self, now: Instant, t: Time, site: &SiteId, sv: SingleVantage) -> SiteView {
+        let fleet = self.fleet();
+        let verdict = self.voter.verdict(site);
+        let electorate = fleet.electorate(site);
+        let majority = electorate.len() / 2 + 1;
+        let mut evidence = Vec::new();
+        if self.pinger.watched_sites().any(|s| s == site) {
+            evidence.push(evidence_of(
+                self.me.id.clone(),
+                &self.pinger.report(site, t),
+                0,
+            ));
+        }
+        for (node, p) in &self.peers {
+            let ago = p.last_status.map_or(u64::MAX, |s| {
+                now.saturating_duration_since(s).as_millis() as u64
+            });
+            for (s, r) in &p.opinions {
+                if s == site {
+                    evidence.push(evidence_of(node.clone(), r, ago));
+                }
+            }
+        }
+        let wall_now = unix_ms();
+        let to_wall = |x: Time| wall_now + (x.as_micros() as i64 - t.as_micros() as i64) / 1000;
+        SiteView {
+            id: site.clone(),
+            opinion: self.pinger.opinion(site).as_api_str(),
+            verdict: verdict.map_or("none", |v| v.outcome().as_api_str()),
+            epoch: verdict.map(|v| v.epoch()),
+            slot: verdict.map(|v| v.slot),
+            leader: verdict.map(|v| v.value.leader.clone()),
+            decided_at: verdict.and_then(|v| self.learned_at.get(&(site.clone(), v.slot))).map(|ms| rfc3339(*ms)),
+            hold_down_until: self
+                .voter
+                .hold_down_until(site)
+                .filter(|_| verdict.is_some_and(|v| v.outcome() == Outcome::Down))
+                .map(|x| rfc3339(to_wall(x))),
+            failover: match sv {
+                SingleVantage::Refuse => "automatic".to_string(),
+                SingleVantage::Manual => "manual: single_vantage = \"manual\": one site holds a majority of the \
+                    electorate, so a cut between it and this site would look like a disaster; failover waits for an operator"
+                    .to_string(),
+            },
+            electorate,
+            majority,
+            evidence,
+            rounds: self.rounds.get(site).map(|q| q.iter().map(|r| round_view(now, t, r)).collect()).unwrap_or_default(),
+        }
+    }
+}
+
+fn evidence_of(pinger: NodeId, r: &OpinionReport, reported_ms_ago: u64) -> PingerEvidence {
+    PingerEvidence {
+        pinger,
+        opinion: r.opinion.as_api_str(),
+        suspect: r.opinion == Opinion::Suspect,
+        evidence_age_ms: (r.evidence_age_ms != u32::MAX).then_some(r.evidence_age_ms),
+        reported_ms_ago,
+        indicators: r.indicators.clone(),
+    }
+}
+
+fn round_view(now: Instant, t: Time, r: &RoundRecord) -> RoundView {
+    let ended_ago = t.since(r.ended);
+    let ended_wall = unix_ms() - ended_ago.as_millis() as i64;
+    let _ = now;
+    RoundView {
+        slot: r.slot,
+        target: r.target.as_api_str(),
+        epoch: r.epoch,
+        attempt: r.attempt,
+        outcome: r.outcome.label(r.target),
+        duration_ms: r.ended.since(r.started).as_secs_f64() * 1000.0,
+        ended_at: rfc3339(ended_wall),
+        answers: r
+            .answers
+            .iter()
+            .map(|a| AnswerView {
+                voter: a.voter.clone(),
+                opinion: a.opinion.as_api_str(),
+                suspect: a.opinion == Opinion::Suspect,
+                evidence_age_ms: (a.evidence_age_ms != u32::MAX).then_some(a.evidence_age_ms),
+                promised: a.promised,
+            })
+            .collect(),
+    }
+}
+
+fn verdict_view(s: &StoredVerdict) -> VerdictView {
+    VerdictView {
+        site: s.verdict.site.clone(),
+        verdict: s.verdict.outcome().as_api_str(),
+        epoch: s.verdict.epoch(),
+        slot: s.verdict.slot,
+        leader: s.verdict.value.leader.clone(),
+        decided_at: rfc3339(s.learned_at_unix_ms),
+    }
+}
