@@ -92,6 +92,27 @@ fn the_example_three_site_fleets_pass() {
 }
 
 #[test]
+fn the_example_failover_plans_pass_without_warnings() {
+    for name in ["dr-openstack.toml", "gmpls-migration.toml"] {
+        let out = check_config(&root().join("config").join(name));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        assert!(
+            stdout.starts_with("fleet OK: 3 sites, 8 nodes, 2 watches, hash "),
+            "{name}: {stdout}"
+        );
+        assert!(!stdout.contains("warning:"), "{name}: {stdout}");
+        let fleet =
+            quorate::config::Fleet::load(&root().join("config").join(name)).expect("valid fleet");
+        let plan = fleet.watches[0]
+            .plan
+            .as_ref()
+            .expect("a plan on the watch of a");
+        assert!(plan.takeover_delay > plan.self_fence_after + fleet.timing.probe_budget());
+    }
+}
+
+#[test]
 fn the_two_site_fleet_passes_with_a_manual_failover_warning() {
     let out = check_config(&root().join("config/two-sites-manual.toml"));
     let stdout = text(&out.stdout);

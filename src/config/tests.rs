@@ -2,7 +2,7 @@ use super::*;
 
 /// Sites a (primary), b (backup), c (witness); a and b each judged by the two others.
 /// Node order (indices in messages): a1 a2 a3 b1 b2 b3 c1 c2.
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 [[site]]
 id = "a"
 kind = "primary"
@@ -71,7 +71,7 @@ by = ["a", "c"]
 "#;
 
 /// `BASE` with one exact piece of text replaced (which must occur).
-fn base_with(from: &str, to: &str) -> String {
+pub(super) fn base_with(from: &str, to: &str) -> String {
     assert!(BASE.contains(from), "BASE lacks {from:?}");
     BASE.replacen(from, to, 1)
 }
@@ -85,7 +85,7 @@ fn roles_of(node: &str, roles: &str) -> String {
     format!("{}roles = {roles}{}", &BASE[..start], &BASE[end..])
 }
 
-fn problems(text: &str) -> Vec<String> {
+pub(super) fn problems(text: &str) -> Vec<String> {
     match Fleet::parse(text) {
         Err(ConfigError::Invalid(p)) => p,
         Err(e) => panic!("expected validation problems, got {e:?}"),
@@ -93,14 +93,14 @@ fn problems(text: &str) -> Vec<String> {
     }
 }
 
-fn syntax(text: &str) -> String {
+pub(super) fn syntax(text: &str) -> String {
     match Fleet::parse(text) {
         Err(ConfigError::Syntax(m)) => m,
         other => panic!("expected a syntax error, got {other:?}"),
     }
 }
 
-fn assert_problem(text: &str, needle: &str) {
+pub(super) fn assert_problem(text: &str, needle: &str) {
     let p = problems(text);
     assert!(
         p.iter().any(|l| l.contains(needle)),
@@ -122,10 +122,10 @@ fn the_base_fleet_of_these_tests_is_valid_and_warns_of_nothing() {
 #[test]
 fn example_fleets_pass_validation() {
     for (name, text) in [
-        ("three-sites", include_str!("../config/three-sites.toml")),
+        ("three-sites", include_str!("../../config/three-sites.toml")),
         (
             "three-sites-fast",
-            include_str!("../config/three-sites-fast.toml"),
+            include_str!("../../config/three-sites-fast.toml"),
         ),
     ] {
         let fleet = Fleet::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -144,7 +144,7 @@ fn example_fleets_pass_validation() {
             "{name}"
         );
     }
-    let fast = Fleet::parse(include_str!("../config/three-sites-fast.toml")).unwrap();
+    let fast = Fleet::parse(include_str!("../../config/three-sites-fast.toml")).unwrap();
     assert_eq!(fast.timing.probe_interval, Duration::from_millis(20));
     assert_eq!(fast.timing.probe_timeout, Duration::from_millis(20));
     assert_eq!(fast.timing.vote_timeout, Duration::from_millis(100));
@@ -153,7 +153,7 @@ fn example_fleets_pass_validation() {
 
 #[test]
 fn the_two_site_example_is_valid_only_because_it_opts_into_manual_failover() {
-    let text = include_str!("../config/two-sites-manual.toml");
+    let text = include_str!("../../config/two-sites-manual.toml");
     let fleet = Fleet::parse(text).expect("valid");
     let warnings = fleet.warnings();
     assert_eq!(warnings.len(), 2, "{warnings:?}");

@@ -57,6 +57,9 @@ macro_rules! conformance {
     };
 }
 
+/// The pipeline journal part of the suite.
+mod journal;
+
 conformance!(
     an_empty_store_has_no_state,
     durable_round_trips_across_reopen,
@@ -161,11 +164,13 @@ fn fleet(variant: u32) -> Fleet {
             site: site("par"),
             by: vec![site("ams"), site("wit")],
             single_vantage: SingleVantage::Refuse,
+            plan: None,
         },
         Watch {
             site: site("ams"),
             by: vec![site("par"), site("wit")],
             single_vantage: SingleVantage::Manual,
+            plan: None,
         },
     ];
     if variant > 0 {

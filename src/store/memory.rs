@@ -2,8 +2,12 @@
 //! conformance suite holds both to them) without a file. Clones share one state, the way two
 //! opens of one directory share a file, so a simulated crash drops the node and keeps a clone.
 
-use super::{check_promise, conflicting_verdict, FleetVersion, Storage, StoreError, StoredVerdict};
+use super::{
+    check_promise, conflicting_journal_entry, conflicting_verdict, journal_identity, FleetVersion,
+    RunSummary, Storage, StoreError, StoredVerdict,
+};
 use crate::config::Fleet;
+use crate::core::pipeline::{JournalEntry, JournalKind};
 use crate::core::types::{Durable, SiteId, Verdict};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +24,10 @@ struct State {
     verdicts: BTreeMap<(SiteId, u64), StoredVerdict>,
     fleet: Option<Fleet>,
     history: Vec<FleetVersion>,
+    /// Each run's entries in append order.
+    journal: BTreeMap<(SiteId, u64), Vec<JournalEntry>>,
+    /// Runs in the order their first entry was appended.
+    run_order: Vec<(SiteId, u64)>,
 }
 
 impl MemoryStore {
@@ -134,5 +142,65 @@ impl Storage for MemoryStore {
         // SQLite orders by load time, then insertion; a stable sort does the same.
         history.sort_by_key(|v| v.loaded_at_unix_ms);
         Ok(history)
+    }
+
+    fn append_journal(&mut self, e: &JournalEntry) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let key = (e.site.clone(), e.epoch);
+        if let Some(entries) = state.journal.get(&key) {
+            let identity = journal_identity(e);
+            if let Some(stored) = entries.iter().find(|s| journal_identity(s) == identity) {
+                return if stored == e {
+                    Ok(())
+                } else {
+                    Err(conflicting_journal_entry(stored, e))
+                };
+            }
+        } else {
+            state.run_order.push(key.clone());
+        }
+        state.journal.entry(key).or_default().push(e.clone());
+        Ok(())
+    }
+
+    fn journal(&self, site: &SiteId, epoch: u64) -> Result<Vec<JournalEntry>, StoreError> {
+        Ok(self
+            .state()
+            .journal
+            .get(&(site.clone(), epoch))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        let state = self.state();
+        let mut out = Vec::new();
+        for key in state.run_order.iter().rev().take(limit) {
+            let entries = &state.journal[key];
+            let outcome = entries.iter().find_map(|e| match &e.kind {
+                JournalKind::RunFinished { outcome } => Some(outcome.clone()),
+                _ => None,
+            });
+            out.push(RunSummary {
+                site: key.0.clone(),
+                epoch: key.1,
+                entries: entries.len(),
+                first_at: entries.iter().map(|e| e.at).min().unwrap_or_default(),
+                last_at: entries.iter().map(|e| e.at).max().unwrap_or_default(),
+                outcome,
+            });
+        }
+        Ok(out)
+    }
+
+    fn highest_run_epoch(&self, site: &SiteId) -> Result<Option<u64>, StoreError> {
+        let state = self.state();
+        let highest = state
+            .journal
+            .range((site.clone(), 0)..=(site.clone(), u64::MAX))
+            .next_back()
+            .map(|((_, epoch), _)| *epoch);
+        Ok(highest)
     }
 }

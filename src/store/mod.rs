@@ -1,12 +1,13 @@
 //! What a node must never lose: each voter's promised ballot and accepted value per site, the
-//! committed verdicts, and the registry (the fleet file it runs and the history of fleet
-//! versions it has loaded). Everything sits behind [`Storage`] so that the node drives SQLite
+//! committed verdicts, the registry (the fleet file it runs and the history of fleet versions
+//! it has loaded), and the journal of every failover run so that a run resumes after a crash. Everything sits behind [`Storage`] so that the node drives SQLite
 //! ([`SqliteStore`]) and the simulator an in-memory twin ([`MemoryStore`]) with the same
 //! semantics, checked by one conformance suite. A store must never report a write as done
 //! before it is durable, never lower a promised ballot, and never overwrite a verdict.
 
 use crate::config::Fleet;
-use crate::core::types::{Ballot, Durable, SiteId, Verdict};
+use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
+use crate::core::types::{Ballot, Durable, SiteId, Time, Verdict};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -35,6 +36,26 @@ pub struct FleetVersion {
     pub text: String,
     /// When this node first loaded this version.
     pub loaded_at_unix_ms: i64,
+}
+
+/// One failover run, (site, epoch), as its journal tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    pub site: SiteId,
+    pub epoch: u64,
+    /// How many journal entries the run has.
+    pub entries: usize,
+    /// The earliest and latest `at` among its entries (the driver's time).
+    pub first_at: Time,
+    pub last_at: Time,
+    /// How it ended; None while it runs, or when it was interrupted and not resumed yet.
+    pub outcome: Option<RunOutcome>,
+}
+
+impl RunSummary {
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
 }
 
 /// Why a store operation failed. Each variant says what happened to the stored state.
@@ -125,6 +146,24 @@ pub trait Storage: Send {
 
     /// Every fleet version ever loaded, oldest first, one entry per hash.
     fn fleet_history(&self) -> Result<Vec<FleetVersion>, StoreError>;
+
+    /// Appends one journal entry; durable (fsync) when it returns. Idempotent: the same entry
+    /// twice is stored once. An entry is identified within its (site, epoch) by (step,
+    /// attempt, kind), and a run has at most one `RunFinished`: a different entry under a
+    /// stored identity is refused (Corrupt, nothing written), never overwritten. The store
+    /// does not fence epochs itself; callers check [`Storage::highest_run_epoch`] first.
+    fn append_journal(&mut self, e: &JournalEntry) -> Result<(), StoreError>;
+
+    /// Every entry of (site, epoch) in append order.
+    fn journal(&self, site: &SiteId, epoch: u64) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// The runs known, newest first (by when their first entry was appended), at most
+    /// `limit`.
+    fn runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// Highest epoch for which a step of `site` was journaled: an actuator step from a lower
+    /// epoch must be refused (fencing). None when `site` has no journal.
+    fn highest_run_epoch(&self, site: &SiteId) -> Result<Option<u64>, StoreError>;
 }
 
 /// Shared by both implementations so that they refuse exactly the same writes.
@@ -150,5 +189,40 @@ fn conflicting_verdict(stored: &Verdict, attempted: &Verdict) -> StoreError {
         attempted.value.outcome.as_api_str(),
         attempted.value.epoch,
         attempted.value.leader,
+    ))
+}
+
+/// What identifies a journal entry within its run: two entries with the same identity must be
+/// equal. Every `RunFinished` of a run shares one identity, so a run has a single outcome.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum JournalIdentity {
+    Step {
+        step: crate::core::pipeline::StepRef,
+        attempt: u32,
+        finished: bool,
+    },
+    RunFinished,
+}
+
+fn journal_identity(e: &JournalEntry) -> JournalIdentity {
+    match e.kind {
+        JournalKind::Started => JournalIdentity::Step {
+            step: e.step,
+            attempt: e.attempt,
+            finished: false,
+        },
+        JournalKind::Finished { .. } => JournalIdentity::Step {
+            step: e.step,
+            attempt: e.attempt,
+            finished: true,
+        },
+        JournalKind::RunFinished { .. } => JournalIdentity::RunFinished,
+    }
+}
+
+fn conflicting_journal_entry(stored: &JournalEntry, attempted: &JournalEntry) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the journal of site {} epoch {} already holds {stored:?}; refused the different {attempted:?}",
+        stored.site, stored.epoch,
     ))
 }

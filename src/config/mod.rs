@@ -1,0 +1,422 @@
+//! The fleet file (TOML, one file shared by every node) and its validation. Every error names
+//! the key at fault and the fix; nothing here opens a socket. The file is read into private
+//! serde mirrors that refuse unknown keys, converted one to one into the public types, and
+//! then every rule is checked so that an operator sees all problems at once, not one per run.
+//! A watch may carry a failover plan (`plan`): the pipeline run after a DOWN verdict and the
+//! steps the watched site runs when it finds itself cut off; its step tables are checked by the
+//! actuators they name.
+
+use crate::core::types::{NodeId, SiteId};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Timing of probes and votes, shared by the whole fleet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    /// An Indicator is unreachable after this many consecutive missed probes.
+    pub retries: u32,
+    pub vote_timeout: Duration,
+    pub max_vote_rounds: u32,
+    pub hold_down: Duration,
+    /// After a round ends UP (internal false positive) or undecided `max_vote_rounds` times,
+    /// the voter waits this long before it asks again while its opinion stays DOWN.
+    pub revote_after: Duration,
+    /// How often each node sends its status (liveness, fleet hash, verdicts) to every peer.
+    pub status_interval: Duration,
+}
+
+impl Timing {
+    /// Longest time from an Indicator's death to the Pinger's DOWN opinion; also how old
+    /// evidence may be and still count in a vote.
+    pub fn probe_budget(&self) -> Duration {
+        self.probe_interval * self.retries + self.probe_timeout
+    }
+}
+
+/// The DRL timings: 100 ms probes, 100 ms timeout, 5 retries, 300 ms vote timeout, 3 rounds,
+/// 300 s hold-down. These are what a `[timing]` table left empty means.
+impl Default for Timing {
+    fn default() -> Timing {
+        RawTiming::default()
+            .into_timing(&mut Vec::new())
+            .expect("the default timings are valid")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    Primary,
+    Backup,
+    Witness,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub id: SiteId,
+    pub kind: SiteKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub indicator: bool,
+    pub pinger: bool,
+    pub voter: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub id: NodeId,
+    pub site: SiteId,
+    pub roles: Roles,
+    /// The QUIC (UDP) address peers dial.
+    pub mesh: SocketAddr,
+    /// Where the node binds its QUIC socket, when it differs from `mesh` (NAT, relay).
+    pub mesh_bind: Option<SocketAddr>,
+    /// The REST (TCP) address.
+    pub api: SocketAddr,
+}
+
+impl Node {
+    pub fn mesh_bind_addr(&self) -> SocketAddr {
+        self.mesh_bind.unwrap_or(self.mesh)
+    }
+}
+
+/// Whether a watch whose electorate is dominated by one site may act on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SingleVantage {
+    /// Refused by `check-config` (the default).
+    #[default]
+    Refuse,
+    /// Verdicts are computed and shown, but failover waits for an operator.
+    Manual,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// The watched site.
+    pub site: SiteId,
+    /// Sites whose Pingers probe it and whose Voters judge it.
+    pub by: Vec<SiteId>,
+    pub single_vantage: SingleVantage,
+    /// What runs after a DOWN verdict and how the site fences itself; `None`: verdicts only.
+    pub plan: Option<FailoverPlan>,
+}
+
+/// A validated fleet file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fleet {
+    pub timing: Timing,
+    pub sites: Vec<Site>,
+    pub nodes: Vec<Node>,
+    pub watches: Vec<Watch>,
+    /// Hex SHA-256 of the file's text: the fleet version nodes compare.
+    pub hash: String,
+    /// The file's text as read.
+    pub source: String,
+}
+
+/// Why a fleet file was refused. Nothing was produced and nothing was changed: the caller
+/// keeps running with whatever fleet it had, or does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read fleet file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a fleet file: bad TOML, an unknown key, a wrong type, an unknown role or
+    /// site kind. One line with the line and column of the fault.
+    #[error("{0}")]
+    Syntax(String),
+    /// The file reads, but breaks the fleet's rules: every problem found, one line each,
+    /// naming the key at fault and the fix.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+mod plan;
+mod raw;
+mod validate;
+
+pub use plan::FailoverPlan;
+use raw::*;
+
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+impl Fleet {
+    /// Parses and validates a fleet file's text. `hash` is the SHA-256 of exactly this text.
+    pub fn parse(text: &str) -> Result<Fleet, ConfigError> {
+        let raw: RawFleet =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(syntax_message(text, &e)))?;
+        let mut problems = Vec::new();
+        // An overflowing timing is already a problem; the defaults stand in so that the
+        // remaining rules are still checked and reported together.
+        let timing = raw.timing.into_timing(&mut problems).unwrap_or_default();
+        let sites = raw
+            .sites
+            .into_iter()
+            .map(|s| Site {
+                id: SiteId(s.id),
+                kind: match s.kind {
+                    RawSiteKind::Primary => SiteKind::Primary,
+                    RawSiteKind::Backup => SiteKind::Backup,
+                    RawSiteKind::Witness => SiteKind::Witness,
+                },
+            })
+            .collect();
+        let nodes = raw.nodes.into_iter().map(RawNode::into_node).collect();
+        // Plan problems are reported after the fleet's own, in file order.
+        let mut plan_problems = Vec::new();
+        let watches = raw
+            .watches
+            .into_iter()
+            .map(|w| {
+                let raw_plan = plan::RawPlan {
+                    takeover_delay_s: w.takeover_delay_s,
+                    self_fence_after_s: w.self_fence_after_s,
+                    pipeline: w.pipeline,
+                    isolation: w.isolation,
+                };
+                Watch {
+                    plan: plan::build_plan(&w.site, raw_plan, &timing, &mut plan_problems),
+                    site: SiteId(w.site),
+                    by: w.by.into_iter().map(SiteId).collect(),
+                    single_vantage: match w.single_vantage {
+                        RawSingleVantage::Refuse => SingleVantage::Refuse,
+                        RawSingleVantage::Manual => SingleVantage::Manual,
+                    },
+                }
+            })
+            .collect();
+        let fleet = Fleet {
+            timing,
+            sites,
+            nodes,
+            watches,
+            hash: hex_sha256(text),
+            source: text.to_string(),
+        };
+        fleet.check(&mut problems);
+        problems.append(&mut plan_problems);
+        if problems.is_empty() {
+            Ok(fleet)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Reads and validates the fleet file at `path`. Syntax errors are prefixed with the path.
+    pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Fleet::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax(m) => ConfigError::Syntax(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.nodes.iter().find(|n| &n.id == id)
+    }
+
+    pub fn site(&self, id: &SiteId) -> Option<&Site> {
+        self.sites.iter().find(|s| &s.id == id)
+    }
+
+    pub fn watch(&self, site: &SiteId) -> Option<&Watch> {
+        self.watches.iter().find(|w| &w.site == site)
+    }
+
+    /// Voters of the `by` sites of the watch on `site`, sorted by id. Empty if unwatched.
+    pub fn electorate(&self, site: &SiteId) -> Vec<NodeId> {
+        self.watch(site)
+            .map(|w| self.voters_by_site(w).into_values().flatten().collect())
+            .map(|mut v: Vec<NodeId>| {
+                v.sort();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// Nodes of `site` with the indicator role, sorted.
+    pub fn indicators(&self, site: &SiteId) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| &n.site == site && n.roles.indicator)
+            .map(|n| n.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Sites this node's site watches (i.e. watches whose `by` contains node's site), sorted.
+    pub fn watched_by_site(&self, site: &SiteId) -> Vec<SiteId> {
+        let set: BTreeSet<SiteId> = self
+            .watches
+            .iter()
+            .filter(|w| w.by.contains(site))
+            .map(|w| w.site.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Human notes that are not errors: manual-only watches and why, `by` sites that add no
+    /// voter, sites nobody watches.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.watches.is_empty() {
+            notes.push(
+                "no [[watch]] is defined: no site is judged and no failover can run".to_string(),
+            );
+        }
+        for w in &self.watches {
+            let by_site = self.voters_by_site(w);
+            let total: usize = by_site.values().map(Vec::len).sum();
+            if w.single_vantage == SingleVantage::Manual {
+                match validate::dominant(&by_site, total) {
+                    Some((s, n)) => notes.push(format!(
+                        "watch on {}: single_vantage = manual: site {s} holds {n} of {total} \
+                         voters; verdicts are shown but failover waits for an operator",
+                        w.site
+                    )),
+                    None => notes.push(format!(
+                        "watch on {}: single_vantage = manual is set but no site holds a \
+                         majority of the {total} voters; failover still waits for an operator \
+                         — remove single_vantage to let it run on its own",
+                        w.site
+                    )),
+                }
+            }
+            if let Some(plan) = &w.plan {
+                if w.single_vantage == SingleVantage::Manual {
+                    notes.push(format!(
+                        "watch on {}: has a failover plan but single_vantage = manual: after a \
+                         DOWN verdict the pipeline waits for an operator to start it",
+                        w.site
+                    ));
+                }
+                if plan.isolation.is_empty() {
+                    notes.push(format!(
+                        "watch on {}: the failover plan has no [[watch.isolation]] step: a live \
+                         but cut-off {} keeps announcing its service while {} takes over; add \
+                         e.g. a bgp withdraw of its own prefixes",
+                        w.site,
+                        w.site,
+                        list(&w.by)
+                    ));
+                }
+            }
+            for s in &w.by {
+                if self.site(s).is_some() && by_site.get(s).is_none_or(Vec::is_empty) {
+                    notes.push(format!(
+                        "watch on {}: site {s} in `by` has no voter, so it adds nothing to the \
+                         electorate; give one of its nodes the \"voter\" and \"pinger\" roles",
+                        w.site
+                    ));
+                }
+            }
+        }
+        for s in &self.sites {
+            if s.kind != SiteKind::Witness && self.watch(&s.id).is_none() {
+                notes.push(format!(
+                    "site {} ({:?}) has no [[watch]]: nobody judges it, so its loss triggers \
+                     nothing",
+                    s.id, s.kind
+                ));
+            }
+        }
+        notes
+    }
+
+    /// The voters of each known `by` site of a watch, each list sorted.
+    fn voters_by_site(&self, w: &Watch) -> BTreeMap<SiteId, Vec<NodeId>> {
+        let mut map: BTreeMap<SiteId, Vec<NodeId>> = BTreeMap::new();
+        for n in &self.nodes {
+            if n.roles.voter && n.site != w.site && w.by.contains(&n.site) {
+                map.entry(n.site.clone()).or_default().push(n.id.clone());
+            }
+        }
+        for v in map.values_mut() {
+            v.sort();
+        }
+        map
+    }
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What `quorate check-config FLEET` runs: prints "fleet OK: <n> sites, <n> nodes, <n> watches,
+/// hash <first 12 hex>" plus warnings to stdout and returns 0; or prints "error: ..." lines to
+/// stderr (one per problem) and returns 1.
+pub fn check_config_main(path: &Path) -> ExitCode {
+    match Fleet::load(path) {
+        Ok(fleet) => {
+            println!(
+                "fleet OK: {} sites, {} nodes, {} watches, hash {}",
+                fleet.sites.len(),
+                fleet.nodes.len(),
+                fleet.watches.len(),
+                &fleet.hash[..12]
+            );
+            for w in fleet.warnings() {
+                println!("warning: {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid(problems)) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!(
+                "{}: refused, {} problem{}",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod plan_tests;

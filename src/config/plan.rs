@@ -1,0 +1,381 @@
+//! The failover plan of a watch: the pipeline the backup runs after a DOWN verdict, the
+//! isolation steps the watched site's own nodes run when they find themselves cut off, and the
+//! two delays that keep both from being in effect at once. Each step table holds the common
+//! keys (`name`, `kind`, `timeout_s`, `retries`, `backoff_ms`, `on_failure`, `compensation`);
+//! every other key is a param of the step's actuator and is checked by it.
+
+use super::raw::RawPipeline;
+use super::Timing;
+use crate::core::pipeline::{OnFailure, PipelineSpec, StepSpec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What happens when a watch's site is judged DOWN, and how the site fences itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailoverPlan {
+    /// Prechecks, steps (with their compensations) and post steps, run once per verdict.
+    pub pipeline: PipelineSpec,
+    /// The actuator params of every step, by step name: prechecks, steps, compensations, post
+    /// and isolation steps. Step names are unique within a plan.
+    pub params: BTreeMap<String, Value>,
+    /// Steps the watched site's own nodes run when they are cut from a majority of its
+    /// electorate for `self_fence_after` (e.g. withdraw their own prefix).
+    pub isolation: Vec<StepSpec>,
+    /// How long after the verdict the takeover steps start.
+    pub takeover_delay: Duration,
+    /// How long a node of the watched site must be cut off before it runs `isolation`.
+    pub self_fence_after: Duration,
+}
+
+/// The keys of a step table that belong to the step itself, not to its actuator.
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "timeout_s",
+    "retries",
+    "backoff_ms",
+    "on_failure",
+    "compensation",
+];
+
+/// The plan parts of one `[[watch]]` as written.
+pub(super) struct RawPlan {
+    pub(super) takeover_delay_s: Option<f64>,
+    pub(super) self_fence_after_s: Option<f64>,
+    pub(super) pipeline: Option<RawPipeline>,
+    pub(super) isolation: Vec<toml::Table>,
+}
+
+/// Converts and checks the plan of the watch on `site`. Every problem is pushed; the plan is
+/// returned only when it has none. `None` without problems: the watch has no plan.
+pub(super) fn build_plan(
+    site: &str,
+    raw: RawPlan,
+    timing: &Timing,
+    problems: &mut Vec<String>,
+) -> Option<FailoverPlan> {
+    let before = problems.len();
+    let mut b = Builder {
+        site,
+        problems,
+        params: BTreeMap::new(),
+        names: BTreeMap::new(),
+    };
+    let has_plan = raw.pipeline.is_some() || !raw.isolation.is_empty();
+    if !has_plan {
+        for (key, value) in [
+            ("takeover_delay_s", raw.takeover_delay_s),
+            ("self_fence_after_s", raw.self_fence_after_s),
+        ] {
+            if value.is_some() {
+                b.problem(format!(
+                    "{key} is set but the watch has no [watch.pipeline] and no \
+                     [[watch.isolation]] step; add them or remove {key}"
+                ));
+            }
+        }
+        return None;
+    }
+    let takeover = b.delay("takeover_delay_s", raw.takeover_delay_s, "2");
+    let fence = b.delay("self_fence_after_s", raw.self_fence_after_s, "1");
+    let mut pipeline = PipelineSpec::default();
+    if let Some(p) = raw.pipeline {
+        if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() {
+            b.problem(
+                "[watch.pipeline] has no step; add [[watch.pipeline.step]] tables or remove \
+                 [watch.pipeline]"
+                    .to_string(),
+            );
+        }
+        pipeline.prechecks = b.phase("pipeline.precheck", p.precheck, false);
+        pipeline.steps = b.phase("pipeline.step", p.step, true);
+        pipeline.post = b.phase("pipeline.post", p.post, false);
+    }
+    let isolation = b.phase("isolation", raw.isolation, false);
+    if let (Some(t), Some(f)) = (takeover, fence) {
+        let budget = timing.probe_budget();
+        if t <= f + budget {
+            b.problem(format!(
+                "takeover_delay_s = {} must exceed self_fence_after_s ({}) plus the probe \
+                 budget ({}, the time the electorate needs to see {site} DOWN) = {}; \
+                 otherwise the backup could announce {site}'s service while a cut-off but \
+                 live {site} still announces it (split brain): {site} must have withdrawn \
+                 itself before the takeover starts. Raise takeover_delay_s above {} or lower \
+                 self_fence_after_s",
+                secs(t),
+                secs(f),
+                secs(budget),
+                secs(f + budget),
+                secs(f + budget),
+            ));
+        }
+    }
+    let params = std::mem::take(&mut b.params);
+    if problems.len() > before {
+        return None;
+    }
+    Some(FailoverPlan {
+        pipeline,
+        params,
+        isolation,
+        takeover_delay: takeover?,
+        self_fence_after: fence?,
+    })
+}
+
+/// Seconds as written in the file: "2 s", "1.6 s".
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+struct Builder<'a> {
+    site: &'a str,
+    problems: &'a mut Vec<String>,
+    params: BTreeMap<String, Value>,
+    /// Step name -> where it was first defined.
+    names: BTreeMap<String, String>,
+}
+
+impl Builder<'_> {
+    fn problem(&mut self, message: String) {
+        self.problems
+            .push(format!("watch on {}: {message}", self.site));
+    }
+
+    fn delay(&mut self, key: &str, value: Option<f64>, example: &str) -> Option<Duration> {
+        let Some(v) = value else {
+            self.problem(format!(
+                "{key} is missing; a watch with a failover plan needs it, e.g. {key} = {example}"
+            ));
+            return None;
+        };
+        let d = Duration::try_from_secs_f64(v).ok();
+        if d.is_none() {
+            self.problem(format!(
+                "{key} = {v} is not a duration; give a number of seconds, 0 or more"
+            ));
+        }
+        d
+    }
+
+    fn phase(&mut self, at: &str, tables: Vec<toml::Table>, compensable: bool) -> Vec<StepSpec> {
+        tables
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| self.step(&format!("{at}[{i}]"), t, compensable, compensable))
+            .collect()
+    }
+
+    /// One step table. `compensable`: it may carry a compensation; `chooses_failure`:
+    /// `on_failure` means something for it (only pipeline steps).
+    fn step(
+        &mut self,
+        at: &str,
+        mut table: toml::Table,
+        compensable: bool,
+        chooses_failure: bool,
+    ) -> Option<StepSpec> {
+        let before = self.problems.len();
+        let name = match table.remove("name") {
+            Some(toml::Value::String(s)) if !s.is_empty() && !s.contains('/') => Some(s),
+            Some(toml::Value::String(s)) => {
+                self.problem(format!(
+                    "{at}: name {s:?} is empty or contains '/'; step names go into idempotency \
+                     keys (site/epoch/phase/index/name), use e.g. name = \"promote-volumes\""
+                ));
+                None
+            }
+            Some(v) => {
+                self.problem(format!(
+                    "{at}: name must be a string, got {}; use e.g. name = \"promote-volumes\"",
+                    v.type_str()
+                ));
+                None
+            }
+            None => {
+                self.problem(format!(
+                    "{at}: name is missing; add e.g. name = \"promote-volumes\" (unique within \
+                     the watch)"
+                ));
+                None
+            }
+        };
+        let label = match &name {
+            Some(n) => format!("{at} {n:?}"),
+            None => at.to_string(),
+        };
+        if let Some(n) = &name {
+            if let Some(first) = self.names.get(n) {
+                let first = first.clone();
+                self.problem(format!(
+                    "{label}: duplicate step name, already used by {first}; give every step of \
+                     a watch (prechecks, steps, compensations, post, isolation) its own name — \
+                     it keys the journal and the actuator's idempotency key"
+                ));
+            } else {
+                self.names.insert(n.clone(), at.to_string());
+            }
+        }
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(k)) if crate::actuators::KINDS.contains(&k.as_str()) => {
+                Some(k)
+            }
+            Some(toml::Value::String(k)) => {
+                self.problem(format!(
+                    "{label}: unknown step kind {k:?} (kind); use one of {}",
+                    crate::actuators::KINDS.join(", ")
+                ));
+                None
+            }
+            Some(v) => {
+                self.problem(format!(
+                    "{label}: kind must be a string, got {}; use one of {}",
+                    v.type_str(),
+                    crate::actuators::KINDS.join(", ")
+                ));
+                None
+            }
+            None => {
+                self.problem(format!(
+                    "{label}: kind is missing; add kind = one of {}",
+                    crate::actuators::KINDS.join(", ")
+                ));
+                None
+            }
+        };
+        let timeout = match table.remove("timeout_s") {
+            Some(v) => match seconds(&v) {
+                Some(d) if !d.is_zero() => Some(d),
+                _ => {
+                    self.problem(format!(
+                        "{label}: timeout_s = {v} must be a number of seconds greater than 0; \
+                         an attempt that may not run at all always fails"
+                    ));
+                    None
+                }
+            },
+            None => {
+                self.problem(format!(
+                    "{label}: timeout_s is missing; add how long one attempt may run, e.g. \
+                     timeout_s = 10"
+                ));
+                None
+            }
+        };
+        let retries = match table.remove("retries") {
+            None => 0,
+            Some(toml::Value::Integer(n)) if u32::try_from(n).is_ok() => n as u32,
+            Some(v) => {
+                self.problem(format!(
+                    "{label}: retries = {v} must be a whole number, 0 or more (attempts after \
+                     the first)"
+                ));
+                0
+            }
+        };
+        let backoff = match table.remove("backoff_ms") {
+            None => Duration::from_secs(1),
+            Some(toml::Value::Integer(n)) if n >= 0 => Duration::from_millis(n as u64),
+            Some(v) => {
+                self.problem(format!(
+                    "{label}: backoff_ms = {v} must be a whole number of milliseconds, 0 or \
+                     more (default 1000)"
+                ));
+                Duration::from_secs(1)
+            }
+        };
+        let on_failure = match table.remove("on_failure") {
+            None => OnFailure::Abort,
+            Some(v) if !chooses_failure => {
+                self.problem(format!(
+                    "{label}: on_failure = {v} has no effect here; only [[watch.pipeline.step]] \
+                     entries choose what their failure means (a failed precheck stops the run \
+                     before anything changes, failed post and isolation steps are reported) — \
+                     remove it"
+                ));
+                OnFailure::Abort
+            }
+            Some(toml::Value::String(s)) if s == "abort" => OnFailure::Abort,
+            Some(toml::Value::String(s)) if s == "continue" => OnFailure::Continue,
+            Some(toml::Value::String(s)) if s == "compensate" => OnFailure::Compensate,
+            Some(v) => {
+                self.problem(format!(
+                    "{label}: on_failure = {v} is not known; use \"abort\" (stop, undo nothing), \
+                     \"continue\" (go on with the next step) or \"compensate\" (undo the steps \
+                     done, newest first)"
+                ));
+                OnFailure::Abort
+            }
+        };
+        let compensation = match table.remove("compensation") {
+            None => None,
+            Some(_) if !compensable => {
+                self.problem(format!(
+                    "{label}: compensation is only run for [[watch.pipeline.step]] entries \
+                     (a compensation has none of its own); remove it"
+                ));
+                None
+            }
+            Some(toml::Value::Table(t)) => self
+                .step(&format!("{at}.compensation"), t, false, false)
+                .map(Box::new),
+            Some(v) => {
+                self.problem(format!(
+                    "{label}: compensation must be a table ([{}.compensation]), got {}",
+                    "watch.pipeline.step",
+                    v.type_str()
+                ));
+                None
+            }
+        };
+        let params = Value::Object(table.into_iter().map(|(k, v)| (k, to_json(v))).collect());
+        if let Some(k) = &kind {
+            if let Err(e) = crate::actuators::validate(k, &params) {
+                let hint = if e.contains("unknown key") {
+                    format!(" (the step's own keys are {})", COMMON_KEYS.join(", "))
+                } else {
+                    String::new()
+                };
+                self.problem(format!("{label}: {e}{hint}"));
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        let (name, kind, timeout) = (name?, kind?, timeout?);
+        self.params.insert(name.clone(), params);
+        Some(StepSpec {
+            name,
+            actuator: kind,
+            timeout,
+            retries,
+            backoff,
+            on_failure,
+            compensation,
+        })
+    }
+}
+
+fn seconds(v: &toml::Value) -> Option<Duration> {
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).ok().map(Duration::from_secs),
+        toml::Value::Float(f) => Duration::try_from_secs_f64(*f).ok(),
+        _ => None,
+    }
+}
+
+/// A TOML value as the JSON the actuators read. Dates become strings.
+fn to_json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(n) => Value::from(n),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(to_json).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
+    }
+}
