@@ -24,6 +24,8 @@ pub fn router(snapshot: Snap) -> Router {
         .route("/v1/sites", get(sites))
         .route("/v1/sites/{id}", get(site))
         .route("/v1/verdicts", get(verdicts))
+        .route("/v1/failovers", get(failovers))
+        .route("/v1/failovers/{id}", get(failover))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(snapshot)
@@ -154,4 +156,20 @@ async fn verdicts(State(s): State<Snap>, Query(q): Query<HashMap<String, String>
         .take(limit)
         .collect();
     Json(json!({ "verdicts": list })).into_response()
+}
+
+async fn failovers(State(s): State<Snap>) -> Json<Value> {
+    let snap = s.borrow().clone();
+    Json(json!({ "failovers": snap.failovers }))
+}
+
+async fn failover(State(s): State<Snap>, Path(id): Path<String>) -> Response {
+    let snap = s.borrow().clone();
+    match snap.failovers.iter().find(|f| f.id == id) {
+        Some(f) => Json(f).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no failover run {id:?} led by this node (ids are SITE-EPOCH)"),
+        ),
+    }
 }

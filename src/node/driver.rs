@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+mod failover;
 mod view;
 
 const ROUNDS_KEPT: usize = 10;
@@ -120,6 +121,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         None
     };
 
+    let (step_tx, step_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let mut learned_at = BTreeMap::new();
     for h in &history {
@@ -154,12 +156,15 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         next_reload_check: now + RELOAD_CHECK_EVERY,
         last_publish: now - PUBLISH_EVERY,
         dirty: true,
+        failovers: failover::Failovers::default(),
+        step_tx,
     };
+    driver.resume_unfinished_runs(now);
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
     driver.publish(now);
     let node = me.id.clone();
     let task = tokio::spawn(async move {
-        driver.run(mesh_rx, stop_rx).await;
+        driver.run(mesh_rx, step_rx, stop_rx).await;
         mesh.shutdown().await;
     });
     Ok(NodeHandle {
@@ -272,6 +277,8 @@ struct Driver {
     fleet_mtime: Option<SystemTime>,
     last_publish: Instant,
     dirty: bool,
+    failovers: failover::Failovers,
+    step_tx: mpsc::UnboundedSender<failover::StepDone>,
 }
 
 impl Driver {
@@ -290,6 +297,7 @@ impl Driver {
     async fn run(
         &mut self,
         mut mesh_rx: mpsc::Receiver<MeshEvent>,
+        mut step_rx: mpsc::UnboundedReceiver<failover::StepDone>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -303,6 +311,9 @@ impl Driver {
             wake = wake.min(self.next_status).min(self.next_reload_check);
             if self.dirty {
                 wake = wake.min(self.last_publish + PUBLISH_EVERY);
+            }
+            if let Some(w) = self.failover_wake(Instant::now()) {
+                wake = wake.min(w);
             }
             tokio::select! {
                 biased;
@@ -318,10 +329,16 @@ impl Driver {
                         }
                     }
                 }
+                done = step_rx.recv() => {
+                    if let Some(done) = done {
+                        self.on_step_done(done);
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = Instant::now();
             self.on_timers(now);
+            self.on_failover_timers(now);
             self.drain(now);
             if self.dirty && now >= self.last_publish + PUBLISH_EVERY {
                 self.publish(now);
@@ -606,6 +623,9 @@ impl Driver {
                     }
                 } else {
                     self.detection_pending.remove(&site);
+                }
+                if outcome == Outcome::Down && verdict.value.leader == self.me.id {
+                    self.on_down_verdict_led_here(now, &site, verdict.epoch());
                 }
                 self.learned_at.insert((site.clone(), verdict.slot), at_ms);
                 self.history.insert(

@@ -24,6 +24,34 @@ pub struct NodeSnapshot {
     pub mesh: MeshStats,
     /// Set when this node could not make its vote durable and stopped voting.
     pub voting_disabled: Option<String>,
+    /// Failover runs this node leads: waiting for the takeover delay, running, finished.
+    pub failovers: Vec<FailoverView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverView {
+    /// `SITE-EPOCH`, e.g. `a-3`.
+    pub id: String,
+    pub site: SiteId,
+    pub epoch: u64,
+    pub leader: NodeId,
+    /// "waiting" (takeover delay), "running", or the outcome: "succeeded", "precheck_failed",
+    /// "aborted", "compensated".
+    pub state: &'static str,
+    pub summary: Option<String>,
+    pub steps: Vec<FailoverStepView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverStepView {
+    pub step: String,
+    pub name: String,
+    pub attempts: u32,
+    pub ok: bool,
+    pub detail: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -60,6 +60,7 @@ impl Driver {
             counters,
             mesh: self.mesh.stats(),
             voting_disabled: self.voting_disabled.clone(),
+            failovers: self.failover_views(),
         }
     }
 
@@ -160,5 +161,65 @@ fn verdict_view(s: &StoredVerdict) -> VerdictView {
         slot: s.verdict.slot,
         leader: s.verdict.value.leader.clone(),
         decided_at: rfc3339(s.learned_at_unix_ms),
+    }
+}
+
+impl Driver {
+    fn failover_views(&self) -> Vec<FailoverView> {
+        use crate::core::pipeline::RunOutcome;
+        let view = |site: &SiteId,
+                    epoch: u64,
+                    state: &'static str,
+                    summary: Option<String>,
+                    steps: Vec<crate::core::pipeline::StepReport>| {
+            FailoverView {
+                id: format!("{site}-{epoch}"),
+                site: site.clone(),
+                epoch,
+                leader: self.me.id.clone(),
+                state,
+                summary,
+                steps: steps
+                    .into_iter()
+                    .map(|r| FailoverStepView {
+                        step: r.step.to_string(),
+                        name: r.name,
+                        attempts: r.attempts,
+                        ok: r.ok,
+                        detail: r.detail,
+                        started_at: rfc3339((r.started_at.as_micros() / 1000) as i64),
+                        finished_at: r
+                            .finished_at
+                            .map(|t| rfc3339((t.as_micros() / 1000) as i64)),
+                        duration_ms: r
+                            .finished_at
+                            .map(|t| t.since(r.started_at).as_secs_f64() * 1000.0),
+                    })
+                    .collect(),
+            }
+        };
+        let mut out: Vec<FailoverView> = Vec::new();
+        for r in self.failovers.finished.iter().rev() {
+            let state = match &r.outcome {
+                RunOutcome::Succeeded { .. } => "succeeded",
+                RunOutcome::PrecheckFailed { .. } => "precheck_failed",
+                RunOutcome::Aborted { .. } => "aborted",
+                RunOutcome::Compensated { .. } => "compensated",
+            };
+            out.push(view(
+                &r.site,
+                r.epoch,
+                state,
+                Some(r.outcome.summary()),
+                r.steps.clone(),
+            ));
+        }
+        for ((site, epoch), p) in &self.failovers.running {
+            out.push(view(site, *epoch, "running", None, p.steps()));
+        }
+        for (site, epoch) in self.failovers.waiting.keys() {
+            out.push(view(site, *epoch, "waiting", None, Vec::new()));
+        }
+        out
     }
 }

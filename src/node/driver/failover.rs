@@ -1,0 +1,327 @@
+//! Runs the failover pipeline of a site after a DOWN verdict this node leads: waits the
+//! takeover delay, journals every step start and finish in SQLite before and after its side
+//! effect, runs the actuators, and resumes an unfinished run from its journal after a restart.
+//! The pipeline's own logic is the pure `core::pipeline`; this module only carries it out.
+//!
+//! Pipelines run on wall-clock time (µs since the Unix epoch) so that journal times still
+//! mean something after a restart.
+
+use super::*;
+use crate::actuators::{self, StepContext};
+use crate::core::pipeline::{JournalKind, Pipeline, PipelineAction, RunReport, StepRef};
+
+/// A step's result, sent back to the driver loop by the task that ran the actuator.
+pub(crate) struct StepDone {
+    pub site: SiteId,
+    pub epoch: u64,
+    pub step: StepRef,
+    pub attempt: u32,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Runs waiting for their takeover delay, running, and finished (newest last).
+#[derive(Default)]
+pub(crate) struct Failovers {
+    pub waiting: BTreeMap<(SiteId, u64), Instant>,
+    pub running: BTreeMap<(SiteId, u64), Pipeline>,
+    pub finished: Vec<RunReport>,
+}
+
+pub(crate) fn wall_now() -> Time {
+    Time::from_micros(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0),
+    )
+}
+
+impl Driver {
+    /// The plan of `site` when this node may run it automatically.
+    fn automatic_plan(&self, site: &SiteId) -> Option<crate::config::FailoverPlan> {
+        let w = self.fleet().watch(site)?;
+        if w.single_vantage == SingleVantage::Manual {
+            return None;
+        }
+        w.plan.clone()
+    }
+
+    /// A DOWN verdict led by this node was committed: schedule its pipeline.
+    pub(super) fn on_down_verdict_led_here(&mut self, now: Instant, site: &SiteId, epoch: u64) {
+        let Some(plan) = self.automatic_plan(site) else {
+            if self
+                .fleet()
+                .watch(site)
+                .and_then(|w| w.plan.as_ref())
+                .is_some()
+            {
+                warn!(%site, epoch, "failover waits for an operator: single_vantage = \"manual\"");
+            }
+            return;
+        };
+        let key = (site.clone(), epoch);
+        if self.failovers.running.contains_key(&key) || self.failovers.waiting.contains_key(&key) {
+            return;
+        }
+        match self.store.journal(site, epoch) {
+            Ok(j) if !j.is_empty() => {
+                // Already journaled (a restart): resume rather than start again.
+                self.resume_run(site, epoch, &plan, &j);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                error!(%site, epoch, error = %e, "cannot read the failover journal; not starting the run");
+                return;
+            }
+        }
+        if let Some(last) = self.last_automatic_run(site) {
+            let hold = self.fleet().timing.hold_down;
+            let since = wall_now().since(last);
+            if since < hold {
+                warn!(%site, epoch, since_s = since.as_secs(), hold_down_s = hold.as_secs(),
+                      "refused by the hold-down rule: a failover of this site already ran within hold_down");
+                return;
+            }
+        }
+        info!(%site, epoch, delay_ms = plan.takeover_delay.as_millis() as u64, "failover scheduled after the takeover delay");
+        self.failovers
+            .waiting
+            .insert(key, now + plan.takeover_delay);
+        self.dirty = true;
+    }
+
+    /// When the newest earlier run of `site` started, from the journal.
+    fn last_automatic_run(&self, site: &SiteId) -> Option<Time> {
+        let runs = self.store.runs(50).ok()?;
+        runs.into_iter()
+            .filter(|r| &r.site == site)
+            .map(|r| r.first_at)
+            .max()
+    }
+
+    fn resume_run(
+        &mut self,
+        site: &SiteId,
+        epoch: u64,
+        plan: &crate::config::FailoverPlan,
+        journal: &[crate::core::pipeline::JournalEntry],
+    ) {
+        let finished = journal
+            .iter()
+            .any(|e| matches!(e.kind, JournalKind::RunFinished { .. }));
+        info!(%site, epoch, entries = journal.len(), finished, "resuming the failover run from its journal");
+        let p = Pipeline::resume(
+            plan.pipeline.clone(),
+            site.clone(),
+            epoch,
+            false,
+            journal,
+            wall_now(),
+        );
+        self.failovers.running.insert((site.clone(), epoch), p);
+        self.dirty = true;
+    }
+
+    /// After a restart: resume the runs this node leads whose journal has no end, and show the
+    /// finished ones again.
+    pub(super) fn resume_unfinished_runs(&mut self, now: Instant) {
+        let led: Vec<(SiteId, u64)> = self
+            .voter
+            .verdicts()
+            .filter(|v| v.outcome() == Outcome::Down && v.value.leader == self.me.id)
+            .map(|v| (v.site.clone(), v.epoch()))
+            .collect();
+        for (site, epoch) in led {
+            let Some(plan) = self.automatic_plan(&site) else {
+                continue;
+            };
+            match self.store.journal(&site, epoch) {
+                // A finished run only reports again (for GET /v1/failovers); an unfinished one
+                // goes on from its journal.
+                Ok(j) if !j.is_empty() => self.resume_run(&site, epoch, &plan, &j),
+                // Committed but never started (a crash in the takeover delay): start it now,
+                // unless a newer verdict replaced it.
+                Ok(_) => {
+                    if self.voter.verdict(&site).map(|v| v.epoch()) == Some(epoch) {
+                        self.on_down_verdict_led_here(now, &site, epoch);
+                    }
+                }
+                Err(e) => error!(%site, epoch, error = %e, "cannot read the failover journal"),
+            }
+        }
+    }
+
+    /// Starts the runs whose takeover delay has passed and fires pipeline timers.
+    pub(super) fn on_failover_timers(&mut self, now: Instant) {
+        let due: Vec<(SiteId, u64)> = self
+            .failovers
+            .waiting
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.failovers.waiting.remove(&key);
+            let Some(plan) = self.automatic_plan(&key.0) else {
+                continue;
+            };
+            // The site may have come back meanwhile: no failover for a verdict that is no
+            // longer the newest.
+            let current = self.voter.verdict(&key.0).map(|v| (v.outcome(), v.epoch()));
+            if current != Some((Outcome::Down, key.1)) {
+                info!(site = %key.0, epoch = key.1, "failover dropped: the verdict changed during the takeover delay");
+                continue;
+            }
+            info!(site = %key.0, epoch = key.1, "failover run started");
+            let p = Pipeline::new(
+                plan.pipeline.clone(),
+                key.0.clone(),
+                key.1,
+                false,
+                wall_now(),
+            );
+            self.failovers.running.insert(key, p);
+            self.dirty = true;
+        }
+        let t = wall_now();
+        for p in self.failovers.running.values_mut() {
+            if p.poll_timeout().is_some_and(|d| d <= t) {
+                p.handle_timeout(t);
+            }
+        }
+        self.drain_failovers();
+    }
+
+    /// The earliest instant a failover needs the loop to wake up.
+    pub(super) fn failover_wake(&self, now: Instant) -> Option<Instant> {
+        let t = wall_now();
+        let mut wake = self.failovers.waiting.values().min().copied();
+        for p in self.failovers.running.values() {
+            if let Some(d) = p.poll_timeout() {
+                let at = now + Duration::from_micros(d.as_micros().saturating_sub(t.as_micros()));
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        wake
+    }
+
+    pub(super) fn on_step_done(&mut self, done: StepDone) {
+        let key = (done.site.clone(), done.epoch);
+        if let Some(p) = self.failovers.running.get_mut(&key) {
+            p.handle_result(wall_now(), done.step, done.attempt, done.ok, done.detail);
+        }
+        self.drain_failovers();
+    }
+
+    /// Carries out every pipeline action: a journal entry is on disk before the next action.
+    fn drain_failovers(&mut self) {
+        let keys: Vec<(SiteId, u64)> = self.failovers.running.keys().cloned().collect();
+        for key in keys {
+            loop {
+                let Some(p) = self.failovers.running.get_mut(&key) else {
+                    break;
+                };
+                let Some(action) = p.poll_action() else { break };
+                match action {
+                    PipelineAction::Journal(entry) => {
+                        if let Err(e) = self.store.append_journal(&entry) {
+                            // Without the journal exactly-once cannot be kept: stop this run.
+                            error!(site = %key.0, epoch = key.1, error = %e, "cannot journal the failover step; run stopped");
+                            self.failovers.running.remove(&key);
+                            break;
+                        }
+                    }
+                    PipelineAction::Start {
+                        step,
+                        name,
+                        actuator,
+                        epoch,
+                        attempt,
+                        idempotency_key,
+                        dry_run,
+                        timeout,
+                    } => {
+                        self.start_step(
+                            &key.0,
+                            epoch,
+                            step,
+                            name,
+                            actuator,
+                            attempt,
+                            idempotency_key,
+                            dry_run,
+                            timeout,
+                        );
+                    }
+                    PipelineAction::Finished(report) => {
+                        info!(site = %report.site, epoch = report.epoch, outcome = %report.outcome.summary(), "failover run finished");
+                        self.failovers.running.remove(&key);
+                        self.failovers.finished.push(report);
+                        if self.failovers.finished.len() > 50 {
+                            self.failovers.finished.remove(0);
+                        }
+                        break;
+                    }
+                }
+                self.dirty = true;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_step(
+        &mut self,
+        site: &SiteId,
+        epoch: u64,
+        step: StepRef,
+        name: String,
+        kind: String,
+        attempt: u32,
+        idempotency_key: String,
+        dry_run: bool,
+        timeout: Duration,
+    ) {
+        let params = self
+            .fleet()
+            .watch(site)
+            .and_then(|w| w.plan.as_ref())
+            .and_then(|p| p.params.get(&name).cloned())
+            .unwrap_or(serde_json::Value::Object(Default::default()));
+        info!(%site, epoch, step = %name, attempt, "failover step started");
+        let tx = self.step_tx.clone();
+        let ctx = StepContext {
+            site: site.clone(),
+            epoch,
+            step: name,
+            idempotency_key,
+            dry_run,
+            timeout,
+            params,
+        };
+        tokio::spawn(async move {
+            let outcome = match actuators::build(&kind, &ctx.params) {
+                Ok(a) => a.run(&ctx).await,
+                Err(e) => actuators::StepOutcome {
+                    ok: false,
+                    detail: format!("cannot build the {kind} actuator: {e}"),
+                    output_tail: String::new(),
+                },
+            };
+            let detail = if outcome.output_tail.is_empty() {
+                outcome.detail
+            } else {
+                format!("{}\n{}", outcome.detail, outcome.output_tail)
+            };
+            let _ = tx.send(StepDone {
+                site: ctx.site,
+                epoch: ctx.epoch,
+                step,
+                attempt,
+                ok: outcome.ok,
+                detail,
+            });
+        });
+    }
+}
