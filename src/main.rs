@@ -95,6 +95,56 @@ enum Cmd {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Fail a site over now ("manually initiated automated fail-over"): the node at --api
+    /// runs the site's plan as a run it leads, with a fresh epoch.
+    Failover {
+        site: String,
+        /// Why; logged by the node and echoed in the answer.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Run the site's whole plan as a dry run (QUORATE_DRY_RUN=1) and print the report.
+    Drill {
+        site: String,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Start or end a maintenance window: no automatic failover of the site starts on the
+    /// node at --api while it lasts (verdicts are still committed and shown).
+    Maintenance {
+        site: String,
+        /// How long, e.g. 1h, 30m, 2h30m.
+        #[arg(long = "for", conflicts_with_all = ["until", "end"])]
+        duration: Option<String>,
+        /// Until this RFC 3339 UTC time, e.g. 2030-01-31T22:00:00Z.
+        #[arg(long, conflicts_with = "end")]
+        until: Option<String>,
+        /// End the window now.
+        #[arg(long)]
+        end: bool,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Return to the primary once its verdict is UP again: runs the compensation of every
+    /// step of the plan that has one, newest step first.
+    Failback {
+        site: String,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+}
+
+/// Where a mutating REST call goes and the bearer token it carries.
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// The node's REST address, e.g. 127.0.2.1:7501.
+    #[arg(long)]
+    api: SocketAddr,
+    /// File whose first line is the token of the fleet file's [api] token_file.
+    #[arg(long)]
+    token_file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +216,31 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Status { api, site } => status(api, site),
+        Cmd::Failover { site, reason, op } => operator_call(
+            &op,
+            reqwest::Method::POST,
+            "/v1/failovers".to_string(),
+            Some(serde_json::json!({ "site": site, "reason": reason })),
+        ),
+        Cmd::Drill { site, op } => operator_call(
+            &op,
+            reqwest::Method::POST,
+            "/v1/drills".to_string(),
+            Some(serde_json::json!({ "site": site })),
+        ),
+        Cmd::Failback { site, op } => operator_call(
+            &op,
+            reqwest::Method::POST,
+            "/v1/failbacks".to_string(),
+            Some(serde_json::json!({ "site": site })),
+        ),
+        Cmd::Maintenance {
+            site,
+            duration,
+            until,
+            end,
+            op,
+        } => maintenance(site, duration, until, end, &op),
         Cmd::Sim {
             seeds,
             seed,
@@ -240,6 +315,9 @@ async fn run(
     for w in fleet.warnings() {
         tracing::warn!("{w}");
     }
+    if let Some(note) = fleet.api.note() {
+        tracing::warn!("{note}");
+    }
     let id = NodeId(node);
     if fleet.node(&id).is_none() {
         let known: Vec<String> = fleet.nodes.iter().map(|n| n.id.to_string()).collect();
@@ -309,5 +387,71 @@ fn status(api: SocketAddr, site: Option<String>) -> anyhow::Result<()> {
         Ok(body)
     })?;
     println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}
+
+fn maintenance(
+    site: String,
+    duration: Option<String>,
+    until: Option<String>,
+    end: bool,
+    op: &OperatorArgs,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/sites/{site}/maintenance");
+    let body = match (duration, until, end) {
+        (_, _, true) => return operator_call(op, reqwest::Method::DELETE, path, None),
+        (Some(d), None, false) => {
+            let d = humantime::parse_duration(&d)
+                .with_context(|| format!("--for {d:?} is not a duration such as 1h or 30m"))?;
+            serde_json::json!({ "duration_s": d.as_secs_f64() })
+        }
+        (None, Some(t), false) => serde_json::json!({ "until": t }),
+        _ => bail!("give one of --for DURATION, --until TIME or --end"),
+    };
+    operator_call(op, reqwest::Method::POST, path, Some(body))
+}
+
+/// A mutating REST call with the bearer token; prints the JSON answer.
+fn operator_call(
+    op: &OperatorArgs,
+    method: reqwest::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&op.token_file)
+        .with_context(|| format!("cannot read the token file {}", op.token_file.display()))?;
+    let token = token.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        bail!("the first line of {} is empty", op.token_file.display());
+    }
+    let url = format!("http://{}{path}", op.api);
+    let rt = runtime()?;
+    let answer: serde_json::Value = rt.block_on(async {
+        // A drill answers when the whole dry run is over.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3600))
+            .build()?;
+        let mut req = client.request(method.clone(), &url).bearer_auth(&token);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let code = resp.status();
+        let answer: serde_json::Value = resp
+            .json()
+            .await
+            .with_context(|| format!("{url} did not answer JSON"))?;
+        if !code.is_success() {
+            bail!(
+                "{method} {url}: {code}: {}",
+                answer["error"].as_str().unwrap_or("unknown error")
+            );
+        }
+        Ok(answer)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }

@@ -155,3 +155,97 @@ async fn a_leader_restarted_after_its_run_does_not_run_it_again() {
     );
     f.shutdown().await;
 }
+
+/// The fast fleet with status every 100 ms and isolation steps for site a: each node of a that
+/// is cut off from a majority of a's electorate appends "STEP SITE" to `log`.
+fn fleet_with_isolation(octet: u8, log: &Path) -> String {
+    let text = fleet_text(octet);
+    let cut = text.find("[[watch]]").expect("the fleet has watches");
+    let head = text[..cut].replacen("[timing]", "[timing]\nstatus_interval_ms = 100", 1);
+    format!(
+        r#"{head}
+[[watch]]
+site = "a"
+by = ["b", "c"]
+takeover_delay_s = 1
+self_fence_after_s = 0.5
+[[watch.isolation]]
+name = "withdraw-a"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/sh", "-c", "echo \"$QUORATE_STEP $QUORATE_SITE\" >> {log}"]
+
+[[watch]]
+site = "b"
+by = ["a", "c"]
+"#,
+        log = log.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_cut_off_from_its_electorate_runs_its_isolation_steps_once_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("isolation.log");
+    let mut f = LocalFleet::start(&fleet_with_isolation(63, &log), None, true)
+        .await
+        .expect("fleet starts");
+    let rest = Rest::new();
+    let a_nodes = apis(&f, &["a1", "a2", "a3"]);
+    wait_opinion(&rest, &apis(&f, &["b1", "c1"]), "a", "up").await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        lines(&log).is_empty(),
+        "a healthy site does not fence itself: {:?}",
+        lines(&log)
+    );
+
+    // Every voter of a's electorate (b and c) goes away: a is alive but cut off.
+    f.stop_site(&site("b")).await;
+    f.stop_site(&site("c")).await;
+    let log2 = log.clone();
+    eventually("every node of a to run its isolation step", || {
+        let log = log2.clone();
+        async move {
+            let l = lines(&log);
+            if l.len() >= 3 {
+                Ok(())
+            } else {
+                Err(format!("{l:?}"))
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        lines(&log),
+        vec!["withdraw-a a".to_string(); 3],
+        "once per node of a"
+    );
+    for (name, addr) in &a_nodes {
+        let st = rest.get(*addr, "/v1/status").await;
+        assert_eq!(st["isolation"]["isolated"], true, "{name}: {st}");
+    }
+
+    // The electorate comes back: the nodes of a report the reconnection.
+    for id in ["b1", "b2", "b3", "c1", "c2"] {
+        f.start_node(&n(id)).await.expect("restart");
+    }
+    for (name, addr) in &a_nodes {
+        let rest = rest.clone();
+        let addr = *addr;
+        eventually(&format!("{name} to be reconnected"), || {
+            let rest = rest.clone();
+            async move {
+                let st = rest.try_get(addr, "/v1/status").await?;
+                if st["isolation"]["isolated"] == false && st["isolation"]["isolations"] == 1 {
+                    Ok(())
+                } else {
+                    Err(st["isolation"].to_string())
+                }
+            }
+        })
+        .await;
+    }
+    f.shutdown().await;
+}

@@ -2,21 +2,36 @@
 //! running state machines; every error is JSON `{"error": "..."}` with a fitting status code.
 
 mod metrics;
+mod operator;
 
 use crate::node::snapshot::{NodeSnapshot, SiteView};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 type Snap = watch::Receiver<Arc<NodeSnapshot>>;
 
-pub fn router(snapshot: Snap) -> Router {
+/// What the handlers share: the published snapshot (read-only calls) and the channel to the
+/// node's driver loop (mutating calls).
+#[derive(Clone)]
+struct AppState {
+    snapshot: Snap,
+    commands: mpsc::Sender<crate::node::Command>,
+}
+
+impl FromRef<AppState> for Snap {
+    fn from_ref(s: &AppState) -> Snap {
+        s.snapshot.clone()
+    }
+}
+
+pub fn router(snapshot: Snap, commands: mpsc::Sender<crate::node::Command>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -24,11 +39,17 @@ pub fn router(snapshot: Snap) -> Router {
         .route("/v1/sites", get(sites))
         .route("/v1/sites/{id}", get(site))
         .route("/v1/verdicts", get(verdicts))
-        .route("/v1/failovers", get(failovers))
+        .route("/v1/failovers", get(failovers).post(operator::failover))
+        .route("/v1/drills", post(operator::drill))
+        .route("/v1/failbacks", post(operator::failback))
+        .route(
+            "/v1/sites/{id}/maintenance",
+            post(operator::set_maintenance).delete(operator::end_maintenance),
+        )
         .route("/v1/failovers/{id}", get(failover))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(snapshot)
+        .with_state(AppState { snapshot, commands })
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -80,6 +101,7 @@ fn site_summary(v: &SiteView) -> Value {
         "leader": v.leader,
         "failover": v.failover,
         "hold_down_until": v.hold_down_until,
+        "maintenance_until": v.maintenance_until,
     })
 }
 
@@ -99,6 +121,7 @@ async fn status(State(s): State<Snap>) -> Json<Value> {
         "fleet_error": snap.fleet_error,
         "fleet_mismatch": mismatched,
         "voting_disabled": snap.voting_disabled,
+        "isolation": snap.isolation,
         "peers": snap.peers,
         "sites": snap.sites.iter().map(site_summary).collect::<Vec<_>>(),
     }))

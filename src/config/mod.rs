@@ -109,6 +109,25 @@ pub struct Watch {
     pub plan: Option<FailoverPlan>,
 }
 
+/// `[api]` of the fleet file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// The first line of this file (trimmed) is the bearer token that mutating REST calls
+    /// must present; without it every mutating call is refused (403).
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiSettings {
+    /// The note `check-config` and `run` print when mutating REST calls are disabled.
+    pub fn note(&self) -> Option<String> {
+        self.token_file.is_none().then(|| {
+            "no [api] token_file is set: mutating REST calls are disabled \
+             (failovers, drills, maintenance, failbacks)"
+                .to_string()
+        })
+    }
+}
+
 /// A validated fleet file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fleet {
@@ -116,6 +135,8 @@ pub struct Fleet {
     pub sites: Vec<Site>,
     pub nodes: Vec<Node>,
     pub watches: Vec<Watch>,
+    /// `[api]`: the REST API's settings.
+    pub api: ApiSettings,
     /// Hex SHA-256 of the file's text: the fleet version nodes compare.
     pub hash: String,
     /// The file's text as read.
@@ -218,6 +239,9 @@ impl Fleet {
             sites,
             nodes,
             watches,
+            api: ApiSettings {
+                token_file: raw.api.and_then(|a| a.token_file),
+            },
             hash: hex_sha256(text),
             source: text.to_string(),
         };
@@ -393,6 +417,9 @@ pub fn check_config_main(path: &Path) -> ExitCode {
             );
             for w in fleet.warnings() {
                 println!("warning: {w}");
+            }
+            if let Some(note) = fleet.api.note() {
+                println!("note: {note}");
             }
             ExitCode::SUCCESS
         }

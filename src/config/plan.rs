@@ -111,6 +111,20 @@ pub(super) fn build_plan(
             ));
         }
     }
+    if let Some(f) = fence.filter(|_| !isolation.is_empty()) {
+        // A node learns that the electorate still reaches it from the status messages every
+        // peer sends each status interval; with less than two of them per window a single
+        // late message would fence a healthy site.
+        let status = timing.status_interval;
+        if f < status * 2 {
+            b.problem(format!(
+                "self_fence_after_s = {} is shorter than two status intervals ({} each): a node hears each voter of the electorate once per status interval, so one late status message would make a healthy site withdraw itself. Raise self_fence_after_s to at least {} or lower [timing] status_interval_ms",
+                secs(f),
+                secs(status),
+                secs(status * 2),
+            ));
+        }
+    }
     let params = std::mem::take(&mut b.params);
     if problems.len() > before {
         return None;

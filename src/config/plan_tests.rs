@@ -5,8 +5,8 @@ use crate::core::pipeline::OnFailure;
 const WATCH_A: &str = "by = [\"b\", \"c\"]\n";
 
 /// A plan for the watch on a with every phase; probe budget of `BASE` is 600 ms.
-const PLAN: &str = r#"takeover_delay_s = 2
-self_fence_after_s = 1
+const PLAN: &str = r#"takeover_delay_s = 3
+self_fence_after_s = 2
 [[watch.pipeline.precheck]]
 name = "backup-answers"
 kind = "http"
@@ -68,8 +68,8 @@ fn a_full_plan_is_read_into_the_pipeline_the_isolation_steps_and_the_params() {
     let fleet = Fleet::parse(&with_plan("", "")).expect("valid");
     assert_eq!(fleet.warnings(), Vec::<String>::new());
     let plan = plan_of(&fleet);
-    assert_eq!(plan.takeover_delay, Duration::from_secs(2));
-    assert_eq!(plan.self_fence_after, Duration::from_secs(1));
+    assert_eq!(plan.takeover_delay, Duration::from_secs(3));
+    assert_eq!(plan.self_fence_after, Duration::from_secs(2));
     let p = &plan.pipeline;
     assert_eq!(p.prechecks.len(), 1);
     assert_eq!(p.prechecks[0].retries, 1);
@@ -223,27 +223,27 @@ fn step_names_are_unique_across_every_phase_of_a_plan() {
 
 #[test]
 fn the_takeover_must_wait_for_the_isolated_site_to_withdraw_itself() {
-    // probe budget 600 ms: 1 + 0.6 = 1.6 s
-    let p = problems(&with_plan("takeover_delay_s = 2", "takeover_delay_s = 1.6"));
+    // probe budget 600 ms: 2 + 0.6 = 2.6 s
+    let p = problems(&with_plan("takeover_delay_s = 3", "takeover_delay_s = 2.6"));
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(
-        p[0].starts_with("watch on a: takeover_delay_s = 1.6 s must exceed self_fence_after_s (1 s) plus the probe budget (0.6 s")
-            && p[0].contains("= 1.6 s")
+        p[0].starts_with("watch on a: takeover_delay_s = 2.6 s must exceed self_fence_after_s (2 s) plus the probe budget (0.6 s")
+            && p[0].contains("= 2.6 s")
             && p[0].contains("split brain"),
         "{}",
         p[0]
     );
-    let ok = with_plan("takeover_delay_s = 2", "takeover_delay_s = 1.7");
+    let ok = with_plan("takeover_delay_s = 3", "takeover_delay_s = 2.7");
     assert_eq!(
-        plan_of(&Fleet::parse(&ok).expect("1.7 > 1.6")).takeover_delay,
-        Duration::from_millis(1700)
+        plan_of(&Fleet::parse(&ok).expect("2.7 > 2.6")).takeover_delay,
+        Duration::from_millis(2700)
     );
 }
 
 #[test]
 fn both_delays_are_required_with_a_plan_and_refused_without_one() {
     assert_problem(
-        &with_plan("self_fence_after_s = 1\n", ""),
+        &with_plan("self_fence_after_s = 2\n", ""),
         "watch on a: self_fence_after_s is missing",
     );
     assert_problem(
@@ -290,7 +290,7 @@ fn a_plan_without_isolation_steps_is_allowed_with_a_warning() {
 
 #[test]
 fn every_plan_problem_is_reported_after_the_fleet_problems() {
-    let text = with_plan("takeover_delay_s = 2", "takeover_delay_s = 1")
+    let text = with_plan("takeover_delay_s = 3", "takeover_delay_s = 1")
         .replacen("kind = \"bgp\"", "kind = \"pigeon\"", 1)
         .replacen("name = \"page\"", "name = \"withdraw-a\"", 1)
         .replacen("[[site]]\nid = \"c\"", "[[site]]\nid = \"C\"", 1);
@@ -327,4 +327,17 @@ fn the_example_plans_pass() {
         assert!(!plan.isolation.is_empty(), "{name}");
         assert!(fleet.watch(&"b".into()).is_some_and(|w| w.plan.is_none()));
     }
+}
+
+#[test]
+fn self_fencing_must_span_two_status_intervals() {
+    let p = problems(&with_plan(
+        "self_fence_after_s = 2",
+        "self_fence_after_s = 1.5",
+    ));
+    assert!(
+        p.iter()
+            .any(|m| m.contains("self_fence_after_s = 1.5 s is shorter than two status intervals")),
+        "{p:#?}"
+    );
 }

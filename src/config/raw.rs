@@ -14,6 +14,15 @@ pub(super) struct RawFleet {
     pub(super) nodes: Vec<RawNode>,
     #[serde(default, rename = "watch")]
     pub(super) watches: Vec<RawWatch>,
+    pub(super) api: Option<RawApi>,
+}
+
+/// `[api]`: the REST API's settings.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    /// File whose first line (trimmed) is the bearer token of mutating REST calls.
+    pub(super) token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+pub(super) mod commands;
 mod failover;
+mod isolation;
 mod view;
 
 const ROUNDS_KEPT: usize = 10;
@@ -88,6 +90,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let ops = commands::Operator::new();
     let api_addr = if spec.serve_api {
         let listener = tokio::net::TcpListener::bind(me.api)
             .await
@@ -99,7 +102,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
             addr: me.api,
             source,
         })?;
-        let app = crate::api::router(snap_rx.clone());
+        let app = crate::api::router(snap_rx.clone(), ops.sender());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -130,6 +133,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
             h.learned_at_unix_ms,
         );
     }
+    let isolation = isolation::Isolation::for_node(&spec.fleet, &me, Time::ZERO);
     let mut driver = Driver {
         fleet_mtime: spec
             .fleet_path
@@ -158,6 +162,8 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         dirty: true,
         failovers: failover::Failovers::default(),
         step_tx,
+        ops,
+        isolation,
     };
     driver.resume_unfinished_runs(now);
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
@@ -279,6 +285,8 @@ struct Driver {
     dirty: bool,
     failovers: failover::Failovers,
     step_tx: mpsc::UnboundedSender<failover::StepDone>,
+    ops: commands::Operator,
+    isolation: Option<isolation::Isolation>,
 }
 
 impl Driver {
@@ -315,6 +323,9 @@ impl Driver {
             if let Some(w) = self.failover_wake(Instant::now()) {
                 wake = wake.min(w);
             }
+            if let Some(w) = self.isolation_wake(Instant::now()) {
+                wake = wake.min(w);
+            }
             tokio::select! {
                 biased;
                 _ = stop.changed() => {}
@@ -334,11 +345,17 @@ impl Driver {
                         self.on_step_done(done);
                     }
                 }
+                cmd = self.ops.rx.recv() => {
+                    if let Some(cmd) = cmd {
+                        self.on_command(cmd);
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             let now = Instant::now();
             self.on_timers(now);
             self.on_failover_timers(now);
+            self.on_isolation_timers(now);
             self.drain(now);
             if self.dirty && now >= self.last_publish + PUBLISH_EVERY {
                 self.publish(now);
@@ -365,6 +382,7 @@ impl Driver {
                     warn!(peer = %from, claimed = %status.node, "status names another node; ignored");
                     return;
                 }
+                self.isolation_peer_seen(now, &from);
                 self.on_status(now, from, status);
             }
             MeshEvent::Message {

@@ -5,6 +5,8 @@
 mod driver;
 pub mod snapshot;
 
+pub use driver::commands::{Command, CommandKind, CommandReply};
+
 use crate::config::Fleet;
 use crate::core::types::{NodeId, Outcome, SiteId};
 use crate::net::{CertPaths, MeshError};

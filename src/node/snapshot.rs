@@ -26,6 +26,24 @@ pub struct NodeSnapshot {
     pub voting_disabled: Option<String>,
     /// Failover runs this node leads: waiting for the takeover delay, running, finished.
     pub failovers: Vec<FailoverView>,
+    /// Self-fencing of this node's own site; None when the site has no isolation steps.
+    pub isolation: Option<IsolationView>,
+    /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
+    #[serde(skip)]
+    pub api_token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IsolationView {
+    /// Cut off from a majority of this site's electorate right now.
+    pub isolated: bool,
+    /// Members of the electorate heard from within self_fence_after, and how many make a majority.
+    pub heard: usize,
+    pub majority: usize,
+    /// How many times this node fenced its site since it started.
+    pub isolations: u64,
+    /// The outcome of the last isolation steps, or "running".
+    pub last_steps: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +53,9 @@ pub struct FailoverView {
     pub site: SiteId,
     pub epoch: u64,
     pub leader: NodeId,
+    /// What started the run: "verdict" (a DOWN verdict led here), "manual" (POST
+    /// /v1/failovers) or "failback" (POST /v1/failbacks).
+    pub trigger: &'static str,
     /// "waiting" (takeover delay), "running", or the outcome: "succeeded", "precheck_failed",
     /// "aborted", "compensated".
     pub state: &'static str,
@@ -78,6 +99,9 @@ pub struct SiteView {
     pub decided_at: Option<String>,
     /// No second automatic failover of this site before this time (RFC 3339, UTC).
     pub hold_down_until: Option<String>,
+    /// No automatic failover of this site starts on this node before this time (RFC 3339,
+    /// UTC); set with POST /v1/sites/{id}/maintenance.
+    pub maintenance_until: Option<String>,
     /// "automatic", or "manual: <why>" when the watch opted into single_vantage = "manual".
     pub failover: String,
     pub electorate: Vec<NodeId>,

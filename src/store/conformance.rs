@@ -198,6 +198,7 @@ fn fleet(variant: u32) -> Fleet {
         sites,
         nodes,
         watches,
+        api: Default::default(),
         hash,
         source,
     }

@@ -49,6 +49,9 @@ impl Driver {
 
     /// A DOWN verdict led by this node was committed: schedule its pipeline.
     pub(super) fn on_down_verdict_led_here(&mut self, now: Instant, site: &SiteId, epoch: u64) {
+        if self.maintenance_holds(site, epoch) {
+            return;
+        }
         let Some(plan) = self.automatic_plan(site) else {
             if self
                 .fleet()
@@ -208,6 +211,9 @@ impl Driver {
     }
 
     pub(super) fn on_step_done(&mut self, done: StepDone) {
+        if self.isolation_step_done(&done) {
+            return;
+        }
         let key = (done.site.clone(), done.epoch);
         if let Some(p) = self.failovers.running.get_mut(&key) {
             p.handle_result(wall_now(), done.step, done.attempt, done.ok, done.detail);
@@ -271,7 +277,7 @@ impl Driver {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_step(
+    pub(super) fn start_step(
         &mut self,
         site: &SiteId,
         epoch: u64,

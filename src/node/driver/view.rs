@@ -61,6 +61,18 @@ impl Driver {
             mesh: self.mesh.stats(),
             voting_disabled: self.voting_disabled.clone(),
             failovers: self.failover_views(),
+            api_token_file: fleet.api.token_file.clone(),
+            isolation: self.isolation.as_ref().map(|iso| IsolationView {
+                isolated: iso.since.is_some(),
+                heard: iso.fence.heard(t),
+                majority: iso.fence.majority(),
+                isolations: iso.count,
+                last_steps: if iso.running.is_some() {
+                    Some("running".to_string())
+                } else {
+                    iso.last_report.as_ref().map(|r| r.outcome.summary())
+                },
+            }),
         }
     }
 
@@ -102,6 +114,7 @@ impl Driver {
                 .hold_down_until(site)
                 .filter(|_| verdict.is_some_and(|v| v.outcome() == Outcome::Down))
                 .map(|x| rfc3339(to_wall(x))),
+            maintenance_until: self.maintenance_until(site),
             failover: match sv {
                 SingleVantage::Refuse => "automatic".to_string(),
                 SingleVantage::Manual => "manual: single_vantage = \"manual\": one site holds a majority of the \
@@ -177,6 +190,7 @@ impl Driver {
                 site: site.clone(),
                 epoch,
                 leader: self.me.id.clone(),
+                trigger: self.run_trigger(site, epoch),
                 state,
                 summary,
                 steps: steps

@@ -172,6 +172,8 @@ impl SqliteStore {
             sites,
             nodes,
             watches,
+            // Not stored in its own table: read back from the stored text.
+            api: Fleet::parse(&source).map(|f| f.api).unwrap_or_default(),
             hash,
             source,
         }))

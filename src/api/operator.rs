@@ -1,0 +1,253 @@
+//! The mutating REST calls: manual failover, drill, maintenance and failback. Each needs the
+//! bearer token of the fleet file's `[api] token_file` (read again on every call, so a new
+//! token applies at once); without a configured token they are all refused (403). A call is
+//! sent to the node's driver loop as a `Command` and answered with its reply.
+
+use super::{error, AppState};
+use crate::core::types::SiteId;
+use crate::node::{Command, CommandKind};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Refuses the call unless it carries the configured bearer token.
+#[allow(clippy::result_large_err)]
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let path = state.snapshot.borrow().api_token_file.clone();
+    let Some(path) = path else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "mutating REST calls are disabled on this fleet: set [api] token_file = \"/path\" in \
+             the fleet file (the file's first line is the bearer token)",
+        ));
+    };
+    let token = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "mutating REST calls are disabled: the [api] token_file {} cannot be read or its \
+                 first line is empty",
+                path.display()
+            ),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let unauthorized = |msg: &str| {
+        let mut r = error(StatusCode::UNAUTHORIZED, msg);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("a header"),
+        );
+        r
+    };
+    match presented {
+        None => Err(unauthorized(
+            "this call needs an Authorization: Bearer TOKEN header with the token of [api] token_file",
+        )),
+        Some(p) if !same(p.as_bytes(), token.as_bytes()) => {
+            Err(unauthorized("the bearer token is wrong"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses a JSON body; unknown fields and missing ones are a 400 that names them.
+#[allow(clippy::result_large_err)]
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Sends `kind` to the driver loop and turns its reply into a response.
+async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state.commands.send(Command { kind, reply }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    }
+    match answer.await {
+        Ok(Ok(v)) => (ok, Json(v)).into_response(),
+        Ok(Err((code, msg))) => error(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            msg,
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node stopped before it answered",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverBody {
+    site: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteBody {
+    site: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    until: Option<String>,
+    duration_s: Option<f64>,
+}
+
+/// POST /v1/failovers {"site", "reason"}
+pub(super) async fn failover(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let b: FailoverBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if b.reason.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "reason must say why the failover is started",
+        );
+    }
+    let kind = CommandKind::Failover {
+        site: SiteId(b.site),
+        reason: b.reason,
+    };
+    send(&s, kind, StatusCode::ACCEPTED).await
+}
+
+/// POST /v1/drills {"site"}
+pub(super) async fn drill(State(s): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let b: SiteBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let kind = CommandKind::Drill {
+        site: SiteId(b.site),
+    };
+    send(&s, kind, StatusCode::OK).await
+}
+
+/// POST /v1/failbacks {"site"}
+pub(super) async fn failback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let b: SiteBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let kind = CommandKind::Failback {
+        site: SiteId(b.site),
+    };
+    send(&s, kind, StatusCode::ACCEPTED).await
+}
+
+/// POST /v1/sites/{id}/maintenance {"until": RFC 3339} | {"duration_s": N}
+pub(super) async fn set_maintenance(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let b: MaintenanceBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let until_unix_ms = match (b.until, b.duration_s) {
+        (Some(t), None) => match humantime::parse_rfc3339_weak(&t) {
+            Ok(t) => t
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "until {t:?} is not an RFC 3339 UTC time such as 2030-01-31T22:00:00Z: {e}"
+                    ),
+                )
+            }
+        },
+        (None, Some(d)) if d.is_finite() && d > 0.0 && d <= 366.0 * 86400.0 => {
+            now_ms + (d * 1000.0) as i64
+        }
+        (None, Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "duration_s must be a number of seconds above 0 and at most a year",
+            )
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of until (RFC 3339) and duration_s (seconds)",
+            )
+        }
+    };
+    let kind = CommandKind::SetMaintenance {
+        site: SiteId(id),
+        until_unix_ms,
+    };
+    send(&s, kind, StatusCode::OK).await
+}
+
+/// DELETE /v1/sites/{id}/maintenance
+pub(super) async fn end_maintenance(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    send(
+        &s,
+        CommandKind::EndMaintenance { site: SiteId(id) },
+        StatusCode::OK,
+    )
+    .await
+}
