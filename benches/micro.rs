@@ -191,6 +191,7 @@ fn pinger(n: usize) -> Pinger {
         interval: INTERVAL,
         timeout: INTERVAL,
         retries: 5,
+        startup_grace: Duration::ZERO,
     };
     let inds = (0..n).map(|i| NodeId(format!("a{}", i + 1))).collect();
     Pinger::new(cfg, vec![(SiteId::from("a"), inds)], Time::ZERO, 1)

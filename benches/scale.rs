@@ -189,6 +189,7 @@ fn pinger_bytes(n: usize) -> f64 {
         interval: Duration::from_millis(100),
         timeout: Duration::from_millis(100),
         retries: 5,
+        startup_grace: Duration::ZERO,
     };
     let mut p = Pinger::new(cfg, vec![(SiteId::from("a"), ids.clone())], Time::ZERO, 1);
     p.handle_timeout(Time::ZERO);

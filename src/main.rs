@@ -205,7 +205,7 @@ fn main() -> ExitCode {
             });
             let opts = quorate::demo::DemoOptions {
                 fast,
-                blackout: blackout.map(|s| SiteId(s)),
+                blackout: blackout.map(SiteId),
                 at: Duration::from_secs_f64(at.max(0.0)),
                 exit_after_verdict,
                 verdict_timeout: Duration::from_secs(30),

@@ -114,6 +114,8 @@ pub enum VoteMsg {
 }
 
 /// Stream messages; one message per QUIC unidirectional stream.
+// Status is the large variant; boxing it would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     Status(PeerStatus),

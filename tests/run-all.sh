@@ -30,6 +30,9 @@ fi
 # shown; the step below skips them.
 export QUORATE_CHAOS_SEPARATE=1
 
+echo "== every target compiles (benchmarks included)"
+cargo check --all-targets --quiet
+
 echo "== unit and integration tests"
 cargo test --no-fail-fast 2>&1
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// A node id from the fleet file (also the DNS name in its certificate).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub String);
 
 /// A site id from the fleet file.
@@ -127,12 +127,6 @@ impl Ballot {
             epoch: 0,
             proposer: NodeId(String::new()),
         }
-    }
-}
-
-impl Default for NodeId {
-    fn default() -> Self {
-        NodeId(String::new())
     }
 }
 

@@ -213,7 +213,7 @@ fn a_down_opinion_starts_a_round_with_exact_actions() {
         },
     };
     assert_eq!(
-        acts.drain(..).collect::<Vec<_>>(),
+        std::mem::take(&mut acts),
         vec![
             VoterAction::Persist {
                 site: a(),

@@ -225,11 +225,12 @@ impl Driver {
     fn drain_failovers(&mut self) {
         let keys: Vec<(SiteId, u64)> = self.failovers.running.keys().cloned().collect();
         for key in keys {
-            loop {
-                let Some(p) = self.failovers.running.get_mut(&key) else {
-                    break;
-                };
-                let Some(action) = p.poll_action() else { break };
+            while let Some(action) = self
+                .failovers
+                .running
+                .get_mut(&key)
+                .and_then(|p| p.poll_action())
+            {
                 match action {
                     PipelineAction::Journal(entry) => {
                         if let Err(e) = self.store.append_journal(&entry) {

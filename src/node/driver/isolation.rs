@@ -110,7 +110,7 @@ impl Driver {
                 return;
             };
             let mut progressed = false;
-            while let Some(a) = iso.fence.poll_action() {
+            if let Some(a) = iso.fence.poll_action() {
                 progressed = true;
                 match a {
                     FenceAction::Isolated { since } => {
@@ -152,7 +152,6 @@ impl Driver {
                     }
                 }
                 self.dirty = true;
-                break;
             }
             let Some(iso) = self.isolation.as_mut() else {
                 return;
