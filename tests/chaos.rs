@@ -47,24 +47,11 @@ const SURVIVORS_OF_A: [&str; 5] = ["b1", "b2", "b3", "c1", "c2"];
 const ELECTORATE_OF_A: [&str; 4] = ["b1", "b2", "c1", "c2"];
 const ALL: [&str; 8] = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2"];
 
-const PENDING: [(&str, &str); 4] = [
-    (
-        "S3",
-        "isolated primary fences itself: needs self-fencing, not built yet",
-    ),
-    (
-        "S6",
-        "failover pipeline runs exactly once after a verdict: needs the pipeline",
-    ),
-    (
-        "S9",
-        "failback after the primary returns: needs the pipeline",
-    ),
-    (
-        "S1-route",
-        "route moved by quorate itself after the verdict: needs the pipeline",
-    ),
-];
+const PENDING: [(&str, &str); 1] = [(
+    "S6",
+    "leader killed in the middle of the pipeline: needs another voter to take the run over, not built yet",
+)];
+const ANYCAST: &str = "198.19.255.0/24";
 
 // ------------------------------------------------------------------------------------------
 // Environment
@@ -243,6 +230,130 @@ fn route() -> String {
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// True when quorate told `site`'s router to announce the anycast prefix: its include file
+/// (owned by the bgp steps of the fleet's plan) holds the route.
+fn announced(site: &str) -> bool {
+    std::fs::read_to_string(state_dir().join(format!("bird/{site}-anycast.conf")))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(ANYCAST))
+}
+
+/// When `site`'s include file was last rewritten (unix ms).
+fn announced_mtime(site: &str) -> Option<i64> {
+    let m = std::fs::metadata(state_dir().join(format!("bird/{site}-anycast.conf"))).ok()?;
+    Some(
+        m.modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_millis() as i64,
+    )
+}
+
+/// The observer's candidate routes for the anycast prefix: the sites it learnt it from, and
+/// the site of the best one ("none" when there is none).
+fn observer_candidates() -> (Vec<String>, String) {
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(state_dir().join("bird/inet.ctl"))
+        .args(["show", "route", "for", ANYCAST])
+        .stdin(Stdio::null())
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let mut sites = vec![];
+    let mut best = "none".to_string();
+    for l in text.lines() {
+        let Some(i) = l.find("[site_") else { continue };
+        let site: String = l[i + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase())
+            .collect();
+        if l[i..].contains("] *") {
+            best = site.clone();
+        }
+        sites.push(site);
+    }
+    (sites, best)
+}
+
+/// Every failover run of site a that `nodes` lead (GET /v1/failovers), with its leader.
+fn runs_of_a(nodes: &[&str]) -> Vec<Value> {
+    let mut out = vec![];
+    for n in nodes {
+        let v: Value = serde_json::from_str(&rest(n, "/v1/failovers").unwrap_or_default())
+            .unwrap_or(Value::Null);
+        for r in v["failovers"].as_array().into_iter().flatten() {
+            if r["site"] == "a" {
+                out.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Waits up to `max` for the run of site a at `epoch` to reach `state`; returns the run.
+fn wait_run(run: &mut Run, epoch: u64, state: &str, max: Duration) -> Result<Value, String> {
+    let start = Instant::now();
+    loop {
+        let found = runs_of_a(&ELECTORATE_OF_A)
+            .into_iter()
+            .find(|r| r["epoch"].as_u64() == Some(epoch));
+        if let Some(r) = &found {
+            if r["state"] == state {
+                run.log(format!(
+                    "run {} led by {} ({}): {} ({})",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["leader"].as_str().unwrap_or("?"),
+                    r["trigger"].as_str().unwrap_or("?"),
+                    state,
+                    r["summary"].as_str().unwrap_or("")
+                ));
+                return Ok(r.clone());
+            }
+        }
+        if start.elapsed() >= max {
+            return Err(format!(
+                "the run of a at epoch {epoch} is not {state} within {max:?}: {found:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// POST /v1/failbacks {"site": "a"} at `node` with the testbed's bearer token.
+fn post_failback(node: &str) -> (u16, String) {
+    let (site, addr) = node_info(node);
+    let token = std::fs::read_to_string(state_dir().join("api.token")).unwrap_or_default();
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("qt-{site}"),
+            "curl",
+            "-s",
+            "-m",
+            "3",
+        ])
+        .args(["-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"site":"a"}"#,
+        ])
+        .arg(format!("http://{addr}/v1/failbacks"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -450,10 +561,27 @@ fn no_new_verdict(base: &Snap, now: &Snap, nodes: &[&str]) -> Check {
     Ok(())
 }
 
+/// Heal, start what was stopped, wait until the nodes are back to normal, then put the
+/// routers' announcements back (a announces, b does not) and wait until the observer
+/// prefers a. The routes are reset after the nodes settle: a node of a that starts fences
+/// itself if it hears no majority of a's electorate within self_fence_after_s.
 fn restore(run: &mut Run) -> Result<Snap, String> {
     run.inject(&["heal"]);
     run.inject(&["start"]);
-    wait_normal(run, Duration::from_secs(40))
+    let (snap, ok) = run.observe(&ALL, Duration::from_secs(40), |snap, _| normal(snap));
+    ensure!(
+        ok,
+        "the fleet did not return to normal within 40 s: {}",
+        why_abnormal(&snap)
+    );
+    // A node of a that started less than self_fence_after_s ago may still fence a.
+    run.observe(&ALL, Duration::from_secs(1), |_, _| false);
+    run.inject(&["reset-routes"]);
+    let snap = wait_normal(run, Duration::from_secs(20))?;
+    // The testbed fleet's hold-down (2 s) must pass, or the next scenario's failover of a
+    // would be refused.
+    run.observe(&ALL, Duration::from_secs(2), |_, _| false);
+    Ok(snap)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -488,9 +616,15 @@ fn blackout_verdict(
             && e.iter()
                 .all(|v| v.as_ref().map(|v| v.epoch) == e[0].as_ref().map(|v| v.epoch))
     };
+    let mut b_announced_at = None;
     let (snap, _) = run.observe(watch, Duration::from_secs(15), |snap, r| {
-        verdict_everywhere(snap) && r == "b"
+        if b_announced_at.is_none() && announced("b") {
+            b_announced_at = Some(now_ms());
+        }
+        verdict_everywhere(snap) && r == "b" && b_announced_at.is_some()
     });
+    let b_announced = b_announced_at.map(|t| t - t_inject);
+    run.set("injection_to_b_announced_ms", json!(b_announced));
     let verdicts: BTreeMap<_, _> = deciders
         .iter()
         .map(|n| (n.to_string(), view(&snap, n, "a").cloned()))
@@ -512,7 +646,6 @@ fn blackout_verdict(
         .and_then(|v| v.as_i64())
         .map(|t| t - t_inject);
     run.set("injection_to_route_moved_ms", json!(moved));
-    run.set("route_by_quorate", json!("PENDING: no failover pipeline yet; the observer's route moved by BGP session loss only"));
     ensure!(
         verdict_everywhere(&snap),
         "no common DOWN verdict within 15 s: {verdicts:?}"
@@ -529,14 +662,36 @@ fn blackout_verdict(
         "verdict DOWN for a at every deciding voter {worst} ms after the blackout"
     ));
     match moved {
-        Some(ms) => run.log(format!("observer best route moved to b {ms} ms after the blackout (BGP hold timer; route move by quorate: PENDING)")),
-        None => run.log("observer best route did not move to b within 15 s (route move by quorate: PENDING)"),
+        Some(ms) => run.log(format!(
+            "observer best route moved to b {ms} ms after the blackout"
+        )),
+        None => run.log("observer best route did not move to b within 15 s"),
+    }
+    match b_announced {
+        Some(ms) => run.log(format!(
+            "b's router told to announce the prefix (announce-b) {ms} ms after the blackout"
+        )),
+        None => run.log("b's router was never told to announce the prefix"),
     }
     ensure!(
         moved.is_some(),
         "the observer's best route never moved to b"
     );
+    ensure!(
+        b_announced.is_some(),
+        "the route moved but b's include file does not hold it: quorate did not announce it"
+    );
     let epoch = verdicts.values().flatten().next().unwrap().epoch;
+    // The route moved because quorate announced it: the leader's run of this epoch succeeded.
+    let r = wait_run(run, epoch, "succeeded", Duration::from_secs(10))?;
+    ensure!(
+        r["trigger"] == "verdict",
+        "the run of epoch {epoch} was not started by the verdict: {r}"
+    );
+    run.set(
+        "route_by_quorate",
+        json!({"run": r["id"], "leader": r["leader"], "state": r["state"], "steps": r["steps"]}),
+    );
     // Exactly one verdict: for a while more, nobody commits another epoch, and the history
     // holds one DOWN after the baseline epoch.
     let (later, _) = run.observe(watch, Duration::from_secs(2), |_, _| false);
@@ -609,10 +764,238 @@ fn s2(run: &mut Run, base: &Snap) -> Check {
     let fp = fp_total(&fp_nodes) - fp0;
     run.log(format!("internal false positives during the cut: {fp}"));
     run.set("false_positives", json!(fp));
+    // a still hears c's two voters: the others (b1, b2) cannot make a majority of four, so a
+    // must not fence itself, and with no verdict the route stays on a.
+    let iso: Value =
+        serde_json::from_str(&rest("a1", "/v1/status").unwrap_or_default()).unwrap_or(Value::Null);
+    let r = route();
+    run.log(format!(
+        "observer route during the cut: {r}; a announced: {}; a1 isolation: {}",
+        announced("a"),
+        iso["isolation"]
+    ));
+    run.set("route_during_cut", json!(r));
+    run.set("a1_isolation", iso["isolation"].clone());
     ensure!(
-        route() == "a",
-        "the observer's route moved during an a–b cut"
+        r == "a" && iso["isolation"]["isolated"] == false,
+        "a fenced itself during an a-b cut (hears {} of {} needed) or the route left a: {r}",
+        iso["isolation"]["heard"],
+        iso["isolation"]["needed"]
     );
+    Ok(())
+}
+
+/// S3: a isolated (links cut, processes running): a's nodes fence a (withdraw-a) before the
+/// leader of the DOWN verdict announces b (announce-b). The observer is sampled every 40 ms.
+fn s3(run: &mut Run, base: &Snap) -> Check {
+    let epoch0 = view(base, "b1", "a").map(|v| v.epoch).unwrap_or(0);
+    let t = run.inject(&["isolate", "a"]);
+    run.set("injected_at_ms", json!(t));
+    let (mut a_gone, mut b_up) = (None, None);
+    let mut samples = vec![];
+    let mut last = String::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let at = now_ms() - t;
+        let (a_ann, b_ann) = (announced("a"), announced("b"));
+        if !a_ann && a_gone.is_none() {
+            a_gone = Some(at);
+        }
+        if b_ann && b_up.is_none() {
+            b_up = Some(at);
+        }
+        let (cands, best) = observer_candidates();
+        let line = format!(
+            "a announces: {a_ann}, b announces: {b_ann}; observer candidates {cands:?}, best {best}"
+        );
+        if line != last {
+            run.log(&line);
+            last = line;
+        }
+        samples.push(
+            json!({"at_ms": at, "a_file": a_ann, "b_file": b_ann, "observer": cands, "best": best}),
+        );
+        if b_up.is_some() && cands == ["b"] {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let both: Vec<&Value> = samples
+        .iter()
+        .filter(|s| {
+            let c = s["observer"].as_array().unwrap();
+            c.contains(&json!("a")) && c.contains(&json!("b"))
+        })
+        .collect();
+    let both_files = samples
+        .iter()
+        .filter(|s| s["a_file"] == true && s["b_file"] == true)
+        .count();
+    let (a_mtime, b_mtime) = (announced_mtime("a"), announced_mtime("b"));
+    run.set("samples", json!(samples));
+    run.set("injection_to_a_withdrawn_ms", json!(a_gone));
+    run.set("injection_to_b_announced_ms", json!(b_up));
+    run.set(
+        "include_file_mtimes_after_injection_ms",
+        json!({"a": a_mtime.map(|m| m - t), "b": b_mtime.map(|m| m - t)}),
+    );
+    run.set("samples_both_files_announce", json!(both_files));
+    run.set("samples_observer_sees_both", json!(both.len()));
+    run.log(format!(
+        "{} samples: a withdrawn +{a_gone:?} ms, b announced +{b_up:?} ms (file mtimes a +{:?}, b +{:?}); \
+         samples with both include files announcing: {both_files}; with both a and b at the observer: {} \
+         (a's withdrawal cannot reach the observer over a's cut link: its route stays until the BGP hold time)",
+        samples.len(),
+        a_mtime.map(|m| m - t),
+        b_mtime.map(|m| m - t),
+        both.len()
+    ));
+    let a_gone = a_gone.ok_or("a's nodes never withdrew a's route (withdraw-a)")?;
+    let b_up = b_up.ok_or("b's route was never announced (announce-b) within 10 s")?;
+    ensure!(
+        a_gone < b_up && both_files == 0,
+        "b announced (+{b_up} ms) before a withdrew (+{a_gone} ms)"
+    );
+    ensure!(
+        matches!((a_mtime, b_mtime), (Some(a), Some(b)) if a < b),
+        "include file mtimes out of order: a {a_mtime:?}, b {b_mtime:?}"
+    );
+    for n in ["a1", "a2", "a3"] {
+        let st: Value =
+            serde_json::from_str(&rest(n, "/v1/status").unwrap_or_default()).unwrap_or(Value::Null);
+        let iso = &st["isolation"];
+        ensure!(
+            iso["isolated"] == true && iso["last_steps"] == "succeeded",
+            "{n} does not report a finished isolation: {iso}"
+        );
+    }
+    let snap = snapshot(&ELECTORATE_OF_A);
+    let v = view(&snap, "b1", "a").ok_or("b1 does not answer")?.clone();
+    ensure!(
+        v.verdict == "down" && v.epoch > epoch0,
+        "no DOWN verdict of a at b1: {v}"
+    );
+    let r = wait_run(run, v.epoch, "succeeded", Duration::from_secs(10))?;
+    run.set("run", json!({"id": r["id"], "leader": r["leader"]}));
+    let (_, best) = observer_candidates();
+    ensure!(best == "b", "the observer's best route is {best}, not b");
+    Ok(())
+}
+
+/// S9: a blacks out and b takes over; a comes back: quorate does not fail back by itself;
+/// POST /v1/failbacks runs the compensation (withdraw-b).
+fn s9(run: &mut Run, base: &Snap) -> Check {
+    let epoch0 = view(base, "b1", "a").map(|v| v.epoch).unwrap_or(0);
+    let t = run.inject(&["blackout", "a"]);
+    let (snap, ok) = run.observe(&ELECTORATE_OF_A, Duration::from_secs(15), |snap, r| {
+        view(snap, "b1", "a").is_some_and(|v| v.verdict == "down" && v.epoch > epoch0)
+            && r == "b"
+            && announced("b")
+    });
+    ensure!(ok, "no takeover by b within 15 s of the blackout");
+    let epoch = view(&snap, "b1", "a").unwrap().epoch;
+    let r = wait_run(run, epoch, "succeeded", Duration::from_secs(10))?;
+    let leader = r["leader"].as_str().unwrap_or("b1").to_string();
+    run.log(format!("takeover {} ms after the blackout", now_ms() - t));
+    let runs_before: Vec<Value> = runs_of_a(&ELECTORATE_OF_A)
+        .into_iter()
+        .map(|r| r["id"].clone())
+        .collect();
+
+    run.inject(&["heal"]);
+    let t_back = run.inject(&["start", "a"]);
+    let (_, ok) = run.observe(&ELECTORATE_OF_A, Duration::from_secs(20), |snap, _| {
+        ELECTORATE_OF_A
+            .iter()
+            .all(|n| view(snap, n, "a").is_some_and(|v| v.verdict == "up"))
+    });
+    ensure!(
+        ok,
+        "a is not back up at every voter of its electorate within 20 s"
+    );
+    run.log(format!(
+        "a up again {} ms after its start",
+        now_ms() - t_back
+    ));
+    // A while with a up: no automatic failback, b keeps announcing.
+    run.observe(&ELECTORATE_OF_A, Duration::from_secs(3), |_, _| false);
+    let runs_after: Vec<Value> = runs_of_a(&ELECTORATE_OF_A)
+        .into_iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    let (cands, best) = observer_candidates();
+    run.log(format!(
+        "a back: b announces: {}, a announces: {}, observer candidates {cands:?}, best {best}",
+        announced("b"),
+        announced("a")
+    ));
+    run.set(
+        "observer_after_return",
+        json!({"candidates": cands, "best": best, "a_file": announced("a")}),
+    );
+    ensure!(
+        announced("b"),
+        "b's route was withdrawn without a failback call"
+    );
+    ensure!(
+        runs_after.len() == runs_before.len(),
+        "a run started by itself once a came back: {runs_before:?} -> {runs_after:?}"
+    );
+
+    let t_fb = now_ms();
+    let (code, body) = post_failback(&leader);
+    run.log(format!(
+        "POST /v1/failbacks at {leader}: {code} {}",
+        body.trim()
+    ));
+    ensure!(
+        (200..300).contains(&code),
+        "failback refused: {code} {body}"
+    );
+    let fb: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let fb_epoch = fb["epoch"].as_u64().ok_or(format!("no epoch in {body}"))?;
+    let start = Instant::now();
+    while announced("b") && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ensure!(
+        !announced("b"),
+        "b still announces 10 s after the failback call"
+    );
+    run.set("failback_to_b_withdrawn_ms", json!(now_ms() - t_fb));
+    run.log(format!(
+        "b withdrawn {} ms after the failback call",
+        now_ms() - t_fb
+    ));
+    let r = wait_run(run, fb_epoch, "succeeded", Duration::from_secs(10))?;
+    ensure!(
+        r["trigger"] == "failback",
+        "run {fb_epoch} is not a failback: {r}"
+    );
+    // The failback withdraws b. Whether a announces again depends on whether a fenced itself
+    // before it went dark: the testbed's blackout cuts a's links before it kills a's
+    // processes, and a node that outlives the cut by self_fence_after_s withdraws a's route.
+    // A fenced site stays withdrawn when it returns (no automatic failback), and a failback
+    // does not yet undo isolation steps, so the prefix may be announced by nobody after it:
+    // recorded, not asserted.
+    std::thread::sleep(Duration::from_millis(500));
+    let (cands, best) = observer_candidates();
+    run.log(format!(
+        "after the failback: a announces: {}, observer candidates {cands:?}, best {best}",
+        announced("a")
+    ));
+    run.set(
+        "observer_after_failback",
+        json!({"candidates": cands, "best": best, "a_file": announced("a")}),
+    );
+    if best != "a" {
+        run.set(
+            "finding",
+            json!(format!(
+                "after the failback no site announces the prefix (observer best: {best}): a had withdrawn itself and a failback does not undo isolation steps yet"
+            )),
+        );
+    }
     Ok(())
 }
 
@@ -829,16 +1212,21 @@ fn chaos_scenarios() {
     print!("{}", testbed(&["up"]));
 
     type Scenario = fn(&mut Run, &Snap) -> Check;
-    let scenarios: [(&str, &str, Scenario); 7] = [
+    let scenarios: [(&str, &str, Scenario); 9] = [
         (
             "S1",
-            "blackout of the primary a: one DOWN verdict, same epoch at b1, b2, c1, c2",
+            "blackout of the primary a: one DOWN verdict, same epoch at b1, b2, c1, c2; quorate moves the route to b",
             s1,
         ),
         (
             "S2",
             "WAN cut a-b while c sees both: internal false positive, no verdict",
             s2,
+        ),
+        (
+            "S3",
+            "a isolated, its processes running: a withdraws its route before b announces",
+            s3,
         ),
         (
             "S4",
@@ -855,6 +1243,11 @@ fn chaos_scenarios() {
             "S8",
             "a-b link flapping every 50 ms (probe budget 120 ms): no verdict",
             s8,
+        ),
+        (
+            "S9",
+            "a blacks out, b takes over, a returns: no automatic failback; POST /v1/failbacks withdraws b",
+            s9,
         ),
         (
             "S10",
@@ -950,8 +1343,13 @@ fn chaos_scenarios() {
 fn key_numbers(run: &Run) -> String {
     let keys = [
         "injection_to_verdict_everywhere_ms",
+        "injection_to_b_announced_ms",
         "injection_to_route_moved_ms",
+        "injection_to_a_withdrawn_ms",
+        "samples_observer_sees_both",
+        "failback_to_b_withdrawn_ms",
         "injection_to_false_positive_ms",
+        "finding",
         "false_positives",
         "down_opinions_seen",
         "packets_dropped",
@@ -973,16 +1371,8 @@ fn key_numbers(run: &Run) -> String {
 }
 
 #[test]
-#[ignore = "pending: needs self-fencing (an isolated primary must fence itself)"]
-fn s3_isolated_primary_fences_itself() {}
-
-#[test]
-#[ignore = "pending: needs the failover pipeline (exactly one run after a verdict)"]
-fn s6_pipeline_runs_once() {}
-
-#[test]
-#[ignore = "pending: needs the failover pipeline (failback after the primary returns)"]
-fn s9_failback() {}
+#[ignore = "pending: a run whose leader dies needs another voter to take it over"]
+fn s6_leader_killed_mid_pipeline() {}
 
 /// `down` removes everything: after an `up` interrupted half-way (Ctrl-C), after a full
 /// `up` with faults in place, and when run twice.

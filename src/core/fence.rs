@@ -1,7 +1,9 @@
 //! Isolation detection for the local site: decides when the nodes of this site have heard from
 //! too few of the Voters that judge it (the electorate of this site, which lives outside it) for
-//! `self_fence_after`, so that the site withdraws itself before the majority can take over, and
-//! when a majority is heard again. It never withdraws anything itself and never reads a clock:
+//! `self_fence_after`, so that the site withdraws itself before the others can take over, and
+//! when enough are heard again. "Too few" means: so few that the members it does not hear
+//! could form a majority and judge the site DOWN. Hearing any more than that, the site cannot
+//! be judged DOWN, and withdrawing would only cause an outage. It never withdraws anything itself and never reads a clock:
 //! the driver reports every message from a peer with the time it arrived and carries out the
 //! `Isolated` action by running the site's isolation steps.
 
@@ -96,9 +98,14 @@ impl Fence {
             .count()
     }
 
-    /// Smallest number of members that is more than half of the electorate.
-    pub fn majority(&self) -> usize {
-        self.last_seen.len() / 2 + 1
+    /// How many members must be heard for the site to stay in: enough that the members it
+    /// does not hear cannot form a majority of the electorate on their own (a "blocking set":
+    /// n − majority + 1). A site that hears fewer could be judged DOWN by the others, so it
+    /// withdraws; a site that hears at least this many cannot be, so withdrawing would only
+    /// cause an outage (a cut between a and b while c sees a must not fence a).
+    pub fn needed(&self) -> usize {
+        let n = self.last_seen.len();
+        n - (n / 2 + 1) + 1
     }
 
     pub fn poll_action(&mut self) -> Option<FenceAction> {
@@ -140,7 +147,7 @@ impl Fence {
 
     fn check_reconnected(&mut self, now: Time) {
         if let Some(since) = self.isolated {
-            if self.heard(now) >= self.majority() {
+            if self.heard(now) >= self.needed() {
                 self.isolated = None;
                 self.actions.push_back(FenceAction::Reconnected {
                     isolated_for: now.since(since),
@@ -149,14 +156,14 @@ impl Fence {
         }
     }
 
-    /// The last moment a majority had been heard from: the majority-th most recent contact.
+    /// The last moment enough members had been heard from: the needed-th most recent contact.
     fn majority_last_seen(&self) -> Option<Time> {
         if self.last_seen.is_empty() {
             return None;
         }
         let mut seen: Vec<Time> = self.last_seen.values().copied().collect();
         seen.sort_unstable_by(|a, b| b.cmp(a));
-        Some(seen[self.majority() - 1])
+        Some(seen[self.needed() - 1])
     }
 }
 
@@ -281,20 +288,31 @@ mod tests {
     }
 
     #[test]
-    fn an_electorate_of_four_needs_three_heard() {
+    fn an_electorate_of_four_needs_two_heard_so_a_cut_from_one_of_two_judging_sites_does_not_fence()
+    {
         let mut f = fence(&["b1", "b2", "w1", "w2"]);
-        assert_eq!(f.majority(), 3);
+        assert_eq!(f.needed(), 2);
+        // Cut from b, the witness still heard: the other two cannot make a majority of four.
         for t in (500..=3000).step_by(500) {
-            f.peer_seen(at(t), &n("b1"));
+            f.peer_seen(at(t), &n("w1"));
+            f.peer_seen(at(t), &n("w2"));
+            f.handle_timeout(at(t));
+        }
+        assert_eq!(drain(&mut f), vec![]);
+        // Only w1 heard: b1, b2 and w2 could judge the site DOWN, so it fences.
+        for t in (3500..=5000).step_by(500) {
             f.peer_seen(at(t), &n("w1"));
             f.handle_timeout(at(t));
         }
-        assert_eq!(drain(&mut f), vec![FenceAction::Isolated { since: at(0) }]);
-        f.peer_seen(at(3100), &n("w2"));
+        assert_eq!(
+            drain(&mut f),
+            vec![FenceAction::Isolated { since: at(3000) }]
+        );
+        f.peer_seen(at(5100), &n("w2"));
         assert_eq!(
             drain(&mut f),
             vec![FenceAction::Reconnected {
-                isolated_for: ms(3100)
+                isolated_for: ms(2100)
             }]
         );
     }

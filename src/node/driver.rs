@@ -382,7 +382,14 @@ impl Driver {
                     warn!(peer = %from, claimed = %status.node, "status names another node; ignored");
                     return;
                 }
-                self.isolation_peer_seen(now, &from);
+                // Only a peer that also sees this site up counts against fencing it: a peer
+                // heard one way but unable to reach the site would vote it DOWN all the same.
+                let sees_us_up = status.opinions.iter().any(|(s, r)| {
+                    s == &self.me.site && matches!(r.opinion, Opinion::Up | Opinion::Suspect)
+                });
+                if sees_us_up {
+                    self.isolation_peer_seen(now, &from);
+                }
                 self.on_status(now, from, status);
             }
             MeshEvent::Message {

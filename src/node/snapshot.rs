@@ -37,9 +37,10 @@ pub struct NodeSnapshot {
 pub struct IsolationView {
     /// Cut off from a majority of this site's electorate right now.
     pub isolated: bool,
-    /// Members of the electorate heard from within self_fence_after, and how many make a majority.
+    /// Members of the electorate heard from within self_fence_after, and how many must be
+    /// heard for the site to stay in (enough that the others cannot form a majority).
     pub heard: usize,
-    pub majority: usize,
+    pub needed: usize,
     /// How many times this node fenced its site since it started.
     pub isolations: u64,
     /// The outcome of the last isolation steps, or "running".

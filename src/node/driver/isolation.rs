@@ -1,5 +1,6 @@
-//! Self-fencing: a node of a watched site that hears no majority of its site's electorate for
-//! `self_fence_after` runs the site's isolation steps (e.g. withdraw its own anycast route),
+//! Self-fencing: a node of a watched site that, for `self_fence_after`, hears so few members of
+//! its site's electorate reporting the site UP that the others could judge it DOWN, runs the
+//! site's isolation steps (e.g. withdraw its own anycast route),
 //! so that a live but cut-off site has withdrawn itself before the backup takes over
 //! (`takeover_delay` > `self_fence_after` + probe budget, checked by `check-config`).
 //! Detection is the pure `core::fence`; this module runs the steps and reports them.
@@ -44,7 +45,8 @@ impl Isolation {
 }
 
 impl Driver {
-    /// Something arrived from `peer`: a sign that the site still reaches it.
+    /// `peer` reported, in its status, that it sees this site up: a member that blocks a DOWN
+    /// verdict for now.
     pub(super) fn isolation_peer_seen(&mut self, now: Instant, peer: &NodeId) {
         let t = self.time(now);
         if let Some(iso) = self.isolation.as_mut() {
@@ -117,7 +119,7 @@ impl Driver {
                         iso.since = Some(since);
                         iso.count += 1;
                         let ago = t.since(since);
-                        warn!(site = %self.me.site, heard = iso.fence.heard(t), majority = iso.fence.majority(),
+                        warn!(site = %self.me.site, heard = iso.fence.heard(t), needed = iso.fence.needed(),
                               cut_off_ms = ago.as_millis() as u64, "cut off from a majority of this site's electorate: running the isolation steps");
                         let plan = self
                             .fleet()

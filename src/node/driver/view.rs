@@ -65,7 +65,7 @@ impl Driver {
             isolation: self.isolation.as_ref().map(|iso| IsolationView {
                 isolated: iso.since.is_some(),
                 heard: iso.fence.heard(t),
-                majority: iso.fence.majority(),
+                needed: iso.fence.needed(),
                 isolations: iso.count,
                 last_steps: if iso.running.is_some() {
                     Some("running".to_string())
