@@ -249,3 +249,30 @@ async fn a_site_cut_off_from_its_electorate_runs_its_isolation_steps_once_per_no
     }
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_site_never_seen_up_gets_its_verdict_but_no_failover() {
+    // Bringing up a fleet whose site a has not started yet: the electorate rightly judges a
+    // DOWN, but that is no disaster, so nothing may run.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let mut f =
+        LocalFleet::prepare(&fleet_with_plan(64, &log), None, true).expect("fleet prepared");
+    for id in ["b1", "b2", "b3", "c1", "c2"] {
+        f.start_node(&n(id)).await.expect("node starts");
+    }
+    let rest = Rest::new();
+    let voters = apis(&f, &["b1", "b2", "c1", "c2"]);
+    wait_verdict(&rest, &voters, "a", "down").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(lines(&log).is_empty(), "no step may run: {:?}", lines(&log));
+    for (name, addr) in &voters {
+        let runs = rest.get(*addr, "/v1/failovers").await;
+        assert_eq!(
+            runs["failovers"].as_array().unwrap().len(),
+            0,
+            "{name}: {runs}"
+        );
+    }
+    f.shutdown().await;
+}

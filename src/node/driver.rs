@@ -384,6 +384,11 @@ impl Driver {
                 }
                 // Only a peer that also sees this site up counts against fencing it: a peer
                 // heard one way but unable to reach the site would vote it DOWN all the same.
+                for (s, r) in &status.opinions {
+                    if r.opinion == Opinion::Up {
+                        self.failovers.seen_up.insert(s.clone());
+                    }
+                }
                 let sees_us_up = status.opinions.iter().any(|(s, r)| {
                     s == &self.me.site && matches!(r.opinion, Opinion::Up | Opinion::Suspect)
                 });
@@ -514,6 +519,9 @@ impl Driver {
             PingerAction::OpinionChanged { site, from, to } => {
                 info!(%site, from = ?from, to = ?to, "opinion changed");
                 self.dirty = true;
+                if to == Opinion::Up {
+                    self.failovers.seen_up.insert(site.clone());
+                }
                 if to == Opinion::Down {
                     self.first_down_opinion.insert(site.clone(), now);
                     if let Some(learned) = self.detection_pending.remove(&site) {

@@ -9,6 +9,7 @@
 use super::*;
 use crate::actuators::{self, StepContext};
 use crate::core::pipeline::{JournalKind, Pipeline, PipelineAction, RunReport, StepRef};
+use std::collections::BTreeSet;
 
 /// A step's result, sent back to the driver loop by the task that ran the actuator.
 pub(crate) struct StepDone {
@@ -26,6 +27,10 @@ pub(crate) struct Failovers {
     pub waiting: BTreeMap<(SiteId, u64), Instant>,
     pub running: BTreeMap<(SiteId, u64), Pipeline>,
     pub finished: Vec<RunReport>,
+    /// Sites seen UP (by this node's Pinger or a peer's report) since this node started.
+    /// A DOWN verdict on a site never seen up is the bring-up of a fleet whose site has not
+    /// started yet, not a disaster: its failover is not armed.
+    pub seen_up: BTreeSet<SiteId>,
 }
 
 pub(crate) fn wall_now() -> Time {
@@ -49,6 +54,11 @@ impl Driver {
 
     /// A DOWN verdict led by this node was committed: schedule its pipeline.
     pub(super) fn on_down_verdict_led_here(&mut self, now: Instant, site: &SiteId, epoch: u64) {
+        self.schedule_failover(now, site, epoch, true);
+    }
+
+    /// `armed_check`: refuse a site never seen up since this node started (see `seen_up`).
+    fn schedule_failover(&mut self, now: Instant, site: &SiteId, epoch: u64, armed_check: bool) {
         if self.maintenance_holds(site, epoch) {
             return;
         }
@@ -78,6 +88,11 @@ impl Driver {
                 error!(%site, epoch, error = %e, "cannot read the failover journal; not starting the run");
                 return;
             }
+        }
+        if armed_check && !self.failovers.seen_up.contains(site) {
+            warn!(%site, epoch, "failover not armed: this site has not been seen up since this node started \
+                  (a fleet being brought up, not a disaster); use POST /v1/failovers to run it by hand");
+            return;
         }
         if let Some(last) = self.last_automatic_run(site) {
             let hold = self.fleet().timing.hold_down;
@@ -148,7 +163,7 @@ impl Driver {
                 // unless a newer verdict replaced it.
                 Ok(_) => {
                     if self.voter.verdict(&site).map(|v| v.epoch()) == Some(epoch) {
-                        self.on_down_verdict_led_here(now, &site, epoch);
+                        self.schedule_failover(now, &site, epoch, false);
                     }
                 }
                 Err(e) => error!(%site, epoch, error = %e, "cannot read the failover journal"),
