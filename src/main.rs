@@ -364,28 +364,13 @@ fn status(api: SocketAddr, site: Option<String>) -> anyhow::Result<()> {
         Some(s) => format!("http://{api}/v1/sites/{s}"),
         None => format!("http://{api}/v1/status"),
     };
-    let rt = runtime()?;
-    let body: serde_json::Value = rt.block_on(async {
-        let resp = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let code = resp.status();
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .with_context(|| format!("{url} did not answer JSON"))?;
-        if !code.is_success() {
-            bail!(
-                "{url}: {code}: {}",
-                body["error"].as_str().unwrap_or("unknown error")
-            );
-        }
-        Ok(body)
-    })?;
+    let body = rest_call(
+        reqwest::Method::GET,
+        &url,
+        None,
+        None,
+        Duration::from_secs(5),
+    )?;
     println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }
@@ -425,13 +410,26 @@ fn operator_call(
         bail!("the first line of {} is empty", op.token_file.display());
     }
     let url = format!("http://{}{path}", op.api);
-    let rt = runtime()?;
-    let answer: serde_json::Value = rt.block_on(async {
-        // A drill answers when the whole dry run is over.
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3600))
-            .build()?;
-        let mut req = client.request(method.clone(), &url).bearer_auth(&token);
+    // A drill answers when the whole dry run is over.
+    let answer = rest_call(method, &url, Some(&token), body, Duration::from_secs(3600))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+/// One REST call to a node; a non-2xx answer becomes an error carrying the node's message.
+fn rest_call(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    runtime()?.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let mut req = client.request(method.clone(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = &body {
             req = req.json(b);
         }
@@ -451,7 +449,5 @@ fn operator_call(
             );
         }
         Ok(answer)
-    })?;
-    println!("{}", serde_json::to_string_pretty(&answer)?);
-    Ok(())
+    })
 }

@@ -43,6 +43,19 @@ by = ["a", "c"]
     )
 }
 
+/// Waits until `log` has at least `n` lines.
+async fn wait_lines(log: &Path, n: usize, what: &str) {
+    eventually(what, || async move {
+        let l = lines(log);
+        if l.len() >= n {
+            Ok(())
+        } else {
+            Err(format!("{l:?}"))
+        }
+    })
+    .await;
+}
+
 fn lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -65,19 +78,7 @@ async fn a_down_verdict_runs_the_pipeline_once_under_its_leader() {
     f.stop_site(&site("a")).await;
     let shown = wait_verdict(&rest, &voters, "a", "down").await;
 
-    let log2 = log.clone();
-    eventually("both steps to have run", || {
-        let log = log2.clone();
-        async move {
-            let l = lines(&log);
-            if l.len() >= 2 {
-                Ok(l)
-            } else {
-                Err(format!("{l:?}"))
-            }
-        }
-    })
-    .await;
+    wait_lines(&log, 2, "both steps to have run").await;
     // Give a second run (another voter, or a repeat) every chance to show up.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let l = lines(&log);
@@ -125,19 +126,7 @@ async fn a_leader_restarted_after_its_run_does_not_run_it_again() {
     wait_opinion(&rest, &voters, "a", "up").await;
     f.stop_site(&site("a")).await;
     let shown = wait_verdict(&rest, &voters, "a", "down").await;
-    let log2 = log.clone();
-    eventually("both steps to have run", || {
-        let log = log2.clone();
-        async move {
-            let l = lines(&log);
-            if l.len() >= 2 {
-                Ok(())
-            } else {
-                Err(format!("{l:?}"))
-            }
-        }
-    })
-    .await;
+    wait_lines(&log, 2, "both steps to have run").await;
     let leader = n(&shown.leader);
     f.stop_node(&leader).await;
     f.start_node(&leader).await.expect("the leader restarts");
@@ -203,19 +192,7 @@ async fn a_site_cut_off_from_its_electorate_runs_its_isolation_steps_once_per_no
     // Every voter of a's electorate (b and c) goes away: a is alive but cut off.
     f.stop_site(&site("b")).await;
     f.stop_site(&site("c")).await;
-    let log2 = log.clone();
-    eventually("every node of a to run its isolation step", || {
-        let log = log2.clone();
-        async move {
-            let l = lines(&log);
-            if l.len() >= 3 {
-                Ok(())
-            } else {
-                Err(format!("{l:?}"))
-            }
-        }
-    })
-    .await;
+    wait_lines(&log, 3, "every node of a to run its isolation step").await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(
         lines(&log),

@@ -149,17 +149,14 @@ pub(super) async fn failover(
 
 /// POST /v1/drills {"site"}
 pub(super) async fn drill(State(s): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
-    }
-    let b: SiteBody = match body(&bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let kind = CommandKind::Drill {
-        site: SiteId(b.site),
-    };
-    send(&s, kind, StatusCode::OK).await
+    site_command(
+        &s,
+        &headers,
+        &bytes,
+        |site| CommandKind::Drill { site },
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// POST /v1/failbacks {"site"}
@@ -168,17 +165,26 @@ pub(super) async fn failback(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+    let make = |site| CommandKind::Failback { site };
+    site_command(&s, &headers, &bytes, make, StatusCode::ACCEPTED).await
+}
+
+/// An authorized call whose body names only a site.
+async fn site_command(
+    s: &AppState,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    make: impl FnOnce(SiteId) -> CommandKind,
+    ok: StatusCode,
+) -> Response {
+    if let Err(r) = authorize(s, headers) {
         return r;
     }
-    let b: SiteBody = match body(&bytes) {
+    let b: SiteBody = match body(bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let kind = CommandKind::Failback {
-        site: SiteId(b.site),
-    };
-    send(&s, kind, StatusCode::ACCEPTED).await
+    send(s, make(SiteId(b.site)), ok).await
 }
 
 /// POST /v1/sites/{id}/maintenance {"until": RFC 3339} | {"duration_s": N}
