@@ -2,6 +2,7 @@
 //! varint) under a hard size limit. Decoding never panics and never allocates past the limit;
 //! a bad frame is an error value the transport counts and drops.
 
+use crate::core::replica::RunMsg;
 use crate::core::types::{Accepted, Ballot, NodeId, Opinion, SiteId, Value, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,8 @@ pub enum VoteMsg {
 pub enum Message {
     Status(PeerStatus),
     Vote(VoteMsg),
+    /// A failover run's journal, lease and takeover between the members of its electorate.
+    Run(RunMsg),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

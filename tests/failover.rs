@@ -100,16 +100,25 @@ async fn a_down_verdict_runs_the_pipeline_once_under_its_leader() {
     assert_eq!(run["steps"].as_array().unwrap().len(), 2);
     let one = rest.get(leader, &format!("/v1/failovers/a-{e}")).await;
     assert_eq!(one["steps"][1]["name"], "notify");
-    // Followers lead nothing.
+    // The electorate holds the run's journal too: every voter shows the same run, led by
+    // the leader, finished.
     for (name, addr) in &voters {
-        if *name != shown.leader {
-            let runs = rest.get(*addr, "/v1/failovers").await;
-            assert_eq!(
-                runs["failovers"].as_array().unwrap().len(),
-                0,
-                "{name}: {runs}"
-            );
-        }
+        let runs = eventually(&format!("{name} to hold the finished journal"), || {
+            let rest = &rest;
+            async move {
+                let runs = rest.get(*addr, "/v1/failovers").await;
+                if runs["failovers"][0]["state"] == "succeeded" {
+                    Ok(runs)
+                } else {
+                    Err(runs.to_string())
+                }
+            }
+        })
+        .await;
+        let list = runs["failovers"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{name}: {runs}");
+        assert_eq!(list[0]["leader"], shown.leader.as_str(), "{name}: {runs}");
+        assert_eq!(list[0]["term"], e, "{name}: {runs}");
     }
     f.shutdown().await;
 }

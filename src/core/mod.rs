@@ -6,5 +6,6 @@ pub mod fence;
 pub mod pinger;
 pub mod pipeline;
 pub mod quorum;
+pub mod replica;
 pub mod types;
 pub mod voter;

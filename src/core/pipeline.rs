@@ -206,7 +206,12 @@ pub enum JournalKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub site: SiteId,
+    /// The run: the epoch that started it. It keys the journal and the idempotency keys.
     pub epoch: u64,
+    /// The fencing token of the leader that wrote the entry: the run's epoch, or the higher
+    /// one a takeover won.
+    #[serde(default)]
+    pub term: u64,
     /// For `RunFinished`: the step that decided the outcome (the last one run).
     pub step: StepRef,
     pub name: String,
@@ -299,6 +304,8 @@ pub struct Pipeline {
     spec: PipelineSpec,
     site: SiteId,
     epoch: u64,
+    /// The fencing token actuators receive; `epoch` unless the run was taken over.
+    term: u64,
     dry_run: bool,
     cursor: Cursor,
     /// The step that ran last, for the `RunFinished` entry.
@@ -335,7 +342,23 @@ impl Pipeline {
         journal: &[JournalEntry],
         now: Time,
     ) -> Pipeline {
+        Pipeline::take_over(spec, site, epoch, epoch, dry_run, journal, now)
+    }
+
+    /// `resume` under a takeover's fencing token `term`: the steps that follow carry it,
+    /// while their idempotency keys stay those of the run, so a step whose start the old
+    /// leader journaled is re-run under the key it had.
+    pub fn take_over(
+        spec: PipelineSpec,
+        site: SiteId,
+        epoch: u64,
+        term: u64,
+        dry_run: bool,
+        journal: &[JournalEntry],
+        now: Time,
+    ) -> Pipeline {
         let mut p = Pipeline::blank(spec, site, epoch, dry_run);
+        p.term = term.max(epoch);
         p.replaying = true;
         for e in journal {
             if e.site == p.site && e.epoch <= epoch {
@@ -350,11 +373,30 @@ impl Pipeline {
         p
     }
 
+    /// The run as its journal tells it, for display: nothing is started or queued.
+    pub fn replayed(
+        spec: PipelineSpec,
+        site: SiteId,
+        epoch: u64,
+        journal: &[JournalEntry],
+    ) -> Pipeline {
+        let mut p = Pipeline::blank(spec, site, epoch, false);
+        p.replaying = true;
+        for e in journal {
+            if e.site == p.site && e.epoch == epoch {
+                p.replay(e);
+            }
+        }
+        p.replaying = false;
+        p
+    }
+
     fn blank(spec: PipelineSpec, site: SiteId, epoch: u64, dry_run: bool) -> Pipeline {
         let mut p = Pipeline {
             spec,
             site,
             epoch,
+            term: epoch,
             dry_run,
             cursor: Cursor::Done(RunOutcome::Succeeded {
                 continued: Vec::new(),
@@ -402,6 +444,10 @@ impl Pipeline {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
     }
 
     pub fn outcome(&self) -> Option<&RunOutcome> {
@@ -490,6 +536,7 @@ impl Pipeline {
         JournalEntry {
             site: self.site.clone(),
             epoch: self.epoch,
+            term: self.term,
             step,
             name: self.spec_of(step).name.clone(),
             attempt,
@@ -520,6 +567,7 @@ impl Pipeline {
                     self.journal(JournalEntry {
                         site: self.site.clone(),
                         epoch: self.epoch,
+                        term: self.term,
                         step,
                         name,
                         attempt: 0,
@@ -551,7 +599,7 @@ impl Pipeline {
             step: r,
             name: spec.name.clone(),
             actuator: spec.actuator.clone(),
-            epoch: self.epoch,
+            epoch: self.term,
             attempt,
             idempotency_key: idempotency_key(&self.site, self.epoch, r, &spec.name),
             dry_run: self.dry_run,

@@ -46,6 +46,7 @@ fn entry(step: StepRef, name: &str, attempt: u32, t: u64, kind: JournalKind) -> 
     JournalEntry {
         site: site(),
         epoch: EPOCH,
+        term: EPOCH,
         step,
         name: name.into(),
         attempt,

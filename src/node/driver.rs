@@ -7,6 +7,7 @@ use super::{cert_paths, EventKind, NodeError, NodeEvent, NodeHandle, NodeSpec};
 use crate::config::{Fleet, Node, SingleVantage};
 use crate::core::pinger::{Pinger, PingerAction, PingerConfig};
 use crate::core::quorum::Electorate;
+use crate::core::replica::{ReplicaConfig, Replicas};
 use crate::core::types::{NodeId, Opinion, Outcome, SiteId, Time};
 use crate::core::voter::{RoundRecord, Voter, VoterAction, VoterConfig};
 use crate::net::{Mesh, MeshConfig, MeshEvent};
@@ -21,6 +22,7 @@ use tracing::{debug, error, info, warn};
 pub(super) mod commands;
 mod failover;
 mod isolation;
+mod replication;
 mod view;
 
 const ROUNDS_KEPT: usize = 10;
@@ -134,6 +136,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         );
     }
     let isolation = isolation::Isolation::for_node(&spec.fleet, &me, Time::ZERO);
+    let spec_status_interval = spec.fleet.timing.status_interval;
     let mut driver = Driver {
         fleet_mtime: spec
             .fleet_path
@@ -161,6 +164,10 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         last_publish: now - PUBLISH_EVERY,
         dirty: true,
         failovers: failover::Failovers::default(),
+        replicas: Replicas::new(
+            me.id.clone(),
+            ReplicaConfig::from_status_interval(spec_status_interval),
+        ),
         step_tx,
         ops,
         isolation,
@@ -284,6 +291,8 @@ struct Driver {
     last_publish: Instant,
     dirty: bool,
     failovers: failover::Failovers,
+    /// This node's copy of every failover run of the sites it votes on (or leads).
+    replicas: Replicas,
     step_tx: mpsc::UnboundedSender<failover::StepDone>,
     ops: commands::Operator,
     isolation: Option<isolation::Isolation>,
@@ -326,6 +335,9 @@ impl Driver {
             if let Some(w) = self.isolation_wake(Instant::now()) {
                 wake = wake.min(w);
             }
+            if let Some(w) = self.replica_wake() {
+                wake = wake.min(w);
+            }
             tokio::select! {
                 biased;
                 _ = stop.changed() => {}
@@ -354,6 +366,7 @@ impl Driver {
             }
             let now = Instant::now();
             self.on_timers(now);
+            self.on_replica_timers(now);
             self.on_failover_timers(now);
             self.on_isolation_timers(now);
             self.drain(now);
@@ -405,6 +418,10 @@ impl Driver {
                     self.voter.handle_message(t, &from, msg, &self.pinger);
                 }
             }
+            MeshEvent::Message {
+                from,
+                msg: Message::Run(msg),
+            } => self.on_run_msg(now, &from, msg),
             MeshEvent::PeerConnected(peer) => debug!(%peer, "connected"),
             MeshEvent::PeerLost(peer) => debug!(%peer, "connection lost"),
         }

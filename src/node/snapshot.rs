@@ -53,6 +53,9 @@ pub struct FailoverView {
     pub id: String,
     pub site: SiteId,
     pub epoch: u64,
+    /// The fencing token of its newest leader: `epoch`, or higher after a takeover.
+    pub term: u64,
+    /// The node that leads the run (as far as this node knows).
     pub leader: NodeId,
     /// What started the run: "verdict" (a DOWN verdict led here), "manual" (POST
     /// /v1/failovers) or "failback" (POST /v1/failbacks).

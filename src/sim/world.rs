@@ -246,6 +246,8 @@ impl World {
                         }
                     }
                 }
+                // The simulator models verdicts, not failover runs.
+                Ok(Message::Run(_)) => {}
                 Err(_) => self.counters.decode_errors += 1,
             }
         }

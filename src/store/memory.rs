@@ -8,6 +8,7 @@ use super::{
 };
 use crate::config::Fleet;
 use crate::core::pipeline::{JournalEntry, JournalKind};
+use crate::core::replica::RunRecord;
 use crate::core::types::{Durable, SiteId, Verdict};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +29,8 @@ struct State {
     journal: BTreeMap<(SiteId, u64), Vec<JournalEntry>>,
     /// Runs in the order their first entry was appended.
     run_order: Vec<(SiteId, u64)>,
+    /// Run registers, without their journals (those live in `journal`).
+    registers: BTreeMap<(SiteId, u64), RunRecord>,
 }
 
 impl MemoryStore {
@@ -202,5 +205,54 @@ impl Storage for MemoryStore {
             .next_back()
             .map(|((_, epoch), _)| *epoch);
         Ok(highest)
+    }
+
+    fn save_run(&mut self, r: &RunRecord) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let key = (r.site.clone(), r.run);
+        if let Some(stored) = state.registers.get(&key) {
+            check_promise(&r.site, &stored.promised, &r.promised)?;
+        }
+        if let Some(e) = r
+            .journal
+            .iter()
+            .find(|e| e.site != r.site || e.epoch != r.run)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "the journal of site {} run {} holds an entry of site {} run {}",
+                r.site, r.run, e.site, e.epoch
+            )));
+        }
+        state.registers.insert(
+            key.clone(),
+            RunRecord {
+                journal: Vec::new(),
+                ..r.clone()
+            },
+        );
+        if state.journal.get(&key).map_or(true, |j| *j != r.journal) && !r.journal.is_empty() {
+            if !state.journal.contains_key(&key) {
+                state.run_order.push(key.clone());
+            }
+            state.journal.insert(key, r.journal.clone());
+        } else if r.journal.is_empty() {
+            if state.journal.remove(&key).is_some() {
+                state.run_order.retain(|k| *k != key);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_records(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .registers
+            .iter()
+            .map(|(key, r)| RunRecord {
+                journal: state.journal.get(key).cloned().unwrap_or_default(),
+                ..r.clone()
+            })
+            .collect())
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::config::Fleet;
 use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
+use crate::core::replica::RunRecord;
 use crate::core::types::{Ballot, Durable, SiteId, Time, Verdict};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -164,6 +165,15 @@ pub trait Storage: Send {
     /// Highest epoch for which a step of `site` was journaled: an actuator step from a lower
     /// epoch must be refused (fencing). None when `site` has no journal.
     fn highest_run_epoch(&self, site: &SiteId) -> Result<Option<u64>, StoreError>;
+
+    /// Saves a run's register (ballots, trigger, start time) and makes its journal `r.journal`,
+    /// replacing the stored entries of (site, run) when they differ: a leader with a higher
+    /// ballot wrote it. Refuses (EpochRegression, nothing written) a promised ballot lower than
+    /// the stored one. Durable when it returns Ok.
+    fn save_run(&mut self, r: &RunRecord) -> Result<(), StoreError>;
+
+    /// Every run register with its journal, ordered by site and run.
+    fn run_records(&self) -> Result<Vec<RunRecord>, StoreError>;
 }
 
 /// Shared by both implementations so that they refuse exactly the same writes.

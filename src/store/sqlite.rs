@@ -9,6 +9,7 @@ use super::{
 };
 use crate::config::Fleet;
 use crate::core::pipeline::JournalEntry;
+use crate::core::replica::RunRecord;
 use crate::core::types::{Accepted, Ballot, Durable, NodeId, Outcome, SiteId, Value, Verdict};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 mod journal;
 mod registry;
+mod runs;
 #[cfg(test)]
 mod tests;
 
@@ -118,6 +120,17 @@ const MIGRATIONS: &[&str] = &[
 
     -- A run has one outcome.
     CREATE UNIQUE INDEX journal_one_outcome ON journal (site, epoch) WHERE kind = 'run_finished';
+    ",
+    // v3: each run's register in the electorate: the ballots that decide who may lead it, what
+    // started it and when it may start. `record` is a RunRecord as JSON without its journal,
+    // which stays in `journal`.
+    "
+    CREATE TABLE run_registers (
+        site   TEXT NOT NULL,
+        run    INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (site, run)
+    ) STRICT;
     ",
 ];
 
@@ -421,6 +434,14 @@ impl Storage for SqliteStore {
 
     fn highest_run_epoch(&self, site: &SiteId) -> Result<Option<u64>, StoreError> {
         self.read_highest_run_epoch(site)
+    }
+
+    fn save_run(&mut self, r: &RunRecord) -> Result<(), StoreError> {
+        self.write_run(r)
+    }
+
+    fn run_records(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.read_run_records()
     }
 }
 

@@ -164,6 +164,12 @@ impl Voter {
         self.evaluate_poll(now, site);
     }
 
+    /// An epoch used for `site` outside the vote (a failover run's takeover): the next ballot
+    /// outbids it, so fencing tokens keep growing per site.
+    pub fn observe_epoch(&mut self, site: &SiteId, epoch: u64) {
+        self.seen_epoch(site, epoch);
+    }
+
     /// Keeps the highest epoch seen from others so the next ballot outbids it.
     pub(super) fn seen_epoch(&mut self, site: &SiteId, epoch: u64) {
         let Some(sv) = self.sites.get_mut(site) else {

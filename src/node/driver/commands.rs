@@ -15,6 +15,7 @@ use crate::actuators::{self, StepContext};
 use crate::core::pipeline::{
     Pipeline, PipelineAction, PipelineSpec, RunOutcome, RunReport, StepReport, StepSpec,
 };
+use crate::core::replica::RunTrigger;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -65,8 +66,6 @@ pub(super) struct Operator {
     tx: mpsc::Sender<Command>,
     /// Sites in maintenance, until when (Unix ms). Held in memory: a restart ends them.
     maintenance: BTreeMap<SiteId, i64>,
-    /// Runs not started by a verdict: "manual" or "failback".
-    triggers: BTreeMap<(SiteId, u64), &'static str>,
     /// Sites with a drill running (drills run outside the driver loop).
     drills: Arc<Mutex<BTreeSet<SiteId>>>,
 }
@@ -78,7 +77,6 @@ impl Operator {
             rx,
             tx,
             maintenance: BTreeMap::new(),
-            triggers: BTreeMap::new(),
             drills: Arc::default(),
         }
     }
@@ -169,6 +167,12 @@ impl Driver {
             )
         })?;
         e = e.max(journaled.unwrap_or(0));
+        e = self
+            .replicas
+            .records()
+            .filter(|r| &r.site == site)
+            .map(|r| r.run.max(r.term()))
+            .fold(e, u64::max);
         let here = self
             .failovers
             .running
@@ -193,27 +197,29 @@ impl Driver {
         &mut self,
         site: &SiteId,
         spec: PipelineSpec,
-        trigger: &'static str,
+        trigger: RunTrigger,
     ) -> CommandReply {
         self.check_idle(site)?;
         let epoch = self.fresh_epoch(site)?;
         let key = (site.clone(), epoch);
-        self.ops.triggers.insert(key.clone(), trigger);
+        let now = Instant::now();
+        self.lead_run(now, site, epoch, trigger, wall_now(), Vec::new());
         let p = Pipeline::new(spec, site.clone(), epoch, false, wall_now());
         self.failovers.running.insert(key, p);
+        self.drain_failovers();
         self.dirty = true;
         Ok(json!({
             "id": format!("{site}-{epoch}"),
             "site": site,
             "epoch": epoch,
-            "trigger": trigger,
+            "trigger": trigger.as_str(),
             "leader": self.me.id,
         }))
     }
 
     fn manual_failover(&mut self, site: &SiteId, reason: &str) -> CommandReply {
         let plan = self.plan_of(site)?;
-        let mut reply = self.start_operator_run(site, plan.pipeline, "manual")?;
+        let mut reply = self.start_operator_run(site, plan.pipeline, RunTrigger::Manual)?;
         warn!(%site, epoch = reply["epoch"].as_u64(), reason, "manually initiated failover started");
         reply["reason"] = json!(reason);
         Ok(reply)
@@ -240,18 +246,8 @@ impl Driver {
                 ))
             }
         }
-        let steps: Vec<StepSpec> = plan
-            .pipeline
-            .steps
-            .iter()
-            .rev()
-            .filter_map(|s| s.compensation.as_deref().cloned())
-            .map(|mut c| {
-                c.compensation = None;
-                c
-            })
-            .collect();
-        if steps.is_empty() {
+        let spec = super::replication::failback_spec(&plan.pipeline);
+        if spec.steps.is_empty() {
             return Err(err(
                 422,
                 format!(
@@ -259,12 +255,7 @@ impl Driver {
                 ),
             ));
         }
-        let spec = PipelineSpec {
-            prechecks: Vec::new(),
-            steps,
-            post: Vec::new(),
-        };
-        let reply = self.start_operator_run(site, spec, "failback")?;
+        let reply = self.start_operator_run(site, spec, RunTrigger::Failback)?;
         warn!(%site, epoch = reply["epoch"].as_u64(), "failback started");
         Ok(reply)
     }
@@ -315,13 +306,12 @@ impl Driver {
         }
     }
 
-    /// What started the run (site, epoch) led here.
+    /// What started the run (site, epoch).
     pub(super) fn run_trigger(&self, site: &SiteId, epoch: u64) -> &'static str {
-        self.ops
-            .triggers
-            .get(&(site.clone(), epoch))
-            .copied()
-            .unwrap_or("verdict")
+        self.replicas
+            .record(site, epoch)
+            .map_or(RunTrigger::Verdict, |r| r.trigger)
+            .as_str()
     }
 
     /// Runs the whole plan with `dry_run = true` in a task of its own: nothing is journaled,

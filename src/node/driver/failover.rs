@@ -9,11 +9,59 @@
 use super::*;
 use crate::actuators::{self, StepContext};
 use crate::core::pipeline::{JournalKind, Pipeline, PipelineAction, RunReport, StepRef};
+use crate::core::replica::RunTrigger;
 use std::collections::BTreeSet;
+
+/// One actuator call to make: a pipeline's `Start` action with the run it belongs to.
+pub(crate) struct StartStep {
+    pub site: SiteId,
+    /// The run (its journal key); `term` is the fencing token the actuator receives.
+    pub run: u64,
+    pub term: u64,
+    pub step: StepRef,
+    pub name: String,
+    pub actuator: String,
+    pub attempt: u32,
+    pub idempotency_key: String,
+    pub dry_run: bool,
+    pub timeout: Duration,
+}
+
+impl StartStep {
+    /// The call a pipeline's `Start` action asks for, in run `run` of `site`; None for any
+    /// other action.
+    pub fn from_action(site: &SiteId, run: u64, a: PipelineAction) -> Option<StartStep> {
+        match a {
+            PipelineAction::Start {
+                step,
+                name,
+                actuator,
+                epoch,
+                attempt,
+                idempotency_key,
+                dry_run,
+                timeout,
+            } => Some(StartStep {
+                site: site.clone(),
+                run,
+                term: epoch,
+                step,
+                name,
+                actuator,
+                attempt,
+                idempotency_key,
+                dry_run,
+                timeout,
+            }),
+            _ => None,
+        }
+    }
+}
 
 /// A step's result, sent back to the driver loop by the task that ran the actuator.
 pub(crate) struct StepDone {
     pub site: SiteId,
+    /// The run the step belongs to.
     pub epoch: u64,
     pub step: StepRef,
     pub attempt: u32,
@@ -26,6 +74,8 @@ pub(crate) struct StepDone {
 pub(crate) struct Failovers {
     pub waiting: BTreeMap<(SiteId, u64), Instant>,
     pub running: BTreeMap<(SiteId, u64), Pipeline>,
+    /// Step starts held until a majority of the electorate holds the journal up to them.
+    pub pending: BTreeMap<(SiteId, u64), Vec<StartStep>>,
     pub finished: Vec<RunReport>,
     /// Sites seen UP (by this node's Pinger or a peer's report) since this node started.
     /// A DOWN verdict on a site never seen up is the bring-up of a fleet whose site has not
@@ -104,10 +154,30 @@ impl Driver {
             }
         }
         info!(%site, epoch, delay_ms = plan.takeover_delay.as_millis() as u64, "failover scheduled after the takeover delay");
+        let start_at = wall_now() + plan.takeover_delay;
+        self.lead_run(now, site, epoch, RunTrigger::Verdict, start_at, Vec::new());
         self.failovers
             .waiting
             .insert(key, now + plan.takeover_delay);
         self.dirty = true;
+    }
+
+    /// This node leads run `run` of `site`: its register goes to the electorate now, so that
+    /// another voter can take the run over if this node goes silent.
+    pub(super) fn lead_run(
+        &mut self,
+        now: Instant,
+        site: &SiteId,
+        run: u64,
+        trigger: RunTrigger,
+        start_at: Time,
+        journal: Vec<crate::core::pipeline::JournalEntry>,
+    ) {
+        let e = self.electorate(site);
+        let t = self.time(now);
+        self.replicas
+            .lead_new(t, site.clone(), run, trigger, start_at, e, journal);
+        self.drain_replicas(now);
     }
 
     /// When the newest earlier run of `site` started, from the journal.
@@ -130,6 +200,16 @@ impl Driver {
             .iter()
             .any(|e| matches!(e.kind, JournalKind::RunFinished { .. }));
         info!(%site, epoch, entries = journal.len(), finished, "resuming the failover run from its journal");
+        if !self.replicas.is_leader(site, epoch) {
+            self.lead_run(
+                Instant::now(),
+                site,
+                epoch,
+                RunTrigger::Verdict,
+                wall_now(),
+                journal.to_vec(),
+            );
+        }
         let p = Pipeline::resume(
             plan.pipeline.clone(),
             site.clone(),
@@ -145,10 +225,51 @@ impl Driver {
     /// After a restart: resume the runs this node leads whose journal has no end, and show the
     /// finished ones again.
     pub(super) fn resume_unfinished_runs(&mut self, now: Instant) {
+        self.load_runs(now);
+        self.drain_replicas(now);
+        let led: Vec<(
+            RunTrigger,
+            SiteId,
+            u64,
+            u64,
+            Vec<crate::core::pipeline::JournalEntry>,
+            Time,
+        )> = self
+            .replicas
+            .records()
+            .filter(|r| self.replicas.is_leader(&r.site, r.run))
+            .map(|r| {
+                (
+                    r.trigger,
+                    r.site.clone(),
+                    r.run,
+                    r.term(),
+                    r.journal.clone(),
+                    r.start_at,
+                )
+            })
+            .collect();
+        for (trigger, site, run, term, journal, start_at) in led {
+            let Some(spec) = self.run_spec(&site, trigger) else {
+                continue;
+            };
+            let key = (site.clone(), run);
+            let wall = wall_now();
+            info!(%site, run, term, entries = journal.len(), "resuming a failover run this node leads");
+            if journal.is_empty() && start_at > wall {
+                let wait = Duration::from_micros(start_at.as_micros() - wall.as_micros());
+                self.failovers.waiting.insert(key, now + wait);
+            } else {
+                let p = Pipeline::take_over(spec, site, run, term, false, &journal, wall);
+                self.failovers.running.insert(key, p);
+            }
+        }
+        // Runs journaled before this node kept run registers: led by the verdict's leader.
         let led: Vec<(SiteId, u64)> = self
             .voter
             .verdicts()
             .filter(|v| v.outcome() == Outcome::Down && v.value.leader == self.me.id)
+            .filter(|v| self.replicas.record(&v.site, v.epoch()).is_none())
             .map(|v| (v.site.clone(), v.epoch()))
             .collect();
         for (site, epoch) in led {
@@ -187,17 +308,29 @@ impl Driver {
             };
             // The site may have come back meanwhile: no failover for a verdict that is no
             // longer the newest.
+            let _ = plan;
+            let Some(record) = self.replicas.record(&key.0, key.1).cloned() else {
+                continue;
+            };
+            if !self.replicas.is_leader(&key.0, key.1) {
+                continue;
+            }
             let current = self.voter.verdict(&key.0).map(|v| (v.outcome(), v.epoch()));
-            if current != Some((Outcome::Down, key.1)) {
+            if record.trigger == RunTrigger::Verdict && current != Some((Outcome::Down, key.1)) {
                 info!(site = %key.0, epoch = key.1, "failover dropped: the verdict changed during the takeover delay");
                 continue;
             }
-            info!(site = %key.0, epoch = key.1, "failover run started");
-            let p = Pipeline::new(
-                plan.pipeline.clone(),
+            let Some(spec) = self.run_spec(&key.0, record.trigger) else {
+                continue;
+            };
+            info!(site = %key.0, epoch = key.1, term = record.term(), "failover run started");
+            let p = Pipeline::take_over(
+                spec,
                 key.0.clone(),
                 key.1,
+                record.term(),
                 false,
+                &record.journal,
                 wall_now(),
             );
             self.failovers.running.insert(key, p);
@@ -237,7 +370,7 @@ impl Driver {
     }
 
     /// Carries out every pipeline action: a journal entry is on disk before the next action.
-    fn drain_failovers(&mut self) {
+    pub(super) fn drain_failovers(&mut self) {
         let keys: Vec<(SiteId, u64)> = self.failovers.running.keys().cloned().collect();
         for key in keys {
             while let Some(action) = self
@@ -252,30 +385,16 @@ impl Driver {
                             // Without the journal exactly-once cannot be kept: stop this run.
                             error!(site = %key.0, epoch = key.1, error = %e, "cannot journal the failover step; run stopped");
                             self.failovers.running.remove(&key);
+                            self.failovers.pending.remove(&key);
                             break;
                         }
+                        let t = self.time(Instant::now());
+                        self.replicas.appended(t, entry);
                     }
-                    PipelineAction::Start {
-                        step,
-                        name,
-                        actuator,
-                        epoch,
-                        attempt,
-                        idempotency_key,
-                        dry_run,
-                        timeout,
-                    } => {
-                        self.start_step(
-                            &key.0,
-                            epoch,
-                            step,
-                            name,
-                            actuator,
-                            attempt,
-                            idempotency_key,
-                            dry_run,
-                            timeout,
-                        );
+                    a @ PipelineAction::Start { .. } => {
+                        if let Some(s) = StartStep::from_action(&key.0, key.1, a) {
+                            self.queue_start(key.clone(), s);
+                        }
                     }
                     PipelineAction::Finished(report) => {
                         info!(site = %report.site, epoch = report.epoch, outcome = %report.outcome.summary(), "failover run finished");
@@ -290,32 +409,35 @@ impl Driver {
                 self.dirty = true;
             }
         }
+        self.drain_replicas(Instant::now());
+        self.start_replicated_steps();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start_step(
-        &mut self,
-        site: &SiteId,
-        epoch: u64,
-        step: StepRef,
-        name: String,
-        kind: String,
-        attempt: u32,
-        idempotency_key: String,
-        dry_run: bool,
-        timeout: Duration,
-    ) {
+    pub(super) fn start_step(&mut self, s: StartStep) {
+        let StartStep {
+            site,
+            run,
+            term,
+            step,
+            name,
+            actuator: kind,
+            attempt,
+            idempotency_key,
+            dry_run,
+            timeout,
+        } = s;
+        let site = &site;
         let params = self
             .fleet()
             .watch(site)
             .and_then(|w| w.plan.as_ref())
             .and_then(|p| p.params.get(&name).cloned())
             .unwrap_or(serde_json::Value::Object(Default::default()));
-        info!(%site, epoch, step = %name, attempt, "failover step started");
+        info!(%site, run, term, step = %name, attempt, "failover step started");
         let tx = self.step_tx.clone();
         let ctx = StepContext {
             site: site.clone(),
-            epoch,
+            epoch: term,
             step: name,
             idempotency_key,
             dry_run,
@@ -338,7 +460,7 @@ impl Driver {
             };
             let _ = tx.send(StepDone {
                 site: ctx.site,
-                epoch: ctx.epoch,
+                epoch: run,
                 step,
                 attempt,
                 ok: outcome.ok,

@@ -163,28 +163,15 @@ impl Driver {
                     progressed = true;
                     match a {
                         PipelineAction::Journal(_) => {}
-                        PipelineAction::Start {
-                            step,
-                            name,
-                            actuator,
-                            epoch,
-                            attempt,
-                            idempotency_key,
-                            dry_run,
-                            timeout,
-                        } => {
+                        a @ PipelineAction::Start { .. } => {
+                            // Isolation steps are this node's own, not the electorate's: they
+                            // start at once, with the isolation's key epoch as their run.
                             let site = self.me.site.clone();
-                            self.start_step(
-                                &site,
-                                epoch,
-                                step,
-                                name,
-                                actuator,
-                                attempt,
-                                idempotency_key,
-                                dry_run,
-                                timeout,
-                            );
+                            let run = p.epoch();
+                            if let Some(s) = super::failover::StartStep::from_action(&site, run, a)
+                            {
+                                self.start_step(s);
+                            }
                             break;
                         }
                         PipelineAction::Finished(report) => {

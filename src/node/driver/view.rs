@@ -185,11 +185,13 @@ impl Driver {
                     state: &'static str,
                     summary: Option<String>,
                     steps: Vec<crate::core::pipeline::StepReport>| {
+            let record = self.replicas.record(site, epoch);
             FailoverView {
                 id: format!("{site}-{epoch}"),
                 site: site.clone(),
                 epoch,
-                leader: self.me.id.clone(),
+                term: record.map_or(epoch, |r| r.term()),
+                leader: record.map_or(self.me.id.clone(), |r| r.leader().clone()),
                 trigger: self.run_trigger(site, epoch),
                 state,
                 summary,
@@ -212,14 +214,17 @@ impl Driver {
                     .collect(),
             }
         };
+        let state_of = |o: &RunOutcome| match o {
+            RunOutcome::Succeeded { .. } => "succeeded",
+            RunOutcome::PrecheckFailed { .. } => "precheck_failed",
+            RunOutcome::Aborted { .. } => "aborted",
+            RunOutcome::Compensated { .. } => "compensated",
+        };
         let mut out: Vec<FailoverView> = Vec::new();
+        let mut shown = std::collections::BTreeSet::new();
         for r in self.failovers.finished.iter().rev() {
-            let state = match &r.outcome {
-                RunOutcome::Succeeded { .. } => "succeeded",
-                RunOutcome::PrecheckFailed { .. } => "precheck_failed",
-                RunOutcome::Aborted { .. } => "aborted",
-                RunOutcome::Compensated { .. } => "compensated",
-            };
+            shown.insert((r.site.clone(), r.epoch));
+            let state = state_of(&r.outcome);
             out.push(view(
                 &r.site,
                 r.epoch,
@@ -229,10 +234,34 @@ impl Driver {
             ));
         }
         for ((site, epoch), p) in &self.failovers.running {
+            shown.insert((site.clone(), *epoch));
             out.push(view(site, *epoch, "running", None, p.steps()));
         }
         for (site, epoch) in self.failovers.waiting.keys() {
+            shown.insert((site.clone(), *epoch));
             out.push(view(site, *epoch, "waiting", None, Vec::new()));
+        }
+        // Runs led elsewhere, as far as the copy of the journal this node holds tells.
+        for r in self.replicas.records() {
+            if shown.contains(&(r.site.clone(), r.run)) {
+                continue;
+            }
+            let Some(spec) = self.run_spec(&r.site, r.trigger) else {
+                continue;
+            };
+            let p =
+                crate::core::pipeline::Pipeline::replayed(spec, r.site.clone(), r.run, &r.journal);
+            let (state, summary) = match p.outcome() {
+                Some(o) => (state_of(o), Some(o.summary())),
+                None if r.journal.is_empty() => ("waiting", None),
+                None => ("running", None),
+            };
+            let steps = if r.journal.is_empty() {
+                Vec::new()
+            } else {
+                p.steps()
+            };
+            out.push(view(&r.site, r.run, state, summary, steps));
         }
         out
     }

@@ -27,6 +27,7 @@ fn step_entry(
     JournalEntry {
         site: site(s),
         epoch,
+        term: epoch,
         step,
         name: format!("{}-{}", step.phase.as_str(), step.index),
         attempt,

@@ -10,8 +10,6 @@ use rusqlite::{params, OptionalExtension};
 impl SqliteStore {
     pub(super) fn append_journal_row(&mut self, e: &JournalEntry) -> Result<(), StoreError> {
         let kind = kind_str(&e.kind);
-        let text = serde_json::to_string(e)
-            .map_err(|err| StoreError::Corrupt(format!("journal entry {e:?}: {err}")))?;
         let tx = self.write_txn()?;
         let stored: Option<String> = tx
             .query_row(
@@ -39,21 +37,7 @@ impl SqliteStore {
                 Err(conflicting_journal_entry(&stored, e))
             };
         }
-        tx.execute(
-            "INSERT INTO journal (site, epoch, phase, step_index, name, attempt, kind, at_us, entry)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                e.site.as_str(),
-                e.epoch,
-                e.step.phase.as_str(),
-                e.step.index,
-                e.name,
-                e.attempt,
-                kind,
-                e.at.as_micros(),
-                text,
-            ],
-        )?;
+        insert_row(&tx, e)?;
         tx.commit()?;
         Ok(())
     }
@@ -123,7 +107,32 @@ fn kind_str(k: &JournalKind) -> &'static str {
     }
 }
 
-fn decode(text: &str) -> Result<JournalEntry, StoreError> {
+/// Inserts one entry; the caller checked it does not clash with a stored one.
+pub(super) fn insert_row(
+    tx: &rusqlite::Transaction<'_>,
+    e: &JournalEntry,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(e)
+        .map_err(|err| StoreError::Corrupt(format!("journal entry {e:?}: {err}")))?;
+    tx.execute(
+        "INSERT INTO journal (site, epoch, phase, step_index, name, attempt, kind, at_us, entry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            e.site.as_str(),
+            e.epoch,
+            e.step.phase.as_str(),
+            e.step.index,
+            e.name,
+            e.attempt,
+            kind_str(&e.kind),
+            e.at.as_micros(),
+            text,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn decode(text: &str) -> Result<JournalEntry, StoreError> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("journal entry {text:?}: {e}")))
 }

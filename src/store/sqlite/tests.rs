@@ -113,6 +113,7 @@ fn started(site: &str, epoch: u64, index: usize, at_us: u64) -> JournalEntry {
     JournalEntry {
         site: SiteId::from(site),
         epoch,
+        term: epoch,
         step: StepRef::new(Phase::Step, index),
         name: format!("step-{index}"),
         attempt: 1,
@@ -140,7 +141,7 @@ fn a_v1_database_is_upgraded_in_place_and_keeps_its_data() {
         .unwrap();
     }
     let mut store = SqliteStore::open(tmp.path()).unwrap();
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);
 
     let durable = store.load_durable().unwrap();

@@ -1,0 +1,872 @@
+//! The electorate's copy of every failover run, the leader's lease, and the takeover of a run
+//! whose leader went silent. Pure: no clock, no IO; the driver feeds it time and messages and
+//! carries out its actions in order (a `Persist` is durable before any later `Send` leaves).
+//!
+//! A run is identified by (site, run id); the run id is the epoch of the verdict (or operator
+//! call) that started it and is part of every idempotency key, so a step re-run after a
+//! takeover carries the key it had before. Who may act for the run is decided by ballots, as
+//! in Paxos phase 1:
+//!
+//! - The first leader holds `Ballot { epoch: run, proposer: leader }`. It sends its whole
+//!   journal (`Append`) to the electorate after every entry and a `Heartbeat` in between. A
+//!   member accepts both unless it promised a higher ballot; accepting one renews the lease.
+//! - The leader starts a step only once the journal up to that step's start is held by a
+//!   majority of the electorate ([`Replicas::replicated`]). So every step that may have begun
+//!   is known to every majority, and a takeover re-runs it rather than skipping it.
+//! - A member that heard nothing from the leader for `lease` (plus a stagger by rank, so that
+//!   members rarely compete) asks the electorate to promise a ballot with a higher epoch
+//!   (`Prepare`). A member grants it only when it, too, has not heard the leader for `lease`,
+//!   and only for an epoch above every one it promised, so at most one candidate wins each
+//!   epoch. The winner continues from the journal of the highest ballot among the promises
+//!   (the longest of those on a tie): every majority-held entry is in it.
+//! - A leader that learns of a higher ballot yields: its next step would be refused anyway,
+//!   since no majority acknowledges a lower ballot any more. The ballot's epoch is the fencing
+//!   token the actuators receive.
+
+use super::pipeline::{JournalEntry, JournalKind};
+use super::quorum::Electorate;
+use super::types::{Ballot, NodeId, SiteId, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// What started a run; a member taking it over rebuilds the same steps from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunTrigger {
+    /// A DOWN verdict: the site's plan.
+    Verdict,
+    /// `POST /v1/failovers`: the site's plan.
+    Manual,
+    /// `POST /v1/failbacks`: the compensations of the plan's steps, newest step first.
+    Failback,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Verdict => "verdict",
+            RunTrigger::Manual => "manual",
+            RunTrigger::Failback => "failback",
+        }
+    }
+}
+
+/// What a member keeps of one run, on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub site: SiteId,
+    pub run: u64,
+    pub trigger: RunTrigger,
+    /// No leader with a lower ballot is acknowledged any more.
+    pub promised: Ballot,
+    /// The ballot of the leader that wrote `journal`.
+    pub journal_ballot: Ballot,
+    pub journal: Vec<JournalEntry>,
+    /// Wall-clock time before which the run's first step must not start (the takeover delay).
+    pub start_at: Time,
+}
+
+impl RunRecord {
+    pub fn is_finished(&self) -> bool {
+        self.journal
+            .iter()
+            .any(|e| matches!(e.kind, JournalKind::RunFinished { .. }))
+    }
+
+    /// The node that wrote the journal: the run's leader as far as this copy knows.
+    pub fn leader(&self) -> &NodeId {
+        &self.journal_ballot.proposer
+    }
+
+    /// The fencing token of the newest leader this copy knows.
+    pub fn term(&self) -> u64 {
+        self.promised.epoch.max(self.journal_ballot.epoch)
+    }
+}
+
+/// Messages between the members of a run's electorate (and its leader).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunMsg {
+    /// The leader's whole journal under its ballot (`record.journal_ballot`).
+    Append { record: RunRecord },
+    /// "I still lead, and my journal has `len` entries."
+    Heartbeat {
+        site: SiteId,
+        run: u64,
+        ballot: Ballot,
+        len: u32,
+    },
+    /// The answer to `Append` and `Heartbeat`: `len` entries of `ballot`'s journal held.
+    Ack {
+        site: SiteId,
+        run: u64,
+        ballot: Ballot,
+        ok: bool,
+        promised: Ballot,
+        len: u32,
+    },
+    /// A takeover: "promise `ballot` and send me your copy".
+    Prepare {
+        site: SiteId,
+        run: u64,
+        ballot: Ballot,
+        trigger: RunTrigger,
+        start_at: Time,
+    },
+    Promise {
+        site: SiteId,
+        run: u64,
+        ballot: Ballot,
+        ok: bool,
+        promised: Ballot,
+        record: Option<RunRecord>,
+    },
+}
+
+impl RunMsg {
+    pub fn key(&self) -> (SiteId, u64) {
+        match self {
+            RunMsg::Append { record } => (record.site.clone(), record.run),
+            RunMsg::Heartbeat { site, run, .. }
+            | RunMsg::Ack { site, run, .. }
+            | RunMsg::Prepare { site, run, .. }
+            | RunMsg::Promise { site, run, .. } => (site.clone(), *run),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaAction {
+    /// Make the record durable (register and journal) before any later action.
+    Persist(RunRecord),
+    Send {
+        to: NodeId,
+        msg: RunMsg,
+    },
+    /// This node now leads the run under `term` from `journal` (a takeover): run the rest.
+    Lead {
+        site: SiteId,
+        run: u64,
+        trigger: RunTrigger,
+        term: u64,
+        journal: Vec<JournalEntry>,
+        start_at: Time,
+    },
+    /// A leader with a higher ballot acts for the run: stop running it here.
+    Yield {
+        site: SiteId,
+        run: u64,
+        to: Ballot,
+    },
+}
+
+enum Role {
+    Follower,
+    Candidate {
+        ballot: Ballot,
+        promises: BTreeMap<NodeId, Option<RunRecord>>,
+        since: Time,
+    },
+    Leader {
+        /// Journal entries each member acknowledged holding, and when it last did.
+        acked: BTreeMap<NodeId, (usize, Time)>,
+        next_heartbeat: Time,
+    },
+}
+
+struct Replica {
+    record: RunRecord,
+    electorate: Electorate,
+    role: Role,
+    /// When this member last accepted a message of the leader it promised (or learned the
+    /// run). The lease runs from here. None for a run first heard of through a takeover: it
+    /// has no leader to wait for.
+    last_heard: Option<Time>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// How long members wait without hearing a run's leader before one takes over.
+    pub lease: Duration,
+    /// How often a leader sends heartbeats; also the stagger between candidates.
+    pub heartbeat: Duration,
+}
+
+impl ReplicaConfig {
+    /// Three status intervals, at least 600 ms and at most 10 s; heartbeats four per lease.
+    pub fn from_status_interval(status: Duration) -> ReplicaConfig {
+        let lease = (status * 3).clamp(Duration::from_millis(600), Duration::from_secs(10));
+        ReplicaConfig {
+            lease,
+            heartbeat: lease / 4,
+        }
+    }
+}
+
+pub struct Replicas {
+    me: NodeId,
+    config: ReplicaConfig,
+    runs: BTreeMap<(SiteId, u64), Replica>,
+    actions: VecDeque<ReplicaAction>,
+}
+
+impl Replicas {
+    pub fn new(me: NodeId, config: ReplicaConfig) -> Replicas {
+        Replicas {
+            me,
+            config,
+            runs: BTreeMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> ReplicaConfig {
+        self.config
+    }
+
+    pub fn poll_action(&mut self) -> Option<ReplicaAction> {
+        self.actions.pop_front()
+    }
+
+    pub fn record(&self, site: &SiteId, run: u64) -> Option<&RunRecord> {
+        self.runs.get(&(site.clone(), run)).map(|r| &r.record)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &RunRecord> {
+        self.runs.values().map(|r| &r.record)
+    }
+
+    pub fn is_leader(&self, site: &SiteId, run: u64) -> bool {
+        self.runs
+            .get(&(site.clone(), run))
+            .is_some_and(|r| matches!(r.role, Role::Leader { .. }))
+    }
+
+    /// A copy read back from disk after a restart. A run this node led under the ballot it
+    /// still holds is led again (its journal goes out at once); any other is followed, with
+    /// the lease counted from now.
+    pub fn load(&mut self, now: Time, record: RunRecord, electorate: Electorate) {
+        let leads = record.journal_ballot.proposer == self.me
+            && record.promised == record.journal_ballot
+            && !record.is_finished();
+        let key = (record.site.clone(), record.run);
+        self.runs.insert(
+            key.clone(),
+            Replica {
+                record,
+                electorate,
+                role: Role::Follower,
+                last_heard: Some(now),
+            },
+        );
+        if leads {
+            self.become_leader(now, &key);
+        }
+    }
+
+    /// This node starts leading a run under `Ballot { epoch: run, proposer: me }`, with the
+    /// journal it already holds (empty for a new run).
+    pub fn lead_new(
+        &mut self,
+        now: Time,
+        site: SiteId,
+        run: u64,
+        trigger: RunTrigger,
+        start_at: Time,
+        electorate: Electorate,
+        journal: Vec<JournalEntry>,
+    ) {
+        let ballot = Ballot {
+            epoch: run,
+            proposer: self.me.clone(),
+        };
+        let key = (site.clone(), run);
+        if let Some(r) = self.runs.get(&key) {
+            if r.record.promised > ballot {
+                // Someone already took this run over; it is not ours to start.
+                return;
+            }
+        }
+        let record = RunRecord {
+            site,
+            run,
+            trigger,
+            promised: ballot.clone(),
+            journal_ballot: ballot,
+            journal,
+            start_at,
+        };
+        self.runs.insert(
+            key.clone(),
+            Replica {
+                record: record.clone(),
+                electorate,
+                role: Role::Follower,
+                last_heard: Some(now),
+            },
+        );
+        self.actions.push_back(ReplicaAction::Persist(record));
+        self.become_leader(now, &key);
+    }
+
+    /// The leader journaled `entry` locally (durably): it goes to the electorate.
+    pub fn appended(&mut self, now: Time, entry: JournalEntry) {
+        let key = (entry.site.clone(), entry.epoch);
+        let me = self.me.clone();
+        let Some(r) = self.runs.get_mut(&key) else {
+            return;
+        };
+        if !matches!(r.role, Role::Leader { .. }) {
+            return;
+        }
+        r.record.journal.push(entry);
+        let record = r.record.clone();
+        self.actions
+            .push_back(ReplicaAction::Persist(record.clone()));
+        for m in r.electorate.members().filter(|m| **m != me) {
+            self.actions.push_back(ReplicaAction::Send {
+                to: m.clone(),
+                msg: RunMsg::Append {
+                    record: record.clone(),
+                },
+            });
+        }
+        if let Role::Leader { next_heartbeat, .. } = &mut r.role {
+            *next_heartbeat = now + self.config.heartbeat;
+        }
+    }
+
+    /// True when this node leads the run and a majority of its electorate holds the whole
+    /// journal: the step whose start is the last entry may begin.
+    pub fn replicated(&self, site: &SiteId, run: u64) -> bool {
+        let Some(r) = self.runs.get(&(site.clone(), run)) else {
+            return false;
+        };
+        let Role::Leader { acked, .. } = &r.role else {
+            return false;
+        };
+        let len = r.record.journal.len();
+        let holders = r
+            .electorate
+            .members()
+            .filter(|m| **m == self.me || acked.get(*m).is_some_and(|(n, _)| *n >= len))
+            .count();
+        holders >= r.electorate.majority()
+    }
+
+    /// The earliest time `tick` has something to do.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.runs
+            .values()
+            .filter_map(|r| match &r.role {
+                Role::Leader { next_heartbeat, .. } => Some(*next_heartbeat),
+                Role::Candidate { since, .. } => Some(*since + self.config.lease),
+                Role::Follower if !r.record.is_finished() => {
+                    Some(r.last_heard.unwrap_or(Time::ZERO) + self.config.lease + self.stagger(r))
+                }
+                Role::Follower => None,
+            })
+            .min()
+    }
+
+    /// Heartbeats, candidate timeouts and takeovers. `may_take_over` says whether a run still
+    /// needs running (its verdict still stands, no newer run of the site replaced it, ...).
+    pub fn tick(&mut self, now: Time, may_take_over: impl Fn(&RunRecord) -> bool) {
+        let keys: Vec<(SiteId, u64)> = self.runs.keys().cloned().collect();
+        for key in keys {
+            let stagger = self.stagger(&self.runs[&key]);
+            let lease = self.config.lease;
+            let heartbeat = self.config.heartbeat;
+            let me = self.me.clone();
+            let r = self.runs.get_mut(&key).expect("key from the map");
+            match &mut r.role {
+                Role::Leader {
+                    acked,
+                    next_heartbeat,
+                } => {
+                    if now < *next_heartbeat {
+                        continue;
+                    }
+                    *next_heartbeat = now + heartbeat;
+                    let len = r.record.journal.len();
+                    let finished = r.record.is_finished();
+                    for m in r.electorate.members().filter(|m| **m != me) {
+                        let held = acked.get(m).map_or(0, |(n, _)| *n);
+                        let msg = if held < len {
+                            RunMsg::Append {
+                                record: r.record.clone(),
+                            }
+                        } else if finished {
+                            // Everyone who answered has the end; nothing to keep alive.
+                            continue;
+                        } else {
+                            RunMsg::Heartbeat {
+                                site: key.0.clone(),
+                                run: key.1,
+                                ballot: r.record.journal_ballot.clone(),
+                                len: len as u32,
+                            }
+                        };
+                        self.actions
+                            .push_back(ReplicaAction::Send { to: m.clone(), msg });
+                    }
+                }
+                Role::Candidate { since, .. } => {
+                    if now >= *since + lease {
+                        // No majority answered: wait a whole lease before trying again.
+                        r.role = Role::Follower;
+                        r.last_heard = Some(now);
+                    }
+                }
+                Role::Follower => {
+                    if r.record.is_finished()
+                        || !r.electorate.contains(&me)
+                        || now < r.last_heard.unwrap_or(Time::ZERO) + lease + stagger
+                        || !may_take_over(&r.record)
+                    {
+                        continue;
+                    }
+                    self.start_takeover(now, &key);
+                }
+            }
+        }
+    }
+
+    /// Members other than the silent leader, in id order, wait one heartbeat more per rank.
+    fn stagger(&self, r: &Replica) -> Duration {
+        let leader = r.record.leader();
+        let rank = r
+            .electorate
+            .members()
+            .filter(|m| *m != leader)
+            .position(|m| *m == self.me)
+            .unwrap_or(0);
+        self.config.heartbeat * rank as u32
+    }
+
+    fn start_takeover(&mut self, now: Time, key: &(SiteId, u64)) {
+        let me = self.me.clone();
+        let r = self.runs.get_mut(key).expect("caller checked");
+        let ballot = Ballot {
+            epoch: r.record.term() + 1,
+            proposer: me.clone(),
+        };
+        r.record.promised = ballot.clone();
+        let mut promises = BTreeMap::new();
+        promises.insert(me.clone(), Some(r.record.clone()));
+        r.role = Role::Candidate {
+            ballot: ballot.clone(),
+            promises,
+            since: now,
+        };
+        self.actions
+            .push_back(ReplicaAction::Persist(r.record.clone()));
+        for m in r.electorate.members().filter(|m| **m != me) {
+            self.actions.push_back(ReplicaAction::Send {
+                to: m.clone(),
+                msg: RunMsg::Prepare {
+                    site: key.0.clone(),
+                    run: key.1,
+                    ballot: ballot.clone(),
+                    trigger: r.record.trigger,
+                    start_at: r.record.start_at,
+                },
+            });
+        }
+        // An electorate of one is its own majority.
+        self.try_win(now, key);
+    }
+
+    fn become_leader(&mut self, now: Time, key: &(SiteId, u64)) {
+        let me = self.me.clone();
+        let r = self.runs.get_mut(key).expect("caller inserted");
+        r.role = Role::Leader {
+            acked: BTreeMap::new(),
+            next_heartbeat: now + self.config.heartbeat,
+        };
+        for m in r.electorate.members().filter(|m| **m != me) {
+            self.actions.push_back(ReplicaAction::Send {
+                to: m.clone(),
+                msg: RunMsg::Append {
+                    record: r.record.clone(),
+                },
+            });
+        }
+    }
+
+    /// Handles a message of `from`; `electorate` is the site's electorate, used when the run is
+    /// new to this node. Messages from outside the electorate (or for unknown sites) are
+    /// ignored, except acknowledgements to a leader.
+    pub fn handle(&mut self, now: Time, from: &NodeId, msg: RunMsg, electorate: &Electorate) {
+        let key = msg.key();
+        let member = electorate.contains(from);
+        match msg {
+            RunMsg::Append { record } => {
+                if record.journal_ballot.proposer != *from {
+                    return;
+                }
+                self.on_append(now, from, key, record, electorate)
+            }
+            RunMsg::Heartbeat { ballot, len, .. } => {
+                if ballot.proposer != *from {
+                    return;
+                }
+                self.on_heartbeat(now, from, key, ballot, len as usize)
+            }
+            RunMsg::Ack {
+                ballot,
+                ok,
+                promised,
+                len,
+                ..
+            } if member => self.on_ack(now, from, key, ballot, ok, promised, len as usize),
+            RunMsg::Prepare {
+                ballot,
+                trigger,
+                start_at,
+                ..
+            } if member && ballot.proposer == *from => {
+                self.on_prepare(now, from, key, ballot, trigger, start_at, electorate)
+            }
+            RunMsg::Promise {
+                ballot,
+                ok,
+                promised,
+                record,
+                ..
+            } if member => self.on_promise(now, from, key, ballot, ok, promised, record),
+            _ => {}
+        }
+    }
+
+    fn nack(&mut self, to: &NodeId, key: &(SiteId, u64), ballot: Ballot, promised: Ballot) {
+        self.actions.push_back(ReplicaAction::Send {
+            to: to.clone(),
+            msg: RunMsg::Ack {
+                site: key.0.clone(),
+                run: key.1,
+                ballot,
+                ok: false,
+                promised,
+                len: 0,
+            },
+        });
+    }
+
+    /// Steps down from leading or campaigning for a run when a higher ballot shows up.
+    fn yield_to(&mut self, key: &(SiteId, u64), ballot: &Ballot) {
+        let r = self.runs.get_mut(key).expect("caller checked");
+        match &r.role {
+            Role::Leader { .. } if r.record.journal_ballot < *ballot => {
+                r.role = Role::Follower;
+                self.actions.push_back(ReplicaAction::Yield {
+                    site: key.0.clone(),
+                    run: key.1,
+                    to: ballot.clone(),
+                });
+            }
+            Role::Candidate { ballot: mine, .. } if mine < ballot => r.role = Role::Follower,
+            _ => {}
+        }
+    }
+
+    fn on_append(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        key: (SiteId, u64),
+        record: RunRecord,
+        electorate: &Electorate,
+    ) {
+        let ballot = record.journal_ballot.clone();
+        if let Some(r) = self.runs.get(&key) {
+            if ballot < r.record.promised {
+                let promised = r.record.promised.clone();
+                self.nack(from, &key, ballot, promised);
+                return;
+            }
+        }
+        self.yield_to_if_known(&key, &ballot);
+        let r = self.runs.entry(key.clone()).or_insert_with(|| Replica {
+            record: RunRecord {
+                journal: Vec::new(),
+                ..record.clone()
+            },
+            electorate: electorate.clone(),
+            role: Role::Follower,
+            last_heard: Some(now),
+        });
+        // Under one ballot a journal only grows; an older copy arriving late is ignored.
+        let newer = ballot > r.record.journal_ballot
+            || record.journal.len() >= r.record.journal.len()
+            || r.record.journal.is_empty();
+        let before = r.record.clone();
+        if newer {
+            r.record.journal = record.journal;
+            r.record.journal_ballot = ballot.clone();
+            r.record.start_at = record.start_at;
+        }
+        r.record.promised = r.record.promised.clone().max(ballot.clone());
+        r.last_heard = Some(now);
+        let len = r.record.journal.len();
+        if r.record != before || before.journal.is_empty() {
+            self.actions
+                .push_back(ReplicaAction::Persist(r.record.clone()));
+        }
+        let promised = r.record.promised.clone();
+        self.actions.push_back(ReplicaAction::Send {
+            to: from.clone(),
+            msg: RunMsg::Ack {
+                site: key.0,
+                run: key.1,
+                ballot,
+                ok: true,
+                promised,
+                len: len as u32,
+            },
+        });
+    }
+
+    fn yield_to_if_known(&mut self, key: &(SiteId, u64), ballot: &Ballot) {
+        if self.runs.contains_key(key) {
+            self.yield_to(key, ballot);
+        }
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        key: (SiteId, u64),
+        ballot: Ballot,
+        len: usize,
+    ) {
+        let Some(r) = self.runs.get(&key) else {
+            // Unknown run: ask for the whole journal.
+            self.actions.push_back(ReplicaAction::Send {
+                to: from.clone(),
+                msg: RunMsg::Ack {
+                    site: key.0,
+                    run: key.1,
+                    ballot,
+                    ok: true,
+                    promised: Ballot::zero(),
+                    len: 0,
+                },
+            });
+            return;
+        };
+        if ballot < r.record.promised {
+            let promised = r.record.promised.clone();
+            self.nack(from, &key, ballot, promised);
+            return;
+        }
+        self.yield_to(&key, &ballot);
+        let r = self.runs.get_mut(&key).expect("checked above");
+        r.last_heard = Some(now);
+        if ballot > r.record.promised {
+            r.record.promised = ballot.clone();
+            self.actions
+                .push_back(ReplicaAction::Persist(r.record.clone()));
+        }
+        let held = if r.record.journal_ballot == ballot {
+            r.record.journal.len().min(len)
+        } else {
+            0
+        };
+        let promised = r.record.promised.clone();
+        self.actions.push_back(ReplicaAction::Send {
+            to: from.clone(),
+            msg: RunMsg::Ack {
+                site: key.0,
+                run: key.1,
+                ballot,
+                ok: true,
+                promised,
+                len: held as u32,
+            },
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_ack(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        key: (SiteId, u64),
+        ballot: Ballot,
+        ok: bool,
+        promised: Ballot,
+        len: usize,
+    ) {
+        let Some(r) = self.runs.get_mut(&key) else {
+            return;
+        };
+        if r.record.journal_ballot != ballot {
+            return;
+        }
+        if !ok {
+            if promised > ballot {
+                self.yield_to(&key, &promised);
+            }
+            return;
+        }
+        if let Role::Leader { acked, .. } = &mut r.role {
+            let e = acked.entry(from.clone()).or_insert((0, now));
+            // An Ack with len 0 from a member that lost its copy resets what it holds.
+            e.0 = if len == 0 { 0 } else { e.0.max(len) };
+            e.1 = now;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_prepare(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        key: (SiteId, u64),
+        ballot: Ballot,
+        trigger: RunTrigger,
+        start_at: Time,
+        electorate: &Electorate,
+    ) {
+        let lease = self.config.lease;
+        let r = self.runs.entry(key.clone()).or_insert_with(|| Replica {
+            record: RunRecord {
+                site: key.0.clone(),
+                run: key.1,
+                trigger,
+                promised: Ballot::zero(),
+                journal_ballot: Ballot::zero(),
+                journal: Vec::new(),
+                start_at,
+            },
+            electorate: electorate.clone(),
+            role: Role::Follower,
+            last_heard: None,
+        });
+        let leader_alive = match &r.role {
+            Role::Leader { .. } => true,
+            _ => r.last_heard.is_some_and(|t| now < t + lease),
+        };
+        let grant = ballot.epoch > r.record.promised.epoch && !leader_alive;
+        if !grant {
+            let promised = r.record.promised.clone();
+            self.actions.push_back(ReplicaAction::Send {
+                to: from.clone(),
+                msg: RunMsg::Promise {
+                    site: key.0,
+                    run: key.1,
+                    ballot,
+                    ok: false,
+                    promised,
+                    record: None,
+                },
+            });
+            return;
+        }
+        self.yield_to(&key, &ballot);
+        let r = self.runs.get_mut(&key).expect("inserted above");
+        r.record.promised = ballot.clone();
+        // The candidate now holds the lease it asked for: give it a whole one.
+        r.last_heard = Some(now);
+        self.actions
+            .push_back(ReplicaAction::Persist(r.record.clone()));
+        self.actions.push_back(ReplicaAction::Send {
+            to: from.clone(),
+            msg: RunMsg::Promise {
+                site: key.0,
+                run: key.1,
+                ballot: ballot.clone(),
+                ok: true,
+                promised: ballot,
+                record: Some(r.record.clone()),
+            },
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_promise(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        key: (SiteId, u64),
+        ballot: Ballot,
+        ok: bool,
+        promised: Ballot,
+        record: Option<RunRecord>,
+    ) {
+        let Some(r) = self.runs.get_mut(&key) else {
+            return;
+        };
+        let Role::Candidate {
+            ballot: mine,
+            promises,
+            ..
+        } = &mut r.role
+        else {
+            return;
+        };
+        if *mine != ballot {
+            return;
+        }
+        if !ok {
+            if promised.epoch >= ballot.epoch {
+                // Another candidate got there first, or the leader is alive after all.
+                r.role = Role::Follower;
+                r.last_heard = Some(now);
+                if promised > r.record.promised {
+                    r.record.promised = promised;
+                    self.actions
+                        .push_back(ReplicaAction::Persist(r.record.clone()));
+                }
+            }
+            return;
+        }
+        promises.insert(from.clone(), record);
+        self.try_win(now, &key);
+    }
+
+    fn try_win(&mut self, now: Time, key: &(SiteId, u64)) {
+        let r = self.runs.get_mut(key).expect("caller checked");
+        let Role::Candidate {
+            ballot, promises, ..
+        } = &r.role
+        else {
+            return;
+        };
+        if promises.len() < r.electorate.majority() {
+            return;
+        }
+        // Every entry a majority held is in the copy of the highest ballot, the longest of
+        // those on a tie.
+        let best = promises
+            .values()
+            .flatten()
+            .max_by(|a, b| {
+                (&a.journal_ballot, a.journal.len()).cmp(&(&b.journal_ballot, b.journal.len()))
+            })
+            .map(|b| b.journal.clone())
+            .unwrap_or_default();
+        let ballot = ballot.clone();
+        r.record.journal = best;
+        r.record.journal_ballot = ballot.clone();
+        r.record.promised = ballot.clone();
+        let record = r.record.clone();
+        self.actions
+            .push_back(ReplicaAction::Persist(record.clone()));
+        self.actions.push_back(ReplicaAction::Lead {
+            site: record.site.clone(),
+            run: record.run,
+            trigger: record.trigger,
+            term: ballot.epoch,
+            journal: record.journal.clone(),
+            start_at: record.start_at,
+        });
+        self.become_leader(now, key);
+    }
+}
+
+#[cfg(test)]
+#[path = "replica_tests.rs"]
+mod tests;

@@ -1,0 +1,393 @@
+use super::*;
+use crate::core::pipeline::{Phase, RunOutcome, StepRef};
+
+fn id(s: &str) -> NodeId {
+    NodeId(s.to_string())
+}
+
+fn site() -> SiteId {
+    SiteId("a".to_string())
+}
+
+fn ms(n: u64) -> Time {
+    Time::from_micros(n * 1000)
+}
+
+const CONFIG: ReplicaConfig = ReplicaConfig {
+    lease: Duration::from_millis(1000),
+    heartbeat: Duration::from_millis(250),
+};
+
+fn entry(run: u64, index: usize, kind: JournalKind) -> JournalEntry {
+    JournalEntry {
+        site: site(),
+        epoch: run,
+        term: run,
+        step: StepRef::new(Phase::Step, index),
+        name: format!("s{index}"),
+        attempt: 1,
+        at: ms(index as u64),
+        kind,
+    }
+}
+
+/// Members b1, b2, c1 (majority 2) exchanging messages through a queue the test controls.
+struct Cluster {
+    nodes: BTreeMap<NodeId, Replicas>,
+    electorate: Electorate,
+    /// Nodes whose messages are lost, both ways.
+    down: Vec<NodeId>,
+    persisted: BTreeMap<NodeId, RunRecord>,
+    leads: Vec<(NodeId, u64, Vec<JournalEntry>)>,
+    yields: Vec<(NodeId, Ballot)>,
+    now: Time,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let members = ["b1", "b2", "c1"];
+        Cluster {
+            nodes: members
+                .iter()
+                .map(|m| (id(m), Replicas::new(id(m), CONFIG)))
+                .collect(),
+            electorate: Electorate::new(members.iter().map(|m| id(m))),
+            down: Vec::new(),
+            persisted: BTreeMap::new(),
+            leads: Vec::new(),
+            yields: Vec::new(),
+            now: ms(0),
+        }
+    }
+
+    fn node(&mut self, n: &str) -> &mut Replicas {
+        self.nodes.get_mut(&id(n)).unwrap()
+    }
+
+    /// Delivers every queued message (and the answers they cause) until all are quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut mail = Vec::new();
+            for (n, r) in self.nodes.iter_mut() {
+                while let Some(a) = r.poll_action() {
+                    match a {
+                        ReplicaAction::Persist(rec) => {
+                            self.persisted.insert(n.clone(), rec);
+                        }
+                        ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
+                        ReplicaAction::Lead { term, journal, .. } => {
+                            self.leads.push((n.clone(), term, journal))
+                        }
+                        ReplicaAction::Yield { to, .. } => self.yields.push((n.clone(), to)),
+                    }
+                }
+            }
+            if mail.is_empty() {
+                return;
+            }
+            for (from, to, msg) in mail {
+                if self.down.contains(&from) || self.down.contains(&to) {
+                    continue;
+                }
+                let e = self.electorate.clone();
+                self.nodes
+                    .get_mut(&to)
+                    .unwrap()
+                    .handle(self.now, &from, msg, &e);
+            }
+        }
+    }
+
+    /// Advances the clock in 50 ms ticks, ticking every live node.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = self.now + Duration::from_millis(50);
+            let now = self.now;
+            for (n, r) in self.nodes.iter_mut() {
+                if !self.down.contains(n) {
+                    r.tick(now, |_| true);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn start(&mut self, leader: &str, run: u64) {
+        let e = self.electorate.clone();
+        let now = self.now;
+        self.node(leader)
+            .lead_new(now, site(), run, RunTrigger::Verdict, now, e, vec![]);
+        self.settle();
+    }
+
+    fn append(&mut self, leader: &str, e: JournalEntry) {
+        let now = self.now;
+        self.node(leader).appended(now, e);
+        self.settle();
+    }
+}
+
+#[test]
+fn a_step_may_start_once_a_majority_holds_its_journal() {
+    let mut c = Cluster::new();
+    c.down.push(id("b2"));
+    c.down.push(id("c1"));
+    c.start("b1", 7);
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    assert!(
+        !c.node("b1").replicated(&site(), 7),
+        "only the leader holds it"
+    );
+    c.down.clear();
+    c.run_for(Duration::from_millis(300));
+    assert!(c.node("b1").replicated(&site(), 7));
+    assert_eq!(c.node("c1").record(&site(), 7).unwrap().journal.len(), 1);
+    assert_eq!(c.persisted[&id("c1")].journal.len(), 1);
+}
+
+#[test]
+fn a_live_leader_keeps_its_run_and_nobody_takes_over() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    c.run_for(Duration::from_secs(10));
+    assert!(c.leads.is_empty(), "takeovers: {:?}", c.leads);
+    assert!(c.node("b1").is_leader(&site(), 7));
+}
+
+#[test]
+fn a_silent_leader_is_replaced_once_with_a_higher_term_and_the_journal_it_replicated() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    c.down.push(id("b1"));
+    c.run_for(Duration::from_secs(5));
+    assert_eq!(c.leads.len(), 1, "exactly one takeover: {:?}", c.leads);
+    let (who, term, journal) = c.leads[0].clone();
+    assert_ne!(who, id("b1"));
+    assert_eq!(term, 8);
+    assert_eq!(
+        journal.len(),
+        1,
+        "the started step is known to the new leader"
+    );
+    assert!(c.node(who.0.as_str()).is_leader(&site(), 7));
+}
+
+#[test]
+fn the_old_leader_yields_when_it_hears_the_new_one() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    c.down.push(id("b1"));
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.leads.len(), 1);
+    c.down.clear();
+    c.run_for(Duration::from_secs(1));
+    assert_eq!(c.yields.len(), 1, "{:?}", c.yields);
+    assert_eq!(c.yields[0].0, id("b1"));
+    assert!(!c.node("b1").is_leader(&site(), 7));
+    // b1's own next entry is not acknowledged: it can never start another step.
+    c.append("b1", entry(7, 1, JournalKind::Started));
+    assert!(!c.node("b1").replicated(&site(), 7));
+}
+
+#[test]
+fn an_entry_held_by_a_majority_survives_even_if_the_candidate_lacked_it() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    // Only b2 hears the second entry; with the leader that is a majority.
+    c.down.push(id("c1"));
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    assert!(c.node("b1").replicated(&site(), 7));
+    // Now the leader dies and c1, which lacks the entry, comes back.
+    c.down = vec![id("b1")];
+    c.run_for(Duration::from_secs(5));
+    assert_eq!(c.leads.len(), 1, "{:?}", c.leads);
+    assert_eq!(
+        c.leads[0].2.len(),
+        1,
+        "the entry b2 held is in the new journal"
+    );
+}
+
+#[test]
+fn a_prepare_is_refused_while_the_leader_is_heard() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    // c1 alone goes deaf to b1 and campaigns; b2 still hears b1 and refuses.
+    let e = c.electorate.clone();
+    let now = c.now;
+    c.node("c1").handle(
+        now,
+        &id("c1"),
+        RunMsg::Prepare {
+            site: site(),
+            run: 7,
+            ballot: Ballot {
+                epoch: 8,
+                proposer: id("c1"),
+            },
+            trigger: RunTrigger::Verdict,
+            start_at: now,
+        },
+        &e,
+    );
+    let mut b2 = Replicas::new(id("b2"), CONFIG);
+    b2.handle(
+        now,
+        &id("b1"),
+        RunMsg::Append {
+            record: RunRecord {
+                site: site(),
+                run: 7,
+                trigger: RunTrigger::Verdict,
+                promised: Ballot {
+                    epoch: 7,
+                    proposer: id("b1"),
+                },
+                journal_ballot: Ballot {
+                    epoch: 7,
+                    proposer: id("b1"),
+                },
+                journal: vec![],
+                start_at: now,
+            },
+        },
+        &e,
+    );
+    while b2.poll_action().is_some() {}
+    b2.handle(
+        now + Duration::from_millis(100),
+        &id("c1"),
+        RunMsg::Prepare {
+            site: site(),
+            run: 7,
+            ballot: Ballot {
+                epoch: 8,
+                proposer: id("c1"),
+            },
+            trigger: RunTrigger::Verdict,
+            start_at: now,
+        },
+        &e,
+    );
+    let answer = std::iter::from_fn(|| b2.poll_action()).find_map(|a| match a {
+        ReplicaAction::Send {
+            msg: RunMsg::Promise { ok, .. },
+            ..
+        } => Some(ok),
+        _ => None,
+    });
+    assert_eq!(answer, Some(false));
+}
+
+#[test]
+fn a_finished_run_is_not_taken_over() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    c.append(
+        "b1",
+        entry(
+            7,
+            0,
+            JournalKind::RunFinished {
+                outcome: RunOutcome::Succeeded {
+                    continued: vec![],
+                    post_failed: vec![],
+                },
+            },
+        ),
+    );
+    c.run_for(Duration::from_millis(300));
+    c.down.push(id("b1"));
+    c.run_for(Duration::from_secs(5));
+    assert!(c.leads.is_empty());
+}
+
+#[test]
+fn a_run_that_needs_no_running_is_not_taken_over() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    c.down.push(id("b1"));
+    for _ in 0..100 {
+        c.now = c.now + Duration::from_millis(50);
+        let now = c.now;
+        for r in c.nodes.values_mut() {
+            r.tick(now, |_| false);
+        }
+        c.settle();
+    }
+    assert!(c.leads.is_empty());
+}
+
+#[test]
+fn competing_candidates_never_both_win_an_epoch() {
+    // Five members, the leader silent, and every survivor campaigning at once.
+    let members = ["v1", "v2", "v3", "v4", "v5"];
+    let e = Electorate::new(members.iter().map(|m| id(m)));
+    let mut nodes: BTreeMap<NodeId, Replicas> = members
+        .iter()
+        .map(|m| (id(m), Replicas::new(id(m), CONFIG)))
+        .collect();
+    let rec = RunRecord {
+        site: site(),
+        run: 3,
+        trigger: RunTrigger::Verdict,
+        promised: Ballot {
+            epoch: 3,
+            proposer: id("v1"),
+        },
+        journal_ballot: Ballot {
+            epoch: 3,
+            proposer: id("v1"),
+        },
+        journal: vec![],
+        start_at: ms(0),
+    };
+    for (n, r) in nodes.iter_mut() {
+        if n != &id("v1") {
+            r.load(ms(0), rec.clone(), e.clone());
+        }
+    }
+    let now = ms(5000);
+    for r in nodes.values_mut() {
+        r.start_takeover_for_test(now, &(site(), 3));
+    }
+    let mut leads = Vec::new();
+    // Deliver in a scrambled but fixed order.
+    for _ in 0..20 {
+        let mut mail = Vec::new();
+        for (n, r) in nodes.iter_mut() {
+            while let Some(a) = r.poll_action() {
+                match a {
+                    ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
+                    ReplicaAction::Lead { term, .. } => leads.push((n.clone(), term)),
+                    _ => {}
+                }
+            }
+        }
+        mail.reverse();
+        for (from, to, msg) in mail {
+            if to != id("v1") {
+                nodes.get_mut(&to).unwrap().handle(now, &from, msg, &e);
+            }
+        }
+    }
+    let mut terms: Vec<u64> = leads.iter().map(|(_, t)| *t).collect();
+    terms.sort();
+    terms.dedup();
+    assert_eq!(
+        terms.len(),
+        leads.len(),
+        "two winners of one term: {leads:?}"
+    );
+}
+
+impl Replicas {
+    fn start_takeover_for_test(&mut self, now: Time, key: &(SiteId, u64)) {
+        if self.runs.contains_key(key) {
+            self.start_takeover(now, key);
+        }
+    }
+}

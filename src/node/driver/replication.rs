@@ -1,0 +1,247 @@
+//! Carries out the run replication core (`core::replica`): sends the journal of every run this
+//! node leads to the site's electorate, holds each step's start until a majority holds the
+//! journal, takes over a run whose leader went silent, and stops a run a higher ballot took
+//! from this node.
+
+use super::failover::{wall_now, StartStep};
+use super::*;
+use crate::core::pipeline::{Pipeline, PipelineSpec, StepSpec};
+use crate::core::replica::{ReplicaAction, RunMsg, RunRecord, RunTrigger};
+use std::collections::BTreeSet;
+
+impl Driver {
+    pub(super) fn electorate(&self, site: &SiteId) -> Electorate {
+        Electorate::new(self.fleet().electorate(site))
+    }
+
+    /// The steps a run of `trigger` carries out for `site`, from the current fleet.
+    pub(super) fn run_spec(&self, site: &SiteId, trigger: RunTrigger) -> Option<PipelineSpec> {
+        let plan = self.fleet().watch(site)?.plan.as_ref()?;
+        Some(match trigger {
+            RunTrigger::Verdict | RunTrigger::Manual => plan.pipeline.clone(),
+            RunTrigger::Failback => failback_spec(&plan.pipeline),
+        })
+    }
+
+    /// Reads back the run registers after a restart: runs this node still leads go on (their
+    /// journal goes out again at once), the others are followed.
+    pub(super) fn load_runs(&mut self, now: Instant) {
+        let records = match self.store.run_records() {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "cannot read the run registers; runs led elsewhere cannot be taken over by this node");
+                return;
+            }
+        };
+        let t = self.time(now);
+        for r in records {
+            self.voter.observe_epoch(&r.site, r.term());
+            let e = self.electorate(&r.site);
+            self.replicas.load(t, r, e);
+        }
+    }
+
+    pub(super) fn on_run_msg(&mut self, now: Instant, from: &NodeId, msg: RunMsg) {
+        let (site, _) = msg.key();
+        if self.fleet().watch(&site).is_none() {
+            debug!(peer = %from, %site, "run message for a site this fleet does not watch; ignored");
+            return;
+        }
+        let e = self.electorate(&site);
+        let t = self.time(now);
+        self.replicas.handle(t, from, msg, &e);
+        self.drain_replicas(now);
+        self.start_replicated_steps();
+    }
+
+    /// Heartbeats, and takeovers of runs whose leader went silent and that still need running.
+    pub(super) fn on_replica_timers(&mut self, now: Instant) {
+        let t = self.time(now);
+        if self.replicas.poll_timeout().is_none_or(|w| w > t) {
+            return;
+        }
+        let eligible: BTreeSet<(SiteId, u64)> = self
+            .replicas
+            .records()
+            .filter(|r| self.may_take_over(r))
+            .map(|r| (r.site.clone(), r.run))
+            .collect();
+        self.replicas
+            .tick(t, |r| eligible.contains(&(r.site.clone(), r.run)));
+        self.drain_replicas(now);
+    }
+
+    pub(super) fn replica_wake(&self) -> Option<Instant> {
+        self.replicas.poll_timeout().map(|t| self.instant(t))
+    }
+
+    /// Whether a run whose leader went silent still needs running by someone.
+    fn may_take_over(&self, r: &RunRecord) -> bool {
+        let Some(w) = self.fleet().watch(&r.site) else {
+            return false;
+        };
+        if w.plan.is_none() {
+            return false;
+        }
+        // A newer run of the site replaced this one.
+        if self
+            .replicas
+            .records()
+            .any(|o| o.site == r.site && o.run > r.run)
+        {
+            return false;
+        }
+        if r.trigger == RunTrigger::Verdict {
+            if w.single_vantage == SingleVantage::Manual
+                || self.maintenance_until(&r.site).is_some()
+            {
+                return false;
+            }
+            // Not begun yet: only while its verdict is still the newest.
+            if r.journal.is_empty()
+                && self
+                    .voter
+                    .verdict(&r.site)
+                    .map(|v| (v.outcome(), v.epoch()))
+                    != Some((Outcome::Down, r.run))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Carries out the replication core's actions in order; a record that cannot be made
+    /// durable sends nothing after it.
+    pub(super) fn drain_replicas(&mut self, now: Instant) {
+        let mut broken: BTreeSet<(SiteId, u64)> = BTreeSet::new();
+        while let Some(a) = self.replicas.poll_action() {
+            match a {
+                ReplicaAction::Persist(r) => {
+                    self.voter.observe_epoch(&r.site, r.term());
+                    if let Err(e) = self.store.save_run(&r) {
+                        error!(site = %r.site, run = r.run, error = %e, "cannot make the run register durable; this node sends nothing more for the run");
+                        broken.insert((r.site.clone(), r.run));
+                    }
+                }
+                ReplicaAction::Send { to, msg } => {
+                    if !broken.contains(&msg.key()) {
+                        self.mesh.send(&to, &Message::Run(msg));
+                    }
+                }
+                ReplicaAction::Lead {
+                    site,
+                    run,
+                    trigger,
+                    term,
+                    journal,
+                    start_at,
+                } => {
+                    if !broken.contains(&(site.clone(), run)) {
+                        self.take_over_run(now, site, run, trigger, term, journal, start_at);
+                    }
+                }
+                ReplicaAction::Yield { site, run, to } => {
+                    warn!(%site, run, new_leader = %to.proposer, term = to.epoch,
+                          "another voter leads this failover run now; this node stops running it");
+                    let key = (site, run);
+                    self.failovers.running.remove(&key);
+                    self.failovers.waiting.remove(&key);
+                    self.failovers.pending.remove(&key);
+                }
+            }
+            self.dirty = true;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take_over_run(
+        &mut self,
+        now: Instant,
+        site: SiteId,
+        run: u64,
+        trigger: RunTrigger,
+        term: u64,
+        journal: Vec<crate::core::pipeline::JournalEntry>,
+        start_at: Time,
+    ) {
+        let Some(spec) = self.run_spec(&site, trigger) else {
+            warn!(%site, run, "won a failover run but this fleet has no plan for the site; not running it");
+            return;
+        };
+        warn!(%site, run, term, entries = journal.len(), trigger = trigger.as_str(),
+              "taking over a failover run whose leader went silent");
+        let key = (site.clone(), run);
+        // The journal is now this node's: the register's Persist replaced the stored one.
+        let wall = wall_now();
+        if journal.is_empty() && start_at > wall {
+            let wait = Duration::from_micros(start_at.as_micros() - wall.as_micros());
+            self.failovers.waiting.insert(key, now + wait);
+            return;
+        }
+        let p = Pipeline::take_over(spec, site, run, term, false, &journal, wall);
+        self.failovers.running.insert(key, p);
+        self.drain_failovers();
+    }
+
+    /// Starts the steps whose start entry a majority of the electorate now holds.
+    pub(super) fn start_replicated_steps(&mut self) {
+        let keys: Vec<(SiteId, u64)> = self.failovers.pending.keys().cloned().collect();
+        for key in keys {
+            if !self.replicas.is_leader(&key.0, key.1) {
+                // Yielded: a higher ballot runs it; nothing queued here may start.
+                self.failovers.pending.remove(&key);
+                continue;
+            }
+            if !self.replicas.replicated(&key.0, key.1) {
+                continue;
+            }
+            if let Some(why) = self.superseded(&key.0, key.1) {
+                warn!(site = %key.0, run = key.1, "{why}; this run stops here");
+                self.failovers.pending.remove(&key);
+                self.failovers.running.remove(&key);
+                continue;
+            }
+            for s in self.failovers.pending.remove(&key).unwrap_or_default() {
+                self.start_step(s);
+            }
+        }
+    }
+
+    /// Epoch fencing: a step of an older run never starts once a newer run of the same site
+    /// has begun.
+    fn superseded(&self, site: &SiteId, run: u64) -> Option<String> {
+        self.replicas
+            .records()
+            .filter(|o| &o.site == site && o.run > run && !o.journal.is_empty())
+            .map(|o| o.run)
+            .max()
+            .map(|newer| {
+                format!("refused by the epoch fence: run {newer} of site {site} has begun after run {run}")
+            })
+    }
+
+    /// Queues a step start until the journal is held by a majority.
+    pub(super) fn queue_start(&mut self, key: (SiteId, u64), s: StartStep) {
+        self.failovers.pending.entry(key).or_default().push(s);
+    }
+}
+
+/// Back to the primary: the compensation of every step that has one, newest step first.
+pub(super) fn failback_spec(plan: &PipelineSpec) -> PipelineSpec {
+    let steps: Vec<StepSpec> = plan
+        .steps
+        .iter()
+        .rev()
+        .filter_map(|s| s.compensation.as_deref().cloned())
+        .map(|mut c| {
+            c.compensation = None;
+            c
+        })
+        .collect();
+    PipelineSpec {
+        prechecks: Vec::new(),
+        steps,
+        post: Vec::new(),
+    }
+}
