@@ -16,6 +16,7 @@ command -v jq >/dev/null || need_pkgs+=(jq)
 command -v gobgpd >/dev/null || need_pkgs+=(gobgpd)
 command -v exabgp >/dev/null || need_pkgs+=(exabgp)
 command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
+command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need_pkgs+=(criu)
 command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -4,16 +4,22 @@
 //! can recognise a retried step and act once. It never retries; a 5xx or a timeout is
 //! reported and the pipeline decides.
 //!
-//! Params: `url` (http://), `method` ("POST" or "PUT", default POST), `body` (a table merged
-//! with quorate's fields `site`, `epoch`, `step`, `idempotency_key`, `dry_run`, which win on a
-//! clash), `headers` (a table), `token_file` or `token_env` for `Authorization: Bearer`
-//! (read at every run, so a rotated token is picked up), `success` (status codes that mean
-//! success, default any 2xx), `dry_run = "skip"`.
+//! Params: `url` (https:// or http://), `method` ("POST" or "PUT", default POST), `body` (a
+//! table merged with quorate's fields `site`, `epoch`, `step`, `idempotency_key`, `dry_run`,
+//! which win on a clash), `headers` (a table), `token_file` or `token_env` for
+//! `Authorization: Bearer` (read at every run, so a rotated token is picked up), `success`
+//! (status codes that mean success, default any 2xx), `ca_file` (https only: a PEM bundle of
+//! the CAs to trust instead of the built-in roots), `dry_run = "skip"`.
 //! During a dry run the request is still sent, with `"dry_run": true` in the body and the
 //! header `X-Quorate-Dry-Run: 1`: the controller must check and not act.
 //!
-//! This build's HTTP client has no TLS, so `https://` URLs are rejected at config-check time;
-//! put a local TLS-terminating proxy in front of the controller.
+//! TLS: `https://` URLs are verified by rustls (ring provider), certificate chain and host
+//! name. Without `ca_file` the trusted roots are the Mozilla root program compiled into the
+//! binary (the `webpki-roots` crate): the same on every host, no system certificate store
+//! needed, nothing fetched at run time. With `ca_file` only the certificates in that PEM file
+//! are trusted (a private controller's CA); the file is read at every run, like the token, so
+//! a renewed bundle is picked up, and also at config-check time when it is readable there.
+//! Client certificates are not supported.
 
 use super::{Actuator, Params, StepContext, StepFuture, StepOutcome, Tail};
 use serde_json::{Map, Value};
@@ -34,6 +40,7 @@ pub struct HttpActuator {
     token: Option<Token>,
     success: Option<Vec<u16>>,
     skip_in_dry_run: bool,
+    ca_file: Option<PathBuf>,
     client: reqwest::Client,
 }
 
@@ -45,26 +52,67 @@ const KNOWN: &[&str] = &[
     "token_file",
     "token_env",
     "success",
+    "ca_file",
     "dry_run",
 ];
+
+/// The HTTP client every step uses: no redirects (a controller that moved must be
+/// reconfigured, not followed), and with `roots` the only trusted CAs instead of the
+/// built-in ones.
+fn client(roots: Option<Vec<reqwest::Certificate>>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(roots) = roots {
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in roots {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| error_chain(&e))
+}
+
+/// The certificates of a PEM bundle; an error names the file and what is wrong with it.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem =
+        std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for der in CertificateDer::pem_slice_iter(&pem) {
+        let der = der.map_err(|e| format!("ca_file {} is not valid PEM: {e}", path.display()))?;
+        let cert = reqwest::Certificate::from_der(&der).map_err(|e| {
+            format!(
+                "ca_file {} holds a bad certificate: {}",
+                path.display(),
+                error_chain(&e)
+            )
+        })?;
+        certs.push(cert);
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_file {} holds no certificate: give a PEM file with at least one \
+             -----BEGIN CERTIFICATE----- block",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
 
 impl HttpActuator {
     pub fn from_params(params: &Value) -> Result<Self, String> {
         let p = Params::new("http", params)?;
         p.only(KNOWN)?;
-        let url_s = p.req_str("url", "\"http://127.0.0.1:8080/failover\"")?;
+        let url_s = p.req_str("url", "\"https://dr.example.net/v1/failover\"")?;
         let url = reqwest::Url::parse(&url_s)
             .map_err(|e| p.err("url", format!("{url_s:?} is not a URL: {e}")))?;
         match url.scheme() {
-            "http" => {}
-            "https" => {
+            "http" | "https" => {}
+            s => {
                 return Err(p.err(
                     "url",
-                    "uses https, but this build's HTTP client has no TLS: \
-                     use http:// to a local TLS-terminating proxy",
+                    format!("has scheme {s:?}: use https:// (or http://)"),
                 ))
             }
-            s => return Err(p.err("url", format!("has scheme {s:?}: use http://"))),
         }
         if url.host_str().is_none() {
             return Err(p.err("url", "has no host"));
@@ -127,10 +175,23 @@ impl HttpActuator {
                 ))
             }
         };
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("http step: cannot build the HTTP client: {e}"))?;
+        let ca_file = p.opt_str("ca_file")?.map(PathBuf::from);
+        if let Some(ca) = &ca_file {
+            if url.scheme() != "https" {
+                return Err(p.err(
+                    "ca_file",
+                    "is set but `url` is http://: a CA bundle only applies to https:// URLs",
+                ));
+            }
+            // Checked now when it can be read here; a file that only exists on the nodes (or
+            // that only quorate's user may read) is read and checked when the step runs.
+            if std::fs::File::open(ca).is_ok() {
+                let roots = read_ca_file(ca).map_err(|e| p.err("ca_file", e))?;
+                client(Some(roots)).map_err(|e| p.err("ca_file", format!("is unusable: {e}")))?;
+            }
+        }
+        let client =
+            client(None).map_err(|e| format!("http step: cannot build the HTTP client: {e}"))?;
         Ok(HttpActuator {
             url,
             method,
@@ -139,6 +200,7 @@ impl HttpActuator {
             token,
             success,
             skip_in_dry_run: p.dry_run_skip()?,
+            ca_file,
             client,
         })
     }
@@ -158,6 +220,29 @@ impl HttpActuator {
         Ok(Some(token))
     }
 
+    /// What to do about a certificate the client did not accept.
+    fn tls_hint(&self, e: &reqwest::Error) -> String {
+        let chain = error_chain(e);
+        if !chain.contains("invalid peer certificate") {
+            return String::new();
+        }
+        if chain.contains("not valid for name") || chain.contains("NotValidForName") {
+            return " (the URL's host is not a name in the controller's certificate: \
+                    use a host name or address the certificate lists)"
+                .to_string();
+        }
+        match &self.ca_file {
+            None => " (the controller's certificate is not trusted by the built-in roots: \
+                      set ca_file to the PEM bundle of its CA)"
+                .to_string(),
+            Some(path) => format!(
+                " (the controller's certificate is not trusted by ca_file {}: \
+                 it must hold the CA that signed the certificate)",
+                path.display()
+            ),
+        }
+    }
+
     fn is_success(&self, status: reqwest::StatusCode) -> bool {
         match &self.success {
             Some(codes) => codes.contains(&status.as_u16()),
@@ -173,6 +258,18 @@ impl HttpActuator {
             Ok(t) => t,
             Err(e) => return StepOutcome::failed(format!("not sent: {e}"), ""),
         };
+        // With a private CA the client is built per run from the bundle read now.
+        let ca_client;
+        let client = match &self.ca_file {
+            None => &self.client,
+            Some(path) => match read_ca_file(path).and_then(|roots| client(Some(roots))) {
+                Ok(c) => {
+                    ca_client = c;
+                    &ca_client
+                }
+                Err(e) => return StepOutcome::failed(format!("not sent: {e}"), ""),
+            },
+        };
         let mut body = self.body.clone();
         body.insert("site".into(), Value::from(ctx.site.as_str()));
         body.insert("epoch".into(), Value::from(ctx.epoch));
@@ -183,8 +280,7 @@ impl HttpActuator {
         );
         body.insert("dry_run".into(), Value::from(ctx.dry_run));
 
-        let mut req = self
-            .client
+        let mut req = client
             .request(self.method.clone(), self.url.clone())
             .timeout(ctx.timeout)
             .header("Idempotency-Key", &ctx.idempotency_key)
@@ -207,7 +303,12 @@ impl HttpActuator {
                     "",
                 )
             }
-            Err(e) => return StepOutcome::failed(format!("{target}: {}", error_chain(&e)), ""),
+            Err(e) => {
+                return StepOutcome::failed(
+                    format!("{target}: {}{}", error_chain(&e), self.tls_hint(&e)),
+                    "",
+                )
+            }
         };
         let status = resp.status();
         // Keep only the tail of the body, even if the controller sends megabytes.
@@ -264,9 +365,47 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_with_the_reason() {
-        let err = HttpActuator::from_params(&json!({"url": "https://lb.example/x"})).unwrap_err();
-        assert!(err.contains("no TLS"), "{err}");
+    fn https_is_accepted() {
+        assert!(HttpActuator::from_params(&json!({"url": "https://lb.example/x"})).is_ok());
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        let err = HttpActuator::from_params(&json!({"url": "ftp://lb.example/x"})).unwrap_err();
+        assert!(err.contains("\"ftp\"") && err.contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn ca_file_needs_https() {
+        let err = HttpActuator::from_params(
+            &json!({"url": "http://lb.example/x", "ca_file": "/etc/quorate/ca.pem"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`ca_file`") && err.contains("https://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ca_file_missing_here_is_left_to_run_time() {
+        let p = json!({"url": "https://lb.example/x", "ca_file": "/nonexistent/quorate-ca.pem"});
+        assert!(HttpActuator::from_params(&p).is_ok());
+    }
+
+    #[test]
+    fn ca_file_without_a_certificate_is_refused_when_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = HttpActuator::from_params(
+            &json!({"url": "https://lb.example/x", "ca_file": path.to_str().unwrap()}),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`ca_file`") && err.contains("no certificate"),
+            "{err}"
+        );
     }
 
     #[test]

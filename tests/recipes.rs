@@ -1,0 +1,1122 @@
+//! The failover recipes of `config/recipes/` run as a pipeline runs them: through the `exec`
+//! actuator, with the step's environment. The workload is a process each test starts itself;
+//! `criu`, `drbdadm` and `modinfo` are stand-ins placed first on PATH that record their
+//! arguments, report a version or a role, and do what the real programs would do to the
+//! workload (kill it after a dump, start a stopped copy on restore).
+
+use quorate::actuators::{build, validate, StepContext, StepOutcome};
+use serde_json::{json, Map, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn recipe(name: &str) -> String {
+    root()
+        .join("config/recipes")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Stand-in criu: `--version` reports STANDIN_CRIU_VERSION, `check` passes unless
+/// STANDIN_CRIU_CHECK=fail, `dump` writes inventory.img and kills the tree unless
+/// --leave-running, `restore` starts a `sleep` in a session of its own (stopped with
+/// --leave-stopped) and writes its pid to --pidfile.
+const CRIU: &str = r#"#!/bin/sh
+echo "criu $*" >> "$STANDIN_LOG"
+case $1 in
+--version) echo "Version: $STANDIN_CRIU_VERSION"; echo "GitID: v$STANDIN_CRIU_VERSION" ;;
+check)
+	if [ "$STANDIN_CRIU_CHECK" = fail ]; then
+		echo "Error (criu/kerndat.c:1615): kerndat_vdso_fill_symtable failed" >&2
+		exit 1
+	fi
+	echo "Looks good." ;;
+dump)
+	shift; pid= dir= leave=
+	while [ $# -gt 0 ]; do
+		case $1 in --tree) pid=$2; shift ;; --images-dir) dir=$2; shift ;; --leave-running) leave=1 ;; esac
+		shift
+	done
+	echo "$pid" > "$dir/inventory.img" && echo "dump ok" > "$dir/dump.log"
+	[ -n "$leave" ] || kill -KILL "$pid" ;;
+restore)
+	shift; dir= pidfile= stopped=
+	while [ $# -gt 0 ]; do
+		case $1 in --images-dir) dir=$2; shift ;; --pidfile) pidfile=$2; shift ;; --leave-stopped) stopped=1 ;; esac
+		shift
+	done
+	[ -f "$dir/inventory.img" ] || exit 1
+	# The copy gets a session of its own, as a restored service would.
+	if [ -n "$stopped" ]; then
+		setsid sh -c 'kill -STOP $$; exec sleep 300' </dev/null >/dev/null 2>&1 &
+		while ! grep -q '^[0-9]* ([^)]*) T' "/proc/$!/stat"; do sleep 0.01; done
+	else
+		setsid sleep 300 </dev/null >/dev/null 2>&1 &
+	fi
+	echo $! > "$pidfile" ;;
+*) exit 1 ;;
+esac
+"#;
+
+/// Stand-in drbdadm: the role of resource R lives in $STANDIN_DRBD/R.role.
+const DRBDADM: &str = r#"#!/bin/sh
+echo "drbdadm $*" >> "$STANDIN_LOG"
+f=$STANDIN_DRBD/$2.role
+case $1 in
+role)
+	[ -f "$f" ] || { echo "'$2' not defined in your config (for this host)." >&2; exit 10; }
+	cat "$f" ;;
+primary) echo "Primary/Unknown" > "$f" ;;
+secondary) echo "Secondary/Unknown" > "$f" ;;
+*) exit 20 ;;
+esac
+"#;
+
+/// Stand-in modinfo of a kernel without DRBD.
+const MODINFO_WITHOUT_DRBD: &str = r#"#!/bin/sh
+echo "modinfo $*" >> "$STANDIN_LOG"
+echo "modinfo: ERROR: Module $1 not found." >&2
+exit 1
+"#;
+
+/// A scratch directory with the stand-ins, the state dir, the call log and the workload.
+struct Bench {
+    dir: tempfile::TempDir,
+    /// Processes to kill when the test ends (restored copies).
+    strays: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["bin", "state", "drbd", "checkpoints"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("calls.log"), "").unwrap();
+        Bench {
+            dir,
+            strays: Default::default(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn s(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+
+    fn stand_in(&self, name: &str, script: &str) {
+        let path = self.path("bin").join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// The step's `env`: the stand-ins first on PATH, then only the system's user
+    /// programs (no sbin: a real criu or modinfo there must not be found by accident).
+    fn env(&self) -> Map<String, Value> {
+        let mut env = Map::new();
+        env.insert(
+            "PATH".into(),
+            format!("{}:/usr/bin:/bin", self.s("bin")).into(),
+        );
+        env.insert("STANDIN_LOG".into(), self.s("calls.log").into());
+        env.insert("STANDIN_DRBD".into(), self.s("drbd").into());
+        env.insert("STANDIN_CRIU_VERSION".into(), "4.1.1".into());
+        env.insert("RECIPE_STATE_DIR".into(), self.s("state").into());
+        env
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("calls.log"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Files recorded in the state dir.
+    fn records(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.path("state")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn set_role(&self, res: &str, role: &str) {
+        std::fs::write(
+            self.path("drbd").join(format!("{res}.role")),
+            format!("{role}\n"),
+        )
+        .unwrap();
+    }
+
+    fn role(&self, res: &str) -> String {
+        std::fs::read_to_string(self.path("drbd").join(format!("{res}.role")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn stray(&self, pid: u32) {
+        self.strays.borrow_mut().push(pid);
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        for pid in self.strays.borrow().iter() {
+            kill(*pid, "KILL");
+        }
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The stand-in workload: a process the test starts, with a pid file.
+struct Workload {
+    child: Child,
+    pidfile: String,
+}
+
+impl Workload {
+    fn start(bench: &Bench) -> Workload {
+        let child = Command::new("sleep")
+            .arg("300")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pidfile = bench.s("app.pid");
+        std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+        Workload { child, pidfile }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has it exited (been killed) within a few seconds?
+    fn exits(&mut self) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one-letter state of a process, or None when it is gone or a zombie.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    (state != 'Z').then_some(state)
+}
+
+fn read_pid(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Runs a recipe through the exec actuator as the pipeline would for step `step` of site a,
+/// epoch 7.
+async fn run_step(
+    argv: &[&str],
+    env: &Map<String, Value>,
+    step: &str,
+    dry_run: bool,
+) -> StepOutcome {
+    let params = json!({"argv": argv, "env": env});
+    let actuator = build("exec", &params).expect("valid exec params");
+    let ctx = StepContext {
+        site: "a".into(),
+        epoch: 7,
+        step: step.into(),
+        idempotency_key: StepContext::key_for(&"a".into(), 7, step),
+        dry_run,
+        timeout: Duration::from_secs(30),
+        params,
+    };
+    actuator.run(&ctx).await
+}
+
+fn assert_exit(out: &StepOutcome, code: i32) {
+    assert!(!out.ok, "{out:?}");
+    assert!(
+        out.detail.ends_with(&format!("failed: exited {code}")),
+        "expected exit {code}: {out:?}"
+    );
+}
+
+// ---------------------------------------------------------------- CRIU
+
+#[tokio::test]
+async fn criu_dump_checkpoints_the_workload_into_the_images_dir_and_criu_kills_it() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let mut app = Workload::start(&bench);
+    let images = bench.s("checkpoints/app");
+    let out = run_step(
+        &[&recipe("criu-dump.sh"), &app.pidfile, &images],
+        &bench.env(),
+        "freeze",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    let pid = app.pid();
+    assert_eq!(
+        bench.calls(),
+        vec![
+            "criu --version".to_string(),
+            "criu check".to_string(),
+            format!("criu dump --tree {pid} --images-dir {images}.partial --log-file dump.log"),
+        ]
+    );
+    // The dump was published under the images dir, not left half-written.
+    assert_eq!(
+        std::fs::read_to_string(format!("{images}/inventory.img")).unwrap(),
+        format!("{pid}\n")
+    );
+    assert!(!Path::new(&format!("{images}.partial")).exists());
+    assert!(
+        app.exits(),
+        "the workload survived a dump without --leave-running"
+    );
+    assert!(
+        out.output_tail.contains(&format!(
+            "dumped pid {pid} into {images} (killed after the dump; site=a epoch=7 step=freeze key=a/7/freeze)"
+        )),
+        "{out:?}"
+    );
+    // The record names the key and what was done.
+    let records = bench.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = std::fs::read_to_string(&records[0]).unwrap();
+    assert!(record.contains("key: a/7/freeze"), "{record}");
+    assert!(record.contains("site=a epoch=7 step=freeze"), "{record}");
+    assert!(
+        record.contains(&format!("done: dumped pid {pid}")),
+        "{record}"
+    );
+}
+
+#[tokio::test]
+async fn criu_dump_leave_running_keeps_the_workload_and_passes_extra_criu_args() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let mut app = Workload::start(&bench);
+    let images = bench.s("checkpoints/app");
+    let out = run_step(
+        &[
+            &recipe("criu-dump.sh"),
+            "--leave-running",
+            &app.pidfile,
+            &images,
+            "--",
+            "--tcp-established",
+            "--shell-job",
+        ],
+        &bench.env(),
+        "checkpoint",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        bench.calls().last().unwrap(),
+        &format!(
+            "criu dump --tree {} --images-dir {images}.partial --log-file dump.log \
+             --leave-running --tcp-established --shell-job",
+            app.pid()
+        )
+    );
+    assert!(app.running());
+}
+
+#[tokio::test]
+async fn criu_dump_dry_run_checks_and_calls_nothing_that_changes_state() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let mut app = Workload::start(&bench);
+    let images = bench.s("checkpoints/app");
+    let out = run_step(
+        &[&recipe("criu-dump.sh"), &app.pidfile, &images],
+        &bench.env(),
+        "freeze",
+        true,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(out.output_tail.contains("dry run:"), "{out:?}");
+    assert!(
+        out.output_tail.contains(&format!(
+            "would run: criu dump --tree {} --images-dir {images}.partial",
+            app.pid()
+        )),
+        "{out:?}"
+    );
+    assert_eq!(bench.calls(), vec!["criu --version", "criu check"]);
+    assert!(!Path::new(&images).exists());
+    assert!(!Path::new(&format!("{images}.partial")).exists());
+    assert!(bench.records().is_empty(), "a dry run recorded something");
+    assert!(app.running());
+}
+
+#[tokio::test]
+async fn criu_dump_dry_run_fails_when_the_workload_is_not_running() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let out = run_step(
+        &[
+            &recipe("criu-dump.sh"),
+            &bench.s("missing.pid"),
+            &bench.s("checkpoints/app"),
+        ],
+        &bench.env(),
+        "freeze",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(out.output_tail.contains("missing.pid not found"), "{out:?}");
+}
+
+#[tokio::test]
+async fn criu_dump_twice_with_the_same_idempotency_key_dumps_once() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let app = Workload::start(&bench);
+    let images = bench.s("checkpoints/app");
+    let argv = [
+        recipe("criu-dump.sh"),
+        "--leave-running".into(),
+        app.pidfile.clone(),
+        images.clone(),
+    ];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let first = run_step(&argv, &bench.env(), "checkpoint", false).await;
+    assert!(first.ok, "{first:?}");
+    let calls = bench.calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("criu dump")).count(),
+        1
+    );
+
+    let again = run_step(&argv, &bench.env(), "checkpoint", false).await;
+    assert!(again.ok, "{again:?}");
+    assert!(
+        again
+            .output_tail
+            .contains("already done for idempotency key a/7/checkpoint"),
+        "{again:?}"
+    );
+    assert_eq!(bench.calls(), calls, "the second run called something");
+
+    // Another key (another epoch or step) dumps again.
+    let other = run_step(&argv, &bench.env(), "checkpoint-2", false).await;
+    assert!(other.ok, "{other:?}");
+    assert_eq!(
+        bench
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("criu dump"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn old_criu_is_refused_with_its_version_and_the_need_for_4_1() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let app = Workload::start(&bench);
+    let mut env = bench.env();
+    env.insert("STANDIN_CRIU_VERSION".into(), "3.17.1".into());
+    let images = bench.s("checkpoints/app");
+    for dry_run in [true, false] {
+        let out = run_step(
+            &[&recipe("criu-dump.sh"), &app.pidfile, &images],
+            &env,
+            "freeze",
+            dry_run,
+        )
+        .await;
+        assert_exit(&out, 4);
+        assert!(
+            out.output_tail.contains(
+                "CRIU 3.17.1 found; this recipe needs CRIU 4.1 or newer (4.1 is the first release"
+            ),
+            "{out:?}"
+        );
+        assert!(out.output_tail.contains("pidfds"), "{out:?}");
+    }
+    let out = run_step(
+        &[&recipe("criu-restore.sh"), &images],
+        &env,
+        "migrate",
+        false,
+    )
+    .await;
+    assert_exit(&out, 4);
+    assert!(out.output_tail.contains("CRIU 3.17.1 found"), "{out:?}");
+    assert!(
+        bench.calls().iter().all(|c| c == "criu --version"),
+        "an old CRIU was used for more than its version: {:?}",
+        bench.calls()
+    );
+}
+
+#[tokio::test]
+async fn criu_versions_are_compared_numerically() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let app = Workload::start(&bench);
+    let images = bench.s("checkpoints/app");
+    for (version, accepted) in [
+        ("3.19", false),
+        ("4.0", false),
+        ("4.0.2", false),
+        ("4.1", true),
+        ("4.1.1", true),
+        ("4.10", true),
+        ("5.0", true),
+    ] {
+        let mut env = bench.env();
+        env.insert("STANDIN_CRIU_VERSION".into(), version.into());
+        let out = run_step(
+            &[&recipe("criu-dump.sh"), &app.pidfile, &images],
+            &env,
+            "freeze",
+            true,
+        )
+        .await;
+        if accepted {
+            assert!(out.ok, "{version}: {out:?}");
+        } else {
+            assert_exit(&out, 4);
+            assert!(
+                out.output_tail.contains(&format!("CRIU {version} found")),
+                "{version}: {out:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_criu_is_named() {
+    let bench = Bench::new();
+    let app = Workload::start(&bench);
+    let mut env = bench.env();
+    // Without a stand-in, criu must not be found on PATH (bin:/usr/bin:/bin).
+    if ["/usr/bin/criu", "/bin/criu"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        env.insert("CRIU".into(), "/nonexistent/criu".into());
+    }
+    let out = run_step(
+        &[
+            &recipe("criu-dump.sh"),
+            &app.pidfile,
+            &bench.s("checkpoints/app"),
+        ],
+        &env,
+        "freeze",
+        true,
+    )
+    .await;
+    assert_exit(&out, 3);
+    assert!(out.output_tail.contains("criu not found"), "{out:?}");
+    assert!(
+        out.output_tail.contains("install CRIU 4.1 or newer"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_criu_check_is_reported_as_missing_kernel_support() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let app = Workload::start(&bench);
+    let mut env = bench.env();
+    env.insert("STANDIN_CRIU_CHECK".into(), "fail".into());
+    let out = run_step(
+        &[
+            &recipe("criu-dump.sh"),
+            &app.pidfile,
+            &bench.s("checkpoints/app"),
+        ],
+        &env,
+        "freeze",
+        true,
+    )
+    .await;
+    assert_exit(&out, 5);
+    assert!(out.output_tail.contains("check' failed"), "{out:?}");
+    assert!(out.output_tail.contains("kerndat_vdso"), "{out:?}");
+}
+
+/// The real CRIU, where installed: Debian bookworm's 3.17.1 must be refused as too old.
+#[tokio::test]
+async fn the_installed_criu_is_detected_as_too_old() {
+    let Some(real) = [
+        "/usr/sbin/criu",
+        "/usr/bin/criu",
+        "/sbin/criu",
+        "/usr/local/sbin/criu",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists()) else {
+        eprintln!("criu is not installed: nothing to check (apt-get install criu)");
+        return;
+    };
+    let version_out = Command::new(real).arg("--version").output().unwrap();
+    let version_text = String::from_utf8_lossy(&version_out.stdout).to_string();
+    let version = version_text
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .expect("criu --version names its version")
+        .trim()
+        .to_string();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+
+    let bench = Bench::new();
+    let app = Workload::start(&bench);
+    let mut env = bench.env();
+    env.insert("CRIU".into(), real.into());
+    let out = run_step(
+        &[
+            &recipe("criu-dump.sh"),
+            &app.pidfile,
+            &bench.s("checkpoints/app"),
+        ],
+        &env,
+        "freeze",
+        true,
+    )
+    .await;
+    if (major, minor) < (4, 1) {
+        assert_exit(&out, 4);
+        assert!(
+            out.output_tail.contains(&format!(
+                "CRIU {version} found; this recipe needs CRIU 4.1 or newer"
+            )),
+            "{out:?}"
+        );
+    } else {
+        // New enough: the version passes; `criu check` may still fail on this kernel.
+        assert!(
+            !out.output_tail.contains("this recipe needs CRIU"),
+            "{out:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn criu_restore_stopped_then_resume_then_discard() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let mut app = Workload::start(&bench);
+    let images = bench.s("checkpoints/app");
+    let env = bench.env();
+    let out = run_step(
+        &[&recipe("criu-dump.sh"), &app.pidfile, &images],
+        &env,
+        "freeze",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(app.exits());
+
+    // Migrate: restore, left stopped.
+    let restore = [
+        recipe("criu-restore.sh"),
+        "--leave-stopped".into(),
+        images.clone(),
+        "--".into(),
+        "--tcp-close".into(),
+    ];
+    let restore: Vec<&str> = restore.iter().map(String::as_str).collect();
+    let dry = run_step(&restore, &env, "migrate", true).await;
+    assert!(dry.ok, "{dry:?}");
+    assert!(!bench.calls().iter().any(|c| c.starts_with("criu restore")));
+    let restored_pidfile = PathBuf::from(format!("{images}/restored.pid"));
+    assert!(!restored_pidfile.exists());
+
+    let out = run_step(&restore, &env, "migrate", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        bench.calls().last().unwrap(),
+        &format!(
+            "criu restore --images-dir {images} --restore-detached --pidfile {} \
+             --log-file restore.log --leave-stopped --tcp-close",
+            restored_pidfile.display()
+        )
+    );
+    let restored = read_pid(&restored_pidfile);
+    bench.stray(restored);
+    assert_eq!(proc_state(restored), Some('T'), "not left stopped");
+
+    // A retry of the same step does not restore a second copy...
+    let calls = bench.calls();
+    let again = run_step(&restore, &env, "migrate", false).await;
+    assert!(
+        again.ok && again.output_tail.contains("already done"),
+        "{again:?}"
+    );
+    assert_eq!(bench.calls(), calls);
+    // ... and neither does another step while the copy runs.
+    let other = run_step(&restore, &env, "migrate-again", false).await;
+    assert_exit(&other, 7);
+    assert!(
+        other
+            .output_tail
+            .contains(&format!("a restored copy already runs as pid {restored}")),
+        "{other:?}"
+    );
+    let restores = |calls: &[String]| {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("criu restore"))
+            .count()
+    };
+    assert_eq!(restores(&bench.calls()), restores(&calls));
+
+    // Resume: a dry run leaves it stopped; the step continues it, once.
+    let pidfile = restored_pidfile.to_str().unwrap();
+    let resume = [recipe("criu-resume.sh"), pidfile.to_string()];
+    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
+    let dry = run_step(&resume, &env, "resume", true).await;
+    assert!(
+        dry.ok && dry.output_tail.contains("would send SIGCONT"),
+        "{dry:?}"
+    );
+    assert_eq!(proc_state(restored), Some('T'));
+    let out = run_step(&resume, &env, "resume", false).await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        matches!(proc_state(restored), Some('S' | 'R')),
+        "{:?}",
+        proc_state(restored)
+    );
+    // Stopped again by someone else: the same key does not resume it a second time.
+    kill(restored, "STOP");
+    let until = Instant::now() + Duration::from_secs(2);
+    while proc_state(restored) != Some('T') && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let again = run_step(&resume, &env, "resume", false).await;
+    assert!(
+        again.ok && again.output_tail.contains("already done"),
+        "{again:?}"
+    );
+    assert_eq!(proc_state(restored), Some('T'));
+
+    // Discard (the compensation): the restored copy is killed, its pid file removed.
+    let discard = [recipe("criu-discard.sh"), pidfile.to_string()];
+    let discard: Vec<&str> = discard.iter().map(String::as_str).collect();
+    let dry = run_step(&discard, &env, "discard-migrated", true).await;
+    assert!(dry.ok, "{dry:?}");
+    assert!(proc_state(restored).is_some());
+    let out = run_step(&discard, &env, "discard-migrated", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(proc_state(restored), None, "the restored copy survived");
+    assert!(!restored_pidfile.exists());
+    let nothing = run_step(&discard, &env, "discard-migrated-2", false).await;
+    assert!(
+        nothing.ok && nothing.output_tail.contains("nothing to discard"),
+        "{nothing:?}"
+    );
+}
+
+#[tokio::test]
+async fn criu_restore_without_a_checkpoint_is_named() {
+    let bench = Bench::new();
+    bench.stand_in("criu", CRIU);
+    let images = bench.s("checkpoints/none");
+    std::fs::create_dir(&images).unwrap();
+    let out = run_step(
+        &[&recipe("criu-restore.sh"), &images],
+        &bench.env(),
+        "migrate",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(
+        out.output_tail.contains("no complete checkpoint"),
+        "{out:?}"
+    );
+}
+
+// ---------------------------------------------------------------- DRBD
+
+/// A bench with the stand-in drbdadm and a loaded drbd module (a stand-in /proc/drbd).
+fn drbd_bench() -> (Bench, Map<String, Value>) {
+    let bench = Bench::new();
+    bench.stand_in("drbdadm", DRBDADM);
+    std::fs::write(
+        bench.path("proc-drbd"),
+        "version: 9.2.12 (api:2/proto:86-122)\n",
+    )
+    .unwrap();
+    let mut env = bench.env();
+    env.insert("DRBD_PROC".into(), bench.s("proc-drbd").into());
+    (bench, env)
+}
+
+#[tokio::test]
+async fn drbd_promote_makes_the_resource_primary_once_per_key() {
+    let (bench, env) = drbd_bench();
+    bench.set_role("r0", "Secondary/Unknown");
+    let argv = [recipe("drbd-promote.sh"), "r0".into()];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = run_step(&argv, &env, "promote-volumes", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        bench.calls(),
+        vec!["drbdadm role r0", "drbdadm primary r0", "drbdadm role r0"]
+    );
+    assert_eq!(bench.role("r0"), "Primary/Unknown");
+
+    let again = run_step(&argv, &env, "promote-volumes", false).await;
+    assert!(
+        again.ok && again.output_tail.contains("already done"),
+        "{again:?}"
+    );
+    assert_eq!(bench.calls().len(), 3, "the second run called drbdadm");
+}
+
+#[tokio::test]
+async fn drbd_promote_of_a_primary_does_nothing() {
+    let (bench, env) = drbd_bench();
+    bench.set_role("r0", "Primary/Unknown");
+    bench.set_role("r1", "Primary");
+    let out = run_step(
+        &[&recipe("drbd-promote.sh"), "r0", "r1"],
+        &env,
+        "promote-volumes",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail.contains("already Primary: r0 r1"),
+        "{out:?}"
+    );
+    assert_eq!(bench.calls(), vec!["drbdadm role r0", "drbdadm role r1"]);
+}
+
+#[tokio::test]
+async fn drbd_dry_run_only_reads_the_roles() {
+    let (bench, env) = drbd_bench();
+    bench.set_role("r0", "Secondary/Unknown");
+    let out = run_step(
+        &[&recipe("drbd-promote.sh"), "r0"],
+        &env,
+        "promote-volumes",
+        true,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail.contains("would run: drbdadm primary r0"),
+        "{out:?}"
+    );
+    assert!(out.output_tail.contains("drbd module loaded"), "{out:?}");
+    assert_eq!(bench.calls(), vec!["drbdadm role r0"]);
+    assert_eq!(bench.role("r0"), "Secondary/Unknown");
+    assert!(bench.records().is_empty());
+}
+
+#[tokio::test]
+async fn drbd_demote_makes_the_resource_secondary() {
+    let (bench, env) = drbd_bench();
+    bench.set_role("r0", "Primary/Unknown");
+    let out = run_step(
+        &[&recipe("drbd-demote.sh"), "r0"],
+        &env,
+        "demote-volumes",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        bench.calls(),
+        vec!["drbdadm role r0", "drbdadm secondary r0", "drbdadm role r0"]
+    );
+    assert_eq!(bench.role("r0"), "Secondary/Unknown");
+}
+
+#[tokio::test]
+async fn drbd_promote_refuses_while_the_peer_is_primary() {
+    let (bench, env) = drbd_bench();
+    bench.set_role("r0", "Secondary/Primary");
+    for dry_run in [true, false] {
+        let out = run_step(
+            &[&recipe("drbd-promote.sh"), "r0"],
+            &env,
+            "promote-volumes",
+            dry_run,
+        )
+        .await;
+        assert_exit(&out, 7);
+        assert!(
+            out.output_tail.contains("the peer of r0 is Primary"),
+            "{out:?}"
+        );
+    }
+    assert!(!bench.calls().iter().any(|c| c.contains("primary")));
+}
+
+#[tokio::test]
+async fn an_unknown_drbd_resource_is_named() {
+    let (bench, env) = drbd_bench();
+    let out = run_step(
+        &[&recipe("drbd-promote.sh"), "r9"],
+        &env,
+        "promote-volumes",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(
+        out.output_tail.contains("'drbdadm role r9' failed"),
+        "{out:?}"
+    );
+    assert_eq!(bench.calls(), vec!["drbdadm role r9"]);
+}
+
+#[tokio::test]
+async fn a_missing_drbd_module_is_named() {
+    let (bench, mut env) = drbd_bench();
+    bench.stand_in("modinfo", MODINFO_WITHOUT_DRBD);
+    env.insert("DRBD_PROC".into(), bench.s("no-proc-drbd").into());
+    bench.set_role("r0", "Secondary/Unknown");
+    for argv in [
+        [recipe("drbd-promote.sh"), "r0".into()],
+        [recipe("drbd-demote.sh"), "r0".into()],
+    ] {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = run_step(&argv, &env, "promote-volumes", true).await;
+        assert_exit(&out, 5);
+        assert!(
+            out.output_tail
+                .contains("the drbd kernel module is neither loaded")
+                && out.output_tail.contains("Module drbd not found"),
+            "{out:?}"
+        );
+    }
+    assert!(
+        bench.calls().iter().all(|c| c == "modinfo drbd"),
+        "{:?}",
+        bench.calls()
+    );
+}
+
+#[tokio::test]
+async fn an_installed_but_not_loaded_drbd_module_is_enough() {
+    let (bench, mut env) = drbd_bench();
+    bench.stand_in(
+        "modinfo",
+        "#!/bin/sh\necho \"filename:       /lib/modules/6.1.0/updates/dkms/drbd.ko\"\n",
+    );
+    env.insert("DRBD_PROC".into(), bench.s("no-proc-drbd").into());
+    bench.set_role("r0", "Secondary/Unknown");
+    let out = run_step(
+        &[&recipe("drbd-promote.sh"), "r0"],
+        &env,
+        "promote-volumes",
+        true,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail.contains(
+            "drbd module installed but not loaded (/lib/modules/6.1.0/updates/dkms/drbd.ko)"
+        ),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_drbdadm_is_named() {
+    let bench = Bench::new();
+    let out = run_step(
+        &[&recipe("drbd-promote.sh"), "r0"],
+        &bench.env(),
+        "promote-volumes",
+        true,
+    )
+    .await;
+    assert_exit(&out, 3);
+    assert!(out.output_tail.contains("drbdadm not found"), "{out:?}");
+    assert!(out.output_tail.contains("drbd-utils"), "{out:?}");
+}
+
+// ---------------------------------------------------------------- common
+
+#[tokio::test]
+async fn an_unwritable_state_dir_is_refused_before_acting() {
+    let (bench, mut env) = drbd_bench();
+    bench.set_role("r0", "Secondary/Unknown");
+    let file = bench.path("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    // A path below a regular file can never be created.
+    env.insert(
+        "RECIPE_STATE_DIR".into(),
+        format!("{}/state", file.display()).into(),
+    );
+    let out = run_step(
+        &[&recipe("drbd-promote.sh"), "r0"],
+        &env,
+        "promote-volumes",
+        false,
+    )
+    .await;
+    assert!(!out.ok, "{out:?}");
+    assert!(out.output_tail.contains("state dir"), "{out:?}");
+    assert_eq!(bench.role("r0"), "Secondary/Unknown");
+}
+
+#[test]
+fn the_recipes_are_posix_sh() {
+    let dir = root().join("config/recipes");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 7, "{scripts:?}");
+    for script in &scripts {
+        let status = Command::new("sh").arg("-n").arg(script).status().unwrap();
+        assert!(status.success(), "{} does not parse", script.display());
+        if script.file_name().unwrap() != "common.sh" {
+            let text = std::fs::read_to_string(script).unwrap();
+            assert!(text.starts_with("#!/bin/sh\n"), "{}", script.display());
+            let mode = std::fs::metadata(script).unwrap().permissions().mode();
+            assert!(mode & 0o111 != 0, "{} is not executable", script.display());
+        }
+    }
+}
+
+/// The step tables of a TOML text: every `[[...step]]`/`[[...precheck]]` entry, its
+/// compensation included, as (kind, actuator params).
+fn steps_of(doc: &toml::Value, out: &mut Vec<(String, Value)>) {
+    const STEP_KEYS: &[&str] = &[
+        "name",
+        "kind",
+        "timeout_s",
+        "retries",
+        "backoff_ms",
+        "on_failure",
+        "compensation",
+    ];
+    match doc {
+        toml::Value::Table(t) => {
+            if let Some(toml::Value::String(kind)) = t.get("kind") {
+                let params: Map<String, Value> = t
+                    .iter()
+                    .filter(|(k, _)| !STEP_KEYS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap()))
+                    .collect();
+                out.push((kind.clone(), Value::Object(params)));
+            }
+            for v in t.values() {
+                steps_of(v, out);
+            }
+        }
+        toml::Value::Array(a) => a.iter().for_each(|v| steps_of(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_readme_examples_are_valid_steps() {
+    let readme = std::fs::read_to_string(root().join("config/recipes/README.md")).unwrap();
+    let mut steps = Vec::new();
+    let mut blocks = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        let doc: toml::Value = toml::from_str(text)
+            .unwrap_or_else(|e| panic!("a TOML example does not parse: {e}\n{text}"));
+        steps_of(&doc, &mut steps);
+        blocks += 1;
+    }
+    assert!(blocks >= 3, "only {blocks} TOML examples");
+    let kinds: Vec<&str> = steps.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        kinds.contains(&"exec") && kinds.contains(&"http"),
+        "{kinds:?}"
+    );
+    for (kind, params) in &steps {
+        validate(kind, params).unwrap_or_else(|e| panic!("{kind} step {params}: {e}"));
+    }
+}
+
+#[test]
+fn the_gmpls_migration_plan_calls_the_recipes() {
+    let text = std::fs::read_to_string(root().join("config/gmpls-migration.toml")).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    let mut steps = Vec::new();
+    steps_of(&doc, &mut steps);
+    let mut used = Vec::new();
+    for (kind, params) in &steps {
+        if kind != "exec" {
+            continue;
+        }
+        let program = params["argv"][0].as_str().unwrap();
+        let name = program
+            .strip_prefix("/usr/share/quorate/recipes/")
+            .unwrap_or_else(|| panic!("exec step runs {program}, not a recipe"));
+        let path = root().join("config/recipes").join(name);
+        assert!(path.exists(), "{program}: no config/recipes/{name}");
+        used.push(name.to_string());
+    }
+    for name in ["criu-restore.sh", "criu-discard.sh", "criu-resume.sh"] {
+        assert!(used.iter().any(|u| u == name), "{name} unused: {used:?}");
+    }
+}
