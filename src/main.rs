@@ -102,6 +102,10 @@ enum Cmd {
         /// Why; logged by the node and echoed in the answer.
         #[arg(long)]
         reason: String,
+        /// Let the run's bgp steps withdraw an anycast prefix that no other live site
+        /// announces (the anycast rule refuses that otherwise).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         op: OperatorArgs,
     },
@@ -216,11 +220,16 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Status { api, site } => status(api, site),
-        Cmd::Failover { site, reason, op } => operator_call(
+        Cmd::Failover {
+            site,
+            reason,
+            force,
+            op,
+        } => operator_call(
             &op,
             reqwest::Method::POST,
             "/v1/failovers".to_string(),
-            Some(serde_json::json!({ "site": site, "reason": reason })),
+            Some(serde_json::json!({ "site": site, "reason": reason, "force": force })),
         ),
         Cmd::Drill { site, op } => operator_call(
             &op,

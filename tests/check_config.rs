@@ -158,3 +158,70 @@ fn a_missing_file_is_an_error_naming_the_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_example_fleet_in_config_passes() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("config"))
+        .expect("config/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "only {} example fleets", files.len());
+    for file in &files {
+        let out = check_config(file);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).starts_with("fleet OK: "),
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_withdraw_before_the_announce_elsewhere_is_refused_naming_the_rule_the_step_and_the_fix() {
+    let out =
+        check_config(&root().join("tests/fleets/broken/anycast-withdraw-before-announce.toml"));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "error: watch on a: pipeline.step[0] \"withdraw-a\": withdrawing 198.19.255.0/24 at a \
+          would leave it announced by no live site when the run gets there (a, the failed site, \
+          counts as down; ledger: a; b is not announcing), so the rule \"each anycast prefix \
+          stays announced by at least one site\" would refuse the step; announce it at another \
+          site first: move step pipeline.step[1] \"announce-b\" before step \"withdraw-a\" \
+          (make before break)"
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_dr_openstack_plan_declares_its_anycast_prefix_and_names_the_site_of_each_bgp_step() {
+    let fleet = quorate::config::Fleet::load(&root().join("config/dr-openstack.toml"))
+        .expect("valid fleet");
+    let decl = &fleet.anycast()[0];
+    assert_eq!(decl.prefix.to_string(), "198.19.255.0/24");
+    assert_eq!(decl.announced_by, [quorate::core::types::SiteId::from("a")]);
+    let plan = fleet.watches[0]
+        .plan
+        .as_ref()
+        .expect("a plan on the watch of a");
+    let sites: Vec<String> = ["announce-anycast-b", "withdraw-anycast-a"]
+        .iter()
+        .map(|s| plan.bgp_effect(s).expect(s).site.to_string())
+        .collect();
+    assert_eq!(sites, ["b", "a"]);
+}

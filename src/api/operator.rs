@@ -106,6 +106,9 @@ async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
 struct FailoverBody {
     site: String,
     reason: String,
+    /// Lets the run's bgp steps break the anycast rule (leave a prefix announced nowhere).
+    #[serde(default)]
+    force: bool,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +124,7 @@ struct MaintenanceBody {
     duration_s: Option<f64>,
 }
 
-/// POST /v1/failovers {"site", "reason"}
+/// POST /v1/failovers {"site", "reason", "force"?}
 pub(super) async fn failover(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -143,6 +146,7 @@ pub(super) async fn failover(
     let kind = CommandKind::Failover {
         site: SiteId(b.site),
         reason: b.reason,
+        force: b.force,
     };
     send(&s, kind, StatusCode::ACCEPTED).await
 }

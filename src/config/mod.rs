@@ -4,8 +4,10 @@
 //! then every rule is checked so that an operator sees all problems at once, not one per run.
 //! A watch may carry a failover plan (`plan`): the pipeline run after a DOWN verdict and the
 //! steps the watched site runs when it finds itself cut off; its step tables are checked by the
-//! actuators they name.
+//! actuators they name. `[[anycast]]` declares the prefixes that must stay announced by at
+//! least one site; the bgp steps that move them name their `site` and are checked in order.
 
+use crate::core::anycast::AnycastPrefix;
 use crate::core::types::{NodeId, SiteId};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -164,6 +166,7 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+mod anycast;
 mod plan;
 mod raw;
 mod validate;
@@ -198,7 +201,7 @@ impl Fleet {
         // An overflowing timing is already a problem; the defaults stand in so that the
         // remaining rules are still checked and reported together.
         let timing = raw.timing.into_timing(&mut problems).unwrap_or_default();
-        let sites = raw
+        let sites: Vec<Site> = raw
             .sites
             .into_iter()
             .map(|s| Site {
@@ -210,6 +213,9 @@ impl Fleet {
                 },
             })
             .collect();
+        // Reported after the fleet's own problems and before the plans'.
+        let mut anycast_problems = Vec::new();
+        let anycast = anycast::declarations(raw.anycast, &sites, &mut anycast_problems);
         let nodes = raw.nodes.into_iter().map(RawNode::into_node).collect();
         // Plan problems are reported after the fleet's own, in file order.
         let mut plan_problems = Vec::new();
@@ -224,7 +230,14 @@ impl Fleet {
                     isolation: w.isolation,
                 };
                 Watch {
-                    plan: plan::build_plan(&w.site, raw_plan, &timing, &mut plan_problems),
+                    plan: plan::build_plan(
+                        &w.site,
+                        raw_plan,
+                        &timing,
+                        &sites,
+                        &anycast,
+                        &mut plan_problems,
+                    ),
                     site: SiteId(w.site),
                     by: w.by.into_iter().map(SiteId).collect(),
                     single_vantage: match w.single_vantage {
@@ -246,6 +259,7 @@ impl Fleet {
             source: text.to_string(),
         };
         fleet.check(&mut problems);
+        problems.append(&mut anycast_problems);
         problems.append(&mut plan_problems);
         if problems.is_empty() {
             Ok(fleet)
@@ -276,6 +290,16 @@ impl Fleet {
 
     pub fn watch(&self, site: &SiteId) -> Option<&Watch> {
         self.watches.iter().find(|w| &w.site == site)
+    }
+
+    /// The `[[anycast]]` declarations, in file order. Every failover plan carries all of them
+    /// (`FailoverPlan::anycast`); this reads them from the first plan, so a fleet without a
+    /// plan (which has no bgp step to check) has none.
+    pub fn anycast(&self) -> &[AnycastPrefix] {
+        self.watches
+            .iter()
+            .find_map(|w| w.plan.as_ref())
+            .map_or(&[], |p| p.anycast.as_slice())
     }
 
     /// Voters of the `by` sites of the watch on `site`, sorted by id. Empty if unwatched.
@@ -447,3 +471,6 @@ mod tests;
 
 #[cfg(test)]
 mod plan_tests;
+
+#[cfg(test)]
+mod anycast_tests;

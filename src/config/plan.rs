@@ -1,12 +1,15 @@
 //! The failover plan of a watch: the pipeline the backup runs after a DOWN verdict, the
 //! isolation steps the watched site's own nodes run when they find themselves cut off, and the
 //! two delays that keep both from being in effect at once. Each step table holds the common
-//! keys (`name`, `kind`, `timeout_s`, `retries`, `backoff_ms`, `on_failure`, `compensation`);
-//! every other key is a param of the step's actuator and is checked by it.
+//! keys (`name`, `kind`, `timeout_s`, `retries`, `backoff_ms`, `on_failure`, `compensation`,
+//! and for a bgp step `site`); every other key is a param of the step's actuator and is checked
+//! by it.
 
 use super::raw::RawPipeline;
-use super::Timing;
+use super::{Site, Timing};
+use crate::core::anycast::{AnycastPrefix, BgpEffect};
 use crate::core::pipeline::{OnFailure, PipelineSpec, StepSpec};
+use crate::core::types::SiteId;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +29,22 @@ pub struct FailoverPlan {
     pub takeover_delay: Duration,
     /// How long a node of the watched site must be cut off before it runs `isolation`.
     pub self_fence_after: Duration,
+    /// The fleet's `[[anycast]]` declarations, all of them (the same in every plan of a
+    /// fleet): the announcement ledger that the bgp steps are checked against starts from them.
+    pub anycast: Vec<AnycastPrefix>,
+    /// The effect of every bgp step that has a `site` key, by step name (prechecks, steps,
+    /// compensations, post and isolation steps). See `bgp_effect`.
+    pub bgp_effects: BTreeMap<String, BgpEffect>,
+}
+
+impl FailoverPlan {
+    /// What the step named `step` does to the anycast announcements: its action, its `site`
+    /// and its prefixes (normalised). `None` for a step that is not a bgp step or has no
+    /// `site` — which check-config allows only when none of its prefixes is declared in
+    /// `[[anycast]]`, so no rule applies to it.
+    pub fn bgp_effect(&self, step: &str) -> Option<&BgpEffect> {
+        self.bgp_effects.get(step)
+    }
 }
 
 /// The keys of a step table that belong to the step itself, not to its actuator.
@@ -37,6 +56,7 @@ const COMMON_KEYS: &[&str] = &[
     "backoff_ms",
     "on_failure",
     "compensation",
+    "site",
 ];
 
 /// The plan parts of one `[[watch]]` as written.
@@ -49,10 +69,13 @@ pub(super) struct RawPlan {
 
 /// Converts and checks the plan of the watch on `site`. Every problem is pushed; the plan is
 /// returned only when it has none. `None` without problems: the watch has no plan.
+/// `sites` and `anycast` are the fleet's, for the `site` key of bgp steps.
 pub(super) fn build_plan(
     site: &str,
     raw: RawPlan,
     timing: &Timing,
+    sites: &[Site],
+    anycast: &[AnycastPrefix],
     problems: &mut Vec<String>,
 ) -> Option<FailoverPlan> {
     let before = problems.len();
@@ -61,6 +84,9 @@ pub(super) fn build_plan(
         problems,
         params: BTreeMap::new(),
         names: BTreeMap::new(),
+        sites,
+        anycast,
+        effects: BTreeMap::new(),
     };
     let has_plan = raw.pipeline.is_some() || !raw.isolation.is_empty();
     if !has_plan {
@@ -126,6 +152,21 @@ pub(super) fn build_plan(
         }
     }
     let params = std::mem::take(&mut b.params);
+    let effects = std::mem::take(&mut b.effects);
+    let step_at = std::mem::take(&mut b.names);
+    if problems.len() > before {
+        return None;
+    }
+    // Only a plan without other problems: a step left out for one would look missing here.
+    // Isolation steps are not part of this check (see `check_order`).
+    super::anycast::check_order(
+        &SiteId(site.to_string()),
+        &pipeline,
+        &effects,
+        anycast,
+        &step_at,
+        problems,
+    );
     if problems.len() > before {
         return None;
     }
@@ -135,6 +176,8 @@ pub(super) fn build_plan(
         isolation,
         takeover_delay: takeover?,
         self_fence_after: fence?,
+        anycast: anycast.to_vec(),
+        bgp_effects: effects,
     })
 }
 
@@ -149,6 +192,10 @@ struct Builder<'a> {
     params: BTreeMap<String, Value>,
     /// Step name -> where it was first defined.
     names: BTreeMap<String, String>,
+    sites: &'a [Site],
+    anycast: &'a [AnycastPrefix],
+    /// Step name -> the effect of the bgp steps with a `site`.
+    effects: BTreeMap<String, BgpEffect>,
 }
 
 impl Builder<'_> {
@@ -258,6 +305,39 @@ impl Builder<'_> {
                 None
             }
         };
+        // `site`: whose announcement a bgp step changes; a step key, not an actuator param.
+        let site_given = table.contains_key("site");
+        let site = match table.remove("site") {
+            None => None,
+            Some(_) if kind.as_deref().is_some_and(|k| k != "bgp") => {
+                self.problem(format!(
+                    "{label}: site is read only by bgp steps (the site whose announcement the \
+                     step changes); remove it from this {} step",
+                    kind.as_deref().unwrap_or_default()
+                ));
+                None
+            }
+            Some(toml::Value::String(s)) => {
+                let id = SiteId(s);
+                if !self.sites.iter().any(|k| k.id == id) {
+                    self.problem(format!(
+                        "{label}: site \"{id}\" is not defined; use one of {} (the [[site]] ids)",
+                        super::list(&self.sites.iter().map(|k| &k.id).collect::<Vec<_>>())
+                    ));
+                    None
+                } else {
+                    Some(id)
+                }
+            }
+            Some(v) => {
+                self.problem(format!(
+                    "{label}: site must be a string naming a [[site]], got {}; use e.g. \
+                     site = \"b\"",
+                    v.type_str()
+                ));
+                None
+            }
+        };
         let timeout = match table.remove("timeout_s") {
             Some(v) => match seconds(&v) {
                 Some(d) if !d.is_zero() => Some(d),
@@ -344,20 +424,38 @@ impl Builder<'_> {
             }
         };
         let params = Value::Object(table.into_iter().map(|(k, v)| (k, to_json(v))).collect());
+        let mut effect = None;
         if let Some(k) = &kind {
-            if let Err(e) = crate::actuators::validate(k, &params) {
-                let hint = if e.contains("unknown key") {
-                    format!(" (the step's own keys are {})", COMMON_KEYS.join(", "))
-                } else {
-                    String::new()
-                };
-                self.problem(format!("{label}: {e}{hint}"));
+            match crate::actuators::validate(k, &params) {
+                Err(e) => {
+                    let hint = if e.contains("unknown key") {
+                        format!(" (the step's own keys are {})", COMMON_KEYS.join(", "))
+                    } else {
+                        String::new()
+                    };
+                    self.problem(format!("{label}: {e}{hint}"));
+                }
+                // A `site` refused above is not reported missing as well.
+                Ok(()) if k == "bgp" && (site.is_some() || !site_given) => {
+                    let at = format!("watch on {}: {label}", self.site);
+                    effect = super::anycast::bgp_step_effect(
+                        &at,
+                        &params,
+                        site.as_ref(),
+                        self.anycast,
+                        self.problems,
+                    );
+                }
+                Ok(()) => {}
             }
         }
         if self.problems.len() > before {
             return None;
         }
         let (name, kind, timeout) = (name?, kind?, timeout?);
+        if let Some(e) = effect {
+            self.effects.insert(name.clone(), e);
+        }
         self.params.insert(name.clone(), params);
         Some(StepSpec {
             name,

@@ -15,6 +15,21 @@ pub(super) struct RawFleet {
     #[serde(default, rename = "watch")]
     pub(super) watches: Vec<RawWatch>,
     pub(super) api: Option<RawApi>,
+    #[serde(default)]
+    pub(super) anycast: Vec<RawAnycast>,
+}
+
+/// `[[anycast]]`: a prefix that several sites may announce, kept announced by at least one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnycast {
+    /// IPv4 or IPv6 CIDR, e.g. "198.19.255.0/24".
+    pub(super) prefix: String,
+    /// The sites that may announce it.
+    pub(super) sites: Vec<String>,
+    /// The sites that announce it in normal operation; default: the primary sites of `sites`,
+    /// or its first site.
+    pub(super) announced_by: Option<Vec<String>>,
 }
 
 /// `[api]`: the REST API's settings.

@@ -2,6 +2,7 @@
 //! file, or draws from an unseeded RNG: time and randomness are passed in, so the driver, the
 //! simulator and the unit tests all run exactly the same logic.
 
+pub mod anycast;
 pub mod fence;
 pub mod pinger;
 pub mod pipeline;

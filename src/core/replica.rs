@@ -62,6 +62,9 @@ pub struct RunRecord {
     /// The ballot of the leader that wrote `journal`.
     pub journal_ballot: Ballot,
     pub journal: Vec<JournalEntry>,
+    /// An operator forced the run: the anycast rule does not hold back its bgp steps.
+    #[serde(default)]
+    pub forced: bool,
     /// Wall-clock time before which the run's first step must not start (the takeover delay).
     pub start_at: Time,
 }
@@ -182,6 +185,8 @@ struct Replica {
     /// run). The lease runs from here. None for a run first heard of through a takeover: it
     /// has no leader to wait for.
     last_heard: Option<Time>,
+    /// After a failed campaign: no new one before this.
+    retry_at: Option<Time>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,6 +262,7 @@ impl Replicas {
                 electorate,
                 role: Role::Follower,
                 last_heard: Some(now),
+                retry_at: None,
             },
         );
         if leads {
@@ -272,6 +278,7 @@ impl Replicas {
         site: SiteId,
         run: u64,
         trigger: RunTrigger,
+        forced: bool,
         start_at: Time,
         electorate: Electorate,
         journal: Vec<JournalEntry>,
@@ -294,6 +301,7 @@ impl Replicas {
             promised: ballot.clone(),
             journal_ballot: ballot,
             journal,
+            forced,
             start_at,
         };
         self.runs.insert(
@@ -303,6 +311,7 @@ impl Replicas {
                 electorate,
                 role: Role::Follower,
                 last_heard: Some(now),
+                retry_at: None,
             },
         );
         self.actions.push_back(ReplicaAction::Persist(record));
@@ -362,7 +371,9 @@ impl Replicas {
                 Role::Leader { next_heartbeat, .. } => Some(*next_heartbeat),
                 Role::Candidate { since, .. } => Some(*since + self.config.lease),
                 Role::Follower if !r.record.is_finished() => {
-                    Some(r.last_heard.unwrap_or(Time::ZERO) + self.config.lease + self.stagger(r))
+                    let lapse =
+                        r.last_heard.unwrap_or(Time::ZERO) + self.config.lease + self.stagger(r);
+                    Some(r.retry_at.map_or(lapse, |t| t.max(lapse)))
                 }
                 Role::Follower => None,
             })
@@ -413,15 +424,16 @@ impl Replicas {
                 }
                 Role::Candidate { since, .. } => {
                     if now >= *since + lease {
-                        // No majority answered: wait a whole lease before trying again.
+                        // No majority answered: try again later.
                         r.role = Role::Follower;
-                        r.last_heard = Some(now);
+                        r.retry_at = Some(now + lease / 2 + stagger);
                     }
                 }
                 Role::Follower => {
                     if r.record.is_finished()
                         || !r.electorate.contains(&me)
                         || now < r.last_heard.unwrap_or(Time::ZERO) + lease + stagger
+                        || r.retry_at.is_some_and(|t| now < t)
                         || !may_take_over(&r.record)
                     {
                         continue;
@@ -595,6 +607,7 @@ impl Replicas {
             electorate: electorate.clone(),
             role: Role::Follower,
             last_heard: Some(now),
+            retry_at: None,
         });
         // Under one ballot a journal only grows; an older copy arriving late is ignored.
         let newer = ballot > r.record.journal_ballot
@@ -605,6 +618,7 @@ impl Replicas {
             r.record.journal = record.journal;
             r.record.journal_ballot = ballot.clone();
             r.record.start_at = record.start_at;
+            r.record.forced = record.forced;
         }
         r.record.promised = r.record.promised.clone().max(ballot.clone());
         r.last_heard = Some(now);
@@ -739,16 +753,19 @@ impl Replicas {
                 promised: Ballot::zero(),
                 journal_ballot: Ballot::zero(),
                 journal: Vec::new(),
+                forced: false,
                 start_at,
             },
             electorate: electorate.clone(),
             role: Role::Follower,
             last_heard: None,
+            retry_at: None,
         });
         let leader_alive = match &r.role {
             Role::Leader { .. } => true,
             _ => r.last_heard.is_some_and(|t| now < t + lease),
         };
+        // Strictly above every promised epoch, so that no two candidates win the same one.
         let grant = ballot.epoch > r.record.promised.epoch && !leader_alive;
         if !grant {
             let promised = r.record.promised.clone();
@@ -768,8 +785,8 @@ impl Replicas {
         self.yield_to(&key, &ballot);
         let r = self.runs.get_mut(&key).expect("inserted above");
         r.record.promised = ballot.clone();
-        // The candidate now holds the lease it asked for: give it a whole one.
-        r.last_heard = Some(now);
+        // The lease is renewed only by the winner's first Append: a grant to a candidate that
+        // then fails must not hold off the next one.
         self.actions
             .push_back(ReplicaAction::Persist(r.record.clone()));
         self.actions.push_back(ReplicaAction::Send {
@@ -811,15 +828,16 @@ impl Replicas {
             return;
         }
         if !ok {
-            if promised.epoch >= ballot.epoch {
-                // Another candidate got there first, or the leader is alive after all.
-                r.role = Role::Follower;
-                r.last_heard = Some(now);
-                if promised > r.record.promised {
-                    r.record.promised = promised;
-                    self.actions
-                        .push_back(ReplicaAction::Persist(r.record.clone()));
-                }
+            // Another candidate got there first, or the member still hears the leader: every
+            // member's grant may be needed, so try again later, above what it promised.
+            r.role = Role::Follower;
+            let stagger = self.stagger(&self.runs[&key]);
+            let r = self.runs.get_mut(&key).expect("checked above");
+            r.retry_at = Some(now + self.config.lease / 2 + stagger);
+            if promised > r.record.promised {
+                r.record.promised = promised;
+                self.actions
+                    .push_back(ReplicaAction::Persist(r.record.clone()));
             }
             return;
         }
@@ -848,7 +866,9 @@ impl Replicas {
             })
             .map(|b| b.journal.clone())
             .unwrap_or_default();
+        let forced = promises.values().flatten().any(|p| p.forced);
         let ballot = ballot.clone();
+        r.record.forced |= forced;
         r.record.journal = best;
         r.record.journal_ballot = ballot.clone();
         r.record.promised = ballot.clone();

@@ -117,7 +117,7 @@ impl Cluster {
         let e = self.electorate.clone();
         let now = self.now;
         self.node(leader)
-            .lead_new(now, site(), run, RunTrigger::Verdict, now, e, vec![]);
+            .lead_new(now, site(), run, RunTrigger::Verdict, false, now, e, vec![]);
         self.settle();
     }
 
@@ -251,6 +251,7 @@ fn a_prepare_is_refused_while_the_leader_is_heard() {
                     proposer: id("b1"),
                 },
                 journal: vec![],
+                forced: false,
                 start_at: now,
             },
         },
@@ -343,6 +344,7 @@ fn competing_candidates_never_both_win_an_epoch() {
             proposer: id("v1"),
         },
         journal: vec![],
+        forced: false,
         start_at: ms(0),
     };
     for (n, r) in nodes.iter_mut() {
@@ -390,4 +392,34 @@ impl Replicas {
             self.start_takeover(now, key);
         }
     }
+}
+
+#[test]
+fn members_that_heard_the_leader_last_at_different_times_still_elect_one_leader_soon() {
+    let mut c = Cluster::new();
+    c.start("b1", 7);
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    c.down.push(id("b1"));
+    // The leader's last heartbeat reached c1 100 ms after the others: c1 refuses the first
+    // campaign, which must not stall the takeover.
+    c.run_for(Duration::from_millis(100));
+    let e = c.electorate.clone();
+    let now = c.now;
+    c.node("c1").handle(
+        now,
+        &id("b1"),
+        RunMsg::Heartbeat {
+            site: site(),
+            run: 7,
+            ballot: Ballot {
+                epoch: 7,
+                proposer: id("b1"),
+            },
+            len: 1,
+        },
+        &e,
+    );
+    c.settle();
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.leads.len(), 1, "{:?}", c.leads);
 }

@@ -30,6 +30,8 @@ pub enum CommandKind {
     Failover {
         site: SiteId,
         reason: String,
+        /// The anycast rule does not hold back this run's bgp steps.
+        force: bool,
     },
     /// Run the site's plan with `dry_run = true`; the reply is the report.
     Drill {
@@ -99,7 +101,11 @@ impl Driver {
                 self.start_drill(site, cmd.reply);
                 return;
             }
-            CommandKind::Failover { site, reason } => self.manual_failover(&site, &reason),
+            CommandKind::Failover {
+                site,
+                reason,
+                force,
+            } => self.manual_failover(&site, &reason, force),
             CommandKind::Failback { site } => self.failback(&site),
             CommandKind::SetMaintenance {
                 site,
@@ -198,12 +204,13 @@ impl Driver {
         site: &SiteId,
         spec: PipelineSpec,
         trigger: RunTrigger,
+        forced: bool,
     ) -> CommandReply {
         self.check_idle(site)?;
         let epoch = self.fresh_epoch(site)?;
         let key = (site.clone(), epoch);
         let now = Instant::now();
-        self.lead_run(now, site, epoch, trigger, wall_now(), Vec::new());
+        self.lead_run(now, site, epoch, trigger, forced, wall_now(), Vec::new());
         let p = Pipeline::new(spec, site.clone(), epoch, false, wall_now());
         self.failovers.running.insert(key, p);
         self.drain_failovers();
@@ -217,11 +224,12 @@ impl Driver {
         }))
     }
 
-    fn manual_failover(&mut self, site: &SiteId, reason: &str) -> CommandReply {
+    fn manual_failover(&mut self, site: &SiteId, reason: &str, force: bool) -> CommandReply {
         let plan = self.plan_of(site)?;
-        let mut reply = self.start_operator_run(site, plan.pipeline, RunTrigger::Manual)?;
-        warn!(%site, epoch = reply["epoch"].as_u64(), reason, "manually initiated failover started");
+        let mut reply = self.start_operator_run(site, plan.pipeline, RunTrigger::Manual, force)?;
+        warn!(%site, epoch = reply["epoch"].as_u64(), reason, force, "manually initiated failover started");
         reply["reason"] = json!(reason);
+        reply["force"] = json!(force);
         Ok(reply)
     }
 
@@ -255,7 +263,7 @@ impl Driver {
                 ),
             ));
         }
-        let reply = self.start_operator_run(site, spec, RunTrigger::Failback)?;
+        let reply = self.start_operator_run(site, spec, RunTrigger::Failback, false)?;
         warn!(%site, epoch = reply["epoch"].as_u64(), "failback started");
         Ok(reply)
     }

@@ -155,7 +155,15 @@ impl Driver {
         }
         info!(%site, epoch, delay_ms = plan.takeover_delay.as_millis() as u64, "failover scheduled after the takeover delay");
         let start_at = wall_now() + plan.takeover_delay;
-        self.lead_run(now, site, epoch, RunTrigger::Verdict, start_at, Vec::new());
+        self.lead_run(
+            now,
+            site,
+            epoch,
+            RunTrigger::Verdict,
+            false,
+            start_at,
+            Vec::new(),
+        );
         self.failovers
             .waiting
             .insert(key, now + plan.takeover_delay);
@@ -170,13 +178,14 @@ impl Driver {
         site: &SiteId,
         run: u64,
         trigger: RunTrigger,
+        forced: bool,
         start_at: Time,
         journal: Vec<crate::core::pipeline::JournalEntry>,
     ) {
         let e = self.electorate(site);
         let t = self.time(now);
         self.replicas
-            .lead_new(t, site.clone(), run, trigger, start_at, e, journal);
+            .lead_new(t, site.clone(), run, trigger, forced, start_at, e, journal);
         self.drain_replicas(now);
     }
 
@@ -206,6 +215,7 @@ impl Driver {
                 site,
                 epoch,
                 RunTrigger::Verdict,
+                false,
                 wall_now(),
                 journal.to_vec(),
             );
@@ -381,6 +391,15 @@ impl Driver {
             {
                 match action {
                     PipelineAction::Journal(entry) => {
+                        let point = |when: &str| {
+                            let kind = match entry.kind {
+                                JournalKind::Started => "started",
+                                JournalKind::Finished { .. } => "finished",
+                                JournalKind::RunFinished { .. } => "run-finished",
+                            };
+                            format!("journal-{when}:{kind}:{}", entry.name)
+                        };
+                        crate::failpoint::reached(self.me.id.as_str(), || point("before"));
                         if let Err(e) = self.store.append_journal(&entry) {
                             // Without the journal exactly-once cannot be kept: stop this run.
                             error!(site = %key.0, epoch = key.1, error = %e, "cannot journal the failover step; run stopped");
@@ -388,6 +407,7 @@ impl Driver {
                             self.failovers.pending.remove(&key);
                             break;
                         }
+                        crate::failpoint::reached(self.me.id.as_str(), || point("after"));
                         let t = self.time(Instant::now());
                         self.replicas.appended(t, entry);
                     }

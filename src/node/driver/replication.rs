@@ -5,7 +5,8 @@
 
 use super::failover::{wall_now, StartStep};
 use super::*;
-use crate::core::pipeline::{Pipeline, PipelineSpec, StepSpec};
+use crate::core::anycast::{AnnouncementLedger, BgpEffect, SafetyRefusal};
+use crate::core::pipeline::{JournalKind, Pipeline, PipelineSpec, StepSpec};
 use crate::core::replica::{ReplicaAction, RunMsg, RunRecord, RunTrigger};
 use std::collections::BTreeSet;
 
@@ -125,6 +126,26 @@ impl Driver {
                     }
                 }
                 ReplicaAction::Send { to, msg } => {
+                    match &msg {
+                        RunMsg::Prepare {
+                            site, run, ballot, ..
+                        } => {
+                            info!(%site, run, term = ballot.epoch, member = %to,
+                                  "the run's leader went silent: asking to take the run over");
+                        }
+                        RunMsg::Promise {
+                            site,
+                            run,
+                            ballot,
+                            ok: false,
+                            promised,
+                            ..
+                        } => {
+                            info!(%site, run, candidate = %ballot.proposer, term = ballot.epoch,
+                                  promised = promised.epoch, "takeover refused: the leader is still heard or a higher term was promised");
+                        }
+                        _ => {}
+                    }
                     if !broken.contains(&msg.key()) {
                         self.mesh.send(&to, &Message::Run(msg));
                     }
@@ -203,9 +224,58 @@ impl Driver {
                 continue;
             }
             for s in self.failovers.pending.remove(&key).unwrap_or_default() {
+                if let Some(refusal) = self.anycast_refusal(&s) {
+                    warn!(site = %s.site, run = s.run, step = %s.name, "{refusal}");
+                    self.refuse_step(s, refusal.to_string());
+                    continue;
+                }
+                crate::failpoint::reached(self.me.id.as_str(), || format!("start:{}", s.name));
                 self.start_step(s);
             }
         }
+    }
+
+    /// The anycast rule, before a bgp step: what the ledger believes announced comes from
+    /// the fleet's declarations and every bgp step that succeeded in a run this node holds a
+    /// journal of, oldest run first; a site is alive unless its newest verdict is DOWN.
+    fn anycast_refusal(&self, s: &StartStep) -> Option<SafetyRefusal> {
+        let plan = self.fleet().watch(&s.site)?.plan.as_ref()?;
+        let effect = plan.bgp_effect(&s.name)?;
+        let forced = self
+            .replicas
+            .record(&s.site, s.run)
+            .is_some_and(|r| r.forced);
+        let mut succeeded: Vec<&BgpEffect> = Vec::new();
+        for r in self.replicas.records() {
+            let Some(p) = self.fleet().watch(&r.site).and_then(|w| w.plan.as_ref()) else {
+                continue;
+            };
+            for e in &r.journal {
+                if matches!(e.kind, JournalKind::Finished { ok: true, .. }) {
+                    succeeded.extend(p.bgp_effect(&e.name));
+                }
+            }
+        }
+        let ledger = AnnouncementLedger::replay(&plan.anycast, succeeded);
+        let alive = |site: &SiteId| {
+            self.voter
+                .verdict(site)
+                .is_none_or(|v| v.outcome() != Outcome::Down)
+        };
+        ledger.check(effect, alive, forced).err()
+    }
+
+    /// A step the safety rules refused fails without being carried out; its pipeline decides
+    /// what that means (retry, abort, continue or compensate).
+    fn refuse_step(&mut self, s: StartStep, why: String) {
+        let _ = self.step_tx.send(super::failover::StepDone {
+            site: s.site,
+            epoch: s.run,
+            step: s.step,
+            attempt: s.attempt,
+            ok: false,
+            detail: why,
+        });
     }
 
     /// Epoch fencing: a step of an older run never starts once a newer run of the same site

@@ -42,6 +42,7 @@ fn record(run: u64, b: Ballot, journal: Vec<JournalEntry>) -> RunRecord {
         promised: b.clone(),
         journal_ballot: b,
         journal,
+        forced: false,
         start_at: Time::from_micros(5),
     }
 }
