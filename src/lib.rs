@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod failpoint;
 pub mod localfleet;
 pub mod net;
 pub mod node;

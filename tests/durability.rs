@@ -14,35 +14,7 @@ use quorate::store::{SqliteStore, Storage, StoreError};
 use quorate::wire::{OpinionReport, VoteMsg};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Starts `quorate run` for node `id` of `f` as a child process, logging into the fleet dir.
-fn spawn_node(f: &LocalFleet, id: &str) -> ChildGuard {
-    let log = f.dir.join(format!("{id}.log"));
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .expect("a log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_quorate"))
-        .arg("run")
-        .arg("--fleet")
-        .arg(&f.fleet_path)
-        .arg("--node")
-        .arg(id)
-        .arg("--certs")
-        .arg(&f.certs_dir)
-        .arg("--data")
-        .arg(f.data_dir(&n(id)))
-        .env("RUST_LOG", "info,quinn=warn,rustls=warn")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .spawn()
-        .expect("quorate run starts");
-    ChildGuard { child, log }
-}
 
 /// The durable voter state of site a in the store at `dir` (the node must not be running).
 fn durable_a(dir: &Path) -> Durable {
@@ -60,7 +32,7 @@ async fn a_voter_killed_after_accepting_never_goes_below_its_epoch() {
             f.start_node(&node.id).await.expect("node starts");
         }
     }
-    let mut c1 = spawn_node(&f, "c1");
+    let mut c1 = spawn_node(&f, "c1", &[]);
     let rest = Rest::new();
     let voters = apis(&f, &A_VOTERS);
     wait_opinion(&rest, &voters, "a", "up").await;
@@ -91,7 +63,7 @@ async fn a_voter_killed_after_accepting_never_goes_below_its_epoch() {
 
     // Restarted, c1 shows the verdict it had, at the same epoch, learned when it was (from
     // its own store, not from its peers again).
-    let mut c1 = spawn_node(&f, "c1");
+    let mut c1 = spawn_node(&f, "c1", &[]);
     let shown = wait_verdict(&rest, &[("c1", c1_api)], "a", "down").await;
     assert_eq!(shown, down);
     assert_eq!(rest.site(c1_api, "a").await["decided_at"], decided_at);

@@ -251,6 +251,35 @@ pub fn apis<'a>(f: &LocalFleet, names: &[&'a str]) -> Vec<(&'a str, SocketAddr)>
     names.iter().map(|name| (*name, api(f, name))).collect()
 }
 
+/// Starts `quorate run` for node `id` of `f` as a child process with `env` added, logging
+/// into the fleet dir.
+pub fn spawn_node(f: &LocalFleet, id: &str, env: &[(&str, &str)]) -> ChildGuard {
+    let log = f.dir.join(format!("{id}.log"));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("a log file");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .arg("run")
+        .arg("--fleet")
+        .arg(&f.fleet_path)
+        .arg("--node")
+        .arg(id)
+        .arg("--certs")
+        .arg(&f.certs_dir)
+        .arg("--data")
+        .arg(f.data_dir(&n(id)))
+        .env("RUST_LOG", "info,quinn=warn,rustls=warn")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("quorate run starts");
+    ChildGuard { child, log }
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped, also when a test fails;
 /// then the tail of its log is printed to help the diagnosis.
 pub struct ChildGuard {
