@@ -47,10 +47,7 @@ const SURVIVORS_OF_A: [&str; 5] = ["b1", "b2", "b3", "c1", "c2"];
 const ELECTORATE_OF_A: [&str; 4] = ["b1", "b2", "c1", "c2"];
 const ALL: [&str; 8] = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2"];
 
-const PENDING: [(&str, &str); 1] = [(
-    "S6",
-    "leader killed in the middle of the pipeline: needs another voter to take the run over, not built yet",
-)];
+const PENDING: [(&str, &str); 0] = [];
 const ANYCAST: &str = "198.19.255.0/24";
 
 // ------------------------------------------------------------------------------------------
@@ -300,9 +297,16 @@ fn runs_of_a(nodes: &[&str]) -> Vec<Value> {
 fn wait_run(run: &mut Run, epoch: u64, state: &str, max: Duration) -> Result<Value, String> {
     let start = Instant::now();
     loop {
-        let found = runs_of_a(&ELECTORATE_OF_A)
+        // Every voter of the electorate holds a copy of the run; any one in `state` will do.
+        let copies: Vec<Value> = runs_of_a(&ELECTORATE_OF_A)
             .into_iter()
-            .find(|r| r["epoch"].as_u64() == Some(epoch));
+            .filter(|r| r["epoch"].as_u64() == Some(epoch))
+            .collect();
+        let found = copies
+            .iter()
+            .find(|r| r["state"] == state)
+            .or(copies.first())
+            .cloned();
         if let Some(r) = &found {
             if r["state"] == state {
                 run.log(format!(
@@ -590,6 +594,102 @@ fn restore(run: &mut Run) -> Result<Snap, String> {
 /// S1: site a dies; b1, b2, c1, c2 commit one DOWN verdict with one epoch.
 fn s1(run: &mut Run, base: &Snap) -> Check {
     blackout_verdict(run, base, &[], &ELECTORATE_OF_A, &SURVIVORS_OF_A)
+}
+
+/// S6: a blacks out; while the run's post step (the testbed's `notify`, which takes a second)
+/// runs, its leader is killed. Another voter of a's electorate takes the run over under a
+/// higher term and completes it; `announce-b` ran once, and `notify`, re-run under the same
+/// idempotency key, acted once.
+fn s6(run: &mut Run, base: &Snap) -> Check {
+    let epoch0 = view(base, "b1", "a").map(|v| v.epoch).unwrap_or(0);
+    let notify_log = state_dir().join("notify.log");
+    let before = std::fs::read_to_string(&notify_log).unwrap_or_default();
+    let t_inject = run.inject(&["blackout", "a"]);
+    run.set("injected_at_ms", json!(t_inject));
+    // Wait for the post step to start, and learn the run's leader.
+    let start = Instant::now();
+    let (epoch, leader) = loop {
+        let now = std::fs::read_to_string(&notify_log).unwrap_or_default();
+        let started = now.len() > before.len();
+        let running = runs_of_a(&ELECTORATE_OF_A)
+            .into_iter()
+            .find(|r| r["epoch"].as_u64().is_some_and(|e| e > epoch0));
+        if let (true, Some(r)) = (started, running) {
+            break (
+                r["epoch"].as_u64().unwrap_or(0),
+                r["leader"].as_str().unwrap_or("").to_string(),
+            );
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(15),
+            "the run's notify step did not start within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ensure!(
+        ELECTORATE_OF_A.contains(&leader.as_str()),
+        "the run of epoch {epoch} names no voter of a's electorate as leader: {leader:?}"
+    );
+    let t_kill = run.inject(&["kill", &leader]);
+    run.log(format!(
+        "killed {leader}, the leader of run a-{epoch}, while its notify step ran"
+    ));
+    let survivors: Vec<&str> = ELECTORATE_OF_A
+        .iter()
+        .copied()
+        .filter(|n| *n != leader)
+        .collect();
+    let done = loop {
+        let r = runs_of_a(&survivors).into_iter().find(|r| {
+            r["epoch"].as_u64() == Some(epoch)
+                && r["state"] == "succeeded"
+                && r["leader"].as_str() != Some(leader.as_str())
+        });
+        if let Some(r) = r {
+            break r;
+        }
+        ensure!(
+            t_kill + 20_000 > now_ms(),
+            "no other voter completed run a-{epoch} within 20 s of the kill: {:?}",
+            runs_of_a(&survivors)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took_over_ms = now_ms() - t_kill;
+    run.set("kill_to_run_completed_ms", json!(took_over_ms));
+    run.log(format!(
+        "run a-{epoch} completed by {} under term {} {took_over_ms} ms after the kill",
+        done["leader"].as_str().unwrap_or("?"),
+        done["term"]
+    ));
+    ensure!(
+        done["term"].as_u64().is_some_and(|t| t > epoch),
+        "the run completed without a higher term: {done}"
+    );
+    let attempts = |name: &str| {
+        done["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["name"] == name)
+            .map(|s| s["attempts"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    ensure!(
+        attempts("announce-b") == 1,
+        "announce-b ran {} times: {done}",
+        attempts("announce-b")
+    );
+    let after = std::fs::read_to_string(&notify_log).unwrap_or_default();
+    let key = format!("a/{epoch}/post/0/notify");
+    let acted = after.lines().filter(|l| l.ends_with(&key)).count();
+    run.set("notify_actions", json!(acted));
+    ensure!(acted == 1, "notify acted {acted} times for {key}: {after}");
+    ensure!(
+        announced("b"),
+        "b's include file does not hold the prefix after the run"
+    );
+    Ok(())
 }
 
 /// A blackout of a after freezing `frozen`; `deciders` must commit one DOWN verdict.
@@ -1212,7 +1312,7 @@ fn chaos_scenarios() {
     print!("{}", testbed(&["up"]));
 
     type Scenario = fn(&mut Run, &Snap) -> Check;
-    let scenarios: [(&str, &str, Scenario); 9] = [
+    let scenarios: [(&str, &str, Scenario); 10] = [
         (
             "S1",
             "blackout of the primary a: one DOWN verdict, same epoch at b1, b2, c1, c2; quorate moves the route to b",
@@ -1237,6 +1337,11 @@ fn chaos_scenarios() {
             "S5",
             "b1 frozen during a blackout of a: the other three voters decide",
             s5,
+        ),
+        (
+            "S6",
+            "the leader of a's failover killed mid-pipeline: another voter completes the run, every step once",
+            s6,
         ),
         ("S7", "a1 and a2 killed, a3 still answers: no verdict", s7),
         (
@@ -1369,10 +1474,6 @@ fn key_numbers(run: &Run) -> String {
         format!("({})", parts.join(", "))
     }
 }
-
-#[test]
-#[ignore = "pending: a run whose leader dies needs another voter to take it over"]
-fn s6_leader_killed_mid_pipeline() {}
 
 /// `down` removes everything: after an `up` interrupted half-way (Ctrl-C), after a full
 /// `up` with faults in place, and when run twice.

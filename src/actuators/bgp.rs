@@ -18,7 +18,10 @@
 //! a static protocol whose routes the BGP export filter lets out, one file per address family:
 //!
 //! ```text
-//! protocol static anycast { ipv4; include "/etc/bird/quorate-anycast.conf"; }
+//! protocol static anycast {
+//!     ipv4;
+//!     include "/etc/bird/quorate-anycast.conf";   # BIRD wants `include` on a line of its own
+//! }
 //! protocol bgp upstream { ...; ipv4 { import all; export where proto = "anycast"; }; }
 //! ```
 //!
@@ -37,7 +40,11 @@
 //! (`<>` opens the FIFO read-write so `cat` never sees end-of-file between steps.) Create the
 //! FIFO with `mkfifo` before starting ExaBGP. What was announced is kept in `state_file`, so a
 //! repeated announce writes nothing; a withdraw is always written. If ExaBGP restarts, delete
-//! the state file so the next announce is sent again.
+//! the state file so the next announce is sent again. `cat` never reads ExaBGP's replies, so
+//! turn them off (`exabgp.api.ack = false`, or env `exabgp_api_ack=false`): ExaBGP writes them
+//! blocking, and after ~64 KiB of unread replies it would stall. ExaBGP started as root drops
+//! to its own user, which cannot open a root-owned FIFO: keep root with
+//! `exabgp_daemon_user=root` and `exabgp_daemon_drop=false`, or give the FIFO to its user.
 
 use super::exec::{run_process, ProcessRun};
 use super::{Actuator, Params, StepContext, StepFuture, StepOutcome};
