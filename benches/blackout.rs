@@ -221,13 +221,13 @@ async fn relay(addrs: [SocketAddr; 2], pingers: Vec<SocketAddr>, tally: Tally) -
         let mut buf = vec![0u8; 65536];
         while let Ok((n, from)) = front_sock.recv_from(&mut buf).await {
             let group = if pingers.contains(&from) { 0 } else { 2 };
-            if !clients.contains_key(&from) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = clients.entry(from) {
                 // Unconnected, so that ICMP errors before a3 binds do not end the task.
                 let Ok(s) = UdpSocket::bind((front.ip(), 0)).await else {
                     continue;
                 };
                 let (s, f, t) = (Arc::new(s), front_sock.clone(), tally.clone());
-                clients.insert(from, s.clone());
+                slot.insert(s.clone());
                 tasks.spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     while let Ok((n, _)) = s.recv_from(&mut buf).await {

@@ -272,6 +272,7 @@ impl Replicas {
 
     /// This node starts leading a run under `Ballot { epoch: run, proposer: me }`, with the
     /// journal it already holds (empty for a new run).
+    #[allow(clippy::too_many_arguments)]
     pub fn lead_new(
         &mut self,
         now: Time,

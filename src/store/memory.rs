@@ -231,15 +231,15 @@ impl Storage for MemoryStore {
                 ..r.clone()
             },
         );
-        if state.journal.get(&key).map_or(true, |j| *j != r.journal) && !r.journal.is_empty() {
+        if r.journal.is_empty() {
+            if state.journal.remove(&key).is_some() {
+                state.run_order.retain(|k| *k != key);
+            }
+        } else if state.journal.get(&key) != Some(&r.journal) {
             if !state.journal.contains_key(&key) {
                 state.run_order.push(key.clone());
             }
             state.journal.insert(key, r.journal.clone());
-        } else if r.journal.is_empty() {
-            if state.journal.remove(&key).is_some() {
-                state.run_order.retain(|k| *k != key);
-            }
         }
         Ok(())
     }

@@ -172,6 +172,7 @@ impl Driver {
 
     /// This node leads run `run` of `site`: its register goes to the electorate now, so that
     /// another voter can take the run over if this node goes silent.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn lead_run(
         &mut self,
         now: Instant,
