@@ -81,14 +81,29 @@ async fn kill_leader_at(octet: u8, point: &str) {
     wait_opinion(&rest, &voters, "a", "up").await;
 
     f.stop_site(&site("a")).await;
-    let shown = wait_verdict(&rest, &voters, "a", "down").await;
-    let run = shown.epoch;
+    // Any one voter's view will do: the leader may already be frozen at its point.
+    let (run, leader) = eventually("a DOWN verdict of a", || {
+        let rest = &rest;
+        let voters = &voters;
+        async move {
+            for (_, addr) in voters {
+                if let Ok(v) = rest.try_site(*addr, "a").await {
+                    if v["verdict"] == "down" {
+                        let leader = v["leader"].as_str().unwrap_or("").to_string();
+                        return Ok((v["epoch"].as_u64().unwrap_or(0), leader));
+                    }
+                }
+            }
+            Err("no voter shows a down yet".to_string())
+        }
+    })
+    .await;
 
     // Wait for the point, then kill -9 the node that reached it.
     let victim = eventually(&format!("the leader to reach {point}"), || {
         let once = once.clone();
         let marker = during.map(|s| work.path().join(format!("running-{s}")));
-        let leader = shown.leader.clone();
+        let leader = leader.clone();
         async move {
             match &marker {
                 Some(m) if m.exists() => Ok(leader),
