@@ -63,6 +63,7 @@ fn messages() -> Vec<(&'static str, Message)> {
             .map(|s| (SiteId::from(*s), report(3)))
             .collect(),
         verdicts: vec![verdict()],
+        maintenance: vec![],
     };
     let value = verdict().value;
     vec![

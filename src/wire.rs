@@ -68,6 +68,18 @@ pub struct PeerStatus {
     pub opinions: Vec<(SiteId, OpinionReport)>,
     /// The newest committed verdict per site this node knows.
     pub verdicts: Vec<Verdict>,
+    /// The newest maintenance call per site this node knows (anti-entropy: the newest wins).
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+/// An operator's maintenance call for a site: no automatic failover starts before
+/// `until_unix_ms` (0: the window was ended). The call with the newest `set_at_unix_ms` wins
+/// everywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceWindow {
+    pub site: SiteId,
+    pub until_unix_ms: i64,
+    pub set_at_unix_ms: i64,
 }
 
 /// Vote rounds and commits between Voters (Paxos per verdict slot).

@@ -64,6 +64,7 @@ fn status(from: &str) -> Message {
         fleet_hash: "f00d".into(),
         opinions: vec![],
         verdicts: vec![],
+        maintenance: vec![],
     })
 }
 

@@ -339,19 +339,44 @@ async fn during_maintenance_a_down_verdict_starts_no_failover() {
     let rest = Rest::new();
     let voters = apis(&f, &A_VOTERS);
     wait_opinion(&rest, &voters, "a", "up").await;
-    // Whichever voter leads the verdict must hold back: the window is set on each of them.
-    for (name, addr) in &voters {
-        let (code, body) = post(
-            *addr,
-            "/v1/sites/a/maintenance",
-            json!({ "duration_s": 600 }),
-        )
-        .await;
-        assert_eq!(code, 200, "{name}: {body}");
-        assert!(body["maintenance_until"].is_string(), "{body}");
-    }
-    let shown = rest.site(voters[0].1, "a").await;
-    assert!(shown["maintenance_until"].is_string(), "{shown}");
+    // Set at one node, the window reaches every node (whichever voter leads the verdict must
+    // hold back) and survives a restart.
+    let (code, body) = post(
+        voters[0].1,
+        "/v1/sites/a/maintenance",
+        json!({ "duration_s": 600 }),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let until = body["maintenance_until"].clone();
+    assert!(until.is_string(), "{body}");
+    let everywhere = |want: Value| {
+        let rest = &rest;
+        let voters = &voters;
+        async move {
+            eventually(
+                &format!("every voter to show maintenance_until = {want}"),
+                || {
+                    let want = want.clone();
+                    async move {
+                        for (name, addr) in voters {
+                            let shown = rest.try_site(*addr, "a").await?;
+                            if shown["maintenance_until"] != want {
+                                return Err(format!("{name}: {}", shown["maintenance_until"]));
+                            }
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        }
+    };
+    everywhere(until.clone()).await;
+    f.stop_node(&n("b2")).await;
+    f.start_node(&n("b2")).await.expect("b2 restarts");
+    let shown = rest.site(api(&f, "b2"), "a").await;
+    assert_eq!(shown["maintenance_until"], until, "kept across a restart");
 
     f.stop_site(&site("a")).await;
     let verdict = wait_verdict(&rest, &voters, "a", "down").await;
@@ -372,20 +397,18 @@ async fn during_maintenance_a_down_verdict_starts_no_failover() {
         );
     }
 
-    for (name, addr) in &voters {
-        let (code, body) = call(
-            Method::DELETE,
-            *addr,
-            "/v1/sites/a/maintenance",
-            Some(TOKEN),
-            None,
-        )
-        .await;
-        assert_eq!(code, 200, "{name}: {body}");
-        assert!(body["maintenance_until"].is_null(), "{body}");
-    }
-    let shown = rest.site(voters[0].1, "a").await;
-    assert!(shown["maintenance_until"].is_null(), "{shown}");
+    // Ended at another node: ended everywhere.
+    let (code, body) = call(
+        Method::DELETE,
+        voters[3].1,
+        "/v1/sites/a/maintenance",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["maintenance_until"].is_null(), "{body}");
+    everywhere(Value::Null).await;
     f.shutdown().await;
 }
 

@@ -211,6 +211,7 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
         fleet_hash: "f00d".into(),
         opinions: vec![],
         verdicts: vec![],
+        maintenance: vec![],
     });
     let message = wire::encode_message(&status);
     send_stream(&conn, &message[..message.len() / 2]).await;

@@ -92,7 +92,10 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let ops = commands::Operator::new();
+    let mut ops = commands::Operator::new();
+    for w in store.maintenance()? {
+        ops.maintenance.insert(w.site.clone(), w);
+    }
     let api_addr = if spec.serve_api {
         let listener = tokio::net::TcpListener::bind(me.api)
             .await
@@ -433,6 +436,7 @@ impl Driver {
         for v in status.verdicts {
             self.voter.learn(t, v, false);
         }
+        self.learn_maintenance(&from, status.maintenance);
         let peer = self.peers.entry(from.clone()).or_insert(PeerState {
             last_status: None,
             fleet_hash: None,
@@ -478,6 +482,7 @@ impl Driver {
                 .map(|s| (s.clone(), self.pinger.report(s, t)))
                 .collect(),
             verdicts: self.voter.verdicts().cloned().collect(),
+            maintenance: self.ops.maintenance.values().cloned().collect(),
         };
         let msg = Message::Status(status);
         for n in &self.spec.fleet.nodes {

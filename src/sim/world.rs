@@ -175,6 +175,7 @@ impl World {
                     .map(|s| (s.clone(), c.pinger.report(s, now)))
                     .collect(),
                 verdicts: c.voter.verdicts().cloned().collect(),
+                maintenance: Vec::new(),
             })
         } else {
             None

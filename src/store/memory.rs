@@ -10,6 +10,7 @@ use crate::config::Fleet;
 use crate::core::pipeline::{JournalEntry, JournalKind};
 use crate::core::replica::RunRecord;
 use crate::core::types::{Durable, SiteId, Verdict};
+use crate::wire::MaintenanceWindow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -31,6 +32,7 @@ struct State {
     run_order: Vec<(SiteId, u64)>,
     /// Run registers, without their journals (those live in `journal`).
     registers: BTreeMap<(SiteId, u64), RunRecord>,
+    maintenance: BTreeMap<SiteId, MaintenanceWindow>,
 }
 
 impl MemoryStore {
@@ -242,6 +244,23 @@ impl Storage for MemoryStore {
             state.journal.insert(key, r.journal.clone());
         }
         Ok(())
+    }
+
+    fn save_maintenance(&mut self, w: &MaintenanceWindow) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state
+            .maintenance
+            .get(&w.site)
+            .is_some_and(|s| s.set_at_unix_ms >= w.set_at_unix_ms)
+        {
+            return Ok(false);
+        }
+        state.maintenance.insert(w.site.clone(), w.clone());
+        Ok(true)
+    }
+
+    fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        Ok(self.state().maintenance.values().cloned().collect())
     }
 
     fn run_records(&self) -> Result<Vec<RunRecord>, StoreError> {

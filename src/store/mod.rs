@@ -9,6 +9,7 @@ use crate::config::Fleet;
 use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
 use crate::core::replica::RunRecord;
 use crate::core::types::{Ballot, Durable, SiteId, Time, Verdict};
+use crate::wire::MaintenanceWindow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -174,6 +175,13 @@ pub trait Storage: Send {
 
     /// Every run register with its journal, ordered by site and run.
     fn run_records(&self) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Keeps the newest maintenance call of `w.site`; an older call than the stored one is
+    /// ignored (Ok(false)). Durable when it returns Ok(true).
+    fn save_maintenance(&mut self, w: &MaintenanceWindow) -> Result<bool, StoreError>;
+
+    /// The stored maintenance call of every site, ordered by site.
+    fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError>;
 }
 
 /// Shared by both implementations so that they refuse exactly the same writes.

@@ -11,6 +11,7 @@ use crate::config::Fleet;
 use crate::core::pipeline::JournalEntry;
 use crate::core::replica::RunRecord;
 use crate::core::types::{Accepted, Ballot, Durable, NodeId, Outcome, SiteId, Value, Verdict};
+use crate::wire::MaintenanceWindow;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::fs;
@@ -130,6 +131,14 @@ const MIGRATIONS: &[&str] = &[
         run    INTEGER NOT NULL,
         record TEXT NOT NULL,
         PRIMARY KEY (site, run)
+    ) STRICT;
+    ",
+    // v4: the newest maintenance call per site (until = 0: ended), shared across the fleet.
+    "
+    CREATE TABLE maintenance (
+        site      TEXT PRIMARY KEY,
+        until_ms  INTEGER NOT NULL,
+        set_at_ms INTEGER NOT NULL
     ) STRICT;
     ",
 ];
@@ -442,6 +451,33 @@ impl Storage for SqliteStore {
 
     fn run_records(&self) -> Result<Vec<RunRecord>, StoreError> {
         self.read_run_records()
+    }
+
+    fn save_maintenance(&mut self, w: &MaintenanceWindow) -> Result<bool, StoreError> {
+        let tx = self.write_txn()?;
+        let n = tx.execute(
+            "INSERT INTO maintenance (site, until_ms, set_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (site) DO UPDATE SET until_ms = excluded.until_ms,
+                                              set_at_ms = excluded.set_at_ms
+             WHERE excluded.set_at_ms > maintenance.set_at_ms",
+            params![w.site.as_str(), w.until_unix_ms, w.set_at_unix_ms],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT site, until_ms, set_at_ms FROM maintenance ORDER BY site")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(MaintenanceWindow {
+                site: SiteId(r.get(0)?),
+                until_unix_ms: r.get(1)?,
+                set_at_unix_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

@@ -16,6 +16,7 @@ use crate::core::pipeline::{
     Pipeline, PipelineAction, PipelineSpec, RunOutcome, RunReport, StepReport, StepSpec,
 };
 use crate::core::replica::RunTrigger;
+use crate::wire::MaintenanceWindow;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -66,8 +67,8 @@ pub(super) struct Operator {
     pub rx: mpsc::Receiver<Command>,
     /// Kept so that the channel stays open on a node without REST listener.
     tx: mpsc::Sender<Command>,
-    /// Sites in maintenance, until when (Unix ms). Held in memory: a restart ends them.
-    maintenance: BTreeMap<SiteId, i64>,
+    /// The newest maintenance call per site (stored, and passed on in status messages).
+    pub maintenance: BTreeMap<SiteId, MaintenanceWindow>,
     /// Sites with a drill running (drills run outside the driver loop).
     drills: Arc<Mutex<BTreeSet<SiteId>>>,
 }
@@ -275,10 +276,9 @@ impl Driver {
         if until_unix_ms <= unix_ms() {
             return Err(err(400, "the maintenance end is in the past"));
         }
-        self.ops.maintenance.insert(site.clone(), until_unix_ms);
-        self.dirty = true;
+        self.record_maintenance(site, until_unix_ms)?;
         let until = rfc3339(until_unix_ms);
-        warn!(%site, until = %until, "maintenance: no automatic failover of this site starts on this node");
+        warn!(%site, until = %until, "maintenance: no automatic failover of this site starts in the fleet");
         Ok(json!({ "site": site, "maintenance_until": until }))
     }
 
@@ -286,11 +286,71 @@ impl Driver {
         if self.fleet().watch(site).is_none() {
             return Err(err(404, format!("no watched site {site:?} in this fleet")));
         }
-        if self.ops.maintenance.remove(site).is_some() {
+        if self.maintenance_until(site).is_some() {
             info!(%site, "maintenance ended");
         }
-        self.dirty = true;
+        self.record_maintenance(site, 0)?;
         Ok(json!({ "site": site, "maintenance_until": null }))
+    }
+
+    /// A new maintenance call of this node: newer than every call it knows, stored before
+    /// it is answered, and passed on in the next status messages.
+    fn record_maintenance(
+        &mut self,
+        site: &SiteId,
+        until_unix_ms: i64,
+    ) -> Result<(), (u16, String)> {
+        let newest = self
+            .ops
+            .maintenance
+            .get(site)
+            .map_or(0, |w| w.set_at_unix_ms);
+        let w = MaintenanceWindow {
+            site: site.clone(),
+            until_unix_ms,
+            set_at_unix_ms: unix_ms().max(newest + 1),
+        };
+        self.store.save_maintenance(&w).map_err(|e| {
+            err(
+                500,
+                format!("cannot store the maintenance window: {e}; nothing changed"),
+            )
+        })?;
+        self.ops.maintenance.insert(site.clone(), w);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// A peer's maintenance calls: a newer one than this node knows replaces it.
+    pub(super) fn learn_maintenance(&mut self, from: &NodeId, windows: Vec<MaintenanceWindow>) {
+        for w in windows {
+            if self.fleet().watch(&w.site).is_none() {
+                continue;
+            }
+            let known = self
+                .ops
+                .maintenance
+                .get(&w.site)
+                .map_or(0, |k| k.set_at_unix_ms);
+            if w.set_at_unix_ms <= known {
+                continue;
+            }
+            match self.store.save_maintenance(&w) {
+                Ok(_) => {
+                    if w.until_unix_ms > unix_ms() {
+                        warn!(site = %w.site, until = %rfc3339(w.until_unix_ms), peer = %from,
+                              "maintenance set elsewhere in the fleet: no automatic failover of this site starts");
+                    } else {
+                        info!(site = %w.site, peer = %from, "maintenance ended elsewhere in the fleet");
+                    }
+                    self.ops.maintenance.insert(w.site.clone(), w);
+                    self.dirty = true;
+                }
+                Err(e) => {
+                    error!(site = %w.site, error = %e, "cannot store a peer's maintenance window")
+                }
+            }
+        }
     }
 
     /// When the maintenance of `site` ends, while it lasts.
@@ -298,8 +358,8 @@ impl Driver {
         self.ops
             .maintenance
             .get(site)
-            .filter(|until| **until > unix_ms())
-            .map(|until| rfc3339(*until))
+            .filter(|w| w.until_unix_ms > unix_ms())
+            .map(|w| rfc3339(w.until_unix_ms))
     }
 
     /// True (and logged) when a DOWN verdict of `site` must not start a failover because the

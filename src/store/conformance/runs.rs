@@ -12,6 +12,7 @@ conformance!(
     a_higher_ballots_journal_replaces_the_stored_one,
     a_run_promise_is_never_lowered,
     a_journal_entry_of_another_run_is_refused,
+    the_newest_maintenance_call_wins_and_survives_reopen,
 );
 
 fn ballot(epoch: u64, node: &str) -> Ballot {
@@ -104,4 +105,26 @@ fn a_journal_entry_of_another_run_is_refused(mut h: impl Harness) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(store.journal(&SiteId("a".into()), 7).unwrap().is_empty());
+}
+
+fn window(until: i64, set_at: i64) -> crate::wire::MaintenanceWindow {
+    crate::wire::MaintenanceWindow {
+        site: SiteId("a".into()),
+        until_unix_ms: until,
+        set_at_unix_ms: set_at,
+    }
+}
+
+fn the_newest_maintenance_call_wins_and_survives_reopen(mut h: impl Harness) {
+    let mut store = h.open();
+    assert!(store.maintenance().unwrap().is_empty());
+    assert!(store.save_maintenance(&window(900, 10)).unwrap());
+    assert!(
+        !store.save_maintenance(&window(500, 9)).unwrap(),
+        "an older call is ignored"
+    );
+    assert!(store.save_maintenance(&window(0, 11)).unwrap(), "ended");
+    drop(store);
+    let store = h.open();
+    assert_eq!(store.maintenance().unwrap(), vec![window(0, 11)]);
 }
