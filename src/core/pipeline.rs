@@ -421,7 +421,14 @@ impl Pipeline {
         match &e.kind {
             JournalKind::Started => {
                 if let Cursor::At(r, status) = self.cursor {
-                    if r == e.step && !matches!(status, Status::Running { .. }) {
+                    // A later attempt of the running step: the earlier one's leader crashed or
+                    // was replaced before it journaled an outcome, and the next leader started
+                    // the step again.
+                    let newer = match status {
+                        Status::Running { attempt, .. } => e.attempt > attempt,
+                        _ => true,
+                    };
+                    if r == e.step && newer {
                         self.begin(e.at, r, e.attempt);
                     }
                 }

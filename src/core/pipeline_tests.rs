@@ -652,6 +652,53 @@ fn a_resume_reruns_the_interrupted_step_under_the_same_key_with_the_next_attempt
 }
 
 #[test]
+fn two_interrupted_attempts_of_one_step_resume_with_the_third() {
+    // Leader 1 started promote-volumes and died; leader 2 took over, started it again
+    // (attempt 2) and died too: the third leader's attempt is 3, under the same key.
+    let mut journal = full_journal()[..3].to_vec();
+    journal.push(entry(
+        st(1),
+        "promote-volumes",
+        2,
+        300,
+        JournalKind::Started,
+    ));
+    let mut p = Pipeline::take_over(
+        three_steps(),
+        site(),
+        EPOCH,
+        EPOCH + 5,
+        false,
+        &journal,
+        at(500),
+    );
+    let actions = drain(&mut p);
+    let PipelineAction::Journal(e) = &actions[0] else {
+        panic!("{actions:?}");
+    };
+    assert_eq!((e.step, e.attempt, e.term), (st(1), 3, EPOCH + 5));
+    let PipelineAction::Start {
+        attempt,
+        epoch,
+        idempotency_key: key,
+        ..
+    } = &actions[1]
+    else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(
+        (*attempt, *epoch),
+        (3, EPOCH + 5),
+        "the takeover's term is the token"
+    );
+    assert_eq!(
+        key,
+        &idempotency_key(&site(), EPOCH, st(1), "promote-volumes"),
+        "the key is the run's, whatever the term"
+    );
+}
+
+#[test]
 fn a_resume_after_the_run_finished_only_reports_it_again() {
     let journal = full_journal();
     let mut p = Pipeline::resume(three_steps(), site(), EPOCH, false, &journal, at(500));

@@ -745,7 +745,10 @@ impl Replicas {
         start_at: Time,
         electorate: &Electorate,
     ) {
-        let lease = self.config.lease;
+        // Members hear the leader's last message a few ms apart; a candidate that waited a
+        // whole lease from its own last message must not be refused for that. The lease only
+        // spares needless takeovers: safety rests on majority-held journals and promises.
+        let lease = self.config.lease.saturating_sub(self.config.heartbeat);
         let r = self.runs.entry(key.clone()).or_insert_with(|| Replica {
             record: RunRecord {
                 site: key.0.clone(),
