@@ -47,7 +47,6 @@ const SURVIVORS_OF_A: [&str; 5] = ["b1", "b2", "b3", "c1", "c2"];
 const ELECTORATE_OF_A: [&str; 4] = ["b1", "b2", "c1", "c2"];
 const ALL: [&str; 8] = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2"];
 
-const PENDING: [(&str, &str); 0] = [];
 const ANYCAST: &str = "198.19.255.0/24";
 
 // ------------------------------------------------------------------------------------------
@@ -1424,14 +1423,6 @@ fn chaos_scenarios() {
             tail_logs();
             broken = true;
         }
-    }
-    for (name, why) in PENDING {
-        println!("{name} PENDING: {why}");
-        summary.push(format!("{name}: PENDING ({why})"));
-        let _ = std::fs::write(
-            out_dir().join(format!("{name}.json")),
-            json!({"scenario": name, "status": "pending", "why": why}).to_string(),
-        );
     }
     drop(_guard);
     assert_nothing_left();
