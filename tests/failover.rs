@@ -262,3 +262,34 @@ async fn a_site_never_seen_up_gets_its_verdict_but_no_failover() {
     }
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verdict_replaced_during_the_takeover_delay_drops_its_run_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let text = fleet_with_plan(65, &log).replace("takeover_delay_s = 0.5", "takeover_delay_s = 4");
+    let mut f = LocalFleet::start(&text, None, true)
+        .await
+        .expect("fleet starts");
+    let rest = Rest::new();
+    let voters = apis(&f, &["b1", "b2", "c1", "c2"]);
+    wait_opinion(&rest, &voters, "a", "up").await;
+    let stopped = f.stop_site(&site("a")).await;
+    let down = wait_verdict(&rest, &voters, "a", "down").await;
+    // a comes back well inside the takeover delay.
+    for id in &stopped {
+        f.start_node(id).await.expect("a's node restarts");
+    }
+    wait_verdict(&rest, &voters, "a", "up").await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert!(lines(&log).is_empty(), "no step ran: {:?}", lines(&log));
+    for (name, addr) in &voters {
+        let runs = rest.get(*addr, "/v1/failovers").await;
+        let run = runs["failovers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["epoch"] == down.epoch).cloned())
+            .unwrap_or_else(|| panic!("{name} does not show run a-{}: {runs}", down.epoch));
+        assert_eq!(run["state"], "dropped", "{name}: {run}");
+    }
+    f.shutdown().await;
+}

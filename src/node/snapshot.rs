@@ -60,8 +60,9 @@ pub struct FailoverView {
     /// What started the run: "verdict" (a DOWN verdict led here), "manual" (POST
     /// /v1/failovers) or "failback" (POST /v1/failbacks).
     pub trigger: &'static str,
-    /// "waiting" (takeover delay), "running", or the outcome: "succeeded", "precheck_failed",
-    /// "aborted", "compensated".
+    /// "waiting" (takeover delay), "running", "dropped" (its verdict changed during the
+    /// takeover delay), or the outcome: "succeeded", "precheck_failed", "aborted",
+    /// "compensated".
     pub state: &'static str,
     pub summary: Option<String>,
     pub steps: Vec<FailoverStepView>,

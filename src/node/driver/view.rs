@@ -251,8 +251,23 @@ impl Driver {
             };
             let p =
                 crate::core::pipeline::Pipeline::replayed(spec, r.site.clone(), r.run, &r.journal);
+            let verdict_stands = self
+                .voter
+                .verdict(&r.site)
+                .map(|v| (v.outcome(), v.epoch()))
+                == Some((Outcome::Down, r.run));
             let (state, summary) = match p.outcome() {
                 Some(o) => (state_of(o), Some(o.summary())),
+                // Its verdict was replaced during the takeover delay: it never started.
+                None if r.journal.is_empty()
+                    && r.trigger == crate::core::replica::RunTrigger::Verdict
+                    && !verdict_stands =>
+                {
+                    (
+                        "dropped",
+                        Some("the verdict changed during the takeover delay".to_string()),
+                    )
+                }
                 None if r.journal.is_empty() => ("waiting", None),
                 None => ("running", None),
             };
