@@ -14,10 +14,10 @@
 //! Pure: no IO, no clock. Whether a site is alive is the caller's answer (`site_alive`).
 
 use super::types::SiteId;
+use core::net::IpAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 /// The rule `check` enforces, as refusals name it.

@@ -189,6 +189,19 @@ struct Replica {
     retry_at: Option<Time>,
 }
 
+impl Replica {
+    /// A copy this node follows (it has heard of the run at `last_heard`, if ever).
+    fn follower(record: RunRecord, electorate: Electorate, last_heard: Option<Time>) -> Replica {
+        Replica {
+            record,
+            electorate,
+            role: Role::Follower,
+            last_heard,
+            retry_at: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
     /// How long members wait without hearing a run's leader before one takes over.
@@ -257,13 +270,7 @@ impl Replicas {
         let key = (record.site.clone(), record.run);
         self.runs.insert(
             key.clone(),
-            Replica {
-                record,
-                electorate,
-                role: Role::Follower,
-                last_heard: Some(now),
-                retry_at: None,
-            },
+            Replica::follower(record, electorate, Some(now)),
         );
         if leads {
             self.become_leader(now, &key);
@@ -307,13 +314,7 @@ impl Replicas {
         };
         self.runs.insert(
             key.clone(),
-            Replica {
-                record: record.clone(),
-                electorate,
-                role: Role::Follower,
-                last_heard: Some(now),
-                retry_at: None,
-            },
+            Replica::follower(record.clone(), electorate, Some(now)),
         );
         self.actions.push_back(ReplicaAction::Persist(record));
         self.become_leader(now, &key);
@@ -506,390 +507,9 @@ impl Replicas {
             });
         }
     }
-
-    /// Handles a message of `from`; `electorate` is the site's electorate, used when the run is
-    /// new to this node. Messages from outside the electorate (or for unknown sites) are
-    /// ignored, except acknowledgements to a leader.
-    pub fn handle(&mut self, now: Time, from: &NodeId, msg: RunMsg, electorate: &Electorate) {
-        let key = msg.key();
-        let member = electorate.contains(from);
-        match msg {
-            RunMsg::Append { record } => {
-                if record.journal_ballot.proposer != *from {
-                    return;
-                }
-                self.on_append(now, from, key, record, electorate)
-            }
-            RunMsg::Heartbeat { ballot, len, .. } => {
-                if ballot.proposer != *from {
-                    return;
-                }
-                self.on_heartbeat(now, from, key, ballot, len as usize)
-            }
-            RunMsg::Ack {
-                ballot,
-                ok,
-                promised,
-                len,
-                ..
-            } if member => self.on_ack(now, from, key, ballot, ok, promised, len as usize),
-            RunMsg::Prepare {
-                ballot,
-                trigger,
-                start_at,
-                ..
-            } if member && ballot.proposer == *from => {
-                self.on_prepare(now, from, key, ballot, trigger, start_at, electorate)
-            }
-            RunMsg::Promise {
-                ballot,
-                ok,
-                promised,
-                record,
-                ..
-            } if member => self.on_promise(now, from, key, ballot, ok, promised, record),
-            _ => {}
-        }
-    }
-
-    fn nack(&mut self, to: &NodeId, key: &(SiteId, u64), ballot: Ballot, promised: Ballot) {
-        self.actions.push_back(ReplicaAction::Send {
-            to: to.clone(),
-            msg: RunMsg::Ack {
-                site: key.0.clone(),
-                run: key.1,
-                ballot,
-                ok: false,
-                promised,
-                len: 0,
-            },
-        });
-    }
-
-    /// Steps down from leading or campaigning for a run when a higher ballot shows up.
-    fn yield_to(&mut self, key: &(SiteId, u64), ballot: &Ballot) {
-        let r = self.runs.get_mut(key).expect("caller checked");
-        match &r.role {
-            Role::Leader { .. } if r.record.journal_ballot < *ballot => {
-                r.role = Role::Follower;
-                self.actions.push_back(ReplicaAction::Yield {
-                    site: key.0.clone(),
-                    run: key.1,
-                    to: ballot.clone(),
-                });
-            }
-            Role::Candidate { ballot: mine, .. } if mine < ballot => r.role = Role::Follower,
-            _ => {}
-        }
-    }
-
-    fn on_append(
-        &mut self,
-        now: Time,
-        from: &NodeId,
-        key: (SiteId, u64),
-        record: RunRecord,
-        electorate: &Electorate,
-    ) {
-        let ballot = record.journal_ballot.clone();
-        if let Some(r) = self.runs.get(&key) {
-            if ballot < r.record.promised {
-                let promised = r.record.promised.clone();
-                self.nack(from, &key, ballot, promised);
-                return;
-            }
-        }
-        self.yield_to_if_known(&key, &ballot);
-        let r = self.runs.entry(key.clone()).or_insert_with(|| Replica {
-            record: RunRecord {
-                journal: Vec::new(),
-                ..record.clone()
-            },
-            electorate: electorate.clone(),
-            role: Role::Follower,
-            last_heard: Some(now),
-            retry_at: None,
-        });
-        // Under one ballot a journal only grows; an older copy arriving late is ignored.
-        let newer = ballot > r.record.journal_ballot
-            || record.journal.len() >= r.record.journal.len()
-            || r.record.journal.is_empty();
-        let before = r.record.clone();
-        if newer {
-            r.record.journal = record.journal;
-            r.record.journal_ballot = ballot.clone();
-            r.record.start_at = record.start_at;
-            r.record.forced = record.forced;
-        }
-        r.record.promised = r.record.promised.clone().max(ballot.clone());
-        r.last_heard = Some(now);
-        let len = r.record.journal.len();
-        if r.record != before || before.journal.is_empty() {
-            self.actions
-                .push_back(ReplicaAction::Persist(r.record.clone()));
-        }
-        let promised = r.record.promised.clone();
-        self.actions.push_back(ReplicaAction::Send {
-            to: from.clone(),
-            msg: RunMsg::Ack {
-                site: key.0,
-                run: key.1,
-                ballot,
-                ok: true,
-                promised,
-                len: len as u32,
-            },
-        });
-    }
-
-    fn yield_to_if_known(&mut self, key: &(SiteId, u64), ballot: &Ballot) {
-        if self.runs.contains_key(key) {
-            self.yield_to(key, ballot);
-        }
-    }
-
-    fn on_heartbeat(
-        &mut self,
-        now: Time,
-        from: &NodeId,
-        key: (SiteId, u64),
-        ballot: Ballot,
-        len: usize,
-    ) {
-        let Some(r) = self.runs.get(&key) else {
-            // Unknown run: ask for the whole journal.
-            self.actions.push_back(ReplicaAction::Send {
-                to: from.clone(),
-                msg: RunMsg::Ack {
-                    site: key.0,
-                    run: key.1,
-                    ballot,
-                    ok: true,
-                    promised: Ballot::zero(),
-                    len: 0,
-                },
-            });
-            return;
-        };
-        if ballot < r.record.promised {
-            let promised = r.record.promised.clone();
-            self.nack(from, &key, ballot, promised);
-            return;
-        }
-        self.yield_to(&key, &ballot);
-        let r = self.runs.get_mut(&key).expect("checked above");
-        r.last_heard = Some(now);
-        if ballot > r.record.promised {
-            r.record.promised = ballot.clone();
-            self.actions
-                .push_back(ReplicaAction::Persist(r.record.clone()));
-        }
-        let held = if r.record.journal_ballot == ballot {
-            r.record.journal.len().min(len)
-        } else {
-            0
-        };
-        let promised = r.record.promised.clone();
-        self.actions.push_back(ReplicaAction::Send {
-            to: from.clone(),
-            msg: RunMsg::Ack {
-                site: key.0,
-                run: key.1,
-                ballot,
-                ok: true,
-                promised,
-                len: held as u32,
-            },
-        });
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_ack(
-        &mut self,
-        now: Time,
-        from: &NodeId,
-        key: (SiteId, u64),
-        ballot: Ballot,
-        ok: bool,
-        promised: Ballot,
-        len: usize,
-    ) {
-        let Some(r) = self.runs.get_mut(&key) else {
-            return;
-        };
-        if r.record.journal_ballot != ballot {
-            return;
-        }
-        if !ok {
-            if promised > ballot {
-                self.yield_to(&key, &promised);
-            }
-            return;
-        }
-        if let Role::Leader { acked, .. } = &mut r.role {
-            let e = acked.entry(from.clone()).or_insert((0, now));
-            // An Ack with len 0 from a member that lost its copy resets what it holds.
-            e.0 = if len == 0 { 0 } else { e.0.max(len) };
-            e.1 = now;
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_prepare(
-        &mut self,
-        now: Time,
-        from: &NodeId,
-        key: (SiteId, u64),
-        ballot: Ballot,
-        trigger: RunTrigger,
-        start_at: Time,
-        electorate: &Electorate,
-    ) {
-        // Members hear the leader's last message a few ms apart; a candidate that waited a
-        // whole lease from its own last message must not be refused for that. The lease only
-        // spares needless takeovers: safety rests on majority-held journals and promises.
-        let lease = self.config.lease.saturating_sub(self.config.heartbeat);
-        let r = self.runs.entry(key.clone()).or_insert_with(|| Replica {
-            record: RunRecord {
-                site: key.0.clone(),
-                run: key.1,
-                trigger,
-                promised: Ballot::zero(),
-                journal_ballot: Ballot::zero(),
-                journal: Vec::new(),
-                forced: false,
-                start_at,
-            },
-            electorate: electorate.clone(),
-            role: Role::Follower,
-            last_heard: None,
-            retry_at: None,
-        });
-        let leader_alive = match &r.role {
-            Role::Leader { .. } => true,
-            _ => r.last_heard.is_some_and(|t| now < t + lease),
-        };
-        // Strictly above every promised epoch, so that no two candidates win the same one.
-        let grant = ballot.epoch > r.record.promised.epoch && !leader_alive;
-        if !grant {
-            let promised = r.record.promised.clone();
-            self.actions.push_back(ReplicaAction::Send {
-                to: from.clone(),
-                msg: RunMsg::Promise {
-                    site: key.0,
-                    run: key.1,
-                    ballot,
-                    ok: false,
-                    promised,
-                    record: None,
-                },
-            });
-            return;
-        }
-        self.yield_to(&key, &ballot);
-        let r = self.runs.get_mut(&key).expect("inserted above");
-        r.record.promised = ballot.clone();
-        // The lease is renewed only by the winner's first Append: a grant to a candidate that
-        // then fails must not hold off the next one.
-        self.actions
-            .push_back(ReplicaAction::Persist(r.record.clone()));
-        self.actions.push_back(ReplicaAction::Send {
-            to: from.clone(),
-            msg: RunMsg::Promise {
-                site: key.0,
-                run: key.1,
-                ballot: ballot.clone(),
-                ok: true,
-                promised: ballot,
-                record: Some(r.record.clone()),
-            },
-        });
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_promise(
-        &mut self,
-        now: Time,
-        from: &NodeId,
-        key: (SiteId, u64),
-        ballot: Ballot,
-        ok: bool,
-        promised: Ballot,
-        record: Option<RunRecord>,
-    ) {
-        let Some(r) = self.runs.get_mut(&key) else {
-            return;
-        };
-        let Role::Candidate {
-            ballot: mine,
-            promises,
-            ..
-        } = &mut r.role
-        else {
-            return;
-        };
-        if *mine != ballot {
-            return;
-        }
-        if !ok {
-            // Another candidate got there first, or the member still hears the leader: every
-            // member's grant may be needed, so try again later, above what it promised.
-            r.role = Role::Follower;
-            let stagger = self.stagger(&self.runs[&key]);
-            let r = self.runs.get_mut(&key).expect("checked above");
-            r.retry_at = Some(now + self.config.lease / 2 + stagger);
-            if promised > r.record.promised {
-                r.record.promised = promised;
-                self.actions
-                    .push_back(ReplicaAction::Persist(r.record.clone()));
-            }
-            return;
-        }
-        promises.insert(from.clone(), record);
-        self.try_win(now, &key);
-    }
-
-    fn try_win(&mut self, now: Time, key: &(SiteId, u64)) {
-        let r = self.runs.get_mut(key).expect("caller checked");
-        let Role::Candidate {
-            ballot, promises, ..
-        } = &r.role
-        else {
-            return;
-        };
-        if promises.len() < r.electorate.majority() {
-            return;
-        }
-        // Every entry a majority held is in the copy of the highest ballot, the longest of
-        // those on a tie.
-        let best = promises
-            .values()
-            .flatten()
-            .max_by(|a, b| {
-                (&a.journal_ballot, a.journal.len()).cmp(&(&b.journal_ballot, b.journal.len()))
-            })
-            .map(|b| b.journal.clone())
-            .unwrap_or_default();
-        let forced = promises.values().flatten().any(|p| p.forced);
-        let ballot = ballot.clone();
-        r.record.forced |= forced;
-        r.record.journal = best;
-        r.record.journal_ballot = ballot.clone();
-        r.record.promised = ballot.clone();
-        let record = r.record.clone();
-        self.actions
-            .push_back(ReplicaAction::Persist(record.clone()));
-        self.actions.push_back(ReplicaAction::Lead {
-            site: record.site.clone(),
-            run: record.run,
-            trigger: record.trigger,
-            term: ballot.epoch,
-            journal: record.journal.clone(),
-            start_at: record.start_at,
-        });
-        self.become_leader(now, key);
-    }
 }
+
+mod messages;
 
 #[cfg(test)]
 #[path = "replica_tests.rs"]

@@ -31,6 +31,27 @@ fn entry(run: u64, index: usize, kind: JournalKind) -> JournalEntry {
     }
 }
 
+fn ballot(epoch: u64, proposer: &str) -> Ballot {
+    Ballot {
+        epoch,
+        proposer: id(proposer),
+    }
+}
+
+/// Run `run` as its first leader `leader` wrote it: no entries yet.
+fn record(run: u64, leader: &str) -> RunRecord {
+    RunRecord {
+        site: site(),
+        run,
+        trigger: RunTrigger::Verdict,
+        promised: ballot(run, leader),
+        journal_ballot: ballot(run, leader),
+        journal: vec![],
+        forced: false,
+        start_at: ms(0),
+    }
+}
+
 /// Members b1, b2, c1 (majority 2) exchanging messages through a queue the test controls.
 struct Cluster {
     nodes: BTreeMap<NodeId, Replicas>,
@@ -213,66 +234,27 @@ fn an_entry_held_by_a_majority_survives_even_if_the_candidate_lacked_it() {
 
 #[test]
 fn a_prepare_is_refused_while_the_leader_is_heard() {
-    let mut c = Cluster::new();
-    c.start("b1", 7);
-    // c1 alone goes deaf to b1 and campaigns; b2 still hears b1 and refuses.
-    let e = c.electorate.clone();
-    let now = c.now;
-    c.node("c1").handle(
-        now,
-        &id("c1"),
-        RunMsg::Prepare {
-            site: site(),
-            run: 7,
-            ballot: Ballot {
-                epoch: 8,
-                proposer: id("c1"),
-            },
-            trigger: RunTrigger::Verdict,
-            start_at: now,
-        },
-        &e,
-    );
+    // c1 goes deaf to b1 and campaigns; b2 heard b1 100 ms ago and refuses.
+    let e = Cluster::new().electorate;
+    let now = ms(0);
     let mut b2 = Replicas::new(id("b2"), CONFIG);
     b2.handle(
         now,
         &id("b1"),
         RunMsg::Append {
-            record: RunRecord {
-                site: site(),
-                run: 7,
-                trigger: RunTrigger::Verdict,
-                promised: Ballot {
-                    epoch: 7,
-                    proposer: id("b1"),
-                },
-                journal_ballot: Ballot {
-                    epoch: 7,
-                    proposer: id("b1"),
-                },
-                journal: vec![],
-                forced: false,
-                start_at: now,
-            },
+            record: record(7, "b1"),
         },
         &e,
     );
     while b2.poll_action().is_some() {}
-    b2.handle(
-        now + Duration::from_millis(100),
-        &id("c1"),
-        RunMsg::Prepare {
-            site: site(),
-            run: 7,
-            ballot: Ballot {
-                epoch: 8,
-                proposer: id("c1"),
-            },
-            trigger: RunTrigger::Verdict,
-            start_at: now,
-        },
-        &e,
-    );
+    let prepare = RunMsg::Prepare {
+        site: site(),
+        run: 7,
+        ballot: ballot(8, "c1"),
+        trigger: RunTrigger::Verdict,
+        start_at: now,
+    };
+    b2.handle(now + Duration::from_millis(100), &id("c1"), prepare, &e);
     let answer = std::iter::from_fn(|| b2.poll_action()).find_map(|a| match a {
         ReplicaAction::Send {
             msg: RunMsg::Promise { ok, .. },
@@ -331,22 +313,7 @@ fn competing_candidates_never_both_win_an_epoch() {
         .iter()
         .map(|m| (id(m), Replicas::new(id(m), CONFIG)))
         .collect();
-    let rec = RunRecord {
-        site: site(),
-        run: 3,
-        trigger: RunTrigger::Verdict,
-        promised: Ballot {
-            epoch: 3,
-            proposer: id("v1"),
-        },
-        journal_ballot: Ballot {
-            epoch: 3,
-            proposer: id("v1"),
-        },
-        journal: vec![],
-        forced: false,
-        start_at: ms(0),
-    };
+    let rec = record(3, "v1");
     for (n, r) in nodes.iter_mut() {
         if n != &id("v1") {
             r.load(ms(0), rec.clone(), e.clone());
@@ -411,10 +378,7 @@ fn members_that_heard_the_leader_last_at_different_times_still_elect_one_leader_
         RunMsg::Heartbeat {
             site: site(),
             run: 7,
-            ballot: Ballot {
-                epoch: 7,
-                proposer: id("b1"),
-            },
+            ballot: ballot(7, "b1"),
             len: 1,
         },
         &e,
@@ -463,21 +427,45 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
             vec![],
         );
         winners.insert(7, ids[0].clone());
-        // The driver carries out these actions in the turn that started the run.
-        let first = nodes.get_mut(&ids[0]).unwrap().as_mut().unwrap();
-        while let Some(a) = first.poll_action() {
-            match a {
-                ReplicaAction::Persist(rec) => {
-                    disk.insert(ids[0].clone(), rec);
-                }
-                ReplicaAction::Send { to, msg } => net.push((now, ids[0].clone(), to, msg)),
-                _ => {}
-            }
-        }
         let faulty_until = ms(8_000);
         let end = ms(30_000);
         let mut done_at = None;
         while now < end && done_at.is_none() {
+            // The actions of the last step (the run's start in the first one, carried out in
+            // the driver turn that started it): persist first, then mail.
+            let faulty = now < faulty_until;
+            for i in &ids {
+                let Some(r) = nodes.get_mut(i).unwrap().as_mut() else {
+                    continue;
+                };
+                while let Some(a) = r.poll_action() {
+                    match a {
+                        ReplicaAction::Persist(rec) => {
+                            disk.insert(i.clone(), rec);
+                        }
+                        ReplicaAction::Send { to, msg } => {
+                            if faulty && rng.random_bool(0.1) {
+                                continue;
+                            }
+                            let delay = Duration::from_millis(rng.random_range(1..40));
+                            net.push((now + delay, i.clone(), to, msg));
+                        }
+                        ReplicaAction::Lead { term, journal, .. } => {
+                            if let Some(other) = winners.insert(term, i.clone()) {
+                                panic!("seed {seed}: term {term} won by {other} and {i}");
+                            }
+                            for (k, c) in committed.iter().enumerate() {
+                                assert_eq!(
+                                    journal.get(k),
+                                    Some(c),
+                                    "seed {seed}: the winner of term {term} lacks majority-held entry {k}"
+                                );
+                            }
+                        }
+                        ReplicaAction::Yield { .. } => {}
+                    }
+                }
+            }
             now = now + Duration::from_millis(10);
             let faulty = now < faulty_until;
             // Crashes and restarts.
@@ -524,39 +512,6 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
                         next.term = rec.term();
                         next.at = now;
                         r.appended(now, next);
-                    }
-                }
-            }
-            // Actions: persist first, then mail.
-            for i in &ids {
-                let Some(r) = nodes.get_mut(i).unwrap().as_mut() else {
-                    continue;
-                };
-                while let Some(a) = r.poll_action() {
-                    match a {
-                        ReplicaAction::Persist(rec) => {
-                            disk.insert(i.clone(), rec);
-                        }
-                        ReplicaAction::Send { to, msg } => {
-                            if faulty && rng.random_bool(0.1) {
-                                continue;
-                            }
-                            let delay = Duration::from_millis(rng.random_range(1..40));
-                            net.push((now + delay, i.clone(), to, msg));
-                        }
-                        ReplicaAction::Lead { term, journal, .. } => {
-                            if let Some(other) = winners.insert(term, i.clone()) {
-                                panic!("seed {seed}: term {term} won by {other} and {i}");
-                            }
-                            for (k, c) in committed.iter().enumerate() {
-                                assert_eq!(
-                                    journal.get(k),
-                                    Some(c),
-                                    "seed {seed}: the winner of term {term} lacks majority-held entry {k}"
-                                );
-                            }
-                        }
-                        ReplicaAction::Yield { .. } => {}
                     }
                 }
             }
