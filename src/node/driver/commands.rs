@@ -11,7 +11,7 @@
 
 use super::failover::wall_now;
 use super::*;
-use crate::actuators::{self, StepContext};
+use crate::actuators::StepContext;
 use crate::core::pipeline::{
     Pipeline, PipelineAction, PipelineSpec, RunOutcome, RunReport, StepReport, StepSpec,
 };
@@ -477,20 +477,8 @@ async fn run_drill(mut p: Pipeline, params: BTreeMap<String, Value>) -> RunRepor
                     };
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let outcome = match actuators::build(&actuator, &ctx.params) {
-                            Ok(a) => a.run(&ctx).await,
-                            Err(e) => actuators::StepOutcome {
-                                ok: false,
-                                detail: format!("cannot build the {actuator} actuator: {e}"),
-                                output_tail: String::new(),
-                            },
-                        };
-                        let detail = if outcome.output_tail.is_empty() {
-                            outcome.detail
-                        } else {
-                            format!("{}\n{}", outcome.detail, outcome.output_tail)
-                        };
-                        let _ = tx.send((step, attempt, outcome.ok, detail));
+                        let (ok, detail) = super::failover::call_actuator(&actuator, &ctx).await;
+                        let _ = tx.send((step, attempt, ok, detail));
                     });
                 }
             }

@@ -466,27 +466,34 @@ impl Driver {
             params,
         };
         tokio::spawn(async move {
-            let outcome = match actuators::build(&kind, &ctx.params) {
-                Ok(a) => a.run(&ctx).await,
-                Err(e) => actuators::StepOutcome {
-                    ok: false,
-                    detail: format!("cannot build the {kind} actuator: {e}"),
-                    output_tail: String::new(),
-                },
-            };
-            let detail = if outcome.output_tail.is_empty() {
-                outcome.detail
-            } else {
-                format!("{}\n{}", outcome.detail, outcome.output_tail)
-            };
+            let (ok, detail) = call_actuator(&kind, &ctx).await;
             let _ = tx.send(StepDone {
                 site: ctx.site,
                 epoch: run,
                 step,
                 attempt,
-                ok: outcome.ok,
+                ok,
                 detail,
             });
         });
     }
+}
+
+/// One attempt of a step through its actuator: whether it succeeded, and its detail with the
+/// output tail.
+pub(super) async fn call_actuator(kind: &str, ctx: &StepContext) -> (bool, String) {
+    let outcome = match actuators::build(kind, &ctx.params) {
+        Ok(a) => a.run(ctx).await,
+        Err(e) => actuators::StepOutcome {
+            ok: false,
+            detail: format!("cannot build the {kind} actuator: {e}"),
+            output_tail: String::new(),
+        },
+    };
+    let detail = if outcome.output_tail.is_empty() {
+        outcome.detail
+    } else {
+        format!("{}\n{}", outcome.detail, outcome.output_tail)
+    };
+    (outcome.ok, detail)
 }
