@@ -279,6 +279,22 @@ async fn run_step(
     actuator.run(&ctx).await
 }
 
+/// The freeze step: criu-dump.sh of the workload into checkpoints/app.
+async fn freeze(
+    bench: &Bench,
+    app: &Workload,
+    env: &Map<String, Value>,
+    dry_run: bool,
+) -> StepOutcome {
+    let argv = [
+        recipe("criu-dump.sh"),
+        app.pidfile.clone(),
+        bench.s("checkpoints/app"),
+    ];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    run_step(&argv, env, "freeze", dry_run).await
+}
+
 fn assert_exit(out: &StepOutcome, code: i32) {
     assert!(!out.ok, "{out:?}");
     assert!(
@@ -295,13 +311,7 @@ async fn criu_dump_checkpoints_the_workload_into_the_images_dir_and_criu_kills_i
     bench.stand_in("criu", CRIU);
     let mut app = Workload::start(&bench);
     let images = bench.s("checkpoints/app");
-    let out = run_step(
-        &[&recipe("criu-dump.sh"), &app.pidfile, &images],
-        &bench.env(),
-        "freeze",
-        false,
-    )
-    .await;
+    let out = freeze(&bench, &app, &bench.env(), false).await;
     assert!(out.ok, "{out:?}");
     let pid = app.pid();
     assert_eq!(
@@ -379,13 +389,7 @@ async fn criu_dump_dry_run_checks_and_calls_nothing_that_changes_state() {
     bench.stand_in("criu", CRIU);
     let mut app = Workload::start(&bench);
     let images = bench.s("checkpoints/app");
-    let out = run_step(
-        &[&recipe("criu-dump.sh"), &app.pidfile, &images],
-        &bench.env(),
-        "freeze",
-        true,
-    )
-    .await;
+    let out = freeze(&bench, &app, &bench.env(), true).await;
     assert!(out.ok, "{out:?}");
     assert!(out.output_tail.contains("dry run:"), "{out:?}");
     assert!(
@@ -474,13 +478,7 @@ async fn old_criu_is_refused_with_its_version_and_the_need_for_4_1() {
     env.insert("STANDIN_CRIU_VERSION".into(), "3.17.1".into());
     let images = bench.s("checkpoints/app");
     for dry_run in [true, false] {
-        let out = run_step(
-            &[&recipe("criu-dump.sh"), &app.pidfile, &images],
-            &env,
-            "freeze",
-            dry_run,
-        )
-        .await;
+        let out = freeze(&bench, &app, &env, dry_run).await;
         assert_exit(&out, 4);
         assert!(
             out.output_tail.contains(
@@ -511,7 +509,6 @@ async fn criu_versions_are_compared_numerically() {
     let bench = Bench::new();
     bench.stand_in("criu", CRIU);
     let app = Workload::start(&bench);
-    let images = bench.s("checkpoints/app");
     for (version, accepted) in [
         ("3.19", false),
         ("4.0", false),
@@ -523,13 +520,7 @@ async fn criu_versions_are_compared_numerically() {
     ] {
         let mut env = bench.env();
         env.insert("STANDIN_CRIU_VERSION".into(), version.into());
-        let out = run_step(
-            &[&recipe("criu-dump.sh"), &app.pidfile, &images],
-            &env,
-            "freeze",
-            true,
-        )
-        .await;
+        let out = freeze(&bench, &app, &env, true).await;
         if accepted {
             assert!(out.ok, "{version}: {out:?}");
         } else {
@@ -554,17 +545,7 @@ async fn missing_criu_is_named() {
     {
         env.insert("CRIU".into(), "/nonexistent/criu".into());
     }
-    let out = run_step(
-        &[
-            &recipe("criu-dump.sh"),
-            &app.pidfile,
-            &bench.s("checkpoints/app"),
-        ],
-        &env,
-        "freeze",
-        true,
-    )
-    .await;
+    let out = freeze(&bench, &app, &env, true).await;
     assert_exit(&out, 3);
     assert!(out.output_tail.contains("criu not found"), "{out:?}");
     assert!(
@@ -580,17 +561,7 @@ async fn a_failing_criu_check_is_reported_as_missing_kernel_support() {
     let app = Workload::start(&bench);
     let mut env = bench.env();
     env.insert("STANDIN_CRIU_CHECK".into(), "fail".into());
-    let out = run_step(
-        &[
-            &recipe("criu-dump.sh"),
-            &app.pidfile,
-            &bench.s("checkpoints/app"),
-        ],
-        &env,
-        "freeze",
-        true,
-    )
-    .await;
+    let out = freeze(&bench, &app, &env, true).await;
     assert_exit(&out, 5);
     assert!(out.output_tail.contains("check' failed"), "{out:?}");
     assert!(out.output_tail.contains("kerndat_vdso"), "{out:?}");
@@ -625,17 +596,7 @@ async fn the_installed_criu_is_detected_as_too_old() {
     let app = Workload::start(&bench);
     let mut env = bench.env();
     env.insert("CRIU".into(), real.into());
-    let out = run_step(
-        &[
-            &recipe("criu-dump.sh"),
-            &app.pidfile,
-            &bench.s("checkpoints/app"),
-        ],
-        &env,
-        "freeze",
-        true,
-    )
-    .await;
+    let out = freeze(&bench, &app, &env, true).await;
     if (major, minor) < (4, 1) {
         assert_exit(&out, 4);
         assert!(
@@ -660,13 +621,7 @@ async fn criu_restore_stopped_then_resume_then_discard() {
     let mut app = Workload::start(&bench);
     let images = bench.s("checkpoints/app");
     let env = bench.env();
-    let out = run_step(
-        &[&recipe("criu-dump.sh"), &app.pidfile, &images],
-        &env,
-        "freeze",
-        false,
-    )
-    .await;
+    let out = freeze(&bench, &app, &env, false).await;
     assert!(out.ok, "{out:?}");
     assert!(app.exits());
 
