@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+#[path = "common/report.rs"]
+mod report;
+use report::{f1, summary};
+
 /// (name, fleet file, p99 detection target in ms)
 type Profile = (&'static str, &'static str, f64);
 const PROFILES: [Profile; 2] = [
@@ -42,20 +46,6 @@ const STREAM_B: usize = 100;
 const WINDOW: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(30);
 const NAN: f64 = f64::NAN;
-
-/// Prints one Markdown table row.
-macro_rules! row {
-    ($($x:expr),* $(,)?) => { println!("|{}", [$(format!(" {} |", $x)),*].concat()) };
-}
-
-/// One decimal, or "-" for no value.
-fn f1(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.1}")
-    } else {
-        "-".into()
-    }
-}
 
 fn ms(at: Instant, t0: Instant) -> f64 {
     at.saturating_duration_since(t0).as_secs_f64() * 1000.0
@@ -302,18 +292,6 @@ async fn bytes(p: &Profile) -> Result<Wire> {
     Ok((nodes, sizes))
 }
 
-/// (trials, p50, p99, max, mean), nearest-rank percentiles.
-fn summary(trials: &[Trial], stage: usize) -> (usize, f64, f64, f64, f64) {
-    let mut v: Vec<f64> = trials.iter().map(|t| t[stage]).collect();
-    v.retain(|x| x.is_finite());
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let pct = |p: f64| v.get(((p * n as f64).ceil() as usize).max(1) - 1).copied();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let [p50, p99, max] = [0.5, 0.99, 1.0].map(|p| pct(p).unwrap_or(NAN));
-    (n, p50, p99, max, mean)
-}
-
 /// [datagrams, bytes, bytes in datagrams below STREAM_B], most common size, sizes by count.
 fn sizes(h: &BTreeMap<usize, u64>) -> ([u64; 3], usize, String) {
     let bytes = |below: usize| h.range(..below).map(|(l, n)| *l as u64 * n).sum();
@@ -332,7 +310,7 @@ fn report(lat: &[(&Profile, Vec<Trial>)], wire: &[(&Profile, Wire)]) {
         println!("| profile | trials | p50 (ms) | p99 (ms) | max (ms) | mean (ms) |");
         println!("|---|---:|---:|---:|---:|---:|");
         for (p, trials) in lat {
-            let (n, p50, p99, max, mean) = summary(trials, stage);
+            let (n, p50, p99, max, mean) = summary(trials.iter().map(|t| t[stage]));
             row!(p.0, n, f1(p50), f1(p99), f1(max), f1(mean));
             if stage == DETECTION {
                 targets.push((format!("{} detection p99", p.0), p99, p.2, "ms"));
@@ -343,7 +321,7 @@ fn report(lat: &[(&Profile, Vec<Trial>)], wire: &[(&Profile, Wire)]) {
     println!("| profile | stage | p50 | max | mean |\n|---|---|---:|---:|---:|");
     for (p, trials) in lat {
         for (i, stage) in STAGES.iter().enumerate() {
-            let (_, p50, _, max, mean) = summary(trials, i);
+            let (_, p50, _, max, mean) = summary(trials.iter().map(|t| t[i]));
             row!(p.0, stage, f1(p50), f1(max), f1(mean));
         }
     }

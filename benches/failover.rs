@@ -23,6 +23,10 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "common/report.rs"]
+mod report;
+use report::{f1, summary};
+
 /// Status messages every 50 ms, so that self_fence_after_s (two status intervals, 0.1 s)
 /// plus the 0.12 s probe budget stays below the takeover delay (check-config's rule).
 const STATUS_MS: u64 = 50;
@@ -31,18 +35,6 @@ const SELF_FENCE_S: f64 = 0.1;
 const OCTET: u8 = 45;
 const WAIT: Duration = Duration::from_secs(30);
 const NAN: f64 = f64::NAN;
-
-macro_rules! row {
-    ($($x:expr),* $(,)?) => { println!("|{}", [$(format!(" {} |", $x)),*].concat()) };
-}
-
-fn f1(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.1}")
-    } else {
-        "-".into()
-    }
-}
 
 fn unix_ns(t: SystemTime) -> i128 {
     t.duration_since(UNIX_EPOCH)
@@ -236,17 +228,6 @@ async fn spawn_cost(dir: &Path, n: usize) -> Result<Vec<f64>> {
         out.push((wait_stamp(&file).await? - w0) as f64 / 1e6);
     }
     Ok(out)
-}
-
-/// (n, p50, p99, max, mean), nearest-rank percentiles.
-fn summary(v: impl IntoIterator<Item = f64>) -> (usize, f64, f64, f64, f64) {
-    let mut v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let pct = |p: f64| v.get(((p * n as f64).ceil() as usize).max(1) - 1).copied();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let [p50, p99, max] = [0.5, 0.99, 1.0].map(|p| pct(p).unwrap_or(NAN));
-    (n, p50, p99, max, mean)
 }
 
 fn main() -> Result<()> {

@@ -31,6 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "common/report.rs"]
+mod report;
+use report::{f1, summary};
+
 const ANYCAST: &str = "198.19.255.0/24";
 const SAMPLE: Duration = Duration::from_millis(5);
 const NAN: f64 = f64::NAN;
@@ -81,18 +85,6 @@ const CONFIGS: [Config; 2] = [
         ],
     ),
 ];
-
-macro_rules! row {
-    ($($x:expr),* $(,)?) => { println!("|{}", [$(format!(" {} |", $x)),*].concat()) };
-}
-
-fn f1(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.1}")
-    } else {
-        "-".into()
-    }
-}
 
 fn now_us() -> i64 {
     SystemTime::now()
@@ -422,17 +414,6 @@ fn run_config(c: &Config, trials: usize, rng: &mut StdRng) -> Result<Vec<Trial>>
         restore(&tb, &mut bird)?;
     }
     Ok(out)
-}
-
-/// (n, p50, p99, max, mean), nearest-rank percentiles.
-fn summary(v: impl IntoIterator<Item = f64>) -> (usize, f64, f64, f64, f64) {
-    let mut v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let pct = |p: f64| v.get(((p * n as f64).ceil() as usize).max(1) - 1).copied();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let [p50, p99, max] = [0.5, 0.99, 1.0].map(|p| pct(p).unwrap_or(NAN));
-    (n, p50, p99, max, mean)
 }
 
 /// Why the bench cannot run here, if it cannot.
