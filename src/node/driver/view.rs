@@ -177,6 +177,9 @@ fn verdict_view(s: &StoredVerdict) -> VerdictView {
     }
 }
 
+/// How many runs led elsewhere `GET /v1/failovers` shows.
+const RUNS_SHOWN: usize = 50;
+
 impl Driver {
     fn failover_views(&self) -> Vec<FailoverView> {
         use crate::core::pipeline::RunOutcome;
@@ -242,7 +245,10 @@ impl Driver {
             out.push(view(site, *epoch, "waiting", None, Vec::new()));
         }
         // Runs led elsewhere, as far as the copy of the journal this node holds tells.
-        for r in self.replicas.records() {
+        // The newest ones only, as for the runs led here: this runs at every publish.
+        let mut copies: Vec<_> = self.replicas.records().collect();
+        copies.sort_by_key(|r| std::cmp::Reverse(r.run));
+        for r in copies.into_iter().take(RUNS_SHOWN) {
             if shown.contains(&(r.site.clone(), r.run)) {
                 continue;
             }
