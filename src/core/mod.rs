@@ -8,5 +8,6 @@ pub mod pinger;
 pub mod pipeline;
 pub mod quorum;
 pub mod replica;
+pub mod trust;
 pub mod types;
 pub mod voter;
