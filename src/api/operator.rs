@@ -5,7 +5,8 @@
 
 use super::{error, AppState};
 use crate::core::types::SiteId;
-use crate::node::{Command, CommandKind};
+use crate::node::snapshot::{rfc3339, run_state, FailoverStepView};
+use crate::node::{Command, CommandKind, CommandOk, OperatorError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -89,11 +91,8 @@ async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
     }
     match answer.await {
-        Ok(Ok(v)) => (ok, Json(v)).into_response(),
-        Ok(Err((code, msg))) => error(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            msg,
-        ),
+        Ok(Ok(v)) => (ok, Json(render(&v))).into_response(),
+        Ok(Err(e)) => error(status_of(&e), e.to_string()),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node stopped before it answered",
@@ -260,4 +259,67 @@ pub(super) async fn end_maintenance(
         StatusCode::OK,
     )
     .await
+}
+
+/// The HTTP status of a refused command.
+fn status_of(e: &OperatorError) -> StatusCode {
+    match e {
+        OperatorError::UnknownSite(_) => StatusCode::NOT_FOUND,
+        OperatorError::NoPlan(_) | OperatorError::NothingToFailBack(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        OperatorError::RunInProgress { .. }
+        | OperatorError::DrillInProgress(_)
+        | OperatorError::NotUpYet { .. }
+        | OperatorError::NoVerdictYet(_) => StatusCode::CONFLICT,
+        OperatorError::EndInThePast | OperatorError::EndTooFar { .. } => StatusCode::BAD_REQUEST,
+        OperatorError::EpochsExhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        OperatorError::Tilted(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OperatorError::DrillTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
+
+/// The JSON answer of a command that did what it was asked.
+fn render(ok: &CommandOk) -> Value {
+    match ok {
+        CommandOk::RunStarted {
+            site,
+            epoch,
+            trigger,
+            leader,
+            reason,
+            force,
+        } => {
+            let mut v = json!({
+                "id": format!("{site}-{epoch}"),
+                "site": site,
+                "epoch": epoch,
+                "trigger": trigger.as_str(),
+                "leader": leader,
+            });
+            if let Some(r) = reason {
+                v["reason"] = json!(r);
+            }
+            if let Some(f) = force {
+                v["force"] = json!(f);
+            }
+            v
+        }
+        CommandOk::Drill(r) => json!({
+            "site": r.site,
+            "epoch": r.epoch,
+            "dry_run": true,
+            "state": run_state(&r.outcome),
+            "ok": r.outcome.is_success() && r.steps.iter().all(|s| s.ok),
+            "summary": r.outcome.summary(),
+            "steps": r.steps.iter().map(FailoverStepView::of).collect::<Vec<_>>(),
+        }),
+        CommandOk::Maintenance {
+            site,
+            until_unix_ms,
+        } => json!({
+            "site": site,
+            "maintenance_until": until_unix_ms.map(rfc3339),
+        }),
+    }
 }

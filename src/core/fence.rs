@@ -81,6 +81,11 @@ impl Fence {
         self.check_reconnected(now);
     }
 
+    /// Replaces the delay (fleet reload); takes effect at the next timeout.
+    pub fn set_config(&mut self, cfg: FenceConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn site(&self) -> &SiteId {
         &self.site
     }

@@ -5,8 +5,11 @@
 //! The driver makes every `Journal` action durable before it carries out any later action, so
 //! a resumed run never starts a finished step again, and re-runs the one step whose outcome
 //! the crash hid under the same idempotency key.
+//!
+//! Deadlines (step timeouts, backoffs) run on monotonic time (`Now::mono`); the journal and
+//! the reports carry wall time (`Now::wall`), which is only shown and never waited on.
 
-use super::types::{SiteId, Time};
+use super::types::{Now, SiteId, Time, WallTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -217,7 +220,8 @@ pub struct JournalEntry {
     pub name: String,
     /// 1 for the first attempt; 0 for `RunFinished`.
     pub attempt: u32,
-    pub at: Time,
+    /// Wall time: journaled and shown, never a deadline.
+    pub at: WallTime,
     pub kind: JournalKind,
 }
 
@@ -230,8 +234,8 @@ pub struct StepReport {
     pub ok: bool,
     /// The last attempt's detail.
     pub detail: String,
-    pub started_at: Time,
-    pub finished_at: Option<Time>,
+    pub started_at: WallTime,
+    pub finished_at: Option<WallTime>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,8 +291,8 @@ enum Cursor {
 struct Record {
     attempts: u32,
     failures: u32,
-    started_at: Time,
-    finished_at: Option<Time>,
+    started_at: WallTime,
+    finished_at: Option<WallTime>,
     ok: bool,
     detail: String,
 }
@@ -324,7 +328,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A fresh run; the first step's journal entry and start are queued.
-    pub fn new(spec: PipelineSpec, site: SiteId, epoch: u64, dry_run: bool, now: Time) -> Pipeline {
+    pub fn new(spec: PipelineSpec, site: SiteId, epoch: u64, dry_run: bool, now: Now) -> Pipeline {
         let mut p = Pipeline::blank(spec, site, epoch, dry_run);
         p.kick(now);
         p
@@ -340,7 +344,7 @@ impl Pipeline {
         epoch: u64,
         dry_run: bool,
         journal: &[JournalEntry],
-        now: Time,
+        now: Now,
     ) -> Pipeline {
         Pipeline::take_over(spec, site, epoch, epoch, dry_run, journal, now)
     }
@@ -355,14 +359,14 @@ impl Pipeline {
         term: u64,
         dry_run: bool,
         journal: &[JournalEntry],
-        now: Time,
+        now: Now,
     ) -> Pipeline {
         let mut p = Pipeline::blank(spec, site, epoch, dry_run);
         p.term = term.max(epoch);
         p.replaying = true;
         for e in journal {
             if e.site == p.site && e.epoch <= epoch {
-                p.replay(e);
+                p.replay(e, now);
             }
         }
         p.replaying = false;
@@ -384,7 +388,7 @@ impl Pipeline {
         p.replaying = true;
         for e in journal {
             if e.site == p.site && e.epoch == epoch {
-                p.replay(e);
+                p.replay(e, Now::new(Time::ZERO, e.at));
             }
         }
         p.replaying = false;
@@ -417,7 +421,16 @@ impl Pipeline {
         p
     }
 
-    fn replay(&mut self, e: &JournalEntry) {
+    /// Replays one entry; `now` places the entry's wall time on the monotonic clock, so that a
+    /// backoff pending at a crash is waited out. The wall time only says how long ago it
+    /// was: an entry from the future (a clock stepped back) counts as now, one from long ago
+    /// as over, so a clock error never stretches a wait beyond the step's own backoff.
+    fn replay(&mut self, e: &JournalEntry, now: Now) {
+        let ago = now.wall.since(e.at);
+        let at = Now::new(
+            Time(now.mono.0.saturating_sub(ago.as_micros() as u64)),
+            e.at,
+        );
         match &e.kind {
             JournalKind::Started => {
                 if let Cursor::At(r, status) = self.cursor {
@@ -429,13 +442,13 @@ impl Pipeline {
                         _ => true,
                     };
                     if r == e.step && newer {
-                        self.begin(e.at, r, e.attempt);
+                        self.begin(at, r, e.attempt);
                     }
                 }
             }
             JournalKind::Finished { ok, detail } => {
                 if self.running(e.step, e.attempt) {
-                    self.conclude(e.at, *ok, detail.clone());
+                    self.conclude(at, *ok, detail.clone());
                 }
             }
             JournalKind::RunFinished { outcome } => {
@@ -499,7 +512,7 @@ impl Pipeline {
     /// or from before a timeout) is ignored.
     pub fn handle_result(
         &mut self,
-        now: Time,
+        now: Now,
         step: StepRef,
         attempt: u32,
         ok: bool,
@@ -512,9 +525,9 @@ impl Pipeline {
     }
 
     /// Times out a running attempt past its deadline and starts a retry whose backoff is over.
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub fn handle_timeout(&mut self, now: Now) {
         if let Cursor::At(r, Status::Running { deadline, .. }) = self.cursor {
-            if now >= deadline {
+            if now.mono >= deadline {
                 let timeout = self.spec_of(r).timeout;
                 let detail = format!("timed out after {}", humantime::format_duration(timeout));
                 self.conclude(now, false, detail);
@@ -539,7 +552,7 @@ impl Pipeline {
         }
     }
 
-    fn entry(&self, at: Time, step: StepRef, attempt: u32, kind: JournalKind) -> JournalEntry {
+    fn entry(&self, at: WallTime, step: StepRef, attempt: u32, kind: JournalKind) -> JournalEntry {
         JournalEntry {
             site: self.site.clone(),
             epoch: self.epoch,
@@ -559,10 +572,10 @@ impl Pipeline {
     }
 
     /// Starts whatever is due, or ends the run.
-    fn kick(&mut self, now: Time) {
+    fn kick(&mut self, now: Now) {
         match self.cursor.clone() {
             Cursor::At(r, Status::Ready) => self.start(now, r),
-            Cursor::At(r, Status::Waiting { until }) if until <= now => self.start(now, r),
+            Cursor::At(r, Status::Waiting { until }) if until <= now.mono => self.start(now, r),
             Cursor::At(..) => {}
             Cursor::Done(outcome) => {
                 if !self.run_journaled {
@@ -578,7 +591,7 @@ impl Pipeline {
                         step,
                         name,
                         attempt: 0,
-                        at: now,
+                        at: now.wall,
                         kind: JournalKind::RunFinished {
                             outcome: outcome.clone(),
                         },
@@ -597,10 +610,10 @@ impl Pipeline {
         }
     }
 
-    fn start(&mut self, now: Time, r: StepRef) {
+    fn start(&mut self, now: Now, r: StepRef) {
         let attempt = self.records.get(&r).map_or(0, |rec| rec.attempts) + 1;
         self.begin(now, r, attempt);
-        self.journal(self.entry(now, r, attempt, JournalKind::Started));
+        self.journal(self.entry(now.wall, r, attempt, JournalKind::Started));
         let spec = self.spec_of(r);
         let action = PipelineAction::Start {
             step: r,
@@ -616,14 +629,14 @@ impl Pipeline {
     }
 
     /// Marks attempt `attempt` of `r` as running from `now`.
-    fn begin(&mut self, now: Time, r: StepRef, attempt: u32) {
-        let deadline = now + self.spec_of(r).timeout;
+    fn begin(&mut self, now: Now, r: StepRef, attempt: u32) {
+        let deadline = now.mono + self.spec_of(r).timeout;
         if !self.records.contains_key(&r) {
             self.order.push(r);
             self.records.insert(
                 r,
                 Record {
-                    started_at: now,
+                    started_at: now.wall,
                     ..Record::default()
                 },
             );
@@ -636,12 +649,12 @@ impl Pipeline {
 
     /// Records the running attempt's outcome: a retry after its backoff, or the step's final
     /// result and the next step.
-    fn conclude(&mut self, now: Time, ok: bool, detail: String) {
+    fn conclude(&mut self, now: Now, ok: bool, detail: String) {
         let Cursor::At(r, Status::Running { attempt, .. }) = self.cursor else {
             return;
         };
         self.journal(self.entry(
-            now,
+            now.wall,
             r,
             attempt,
             JournalKind::Finished {
@@ -660,13 +673,13 @@ impl Pipeline {
         if !ok {
             rec.failures += 1;
             if rec.failures <= retries {
-                let until = now + spec.retry_delay(rec.failures);
+                let until = now.mono + spec.retry_delay(rec.failures);
                 self.cursor = Cursor::At(r, Status::Waiting { until });
                 return;
             }
         }
         rec.ok = ok;
-        rec.finished_at = Some(now);
+        rec.finished_at = Some(now.wall);
         self.cursor = self.next_after(r, ok, detail, on_failure);
     }
 

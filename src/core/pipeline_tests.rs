@@ -3,8 +3,11 @@ use super::*;
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
-fn at(n_ms: u64) -> Time {
-    Time::ZERO + ms(n_ms)
+fn at(n_ms: u64) -> Now {
+    Now::at_micros(n_ms * 1000)
+}
+fn wall(n_ms: u64) -> WallTime {
+    at(n_ms).wall
 }
 fn site() -> SiteId {
     SiteId("a".into())
@@ -50,7 +53,7 @@ fn entry(step: StepRef, name: &str, attempt: u32, t: u64, kind: JournalKind) -> 
         step,
         name: name.into(),
         attempt,
-        at: at(t),
+        at: wall(t),
         kind,
     }
 }
@@ -114,8 +117,8 @@ fn report(
         attempts,
         ok,
         detail: detail.into(),
-        started_at: at(from),
-        finished_at: Some(at(to)),
+        started_at: wall(from),
+        finished_at: Some(wall(to)),
     }
 }
 
@@ -165,7 +168,7 @@ fn the_happy_path_journals_before_each_start_and_after_each_result() {
             start(st(0), "withdraw-route", 1)
         ]
     );
-    assert_eq!(p.poll_timeout(), Some(at(1000)));
+    assert_eq!(p.poll_timeout(), Some(at(1000).mono));
     p.handle_result(at(10), st(0), 1, true, "withdrawn".into());
     assert_eq!(
         drain(&mut p),
@@ -211,7 +214,7 @@ fn a_failed_attempt_is_retried_after_a_doubling_backoff_with_the_same_key() {
         drain(&mut p),
         vec![finished(st(0), "withdraw-route", 1, 50, false, "exit 1")]
     );
-    assert_eq!(p.poll_timeout(), Some(at(150)));
+    assert_eq!(p.poll_timeout(), Some(at(150).mono));
     p.handle_timeout(at(149));
     assert_eq!(drain(&mut p), vec![]);
     p.handle_timeout(at(150));
@@ -224,7 +227,11 @@ fn a_failed_attempt_is_retried_after_a_doubling_backoff_with_the_same_key() {
     );
     p.handle_result(at(160), st(0), 2, false, "exit 1".into());
     drain(&mut p);
-    assert_eq!(p.poll_timeout(), Some(at(360)), "second retry waits 2x");
+    assert_eq!(
+        p.poll_timeout(),
+        Some(at(360).mono),
+        "second retry waits 2x"
+    );
     p.handle_timeout(at(360));
     assert_eq!(
         drain(&mut p),
@@ -269,7 +276,7 @@ fn a_step_past_its_timeout_fails_and_its_late_result_is_ignored() {
         vec![],
         "the timed-out attempt's result is stale"
     );
-    assert_eq!(p.poll_timeout(), Some(at(1100)));
+    assert_eq!(p.poll_timeout(), Some(at(1100).mono));
     p.handle_timeout(at(1100));
     assert_eq!(
         drain(&mut p),
@@ -740,7 +747,7 @@ fn a_resume_keeps_the_retry_budget_and_waits_out_a_pending_backoff() {
     ];
     let mut p = Pipeline::resume(spec.clone(), site(), EPOCH, false, &journal, at(100));
     assert_eq!(drain(&mut p), vec![]);
-    assert_eq!(p.poll_timeout(), Some(at(150)));
+    assert_eq!(p.poll_timeout(), Some(at(150).mono));
     p.handle_timeout(at(150));
     assert_eq!(
         drain(&mut p),

@@ -25,7 +25,7 @@
 
 use super::pipeline::{JournalEntry, JournalKind};
 use super::quorum::Electorate;
-use super::types::{Ballot, NodeId, SiteId, Time};
+use super::types::{Ballot, NodeId, SiteId, Time, WallTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -65,8 +65,10 @@ pub struct RunRecord {
     /// An operator forced the run: the anycast rule does not hold back its bgp steps.
     #[serde(default)]
     pub forced: bool,
-    /// Wall-clock time before which the run's first step must not start (the takeover delay).
-    pub start_at: Time,
+    /// Wall-clock time before which the run's first step must not start (the takeover delay),
+    /// as the leader saw it: a node taking the run over waits on its own monotonic clock and
+    /// uses this only to shorten its wait, never to skip the delay (see `core::node::runs`).
+    pub start_at: WallTime,
 }
 
 impl RunRecord {
@@ -114,7 +116,7 @@ pub enum RunMsg {
         run: u64,
         ballot: Ballot,
         trigger: RunTrigger,
-        start_at: Time,
+        start_at: WallTime,
     },
     Promise {
         site: SiteId,
@@ -153,7 +155,7 @@ pub enum ReplicaAction {
         trigger: RunTrigger,
         term: u64,
         journal: Vec<JournalEntry>,
-        start_at: Time,
+        start_at: WallTime,
     },
     /// A leader with a higher ballot acts for the run: stop running it here.
     Yield {
@@ -238,6 +240,11 @@ impl Replicas {
         }
     }
 
+    /// Replaces the lease and heartbeat (fleet reload); running leases keep their start.
+    pub fn set_config(&mut self, config: ReplicaConfig) {
+        self.config = config;
+    }
+
     pub fn config(&self) -> ReplicaConfig {
         self.config
     }
@@ -287,7 +294,7 @@ impl Replicas {
         run: u64,
         trigger: RunTrigger,
         forced: bool,
-        start_at: Time,
+        start_at: WallTime,
         electorate: Electorate,
         journal: Vec<JournalEntry>,
     ) {

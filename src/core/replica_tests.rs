@@ -26,7 +26,7 @@ fn entry(run: u64, index: usize, kind: JournalKind) -> JournalEntry {
         step: StepRef::new(Phase::Step, index),
         name: format!("s{index}"),
         attempt: 1,
-        at: ms(index as u64),
+        at: WallTime(ms(index as u64).0),
         kind,
     }
 }
@@ -48,7 +48,7 @@ fn record(run: u64, leader: &str) -> RunRecord {
         journal_ballot: ballot(run, leader),
         journal: vec![],
         forced: false,
-        start_at: ms(0),
+        start_at: WallTime(0),
     }
 }
 
@@ -137,8 +137,16 @@ impl Cluster {
     fn start(&mut self, leader: &str, run: u64) {
         let e = self.electorate.clone();
         let now = self.now;
-        self.node(leader)
-            .lead_new(now, site(), run, RunTrigger::Verdict, false, now, e, vec![]);
+        self.node(leader).lead_new(
+            now,
+            site(),
+            run,
+            RunTrigger::Verdict,
+            false,
+            WallTime(now.0),
+            e,
+            vec![],
+        );
         self.settle();
     }
 
@@ -252,7 +260,7 @@ fn a_prepare_is_refused_while_the_leader_is_heard() {
         run: 7,
         ballot: ballot(8, "c1"),
         trigger: RunTrigger::Verdict,
-        start_at: now,
+        start_at: WallTime(now.0),
     };
     b2.handle(now + Duration::from_millis(100), &id("c1"), prepare, &e);
     let answer = std::iter::from_fn(|| b2.poll_action()).find_map(|a| match a {
@@ -422,7 +430,7 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
             7,
             RunTrigger::Verdict,
             false,
-            now,
+            WallTime(now.0),
             e.clone(),
             vec![],
         );
@@ -510,7 +518,7 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
                     } else {
                         let mut next = entry(7, rec.journal.len(), JournalKind::Started);
                         next.term = rec.term();
-                        next.at = now;
+                        next.at = WallTime(now.0);
                         r.appended(now, next);
                     }
                 }

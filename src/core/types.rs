@@ -63,6 +63,60 @@ impl std::ops::Add<Duration> for Time {
     }
 }
 
+/// Wall-clock time in microseconds since the Unix epoch. Only shown, journaled and compared
+/// across nodes with an allowed skew; no deadline ever runs on it (an NTP step would move it).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct WallTime(pub u64);
+
+impl WallTime {
+    pub fn from_micros(us: u64) -> WallTime {
+        WallTime(us)
+    }
+    pub fn from_millis(ms: i64) -> WallTime {
+        WallTime((ms.max(0) as u64).saturating_mul(1000))
+    }
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+    pub fn as_millis(self) -> i64 {
+        (self.0 / 1000).min(i64::MAX as u64) as i64
+    }
+    /// Wall time elapsed since `earlier`, zero if `earlier` is later (clocks disagree).
+    pub fn since(self, earlier: WallTime) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for WallTime {
+    type Output = WallTime;
+    fn add(self, d: Duration) -> WallTime {
+        WallTime(self.0.saturating_add(d.as_micros() as u64))
+    }
+}
+
+/// Both clocks at one moment, as every core input carries them: `mono` for deadlines,
+/// `wall` for what is journaled and shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Now {
+    pub mono: Time,
+    pub wall: WallTime,
+}
+
+impl Now {
+    pub fn new(mono: Time, wall: WallTime) -> Now {
+        Now { mono, wall }
+    }
+    /// Both clocks reading the same microseconds: for tests and the simulator's calm clocks.
+    pub fn at_micros(us: u64) -> Now {
+        Now {
+            mono: Time(us),
+            wall: WallTime(us),
+        }
+    }
+}
+
 /// One observer's view of a site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Opinion {

@@ -5,7 +5,8 @@
 mod driver;
 pub mod snapshot;
 
-pub use driver::commands::{Command, CommandKind, CommandReply};
+pub use crate::core::node::{Command as CommandKind, CommandOk, CommandReply, OperatorError};
+pub use driver::commands::Command;
 
 use crate::config::Fleet;
 use crate::core::types::{NodeId, Outcome, SiteId};

@@ -24,6 +24,8 @@ pub struct NodeSnapshot {
     pub mesh: MeshStats,
     /// Set when this node could not make its vote durable and stopped voting.
     pub voting_disabled: Option<String>,
+    /// Whether this node distrusts its own clocks (TILT) and abstains.
+    pub tilt: TiltView,
     /// Failover runs this node leads: waiting for the takeover delay, running, finished.
     pub failovers: Vec<FailoverView>,
     /// Self-fencing of this node's own site; None when the site has no isolation steps.
@@ -31,6 +33,16 @@ pub struct NodeSnapshot {
     /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
     #[serde(skip)]
     pub api_token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TiltView {
+    /// The node saw its wall clock jump or its event loop stall by more than one probe
+    /// budget, and abstains from voting and from starting steps until its cool-off ends.
+    pub active: bool,
+    pub reason: Option<String>,
+    /// Tilts since the node started.
+    pub tilts: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -78,6 +90,34 @@ pub struct FailoverStepView {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub duration_ms: Option<f64>,
+}
+
+impl FailoverStepView {
+    pub fn of(r: &crate::core::pipeline::StepReport) -> FailoverStepView {
+        FailoverStepView {
+            step: r.step.to_string(),
+            name: r.name.clone(),
+            attempts: r.attempts,
+            ok: r.ok,
+            detail: r.detail.clone(),
+            started_at: rfc3339(r.started_at.as_millis()),
+            finished_at: r.finished_at.map(|t| rfc3339(t.as_millis())),
+            duration_ms: r
+                .finished_at
+                .map(|t| t.since(r.started_at).as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// The REST name of a run's outcome.
+pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
+    use crate::core::pipeline::RunOutcome;
+    match o {
+        RunOutcome::Succeeded { .. } => "succeeded",
+        RunOutcome::PrecheckFailed { .. } => "precheck_failed",
+        RunOutcome::Aborted { .. } => "aborted",
+        RunOutcome::Compensated { .. } => "compensated",
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

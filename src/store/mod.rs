@@ -8,7 +8,7 @@
 use crate::config::Fleet;
 use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
 use crate::core::replica::RunRecord;
-use crate::core::types::{Ballot, Durable, SiteId, Time, Verdict};
+use crate::core::types::{Ballot, Durable, SiteId, Verdict, WallTime};
 use crate::wire::MaintenanceWindow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,8 +48,8 @@ pub struct RunSummary {
     /// How many journal entries the run has.
     pub entries: usize,
     /// The earliest and latest `at` among its entries (the driver's time).
-    pub first_at: Time,
-    pub last_at: Time,
+    pub first_at: WallTime,
+    pub last_at: WallTime,
     /// How it ended; None while it runs, or when it was interrupted and not resumed yet.
     pub outcome: Option<RunOutcome>,
 }

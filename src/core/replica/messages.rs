@@ -214,7 +214,7 @@ impl Replicas {
         key: (SiteId, u64),
         ballot: Ballot,
         trigger: RunTrigger,
-        start_at: Time,
+        start_at: WallTime,
         electorate: &Electorate,
     ) {
         // Members hear the leader's last message a few ms apart; a candidate that waited a

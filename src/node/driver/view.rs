@@ -2,6 +2,11 @@
 //! state machines and the driver's bookkeeping. Read-only: nothing here changes state.
 
 use super::*;
+use crate::config::SingleVantage;
+use crate::core::types::{Opinion, Outcome, SiteId};
+use crate::core::voter::RoundRecord;
+use crate::store::StoredVerdict;
+use crate::wire::OpinionReport;
 
 impl Driver {
     pub(super) fn build_snapshot(&self, now: Instant) -> NodeSnapshot {
@@ -11,12 +16,10 @@ impl Driver {
         let peers = fleet
             .nodes
             .iter()
-            .filter(|n| n.id != self.me.id)
+            .filter(|n| n.id != self.core.me().id)
             .map(|n| {
-                let p = self.peers.get(&n.id);
-                let seen = p
-                    .and_then(|p| p.last_status)
-                    .map(|s| now.saturating_duration_since(s));
+                let p = self.core.peers().get(&n.id);
+                let seen = p.and_then(|p| p.last_status).map(|s| t.since(s));
                 PeerView {
                     node: n.id.clone(),
                     site: n.site.clone(),
@@ -31,18 +34,18 @@ impl Driver {
             .iter()
             .map(|w| self.site_view(now, t, &w.site, w.single_vantage))
             .collect();
-        let ps = self.pinger.stats();
-        let mut counters = self.counters.clone();
+        let ps = self.core.pinger().stats();
+        let mut counters = self.observed.counters.clone();
         counters.probes_sent = ps.probes_sent;
         counters.probes_answered = ps.answers;
         counters.probes_late = ps.late_answers;
         counters.probe_misses = ps.misses;
         counters.false_positives_external = ps.external_false_positives;
         counters.retries_until_up = ps.recoveries;
-        let roles = self.me.roles;
+        let roles = self.core.me().roles;
         NodeSnapshot {
-            node: self.me.id.clone(),
-            site: self.me.site.clone(),
+            node: self.core.me().id.clone(),
+            site: self.core.me().site.clone(),
             roles: [
                 ("indicator", roles.indicator),
                 ("pinger", roles.pinger),
@@ -56,13 +59,18 @@ impl Driver {
             fleet_error: self.fleet_error.clone(),
             peers,
             sites,
-            history: self.history.iter().map(verdict_view).collect(),
+            history: self.observed.history.iter().map(verdict_view).collect(),
             counters,
             mesh: self.mesh.stats(),
-            voting_disabled: self.voting_disabled.clone(),
+            voting_disabled: self.core.voting_disabled().map(str::to_string),
+            tilt: TiltView {
+                active: self.core.tilt().active(),
+                reason: self.core.tilt().reason().map(str::to_string),
+                tilts: self.core.tilt().count(),
+            },
             failovers: self.failover_views(),
             api_token_file: fleet.api.token_file.clone(),
-            isolation: self.isolation.as_ref().map(|iso| IsolationView {
+            isolation: self.core.isolation().map(|iso| IsolationView {
                 isolated: iso.since.is_some(),
                 heard: iso.fence.heard(t),
                 needed: iso.fence.needed(),
@@ -78,21 +86,21 @@ impl Driver {
 
     fn site_view(&self, now: Instant, t: Time, site: &SiteId, sv: SingleVantage) -> SiteView {
         let fleet = self.fleet();
-        let verdict = self.voter.verdict(site);
+        let verdict = self.core.voter().verdict(site);
         let electorate = fleet.electorate(site);
         let majority = electorate.len() / 2 + 1;
         let mut evidence = Vec::new();
-        if self.pinger.watched_sites().any(|s| s == site) {
+        if self.core.pinger().watched_sites().any(|s| s == site) {
             evidence.push(evidence_of(
-                self.me.id.clone(),
-                &self.pinger.report(site, t),
+                self.core.me().id.clone(),
+                &self.core.pinger().report(site, t),
                 0,
             ));
         }
-        for (node, p) in &self.peers {
-            let ago = p.last_status.map_or(u64::MAX, |s| {
-                now.saturating_duration_since(s).as_millis() as u64
-            });
+        for (node, p) in self.core.peers().iter() {
+            let ago = p
+                .last_status
+                .map_or(u64::MAX, |s| t.since(s).as_millis() as u64);
             for (s, r) in &p.opinions {
                 if s == site {
                     evidence.push(evidence_of(node.clone(), r, ago));
@@ -103,18 +111,28 @@ impl Driver {
         let to_wall = |x: Time| wall_now + (x.as_micros() as i64 - t.as_micros() as i64) / 1000;
         SiteView {
             id: site.clone(),
-            opinion: self.pinger.opinion(site).as_api_str(),
+            opinion: self.core.pinger().opinion(site).as_api_str(),
             verdict: verdict.map_or("none", |v| v.outcome().as_api_str()),
             epoch: verdict.map(|v| v.epoch()),
             slot: verdict.map(|v| v.slot),
             leader: verdict.map(|v| v.value.leader.clone()),
-            decided_at: verdict.and_then(|v| self.learned_at.get(&(site.clone(), v.slot))).map(|ms| rfc3339(*ms)),
+            decided_at: verdict.and_then(|v| self.observed.learned_at.get(&(site.clone(), v.slot))).map(|ms| rfc3339(*ms)),
+            // The later of: hold-down after the newest DOWN verdict, and after the newest
+            // automatic run this node knows of.
             hold_down_until: self
-                .voter
+                .core
+                .voter()
                 .hold_down_until(site)
                 .filter(|_| verdict.is_some_and(|v| v.outcome() == Outcome::Down))
+                .into_iter()
+                .chain(self.core.runs().hold_down_until(site))
+                .max()
+                .filter(|x| *x > t)
                 .map(|x| rfc3339(to_wall(x))),
-            maintenance_until: self.maintenance_until(site),
+            maintenance_until: self
+                .core
+                .maintenance_until(site, WallTime::from_millis(wall_now))
+                .map(rfc3339),
             failover: match sv {
                 SingleVantage::Refuse => "automatic".to_string(),
                 SingleVantage::Manual => "manual: single_vantage = \"manual\": one site holds a majority of the \
@@ -124,7 +142,7 @@ impl Driver {
             electorate,
             majority,
             evidence,
-            rounds: self.rounds.get(site).map(|q| q.iter().map(|r| round_view(now, t, r)).collect()).unwrap_or_default(),
+            rounds: self.observed.rounds.get(site).map(|q| q.iter().map(|r| round_view(now, t, r)).collect()).unwrap_or_default(),
         }
     }
 }
@@ -182,50 +200,30 @@ const RUNS_SHOWN: usize = 50;
 
 impl Driver {
     fn failover_views(&self) -> Vec<FailoverView> {
-        use crate::core::pipeline::RunOutcome;
         let view = |site: &SiteId,
                     epoch: u64,
                     state: &'static str,
                     summary: Option<String>,
                     steps: Vec<crate::core::pipeline::StepReport>| {
-            let record = self.replicas.record(site, epoch);
+            let record = self.core.replicas().record(site, epoch);
             FailoverView {
                 id: format!("{site}-{epoch}"),
                 site: site.clone(),
                 epoch,
                 term: record.map_or(epoch, |r| r.term()),
-                leader: record.map_or(self.me.id.clone(), |r| r.leader().clone()),
-                trigger: self.run_trigger(site, epoch),
+                leader: record.map_or(self.core.me().id.clone(), |r| r.leader().clone()),
+                trigger: record
+                    .map_or(crate::core::replica::RunTrigger::Verdict, |r| r.trigger)
+                    .as_str(),
                 state,
                 summary,
-                steps: steps
-                    .into_iter()
-                    .map(|r| FailoverStepView {
-                        step: r.step.to_string(),
-                        name: r.name,
-                        attempts: r.attempts,
-                        ok: r.ok,
-                        detail: r.detail,
-                        started_at: rfc3339((r.started_at.as_micros() / 1000) as i64),
-                        finished_at: r
-                            .finished_at
-                            .map(|t| rfc3339((t.as_micros() / 1000) as i64)),
-                        duration_ms: r
-                            .finished_at
-                            .map(|t| t.since(r.started_at).as_secs_f64() * 1000.0),
-                    })
-                    .collect(),
+                steps: steps.iter().map(FailoverStepView::of).collect(),
             }
         };
-        let state_of = |o: &RunOutcome| match o {
-            RunOutcome::Succeeded { .. } => "succeeded",
-            RunOutcome::PrecheckFailed { .. } => "precheck_failed",
-            RunOutcome::Aborted { .. } => "aborted",
-            RunOutcome::Compensated { .. } => "compensated",
-        };
+        let state_of = run_state;
         let mut out: Vec<FailoverView> = Vec::new();
         let mut shown = std::collections::BTreeSet::new();
-        for r in self.failovers.finished.iter().rev() {
+        for r in self.core.runs().finished().rev() {
             shown.insert((r.site.clone(), r.epoch));
             let state = state_of(&r.outcome);
             out.push(view(
@@ -236,29 +234,30 @@ impl Driver {
                 r.steps.clone(),
             ));
         }
-        for ((site, epoch), p) in &self.failovers.running {
+        for ((site, epoch), p) in self.core.runs().running() {
             shown.insert((site.clone(), *epoch));
             out.push(view(site, *epoch, "running", None, p.steps()));
         }
-        for (site, epoch) in self.failovers.waiting.keys() {
+        for (site, epoch) in self.core.runs().waiting() {
             shown.insert((site.clone(), *epoch));
             out.push(view(site, *epoch, "waiting", None, Vec::new()));
         }
         // Runs led elsewhere, as far as the copy of the journal this node holds tells.
         // The newest ones only, as for the runs led here: this runs at every publish.
-        let mut copies: Vec<_> = self.replicas.records().collect();
+        let mut copies: Vec<_> = self.core.replicas().records().collect();
         copies.sort_by_key(|r| std::cmp::Reverse(r.run));
         for r in copies.into_iter().take(RUNS_SHOWN) {
             if shown.contains(&(r.site.clone(), r.run)) {
                 continue;
             }
-            let Some(spec) = self.run_spec(&r.site, r.trigger) else {
+            let Some(spec) = self.core.run_spec(&r.site, r.trigger) else {
                 continue;
             };
             let p =
                 crate::core::pipeline::Pipeline::replayed(spec, r.site.clone(), r.run, &r.journal);
             let verdict_stands = self
-                .voter
+                .core
+                .voter()
                 .verdict(&r.site)
                 .map(|v| (v.outcome(), v.epoch()))
                 == Some((Outcome::Down, r.run));

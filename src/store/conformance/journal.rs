@@ -3,7 +3,7 @@
 
 use super::{site, Harness, MemoryHarness, SqliteHarness};
 use crate::core::pipeline::{JournalEntry, JournalKind, Phase, RunOutcome, StepRef};
-use crate::core::types::Time;
+use crate::core::types::WallTime;
 use crate::store::{RunSummary, Storage, StoreError};
 
 conformance!(
@@ -31,7 +31,7 @@ fn step_entry(
         step,
         name: format!("{}-{}", step.phase.as_str(), step.index),
         attempt,
-        at: Time::from_micros(at_us),
+        at: WallTime::from_micros(at_us),
         kind,
     }
 }
@@ -258,8 +258,8 @@ fn runs_are_newest_first_with_counts_times_outcome_and_limit(mut h: impl Harness
             site: site("par"),
             epoch: 5,
             entries: 1,
-            first_at: Time::from_micros(200),
-            last_at: Time::from_micros(200),
+            first_at: WallTime::from_micros(200),
+            last_at: WallTime::from_micros(200),
             outcome: None,
         }
     );
@@ -270,8 +270,8 @@ fn runs_are_newest_first_with_counts_times_outcome_and_limit(mut h: impl Harness
             site: site("ams"),
             epoch: 7,
             entries: 3,
-            first_at: Time::from_micros(150),
-            last_at: Time::from_micros(310),
+            first_at: WallTime::from_micros(150),
+            last_at: WallTime::from_micros(310),
             outcome: Some(succeeded()),
         }
     );

@@ -4,7 +4,7 @@
 use super::{Harness, MemoryHarness, SqliteHarness};
 use crate::core::pipeline::{JournalEntry, JournalKind, Phase, StepRef};
 use crate::core::replica::{RunRecord, RunTrigger};
-use crate::core::types::{Ballot, NodeId, SiteId, Time};
+use crate::core::types::{Ballot, NodeId, SiteId, WallTime};
 use crate::store::{Storage, StoreError};
 
 conformance!(
@@ -30,7 +30,7 @@ fn started(run: u64, term: u64, index: usize, at_us: u64) -> JournalEntry {
         step: StepRef::new(Phase::Step, index),
         name: format!("s{index}"),
         attempt: 1,
-        at: Time::from_micros(at_us),
+        at: WallTime::from_micros(at_us),
         kind: JournalKind::Started,
     }
 }
@@ -44,7 +44,7 @@ fn record(run: u64, b: Ballot, journal: Vec<JournalEntry>) -> RunRecord {
         journal_ballot: b,
         journal,
         forced: false,
-        start_at: Time::from_micros(5),
+        start_at: WallTime::from_micros(5),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
-use crate::core::types::{SiteId, Time};
+use crate::core::types::{SiteId, WallTime};
 use crate::store::{conflicting_journal_entry, RunSummary, StoreError};
 use rusqlite::{params, OptionalExtension};
 
@@ -82,8 +82,8 @@ impl SqliteStore {
                 site: SiteId(r.get(0)?),
                 epoch: r.get(1)?,
                 entries: r.get(2)?,
-                first_at: Time::from_micros(r.get(3)?),
-                last_at: Time::from_micros(r.get(4)?),
+                first_at: WallTime::from_micros(r.get(3)?),
+                last_at: WallTime::from_micros(r.get(4)?),
                 outcome,
             });
         }

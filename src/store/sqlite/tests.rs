@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::core::pipeline::{JournalKind, Phase, StepRef};
-use crate::core::types::Time;
+use crate::core::types::WallTime;
 
 #[test]
 fn opening_a_missing_directory_creates_it_at_the_current_schema() {
@@ -117,7 +117,7 @@ fn started(site: &str, epoch: u64, index: usize, at_us: u64) -> JournalEntry {
         step: StepRef::new(Phase::Step, index),
         name: format!("step-{index}"),
         attempt: 1,
-        at: Time::from_micros(at_us),
+        at: WallTime::from_micros(at_us),
         kind: JournalKind::Started,
     }
 }

@@ -1,0 +1,592 @@
+//! One node's decisions behind one step function. `NodeCore` owns the Pinger, the Voter, the
+//! replicated run registers, the failover runs (scheduling, arming, maintenance, hold-down, the
+//! takeover delay, takeover eligibility, epochs for operator runs, the epoch fence and the
+//! anycast rule), the self-fence and operator commands. The tokio driver and the simulator
+//! both feed it `Input`s with the time (`Now`: monotonic for deadlines, wall for the journal)
+//! and carry out its `Action`s in order; neither decides anything. It never reads a clock,
+//! sends, writes or spawns.
+//!
+//! Ordering contract (as raft-rs's `ready`/`advance`): a `Persist*`, `SaveRun`,
+//! `AppendJournal` or `SaveMaintenance` action is durable before any action after it is
+//! carried out; if it fails, the driver reports `Input::PersistFailed` before polling further,
+//! and the core drops what it had queued behind it.
+
+pub mod operator;
+pub mod runs;
+
+mod isolation;
+pub mod peers;
+mod tilt;
+
+pub use isolation::IsolationState;
+pub use operator::{Command, CommandOk, CommandReply, OperatorError};
+pub use runs::{Runs, StartStep, StepDone, StepPurpose};
+pub use tilt::Tilt;
+
+use super::pinger::{Pinger, PingerAction, PingerConfig};
+use super::pipeline::JournalEntry;
+use super::quorum::Electorate;
+use super::replica::{ReplicaConfig, Replicas, RunRecord};
+use super::trust::Refusals;
+use super::types::{Durable, NodeId, Now, Opinion, Outcome, SiteId, Time, Verdict, WallTime};
+use super::voter::{Voter, VoterAction, VoterConfig};
+use crate::config::{Fleet, Node};
+use crate::wire::{MaintenanceWindow, Message, PeerStatus};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// What a node read from its store at start: its promises, the newest verdict per site, the
+/// run registers it holds and the newest maintenance call per site.
+#[derive(Clone, Debug, Default)]
+pub struct Boot {
+    pub durable: BTreeMap<SiteId, Durable>,
+    pub verdicts: Vec<Verdict>,
+    pub runs: Vec<RunRecord>,
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+/// Everything that happens to a node, as its driver reports it.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A deadline from `poll_timeout` may have passed.
+    Tick,
+    /// An Indicator answered a probe (`at`: when the answer arrived, monotonic).
+    ProbeAnswer {
+        indicator: NodeId,
+        nonce: u64,
+        at: Time,
+    },
+    /// A probe could not be sent (no connection yet).
+    ProbeNotSent { indicator: NodeId, nonce: u64 },
+    /// A mesh message from an authenticated peer.
+    Message { from: NodeId, msg: Message },
+    /// One attempt of a step ended.
+    StepDone(StepDone),
+    /// An operator command; its answer comes back as `Action::Reply` with the same id.
+    Command { id: u64, command: Command },
+    /// A changed, valid fleet file.
+    Reload(Arc<Fleet>),
+    /// A write the core asked for failed.
+    PersistFailed(PersistFailed),
+}
+
+/// A write that failed, and what it was for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersistFailed {
+    /// A promise or acceptance: this node must stop voting.
+    Durable { site: SiteId, error: String },
+    /// A run register or journal entry: this node sends and starts nothing more for the run.
+    Run {
+        site: SiteId,
+        run: u64,
+        error: String,
+    },
+}
+
+/// What the core asks its driver to do, in order.
+#[derive(Clone, Debug)]
+pub enum Action {
+    SendProbe {
+        indicator: NodeId,
+        nonce: u64,
+    },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
+    /// To every other node of the fleet.
+    Broadcast {
+        msg: Message,
+    },
+    PersistDurable {
+        site: SiteId,
+        durable: Durable,
+    },
+    RecordVerdict {
+        verdict: Verdict,
+        at: WallTime,
+    },
+    SaveRun(RunRecord),
+    AppendJournal(JournalEntry),
+    SaveMaintenance(MaintenanceWindow),
+    /// Run one attempt of a step through its actuator; report it with `Input::StepDone`.
+    StartStep(StartStep),
+    Reply {
+        id: u64,
+        reply: CommandReply,
+    },
+    /// Something worth counting, showing or putting on a timeline; no decision hangs on it.
+    Observe(Observation),
+}
+
+/// What the driver may count and show.
+#[derive(Clone, Debug)]
+pub enum Observation {
+    /// Every pinger action but `SendProbe`.
+    Pinger(PingerAction),
+    /// `RoundStarted`, `RoundEnded` and `Committed`.
+    Voter(VoterAction),
+}
+
+/// One node's decisions (see the module doc).
+pub struct NodeCore {
+    fleet: Arc<Fleet>,
+    me: Node,
+    pinger: Pinger,
+    voter: Voter,
+    replicas: Replicas,
+    runs: Runs,
+    isolation: Option<IsolationState>,
+    operator: operator::OperatorState,
+    peers: peers::Peers,
+    tilt: Tilt,
+    refusals: Refusals,
+    /// Set when a promise could not be made durable: this node no longer votes.
+    voting_disabled: Option<String>,
+    next_status: Time,
+    actions: VecDeque<Action>,
+}
+
+impl NodeCore {
+    /// The core of node `me` of `fleet`, from what its store holds. `seed` feeds every random
+    /// choice (probe nonces, backoffs); `now` is the start.
+    pub fn new(
+        fleet: Arc<Fleet>,
+        me: &NodeId,
+        boot: Boot,
+        now: Now,
+        seed: u64,
+    ) -> Option<NodeCore> {
+        let node = fleet.node(me)?.clone();
+        let pinger = Pinger::new(
+            PingerConfig::from_timing(&fleet.timing),
+            watches_of(&fleet, &node),
+            now.mono + first_round_delay(&fleet, me, now.wall),
+            seed,
+        );
+        let voter = Voter::new(
+            VoterConfig::from_timing(&fleet.timing),
+            me.clone(),
+            electorates_of(&fleet, &node),
+            boot.durable,
+            boot.verdicts,
+            seed ^ 0x5eed,
+        );
+        let replicas = Replicas::new(
+            me.clone(),
+            ReplicaConfig::from_status_interval(fleet.timing.status_interval),
+        );
+        let isolation = IsolationState::for_node(&fleet, &node, now.mono);
+        let mut core = NodeCore {
+            tilt: Tilt::new(now, fleet.timing.probe_budget()),
+            peers: peers::Peers::default(),
+            operator: operator::OperatorState::new(boot.maintenance),
+            refusals: Refusals::default(),
+            voting_disabled: None,
+            next_status: now.mono,
+            actions: VecDeque::new(),
+            runs: Runs::default(),
+            fleet,
+            me: node,
+            pinger,
+            voter,
+            replicas,
+            isolation,
+        };
+        core.boot_runs(now, boot.runs);
+        core.drain(now);
+        Some(core)
+    }
+
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+    pub fn me(&self) -> &Node {
+        &self.me
+    }
+    pub fn pinger(&self) -> &Pinger {
+        &self.pinger
+    }
+    pub fn voter(&self) -> &Voter {
+        &self.voter
+    }
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
+    }
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+    pub fn isolation(&self) -> Option<&IsolationState> {
+        self.isolation.as_ref()
+    }
+    pub fn peers(&self) -> &peers::Peers {
+        &self.peers
+    }
+    pub fn tilt(&self) -> &Tilt {
+        &self.tilt
+    }
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+    pub fn voting_disabled(&self) -> Option<&str> {
+        self.voting_disabled.as_deref()
+    }
+    /// The newest maintenance call per site this node knows.
+    pub fn maintenance_windows(&self) -> impl Iterator<Item = &MaintenanceWindow> {
+        self.operator.maintenance.values()
+    }
+
+    /// When the maintenance of `site` ends (Unix ms), while it lasts at `wall`.
+    pub fn maintenance_until(&self, site: &SiteId, wall: WallTime) -> Option<i64> {
+        self.operator.maintenance_until(site, wall)
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest monotonic instant at which `Input::Tick` has work to do.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut wake = self.pinger.poll_timeout().min(self.next_status);
+        let mut at = |t: Option<Time>| {
+            if let Some(t) = t {
+                wake = wake.min(t);
+            }
+        };
+        at(self.voter.poll_timeout());
+        at(self.replicas.poll_timeout());
+        at(self.runs.poll_timeout());
+        at(self.isolation.as_ref().and_then(|i| i.poll_timeout()));
+        at(self.operator.poll_timeout());
+        at(self.tilt.poll_timeout());
+        Some(wake)
+    }
+
+    /// The one step function.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        self.observe_clocks(now);
+        match input {
+            Input::Tick => self.on_tick(now),
+            Input::ProbeAnswer {
+                indicator,
+                nonce,
+                at,
+            } => self.pinger.handle_answer(at, &indicator, nonce),
+            Input::ProbeNotSent { indicator, nonce } => {
+                self.pinger.probe_not_sent(now.mono, &indicator, nonce)
+            }
+            Input::Message { from, msg } => self.on_message(now, from, msg),
+            Input::StepDone(done) => self.on_step_done(now, done),
+            Input::Command { id, command } => self.on_command(now, id, command),
+            Input::Reload(fleet) => self.reload(now, fleet),
+            Input::PersistFailed(f) => self.on_persist_failed(f),
+        }
+        self.drain(now);
+    }
+
+    /// Wall-clock jumps and stalls of the event loop: a node that cannot trust its own clocks
+    /// abstains for a cool-off (see `tilt`).
+    fn observe_clocks(&mut self, now: Now) {
+        let due = self.poll_timeout();
+        if let Some(why) = self.tilt.observe(now, due) {
+            warn!(node = %self.me.id, reason = %why, cool_off_ms = self.tilt.cool_off().as_millis() as u64,
+                  "this node distrusts its own clocks: it abstains from voting and from starting steps");
+        }
+    }
+
+    /// True while this node must not vote: a failed durable write, or its clocks distrusted.
+    fn abstains(&self) -> bool {
+        self.voting_disabled.is_some() || self.tilt.active()
+    }
+
+    fn on_tick(&mut self, now: Now) {
+        let t = now.mono;
+        if self.tilt.end_if_over(t) {
+            info!(node = %self.me.id, "clocks trusted again: voting and steps resume");
+            // Opinions may have changed while abstaining: let the voter look again.
+            let sites: Vec<SiteId> = self.pinger.watched_sites().cloned().collect();
+            for s in sites {
+                self.voter.on_opinion_changed(t, &s, &self.pinger);
+            }
+        }
+        if self.pinger.poll_timeout() <= t {
+            self.pinger.handle_timeout(t);
+        }
+        if self.voter.poll_timeout().is_some_and(|v| v <= t) && !self.abstains() {
+            self.voter.handle_timeout(t, &self.pinger);
+        }
+        if t >= self.next_status {
+            self.send_status(now);
+            self.next_status = t + self.fleet.timing.status_interval;
+        }
+        self.on_replica_timers(now);
+        self.on_run_timers(now);
+        self.on_isolation_timers(now);
+        self.on_operator_timers(now);
+    }
+
+    fn on_message(&mut self, now: Now, from: NodeId, msg: Message) {
+        match msg {
+            Message::Status(status) => self.on_status(now, from, status),
+            Message::Vote(m) => {
+                if !self.abstains() {
+                    self.voter.handle_message(now.mono, &from, m, &self.pinger);
+                }
+            }
+            Message::Run(m) => self.on_run_msg(now, &from, m),
+        }
+    }
+
+    fn on_status(&mut self, now: Now, from: NodeId, status: PeerStatus) {
+        if status.node != from {
+            warn!(peer = %from, claimed = %status.node, "status names another node; ignored");
+            return;
+        }
+        // Only a peer that also sees this site up counts against fencing it: a peer heard one
+        // way but unable to reach the site would vote it DOWN all the same.
+        for (s, r) in &status.opinions {
+            if r.opinion == Opinion::Up {
+                self.runs.seen_up.insert(s.clone());
+            }
+        }
+        let sees_us_up = status.opinions.iter().any(|(s, r)| {
+            s == &self.me.site && matches!(r.opinion, Opinion::Up | Opinion::Suspect)
+        });
+        if sees_us_up {
+            if let Some(iso) = self.isolation.as_mut() {
+                iso.fence.peer_seen(now.mono, &from);
+            }
+        }
+        for v in status.verdicts {
+            self.voter.learn(now.mono, v, false);
+        }
+        self.learn_maintenance(now, &from, status.maintenance);
+        self.peers.heard(
+            now.mono,
+            &from,
+            status.fleet_hash,
+            status.opinions,
+            &self.fleet.hash,
+        );
+    }
+
+    fn send_status(&mut self, now: Now) {
+        let t = now.mono;
+        let status = PeerStatus {
+            node: self.me.id.clone(),
+            fleet_hash: self.fleet.hash.clone(),
+            opinions: self
+                .pinger
+                .watched_sites()
+                .map(|s| (s.clone(), self.pinger.report(s, t)))
+                .collect(),
+            // The newest verdict per site: bounded by the number of sites.
+            verdicts: self.voter.verdicts().cloned().collect(),
+            maintenance: self.operator.maintenance.values().cloned().collect(),
+        };
+        self.actions.push_back(Action::Broadcast {
+            msg: Message::Status(status),
+        });
+    }
+
+    /// Carries every sub-machine's actions over into the node's queue, in order, until all
+    /// are quiet.
+    fn drain(&mut self, now: Now) {
+        loop {
+            let mut any = false;
+            while let Some(a) = self.pinger.poll_action() {
+                any = true;
+                self.on_pinger_action(now, a);
+            }
+            while let Some(a) = self.voter.poll_action() {
+                any = true;
+                self.on_voter_action(now, a);
+            }
+            any |= self.drain_replicas(now);
+            any |= self.drain_runs(now);
+            any |= self.drain_isolation(now);
+            any |= self.release_replicated_steps(now);
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn on_pinger_action(&mut self, now: Now, a: PingerAction) {
+        match a {
+            PingerAction::SendProbe { indicator, nonce } => {
+                self.actions
+                    .push_back(Action::SendProbe { indicator, nonce });
+            }
+            PingerAction::OpinionChanged { ref site, to, .. } => {
+                if to == Opinion::Up {
+                    self.runs.seen_up.insert(site.clone());
+                }
+                let site = site.clone();
+                self.observe(Observation::Pinger(a));
+                if !self.abstains() {
+                    self.voter.on_opinion_changed(now.mono, &site, &self.pinger);
+                }
+            }
+            other => self.observe(Observation::Pinger(other)),
+        }
+    }
+
+    fn on_voter_action(&mut self, now: Now, a: VoterAction) {
+        if self.voting_disabled.is_some() && !matches!(a, VoterAction::Committed { .. }) {
+            return;
+        }
+        match a {
+            VoterAction::Persist { site, durable } => {
+                self.actions
+                    .push_back(Action::PersistDurable { site, durable });
+            }
+            VoterAction::Send { to, msg } => self.actions.push_back(Action::Send {
+                to,
+                msg: Message::Vote(msg),
+            }),
+            VoterAction::Broadcast { msg } => self.actions.push_back(Action::Broadcast {
+                msg: Message::Vote(msg),
+            }),
+            VoterAction::Committed {
+                ref verdict,
+                by_me: _,
+            } => {
+                self.actions.push_back(Action::RecordVerdict {
+                    verdict: verdict.clone(),
+                    at: now.wall,
+                });
+                let (site, epoch) = (verdict.site.clone(), verdict.epoch());
+                let led_here =
+                    verdict.outcome() == Outcome::Down && verdict.value.leader == self.me.id;
+                self.observe(Observation::Voter(a));
+                if led_here {
+                    self.on_down_verdict_led_here(now, &site, epoch);
+                }
+            }
+            other => self.observe(Observation::Voter(other)),
+        }
+    }
+
+    fn observe(&mut self, o: Observation) {
+        self.actions.push_back(Action::Observe(o));
+    }
+
+    fn on_persist_failed(&mut self, f: PersistFailed) {
+        match f {
+            PersistFailed::Durable { site, error } => {
+                // A vote that is not durable must not leave the node: stop voting, and drop
+                // every vote message queued behind the failed write.
+                error!(%site, %error, "cannot make the vote durable; this node stops voting");
+                self.voting_disabled = Some(error);
+                self.actions.retain(|a| {
+                    !matches!(
+                        a,
+                        Action::Send {
+                            msg: Message::Vote(_),
+                            ..
+                        } | Action::Broadcast {
+                            msg: Message::Vote(_)
+                        } | Action::PersistDurable { .. }
+                    )
+                });
+            }
+            PersistFailed::Run { site, run, error } => {
+                error!(%site, run, %error, "cannot make the run durable; this node sends and starts nothing more for it");
+                self.runs.broken(&site, run);
+                let key = (site, run);
+                self.actions.retain(|a| match a {
+                    Action::Send {
+                        msg: Message::Run(m),
+                        ..
+                    } => m.key() != key,
+                    Action::StartStep(s) => (s.site.clone(), s.run) != key,
+                    Action::AppendJournal(e) => (e.site.clone(), e.epoch) != key,
+                    Action::SaveRun(r) => (r.site.clone(), r.run) != key,
+                    _ => true,
+                });
+            }
+        }
+    }
+
+    /// Applies a changed fleet file: everything derived from it is rebuilt (watches,
+    /// electorates, timing, the lease, the self-fence electorate).
+    fn reload(&mut self, now: Now, fleet: Arc<Fleet>) {
+        let Some(me) = fleet.node(&self.me.id).cloned() else {
+            warn!(node = %self.me.id, "this node is not in the changed fleet file; keeping the running fleet");
+            return;
+        };
+        let t = now.mono;
+        self.pinger
+            .set_config(PingerConfig::from_timing(&fleet.timing));
+        self.pinger.set_watches(t, watches_of(&fleet, &me));
+        self.voter
+            .set_config(VoterConfig::from_timing(&fleet.timing));
+        self.voter.set_sites(electorates_of(&fleet, &me));
+        self.replicas
+            .set_config(ReplicaConfig::from_status_interval(
+                fleet.timing.status_interval,
+            ));
+        self.tilt.set_budget(fleet.timing.probe_budget());
+        self.isolation = IsolationState::reloaded(self.isolation.take(), &fleet, &me, t);
+        self.me = me;
+        self.fleet = fleet;
+    }
+
+    /// The electorate of `site` in the running fleet.
+    fn electorate(&self, site: &SiteId) -> Electorate {
+        Electorate::new(self.fleet.electorate(site))
+    }
+}
+
+fn watches_of(fleet: &Fleet, me: &Node) -> Vec<(SiteId, Vec<NodeId>)> {
+    if !me.roles.pinger {
+        return Vec::new();
+    }
+    fleet
+        .watched_by_site(&me.site)
+        .into_iter()
+        .map(|s| (s.clone(), fleet.indicators(&s)))
+        .collect()
+}
+
+fn electorates_of(fleet: &Fleet, me: &Node) -> Vec<(SiteId, Electorate)> {
+    if !me.roles.voter {
+        return Vec::new();
+    }
+    fleet
+        .watches
+        .iter()
+        .map(|w| (w.site.clone(), fleet.electorate(&w.site)))
+        .filter(|(_, e)| e.contains(&me.id))
+        .map(|(s, e)| (s, Electorate::new(e)))
+        .collect()
+}
+
+/// Spreads the fleet's Pingers evenly over the probe period, on the wall clock: with random
+/// phases the majority-th Pinger to see a blackout may be almost a whole period behind the
+/// first; evenly spread, it is at most (majority / pingers) of a period behind. With clocks out
+/// of sync the phases are merely random again, which is still correct.
+fn first_round_delay(fleet: &Fleet, me: &NodeId, wall: WallTime) -> Duration {
+    // Interleave the sites (first Pinger of every site, then the second, ...) so that the
+    // Pingers judging any one site are spread too, not only the fleet's as a whole.
+    let mut pingers: Vec<(usize, usize, &NodeId)> = Vec::new();
+    for (si, site) in fleet.sites.iter().enumerate() {
+        let of_site = fleet
+            .nodes
+            .iter()
+            .filter(|n| n.roles.pinger && n.site == site.id);
+        pingers.extend(of_site.enumerate().map(|(i, n)| (i, si, &n.id)));
+    }
+    pingers.sort();
+    let pingers: Vec<&NodeId> = pingers.into_iter().map(|(_, _, id)| id).collect();
+    let Some(rank) = pingers.iter().position(|p| *p == me) else {
+        return Duration::ZERO;
+    };
+    let period = fleet.timing.probe_interval.as_micros().max(1) as u64;
+    let offset = period * rank as u64 / pingers.len() as u64;
+    let now = wall.as_micros();
+    Duration::from_micros((offset + period - now % period) % period)
+}

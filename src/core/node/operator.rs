@@ -1,0 +1,496 @@
+//! Operator commands, decided inside the core: a manual failover, a drill (dry run of the whole
+//! plan), maintenance windows and a failback. The REST API sends a `Command` through the
+//! driver and renders the `CommandReply`; it never touches the state machines, and the core
+//! knows no HTTP (the API maps `OperatorError` to status codes).
+//!
+//! Epochs: a manual failover or a failback is a run led by this node with a fresh epoch, one
+//! above every epoch this node knows for the site (the newest verdict, its durable promise and
+//! acceptance, and every run register it holds), so that it orders after everything the node
+//! has seen, for the actuators' fencing and idempotency keys.
+
+use super::runs::{failback_spec, StartStep, StepDone, StepPurpose};
+use super::{Action, NodeCore};
+use crate::config::FailoverPlan;
+use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
+use crate::core::replica::RunTrigger;
+use crate::core::trust::MAX_EPOCH;
+use crate::core::types::{NodeId, Now, Outcome, SiteId, Time};
+use crate::wire::MaintenanceWindow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// What an operator asks of this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run the site's plan now, as a run led by this node.
+    Failover {
+        site: SiteId,
+        reason: String,
+        /// The anycast rule does not hold back this run's bgp steps.
+        force: bool,
+    },
+    /// Run the site's plan with `dry_run = true`; the reply is the report.
+    Drill {
+        site: SiteId,
+    },
+    /// No automatic failover of the site starts in the fleet before `until_unix_ms`.
+    SetMaintenance {
+        site: SiteId,
+        until_unix_ms: i64,
+    },
+    EndMaintenance {
+        site: SiteId,
+    },
+    /// Run the compensations of the plan's steps, newest step first.
+    Failback {
+        site: SiteId,
+    },
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOk {
+    /// A run led by this node started.
+    RunStarted {
+        site: SiteId,
+        epoch: u64,
+        trigger: RunTrigger,
+        leader: NodeId,
+        /// For a manual failover: the operator's reason and whether it was forced.
+        reason: Option<String>,
+        force: Option<bool>,
+    },
+    /// A drill ended.
+    Drill(RunReport),
+    /// The site's maintenance now ends at this time (None: no maintenance).
+    Maintenance {
+        site: SiteId,
+        until_unix_ms: Option<i64>,
+    },
+}
+
+/// Why a command was refused; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    #[error("no watched site {0:?} in this fleet")]
+    UnknownSite(SiteId),
+    #[error("site {0} has no failover plan: add [[watch.pipeline.step]] entries to its watch")]
+    NoPlan(SiteId),
+    #[error("no step of site {0}'s plan has a compensation: there is nothing to run to fail back")]
+    NothingToFailBack(SiteId),
+    #[error("run {site}-{run} of site {site} is in progress on this node; wait for it to end")]
+    RunInProgress { site: SiteId, run: u64 },
+    #[error("a drill of site {0} is running on this node; wait for it to end")]
+    DrillInProgress(SiteId),
+    #[error("the newest verdict of site {site} is {outcome} (epoch {epoch}); fail back once it is up again")]
+    NotUpYet {
+        site: SiteId,
+        outcome: &'static str,
+        epoch: u64,
+    },
+    #[error("no verdict of site {0} is known yet; fail back once it is up")]
+    NoVerdictYet(SiteId),
+    #[error("the maintenance end is in the past")]
+    EndInThePast,
+    #[error(
+        "the maintenance end is more than {max_days} days ahead; set a nearer end and renew it"
+    )]
+    EndTooFar { max_days: u64 },
+    #[error("no epoch is left for site {0}: every epoch up to the highest allowed is used")]
+    EpochsExhausted(SiteId),
+    #[error(
+        "this node distrusts its own clocks right now ({0}); ask another voter, or again shortly"
+    )]
+    Tilted(String),
+    #[error("the drill of site {site} did not finish within {bound_ms} ms (the sum of its steps' timeouts)")]
+    DrillTimedOut { site: SiteId, bound_ms: u64 },
+}
+
+/// The reply to a command.
+pub type CommandReply = Result<CommandOk, OperatorError>;
+
+/// The longest maintenance window an operator may set in one call.
+pub const MAX_MAINTENANCE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// A dry run in progress, answered when it ends or at its bound.
+pub struct Drill {
+    pub site: SiteId,
+    pipeline: Pipeline,
+    deadline: Time,
+    bound: Duration,
+}
+
+/// Operator state: maintenance calls and drills.
+#[derive(Default)]
+pub struct OperatorState {
+    /// The newest maintenance call per site (stored, and passed on in status messages).
+    pub maintenance: BTreeMap<SiteId, MaintenanceWindow>,
+    drills: BTreeMap<u64, Drill>,
+}
+
+impl OperatorState {
+    pub fn new(windows: Vec<MaintenanceWindow>) -> OperatorState {
+        OperatorState {
+            maintenance: windows.into_iter().map(|w| (w.site.clone(), w)).collect(),
+            drills: BTreeMap::new(),
+        }
+    }
+
+    /// When the maintenance of `site` ends (Unix ms), while it lasts.
+    pub fn maintenance_until(
+        &self,
+        site: &SiteId,
+        wall: crate::core::types::WallTime,
+    ) -> Option<i64> {
+        self.maintenance
+            .get(site)
+            .filter(|w| w.until_unix_ms > wall.as_millis())
+            .map(|w| w.until_unix_ms)
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.drills
+            .values()
+            .flat_map(|d| [Some(d.deadline), d.pipeline.poll_timeout()])
+            .flatten()
+            .min()
+    }
+}
+
+impl NodeCore {
+    pub(super) fn on_command(&mut self, now: Now, id: u64, command: Command) {
+        let reply = match command {
+            Command::Drill { site } => match self.start_drill(now, id, site) {
+                // Answered when the drill ends.
+                Ok(()) => return,
+                Err(e) => Err(e),
+            },
+            Command::Failover {
+                site,
+                reason,
+                force,
+            } => self.manual_failover(now, &site, reason, force),
+            Command::Failback { site } => self.failback(now, &site),
+            Command::SetMaintenance {
+                site,
+                until_unix_ms,
+            } => self.set_maintenance(now, &site, until_unix_ms),
+            Command::EndMaintenance { site } => self.end_maintenance(now, &site),
+        };
+        self.actions.push_back(Action::Reply { id, reply });
+    }
+
+    /// The plan of a watched site.
+    fn plan_of(&self, site: &SiteId) -> Result<FailoverPlan, OperatorError> {
+        let w = self
+            .fleet
+            .watch(site)
+            .ok_or_else(|| OperatorError::UnknownSite(site.clone()))?;
+        w.plan
+            .clone()
+            .ok_or_else(|| OperatorError::NoPlan(site.clone()))
+    }
+
+    /// Refused while a run or drill of `site` is waiting or running on this node.
+    fn check_idle(&self, site: &SiteId) -> Result<(), OperatorError> {
+        if let Some(run) = self.runs.busy(site) {
+            return Err(OperatorError::RunInProgress {
+                site: site.clone(),
+                run,
+            });
+        }
+        if self.operator.drills.values().any(|d| &d.site == site) {
+            return Err(OperatorError::DrillInProgress(site.clone()));
+        }
+        Ok(())
+    }
+
+    /// One above every epoch this node knows for `site`.
+    fn fresh_epoch(&self, site: &SiteId) -> Result<u64, OperatorError> {
+        let mut e = self.voter.verdict(site).map_or(0, |v| v.epoch());
+        if let Some(d) = self.voter.durable(site) {
+            e = e.max(d.promised.epoch);
+            if let Some(a) = &d.accepted {
+                e = e.max(a.ballot.epoch).max(a.value.epoch);
+            }
+        }
+        e = self
+            .replicas
+            .records()
+            .filter(|r| &r.site == site)
+            .map(|r| r.run.max(r.term()))
+            .fold(e, u64::max);
+        let here = self.runs.busy(site).into_iter();
+        let finished = self
+            .runs
+            .finished()
+            .filter(|r| &r.site == site)
+            .map(|r| r.epoch);
+        e = here.chain(finished).fold(e, u64::max);
+        e.checked_add(1)
+            .filter(|e| *e <= MAX_EPOCH)
+            .ok_or_else(|| OperatorError::EpochsExhausted(site.clone()))
+    }
+
+    /// Starts a journaled run of `spec` led by this node, now.
+    fn start_operator_run(
+        &mut self,
+        now: Now,
+        site: &SiteId,
+        spec: PipelineSpec,
+        trigger: RunTrigger,
+        forced: bool,
+    ) -> Result<u64, OperatorError> {
+        self.check_idle(site)?;
+        if let Some(why) = self.tilt.reason() {
+            return Err(OperatorError::Tilted(why.to_string()));
+        }
+        let epoch = self.fresh_epoch(site)?;
+        self.lead_run(now, site, epoch, trigger, forced, now.wall, Vec::new());
+        let p = Pipeline::new(spec, site.clone(), epoch, false, now);
+        self.runs.insert_running((site.clone(), epoch), p);
+        Ok(epoch)
+    }
+
+    fn manual_failover(
+        &mut self,
+        now: Now,
+        site: &SiteId,
+        reason: String,
+        force: bool,
+    ) -> CommandReply {
+        let plan = self.plan_of(site)?;
+        let epoch = self.start_operator_run(now, site, plan.pipeline, RunTrigger::Manual, force)?;
+        warn!(%site, epoch, reason, force, "manually initiated failover started");
+        Ok(CommandOk::RunStarted {
+            site: site.clone(),
+            epoch,
+            trigger: RunTrigger::Manual,
+            leader: self.me.id.clone(),
+            reason: Some(reason),
+            force: Some(force),
+        })
+    }
+
+    /// Back to the primary: the compensation of every step that has one, newest step first.
+    fn failback(&mut self, now: Now, site: &SiteId) -> CommandReply {
+        let plan = self.plan_of(site)?;
+        match self.voter.verdict(site).map(|v| (v.outcome(), v.epoch())) {
+            Some((Outcome::Up, _)) => {}
+            Some((o, epoch)) => {
+                return Err(OperatorError::NotUpYet {
+                    site: site.clone(),
+                    outcome: o.as_api_str(),
+                    epoch,
+                })
+            }
+            None => return Err(OperatorError::NoVerdictYet(site.clone())),
+        }
+        let spec = failback_spec(&plan.pipeline);
+        if spec.steps.is_empty() {
+            return Err(OperatorError::NothingToFailBack(site.clone()));
+        }
+        let epoch = self.start_operator_run(now, site, spec, RunTrigger::Failback, false)?;
+        warn!(%site, epoch, "failback started");
+        Ok(CommandOk::RunStarted {
+            site: site.clone(),
+            epoch,
+            trigger: RunTrigger::Failback,
+            leader: self.me.id.clone(),
+            reason: None,
+            force: None,
+        })
+    }
+
+    fn set_maintenance(&mut self, now: Now, site: &SiteId, until_unix_ms: i64) -> CommandReply {
+        if self.fleet.watch(site).is_none() {
+            return Err(OperatorError::UnknownSite(site.clone()));
+        }
+        let now_ms = now.wall.as_millis();
+        if until_unix_ms <= now_ms {
+            return Err(OperatorError::EndInThePast);
+        }
+        if until_unix_ms.saturating_sub(now_ms) > MAX_MAINTENANCE.as_millis() as i64 {
+            return Err(OperatorError::EndTooFar {
+                max_days: MAX_MAINTENANCE.as_secs() / 86_400,
+            });
+        }
+        self.record_maintenance(now, site, until_unix_ms);
+        warn!(%site, until_unix_ms, "maintenance: no automatic failover of this site starts in the fleet");
+        Ok(CommandOk::Maintenance {
+            site: site.clone(),
+            until_unix_ms: Some(until_unix_ms),
+        })
+    }
+
+    fn end_maintenance(&mut self, now: Now, site: &SiteId) -> CommandReply {
+        if self.fleet.watch(site).is_none() {
+            return Err(OperatorError::UnknownSite(site.clone()));
+        }
+        if self.operator.maintenance_until(site, now.wall).is_some() {
+            info!(%site, "maintenance ended");
+        }
+        self.record_maintenance(now, site, 0);
+        Ok(CommandOk::Maintenance {
+            site: site.clone(),
+            until_unix_ms: None,
+        })
+    }
+
+    /// A new maintenance call of this node: newer than every call it knows, stored before it
+    /// is answered, and passed on in the next status messages.
+    fn record_maintenance(&mut self, now: Now, site: &SiteId, until_unix_ms: i64) {
+        let newest = self
+            .operator
+            .maintenance
+            .get(site)
+            .map_or(0, |w| w.set_at_unix_ms);
+        let w = MaintenanceWindow {
+            site: site.clone(),
+            until_unix_ms,
+            set_at_unix_ms: now.wall.as_millis().max(newest.saturating_add(1)),
+        };
+        self.actions.push_back(Action::SaveMaintenance(w.clone()));
+        self.operator.maintenance.insert(site.clone(), w);
+    }
+
+    /// A peer's maintenance calls: a newer one than this node knows replaces it.
+    pub(super) fn learn_maintenance(
+        &mut self,
+        now: Now,
+        from: &NodeId,
+        windows: Vec<MaintenanceWindow>,
+    ) {
+        for w in windows {
+            if self.fleet.watch(&w.site).is_none() {
+                continue;
+            }
+            let known = self
+                .operator
+                .maintenance
+                .get(&w.site)
+                .map_or(0, |k| k.set_at_unix_ms);
+            if w.set_at_unix_ms <= known {
+                continue;
+            }
+            if w.until_unix_ms > now.wall.as_millis() {
+                warn!(site = %w.site, until_unix_ms = w.until_unix_ms, peer = %from,
+                      "maintenance set elsewhere in the fleet: no automatic failover of this site starts");
+            } else {
+                info!(site = %w.site, peer = %from, "maintenance ended elsewhere in the fleet");
+            }
+            self.actions.push_back(Action::SaveMaintenance(w.clone()));
+            self.operator.maintenance.insert(w.site.clone(), w);
+        }
+    }
+
+    /// Runs the whole plan with `dry_run = true`: nothing is journaled, and every actuator
+    /// call carries its dry-run flag and an idempotency key prefixed with "drill/", so that no
+    /// real run's key is used up.
+    fn start_drill(&mut self, now: Now, id: u64, site: SiteId) -> Result<(), OperatorError> {
+        let plan = self.plan_of(&site)?;
+        self.check_idle(&site)?;
+        let epoch = self.fresh_epoch(&site)?;
+        let bound = drill_bound(&plan.pipeline);
+        info!(%site, epoch, "drill started (dry run)");
+        let pipeline = Pipeline::new(plan.pipeline, site.clone(), epoch, true, now);
+        self.operator.drills.insert(
+            id,
+            Drill {
+                site,
+                pipeline,
+                deadline: now.mono + bound,
+                bound,
+            },
+        );
+        self.drain_drills();
+        Ok(())
+    }
+
+    pub(super) fn on_operator_timers(&mut self, now: Now) {
+        let over: Vec<u64> = self
+            .operator
+            .drills
+            .iter()
+            .filter(|(_, d)| d.deadline <= now.mono)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in over {
+            let d = self.operator.drills.remove(&id).expect("listed");
+            self.actions.push_back(Action::Reply {
+                id,
+                reply: Err(OperatorError::DrillTimedOut {
+                    site: d.site,
+                    bound_ms: d.bound.as_millis() as u64,
+                }),
+            });
+        }
+        for d in self.operator.drills.values_mut() {
+            if d.pipeline.poll_timeout().is_some_and(|t| t <= now.mono) {
+                d.pipeline.handle_timeout(now);
+            }
+        }
+        self.drain_drills();
+    }
+
+    pub(super) fn drill_step_done(&mut self, now: Now, id: u64, done: StepDone) {
+        if let Some(d) = self.operator.drills.get_mut(&id) {
+            d.pipeline
+                .handle_result(now, done.step, done.attempt, done.ok, done.detail);
+        }
+        self.drain_drills();
+    }
+
+    fn drain_drills(&mut self) {
+        let ids: Vec<u64> = self.operator.drills.keys().copied().collect();
+        for id in ids {
+            while let Some(a) = self
+                .operator
+                .drills
+                .get_mut(&id)
+                .and_then(|d| d.pipeline.poll_action())
+            {
+                let site = self.operator.drills[&id].site.clone();
+                let run = self.operator.drills[&id].pipeline.epoch();
+                match a {
+                    PipelineAction::Journal(_) => {}
+                    a @ PipelineAction::Start { .. } => {
+                        let name = match &a {
+                            PipelineAction::Start { name, .. } => name.clone(),
+                            _ => unreachable!(),
+                        };
+                        let params = self.step_params(&site, &name);
+                        if let Some(mut s) =
+                            StartStep::from_action(&site, run, a, params, StepPurpose::Drill { id })
+                        {
+                            s.idempotency_key = format!("drill/{}", s.idempotency_key);
+                            self.actions.push_back(Action::StartStep(s));
+                        }
+                    }
+                    PipelineAction::Finished(report) => {
+                        info!(%site, epoch = run, outcome = %report.outcome.summary(), "drill finished");
+                        self.operator.drills.remove(&id);
+                        self.actions.push_back(Action::Reply {
+                            id,
+                            reply: Ok(CommandOk::Drill(report)),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The longest a dry run of `spec` can take: every attempt of every step (compensations
+/// included) timing out, with the longest backoffs, plus a little slack.
+fn drill_bound(spec: &PipelineSpec) -> Duration {
+    fn one(s: &StepSpec) -> Duration {
+        let attempts = s.timeout * (s.retries + 1);
+        let waits: Duration = (1..=s.retries).map(|f| s.retry_delay(f)).sum();
+        attempts + waits + s.compensation.as_deref().map_or(Duration::ZERO, one)
+    }
+    let all = spec.prechecks.iter().chain(&spec.steps).chain(&spec.post);
+    all.map(one).sum::<Duration>() + Duration::from_secs(2)
+}

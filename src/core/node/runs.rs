@@ -1,0 +1,713 @@
+//! Failover runs as this node decides them: a DOWN verdict it leads schedules the site's plan
+//! after the takeover delay, unless the site is in maintenance, its watch waits for an operator
+//! (`single_vantage = "manual"`), it was never seen up since this node started (a fleet being
+//! brought up), or a run of it started within hold-down. Every run's register and journal go
+//! to the site's electorate (`core::replica`); a step starts only once a majority holds its
+//! start, only while no newer run of the site has begun (the epoch fence), only if the anycast
+//! rule allows it, and never while this node distrusts its clocks. A run whose leader went
+//! silent is taken over here when it still needs running.
+//!
+//! Every deadline (takeover delay, hold-down, step timeouts and backoffs) is monotonic. The
+//! register's `start_at` is the leader's wall clock: a node taking over a run that has not
+//! begun waits out the delay from when it first heard of the run on its own monotonic clock,
+//! and only falls back to `start_at` (never beyond one takeover delay) after a restart.
+
+use super::{Action, NodeCore};
+use crate::config::{FailoverPlan, SingleVantage};
+use crate::core::anycast::{AnnouncementLedger, BgpEffect, SafetyRefusal};
+use crate::core::pipeline::{
+    JournalEntry, JournalKind, Pipeline, PipelineAction, PipelineSpec, RunReport, StepRef, StepSpec,
+};
+use crate::core::replica::{ReplicaAction, RunMsg, RunRecord, RunTrigger};
+use crate::core::types::{NodeId, Now, Outcome, SiteId, Time, WallTime};
+use crate::wire::Message;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// How many finished runs led here are kept for `GET /v1/failovers`.
+pub const FINISHED_KEPT: usize = 50;
+
+/// Which machine a step attempt belongs to; echoed back in its `StepDone`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepPurpose {
+    /// A replicated failover or failback run.
+    Run,
+    /// This node's own isolation steps (self-fence).
+    Isolation,
+    /// An operator's dry run; `id` is the command waiting for its report.
+    Drill { id: u64 },
+}
+
+/// One actuator call to make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartStep {
+    pub site: SiteId,
+    /// The run (its journal key); `term` is the fencing token the actuator receives.
+    pub run: u64,
+    pub term: u64,
+    pub step: StepRef,
+    pub name: String,
+    pub actuator: String,
+    pub attempt: u32,
+    pub idempotency_key: String,
+    pub dry_run: bool,
+    pub timeout: Duration,
+    /// The step's actuator parameters from the fleet file.
+    pub params: serde_json::Value,
+    pub purpose: StepPurpose,
+}
+
+impl StartStep {
+    /// The call a pipeline's `Start` action asks for; None for any other action.
+    pub(super) fn from_action(
+        site: &SiteId,
+        run: u64,
+        a: PipelineAction,
+        params: serde_json::Value,
+        purpose: StepPurpose,
+    ) -> Option<StartStep> {
+        match a {
+            PipelineAction::Start {
+                step,
+                name,
+                actuator,
+                epoch,
+                attempt,
+                idempotency_key,
+                dry_run,
+                timeout,
+            } => Some(StartStep {
+                site: site.clone(),
+                run,
+                term: epoch,
+                step,
+                name,
+                actuator,
+                attempt,
+                idempotency_key,
+                dry_run,
+                timeout,
+                params,
+                purpose,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The result of this attempt.
+    pub fn done(&self, ok: bool, detail: String) -> StepDone {
+        StepDone {
+            site: self.site.clone(),
+            run: self.run,
+            step: self.step,
+            attempt: self.attempt,
+            ok,
+            detail,
+            purpose: self.purpose,
+        }
+    }
+}
+
+/// One attempt's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepDone {
+    pub site: SiteId,
+    pub run: u64,
+    pub step: StepRef,
+    pub attempt: u32,
+    pub ok: bool,
+    pub detail: String,
+    pub purpose: StepPurpose,
+}
+
+/// The runs this node leads, and what it remembers to decide the next ones.
+#[derive(Default)]
+pub struct Runs {
+    /// Runs waiting out their takeover delay, until (monotonic).
+    waiting: BTreeMap<(SiteId, u64), Time>,
+    running: BTreeMap<(SiteId, u64), Pipeline>,
+    /// Step starts held until a majority of the electorate holds the journal up to them.
+    pending: BTreeMap<(SiteId, u64), Vec<StartStep>>,
+    finished: VecDeque<RunReport>,
+    /// Sites seen UP (by this node's Pinger or a peer's report) since this node started. A
+    /// DOWN verdict on a site never seen up is the bring-up of a fleet whose site has not
+    /// started yet, not a disaster: its failover is not armed.
+    pub(super) seen_up: BTreeSet<SiteId>,
+    /// No automatic run of the site starts before this (monotonic).
+    hold_until: BTreeMap<SiteId, Time>,
+    /// When this node first heard of each run (monotonic): the takeover delay of a run taken
+    /// over counts from here.
+    first_heard: BTreeMap<(SiteId, u64), Time>,
+}
+
+impl Runs {
+    pub fn waiting(&self) -> impl Iterator<Item = &(SiteId, u64)> {
+        self.waiting.keys()
+    }
+    pub fn running(&self) -> impl Iterator<Item = (&(SiteId, u64), &Pipeline)> {
+        self.running.iter()
+    }
+    /// Finished runs led here, oldest first.
+    pub fn finished(&self) -> impl DoubleEndedIterator<Item = &RunReport> {
+        self.finished.iter()
+    }
+    /// Until when no automatic run of `site` may start (monotonic).
+    pub fn hold_down_until(&self, site: &SiteId) -> Option<Time> {
+        self.hold_until.get(site).copied()
+    }
+    /// A run of `site` is waiting or running here.
+    pub fn busy(&self, site: &SiteId) -> Option<u64> {
+        self.running
+            .keys()
+            .chain(self.waiting.keys())
+            .find(|(s, _)| s == site)
+            .map(|(_, e)| *e)
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Time> {
+        let waits = self.waiting.values().copied();
+        let steps = self.running.values().filter_map(|p| p.poll_timeout());
+        waits.chain(steps).min()
+    }
+
+    /// A run whose writes failed: nothing more of it happens here.
+    pub(super) fn broken(&mut self, site: &SiteId, run: u64) {
+        let key = (site.clone(), run);
+        self.running.remove(&key);
+        self.waiting.remove(&key);
+        self.pending.remove(&key);
+    }
+
+    pub(super) fn insert_running(&mut self, key: (SiteId, u64), p: Pipeline) {
+        self.running.insert(key, p);
+    }
+
+    fn stop(&mut self, key: &(SiteId, u64)) {
+        self.running.remove(key);
+        self.waiting.remove(key);
+        self.pending.remove(key);
+    }
+}
+
+impl NodeCore {
+    /// The plan of `site`, when this fleet may run it without an operator.
+    fn automatic_plan(&self, site: &SiteId) -> Option<&FailoverPlan> {
+        let w = self.fleet.watch(site)?;
+        if w.single_vantage == SingleVantage::Manual {
+            return None;
+        }
+        w.plan.as_ref()
+    }
+
+    /// The steps a run of `trigger` carries out for `site`, from the running fleet.
+    pub fn run_spec(&self, site: &SiteId, trigger: RunTrigger) -> Option<PipelineSpec> {
+        let plan = self.fleet.watch(site)?.plan.as_ref()?;
+        Some(match trigger {
+            RunTrigger::Verdict | RunTrigger::Manual => plan.pipeline.clone(),
+            RunTrigger::Failback => failback_spec(&plan.pipeline),
+        })
+    }
+
+    /// The actuator parameters of step `name` of `site`'s plan.
+    pub(super) fn step_params(&self, site: &SiteId, name: &str) -> serde_json::Value {
+        self.fleet
+            .watch(site)
+            .and_then(|w| w.plan.as_ref())
+            .and_then(|p| p.params.get(name).cloned())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
+    /// A DOWN verdict led by this node was committed: schedule its pipeline.
+    pub(super) fn on_down_verdict_led_here(&mut self, now: Now, site: &SiteId, epoch: u64) {
+        if let Some(until) = self.operator.maintenance_until(site, now.wall) {
+            warn!(%site, epoch, until_unix_ms = until, "failover not scheduled: the site is in maintenance");
+            return;
+        }
+        let Some(plan) = self.automatic_plan(site) else {
+            if self
+                .fleet
+                .watch(site)
+                .and_then(|w| w.plan.as_ref())
+                .is_some()
+            {
+                warn!(%site, epoch, "failover waits for an operator: single_vantage = \"manual\"");
+            }
+            return;
+        };
+        let delay = plan.takeover_delay;
+        let key = (site.clone(), epoch);
+        if self.runs.running.contains_key(&key) || self.runs.waiting.contains_key(&key) {
+            return;
+        }
+        if self.replicas.record(site, epoch).is_some() {
+            // Already known (a register replicated before the commit reached us): the
+            // replication core decides who leads it.
+            return;
+        }
+        if !self.runs.seen_up.contains(site) {
+            warn!(%site, epoch, "failover not armed: this site has not been seen up since this node started \
+                  (a fleet being brought up, not a disaster); use POST /v1/failovers to run it by hand");
+            return;
+        }
+        if let Some(until) = self.runs.hold_until.get(site).filter(|u| now.mono < **u) {
+            let left = until.since(now.mono);
+            warn!(%site, epoch, left_s = left.as_secs(), hold_down_s = self.fleet.timing.hold_down.as_secs(),
+                  "refused by the hold-down rule: a failover of this site already ran within hold_down");
+            return;
+        }
+        info!(%site, epoch, delay_ms = delay.as_millis() as u64, "failover scheduled after the takeover delay");
+        self.lead_run(
+            now,
+            site,
+            epoch,
+            RunTrigger::Verdict,
+            false,
+            now.wall + delay,
+            Vec::new(),
+        );
+        self.runs.waiting.insert(key, now.mono + delay);
+    }
+
+    /// This node leads run `run` of `site`: its register goes to the electorate now, so that
+    /// another voter can take the run over if this node goes silent.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lead_run(
+        &mut self,
+        now: Now,
+        site: &SiteId,
+        run: u64,
+        trigger: RunTrigger,
+        forced: bool,
+        start_at: WallTime,
+        journal: Vec<JournalEntry>,
+    ) {
+        let e = self.electorate(site);
+        self.replicas.lead_new(
+            now.mono,
+            site.clone(),
+            run,
+            trigger,
+            forced,
+            start_at,
+            e,
+            journal,
+        );
+    }
+
+    /// At start: the registers this node holds. Runs it leads go on (a run not begun waits
+    /// out what is left of its delay, at most one delay); the others are followed.
+    pub(super) fn boot_runs(&mut self, now: Now, records: Vec<RunRecord>) {
+        let hold_down = self.fleet.timing.hold_down;
+        for r in records {
+            self.voter.observe_epoch(&r.site, r.term());
+            if r.trigger == RunTrigger::Verdict {
+                // Hold-down across a restart can only be judged on the wall clock; a clock
+                // stepped back cannot stretch it beyond one hold_down.
+                let began = r.journal.first().map_or(r.start_at, |e| e.at);
+                let elapsed = now.wall.since(began).min(hold_down);
+                let until = now.mono + (hold_down - elapsed);
+                let h = self.runs.hold_until.entry(r.site.clone()).or_default();
+                *h = (*h).max(until);
+            }
+            let e = self.electorate(&r.site);
+            self.replicas.load(now.mono, r, e);
+        }
+        let led: Vec<RunRecord> = self
+            .replicas
+            .records()
+            .filter(|r| self.replicas.is_leader(&r.site, r.run) && !r.is_finished())
+            .cloned()
+            .collect();
+        for r in led {
+            info!(site = %r.site, run = r.run, term = r.term(), entries = r.journal.len(), "resuming a failover run this node leads");
+            let term = r.term();
+            self.go_on(now, r.site, r.run, r.trigger, term, r.journal, r.start_at);
+        }
+    }
+
+    /// Runs a run this node now leads from its journal, or waits out what is left of its delay.
+    #[allow(clippy::too_many_arguments)]
+    fn go_on(
+        &mut self,
+        now: Now,
+        site: SiteId,
+        run: u64,
+        trigger: RunTrigger,
+        term: u64,
+        journal: Vec<JournalEntry>,
+        start_at: WallTime,
+    ) {
+        let Some(spec) = self.run_spec(&site, trigger) else {
+            warn!(%site, run, "leading a failover run but this fleet has no plan for the site; not running it");
+            return;
+        };
+        let key = (site.clone(), run);
+        if journal.is_empty() {
+            let delay = self
+                .fleet
+                .watch(&site)
+                .and_then(|w| w.plan.as_ref())
+                .map_or(Duration::ZERO, |p| p.takeover_delay);
+            // From when this node first heard of the run, on its own monotonic clock; after
+            // a restart only the leader's wall clock is left, trusted for at most one delay.
+            let until = match self.runs.first_heard.get(&key) {
+                Some(heard) => *heard + delay,
+                None => now.mono + start_at.since(now.wall).min(delay),
+            };
+            if until > now.mono {
+                self.runs.waiting.insert(key, until);
+                return;
+            }
+        }
+        let p = Pipeline::take_over(spec, site, run, term, false, &journal, now);
+        self.runs.running.insert(key, p);
+    }
+
+    /// Starts the runs whose takeover delay has passed and fires pipeline timers.
+    pub(super) fn on_run_timers(&mut self, now: Now) {
+        let due: Vec<(SiteId, u64)> = self
+            .runs
+            .waiting
+            .iter()
+            .filter(|(_, at)| **at <= now.mono)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.runs.waiting.remove(&key);
+            let Some(record) = self.replicas.record(&key.0, key.1).cloned() else {
+                continue;
+            };
+            if !self.replicas.is_leader(&key.0, key.1) {
+                continue;
+            }
+            // The site may have come back meanwhile: no failover for a verdict that is no
+            // longer the newest.
+            let current = self.voter.verdict(&key.0).map(|v| (v.outcome(), v.epoch()));
+            if record.trigger == RunTrigger::Verdict && current != Some((Outcome::Down, key.1)) {
+                info!(site = %key.0, epoch = key.1, "failover dropped: the verdict changed during the takeover delay");
+                continue;
+            }
+            let Some(spec) = self.run_spec(&key.0, record.trigger) else {
+                continue;
+            };
+            info!(site = %key.0, epoch = key.1, term = record.term(), "failover run started");
+            let p = Pipeline::take_over(
+                spec,
+                key.0.clone(),
+                key.1,
+                record.term(),
+                false,
+                &record.journal,
+                now,
+            );
+            self.runs.running.insert(key, p);
+        }
+        for p in self.runs.running.values_mut() {
+            if p.poll_timeout().is_some_and(|d| d <= now.mono) {
+                p.handle_timeout(now);
+            }
+        }
+    }
+
+    pub(super) fn on_step_done(&mut self, now: Now, done: super::StepDone) {
+        match done.purpose {
+            StepPurpose::Run => {
+                let key = (done.site.clone(), done.run);
+                if let Some(p) = self.runs.running.get_mut(&key) {
+                    p.handle_result(now, done.step, done.attempt, done.ok, done.detail);
+                }
+            }
+            StepPurpose::Isolation => self.isolation_step_done(now, done),
+            StepPurpose::Drill { id } => self.drill_step_done(now, id, done),
+        }
+    }
+
+    /// Carries every pipeline action over: a journal entry is queued for the disk before
+    /// anything after it, then offered to the electorate; starts wait for the majority.
+    pub(super) fn drain_runs(&mut self, now: Now) -> bool {
+        let mut any = false;
+        let keys: Vec<(SiteId, u64)> = self.runs.running.keys().cloned().collect();
+        for key in keys {
+            while let Some(action) = self
+                .runs
+                .running
+                .get_mut(&key)
+                .and_then(|p| p.poll_action())
+            {
+                any = true;
+                match action {
+                    PipelineAction::Journal(entry) => {
+                        self.actions.push_back(Action::AppendJournal(entry.clone()));
+                        self.replicas.appended(now.mono, entry);
+                    }
+                    a @ PipelineAction::Start { .. } => {
+                        let name = match &a {
+                            PipelineAction::Start { name, .. } => name.clone(),
+                            _ => unreachable!(),
+                        };
+                        let params = self.step_params(&key.0, &name);
+                        if let Some(s) =
+                            StartStep::from_action(&key.0, key.1, a, params, StepPurpose::Run)
+                        {
+                            self.runs.pending.entry(key.clone()).or_default().push(s);
+                        }
+                    }
+                    PipelineAction::Finished(report) => {
+                        info!(site = %report.site, epoch = report.epoch, outcome = %report.outcome.summary(), "failover run finished");
+                        self.runs.running.remove(&key);
+                        self.runs.pending.remove(&key);
+                        self.runs.finished.push_back(report);
+                        if self.runs.finished.len() > FINISHED_KEPT {
+                            self.runs.finished.pop_front();
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    /// Starts the steps whose start entry a majority of the electorate now holds.
+    pub(super) fn release_replicated_steps(&mut self, now: Now) -> bool {
+        if self.tilt.active() {
+            // Held, not dropped: they start once this node trusts its clocks again.
+            return false;
+        }
+        let mut any = false;
+        let keys: Vec<(SiteId, u64)> = self.runs.pending.keys().cloned().collect();
+        for key in keys {
+            if !self.replicas.is_leader(&key.0, key.1) {
+                // Yielded: a higher ballot runs it; nothing queued here may start.
+                self.runs.pending.remove(&key);
+                continue;
+            }
+            if !self.replicas.replicated(&key.0, key.1) {
+                continue;
+            }
+            if let Some(why) = self.superseded(&key.0, key.1) {
+                warn!(site = %key.0, run = key.1, "{why}; this run stops here");
+                self.runs.stop(&key);
+                any = true;
+                continue;
+            }
+            for s in self.runs.pending.remove(&key).unwrap_or_default() {
+                any = true;
+                if let Some(refusal) = self.anycast_refusal(&s) {
+                    // Refused steps fail without being carried out; the pipeline decides what
+                    // that means (retry, abort, continue or compensate).
+                    warn!(site = %s.site, run = s.run, step = %s.name, "{refusal}");
+                    if let Some(p) = self.runs.running.get_mut(&key) {
+                        p.handle_result(now, s.step, s.attempt, false, refusal.to_string());
+                    }
+                    continue;
+                }
+                info!(site = %s.site, run = s.run, term = s.term, step = %s.name, attempt = s.attempt, "failover step started");
+                self.actions.push_back(Action::StartStep(s));
+            }
+        }
+        any
+    }
+
+    /// The anycast rule, before a bgp step: what the ledger believes announced comes from the
+    /// fleet's declarations and every bgp step that succeeded in a run this node holds a
+    /// journal of, oldest run first; a site is alive unless its newest verdict is DOWN.
+    fn anycast_refusal(&self, s: &StartStep) -> Option<SafetyRefusal> {
+        let plan = self.fleet.watch(&s.site)?.plan.as_ref()?;
+        let effect = plan.bgp_effect(&s.name)?;
+        let forced = self
+            .replicas
+            .record(&s.site, s.run)
+            .is_some_and(|r| r.forced);
+        let mut succeeded: Vec<&BgpEffect> = Vec::new();
+        for r in self.replicas.records() {
+            let Some(p) = self.fleet.watch(&r.site).and_then(|w| w.plan.as_ref()) else {
+                continue;
+            };
+            for e in &r.journal {
+                if matches!(e.kind, JournalKind::Finished { ok: true, .. }) {
+                    succeeded.extend(p.bgp_effect(&e.name));
+                }
+            }
+        }
+        let ledger = AnnouncementLedger::replay(&plan.anycast, succeeded);
+        let alive = |site: &SiteId| {
+            self.voter
+                .verdict(site)
+                .is_none_or(|v| v.outcome() != Outcome::Down)
+        };
+        ledger.check(effect, alive, forced).err()
+    }
+
+    /// Epoch fencing: a step of an older run never starts once a newer run of the same site
+    /// has begun.
+    fn superseded(&self, site: &SiteId, run: u64) -> Option<String> {
+        self.replicas
+            .records()
+            .filter(|o| &o.site == site && o.run > run && !o.journal.is_empty())
+            .map(|o| o.run)
+            .max()
+            .map(|newer| {
+                format!("refused by the epoch fence: run {newer} of site {site} has begun after run {run}")
+            })
+    }
+
+    pub(super) fn on_run_msg(&mut self, now: Now, from: &NodeId, msg: RunMsg) {
+        let (site, _) = msg.key();
+        if self.fleet.watch(&site).is_none() {
+            debug!(peer = %from, %site, "run message for a site this fleet does not watch; ignored");
+            return;
+        }
+        let e = self.electorate(&site);
+        self.replicas.handle(now.mono, from, msg, &e);
+    }
+
+    /// Heartbeats, and takeovers of runs whose leader went silent and that still need running.
+    pub(super) fn on_replica_timers(&mut self, now: Now) {
+        if self.replicas.poll_timeout().is_none_or(|w| w > now.mono) {
+            return;
+        }
+        let eligible: BTreeSet<(SiteId, u64)> = self
+            .replicas
+            .records()
+            .filter(|r| self.may_take_over(now, r))
+            .map(|r| (r.site.clone(), r.run))
+            .collect();
+        self.replicas
+            .tick(now.mono, |r| eligible.contains(&(r.site.clone(), r.run)));
+    }
+
+    /// Whether a run whose leader went silent still needs running by someone.
+    fn may_take_over(&self, now: Now, r: &RunRecord) -> bool {
+        let Some(w) = self.fleet.watch(&r.site) else {
+            return false;
+        };
+        if w.plan.is_none() || self.tilt.active() {
+            return false;
+        }
+        // A newer run of the site replaced this one.
+        if self
+            .replicas
+            .records()
+            .any(|o| o.site == r.site && o.run > r.run)
+        {
+            return false;
+        }
+        if r.trigger == RunTrigger::Verdict {
+            if w.single_vantage == SingleVantage::Manual
+                || self.operator.maintenance_until(&r.site, now.wall).is_some()
+            {
+                return false;
+            }
+            // Not begun yet: only while its verdict is still the newest.
+            if r.journal.is_empty()
+                && self
+                    .voter
+                    .verdict(&r.site)
+                    .map(|v| (v.outcome(), v.epoch()))
+                    != Some((Outcome::Down, r.run))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Carries out the replication core's actions in order.
+    pub(super) fn drain_replicas(&mut self, now: Now) -> bool {
+        let mut any = false;
+        while let Some(a) = self.replicas.poll_action() {
+            any = true;
+            match a {
+                ReplicaAction::Persist(r) => {
+                    self.voter.observe_epoch(&r.site, r.term());
+                    self.note_run(now, &r);
+                    self.actions.push_back(Action::SaveRun(r));
+                }
+                ReplicaAction::Send { to, msg } => {
+                    log_send(&to, &msg);
+                    self.actions.push_back(Action::Send {
+                        to,
+                        msg: Message::Run(msg),
+                    });
+                }
+                ReplicaAction::Lead {
+                    site,
+                    run,
+                    trigger,
+                    term,
+                    journal,
+                    start_at,
+                } => {
+                    warn!(%site, run, term, entries = journal.len(), trigger = trigger.as_str(),
+                          "taking over a failover run whose leader went silent");
+                    self.go_on(now, site, run, trigger, term, journal, start_at);
+                }
+                ReplicaAction::Yield { site, run, to } => {
+                    warn!(%site, run, new_leader = %to.proposer, term = to.epoch,
+                          "another voter leads this failover run now; this node stops running it");
+                    self.runs.stop(&(site, run));
+                }
+            }
+        }
+        any
+    }
+
+    /// The first time this node hears of a run: its takeover delay and, for an automatic run,
+    /// the site's hold-down count from now.
+    fn note_run(&mut self, now: Now, r: &RunRecord) {
+        let key = (r.site.clone(), r.run);
+        if self.runs.first_heard.contains_key(&key) {
+            return;
+        }
+        self.runs.first_heard.insert(key, now.mono);
+        if r.trigger == RunTrigger::Verdict {
+            let until = now.mono + self.fleet.timing.hold_down;
+            let h = self.runs.hold_until.entry(r.site.clone()).or_default();
+            *h = (*h).max(until);
+        }
+    }
+}
+
+fn log_send(to: &NodeId, msg: &RunMsg) {
+    match msg {
+        RunMsg::Prepare {
+            site, run, ballot, ..
+        } => {
+            info!(%site, run, term = ballot.epoch, member = %to,
+                  "the run's leader went silent: asking to take the run over");
+        }
+        RunMsg::Promise {
+            site,
+            run,
+            ballot,
+            ok: false,
+            promised,
+            ..
+        } => {
+            info!(%site, run, candidate = %ballot.proposer, term = ballot.epoch,
+                  promised = promised.epoch, "takeover refused: the leader is still heard or a higher term was promised");
+        }
+        _ => {}
+    }
+}
+
+/// Back to the primary: the compensation of every step that has one, newest step first.
+pub fn failback_spec(plan: &PipelineSpec) -> PipelineSpec {
+    let steps: Vec<StepSpec> = plan
+        .steps
+        .iter()
+        .rev()
+        .filter_map(|s| s.compensation.as_deref().cloned())
+        .map(|mut c| {
+            c.compensation = None;
+            c
+        })
+        .collect();
+    PipelineSpec {
+        prechecks: Vec::new(),
+        steps,
+        post: Vec::new(),
+    }
+}
