@@ -477,7 +477,7 @@ async fn run_drill(mut p: Pipeline, params: BTreeMap<String, Value>) -> RunRepor
                     };
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let (ok, detail) = super::failover::call_actuator(&actuator, &ctx).await;
+                        let (ok, detail) = super::failover::call_actuator(actuator, &ctx).await;
                         let _ = tx.send((step, attempt, ok, detail));
                     });
                 }

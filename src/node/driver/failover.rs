@@ -20,7 +20,7 @@ pub(crate) struct StartStep {
     pub term: u64,
     pub step: StepRef,
     pub name: String,
-    pub actuator: String,
+    pub actuator: actuators::ActuatorKind,
     pub attempt: u32,
     pub idempotency_key: String,
     pub dry_run: bool,
@@ -466,7 +466,7 @@ impl Driver {
             params,
         };
         tokio::spawn(async move {
-            let (ok, detail) = call_actuator(&kind, &ctx).await;
+            let (ok, detail) = call_actuator(kind, &ctx).await;
             let _ = tx.send(StepDone {
                 site: ctx.site,
                 epoch: run,
@@ -481,7 +481,10 @@ impl Driver {
 
 /// One attempt of a step through its actuator: whether it succeeded, and its detail with the
 /// output tail.
-pub(super) async fn call_actuator(kind: &str, ctx: &StepContext) -> (bool, String) {
+pub(super) async fn call_actuator(
+    kind: actuators::ActuatorKind,
+    ctx: &StepContext,
+) -> (bool, String) {
     let outcome = match actuators::build(kind, &ctx.params) {
         Ok(a) => a.run(ctx).await,
         Err(e) => actuators::StepOutcome {
