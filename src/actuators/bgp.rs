@@ -7,9 +7,10 @@
 //!
 //! Params: `action = "announce" | "withdraw"`, `prefixes = ["198.19.255.0/24", ..]`,
 //! `backend = "bird" | "gobgp" | "exabgp"`, optional `netns` (run the CLI with
-//! `ip netns exec NS`), optional `dry_run = "skip"`. A dry run checks that the router
-//! answers (`birdc show status`, `gobgp global`, a reader on the ExaBGP pipe) and changes
-//! nothing.
+//! `ip netns exec NS`), optional `dry_run = "skip"`; they are read once into `BgpParams`,
+//! the value check-config also takes the step's anycast effect from. A dry run checks that the
+//! router answers (`birdc show status`, `gobgp global`, a reader on the ExaBGP pipe) and
+//! changes nothing.
 //!
 //! BIRD (`include_file`, `socket` default `/run/bird/bird.ctl`, `birdc` default `birdc`): the
 //! actuator owns `include_file`, holding one `route P blackhole;` line per announced prefix,

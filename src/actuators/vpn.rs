@@ -382,6 +382,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn addresses_are_read_by_the_prefix_length_rules() {
+        let up = |a: &str| {
+            VpnActuator::from_params(&json!({"interface": "wg0", "action": "up",
+                "config": "/etc/wireguard/wg0.conf", "addresses": [a]}))
+        };
+        assert!(up("198.18.5.1/24").is_ok());
+        assert!(up("2001:db8::1/64").is_ok());
+        for bad in ["198.18.5.1/+24", "198.18.5.1/33", "198.18.5.1", "wg0/24"] {
+            let err = up(bad).unwrap_err();
+            assert!(err.starts_with("vpn step: `addresses` "), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn up_needs_a_config_or_a_controller() {
         let err =
             VpnActuator::from_params(&json!({"interface": "wg-q", "action": "up"})).unwrap_err();

@@ -11,6 +11,8 @@
 //! guard: they must withdraw even when no other site is known to announce, so they are not
 //! judged by this rule (the caller does not `check` them; `apply` still records them).
 //!
+//! Prefixes are `net_prefix::Prefix` values, the same ones the bgp actuator announces.
+//!
 //! Pure: no IO, no clock. Whether a site is alive is the caller's answer (`site_alive`).
 
 pub use super::net_prefix::{AddressFamily, Prefix, PrefixError};

@@ -225,3 +225,62 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_knows_its_family_and_the_family_its_bounds() {
+        let v4 = Prefix::parse("198.19.255.0/24").unwrap();
+        let v6 = Prefix::parse("2001:db8::/32").unwrap();
+        assert_eq!(
+            (v4.family(), v4.family().as_str(), v4.family().max_len()),
+            (AddressFamily::Ipv4, "ipv4", 32)
+        );
+        assert_eq!(
+            (v6.family(), v6.family().as_str(), v6.family().max_len()),
+            (AddressFamily::Ipv6, "ipv6", 128)
+        );
+    }
+
+    #[test]
+    fn a_sign_or_whitespace_in_the_length_is_refused() {
+        for text in [
+            "10.0.0.0/+8",
+            "10.0.0.0/-8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/8 ",
+            "10.0.0.0/8\n",
+        ] {
+            assert!(
+                matches!(Prefix::parse(text), Err(PrefixError::BadLength { .. })),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_bits_refusal_carries_the_network_to_write() {
+        match Prefix::parse("192.0.2.77/28") {
+            Err(PrefixError::HostBits { network, .. }) => {
+                assert_eq!(network.to_string(), "192.0.2.64/28")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_interface_address_keeps_its_host_bits_under_the_same_length_rules() {
+        let a = InterfaceAddr::parse("198.18.9.1/24").unwrap();
+        assert_eq!(a.to_string(), "198.18.9.1/24");
+        assert_eq!(a.network(), Prefix::parse("198.18.9.0/24").unwrap());
+        assert_eq!(
+            InterfaceAddr::parse("2001:DB8::1/64").unwrap().to_string(),
+            "2001:db8::1/64"
+        );
+        for text in ["198.18.9.1/+24", "198.18.9.1/33", "198.18.9.1", "host/24"] {
+            assert!(InterfaceAddr::parse(text).is_err(), "{text:?}");
+        }
+    }
+}
