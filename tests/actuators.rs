@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use axum::Router;
-use quorate::actuators::{build, validate, Actuator, StepContext, StepOutcome};
+use quorate::actuators::{build, validate, Actuator, ActuatorKind, StepContext, StepOutcome};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +25,7 @@ fn ctx(params: Value, dry_run: bool, timeout: Duration) -> StepContext {
 }
 
 async fn run(kind: &str, params: Value, dry_run: bool, timeout: Duration) -> StepOutcome {
+    let kind: ActuatorKind = kind.parse().expect("a known step kind");
     let actuator: Box<dyn Actuator> = build(kind, &params).expect("params are valid");
     assert_eq!(actuator.kind(), kind);
     actuator.run(&ctx(params, dry_run, timeout)).await
@@ -446,14 +447,17 @@ fn validate_names_the_key_and_the_fix() {
         ("teleport", json!({}), "unknown step kind"),
     ];
     for (kind, params, want) in cases {
-        let err = validate(kind, &params).unwrap_err();
+        let err = match kind.parse::<ActuatorKind>() {
+            Ok(k) => validate(k, &params).unwrap_err(),
+            Err(unknown) => unknown.to_string(),
+        };
         assert!(
             err.contains(want),
             "{kind} {params}: {err:?} lacks {want:?}"
         );
     }
-    assert!(validate("exec", &json!({"argv": ["true"]})).is_ok());
-    assert!(validate("http", &json!({"url": "http://127.0.0.1:9/x"})).is_ok());
+    assert!(validate(ActuatorKind::Exec, &json!({"argv": ["true"]})).is_ok());
+    assert!(validate(ActuatorKind::Http, &json!({"url": "http://127.0.0.1:9/x"})).is_ok());
 }
 
 // ---------------------------------------------------------------- bgp with BIRD

@@ -19,7 +19,7 @@
 //! every namespace, process and file of a test, also when it fails, and the next run removes
 //! what a killed test process left.
 
-use quorate::actuators::{build, Actuator, StepContext, StepOutcome};
+use quorate::actuators::{build, Actuator, ActuatorKind, StepContext, StepOutcome};
 use serde_json::{json, Value};
 use std::fs::File;
 use std::path::PathBuf;
@@ -520,7 +520,7 @@ fn sessions_up(lab: &Lab) -> Result<(), String> {
 // ---------------------------------------------------------------- the move
 
 async fn step(params: &Value, what: &str) -> StepOutcome {
-    let actuator: Box<dyn Actuator> = build("bgp", params).expect("params are valid");
+    let actuator: Box<dyn Actuator> = build(ActuatorKind::Bgp, params).expect("params are valid");
     let ctx = StepContext {
         site: "a".into(),
         epoch: 7,

@@ -1,6 +1,7 @@
 //! `quorate check-config` as operators run it: the built binary on real files. Every file in
 //! `tests/fleets/broken/` starts with `# expect: <text>` and must be refused with that text on
-//! stderr; the example fleets in `config/` must pass.
+//! stderr; the example fleets in `config/` must pass. A prefix means the same to check-config
+//! as to the bgp actuator that announces it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -224,4 +225,126 @@ fn the_dr_openstack_plan_declares_its_anycast_prefix_and_names_the_site_of_each_
         .map(|s| plan.bgp_effect(s).expect(s).site.to_string())
         .collect();
     assert_eq!(sites, ["b", "a"]);
+}
+
+/// The fleet of `anycast-bad-prefix.toml` with `prefix` as its anycast prefix and as the
+/// prefix of each of its bgp steps (announce at b, withdraw at a, a's self-withdraw).
+fn fleet_moving(prefix: &str) -> String {
+    let source =
+        std::fs::read_to_string(root().join("tests/fleets/broken/anycast-bad-prefix.toml"))
+            .expect("readable fleet");
+    let quoted = format!("{prefix:?}");
+    source
+        .replace("\"198.19.255.1/24\"", &quoted)
+        .replace("\"198.19.255.0/24\"", &quoted)
+}
+
+/// What the bgp actuator does with an announce of `prefix` through ExaBGP: `Ok(line)` with the
+/// line it writes into the pipe, or `Err(message)` when it refuses the step's params.
+fn exabgp_announce(prefix: &str) -> Result<String, String> {
+    use quorate::actuators::{build, ActuatorKind, StepContext};
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fifo = dir.path().join("exabgp.fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // A reader that stays open, like `cat <> FIFO` under ExaBGP; non-blocking so that a step
+    // that wrote nothing fails the test instead of hanging it.
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .expect("the pipe opens");
+    let params = serde_json::json!({"action": "announce", "prefixes": [prefix],
+        "backend": "exabgp", "pipe": fifo.to_str().expect("a UTF-8 path")});
+    let actuator = build(ActuatorKind::Bgp, &params)?;
+    let ctx = StepContext {
+        site: "b".into(),
+        epoch: 1,
+        step: "announce-b".into(),
+        idempotency_key: "b/1/announce-b".into(),
+        dry_run: false,
+        timeout: std::time::Duration::from_secs(5),
+        params,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = runtime.block_on(actuator.run(&ctx));
+    assert!(outcome.ok, "{prefix}: {outcome:?}");
+    let mut written = String::new();
+    reader.read_to_string(&mut written).ok();
+    Ok(written)
+}
+
+#[test]
+fn check_config_and_the_bgp_actuator_accept_and_refuse_the_same_prefixes_as_the_same_values() {
+    // (as written, the normal form both must use; None: both must refuse it)
+    let cases: &[(&str, Option<&str>)] = &[
+        ("198.19.255.0/24", Some("198.19.255.0/24")),
+        ("198.19.255.0/024", Some("198.19.255.0/24")),
+        ("10.0.0.7/32", Some("10.0.0.7/32")),
+        ("2001:DB8:FF::/48", Some("2001:db8:ff::/48")),
+        ("2001:0db8:00ff:0000::/48", Some("2001:db8:ff::/48")),
+        ("::/0", Some("::/0")),
+        ("198.19.255.0/+24", None),
+        ("198.19.255.0/ 24", None),
+        ("198.19.255.0/24 ", None),
+        (" 198.19.255.0/24", None),
+        ("198.19.255.0/-0", None),
+        ("198.19.255.0/33", None),
+        ("198.19.255.0/", None),
+        ("198.19.255.0", None),
+        ("198.19.255.1/24", None),
+        ("2001:db8:ff::1/48", None),
+        ("2001:db8::/129", None),
+        ("fe80::%eth0/64", None),
+    ];
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for (i, &(written, normal)) in cases.iter().enumerate() {
+        let source = fleet_moving(written);
+        let file = dir.path().join(format!("fleet-{i}.toml"));
+        std::fs::write(&file, &source).expect("the fleet is written");
+        let out = check_config(&file);
+        let stderr = text(&out.stderr);
+        let actuator = exabgp_announce(written);
+        match normal {
+            Some(normal) => {
+                assert!(out.status.success(), "{written:?}: {stderr}");
+                let fleet = quorate::config::Fleet::parse(&source).expect("valid fleet");
+                assert_eq!(fleet.anycast()[0].prefix.to_string(), normal, "{written:?}");
+                let plan = fleet.watches[0].plan.as_ref().expect("a plan on a");
+                for step in ["announce-b", "withdraw-a", "self-withdraw"] {
+                    let effect = plan.bgp_effect(step).expect(step);
+                    let judged: Vec<String> =
+                        effect.prefixes.iter().map(|p| p.to_string()).collect();
+                    assert_eq!(judged, [normal], "{written:?} {step}");
+                }
+                assert_eq!(
+                    actuator.as_deref(),
+                    Ok(format!("announce route {normal} next-hop self\n").as_str()),
+                    "{written:?}"
+                );
+            }
+            None => {
+                assert!(!out.status.success(), "{written:?} passed check-config");
+                let refusal = actuator.expect_err(written);
+                // The same parser refused it both times, with the same words.
+                let why = refusal
+                    .strip_prefix("bgp step: `prefixes` ")
+                    .unwrap_or_else(|| panic!("{written:?}: {refusal}"));
+                assert!(
+                    stderr.contains(why),
+                    "{written:?}: check-config said\n{stderr}\nthe actuator said {refusal}"
+                );
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The `http` actuator over https: a controller stand-in on 127.0.0.1 that speaks only TLS
 //! (rustls, ring), with a certificate issued by a throw-away CA made for each test.
 
-use quorate::actuators::{build, StepContext, StepOutcome};
+use quorate::actuators::{build, ActuatorKind, StepContext, StepOutcome};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -157,7 +157,7 @@ fn ctx(params: Value, dry_run: bool) -> StepContext {
 }
 
 async fn run(params: Value, dry_run: bool) -> StepOutcome {
-    let actuator = build("http", &params).expect("params are valid");
+    let actuator = build(ActuatorKind::Http, &params).expect("params are valid");
     actuator.run(&ctx(params, dry_run)).await
 }
 
@@ -304,7 +304,8 @@ async fn ca_file_is_read_when_the_step_runs() {
         "ca_file": ca_file.to_str().unwrap(),
     });
     // Not there when the config is checked (it only exists on the nodes)...
-    let actuator = build("http", &params).expect("a missing ca_file is left to run time");
+    let actuator =
+        build(ActuatorKind::Http, &params).expect("a missing ca_file is left to run time");
     let out = actuator.run(&ctx(params.clone(), false)).await;
     assert!(!out.ok, "{out:?}");
     assert!(

@@ -4,7 +4,7 @@
 //! arguments, report a version or a role, and do what the real programs would do to the
 //! workload (kill it after a dump, start a stopped copy on restore).
 
-use quorate::actuators::{build, validate, StepContext, StepOutcome};
+use quorate::actuators::{build, validate, ActuatorKind, StepContext, StepOutcome};
 use serde_json::{json, Map, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -266,7 +266,7 @@ async fn run_step(
     dry_run: bool,
 ) -> StepOutcome {
     let params = json!({"argv": argv, "env": env});
-    let actuator = build("exec", &params).expect("valid exec params");
+    let actuator = build(ActuatorKind::Exec, &params).expect("valid exec params");
     let ctx = StepContext {
         site: "a".into(),
         epoch: 7,
@@ -1048,7 +1048,8 @@ fn the_readme_examples_are_valid_steps() {
         "{kinds:?}"
     );
     for (kind, params) in &steps {
-        validate(kind, params).unwrap_or_else(|e| panic!("{kind} step {params}: {e}"));
+        let k: ActuatorKind = kind.parse().expect("a known step kind");
+        validate(k, params).unwrap_or_else(|e| panic!("{kind} step {params}: {e}"));
     }
 }
 

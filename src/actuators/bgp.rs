@@ -7,9 +7,10 @@
 //!
 //! Params: `action = "announce" | "withdraw"`, `prefixes = ["198.19.255.0/24", ..]`,
 //! `backend = "bird" | "gobgp" | "exabgp"`, optional `netns` (run the CLI with
-//! `ip netns exec NS`), optional `dry_run = "skip"`. A dry run checks that the router
-//! answers (`birdc show status`, `gobgp global`, a reader on the ExaBGP pipe) and changes
-//! nothing.
+//! `ip netns exec NS`), optional `dry_run = "skip"`; they are read once into `BgpParams`,
+//! the value check-config also takes the step's anycast effect from. A dry run checks that the
+//! router answers (`birdc show status`, `gobgp global`, a reader on the ExaBGP pipe) and
+//! changes nothing.
 //!
 //! BIRD (`include_file`, `socket` default `/run/bird/bird.ctl`, `birdc` default `birdc`): the
 //! actuator owns `include_file`, holding one `route P blackhole;` line per announced prefix,
@@ -46,204 +47,38 @@
 //! to its own user, which cannot open a root-owned FIFO: keep root with
 //! `exabgp_daemon_user=root` and `exabgp_daemon_drop=false`, or give the FIFO to its user.
 
+pub use super::bgp_params::{BgpBackend, BgpParams};
 use super::exec::{run_process, ProcessRun};
-use super::{Actuator, Params, StepContext, StepFuture, StepOutcome};
+use super::{Actuator, ActuatorKind, StepContext, StepFuture, StepOutcome};
+use crate::core::anycast::{BgpAction, Prefix};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::process::Command;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BgpAction {
-    Announce,
-    Withdraw,
-}
-
-#[derive(Debug, Clone)]
-enum Backend {
-    Bird {
-        include_file: PathBuf,
-        socket: String,
-        birdc: String,
-    },
-    Gobgp {
-        host: String,
-        port: String,
-        gobgp: String,
-    },
-    Exabgp {
-        pipe: PathBuf,
-        state_file: PathBuf,
-    },
-}
-
+/// A bgp step, ready to run: its params, read once by `BgpParams::from_params`.
 #[derive(Debug, Clone)]
 pub struct BgpActuator {
-    action: BgpAction,
-    prefixes: Vec<Prefix>,
-    backend: Backend,
-    netns: Option<String>,
-    skip_in_dry_run: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl std::fmt::Display for Prefix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl Prefix {
-    fn parse(s: &str) -> Result<Prefix, String> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} has no length: write it as ADDRESS/LENGTH"))?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len: u8 = l
-            .parse()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("{s:?}: length must be 0..={max}"))?;
-        let bits: u128 = match addr {
-            IpAddr::V4(v4) => u32::from(v4) as u128,
-            IpAddr::V6(v6) => u128::from(v6),
-        };
-        let host_bits = (max - len) as u32;
-        let host_mask = if host_bits == 0 {
-            0
-        } else if host_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << host_bits) - 1
-        };
-        if bits & host_mask != 0 {
-            return Err(format!("{s:?} has host bits set: use the network address"));
-        }
-        Ok(Prefix { addr, len })
-    }
-
-    fn family(&self) -> &'static str {
-        if self.addr.is_ipv4() {
-            "ipv4"
-        } else {
-            "ipv6"
-        }
-    }
+    params: BgpParams,
 }
 
 impl BgpActuator {
     pub fn from_params(params: &Value) -> Result<Self, String> {
-        let p = Params::new("bgp", params)?;
-        let action = match p.req_str("action", "\"announce\"")?.as_str() {
-            "announce" => BgpAction::Announce,
-            "withdraw" => BgpAction::Withdraw,
-            other => {
-                return Err(p.err(
-                    "action",
-                    format!("is {other:?}: use \"announce\" or \"withdraw\""),
-                ))
-            }
-        };
-        let raw = p.opt_str_list("prefixes")?.ok_or_else(|| {
-            p.err(
-                "prefixes",
-                "is missing: add e.g. prefixes = [\"198.19.255.0/24\"]",
-            )
-        })?;
-        if raw.is_empty() {
-            return Err(p.err("prefixes", "is empty: list at least one prefix"));
-        }
-        let prefixes = raw
-            .iter()
-            .map(|s| Prefix::parse(s).map_err(|e| p.err("prefixes", e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let common = ["action", "prefixes", "backend", "netns", "dry_run"];
-        let backend_name = p.req_str("backend", "\"bird\" (or \"gobgp\", \"exabgp\")")?;
-        let (backend, extra): (Backend, &[&str]) = match backend_name.as_str() {
-            "bird" => {
-                let fams: BTreeSet<_> = prefixes.iter().map(Prefix::family).collect();
-                if fams.len() > 1 {
-                    return Err(p.err(
-                        "prefixes",
-                        "mixes IPv4 and IPv6: a BIRD static protocol has one channel, \
-                         use one step (and include file) per address family",
-                    ));
-                }
-                (
-                    Backend::Bird {
-                        include_file: PathBuf::from(
-                            p.req_str("include_file", "\"/etc/bird/quorate-anycast.conf\"")?,
-                        ),
-                        socket: p
-                            .opt_str("socket")?
-                            .unwrap_or_else(|| "/run/bird/bird.ctl".into()),
-                        birdc: p.opt_str("birdc")?.unwrap_or_else(|| "birdc".into()),
-                    },
-                    &["include_file", "socket", "birdc"],
-                )
-            }
-            "gobgp" => {
-                let api = p
-                    .opt_str("api")?
-                    .unwrap_or_else(|| "127.0.0.1:50051".into());
-                let (host, port) = api
-                    .rsplit_once(':')
-                    .filter(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
-                    .ok_or_else(|| p.err("api", format!("is {api:?}: write it as HOST:PORT")))?;
-                (
-                    Backend::Gobgp {
-                        host: host.trim_matches(['[', ']']).to_string(),
-                        port: port.to_string(),
-                        gobgp: p.opt_str("gobgp")?.unwrap_or_else(|| "gobgp".into()),
-                    },
-                    &["api", "gobgp"],
-                )
-            }
-            "exabgp" => {
-                let pipe = PathBuf::from(p.req_str("pipe", "\"/run/quorate/exabgp.fifo\"")?);
-                let state_file = match p.opt_str("state_file")? {
-                    Some(s) => PathBuf::from(s),
-                    None => {
-                        let mut s = pipe.clone().into_os_string();
-                        s.push(".state");
-                        PathBuf::from(s)
-                    }
-                };
-                (
-                    Backend::Exabgp { pipe, state_file },
-                    &["pipe", "state_file"],
-                )
-            }
-            other => {
-                return Err(p.err(
-                    "backend",
-                    format!("is {other:?}: use \"bird\", \"gobgp\" or \"exabgp\""),
-                ))
-            }
-        };
-        let known: Vec<&str> = common.iter().chain(extra).copied().collect();
-        p.only(&known)?;
-        Ok(BgpActuator {
-            action,
-            prefixes,
-            backend,
-            netns: p.opt_str("netns")?,
-            skip_in_dry_run: p.dry_run_skip()?,
-        })
+        Ok(BgpActuator::new(BgpParams::from_params(params)?))
+    }
+
+    pub fn new(params: BgpParams) -> Self {
+        BgpActuator { params }
+    }
+
+    /// What the step does, as the anycast rule sees it too.
+    pub fn params(&self) -> &BgpParams {
+        &self.params
     }
 
     fn cli(&self, program: &str) -> Command {
-        match &self.netns {
+        match &self.params.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns.as_str(), program]);
@@ -254,25 +89,26 @@ impl BgpActuator {
     }
 
     async fn execute(&self, ctx: &StepContext) -> StepOutcome {
-        if ctx.dry_run && self.skip_in_dry_run {
+        if ctx.dry_run && self.params.skip_in_dry_run {
             return StepOutcome::skipped_dry_run();
         }
         let deadline = Instant::now() + ctx.timeout;
-        match &self.backend {
-            Backend::Bird {
+        match &self.params.backend {
+            BgpBackend::Bird {
                 include_file,
                 socket,
                 birdc,
             } => self.bird(ctx, deadline, include_file, socket, birdc).await,
-            Backend::Gobgp { host, port, gobgp } => {
-                self.gobgp(ctx, deadline, host, port, gobgp).await
+            BgpBackend::Gobgp { host, port, gobgp } => {
+                self.gobgp(ctx, deadline, host, *port, gobgp).await
             }
-            Backend::Exabgp { pipe, state_file } => self.exabgp(ctx, pipe, state_file).await,
+            BgpBackend::Exabgp { pipe, state_file } => self.exabgp(ctx, pipe, state_file).await,
         }
     }
 
     fn prefix_list(&self) -> String {
-        self.prefixes
+        self.params
+            .prefixes
             .iter()
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
@@ -280,7 +116,7 @@ impl BgpActuator {
     }
 
     fn verb(&self) -> &'static str {
-        match self.action {
+        match self.params.action {
             BgpAction::Announce => "announced",
             BgpAction::Withdraw => "withdrew",
         }
@@ -313,7 +149,7 @@ impl BgpActuator {
             return StepOutcome::ok(
                 format!(
                     "dry run: BIRD answers; would have {} {} (nothing changed)",
-                    match self.action {
+                    match self.params.action {
                         BgpAction::Announce => "announced",
                         BgpAction::Withdraw => "withdrawn",
                     },
@@ -327,10 +163,10 @@ impl BgpActuator {
             Err(e) => return StepOutcome::failed(e, ""),
         };
         let mut after = before.clone();
-        for p in &self.prefixes {
-            match self.action {
-                BgpAction::Announce => after.insert(p.to_string()),
-                BgpAction::Withdraw => after.remove(&p.to_string()),
+        for p in &self.params.prefixes {
+            match self.params.action {
+                BgpAction::Announce => after.insert(*p),
+                BgpAction::Withdraw => after.remove(p),
             };
         }
         let changed = after != before;
@@ -397,11 +233,11 @@ impl BgpActuator {
         ctx: &StepContext,
         deadline: Instant,
         host: &str,
-        port: &str,
+        port: u16,
         gobgp: &str,
     ) -> StepOutcome {
         let base = |cmd: &mut Command| {
-            cmd.args(["-u", host, "-p", port]);
+            cmd.args(["-u", host, "-p", &port.to_string()]);
         };
         if ctx.dry_run {
             let mut cmd = self.cli(gobgp);
@@ -427,14 +263,21 @@ impl BgpActuator {
             };
         }
         let mut output = String::new();
-        for p in &self.prefixes {
+        for p in &self.params.prefixes {
             let mut cmd = self.cli(gobgp);
             base(&mut cmd);
-            let op = match self.action {
+            let op = match self.params.action {
                 BgpAction::Announce => "add",
                 BgpAction::Withdraw => "del",
             };
-            cmd.args(["global", "rib", op, "-a", p.family(), &p.to_string()]);
+            cmd.args([
+                "global",
+                "rib",
+                op,
+                "-a",
+                p.family().as_str(),
+                &p.to_string(),
+            ]);
             let run = run_process(cmd, deadline.saturating_duration_since(Instant::now())).await;
             output.push_str(&run.output);
             if !run.success() {
@@ -457,19 +300,18 @@ impl BgpActuator {
         };
         let mut lines = String::new();
         let mut after = announced.clone();
-        for p in &self.prefixes {
-            let key = p.to_string();
-            match self.action {
-                BgpAction::Announce if announced.contains(&key) => {}
+        for &p in &self.params.prefixes {
+            match self.params.action {
+                BgpAction::Announce if announced.contains(&p) => {}
                 BgpAction::Announce => {
-                    lines.push_str(&format!("announce route {key} next-hop self\n"));
-                    after.insert(key);
+                    lines.push_str(&format!("announce route {p} next-hop self\n"));
+                    after.insert(p);
                 }
                 // Always sent: a withdraw that is skipped by mistake keeps traffic flowing to
                 // a fenced site, a redundant one costs nothing.
                 BgpAction::Withdraw => {
-                    lines.push_str(&format!("withdraw route {key}\n"));
-                    after.remove(&key);
+                    lines.push_str(&format!("withdraw route {p}\n"));
+                    after.remove(&p);
                 }
             }
         }
@@ -509,8 +351,8 @@ impl BgpActuator {
 }
 
 impl Actuator for BgpActuator {
-    fn kind(&self) -> &'static str {
-        "bgp"
+    fn kind(&self) -> ActuatorKind {
+        ActuatorKind::Bgp
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a> {
@@ -521,7 +363,7 @@ impl Actuator for BgpActuator {
 const BIRD_HEADER: &str = "# Written by quorate's bgp actuator: one line per announced prefix.\n\
                            # Do not edit while quorate runs; it replaces this file.\n";
 
-fn read_bird_routes(path: &Path) -> Result<BTreeSet<String>, String> {
+fn read_bird_routes(path: &Path) -> Result<BTreeSet<Prefix>, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -546,11 +388,15 @@ fn read_bird_routes(path: &Path) -> Result<BTreeSet<String>, String> {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["route", prefix, "blackhole;"] if Prefix::parse(prefix).is_ok() => {
-                routes.insert(prefix.to_string());
+        let route = match words.as_slice() {
+            ["route", prefix, "blackhole;"] => prefix.parse::<Prefix>().ok(),
+            _ => None,
+        };
+        match route {
+            Some(p) => {
+                routes.insert(p);
             }
-            _ => {
+            None => {
                 return Err(format!(
                     "include_file {} line {}: {line:?} was not written by quorate; \
                      keep other routes in another file",
@@ -563,7 +409,7 @@ fn read_bird_routes(path: &Path) -> Result<BTreeSet<String>, String> {
     Ok(routes)
 }
 
-fn render_bird_routes(routes: &BTreeSet<String>) -> String {
+fn render_bird_routes(routes: &BTreeSet<Prefix>) -> String {
     let mut s = BIRD_HEADER.to_string();
     for r in routes {
         s.push_str(&format!("route {r} blackhole;\n"));
@@ -571,7 +417,7 @@ fn render_bird_routes(routes: &BTreeSet<String>) -> String {
     s
 }
 
-fn read_state(path: &Path) -> Result<BTreeSet<String>, String> {
+fn read_state(path: &Path) -> Result<BTreeSet<Prefix>, String> {
     match std::fs::read_to_string(path) {
         Ok(t) => serde_json::from_str::<Value>(&t)
             .ok()
@@ -579,7 +425,7 @@ fn read_state(path: &Path) -> Result<BTreeSet<String>, String> {
                 v.get("announced")?
                     .as_array()?
                     .iter()
-                    .map(|p| p.as_str().map(str::to_string))
+                    .map(|p| p.as_str()?.parse::<Prefix>().ok())
                     .collect::<Option<BTreeSet<_>>>()
             })
             .ok_or_else(|| {
@@ -593,7 +439,7 @@ fn read_state(path: &Path) -> Result<BTreeSet<String>, String> {
     }
 }
 
-fn render_state(announced: &BTreeSet<String>) -> String {
+fn render_state(announced: &BTreeSet<Prefix>) -> String {
     serde_json::json!({ "announced": announced }).to_string() + "\n"
 }
 
@@ -679,8 +525,13 @@ mod tests {
         let err =
             BgpActuator::from_params(&bird(json!({"prefixes": ["198.19.255.1/24"]}))).unwrap_err();
         assert!(err.contains("host bits"), "{err}");
-        assert!(Prefix::parse("2001:db8::/32").is_ok());
-        assert!(Prefix::parse("0.0.0.0/0").is_ok());
+        let err =
+            BgpActuator::from_params(&bird(json!({"prefixes": ["198.19.255.0/+24"]}))).unwrap_err();
+        assert!(err.contains("must be a number from 0 to 32"), "{err}");
+        for ok in ["2001:db8::/32", "0.0.0.0/0"] {
+            let a = BgpActuator::from_params(&bird(json!({"prefixes": [ok]}))).unwrap();
+            assert_eq!(a.params().prefixes[0].to_string(), ok);
+        }
     }
 
     #[test]
@@ -716,7 +567,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("routes.conf");
         assert!(read_bird_routes(&f).unwrap().is_empty());
-        let set: BTreeSet<String> = ["198.19.255.0/24".to_string()].into();
+        let set: BTreeSet<Prefix> = ["198.19.255.0/24".parse().unwrap()].into();
         write_atomically(&f, &render_bird_routes(&set)).unwrap();
         assert_eq!(read_bird_routes(&f).unwrap(), set);
         std::fs::write(&f, "route 198.19.0.0/16 via 198.18.0.1;\n").unwrap();

@@ -11,7 +11,7 @@
 //! must then check what they would do and change nothing. Scripts that cannot rehearse should
 //! set `dry_run = "skip"`.
 
-use super::{Actuator, Params, StepContext, StepFuture, StepOutcome, Tail};
+use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome, Tail};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -125,8 +125,8 @@ impl ExecActuator {
 }
 
 impl Actuator for ExecActuator {
-    fn kind(&self) -> &'static str {
-        "exec"
+    fn kind(&self) -> ActuatorKind {
+        ActuatorKind::Exec
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a> {

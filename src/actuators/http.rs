@@ -21,7 +21,7 @@
 //! a renewed bundle is picked up, and also at config-check time when it is readable there.
 //! Client certificates are not supported.
 
-use super::{Actuator, Params, StepContext, StepFuture, StepOutcome, Tail};
+use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome, Tail};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -344,8 +344,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Actuator for HttpActuator {
-    fn kind(&self) -> &'static str {
-        "http"
+    fn kind(&self) -> ActuatorKind {
+        ActuatorKind::Http
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a> {

@@ -13,6 +13,7 @@
 //! controller knows what a rehearsal means for it. A step with `dry_run = "skip"` is not run
 //! at all during a dry run.
 
+pub use crate::core::actuator_kind::{ActuatorKind, UnknownActuatorKind};
 use crate::core::types::SiteId;
 use serde_json::Value;
 use std::future::Future;
@@ -20,6 +21,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub mod bgp;
+mod bgp_params;
 pub mod exec;
 pub mod http;
 pub mod vpn;
@@ -91,38 +93,31 @@ pub type StepFuture<'a> = Pin<Box<dyn Future<Output = StepOutcome> + Send + 'a>>
 
 /// A pluggable step implementation.
 pub trait Actuator: Send + Sync {
-    /// The step kind this actuator implements: "exec", "http", "bgp" or "vpn".
-    fn kind(&self) -> &'static str;
+    /// The step kind this actuator implements.
+    fn kind(&self) -> ActuatorKind;
     /// Runs the step once. Never panics; failures are reported in the outcome.
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a>;
 }
 
-/// The step kinds `build` knows.
-pub const KINDS: &[&str] = &["exec", "http", "bgp", "vpn"];
-
 /// Checks a step's params at config-check time; errors name the key and the fix.
-pub fn validate(kind: &str, params: &Value) -> Result<(), String> {
+pub fn validate(kind: ActuatorKind, params: &Value) -> Result<(), String> {
     build(kind, params).map(|_| ())
 }
 
-/// Builds the actuator for a step (kinds: exec, http, bgp, vpn).
-pub fn build(kind: &str, params: &Value) -> Result<Box<dyn Actuator>, String> {
+/// Builds the actuator for a step.
+pub fn build(kind: ActuatorKind, params: &Value) -> Result<Box<dyn Actuator>, String> {
     if !params.is_object() {
         return Err(format!(
             "step params must be a table, got {}",
             type_name(params)
         ));
     }
-    match kind {
-        "exec" => Ok(Box::new(exec::ExecActuator::from_params(params)?)),
-        "http" => Ok(Box::new(http::HttpActuator::from_params(params)?)),
-        "bgp" => Ok(Box::new(bgp::BgpActuator::from_params(params)?)),
-        "vpn" => Ok(Box::new(vpn::VpnActuator::from_params(params)?)),
-        other => Err(format!(
-            "unknown step kind {other:?}: use one of {}",
-            KINDS.join(", ")
-        )),
-    }
+    Ok(match kind {
+        ActuatorKind::Exec => Box::new(exec::ExecActuator::from_params(params)?),
+        ActuatorKind::Http => Box::new(http::HttpActuator::from_params(params)?),
+        ActuatorKind::Bgp => Box::new(bgp::BgpActuator::from_params(params)?),
+        ActuatorKind::Vpn => Box::new(vpn::VpnActuator::from_params(params)?),
+    })
 }
 
 /// The last `OUTPUT_TAIL_BYTES` of a string, cut on a char boundary.
@@ -299,13 +294,27 @@ mod tests {
 
     #[test]
     fn unknown_kind_lists_the_known_ones() {
-        let err = validate("smoke-signal", &json!({})).unwrap_err();
-        assert!(err.contains("exec, http, bgp, vpn"), "{err}");
+        let err = "smoke-signal".parse::<ActuatorKind>().unwrap_err();
+        assert!(err.to_string().contains("exec, http, bgp, vpn"), "{err}");
+    }
+
+    #[test]
+    fn every_kind_builds_the_actuator_of_that_kind() {
+        let params = [
+            json!({"argv": ["true"]}),
+            json!({"url": "http://127.0.0.1:9/x"}),
+            json!({"action": "withdraw", "prefixes": ["198.19.255.0/24"], "backend": "gobgp"}),
+            json!({"interface": "wg0", "action": "down"}),
+        ];
+        for (kind, params) in ActuatorKind::ALL.into_iter().zip(params) {
+            let built = build(kind, &params).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(built.kind(), kind);
+        }
     }
 
     #[test]
     fn params_that_are_not_a_table_are_rejected() {
-        let err = validate("exec", &json!(["true"])).unwrap_err();
+        let err = validate(ActuatorKind::Exec, &json!(["true"])).unwrap_err();
         assert!(err.contains("must be a table"), "{err}");
     }
 
@@ -327,7 +336,11 @@ mod tests {
 
     #[test]
     fn dry_run_accepts_only_skip_or_run() {
-        let err = validate("exec", &json!({"argv": ["true"], "dry_run": "maybe"})).unwrap_err();
+        let err = validate(
+            ActuatorKind::Exec,
+            &json!({"argv": ["true"], "dry_run": "maybe"}),
+        )
+        .unwrap_err();
         assert!(
             err.contains("`dry_run`") && err.contains("\"skip\""),
             "{err}"

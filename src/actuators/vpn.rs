@@ -18,7 +18,8 @@
 
 use super::exec::{run_process, ProcessRun};
 use super::http::HttpActuator;
-use super::{Actuator, Params, StepContext, StepFuture, StepOutcome};
+use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome};
+use crate::core::net_prefix::InterfaceAddr;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -35,7 +36,7 @@ struct Local {
     interface: String,
     action: VpnAction,
     config: Option<PathBuf>,
-    addresses: Vec<String>,
+    addresses: Vec<InterfaceAddr>,
     netns: Option<String>,
 }
 
@@ -108,15 +109,12 @@ impl VpnActuator {
                  (or controller_url = \"http://...\" to delegate)",
             ));
         }
-        let addresses = p.opt_str_list("addresses")?.unwrap_or_default();
-        for a in &addresses {
-            let ok = a.split_once('/').is_some_and(|(ip, len)| {
-                ip.parse::<std::net::IpAddr>().is_ok() && len.parse::<u8>().is_ok()
-            });
-            if !ok {
-                return Err(p.err("addresses", format!("has {a:?}: write ADDRESS/LENGTH")));
-            }
-        }
+        let addresses = p
+            .opt_str_list("addresses")?
+            .unwrap_or_default()
+            .iter()
+            .map(|a| InterfaceAddr::parse(a).map_err(|e| p.err("addresses", e)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(VpnActuator {
             mode: Mode::Local(Local {
                 interface,
@@ -211,6 +209,7 @@ impl Local {
                     &["setconf", ifname, config_s.as_ref()]
                 );
                 for a in &self.addresses {
+                    let a = a.to_string();
                     step!(
                         format!("ip address replace {a} dev {ifname}"),
                         "ip",
@@ -278,8 +277,8 @@ impl Local {
 }
 
 impl Actuator for VpnActuator {
-    fn kind(&self) -> &'static str {
-        "vpn"
+    fn kind(&self) -> ActuatorKind {
+        ActuatorKind::Vpn
     }
 
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a> {
@@ -381,6 +380,20 @@ fn check_wg_config(path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_read_by_the_prefix_length_rules() {
+        let up = |a: &str| {
+            VpnActuator::from_params(&json!({"interface": "wg0", "action": "up",
+                "config": "/etc/wireguard/wg0.conf", "addresses": [a]}))
+        };
+        assert!(up("198.18.5.1/24").is_ok());
+        assert!(up("2001:db8::1/64").is_ok());
+        for bad in ["198.18.5.1/+24", "198.18.5.1/33", "198.18.5.1", "wg0/24"] {
+            let err = up(bad).unwrap_err();
+            assert!(err.starts_with("vpn step: `addresses` "), "{bad:?}: {err}");
+        }
+    }
 
     #[test]
     fn up_needs_a_config_or_a_controller() {

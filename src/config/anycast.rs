@@ -6,6 +6,7 @@
 
 use super::raw::RawAnycast;
 use super::{list, Site, SiteKind};
+use crate::actuators::bgp::BgpParams;
 use crate::core::anycast::{
     AnnouncementLedger, AnycastPrefix, BgpAction, BgpEffect, Prefix, ANYCAST_RULE,
 };
@@ -137,32 +138,19 @@ fn site_list(
 
 /// The `site` rules of one bgp step whose params passed its actuator: a step that moves a
 /// declared prefix names its site, one of that prefix's `sites`. Returns the step's effect when
-/// it has a site. `label` names the step in messages.
+/// it has a site, taken from the same `BgpParams` the actuator runs with. `label` names the
+/// step in messages.
 pub(super) fn bgp_step_effect(
     label: &str,
-    params: &serde_json::Value,
+    params: &BgpParams,
     site: Option<&SiteId>,
     anycast: &[AnycastPrefix],
     problems: &mut Vec<String>,
 ) -> Option<BgpEffect> {
-    let action = match params.get("action").and_then(|a| a.as_str()) {
-        Some("announce") => BgpAction::Announce,
-        Some("withdraw") => BgpAction::Withdraw,
-        _ => return None,
-    };
-    let mut prefixes: Vec<Prefix> = Vec::new();
-    for p in params
-        .get("prefixes")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-    {
-        if let Some(p) = p.as_str().and_then(|s| Prefix::parse(s).ok()) {
-            prefixes.push(p);
-        }
-    }
+    let action = params.action;
+    let prefixes = &params.prefixes;
     let mut declared: Vec<&AnycastPrefix> = Vec::new();
-    for p in &prefixes {
+    for p in prefixes {
         if let Some(d) = anycast.iter().find(|d| d.prefix == *p) {
             if !declared.iter().any(|x| x.prefix == d.prefix) {
                 declared.push(d);
@@ -218,11 +206,7 @@ pub(super) fn bgp_step_effect(
                     ));
                 }
             }
-            (problems.len() == before).then(|| BgpEffect {
-                action,
-                site: s.clone(),
-                prefixes,
-            })
+            (problems.len() == before).then(|| params.effect(s.clone()))
         }
     }
 }

@@ -7,6 +7,8 @@
 
 use super::raw::RawPipeline;
 use super::{Site, Timing};
+use crate::actuators::bgp::BgpParams;
+use crate::actuators::ActuatorKind;
 use crate::core::anycast::{AnycastPrefix, BgpEffect};
 use crate::core::pipeline::{OnFailure, PipelineSpec, StepSpec};
 use crate::core::types::SiteId;
@@ -279,28 +281,28 @@ impl Builder<'_> {
             }
         }
         let kind = match table.remove("kind") {
-            Some(toml::Value::String(k)) if crate::actuators::KINDS.contains(&k.as_str()) => {
-                Some(k)
-            }
-            Some(toml::Value::String(k)) => {
-                self.problem(format!(
-                    "{label}: unknown step kind {k:?} (kind); use one of {}",
-                    crate::actuators::KINDS.join(", ")
-                ));
-                None
-            }
+            Some(toml::Value::String(k)) => match k.parse::<ActuatorKind>() {
+                Ok(kind) => Some(kind),
+                Err(_) => {
+                    self.problem(format!(
+                        "{label}: unknown step kind {k:?} (kind); use one of {}",
+                        ActuatorKind::allowed()
+                    ));
+                    None
+                }
+            },
             Some(v) => {
                 self.problem(format!(
                     "{label}: kind must be a string, got {}; use one of {}",
                     v.type_str(),
-                    crate::actuators::KINDS.join(", ")
+                    ActuatorKind::allowed()
                 ));
                 None
             }
             None => {
                 self.problem(format!(
                     "{label}: kind is missing; add kind = one of {}",
-                    crate::actuators::KINDS.join(", ")
+                    ActuatorKind::allowed()
                 ));
                 None
             }
@@ -309,11 +311,11 @@ impl Builder<'_> {
         let site_given = table.contains_key("site");
         let site = match table.remove("site") {
             None => None,
-            Some(_) if kind.as_deref().is_some_and(|k| k != "bgp") => {
+            Some(_) if kind.is_some_and(|k| k != ActuatorKind::Bgp) => {
                 self.problem(format!(
                     "{label}: site is read only by bgp steps (the site whose announcement the \
                      step changes); remove it from this {} step",
-                    kind.as_deref().unwrap_or_default()
+                    kind.map_or("", ActuatorKind::as_str)
                 ));
                 None
             }
@@ -425,29 +427,33 @@ impl Builder<'_> {
         };
         let params = Value::Object(table.into_iter().map(|(k, v)| (k, to_json(v))).collect());
         let mut effect = None;
-        if let Some(k) = &kind {
-            match crate::actuators::validate(k, &params) {
-                Err(e) => {
-                    let hint = if e.contains("unknown key") {
-                        format!(" (the step's own keys are {})", COMMON_KEYS.join(", "))
-                    } else {
-                        String::new()
-                    };
-                    self.problem(format!("{label}: {e}{hint}"));
-                }
-                // A `site` refused above is not reported missing as well.
-                Ok(()) if k == "bgp" && (site.is_some() || !site_given) => {
-                    let at = format!("watch on {}: {label}", self.site);
-                    effect = super::anycast::bgp_step_effect(
-                        &at,
-                        &params,
-                        site.as_ref(),
-                        self.anycast,
-                        self.problems,
-                    );
-                }
-                Ok(()) => {}
+        // A bgp step's params are read once, into the value its effect is taken from.
+        let checked = match kind {
+            Some(ActuatorKind::Bgp) => Some(BgpParams::from_params(&params).map(Some)),
+            Some(k) => Some(crate::actuators::validate(k, &params).map(|()| None)),
+            None => None,
+        };
+        match checked {
+            Some(Err(e)) => {
+                let hint = if e.contains("unknown key") {
+                    format!(" (the step's own keys are {})", COMMON_KEYS.join(", "))
+                } else {
+                    String::new()
+                };
+                self.problem(format!("{label}: {e}{hint}"));
             }
+            // A `site` refused above is not reported missing as well.
+            Some(Ok(Some(bgp))) if site.is_some() || !site_given => {
+                let at = format!("watch on {}: {label}", self.site);
+                effect = super::anycast::bgp_step_effect(
+                    &at,
+                    &bgp,
+                    site.as_ref(),
+                    self.anycast,
+                    self.problems,
+                );
+            }
+            Some(Ok(_)) | None => {}
         }
         if self.problems.len() > before {
             return None;

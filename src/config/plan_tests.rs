@@ -1,5 +1,6 @@
 use super::tests::{assert_problem, base_with, problems, syntax, BASE};
 use super::*;
+use crate::actuators::ActuatorKind;
 use crate::core::pipeline::OnFailure;
 
 const WATCH_A: &str = "by = [\"b\", \"c\"]\n";
@@ -73,10 +74,10 @@ fn a_full_plan_is_read_into_the_pipeline_the_isolation_steps_and_the_params() {
     let p = &plan.pipeline;
     assert_eq!(p.prechecks.len(), 1);
     assert_eq!(p.prechecks[0].retries, 1);
-    assert_eq!(p.prechecks[0].actuator, "http");
+    assert_eq!(p.prechecks[0].actuator, ActuatorKind::Http);
     let step = &p.steps[0];
     assert_eq!(step.name, "withdraw-a");
-    assert_eq!(step.actuator, "bgp");
+    assert_eq!(step.actuator, ActuatorKind::Bgp);
     assert_eq!(step.timeout, Duration::from_secs(5));
     assert_eq!(step.retries, 2);
     assert_eq!(step.backoff, Duration::from_millis(500));

@@ -11,114 +11,18 @@
 //! guard: they must withdraw even when no other site is known to announce, so they are not
 //! judged by this rule (the caller does not `check` them; `apply` still records them).
 //!
+//! Prefixes are `net_prefix::Prefix` values, the same ones the bgp actuator announces.
+//!
 //! Pure: no IO, no clock. Whether a site is alive is the caller's answer (`site_alive`).
 
+pub use super::net_prefix::{AddressFamily, Prefix, PrefixError};
 use super::types::SiteId;
-use core::net::IpAddr;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::str::FromStr;
 
 /// The rule `check` enforces, as refusals name it.
 pub const ANYCAST_RULE: &str = "each anycast prefix stays announced by at least one site";
-
-/// An IPv4 or IPv6 network prefix in normal form: the network address (no host bits set) and
-/// the length, written as `IpAddr`'s canonical text ("198.19.255.0/24", "2001:db8::/48"). Two
-/// spellings of one prefix ("2001:DB8:0::/48", "2001:db8::/48") parse to equal values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Prefix {
-    /// Parses "ADDRESS/LENGTH". Refuses a missing or out-of-range length and host bits set
-    /// (the error names the network address to write instead).
-    pub fn parse(s: &str) -> Result<Prefix, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| {
-            format!("{s:?} has no length; write it as ADDRESS/LENGTH, e.g. \"198.19.255.0/24\"")
-        })?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{s:?}: {a:?} is not an IPv4 or IPv6 address"))?;
-        let max = Prefix::max_len(addr);
-        let len = Some(l)
-            .filter(|l| !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|l| l.parse::<u8>().ok())
-            .filter(|&n| n <= max)
-            .ok_or_else(|| format!("{s:?}: the length {l:?} must be a number from 0 to {max}"))?;
-        let network = Prefix::mask(addr, len);
-        if network != addr {
-            return Err(format!(
-                "{s:?} has host bits set; write the network address: \"{network}/{len}\""
-            ));
-        }
-        Ok(Prefix { addr, len })
-    }
-
-    /// The network address.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The prefix length in bits.
-    pub fn length(&self) -> u8 {
-        self.len
-    }
-
-    pub fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-
-    fn max_len(addr: IpAddr) -> u8 {
-        if addr.is_ipv4() {
-            32
-        } else {
-            128
-        }
-    }
-
-    /// `addr` with every bit after the first `len` cleared.
-    fn mask(addr: IpAddr, len: u8) -> IpAddr {
-        match addr {
-            IpAddr::V4(v4) => {
-                let keep = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                IpAddr::V4((u32::from(v4) & keep).into())
-            }
-            IpAddr::V6(v6) => {
-                let keep = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                IpAddr::V6((u128::from(v6) & keep).into())
-            }
-        }
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Prefix, String> {
-        Prefix::parse(s)
-    }
-}
-
-impl Serialize for Prefix {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
-        let s = String::deserialize(d)?;
-        Prefix::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
 
 /// One `[[anycast]]` declaration of the fleet file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +42,15 @@ pub enum BgpAction {
 }
 
 impl BgpAction {
+    /// The action a bgp step's `action` param names ("announce", "withdraw"); `None` for any
+    /// other word.
+    pub fn from_word(word: &str) -> Option<BgpAction> {
+        [BgpAction::Announce, BgpAction::Withdraw]
+            .into_iter()
+            .find(|a| a.as_str() == word)
+    }
+
+    /// The word of the `action` param.
     pub fn as_str(self) -> &'static str {
         match self {
             BgpAction::Announce => "announce",

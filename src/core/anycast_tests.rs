@@ -1,4 +1,5 @@
 use super::*;
+use std::net::IpAddr;
 
 const P: &str = "198.19.255.0/24";
 const Q: &str = "2001:db8:ff::/48";
@@ -125,7 +126,11 @@ fn malformed_prefixes_are_refused_with_the_fix() {
             "\"10.1.0.0/0\" has host bits set; write the network address: \"0.0.0.0/0\"",
         ),
     ] {
-        assert_eq!(Prefix::parse(text), Err(error.to_string()), "{text}");
+        assert_eq!(
+            Prefix::parse(text).map_err(|e| e.to_string()),
+            Err(error.to_string()),
+            "{text}"
+        );
     }
 }
 

@@ -2,8 +2,10 @@
 //! file, or draws from an unseeded RNG: time and randomness are passed in, so the driver, the
 //! simulator and the unit tests all run exactly the same logic.
 
+pub mod actuator_kind;
 pub mod anycast;
 pub mod fence;
+pub mod net_prefix;
 pub mod node;
 pub mod pinger;
 pub mod pipeline;

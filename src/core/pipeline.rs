@@ -9,6 +9,7 @@
 //! Deadlines (step timeouts, backoffs) run on monotonic time (`Now::mono`); the journal and
 //! the reports carry wall time (`Now::wall`), which is only shown and never waited on.
 
+use super::actuator_kind::ActuatorKind;
 use super::types::{Now, SiteId, Time, WallTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -30,8 +31,8 @@ pub enum OnFailure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepSpec {
     pub name: String,
-    /// The actuator kind that carries the step out ("exec", "http", "bgp", ...).
-    pub actuator: String,
+    /// The actuator kind that carries the step out.
+    pub actuator: ActuatorKind,
     /// How long one attempt may run before it counts as failed.
     pub timeout: Duration,
     /// Attempts after the first one. A crash-interrupted attempt does not use one up.
@@ -48,10 +49,10 @@ const MAX_BACKOFF_FACTOR: u32 = 8;
 
 impl StepSpec {
     /// A step with no retries that aborts the run when it fails.
-    pub fn new(name: &str, actuator: &str, timeout: Duration) -> StepSpec {
+    pub fn new(name: &str, actuator: ActuatorKind, timeout: Duration) -> StepSpec {
         StepSpec {
             name: name.to_string(),
-            actuator: actuator.to_string(),
+            actuator,
             timeout,
             retries: 0,
             backoff: Duration::from_secs(1),
@@ -256,7 +257,7 @@ pub enum PipelineAction {
     Start {
         step: StepRef,
         name: String,
-        actuator: String,
+        actuator: ActuatorKind,
         epoch: u64,
         attempt: u32,
         idempotency_key: String,
@@ -618,7 +619,7 @@ impl Pipeline {
         let action = PipelineAction::Start {
             step: r,
             name: spec.name.clone(),
-            actuator: spec.actuator.clone(),
+            actuator: spec.actuator,
             epoch: self.term,
             attempt,
             idempotency_key: idempotency_key(&self.site, self.epoch, r, &spec.name),

@@ -17,7 +17,7 @@ const EPOCH: u64 = 7;
 fn spec_step(name: &str) -> StepSpec {
     StepSpec {
         backoff: ms(100),
-        ..StepSpec::new(name, "exec", ms(1000))
+        ..StepSpec::new(name, ActuatorKind::Exec, ms(1000))
     }
 }
 fn pre(i: usize) -> StepRef {
@@ -85,7 +85,7 @@ fn start_dry(step: StepRef, name: &str, attempt: u32, dry_run: bool) -> Pipeline
     PipelineAction::Start {
         step,
         name: name.into(),
-        actuator: "exec".into(),
+        actuator: ActuatorKind::Exec,
         epoch: EPOCH,
         attempt,
         idempotency_key: idempotency_key(&site(), EPOCH, step, name),

@@ -429,7 +429,7 @@ impl Driver {
                 timeout: s.timeout,
                 params: s.params.clone(),
             };
-            let (ok, detail) = call_actuator(&s.actuator, &ctx).await;
+            let (ok, detail) = call_actuator(s.actuator, &ctx).await;
             let _ = tx.send(s.done(ok, detail));
         });
     }
@@ -503,7 +503,10 @@ impl Driver {
 
 /// One attempt of a step through its actuator: whether it succeeded, and its detail with the
 /// output tail.
-async fn call_actuator(kind: &str, ctx: &crate::actuators::StepContext) -> (bool, String) {
+async fn call_actuator(
+    kind: crate::core::actuator_kind::ActuatorKind,
+    ctx: &crate::actuators::StepContext,
+) -> (bool, String) {
     let outcome = match crate::actuators::build(kind, &ctx.params) {
         Ok(a) => a.run(ctx).await,
         Err(e) => crate::actuators::StepOutcome {

@@ -48,7 +48,7 @@ pub struct StartStep {
     pub term: u64,
     pub step: StepRef,
     pub name: String,
-    pub actuator: String,
+    pub actuator: crate::core::actuator_kind::ActuatorKind,
     pub attempt: u32,
     pub idempotency_key: String,
     pub dry_run: bool,
