@@ -21,7 +21,7 @@ command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
-    apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
   else
     echo "missing packages: ${need_pkgs[*]} (install them or run as root)" >&2
   fi
