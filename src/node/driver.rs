@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 pub(super) mod commands;
 mod observe;
@@ -153,10 +153,15 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
     driver.publish(Instant::now());
     let node = me.id.clone();
-    let task = tokio::spawn(async move {
-        driver.run(mesh_rx, step_rx, stop_rx).await;
-        mesh.shutdown().await;
-    });
+    // Every line the node logs names it, also in a process running a whole fleet.
+    let span = tracing::info_span!("node", node = %me.id);
+    let task = tokio::spawn(
+        async move {
+            driver.run(mesh_rx, step_rx, stop_rx).await;
+            mesh.shutdown().await;
+        }
+        .instrument(span),
+    );
     Ok(NodeHandle {
         node,
         api_addr,
@@ -462,12 +467,14 @@ impl Driver {
             return;
         }
         let Some(new_me) = fleet.node(&me.id).cloned() else {
+            // The core retires the node (it stops voting and acting); the mesh keeps its peers
+            // so that the node can still tell them what it knows.
             let msg = format!(
-                "node {} is not in the changed fleet file; keeping the running fleet",
+                "node {} is not in the changed fleet file; it no longer votes or runs steps",
                 me.id
             );
-            warn!("{msg}");
             self.refuse_reload(msg);
+            self.feed(Input::Reload(Arc::new(fleet)));
             return;
         };
         if new_me.mesh_bind_addr() != me.mesh_bind_addr() || new_me.api != me.api {

@@ -145,6 +145,8 @@ pub struct NodeCore {
     refusals: Refusals,
     /// Set when a promise could not be made durable: this node no longer votes.
     voting_disabled: Option<String>,
+    /// Set when the running fleet file no longer lists this node: it votes and acts no more.
+    retired: Option<String>,
     next_status: Time,
     actions: VecDeque<Action>,
 }
@@ -185,6 +187,7 @@ impl NodeCore {
             operator: operator::OperatorState::new(boot.maintenance),
             refusals: Refusals::default(),
             voting_disabled: None,
+            retired: None,
             next_status: now.mono,
             actions: VecDeque::new(),
             runs: Runs::default(),
@@ -230,8 +233,9 @@ impl NodeCore {
     pub fn refusals(&self) -> &Refusals {
         &self.refusals
     }
+    /// Why this node does not vote, if it does not: a failed durable write, or retirement.
     pub fn voting_disabled(&self) -> Option<&str> {
-        self.voting_disabled.as_deref()
+        self.voting_disabled.as_deref().or(self.retired.as_deref())
     }
     /// The newest maintenance call per site this node knows.
     pub fn maintenance_windows(&self) -> impl Iterator<Item = &MaintenanceWindow> {
@@ -296,9 +300,15 @@ impl NodeCore {
         }
     }
 
-    /// True while this node must not vote: a failed durable write, or its clocks distrusted.
+    /// True while this node must not vote: a failed durable write, retirement, or its clocks
+    /// distrusted.
     fn abstains(&self) -> bool {
-        self.voting_disabled.is_some() || self.tilt.active()
+        self.voting_disabled.is_some() || self.retired.is_some() || self.tilt.active()
+    }
+
+    /// True while this node must not start steps of replicated runs.
+    fn holds_steps(&self) -> bool {
+        self.retired.is_some() || self.tilt.active()
     }
 
     fn on_tick(&mut self, now: Now) {
@@ -515,9 +525,18 @@ impl NodeCore {
     /// electorates, timing, the lease, the self-fence electorate).
     fn reload(&mut self, now: Now, fleet: Arc<Fleet>) {
         let Some(me) = fleet.node(&self.me.id).cloned() else {
-            warn!(node = %self.me.id, "this node is not in the changed fleet file; keeping the running fleet");
+            // Retired by the operator: a node the fleet no longer lists must not go on deciding
+            // with the old electorate, whose other retired members may still form a majority
+            // of it.
+            warn!(node = %self.me.id, "this node is not in the changed fleet file: it stops voting and starting steps");
+            self.retired = Some(format!(
+                "node {} is not in the fleet file any more (version {}): it no longer votes or runs steps",
+                self.me.id,
+                &fleet.hash[..fleet.hash.len().min(12)]
+            ));
             return;
         };
+        self.retired = None;
         let t = now.mono;
         self.pinger
             .set_config(PingerConfig::from_timing(&fleet.timing));
@@ -590,3 +609,6 @@ fn first_round_delay(fleet: &Fleet, me: &NodeId, wall: WallTime) -> Duration {
     let now = wall.as_micros();
     Duration::from_micros((offset + period - now % period) % period)
 }
+
+#[cfg(test)]
+mod tests;

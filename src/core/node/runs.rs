@@ -220,6 +220,10 @@ impl NodeCore {
 
     /// A DOWN verdict led by this node was committed: schedule its pipeline.
     pub(super) fn on_down_verdict_led_here(&mut self, now: Now, site: &SiteId, epoch: u64) {
+        if let Some(why) = &self.retired {
+            warn!(%site, epoch, "failover not scheduled: {why}");
+            return;
+        }
         if let Some(until) = self.operator.maintenance_until(site, now.wall) {
             warn!(%site, epoch, until_unix_ms = until, "failover not scheduled: the site is in maintenance");
             return;
@@ -471,8 +475,9 @@ impl NodeCore {
 
     /// Starts the steps whose start entry a majority of the electorate now holds.
     pub(super) fn release_replicated_steps(&mut self, now: Now) -> bool {
-        if self.tilt.active() {
-            // Held, not dropped: they start once this node trusts its clocks again.
+        if self.holds_steps() {
+            // Held, not dropped: they start once this node trusts its clocks again (a retired
+            // node's runs are taken over by the electorate).
             return false;
         }
         let mut any = false;
@@ -583,7 +588,7 @@ impl NodeCore {
         let Some(w) = self.fleet.watch(&r.site) else {
             return false;
         };
-        if w.plan.is_none() || self.tilt.active() {
+        if w.plan.is_none() || self.holds_steps() {
             return false;
         }
         // A newer run of the site replaced this one.

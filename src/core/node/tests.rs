@@ -1,0 +1,190 @@
+//! The node core driven by hand: exact inputs, exact time, and the actions it answers with.
+
+use super::*;
+use crate::core::types::{Value, Verdict};
+use crate::wire::{OpinionReport, VoteMsg};
+
+/// The fast three-site fleet with a one-step plan and isolation steps on site a, and the
+/// takeover delay `delay_s`.
+fn fleet(extra: &str) -> Arc<Fleet> {
+    let text = crate::demo::THREE_SITES_FAST;
+    let cut = text.find("[[watch]]").expect("the fleet has watches");
+    let head = text[..cut].replacen("[timing]", "[timing]\nstatus_interval_ms = 100", 1);
+    let text = format!(
+        r#"{head}{extra}
+[[watch]]
+site = "a"
+by = ["b", "c"]
+takeover_delay_s = 2
+self_fence_after_s = 0.5
+[[watch.pipeline.step]]
+name = "promote-b"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/true"]
+[[watch.isolation]]
+name = "withdraw-a"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/true"]
+
+[[watch]]
+site = "b"
+by = ["a", "c"]
+"#
+    );
+    Arc::new(Fleet::parse(&text).expect("the test fleet is valid"))
+}
+
+fn at(ms: u64) -> Now {
+    Now::at_micros(ms * 1000)
+}
+
+fn core_of(fleet: &Arc<Fleet>, node: &str) -> NodeCore {
+    NodeCore::new(
+        fleet.clone(),
+        &NodeId::from(node),
+        Boot::default(),
+        at(0),
+        7,
+    )
+    .expect("the node is in the fleet")
+}
+
+fn drain(c: &mut NodeCore) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+/// A status of `from` saying it sees site a as `opinion`.
+fn status(from: &str, opinion: Opinion) -> Input {
+    let mut report = OpinionReport::unknown();
+    report.opinion = opinion;
+    Input::Message {
+        from: NodeId::from(from),
+        msg: Message::Status(PeerStatus {
+            node: NodeId::from(from),
+            fleet_hash: String::new(),
+            opinions: vec![(SiteId::from("a"), report)],
+            verdicts: vec![],
+            maintenance: vec![],
+        }),
+    }
+}
+
+fn steps_started(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartStep(s) => Some(s.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_rebuilds_the_fence_electorate_so_a_replaced_voter_is_no_silent_member() {
+    let old = fleet("");
+    let mut a1 = core_of(&old, "a1");
+    // c2 is replaced by c9; b2 and c1 go quiet (a partition): only b1 and c9 see a up. With the
+    // old electorate (b1, b2, c1, c2) one member heard of four is below the blocking set of two;
+    // with the new one (b1, b2, c1, c9) two are heard.
+    let text = old
+        .source
+        .replace("\"c2\"", "\"c9\"")
+        .replace("127.0.3.2", "127.0.3.9");
+    let new = Arc::new(Fleet::parse(&text).expect("valid"));
+    a1.handle(at(10), Input::Reload(new));
+    let mut t = 10;
+    while t < 3_000 {
+        t += 100;
+        a1.handle(at(t), status("b1", Opinion::Up));
+        a1.handle(at(t), status("c9", Opinion::Up));
+        a1.handle(at(t), Input::Tick);
+    }
+    let iso = a1.isolation().expect("site a fences");
+    assert_eq!(iso.count, 0, "a healthy site fenced itself after a reload");
+    assert_eq!(iso.fence.heard(at(t).mono), 2);
+    assert!(steps_started(&drain(&mut a1)).is_empty());
+}
+
+#[test]
+fn a_node_the_changed_fleet_no_longer_lists_stops_voting() {
+    let old = fleet("");
+    let mut c2 = core_of(&old, "c2");
+    let text = old
+        .source
+        .replace("\"c2\"", "\"c9\"")
+        .replace("127.0.3.2", "127.0.3.9");
+    c2.handle(
+        at(10),
+        Input::Reload(Arc::new(Fleet::parse(&text).expect("valid"))),
+    );
+    assert!(c2
+        .voting_disabled()
+        .is_some_and(|w| w.contains("not in the fleet file")));
+    // A Prepare from a peer gets no answer: nothing of this node's vote leaves it.
+    drain(&mut c2);
+    c2.handle(
+        at(20),
+        Input::Message {
+            from: NodeId::from("b1"),
+            msg: Message::Vote(VoteMsg::Commit {
+                verdict: Verdict {
+                    site: SiteId::from("a"),
+                    slot: 0,
+                    value: Value {
+                        outcome: Outcome::Down,
+                        epoch: 1,
+                        leader: NodeId::from("c2"),
+                    },
+                },
+            }),
+        },
+    );
+    let after = drain(&mut c2);
+    assert!(
+        !after.iter().any(|a| matches!(a, Action::SaveRun(_))),
+        "a retired node leads no run: {after:?}"
+    );
+}
+
+#[test]
+fn a_wall_clock_step_neither_shortens_the_takeover_delay_nor_starts_a_step() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    b1.handle(at(10), status("c1", Opinion::Up));
+    // A DOWN verdict of a that b1 leads, learned from a peer of the electorate.
+    b1.handle(
+        at(100),
+        Input::Message {
+            from: NodeId::from("c1"),
+            msg: Message::Vote(VoteMsg::Commit {
+                verdict: Verdict {
+                    site: SiteId::from("a"),
+                    slot: 0,
+                    value: Value {
+                        outcome: Outcome::Down,
+                        epoch: 1,
+                        leader: NodeId::from("b1"),
+                    },
+                },
+            }),
+        },
+    );
+    assert_eq!(b1.runs().waiting().count(), 1, "scheduled after the delay");
+    drain(&mut b1);
+    // The wall clock leaps an hour ahead; monotonic time moves 50 ms.
+    let leap = Now::new(
+        at(150).mono,
+        at(150).wall + std::time::Duration::from_secs(3600),
+    );
+    b1.handle(leap, Input::Tick);
+    assert!(b1.tilt().active(), "the node distrusts its clocks");
+    assert_eq!(
+        b1.runs().waiting().count(),
+        1,
+        "still waiting out the delay"
+    );
+    assert_eq!(b1.runs().running().count(), 0);
+    assert!(steps_started(&drain(&mut b1)).is_empty());
+}
