@@ -48,6 +48,8 @@ pub struct Boot {
 }
 
 /// Everything that happens to a node, as its driver reports it.
+// An input is moved into `handle` once and never queued: boxing its messages buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Input {
     /// A deadline from `poll_timeout` may have passed.
@@ -122,6 +124,8 @@ pub enum Action {
 }
 
 /// What the driver may count and show.
+// As large as the `Action`s it travels among (which carry whole messages).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Observation {
     /// Every pinger action but `SendProbe`.
