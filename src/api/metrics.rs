@@ -179,6 +179,17 @@ pub fn render(s: &NodeSnapshot) -> String {
         c.persist_errors,
     );
     let peers_up = s.peers.iter().filter(|p| p.reachable).count();
+    let _ = writeln!(
+        out,
+        "# HELP quorate_tilt 1 while this node distrusts its clocks (wall-clock jump or stalled loop) and abstains.\n# TYPE quorate_tilt gauge\nquorate_tilt {}",
+        u8::from(s.tilt.active)
+    );
+    counter(
+        &mut out,
+        "quorate_tilts_total",
+        "Times this node started distrusting its clocks.",
+        s.tilt.tilts,
+    );
     let _ = writeln!(out, "# HELP quorate_peers_reachable Peers heard from recently.\n# TYPE quorate_peers_reachable gauge\nquorate_peers_reachable {peers_up}");
     out
 }
