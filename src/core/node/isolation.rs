@@ -7,7 +7,7 @@
 //! Isolation runs are not journaled: they are idempotent withdrawals a node repeats at every
 //! isolation, keyed by the isolation's start (wall seconds) so an actuator never confuses two.
 
-use super::runs::{StartStep, StepDone, StepPurpose};
+use super::runs::{StepDone, StepPurpose};
 use super::{Action, NodeCore};
 use crate::config::{Fleet, Node};
 use crate::core::fence::{Fence, FenceAction, FenceConfig};
@@ -155,14 +155,7 @@ impl NodeCore {
                 a @ PipelineAction::Start { .. } => {
                     // Isolation steps are this node's own, not the electorate's: they start at
                     // once, even while the node distrusts its clocks (withdrawing is safe).
-                    let name = match &a {
-                        PipelineAction::Start { name, .. } => name.clone(),
-                        _ => unreachable!(),
-                    };
-                    let params = self.step_params(&site, &name);
-                    if let Some(s) =
-                        StartStep::from_action(&site, run, a, params, StepPurpose::Isolation)
-                    {
+                    if let Some(s) = self.start_of(&site, run, a, StepPurpose::Isolation) {
                         self.actions.push_back(Action::StartStep(s));
                     }
                 }

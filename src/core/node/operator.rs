@@ -8,7 +8,7 @@
 //! acceptance, and every run register it holds), so that it orders after everything the node
 //! has seen, for the actuators' fencing and idempotency keys.
 
-use super::runs::{failback_spec, StartStep, StepDone, StepPurpose};
+use super::runs::{failback_spec, StepDone, StepPurpose};
 use super::{Action, NodeCore};
 use crate::config::FailoverPlan;
 use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
@@ -456,13 +456,7 @@ impl NodeCore {
                 match a {
                     PipelineAction::Journal(_) => {}
                     a @ PipelineAction::Start { .. } => {
-                        let name = match &a {
-                            PipelineAction::Start { name, .. } => name.clone(),
-                            _ => unreachable!(),
-                        };
-                        let params = self.step_params(&site, &name);
-                        if let Some(mut s) =
-                            StartStep::from_action(&site, run, a, params, StepPurpose::Drill { id })
+                        if let Some(mut s) = self.start_of(&site, run, a, StepPurpose::Drill { id })
                         {
                             s.idempotency_key = format!("drill/{}", s.idempotency_key);
                             self.actions.push_back(Action::StartStep(s));

@@ -60,7 +60,7 @@ pub struct StartStep {
 
 impl StartStep {
     /// The call a pipeline's `Start` action asks for; None for any other action.
-    pub(super) fn from_action(
+    fn from_action(
         site: &SiteId,
         run: u64,
         a: PipelineAction,
@@ -210,12 +210,28 @@ impl NodeCore {
     }
 
     /// The actuator parameters of step `name` of `site`'s plan.
-    pub(super) fn step_params(&self, site: &SiteId, name: &str) -> serde_json::Value {
+    fn step_params(&self, site: &SiteId, name: &str) -> serde_json::Value {
         self.fleet
             .watch(site)
             .and_then(|w| w.plan.as_ref())
             .and_then(|p| p.params.get(name).cloned())
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
+    /// The actuator call a pipeline's `Start` action asks for, with the step's parameters
+    /// from the plan; None for any other action.
+    pub(super) fn start_of(
+        &self,
+        site: &SiteId,
+        run: u64,
+        a: PipelineAction,
+        purpose: StepPurpose,
+    ) -> Option<StartStep> {
+        let PipelineAction::Start { name, .. } = &a else {
+            return None;
+        };
+        let params = self.step_params(site, name);
+        StartStep::from_action(site, run, a, params, purpose)
     }
 
     /// A DOWN verdict led by this node was committed: schedule its pipeline.
@@ -446,14 +462,7 @@ impl NodeCore {
                         self.replicas.appended(now.mono, entry);
                     }
                     a @ PipelineAction::Start { .. } => {
-                        let name = match &a {
-                            PipelineAction::Start { name, .. } => name.clone(),
-                            _ => unreachable!(),
-                        };
-                        let params = self.step_params(&key.0, &name);
-                        if let Some(s) =
-                            StartStep::from_action(&key.0, key.1, a, params, StepPurpose::Run)
-                        {
+                        if let Some(s) = self.start_of(&key.0, key.1, a, StepPurpose::Run) {
                             self.runs.pending.entry(key.clone()).or_default().push(s);
                         }
                     }
