@@ -4,6 +4,7 @@
 
 pub mod anycast;
 pub mod fence;
+pub mod maintenance;
 pub mod pinger;
 pub mod pipeline;
 pub mod quorum;

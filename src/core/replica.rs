@@ -161,6 +161,12 @@ pub enum ReplicaAction {
         run: u64,
         to: Ballot,
     },
+    /// A message of `from` about a run of `site` was refused and changed nothing.
+    Refused {
+        from: NodeId,
+        site: SiteId,
+        reason: super::trust::Refusal,
+    },
 }
 
 enum Role {
@@ -510,6 +516,10 @@ impl Replicas {
 }
 
 mod messages;
+
+#[cfg(test)]
+#[path = "replica/trust_tests.rs"]
+mod trust_tests;
 
 #[cfg(test)]
 #[path = "replica_tests.rs"]

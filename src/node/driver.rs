@@ -8,8 +8,9 @@ use crate::config::{Fleet, Node, SingleVantage};
 use crate::core::pinger::{Pinger, PingerAction, PingerConfig};
 use crate::core::quorum::Electorate;
 use crate::core::replica::{ReplicaConfig, Replicas};
+use crate::core::trust::{Refusal, Refusals};
 use crate::core::types::{NodeId, Opinion, Outcome, SiteId, Time};
-use crate::core::voter::{RoundRecord, Voter, VoterAction, VoterConfig};
+use crate::core::voter::{fleet_electorates, RoundRecord, Voter, VoterAction, VoterConfig};
 use crate::net::{Mesh, MeshConfig, MeshEvent};
 use crate::store::{SqliteStore, Storage, StoredVerdict};
 use crate::wire::{Message, OpinionReport, PeerStatus};
@@ -80,7 +81,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         Time::ZERO + first_round_delay(&spec.fleet, &me.id),
         seed,
     );
-    let voter = Voter::new(
+    let mut voter = Voter::new(
         VoterConfig::from_timing(&spec.fleet.timing),
         me.id.clone(),
         electorates_of(&spec.fleet, &me),
@@ -88,12 +89,17 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         known,
         seed ^ 0x5eed,
     );
+    voter.set_electorates(fleet_electorates(&spec.fleet));
 
     let (snap_tx, snap_rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut ops = commands::Operator::new();
-    for w in store.maintenance()? {
+    let now_ms = unix_ms();
+    for w in store.maintenance()?.into_iter().filter(|w| {
+        // A window planted before the bounds were checked is forgotten.
+        crate::core::maintenance::within_bounds(now_ms, w).is_ok()
+    }) {
         ops.maintenance.insert(w.site.clone(), w);
     }
     let api_addr = if spec.serve_api {
@@ -174,6 +180,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         step_tx,
         ops,
         isolation,
+        refusals: Refusals::default(),
     };
     driver.resume_unfinished_runs(now);
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
@@ -299,6 +306,8 @@ struct Driver {
     step_tx: mpsc::UnboundedSender<failover::StepDone>,
     ops: commands::Operator,
     isolation: Option<isolation::Isolation>,
+    /// Messages refused by the cores, by reason; each peer logged at most once a minute.
+    refusals: Refusals,
 }
 
 impl Driver {
@@ -434,7 +443,7 @@ impl Driver {
     fn on_status(&mut self, now: Instant, from: NodeId, status: PeerStatus) {
         let t = self.time(now);
         for v in status.verdicts {
-            self.voter.learn(t, v, false);
+            self.voter.learn_from(t, &from, v);
         }
         self.learn_maintenance(&from, status.maintenance);
         let peer = self.peers.entry(from.clone()).or_insert(PeerState {
@@ -591,6 +600,7 @@ impl Driver {
                 }
             }
             VoterAction::Send { to, msg } => self.mesh.send(&to, &Message::Vote(msg)),
+            VoterAction::Refused { from, site, reason } => self.refused(now, &from, &site, reason),
             VoterAction::Broadcast { msg } => {
                 let msg = Message::Vote(msg);
                 for n in &self.spec.fleet.nodes {
@@ -759,12 +769,26 @@ impl Driver {
         self.voter
             .set_config(VoterConfig::from_timing(&fleet.timing));
         self.voter.set_sites(electorates_of(&fleet, &me));
+        self.voter.set_electorates(fleet_electorates(&fleet));
         self.mesh.set_peers(peers_of(&fleet, &me.id));
         info!(old = %short(&self.spec.fleet.hash), new = %short(&fleet.hash), "fleet file reloaded");
         self.me.roles = me.roles;
         self.spec.fleet = fleet;
         self.fleet_error = None;
         self.counters.fleet_reloads += 1;
+        self.dirty = true;
+    }
+
+    /// Counts a refused message for `/metrics`; logs it when this peer was quiet for a minute.
+    fn refused(&mut self, now: Instant, from: &NodeId, site: &SiteId, reason: Refusal) {
+        if self.refusals.record(self.time(now), from, reason) {
+            warn!(peer = %from, %site, reason = reason.as_str(), "message refused: the sender may not originate it (logged once a minute per peer)");
+        }
+        self.counters.refused = self
+            .refusals
+            .counts()
+            .map(|(r, n)| (r.as_str(), n))
+            .collect();
         self.dirty = true;
     }
 

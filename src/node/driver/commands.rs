@@ -12,6 +12,7 @@
 use super::failover::wall_now;
 use super::*;
 use crate::actuators::StepContext;
+use crate::core::maintenance;
 use crate::core::pipeline::{
     Pipeline, PipelineAction, PipelineSpec, RunOutcome, RunReport, StepReport, StepSpec,
 };
@@ -276,6 +277,9 @@ impl Driver {
         if until_unix_ms <= unix_ms() {
             return Err(err(400, "the maintenance end is in the past"));
         }
+        if until_unix_ms > unix_ms().saturating_add(maintenance::MAX_HORIZON_MS) {
+            return Err(err(400, maintenance::MaintenanceError::TooLong.to_string()));
+        }
         self.record_maintenance(site, until_unix_ms)?;
         let until = rfc3339(until_unix_ms);
         warn!(%site, until = %until, "maintenance: no automatic failover of this site starts in the fleet");
@@ -308,7 +312,15 @@ impl Driver {
         let w = MaintenanceWindow {
             site: site.clone(),
             until_unix_ms,
-            set_at_unix_ms: unix_ms().max(newest + 1),
+            set_at_unix_ms: unix_ms().max(newest.checked_add(1).ok_or_else(|| {
+                err(
+                    409,
+                    format!(
+                        "{}",
+                        maintenance::MaintenanceError::NoLaterStamp { site: site.clone() }
+                    ),
+                )
+            })?),
         };
         self.store.save_maintenance(&w).map_err(|e| {
             err(
@@ -327,13 +339,14 @@ impl Driver {
             if self.fleet().watch(&w.site).is_none() {
                 continue;
             }
-            let known = self
-                .ops
-                .maintenance
-                .get(&w.site)
-                .map_or(0, |k| k.set_at_unix_ms);
-            if w.set_at_unix_ms <= known {
-                continue;
+            let e = self.electorate(&w.site);
+            match maintenance::admit(unix_ms(), from, &w, self.ops.maintenance.get(&w.site), &e) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(reason) => {
+                    self.refused(Instant::now(), from, &w.site, reason);
+                    continue;
+                }
             }
             match self.store.save_maintenance(&w) {
                 Ok(_) => {

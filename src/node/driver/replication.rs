@@ -162,6 +162,9 @@ impl Driver {
                         self.take_over_run(now, site, run, trigger, term, journal, start_at);
                     }
                 }
+                ReplicaAction::Refused { from, site, reason } => {
+                    self.refused(now, &from, &site, reason)
+                }
                 ReplicaAction::Yield { site, run, to } => {
                     warn!(%site, run, new_leader = %to.proposer, term = to.epoch,
                           "another voter leads this failover run now; this node stops running it");
