@@ -559,3 +559,7 @@ pub use guard::fleet_electorates;
 #[cfg(test)]
 #[path = "voter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "voter/guard_tests.rs"]
+mod guard_tests;
