@@ -208,6 +208,7 @@ impl Driver {
         trigger: RunTrigger,
         forced: bool,
     ) -> CommandReply {
+        self.entitled(site)?;
         self.check_idle(site)?;
         let epoch = self.fresh_epoch(site)?;
         let key = (site.clone(), epoch);
@@ -274,6 +275,7 @@ impl Driver {
         if self.fleet().watch(site).is_none() {
             return Err(err(404, format!("no watched site {site:?} in this fleet")));
         }
+        self.entitled(site)?;
         if until_unix_ms <= unix_ms() {
             return Err(err(400, "the maintenance end is in the past"));
         }
@@ -290,11 +292,31 @@ impl Driver {
         if self.fleet().watch(site).is_none() {
             return Err(err(404, format!("no watched site {site:?} in this fleet")));
         }
+        self.entitled(site)?;
         if self.maintenance_until(site).is_some() {
             info!(%site, "maintenance ended");
         }
         self.record_maintenance(site, 0)?;
         Ok(json!({ "site": site, "maintenance_until": null }))
+    }
+
+    /// Operator calls about a site are accepted only by a voter of its electorate: only its
+    /// members take part in the site's runs and may originate its maintenance windows
+    /// (docs/trust.md), so the call could never take effect anywhere else.
+    fn entitled(&self, site: &SiteId) -> Result<(), (u16, String)> {
+        let members = self.fleet().electorate(site);
+        if members.contains(&self.me.id) {
+            return Ok(());
+        }
+        let names: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
+        Err(err(
+            403,
+            format!(
+                "node {} is not a voter of site {site}'s electorate; call one of its members: {}",
+                self.me.id,
+                names.join(", ")
+            ),
+        ))
     }
 
     /// A new maintenance call of this node: newer than every call it knows, stored before
