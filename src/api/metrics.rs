@@ -1,5 +1,6 @@
 //! Prometheus text exposition of a node snapshot.
 
+use crate::core::trust::Refusal;
 use crate::node::snapshot::{Histogram, NodeSnapshot};
 use std::fmt::Write;
 
@@ -178,6 +179,15 @@ pub fn render(s: &NodeSnapshot) -> String {
         "Durable writes that failed.",
         c.persist_errors,
     );
+    let _ = writeln!(
+        out,
+        "# HELP quorate_refused_messages_total Messages refused because the sender may not originate them or a number is out of bounds, by reason.\n# TYPE quorate_refused_messages_total counter"
+    );
+    for reason in Refusal::ALL {
+        let r = reason.as_str();
+        let v = c.refused.get(r).copied().unwrap_or(0);
+        let _ = writeln!(out, "quorate_refused_messages_total{{reason=\"{r}\"}} {v}");
+    }
     let peers_up = s.peers.iter().filter(|p| p.reachable).count();
     let _ = writeln!(
         out,
@@ -192,4 +202,25 @@ pub fn render(s: &NodeSnapshot) -> String {
     );
     let _ = writeln!(out, "# HELP quorate_peers_reachable Peers heard from recently.\n# TYPE quorate_peers_reachable gauge\nquorate_peers_reachable {peers_up}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_reason_has_a_line_zero_included() {
+        let mut s = NodeSnapshot::default();
+        s.counters.refused.insert("not_in_electorate", 3);
+        let text = render(&s);
+        assert!(text.contains("quorate_refused_messages_total{reason=\"not_in_electorate\"} 3"));
+        for r in Refusal::ALL {
+            let line = format!(
+                "quorate_refused_messages_total{{reason=\"{}\"}} ",
+                r.as_str()
+            );
+            assert!(text.contains(&line), "{line}");
+        }
+        assert!(text.contains("quorate_refused_messages_total{reason=\"too_large\"} 0"));
+    }
 }

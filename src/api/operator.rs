@@ -4,6 +4,7 @@
 //! sent to the node's driver loop as a `Command` and answered with its reply.
 
 use super::{error, AppState};
+use crate::core::maintenance::MaintenanceError;
 use crate::core::types::SiteId;
 use crate::node::snapshot::{rfc3339, run_state, FailoverStepView};
 use crate::node::{Command, CommandKind, CommandOk, OperatorError};
@@ -272,7 +273,12 @@ fn status_of(e: &OperatorError) -> StatusCode {
         | OperatorError::DrillInProgress(_)
         | OperatorError::NotUpYet { .. }
         | OperatorError::NoVerdictYet(_) => StatusCode::CONFLICT,
-        OperatorError::EndInThePast | OperatorError::EndTooFar { .. } => StatusCode::BAD_REQUEST,
+        OperatorError::NotEntitled { .. } => StatusCode::FORBIDDEN,
+        OperatorError::Maintenance(MaintenanceError::NotOperatorNode { .. }) => {
+            StatusCode::FORBIDDEN
+        }
+        OperatorError::Maintenance(MaintenanceError::NoLaterStamp { .. }) => StatusCode::CONFLICT,
+        OperatorError::Maintenance(_) => StatusCode::BAD_REQUEST,
         OperatorError::EpochsExhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
         OperatorError::Tilted(_) => StatusCode::SERVICE_UNAVAILABLE,
         OperatorError::DrillTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -163,6 +163,12 @@ pub enum ReplicaAction {
         run: u64,
         to: Ballot,
     },
+    /// A message of `from` about a run of `site` was refused and changed nothing.
+    Refused {
+        from: NodeId,
+        site: SiteId,
+        reason: super::trust::Refusal,
+    },
 }
 
 enum Role {
@@ -517,6 +523,10 @@ impl Replicas {
 }
 
 mod messages;
+
+#[cfg(test)]
+#[path = "replica/trust_tests.rs"]
+mod trust_tests;
 
 #[cfg(test)]
 #[path = "replica_tests.rs"]

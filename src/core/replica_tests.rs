@@ -100,6 +100,9 @@ impl Cluster {
                             self.leads.push((n.clone(), term, journal))
                         }
                         ReplicaAction::Yield { to, .. } => self.yields.push((n.clone(), to)),
+                        ReplicaAction::Refused { from, reason, .. } => {
+                            panic!("{n} refused {from}: {reason:?}")
+                        }
                     }
                 }
             }
@@ -457,6 +460,9 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
                             }
                             let delay = Duration::from_millis(rng.random_range(1..40));
                             net.push((now + delay, i.clone(), to, msg));
+                        }
+                        ReplicaAction::Refused { from, reason, .. } => {
+                            panic!("seed {seed}: {i} refused {from}: {reason:?}")
                         }
                         ReplicaAction::Lead { term, journal, .. } => {
                             if let Some(other) = winners.insert(term, i.clone()) {

@@ -10,6 +10,7 @@
 //! never sends, and never writes: it emits actions.
 
 use super::quorum::{Count, Electorate, Standing};
+use super::trust::Refusal;
 use super::types::{
     Accepted, Ballot, Durable, NodeId, Opinion, Outcome, SiteId, Time, Value, Verdict,
 };
@@ -131,6 +132,13 @@ pub enum VoterAction {
         verdict: Verdict,
         by_me: bool,
     },
+    /// A message from `from` about `site` was refused and changed nothing: its sender may not
+    /// originate what it says, or a number in it is out of bounds.
+    Refused {
+        from: NodeId,
+        site: SiteId,
+        reason: Refusal,
+    },
 }
 
 struct Poll {
@@ -195,6 +203,12 @@ pub struct Voter {
     durable_all: BTreeMap<SiteId, Durable>,
     /// Newest verdict known per site, for every site (voter or not).
     known: BTreeMap<SiteId, Verdict>,
+    /// The electorate of every site of the fleet, judged here or not: verdicts are checked
+    /// against it.
+    fleet: BTreeMap<SiteId, Electorate>,
+    /// Per site, the verdict each member last reported more than one slot ahead: learned
+    /// once a majority reports the same one.
+    ahead: BTreeMap<SiteId, BTreeMap<NodeId, Verdict>>,
     /// When each site's DOWN verdict was learned, for hold-down.
     down_learned_at: BTreeMap<SiteId, Time>,
     next_round_id: u64,
@@ -222,6 +236,8 @@ impl Voter {
             sites: BTreeMap::new(),
             durable_all: durable,
             known: BTreeMap::new(),
+            fleet: BTreeMap::new(),
+            ahead: BTreeMap::new(),
             down_learned_at: BTreeMap::new(),
             next_round_id: 1,
             rng: StdRng::seed_from_u64(seed),
@@ -397,7 +413,7 @@ impl Voter {
         }
     }
 
-    /// A vote message from `from`.
+    /// A vote message from `from`; one its sender may not send is refused whole.
     pub fn handle_message(
         &mut self,
         now: Time,
@@ -405,6 +421,11 @@ impl Voter {
         msg: VoteMsg,
         ops: &impl OpinionSource,
     ) {
+        if let Err(reason) = self.authorize(from, &msg) {
+            let site = guard::site_of(&msg).clone();
+            self.refuse(from, &site, reason);
+            return;
+        }
         match msg {
             VoteMsg::Prepare {
                 site,
@@ -415,7 +436,7 @@ impl Voter {
                 last,
             } => {
                 if let Some(v) = last {
-                    self.learn(now, v, false);
+                    self.learn_from(now, from, v);
                 }
                 self.on_prepare(now, from, site, slot, ballot, round, wait_ms, ops);
             }
@@ -431,7 +452,7 @@ impl Voter {
                 decided,
             } => {
                 if let Some(v) = decided {
-                    self.learn(now, v, false);
+                    self.learn_from(now, from, v);
                 }
                 self.on_promise(
                     now, from, &site, slot, round, &ballot, ok, promised, accepted, opinion,
@@ -452,11 +473,11 @@ impl Voter {
                 decided,
             } => {
                 if let Some(v) = decided {
-                    self.learn(now, v, false);
+                    self.learn_from(now, from, v);
                 }
                 self.on_accept_reply(now, from, &site, slot, &ballot, ok, promised);
             }
-            VoteMsg::Commit { verdict } => self.learn(now, verdict, false),
+            VoteMsg::Commit { verdict } => self.learn_from(now, from, verdict),
         }
         let sites: Vec<SiteId> = self.sites.keys().cloned().collect();
         for s in sites {
@@ -466,7 +487,8 @@ impl Voter {
         }
     }
 
-    /// A verdict learned from a peer's status or a commit message.
+    /// A verdict this node committed itself, or read back from its store: learned without
+    /// question. Whatever a peer reports goes through `learn_from`.
     pub fn learn(&mut self, now: Time, verdict: Verdict, by_me: bool) {
         let newer = self
             .known
@@ -476,6 +498,9 @@ impl Voter {
             return;
         }
         let site = verdict.site.clone();
+        if let Some(claims) = self.ahead.get_mut(&site) {
+            claims.retain(|_, v| v.slot > verdict.slot);
+        }
         if verdict.outcome() == Outcome::Down {
             self.down_learned_at.insert(site.clone(), now);
         }
@@ -526,8 +551,15 @@ impl Outcome {
 }
 
 mod acceptor;
+mod guard;
 mod proposer;
+
+pub use guard::fleet_electorates;
 
 #[cfg(test)]
 #[path = "voter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "voter/guard_tests.rs"]
+mod guard_tests;

@@ -116,7 +116,7 @@ impl World {
                     self.committed.push((who.clone(), verdict))
                 }
                 VoterAction::RoundEnded(r) => self.rounds.push((who.clone(), r)),
-                VoterAction::RoundStarted { .. } => {}
+                VoterAction::RoundStarted { .. } | VoterAction::Refused { .. } => {}
             }
         }
     }

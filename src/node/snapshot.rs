@@ -219,6 +219,8 @@ pub struct Counters {
     pub fleet_reloads: u64,
     pub fleet_reload_errors: u64,
     pub persist_errors: u64,
+    /// Messages refused because the sender may not originate them, by `Refusal::as_str`.
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 /// A Prometheus histogram with fixed buckets, in seconds.
@@ -257,8 +259,28 @@ impl Histogram {
     }
 }
 
-/// Formats a Unix time in milliseconds as RFC 3339 UTC.
+/// The last millisecond RFC 3339 can spell (9999-12-31T23:59:59.999Z).
+const RFC3339_MAX_MS: i64 = 253_402_300_799_999;
+
+/// Formats a Unix time in milliseconds as RFC 3339 UTC. Never panics: a time before 1970 shows
+/// as the epoch and one after year 9999 as the last millisecond of 9999, since a peer's number
+/// must not be able to stop the node that shows it.
 pub fn rfc3339(unix_ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms.max(0) as u64);
+    let ms = unix_ms.clamp(0, RFC3339_MAX_MS) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_spells_out_of_range_times_instead_of_panicking() {
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
 }

@@ -369,6 +369,7 @@ impl World {
                     )
                 });
             }
+            VoterAction::Refused { .. } => {}
             VoterAction::Committed { verdict, by_me } => {
                 self.log(|| {
                     format!(

@@ -27,9 +27,9 @@ use super::pinger::{Pinger, PingerAction, PingerConfig};
 use super::pipeline::JournalEntry;
 use super::quorum::Electorate;
 use super::replica::{ReplicaConfig, Replicas, RunRecord};
-use super::trust::Refusals;
+use super::trust::{Refusal, Refusals};
 use super::types::{Durable, NodeId, Now, Opinion, Outcome, SiteId, Time, Verdict, WallTime};
-use super::voter::{Voter, VoterAction, VoterConfig};
+use super::voter::{fleet_electorates, Voter, VoterAction, VoterConfig};
 use crate::config::{Fleet, Node};
 use crate::wire::{MaintenanceWindow, Message, PeerStatus};
 use std::collections::{BTreeMap, VecDeque};
@@ -172,7 +172,7 @@ impl NodeCore {
             now.mono + first_round_delay(&fleet, me, now.wall),
             seed,
         );
-        let voter = Voter::new(
+        let mut voter = Voter::new(
             VoterConfig::from_timing(&fleet.timing),
             me.clone(),
             electorates_of(&fleet, &node),
@@ -180,6 +180,8 @@ impl NodeCore {
             boot.verdicts,
             seed ^ 0x5eed,
         );
+        // Verdicts of every watched site are learned only from its electorate.
+        voter.set_electorates(fleet_electorates(&fleet));
         let replicas = Replicas::new(
             me.clone(),
             ReplicaConfig::from_status_interval(fleet.timing.status_interval),
@@ -188,7 +190,7 @@ impl NodeCore {
         let mut core = NodeCore {
             tilt: Tilt::new(now, fleet.timing.probe_budget()),
             peers: peers::Peers::default(),
-            operator: operator::OperatorState::new(boot.maintenance),
+            operator: operator::OperatorState::new(me, boot.maintenance, now),
             refusals: Refusals::default(),
             voting_disabled: None,
             retired: None,
@@ -243,7 +245,7 @@ impl NodeCore {
     }
     /// The newest maintenance call per site this node knows.
     pub fn maintenance_windows(&self) -> impl Iterator<Item = &MaintenanceWindow> {
-        self.operator.maintenance.values()
+        self.operator.maintenance.windows()
     }
 
     /// When the maintenance of `site` ends (Unix ms), while it lasts at `wall`.
@@ -374,7 +376,7 @@ impl NodeCore {
             }
         }
         for v in status.verdicts {
-            self.voter.learn(now.mono, v, false);
+            self.voter.learn_from(now.mono, &from, v);
         }
         self.learn_maintenance(now, &from, status.maintenance);
         self.peers.heard(
@@ -398,7 +400,7 @@ impl NodeCore {
                 .collect(),
             // The newest verdict per site: bounded by the number of sites.
             verdicts: self.voter.verdicts().cloned().collect(),
-            maintenance: self.operator.maintenance.values().cloned().collect(),
+            maintenance: self.operator.maintenance.windows().cloned().collect(),
         };
         self.actions.push_back(Action::Broadcast {
             msg: Message::Status(status),
@@ -480,7 +482,17 @@ impl NodeCore {
                     self.on_down_verdict_led_here(now, &site, epoch);
                 }
             }
+            VoterAction::Refused { from, site, reason } => self.refused(now, &from, &site, reason),
             other => self.observe(Observation::Voter(other)),
+        }
+    }
+
+    /// Counts a message refused because its sender may not originate it; logs it when this
+    /// peer was quiet for a minute.
+    pub(super) fn refused(&mut self, now: Now, from: &NodeId, site: &SiteId, reason: Refusal) {
+        if self.refusals.record(now.mono, from, reason) {
+            warn!(peer = %from, %site, reason = reason.as_str(),
+                  "message refused: the sender may not originate it (logged once a minute per peer)");
         }
     }
 
@@ -548,6 +560,7 @@ impl NodeCore {
         self.voter
             .set_config(VoterConfig::from_timing(&fleet.timing));
         self.voter.set_sites(electorates_of(&fleet, &me));
+        self.voter.set_electorates(fleet_electorates(&fleet));
         self.replicas
             .set_config(ReplicaConfig::from_status_interval(
                 fleet.timing.status_interval,

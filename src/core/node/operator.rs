@@ -11,10 +11,11 @@
 use super::runs::{failback_spec, StepDone, StepPurpose};
 use super::{Action, NodeCore};
 use crate::config::FailoverPlan;
+use crate::core::maintenance::{Learned, Maintenance, MaintenanceError};
 use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
 use crate::core::replica::RunTrigger;
 use crate::core::trust::MAX_EPOCH;
-use crate::core::types::{NodeId, Now, Outcome, SiteId, Time};
+use crate::core::types::{NodeId, Now, Outcome, SiteId, Time, WallTime};
 use crate::wire::MaintenanceWindow;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,12 +92,14 @@ pub enum OperatorError {
     },
     #[error("no verdict of site {0} is known yet; fail back once it is up")]
     NoVerdictYet(SiteId),
-    #[error("the maintenance end is in the past")]
-    EndInThePast,
-    #[error(
-        "the maintenance end is more than {max_days} days ahead; set a nearer end and renew it"
-    )]
-    EndTooFar { max_days: u64 },
+    #[error("node {node} is not a voter of site {site}'s electorate; call one of its members: {members}")]
+    NotEntitled {
+        node: NodeId,
+        site: SiteId,
+        members: String,
+    },
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
     #[error("no epoch is left for site {0}: every epoch up to the highest allowed is used")]
     EpochsExhausted(SiteId),
     #[error(
@@ -110,9 +113,6 @@ pub enum OperatorError {
 /// The reply to a command.
 pub type CommandReply = Result<CommandOk, OperatorError>;
 
-/// The longest maintenance window an operator may set in one call.
-pub const MAX_MAINTENANCE: Duration = Duration::from_secs(90 * 24 * 3600);
-
 /// A dry run in progress, answered when it ends or at its bound.
 pub struct Drill {
     pub site: SiteId,
@@ -122,31 +122,28 @@ pub struct Drill {
 }
 
 /// Operator state: maintenance calls and drills.
-#[derive(Default)]
 pub struct OperatorState {
     /// The newest maintenance call per site (stored, and passed on in status messages).
-    pub maintenance: BTreeMap<SiteId, MaintenanceWindow>,
+    pub maintenance: Maintenance,
     drills: BTreeMap<u64, Drill>,
 }
 
 impl OperatorState {
-    pub fn new(windows: Vec<MaintenanceWindow>) -> OperatorState {
+    pub fn new(me: &NodeId, windows: Vec<MaintenanceWindow>, now: Now) -> OperatorState {
+        let mut maintenance = Maintenance::new(me.clone());
+        for w in maintenance.load(now.wall.as_millis(), windows) {
+            warn!(site = %w.site, until_unix_ms = w.until_unix_ms, set_at_unix_ms = w.set_at_unix_ms,
+                  "a stored maintenance window outside the allowed skew and horizon is forgotten");
+        }
         OperatorState {
-            maintenance: windows.into_iter().map(|w| (w.site.clone(), w)).collect(),
+            maintenance,
             drills: BTreeMap::new(),
         }
     }
 
     /// When the maintenance of `site` ends (Unix ms), while it lasts.
-    pub fn maintenance_until(
-        &self,
-        site: &SiteId,
-        wall: crate::core::types::WallTime,
-    ) -> Option<i64> {
-        self.maintenance
-            .get(site)
-            .filter(|w| w.until_unix_ms > wall.as_millis())
-            .map(|w| w.until_unix_ms)
+    pub fn maintenance_until(&self, site: &SiteId, wall: WallTime) -> Option<i64> {
+        self.maintenance.active(site, wall.as_millis())
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
@@ -190,6 +187,22 @@ impl NodeCore {
         w.plan
             .clone()
             .ok_or_else(|| OperatorError::NoPlan(site.clone()))
+    }
+
+    /// Operator calls about a site are accepted only by a voter of its electorate: only its
+    /// members take part in the site's runs and may originate its maintenance windows
+    /// (docs/trust.md), so the call could take effect nowhere else.
+    fn entitled(&self, site: &SiteId) -> Result<(), OperatorError> {
+        let members = self.fleet.electorate(site);
+        if members.contains(&self.me.id) {
+            return Ok(());
+        }
+        let names: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
+        Err(OperatorError::NotEntitled {
+            node: self.me.id.clone(),
+            site: site.clone(),
+            members: names.join(", "),
+        })
     }
 
     /// Refused while a run or drill of `site` is waiting or running on this node.
@@ -242,6 +255,7 @@ impl NodeCore {
         trigger: RunTrigger,
         forced: bool,
     ) -> Result<u64, OperatorError> {
+        self.entitled(site)?;
         self.check_idle(site)?;
         if let Some(why) = self.tilt.reason() {
             return Err(OperatorError::Tilted(why.to_string()));
@@ -307,16 +321,15 @@ impl NodeCore {
         if self.fleet.watch(site).is_none() {
             return Err(OperatorError::UnknownSite(site.clone()));
         }
-        let now_ms = now.wall.as_millis();
-        if until_unix_ms <= now_ms {
-            return Err(OperatorError::EndInThePast);
-        }
-        if until_unix_ms.saturating_sub(now_ms) > MAX_MAINTENANCE.as_millis() as i64 {
-            return Err(OperatorError::EndTooFar {
-                max_days: MAX_MAINTENANCE.as_secs() / 86_400,
-            });
-        }
-        self.record_maintenance(now, site, until_unix_ms);
+        self.entitled(site)?;
+        let e = self.electorate(site);
+        let w = self.operator.maintenance.set_by_operator(
+            now.wall.as_millis(),
+            site,
+            until_unix_ms,
+            &e,
+        )?;
+        self.store_maintenance(w);
         warn!(%site, until_unix_ms, "maintenance: no automatic failover of this site starts in the fleet");
         Ok(CommandOk::Maintenance {
             site: site.clone(),
@@ -328,34 +341,31 @@ impl NodeCore {
         if self.fleet.watch(site).is_none() {
             return Err(OperatorError::UnknownSite(site.clone()));
         }
+        self.entitled(site)?;
         if self.operator.maintenance_until(site, now.wall).is_some() {
             info!(%site, "maintenance ended");
         }
-        self.record_maintenance(now, site, 0);
+        let e = self.electorate(site);
+        let w = self
+            .operator
+            .maintenance
+            .end_by_operator(now.wall.as_millis(), site, &e)?;
+        self.store_maintenance(w);
         Ok(CommandOk::Maintenance {
             site: site.clone(),
             until_unix_ms: None,
         })
     }
 
-    /// A new maintenance call of this node: newer than every call it knows, stored before it
-    /// is answered, and passed on in the next status messages.
-    fn record_maintenance(&mut self, now: Now, site: &SiteId, until_unix_ms: i64) {
-        let newest = self
-            .operator
-            .maintenance
-            .get(site)
-            .map_or(0, |w| w.set_at_unix_ms);
-        let w = MaintenanceWindow {
-            site: site.clone(),
-            until_unix_ms,
-            set_at_unix_ms: now.wall.as_millis().max(newest.saturating_add(1)),
-        };
+    /// A maintenance call goes to the disk before anything after it (the command's answer,
+    /// the next status message), then takes effect.
+    fn store_maintenance(&mut self, w: MaintenanceWindow) {
         self.actions.push_back(Action::SaveMaintenance(w.clone()));
-        self.operator.maintenance.insert(site.clone(), w);
+        self.operator.maintenance.stored(w);
     }
 
-    /// A peer's maintenance calls: a newer one than this node knows replaces it.
+    /// A peer's maintenance calls: a newer one than this node knows replaces it, when the
+    /// peer may originate it (a voter of the site's electorate, within skew and horizon).
     pub(super) fn learn_maintenance(
         &mut self,
         now: Now,
@@ -366,22 +376,27 @@ impl NodeCore {
             if self.fleet.watch(&w.site).is_none() {
                 continue;
             }
-            let known = self
+            let e = self.electorate(&w.site);
+            let site = w.site.clone();
+            match self
                 .operator
                 .maintenance
-                .get(&w.site)
-                .map_or(0, |k| k.set_at_unix_ms);
-            if w.set_at_unix_ms <= known {
-                continue;
+                .learn(now.wall.as_millis(), from, w.clone(), &e)
+            {
+                Ok(Learned::Stale) => continue,
+                Ok(Learned::Set { until_unix_ms }) => {
+                    warn!(%site, until_unix_ms, peer = %from,
+                          "maintenance set elsewhere in the fleet: no automatic failover of this site starts");
+                }
+                Ok(Learned::Ended) => {
+                    info!(%site, peer = %from, "maintenance ended elsewhere in the fleet");
+                }
+                Err(reason) => {
+                    self.refused(now, from, &site, reason);
+                    continue;
+                }
             }
-            if w.until_unix_ms > now.wall.as_millis() {
-                warn!(site = %w.site, until_unix_ms = w.until_unix_ms, peer = %from,
-                      "maintenance set elsewhere in the fleet: no automatic failover of this site starts");
-            } else {
-                info!(site = %w.site, peer = %from, "maintenance ended elsewhere in the fleet");
-            }
-            self.actions.push_back(Action::SaveMaintenance(w.clone()));
-            self.operator.maintenance.insert(w.site.clone(), w);
+            self.store_maintenance(w);
         }
     }
 

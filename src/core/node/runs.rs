@@ -658,6 +658,9 @@ impl NodeCore {
                           "taking over a failover run whose leader went silent");
                     self.go_on(now, site, run, trigger, term, journal, start_at);
                 }
+                ReplicaAction::Refused { from, site, reason } => {
+                    self.refused(now, &from, &site, reason)
+                }
                 ReplicaAction::Yield { site, run, to } => {
                     warn!(%site, run, new_leader = %to.proposer, term = to.epoch,
                           "another voter leads this failover run now; this node stops running it");

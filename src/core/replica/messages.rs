@@ -3,25 +3,26 @@
 //! a candidate counting promises until it wins.
 
 use super::*;
+use crate::core::trust::{Refusal, MAX_EPOCH};
 
 impl Replicas {
     /// Handles a message of `from`; `electorate` is the site's electorate, used when the run is
-    /// new to this node. Messages from outside the electorate (or for unknown sites) are
-    /// ignored, except acknowledgements to a leader.
+    /// new to this node. A message from outside the electorate, one naming another leader or
+    /// candidate than its sender, or one with a term above `MAX_EPOCH` is refused
+    /// (`ReplicaAction::Refused`) and changes nothing.
     pub fn handle(&mut self, now: Time, from: &NodeId, msg: RunMsg, electorate: &Electorate) {
         let key = msg.key();
-        let member = electorate.contains(from);
+        if let Err(reason) = authorize(from, &msg, electorate) {
+            self.actions.push_back(ReplicaAction::Refused {
+                from: from.clone(),
+                site: key.0,
+                reason,
+            });
+            return;
+        }
         match msg {
-            RunMsg::Append { record } => {
-                if record.journal_ballot.proposer != *from {
-                    return;
-                }
-                self.on_append(now, from, key, record, electorate)
-            }
+            RunMsg::Append { record } => self.on_append(now, from, key, record, electorate),
             RunMsg::Heartbeat { ballot, len, .. } => {
-                if ballot.proposer != *from {
-                    return;
-                }
                 self.on_heartbeat(now, from, key, ballot, len as usize)
             }
             RunMsg::Ack {
@@ -30,23 +31,20 @@ impl Replicas {
                 promised,
                 len,
                 ..
-            } if member => self.on_ack(now, from, key, ballot, ok, promised, len as usize),
+            } => self.on_ack(now, from, key, ballot, ok, promised, len as usize),
             RunMsg::Prepare {
                 ballot,
                 trigger,
                 start_at,
                 ..
-            } if member && ballot.proposer == *from => {
-                self.on_prepare(now, from, key, ballot, trigger, start_at, electorate)
-            }
+            } => self.on_prepare(now, from, key, ballot, trigger, start_at, electorate),
             RunMsg::Promise {
                 ballot,
                 ok,
                 promised,
                 record,
                 ..
-            } if member => self.on_promise(now, from, key, ballot, ok, promised, record),
-            _ => {}
+            } => self.on_promise(now, from, key, ballot, ok, promised, record),
         }
     }
 
@@ -359,4 +357,51 @@ impl Replicas {
         });
         self.become_leader(now, key);
     }
+}
+
+/// Whether `from` may send `msg`: only members of the site's electorate take part in a run,
+/// a leader or candidate speaks only for itself, and every term fits `MAX_EPOCH` (a term at
+/// the bound is refused by the takeover's `checked_add`, never wrapped).
+fn authorize(from: &NodeId, msg: &RunMsg, electorate: &Electorate) -> Result<(), Refusal> {
+    if !electorate.contains(from) {
+        return Err(Refusal::NotInElectorate);
+    }
+    let fits = |b: &Ballot| b.epoch <= MAX_EPOCH;
+    let record_fits =
+        |r: &RunRecord| r.run <= MAX_EPOCH && fits(&r.promised) && fits(&r.journal_ballot);
+    let (speaker, ok) = match msg {
+        RunMsg::Append { record } => (Some(&record.journal_ballot.proposer), record_fits(record)),
+        RunMsg::Heartbeat { run, ballot, .. } => {
+            (Some(&ballot.proposer), *run <= MAX_EPOCH && fits(ballot))
+        }
+        RunMsg::Prepare { run, ballot, .. } => {
+            (Some(&ballot.proposer), *run <= MAX_EPOCH && fits(ballot))
+        }
+        RunMsg::Ack {
+            run,
+            ballot,
+            promised,
+            ..
+        } => (None, *run <= MAX_EPOCH && fits(ballot) && fits(promised)),
+        RunMsg::Promise {
+            run,
+            ballot,
+            promised,
+            record,
+            ..
+        } => (
+            None,
+            *run <= MAX_EPOCH
+                && fits(ballot)
+                && fits(promised)
+                && record.as_ref().is_none_or(record_fits),
+        ),
+    };
+    if speaker.is_some_and(|s| s != from) {
+        return Err(Refusal::ImpersonatesAnotherNode);
+    }
+    if !ok {
+        return Err(Refusal::NumberOutOfBounds);
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! and deciding what comes after a round that did not reach a majority.
 
 use super::*;
+use crate::core::trust::MAX_EPOCH;
 
 impl Voter {
     pub(super) fn maybe_start(&mut self, now: Time, site: &SiteId, ops: &impl OpinionSource) {
@@ -21,7 +22,15 @@ impl Voter {
         if !self.supports(&report, target) {
             return;
         }
-        let epoch = self.max_epoch_seen(site) + 1;
+        // Epochs reach SQLite as i64: at the bound no new ballot is possible, and no round
+        // starts rather than wrap around.
+        let Some(epoch) = self
+            .max_epoch_seen(site)
+            .checked_add(1)
+            .filter(|e| *e <= MAX_EPOCH)
+        else {
+            return;
+        };
         let ballot = Ballot {
             epoch,
             proposer: self.me.clone(),
@@ -175,6 +184,10 @@ impl Voter {
         let Some(sv) = self.sites.get_mut(site) else {
             return;
         };
+        // Never adopted: the next ballot could not outbid it.
+        if epoch > MAX_EPOCH {
+            return;
+        }
         sv.seen_epoch = sv.seen_epoch.max(epoch);
     }
 

@@ -195,7 +195,8 @@ impl Driver {
             }
             VoterAction::Persist { .. }
             | VoterAction::Send { .. }
-            | VoterAction::Broadcast { .. } => {}
+            | VoterAction::Broadcast { .. }
+            | VoterAction::Refused { .. } => {}
         }
     }
 }

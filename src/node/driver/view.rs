@@ -42,6 +42,12 @@ impl Driver {
         counters.probe_misses = ps.misses;
         counters.false_positives_external = ps.external_false_positives;
         counters.retries_until_up = ps.recoveries;
+        counters.refused = self
+            .core
+            .refusals()
+            .counts()
+            .map(|(r, n)| (r.as_str(), n))
+            .collect();
         let roles = self.core.me().roles;
         NodeSnapshot {
             node: self.core.me().id.clone(),
