@@ -466,17 +466,18 @@ impl NodeCore {
             VoterAction::Broadcast { msg } => self.actions.push_back(Action::Broadcast {
                 msg: Message::Vote(msg),
             }),
-            VoterAction::Committed {
-                ref verdict,
-                by_me: _,
-            } => {
+            VoterAction::Committed { ref verdict, by_me } => {
                 self.actions.push_back(Action::RecordVerdict {
                     verdict: verdict.clone(),
                     at: now.wall,
                 });
                 let (site, epoch) = (verdict.site.clone(), verdict.epoch());
-                let led_here =
-                    verdict.outcome() == Outcome::Down && verdict.value.leader == self.me.id;
+                // Only the round that committed it here makes this node the run's leader: a
+                // verdict naming this node that it merely learned (a lying member may forge
+                // one for the next slot) starts nothing.
+                let led_here = by_me
+                    && verdict.outcome() == Outcome::Down
+                    && verdict.value.leader == self.me.id;
                 self.observe(Observation::Voter(a));
                 if led_here {
                     self.on_down_verdict_led_here(now, &site, epoch);

@@ -124,23 +124,7 @@ fn a_node_the_changed_fleet_no_longer_lists_stops_voting() {
         .is_some_and(|w| w.contains("not in the fleet file")));
     // A Prepare from a peer gets no answer: nothing of this node's vote leaves it.
     drain(&mut c2);
-    c2.handle(
-        at(20),
-        Input::Message {
-            from: NodeId::from("b1"),
-            msg: Message::Vote(VoteMsg::Commit {
-                verdict: Verdict {
-                    site: SiteId::from("a"),
-                    slot: 0,
-                    value: Value {
-                        outcome: Outcome::Down,
-                        epoch: 1,
-                        leader: NodeId::from("c2"),
-                    },
-                },
-            }),
-        },
-    );
+    c2.handle(at(20), forged_down_commit("b1", "c2"));
     let after = drain(&mut c2);
     assert!(
         !after.iter().any(|a| matches!(a, Action::SaveRun(_))),
@@ -148,43 +132,106 @@ fn a_node_the_changed_fleet_no_longer_lists_stops_voting() {
     );
 }
 
+fn forged_down_commit(from: &str, leader: &str) -> Input {
+    Input::Message {
+        from: NodeId::from(from),
+        msg: Message::Vote(VoteMsg::Commit {
+            verdict: Verdict {
+                site: SiteId::from("a"),
+                slot: 0,
+                value: Value {
+                    outcome: Outcome::Down,
+                    epoch: 1,
+                    leader: NodeId::from(leader),
+                },
+            },
+        }),
+    }
+}
+
 #[test]
-fn a_wall_clock_step_neither_shortens_the_takeover_delay_nor_starts_a_step() {
+fn a_down_verdict_naming_this_node_that_it_only_learned_starts_no_failover() {
     let f = fleet("");
     let mut b1 = core_of(&f, "b1");
     b1.handle(at(10), status("c1", Opinion::Up));
-    // A DOWN verdict of a that b1 leads, learned from a peer of the electorate.
-    b1.handle(
-        at(100),
-        Input::Message {
-            from: NodeId::from("c1"),
-            msg: Message::Vote(VoteMsg::Commit {
-                verdict: Verdict {
-                    site: SiteId::from("a"),
-                    slot: 0,
-                    value: Value {
-                        outcome: Outcome::Down,
-                        epoch: 1,
-                        leader: NodeId::from("b1"),
-                    },
-                },
-            }),
-        },
+    // A member of the electorate claims b1 committed a DOWN verdict of a: b1 shows it, but
+    // only a round of its own makes it the run's leader.
+    b1.handle(at(100), forged_down_commit("c1", "b1"));
+    assert_eq!(
+        b1.voter().verdict(&SiteId::from("a")).map(|v| v.epoch()),
+        Some(1)
     );
-    assert_eq!(b1.runs().waiting().count(), 1, "scheduled after the delay");
+    assert_eq!(b1.runs().waiting().count(), 0);
+    let actions = drain(&mut b1);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::SaveRun(_))),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_wall_clock_leap_makes_the_node_abstain_and_refuse_operator_runs_for_a_cool_off() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    b1.handle(at(10), status("c1", Opinion::Up));
     drain(&mut b1);
     // The wall clock leaps an hour ahead; monotonic time moves 50 ms.
     let leap = Now::new(
-        at(150).mono,
-        at(150).wall + std::time::Duration::from_secs(3600),
+        at(60).mono,
+        at(60).wall + std::time::Duration::from_secs(3600),
     );
     b1.handle(leap, Input::Tick);
     assert!(b1.tilt().active(), "the node distrusts its clocks");
-    assert_eq!(
-        b1.runs().waiting().count(),
-        1,
-        "still waiting out the delay"
+    let failover = Command::Failover {
+        site: SiteId::from("a"),
+        reason: "test".into(),
+        force: false,
+    };
+    b1.handle(
+        leap,
+        Input::Command {
+            id: 1,
+            command: failover.clone(),
+        },
     );
-    assert_eq!(b1.runs().running().count(), 0);
-    assert!(steps_started(&drain(&mut b1)).is_empty());
+    let replies: Vec<CommandReply> = drain(&mut b1)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Reply { reply, .. } => Some(reply),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(replies.as_slice(), [Err(OperatorError::Tilted(_))]),
+        "{replies:?}"
+    );
+    // After the cool-off (two probe budgets) the node trusts its clocks again.
+    let mut later = leap;
+    for _ in 0..200 {
+        later = Now::new(
+            later.mono + std::time::Duration::from_millis(10),
+            later.wall + std::time::Duration::from_millis(10),
+        );
+        b1.handle(later, Input::Tick);
+    }
+    assert!(!b1.tilt().active());
+    drain(&mut b1);
+    b1.handle(
+        later,
+        Input::Command {
+            id: 2,
+            command: failover,
+        },
+    );
+    let replies: Vec<CommandReply> = drain(&mut b1)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Reply { reply, .. } => Some(reply),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(replies.as_slice(), [Ok(CommandOk::RunStarted { .. })]),
+        "{replies:?}"
+    );
 }
