@@ -9,14 +9,25 @@ impl Replicas {
     /// new to this node. Messages from outside the electorate (or for unknown sites) are
     /// ignored, except acknowledgements to a leader.
     pub fn handle(&mut self, now: Time, from: &NodeId, msg: RunMsg, electorate: &Electorate) {
+        if !msg.in_bounds() {
+            return;
+        }
         let key = msg.key();
         let member = electorate.contains(from);
         match msg {
-            RunMsg::Append { record } => {
+            RunMsg::Append {
+                record,
+                from: at,
+                len,
+            } => {
                 if record.journal_ballot.proposer != *from {
                     return;
                 }
-                self.on_append(now, from, key, record, electorate)
+                let batch = Batch {
+                    at: at as usize,
+                    len: len as usize,
+                };
+                self.on_append(now, from, key, record, batch, electorate)
             }
             RunMsg::Heartbeat { ballot, len, .. } => {
                 if ballot.proposer != *from {
@@ -94,12 +105,14 @@ impl Replicas {
         }
     }
 
+    /// A leader's batch: its register with the entries from `batch.at` on.
     fn on_append(
         &mut self,
         now: Time,
         from: &NodeId,
         key: (SiteId, u64),
         record: RunRecord,
+        batch: Batch,
         electorate: &Electorate,
     ) {
         let ballot = record.journal_ballot.clone();
@@ -111,33 +124,59 @@ impl Replicas {
             }
         }
         self.yield_to(&key, &ballot);
+        let mut changed = false;
         let r = self.runs.entry(key.clone()).or_insert_with(|| {
-            let empty = RunRecord {
+            changed = true;
+            // Nothing of any leader's journal is held yet.
+            let unknown = RunRecord {
+                promised: Ballot::zero(),
+                journal_ballot: Ballot::zero(),
                 journal: Vec::new(),
                 ..record.clone()
             };
-            Replica::follower(empty, electorate.clone(), Some(now))
+            Replica::follower(unknown, electorate.clone(), Some(now))
         });
-        // Under one ballot a journal only grows; an older copy arriving late is ignored.
-        let newer = ballot > r.record.journal_ballot
-            || record.journal.len() >= r.record.journal.len()
-            || r.record.journal.is_empty();
-        let before = r.record.clone();
-        if newer {
-            r.record.journal = record.journal;
-            r.record.journal_ballot = ballot.clone();
+        let held = if r.record.journal_ballot == ballot {
+            r.staged = None;
+            extend(&mut r.record.journal, batch.at, record.journal).map(|grew| {
+                changed |= grew;
+                r.record.journal.len()
+            })
+        } else {
+            if r.staged.as_ref().is_none_or(|(b, _)| *b != ballot) {
+                r.staged = Some((ballot.clone(), Vec::new()));
+            }
+            let (_, staged) = r.staged.as_mut().expect("set above");
+            let held = extend(staged, batch.at, record.journal).map(|_| staged.len());
+            if held.is_some_and(|n| n >= batch.len) {
+                // Whole (as of when the leader sent it): the copy is the new leader's now.
+                let (_, journal) = r.staged.take().expect("set above");
+                r.record.journal = journal;
+                r.record.journal_ballot = ballot.clone();
+                changed = true;
+            }
+            held
+        };
+        if r.record.journal_ballot == ballot
+            && (r.record.start_at, r.record.forced) != (record.start_at, record.forced)
+        {
             r.record.start_at = record.start_at;
             r.record.forced = record.forced;
+            changed = true;
         }
-        r.record.promised = r.record.promised.clone().max(ballot.clone());
+        if ballot > r.record.promised {
+            r.record.promised = ballot.clone();
+            changed = true;
+        }
         r.last_heard = Some(now);
-        let len = r.record.journal.len();
-        if r.record != before || before.journal.is_empty() {
+        if changed {
             self.actions
                 .push_back(ReplicaAction::Persist(r.record.clone()));
         }
         let promised = r.record.promised.clone();
-        self.ack(from, &key, ballot, true, promised, len);
+        // A batch past what is held (its predecessor was lost, or this copy was lost): 0
+        // makes the leader start over from the first entry.
+        self.ack(from, &key, ballot, true, promised, held.unwrap_or(0));
     }
 
     fn on_heartbeat(
@@ -198,11 +237,25 @@ impl Replicas {
             }
             return;
         }
-        if let Role::Leader { acked, .. } = &mut r.role {
-            let e = acked.entry(from.clone()).or_insert((0, now));
-            // An Ack with len 0 from a member that lost its copy resets what it holds.
-            e.0 = if len == 0 { 0 } else { e.0.max(len) };
-            e.1 = now;
+        let Role::Leader { acked, sent, .. } = &mut r.role else {
+            return;
+        };
+        let e = acked.entry(from.clone()).or_insert((0, now));
+        let before = e.0;
+        // An Ack with len 0 from a member that lost its copy (or missed a batch) resets what
+        // it holds; any other only ever raises it, as late answers arrive out of order.
+        e.0 = if len == 0 { 0 } else { e.0.max(len) };
+        e.1 = now;
+        let held = e.0;
+        if len == 0 {
+            sent.remove(from);
+        }
+        // The next batch goes out on progress only, so a repeated answer sends nothing twice,
+        // and not while a later batch is under way (its own answer will send on).
+        let progress = len == 0 || held > before;
+        let idle = sent.get(from).is_none_or(|s| *s <= held);
+        if progress && idle && held < r.record.journal.len() {
+            r.send_batch(&mut self.actions, from, held);
         }
     }
 
@@ -359,4 +412,28 @@ impl Replicas {
         });
         self.become_leader(now, key);
     }
+}
+
+/// Where an `Append`'s entries sit in its leader's journal.
+#[derive(Clone, Copy)]
+struct Batch {
+    /// The index of the first entry carried.
+    at: usize,
+    /// The leader's journal length when it sent them.
+    len: usize,
+}
+
+/// Applies a batch starting at `at` to `journal`, a copy under the same ballot: under one
+/// ballot a journal only grows, so the batch either extends the copy or repeats a part of it.
+/// None when the batch starts past the copy's end (a gap); otherwise whether it grew.
+fn extend(journal: &mut Vec<JournalEntry>, at: usize, entries: Vec<JournalEntry>) -> Option<bool> {
+    if at > journal.len() {
+        return None;
+    }
+    if at + entries.len() <= journal.len() {
+        return Some(false);
+    }
+    journal.truncate(at);
+    journal.extend(entries);
+    Some(true)
 }
