@@ -24,7 +24,10 @@
 //!   (`Prepare`). A member grants it only when it, too, has not heard the leader for `lease`,
 //!   and only for an epoch above every one it promised, so at most one candidate wins each
 //!   epoch. The winner continues from the journal of the highest ballot among the promises
-//!   (the longest of those on a tie): every majority-held entry is in it.
+//!   (the longest of those on a tie): every majority-held entry is in it. A promise, too,
+//!   carries at most `APPEND_BATCH_BYTES` of entries, from what the candidate said it holds
+//!   of the same ballot; a candidate missing part of the best copy asks its holder again
+//!   (the same `Prepare`, from where it got to) before it wins.
 //! - A leader that learns of a higher ballot yields: its next step would be refused anyway,
 //!   since no majority acknowledges a lower ballot any more. The ballot's epoch is the fencing
 //!   token the actuators receive.
@@ -128,14 +131,20 @@ pub enum RunMsg {
         promised: Ballot,
         len: u32,
     },
-    /// A takeover: "promise `ballot` and send me your copy".
+    /// A takeover: "promise `ballot` and send me your copy; I hold `held` entries of
+    /// `held_ballot`'s journal already". Sent again to a member that promised, to fetch the
+    /// rest of its copy.
     Prepare {
         site: SiteId,
         run: u64,
         ballot: Ballot,
         trigger: RunTrigger,
         start_at: Time,
+        held_ballot: Ballot,
+        held: u32,
     },
+    /// `record` is the member's register with its journal entries from index `from` on (at
+    /// most `APPEND_BATCH_BYTES` of them); its whole journal has `len` entries.
     Promise {
         site: SiteId,
         run: u64,
@@ -143,6 +152,8 @@ pub enum RunMsg {
         ok: bool,
         promised: Ballot,
         record: Option<RunRecord>,
+        from: u32,
+        len: u32,
     },
 }
 
@@ -173,9 +184,13 @@ impl RunMsg {
         };
         match self {
             RunMsg::Append { record, from, len } => rec(record) && from <= len,
-            RunMsg::Heartbeat { run, ballot, .. } | RunMsg::Prepare { run, ballot, .. } => {
-                *run <= MAX_EPOCH && b(ballot)
-            }
+            RunMsg::Heartbeat { run, ballot, .. } => *run <= MAX_EPOCH && b(ballot),
+            RunMsg::Prepare {
+                run,
+                ballot,
+                held_ballot,
+                ..
+            } => *run <= MAX_EPOCH && b(ballot) && b(held_ballot),
             RunMsg::Ack {
                 run,
                 ballot,
@@ -187,8 +202,16 @@ impl RunMsg {
                 ballot,
                 promised,
                 record,
+                from,
+                len,
                 ..
-            } => *run <= MAX_EPOCH && b(ballot) && b(promised) && record.iter().all(rec),
+            } => {
+                *run <= MAX_EPOCH
+                    && b(ballot)
+                    && b(promised)
+                    && record.iter().all(rec)
+                    && from <= len
+            }
         }
     }
 }
@@ -220,6 +243,25 @@ pub fn entry_size_bound(e: &JournalEntry) -> usize {
     };
     // site, epoch, term, step (phase + index), name, attempt, at.
     8 * INT + 1 + e.site.as_str().len() + e.name.len() + kind
+}
+
+/// `rec`'s register with only its entries from `at` on that fit `APPEND_BATCH_BYTES`, and
+/// where they end.
+fn register_with_batch(rec: &RunRecord, at: usize) -> (RunRecord, usize) {
+    let at = at.min(rec.journal.len());
+    let entries = batch(&rec.journal, at).to_vec();
+    let end = at + entries.len();
+    let record = RunRecord {
+        site: rec.site.clone(),
+        run: rec.run,
+        trigger: rec.trigger,
+        promised: rec.promised.clone(),
+        journal_ballot: rec.journal_ballot.clone(),
+        journal: entries,
+        forced: rec.forced,
+        start_at: rec.start_at,
+    };
+    (record, end)
 }
 
 /// The entries of `journal` from `at` on that fit `APPEND_BATCH_BYTES`; at least one, so that
@@ -266,7 +308,7 @@ enum Role {
     Follower,
     Candidate {
         ballot: Ballot,
-        promises: BTreeMap<NodeId, Option<RunRecord>>,
+        promises: BTreeMap<NodeId, Option<Promised>>,
         since: Time,
     },
     Leader {
@@ -277,6 +319,24 @@ enum Role {
         sent: BTreeMap<NodeId, usize>,
         next_heartbeat: Time,
     },
+}
+
+/// A member's copy as its promise brought it: its register with the entries that arrived so
+/// far (from the first on), and how many it holds in all.
+struct Promised {
+    record: RunRecord,
+    len: usize,
+}
+
+impl Promised {
+    fn whole(record: RunRecord) -> Promised {
+        let len = record.journal.len();
+        Promised { record, len }
+    }
+
+    fn complete(&self) -> bool {
+        self.record.journal.len() >= self.len
+    }
 }
 
 struct Replica {
@@ -311,24 +371,11 @@ impl Replica {
     /// An `Append` to a member with this leader's entries from `at` (a batch), and where the
     /// batch ends.
     fn append_from(&self, at: usize) -> (RunMsg, usize) {
-        let rec = &self.record;
-        let at = at.min(rec.journal.len());
-        let entries = batch(&rec.journal, at).to_vec();
-        let end = at + entries.len();
-        let record = RunRecord {
-            site: rec.site.clone(),
-            run: rec.run,
-            trigger: rec.trigger,
-            promised: rec.promised.clone(),
-            journal_ballot: rec.journal_ballot.clone(),
-            journal: entries,
-            forced: rec.forced,
-            start_at: rec.start_at,
-        };
+        let (record, end) = register_with_batch(&self.record, at);
         let msg = RunMsg::Append {
+            from: (end - record.journal.len()) as u32,
+            len: self.record.journal.len() as u32,
             record,
-            from: at as u32,
-            len: rec.journal.len() as u32,
         };
         (msg, end)
     }
@@ -630,7 +677,7 @@ impl Replicas {
         };
         r.record.promised = ballot.clone();
         let mut promises = BTreeMap::new();
-        promises.insert(me.clone(), Some(r.record.clone()));
+        promises.insert(me.clone(), Some(Promised::whole(r.record.clone())));
         r.role = Role::Candidate {
             ballot: ballot.clone(),
             promises,
@@ -647,6 +694,8 @@ impl Replicas {
                     ballot: ballot.clone(),
                     trigger: r.record.trigger,
                     start_at: r.record.start_at,
+                    held_ballot: r.record.journal_ballot.clone(),
+                    held: r.record.journal.len() as u32,
                 },
             });
         }

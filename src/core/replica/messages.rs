@@ -46,17 +46,28 @@ impl Replicas {
                 ballot,
                 trigger,
                 start_at,
+                held_ballot,
+                held,
                 ..
             } if member && ballot.proposer == *from => {
-                self.on_prepare(now, from, key, ballot, trigger, start_at, electorate)
+                let held = (held_ballot, held as usize);
+                self.on_prepare(now, from, key, ballot, trigger, start_at, held, electorate)
             }
             RunMsg::Promise {
                 ballot,
                 ok,
                 promised,
                 record,
+                from: at,
+                len,
                 ..
-            } if member => self.on_promise(now, from, key, ballot, ok, promised, record),
+            } if member => {
+                let batch = Batch {
+                    at: at as usize,
+                    len: len as usize,
+                };
+                self.on_promise(now, from, key, ballot, ok, promised, record, batch)
+            }
             _ => {}
         }
     }
@@ -268,6 +279,7 @@ impl Replicas {
         ballot: Ballot,
         trigger: RunTrigger,
         start_at: Time,
+        held: (Ballot, usize),
         electorate: &Electorate,
     ) {
         // Members hear the leader's last message a few ms apart; a candidate that waited a
@@ -292,8 +304,10 @@ impl Replicas {
             Role::Leader { .. } => true,
             _ => r.last_heard.is_some_and(|t| now < t + lease),
         };
-        // Strictly above every promised epoch, so that no two candidates win the same one.
-        let grant = ballot.epoch > r.record.promised.epoch && !leader_alive;
+        // Strictly above every promised epoch, so that no two candidates win the same one; the
+        // candidate this node promised may ask again for the rest of its copy.
+        let again = r.record.promised == ballot;
+        let grant = again || (ballot.epoch > r.record.promised.epoch && !leader_alive);
         if !grant {
             let promised = r.record.promised.clone();
             self.actions.push_back(ReplicaAction::Send {
@@ -305,17 +319,28 @@ impl Replicas {
                     ok: false,
                     promised,
                     record: None,
+                    from: 0,
+                    len: 0,
                 },
             });
             return;
         }
         self.yield_to(&key, &ballot);
         let r = self.runs.get_mut(&key).expect("inserted above");
-        r.record.promised = ballot.clone();
-        // The lease is renewed only by the winner's first Append: a grant to a candidate that
-        // then fails must not hold off the next one.
-        self.actions
-            .push_back(ReplicaAction::Persist(r.record.clone()));
+        if !again {
+            r.record.promised = ballot.clone();
+            // The lease is renewed only by the winner's first Append: a grant to a candidate
+            // that then fails must not hold off the next one.
+            self.actions
+                .push_back(ReplicaAction::Persist(r.record.clone()));
+        }
+        // Only what the candidate lacks: under one ballot copies are prefixes of each other.
+        let at = if r.record.journal_ballot == held.0 {
+            held.1.min(r.record.journal.len())
+        } else {
+            0
+        };
+        let (record, end) = register_with_batch(&r.record, at);
         self.actions.push_back(ReplicaAction::Send {
             to: from.clone(),
             msg: RunMsg::Promise {
@@ -324,7 +349,9 @@ impl Replicas {
                 ballot: ballot.clone(),
                 ok: true,
                 promised: ballot,
-                record: Some(r.record.clone()),
+                from: (end - record.journal.len()) as u32,
+                len: r.record.journal.len() as u32,
+                record: Some(record),
             },
         });
     }
@@ -339,15 +366,19 @@ impl Replicas {
         ok: bool,
         promised: Ballot,
         record: Option<RunRecord>,
+        batch: Batch,
     ) {
         let Some(r) = self.runs.get_mut(&key) else {
             return;
         };
+        let Replica {
+            record: own, role, ..
+        } = r;
         let Role::Candidate {
             ballot: mine,
             promises,
             ..
-        } = &mut r.role
+        } = role
         else {
             return;
         };
@@ -368,7 +399,11 @@ impl Replicas {
             }
             return;
         }
-        promises.insert(from.clone(), record);
+        let copy = record.map(|rec| {
+            let before = promises.remove(from).flatten();
+            absorb(before, own, rec, batch)
+        });
+        promises.insert(from.clone(), copy);
         self.try_win(now, &key);
     }
 
@@ -384,16 +419,36 @@ impl Replicas {
             return;
         }
         // Every entry a majority held is in the copy of the highest ballot, the longest of
-        // those on a tie.
+        // those on a tie (a whole one among equals).
         let best = promises
-            .values()
-            .flatten()
-            .max_by(|a, b| {
-                (&a.journal_ballot, a.journal.len()).cmp(&(&b.journal_ballot, b.journal.len()))
-            })
-            .map(|b| b.journal.clone())
+            .iter()
+            .filter_map(|(n, p)| p.as_ref().map(|p| (n, p)))
+            .max_by(|(_, a), (_, b)| {
+                (&a.record.journal_ballot, a.len, a.complete()).cmp(&(
+                    &b.record.journal_ballot,
+                    b.len,
+                    b.complete(),
+                ))
+            });
+        if let Some((holder, p)) = best.filter(|(_, p)| !p.complete()) {
+            // Part of it is still with its holder: ask for the rest before winning.
+            let msg = RunMsg::Prepare {
+                site: key.0.clone(),
+                run: key.1,
+                ballot: ballot.clone(),
+                trigger: r.record.trigger,
+                start_at: r.record.start_at,
+                held_ballot: p.record.journal_ballot.clone(),
+                held: p.record.journal.len() as u32,
+            };
+            let to = holder.clone();
+            self.actions.push_back(ReplicaAction::Send { to, msg });
+            return;
+        }
+        let best = best
+            .map(|(_, p)| p.record.journal.clone())
             .unwrap_or_default();
-        let forced = promises.values().flatten().any(|p| p.forced);
+        let forced = promises.values().flatten().any(|p| p.record.forced);
         let ballot = ballot.clone();
         r.record.forced |= forced;
         r.record.journal = best;
@@ -436,4 +491,26 @@ fn extend(journal: &mut Vec<JournalEntry>, at: usize, entries: Vec<JournalEntry>
     journal.truncate(at);
     journal.extend(entries);
     Some(true)
+}
+
+/// A member's promised copy with a newly arrived batch of it: the batch extends what arrived
+/// before from that member, or what this candidate holds itself of the same ballot (the
+/// member sent only what the candidate lacked). A batch that fits neither leaves the copy
+/// short, to be asked for again from where it stops.
+fn absorb(before: Option<Promised>, own: &RunRecord, mut rec: RunRecord, batch: Batch) -> Promised {
+    let ballot = rec.journal_ballot.clone();
+    let mut journal = match before {
+        Some(p) if p.record.journal_ballot == ballot && p.record.journal.len() >= batch.at => {
+            p.record.journal
+        }
+        _ if own.journal_ballot == ballot && own.journal.len() >= batch.at => {
+            own.journal[..batch.at].to_vec()
+        }
+        _ => Vec::new(),
+    };
+    let _ = extend(&mut journal, batch.at, std::mem::take(&mut rec.journal));
+    Promised {
+        record: RunRecord { journal, ..rec },
+        len: batch.len,
+    }
 }
