@@ -464,6 +464,9 @@ impl Driver {
         if now >= self.next_status {
             self.send_status(now);
             self.next_status = now + self.fleet().timing.status_interval;
+            // A fresh snapshot at least once per interval: /healthz takes an old one for a
+            // dead loop.
+            self.dirty = true;
         }
         if now >= self.next_reload_check {
             self.next_reload_check = now + RELOAD_CHECK_EVERY;
