@@ -9,7 +9,7 @@ use crate::core::types::{Accepted, Ballot, NodeId, Opinion, SiteId, Value, Verdi
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the messages below.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Largest datagram (probe or answer) we send or accept, before QUIC framing.
 pub const MAX_DATAGRAM: usize = 48;
 /// Largest stream message we send or accept.
