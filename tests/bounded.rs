@@ -1,14 +1,18 @@
-//! Bounded messages on a loopback fleet: a step that fails noisily two hundred times grows a
-//! journal far larger than one mesh message, and the run still replicates to the electorate
-//! and ends there, with nothing refused for its size.
+//! Bounded messages on loopback: a step that fails noisily two hundred times grows a journal
+//! far larger than one mesh message, and the run still replicates to the electorate and ends
+//! there, with nothing refused for its size; and the mesh counts a message too large to send
+//! instead of sending what its peer would drop.
 
 mod common;
 
 use common::*;
 use quorate::localfleet::LocalFleet;
+use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent};
+use quorate::wire::{Message, PeerStatus, MAX_MESSAGE};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Attempts of the noisy step: the first and `RETRIES` retries.
 const ATTEMPTS: u64 = 200;
@@ -111,4 +115,87 @@ async fn a_step_failing_noisily_two_hundred_times_replicates_and_the_run_ends() 
         }
     }
     f.shutdown().await;
+}
+
+fn status(from: &str, fleet_hash: String) -> Message {
+    Message::Status(PeerStatus {
+        node: n(from),
+        fleet_hash,
+        opinions: vec![],
+        verdicts: vec![],
+        maintenance: vec![],
+    })
+}
+
+async fn mesh(
+    me: &str,
+    bind: SocketAddr,
+    dir: &std::path::Path,
+    peer: (&str, SocketAddr),
+) -> (Mesh, mpsc::Receiver<MeshEvent>) {
+    let cfg = MeshConfig {
+        me: n(me),
+        bind,
+        peers: vec![(n(peer.0), peer.1)],
+        certs: CertPaths::in_dir(dir, &n(me)),
+        answer_probes: false,
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_millis(500),
+        redial_every: Duration::from_millis(100),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    (Mesh::start(cfg, tx).await.expect("mesh starts"), rx)
+}
+
+/// The next stream message `rx` delivers within 10 s.
+async fn next_message(rx: &mut mpsc::Receiver<MeshEvent>) -> Option<Message> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(MeshEvent::Message { msg, .. })) => return Some(msg),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_large_for_the_peer_is_counted_and_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::init(dir.path(), &[n("x1"), n("x2")], false).unwrap();
+    let free = || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let (a1, a2) = (free(), free());
+    let (m1, _rx1) = mesh("x1", a1, dir.path(), ("x2", a2)).await;
+    let (m2, mut rx2) = mesh("x2", a2, dir.path(), ("x1", a1)).await;
+    eventually("x1 to connect to x2", || {
+        let m1 = m1.clone();
+        async move {
+            if m1.connected() == vec![n("x2")] {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        }
+    })
+    .await;
+    let before = m1.stats();
+    m1.send(&n("x2"), &status("x1", "x".repeat(MAX_MESSAGE)));
+    assert_eq!(
+        m1.stats().unsendable_messages,
+        before.unsendable_messages + 1
+    );
+    // The connection is fine, and what arrives next is the small message.
+    let small = status("x1", "f00d".to_string());
+    m1.send(&n("x2"), &small);
+    assert_eq!(next_message(&mut rx2).await, Some(small));
+    assert_eq!(
+        m2.stats().oversized_messages,
+        0,
+        "nothing too large arrived"
+    );
+    m1.shutdown().await;
+    m2.shutdown().await;
 }

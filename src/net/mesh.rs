@@ -240,9 +240,14 @@ impl Mesh {
         let bytes = match encode_message(msg) {
             Ok(b) => b,
             Err(error) => {
-                // The peer would drop it unread: count and say so rather than send it.
-                bump(&shared.counters.unsendable_messages);
-                tracing::warn!(peer = %to, %error, "message not sent");
+                // The peer would drop it unread: count and say so rather than send it. The
+                // same message is likely built again each interval, so the log thins out to
+                // the 1st, 2nd, 4th, 8th, ... occurrence.
+                let c = &shared.counters.unsendable_messages;
+                let total = c.fetch_add(1, Ordering::Relaxed) + 1;
+                if total.is_power_of_two() {
+                    tracing::warn!(peer = %to, %error, total, "message not sent");
+                }
                 return;
             }
         };
