@@ -152,10 +152,10 @@ fn codec(c: &mut Criterion) {
         });
     }
     for (name, m) in &messages() {
-        let len = wire::encode_message(m).len();
+        let len = wire::encode_message(m).expect("encodes").len();
         g.bench_function(format!("message_{name}_{len}B"), |b| {
             b.iter(|| {
-                let bytes = wire::encode_message(black_box(m));
+                let bytes = wire::encode_message(black_box(m)).expect("encodes");
                 wire::decode_message(black_box(&bytes)).expect("round trip")
             })
         });

@@ -193,7 +193,13 @@ fn main() -> ExitCode {
             data,
         } => {
             init_logs("info,quinn=warn,rustls=warn");
-            runtime().and_then(|rt| rt.block_on(run(fleet, node, certs, data)))
+            runtime().and_then(|rt| {
+                let result = rt.block_on(run(fleet, node, certs, data));
+                // A node whose driver died must exit (non-zero) even if a step's process or a
+                // blocking write is still under way.
+                rt.shutdown_timeout(std::time::Duration::from_secs(5));
+                result
+            })
         }
         Cmd::Demo {
             fast,

@@ -1,13 +1,15 @@
 //! Every message that crosses the mesh, and its codec: one version byte, then bincode (2.x,
-//! varint) under a hard size limit. Decoding never panics and never allocates past the limit;
-//! a bad frame is an error value the transport counts and drops.
+//! varint) under a hard size limit, checked on both ends. Decoding never panics and never
+//! allocates past the limit; a bad frame is an error value the transport counts and drops.
+//! Encoding refuses a message the receiver would drop, so a sender learns (and says) which
+//! message kind grew too large instead of sending bytes no peer will read.
 
 use crate::core::replica::RunMsg;
 use crate::core::types::{Accepted, Ballot, NodeId, Opinion, SiteId, Value, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the messages below.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Largest datagram (probe or answer) we send or accept, before QUIC framing.
 pub const MAX_DATAGRAM: usize = 48;
 /// Largest stream message we send or accept.
@@ -151,13 +153,82 @@ pub enum WireError {
     Trailing { trailing: usize },
 }
 
-fn encode<T: Serialize, const LIMIT: usize>(msg: &T) -> Vec<u8> {
-    let cfg = bincode::config::standard().with_limit::<LIMIT>();
-    let mut out = vec![WIRE_VERSION];
-    // Encoding our own well-formed values into a Vec cannot fail except past the limit,
-    // which the messages are sized never to reach; a failure is a programming error.
-    bincode::serde::encode_into_std_write(msg, &mut out, cfg).expect("message within wire limit");
-    out
+/// Why a message was not encoded; nothing was sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The frame would exceed what every receiver drops unread.
+    #[error("{kind} message of {len} bytes exceeds the wire limit of {limit}; not sent")]
+    TooLarge {
+        kind: &'static str,
+        len: usize,
+        limit: usize,
+    },
+    /// The frame fits, but decoding it would claim more than the limit (the decoder counts
+    /// every integer at its in-memory size), so receivers would drop it.
+    #[error("{kind} message of {len} bytes decodes past the limit of {limit} bytes; not sent")]
+    DecodesTooLarge {
+        kind: &'static str,
+        len: usize,
+        limit: usize,
+    },
+    /// The serializer refused the value (not expected for the types above).
+    #[error("{kind} message cannot be encoded: {reason}")]
+    Unencodable { kind: &'static str, reason: String },
+}
+
+impl Message {
+    /// The message's kind for logs and errors, e.g. "run/append".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Status(_) => "status",
+            Message::Vote(VoteMsg::Prepare { .. }) => "vote/prepare",
+            Message::Vote(VoteMsg::Promise { .. }) => "vote/promise",
+            Message::Vote(VoteMsg::Accept { .. }) => "vote/accept",
+            Message::Vote(VoteMsg::AcceptReply { .. }) => "vote/accept-reply",
+            Message::Vote(VoteMsg::Commit { .. }) => "vote/commit",
+            Message::Run(RunMsg::Append { .. }) => "run/append",
+            Message::Run(RunMsg::Heartbeat { .. }) => "run/heartbeat",
+            Message::Run(RunMsg::Ack { .. }) => "run/ack",
+            Message::Run(RunMsg::Prepare { .. }) => "run/prepare",
+            Message::Run(RunMsg::Promise { .. }) => "run/promise",
+        }
+    }
+}
+
+fn encode<T: Serialize + for<'de> Deserialize<'de>, const LIMIT: usize>(
+    kind: &'static str,
+    msg: &T,
+) -> Result<Vec<u8>, EncodeError> {
+    // Measured first without a limit, so the error can say how large the message was; the
+    // receiver's limit applies to the whole frame, version byte included.
+    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard()).map_err(|e| {
+        EncodeError::Unencodable {
+            kind,
+            reason: e.to_string(),
+        }
+    })?;
+    let len = body.len() + 1;
+    if len > LIMIT {
+        return Err(EncodeError::TooLarge {
+            kind,
+            len,
+            limit: LIMIT,
+        });
+    }
+    let mut out = Vec::with_capacity(len);
+    out.push(WIRE_VERSION);
+    out.extend_from_slice(&body);
+    // The decoder's limit counts at most 8 bytes per encoded byte (a one-byte varint decodes
+    // to a u64); only a frame above an eighth of the limit can exceed it, so only those are
+    // decoded once here, exactly as a receiver will.
+    if len > LIMIT / 8 && decode::<T, LIMIT>(&out).is_err() {
+        return Err(EncodeError::DecodesTooLarge {
+            kind,
+            len,
+            limit: LIMIT,
+        });
+    }
+    Ok(out)
 }
 
 fn decode<T: for<'de> Deserialize<'de>, const LIMIT: usize>(bytes: &[u8]) -> Result<T, WireError> {
@@ -182,16 +253,23 @@ fn decode<T: for<'de> Deserialize<'de>, const LIMIT: usize>(bytes: &[u8]) -> Res
     Ok(msg)
 }
 
+/// A datagram is two integers, at most 20 bytes encoded: it always fits.
 pub fn encode_datagram(d: &Datagram) -> Vec<u8> {
-    encode::<_, MAX_DATAGRAM>(d)
+    let kind = match d {
+        Datagram::Probe { .. } => "probe",
+        Datagram::Answer { .. } => "answer",
+    };
+    encode::<_, MAX_DATAGRAM>(kind, d).expect("a datagram is at most 20 bytes")
 }
 
 pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, WireError> {
     decode::<_, MAX_DATAGRAM>(bytes)
 }
 
-pub fn encode_message(m: &Message) -> Vec<u8> {
-    encode::<_, MAX_MESSAGE>(m)
+/// Encodes a stream message, or says which kind it was and how large, when a receiver would
+/// drop it for its size.
+pub fn encode_message(m: &Message) -> Result<Vec<u8>, EncodeError> {
+    encode::<_, MAX_MESSAGE>(m.kind(), m)
 }
 
 pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
@@ -257,6 +335,61 @@ mod tests {
             decode_datagram(&b),
             Err(WireError::Trailing { trailing: 1 })
         );
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_on_encode_with_its_kind_and_size() {
+        let big = Message::Status(PeerStatus {
+            node: NodeId::from("b1"),
+            fleet_hash: "x".repeat(MAX_MESSAGE),
+            opinions: vec![],
+            verdicts: vec![],
+            maintenance: vec![],
+        });
+        let err = encode_message(&big).unwrap_err();
+        let EncodeError::TooLarge { kind, len, limit } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*kind, "status");
+        assert!(*len > MAX_MESSAGE);
+        assert_eq!(*limit, MAX_MESSAGE);
+        assert!(err.to_string().contains("status message of"), "{err}");
+    }
+
+    #[test]
+    fn whatever_encodes_near_the_limit_also_decodes_and_the_rest_is_refused_by_name() {
+        let empty = PeerStatus {
+            node: NodeId::from("b1"),
+            fleet_hash: String::new(),
+            opinions: vec![],
+            verdicts: vec![],
+            maintenance: vec![],
+        };
+        let with = |fill: usize| {
+            Message::Status(PeerStatus {
+                fleet_hash: "x".repeat(fill),
+                ..empty.clone()
+            })
+        };
+        let (mut sent, mut refused) = (0, 0);
+        for fill in MAX_MESSAGE - 80..MAX_MESSAGE + 4 {
+            let m = with(fill);
+            match encode_message(&m) {
+                Ok(b) => {
+                    assert!(b.len() <= MAX_MESSAGE);
+                    assert_eq!(decode_message(&b).unwrap(), m);
+                    sent += 1;
+                }
+                Err(
+                    EncodeError::TooLarge { kind, .. } | EncodeError::DecodesTooLarge { kind, .. },
+                ) => {
+                    assert_eq!(kind, "status");
+                    refused += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(sent > 0 && refused > 0, "{sent} sent, {refused} refused");
     }
 
     #[test]

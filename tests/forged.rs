@@ -34,7 +34,7 @@ async fn connect_as(f: &LocalFleet, who: &str, to: &str) -> (quinn::Endpoint, qu
 async fn send(conn: &quinn::Connection, msg: &Message) {
     let mut stream = conn.open_uni().await.expect("a stream");
     stream
-        .write_all(&wire::encode_message(msg))
+        .write_all(&wire::encode_message(msg).expect("the forged message fits the limit"))
         .await
         .expect("sent");
     let _ = stream.finish();
@@ -76,6 +76,8 @@ fn run_with_term(term: u64, leader: &str) -> Vec<Message> {
                 forced: true,
                 start_at: WallTime(0),
             },
+            from: 0,
+            len: 0,
         }),
         Message::Run(RunMsg::Heartbeat {
             site: site("a"),

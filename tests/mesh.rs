@@ -372,7 +372,7 @@ async fn garbage_frames_are_counted_and_the_connection_keeps_working() {
     for d in &bad_datagrams {
         conn.send_datagram(d.clone().into()).unwrap();
     }
-    let message = wire::encode_message(&status("b"));
+    let message = wire::encode_message(&status("b")).expect("encodes");
     send_stream(&conn, &message[..message.len() / 2]).await;
     send_stream(&conn, &[&[9u8][..], &message[1..]].concat()).await;
     send_stream(&conn, &[&[wire::WIRE_VERSION][..], &noise(3, 500)].concat()).await;

@@ -213,7 +213,7 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
         verdicts: vec![],
         maintenance: vec![],
     });
-    let message = wire::encode_message(&status);
+    let message = wire::encode_message(&status).expect("encodes");
     send_stream(&conn, &message[..message.len() / 2]).await;
     send_stream(&conn, &[&[9u8][..], &message[1..]].concat()).await;
     send_stream(&conn, &[&[wire::WIRE_VERSION][..], &noise(3, 500)].concat()).await;

@@ -145,6 +145,12 @@ pub fn render(s: &NodeSnapshot) -> String {
     );
     counter(
         &mut out,
+        "quorate_mesh_unsendable_messages_total",
+        "Messages not sent because a peer would drop them as too large.",
+        m.unsendable_messages,
+    );
+    counter(
+        &mut out,
         "quorate_mesh_rejected_handshakes_total",
         "Incoming connections refused (certificate).",
         m.rejected_handshakes,

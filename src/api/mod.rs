@@ -1,5 +1,7 @@
 //! The REST API (axum). Handlers read the node's published snapshot and never touch the
 //! running state machines; every error is JSON `{"error": "..."}` with a fitting status code.
+//! `/healthz` also says when that snapshot has grown stale: the server outlives a dead or
+//! stuck driver, and a supervisor must hear that the node no longer works.
 
 mod metrics;
 mod operator;
@@ -13,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 type Snap = watch::Receiver<Arc<NodeSnapshot>>;
@@ -72,6 +75,13 @@ async fn method_not_allowed(uri: Uri) -> Response {
 
 async fn healthz(State(s): State<Snap>) -> Response {
     let snap = s.borrow().clone();
+    if let Some(why) = staleness(&snap, Instant::now()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "stale", "node": snap.node, "reason": why })),
+        )
+            .into_response();
+    }
     match &snap.voting_disabled {
         None => Json(json!({ "status": "ok", "node": snap.node })).into_response(),
         Some(why) => (
@@ -80,6 +90,19 @@ async fn healthz(State(s): State<Snap>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Why the snapshot no longer describes a working node: its driver has published nothing for
+/// longer than `stale_after`, though it publishes at least once per status interval.
+fn staleness(snap: &NodeSnapshot, now: Instant) -> Option<String> {
+    let age = now.saturating_duration_since(snap.published_at?);
+    (age > snap.stale_after).then(|| {
+        format!(
+            "the node's event loop has published nothing for {} ms (limit {} ms): it is stuck or has stopped",
+            age.as_millis(),
+            snap.stale_after.as_millis()
+        )
+    })
 }
 
 async fn metrics_text(State(s): State<Snap>) -> Response {
@@ -194,5 +217,90 @@ async fn failover(State(s): State<Snap>, Path(id): Path<String>) -> Response {
             StatusCode::NOT_FOUND,
             format!("no failover run {id:?} led by this node (ids are SITE-EPOCH)"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Serves the router on loopback over a snapshot channel the test controls.
+    async fn serve(snap: NodeSnapshot) -> (std::net::SocketAddr, watch::Sender<Arc<NodeSnapshot>>) {
+        let (tx, rx) = watch::channel(Arc::new(snap));
+        let (cmd_tx, _cmd_rx) = mpsc::channel(1);
+        let app = router(rx, cmd_tx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (addr, tx)
+    }
+
+    async fn healthz_of(addr: std::net::SocketAddr) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("healthz answers");
+        let code = r.status().as_u16();
+        (code, r.json().await.expect("json"))
+    }
+
+    #[tokio::test]
+    async fn healthz_goes_503_when_the_published_snapshot_grows_stale() {
+        let fresh = NodeSnapshot {
+            node: crate::core::types::NodeId::from("b1"),
+            published_at: Some(Instant::now()),
+            stale_after: Duration::from_millis(300),
+            ..NodeSnapshot::default()
+        };
+        let (addr, tx) = tokio::time::timeout(Duration::from_secs(5), serve(fresh.clone()))
+            .await
+            .expect("served");
+        let (code, body) = healthz_of(addr).await;
+        assert_eq!(code, 200, "{body}");
+        // Nothing more is published: the driver is gone, the server still answers.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (code, body) = healthz_of(addr).await;
+        assert_eq!(code, 503, "{body}");
+        assert_eq!(body["status"], "stale");
+        assert!(
+            body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("published nothing"),
+            "{body}"
+        );
+        // A new snapshot makes it healthy again.
+        tx.send_replace(Arc::new(NodeSnapshot {
+            published_at: Some(Instant::now()),
+            ..fresh
+        }));
+        let (code, _) = healthz_of(addr).await;
+        assert_eq!(code, 200);
+    }
+
+    #[test]
+    fn a_snapshot_is_stale_only_past_its_limit() {
+        let t0 = Instant::now();
+        let snap = NodeSnapshot {
+            published_at: Some(t0),
+            stale_after: Duration::from_secs(2),
+            ..NodeSnapshot::default()
+        };
+        assert!(staleness(&snap, t0 + Duration::from_secs(2)).is_none());
+        assert!(staleness(&snap, t0 + Duration::from_millis(2001)).is_some());
+        assert!(staleness(&NodeSnapshot::default(), t0 + Duration::from_secs(60)).is_none());
+        assert_eq!(
+            crate::node::snapshot::stale_after(Duration::from_millis(200)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            crate::node::snapshot::stale_after(Duration::from_secs(5)),
+            Duration::from_secs(15)
+        );
     }
 }

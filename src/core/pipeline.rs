@@ -47,6 +47,35 @@ pub struct StepSpec {
 /// Longest retry delay, as a multiple of `backoff`.
 const MAX_BACKOFF_FACTOR: u32 = 8;
 
+/// The most of an attempt's detail (actuator output) a journal entry keeps. Every entry is
+/// replicated to the electorate and kept on disk; a noisy step retried many times must not
+/// grow the journal by its whole output each time.
+pub const MAX_DETAIL_BYTES: usize = 2048;
+
+/// `detail` cut to at most `MAX_DETAIL_BYTES`: its head and its tail (where errors usually
+/// are) around a marker saying how much was left out. Cuts fall on char boundaries.
+pub fn cap_detail(detail: String) -> String {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail;
+    }
+    // The marker is at most 40 bytes; the rest is split between head and tail.
+    let keep = (MAX_DETAIL_BYTES - 40) / 2;
+    let mut head = keep;
+    while !detail.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = detail.len() - keep;
+    while !detail.is_char_boundary(tail) {
+        tail += 1;
+    }
+    let cut = tail - head;
+    format!(
+        "{}\n[... {cut} bytes cut ...]\n{}",
+        &detail[..head],
+        &detail[tail..]
+    )
+}
+
 impl StepSpec {
     /// A step with no retries that aborts the run when it fails.
     pub fn new(name: &str, actuator: ActuatorKind, timeout: Duration) -> StepSpec {
@@ -654,6 +683,7 @@ impl Pipeline {
         let Cursor::At(r, Status::Running { attempt, .. }) = self.cursor else {
             return;
         };
+        let detail = cap_detail(detail);
         self.journal(self.entry(
             now.wall,
             r,

@@ -7,9 +7,15 @@
 //! takeover carries the key it had before. Who may act for the run is decided by ballots, as
 //! in Paxos phase 1:
 //!
-//! - The first leader holds `Ballot { epoch: run, proposer: leader }`. It sends its whole
-//!   journal (`Append`) to the electorate after every entry and a `Heartbeat` in between. A
-//!   member accepts both unless it promised a higher ballot; accepting one renews the lease.
+//! - The first leader holds `Ballot { epoch: run, proposer: leader }`. It sends its journal
+//!   (`Append`) to the electorate after every entry and a `Heartbeat` in between. A member
+//!   accepts both unless it promised a higher ballot; accepting one renews the lease. An
+//!   `Append` carries the register and only the entries from the index the member is known to
+//!   hold, at most `APPEND_BATCH_BYTES` of them; the member's `Ack` says how many it holds and
+//!   the leader sends the next batch, so a journal of any length replicates in messages of a
+//!   bounded size. A member adopts a newer leader's journal only once it holds all of it (see
+//!   `Replica::staged`): a copy labeled with a ballot always holds what that ballot's leader
+//!   started from, which the takeover rule below relies on.
 //! - The leader starts a step only once the journal up to that step's start is held by a
 //!   majority of the electorate ([`Replicas::replicated`]). So every step that may have begun
 //!   is known to every majority, and a takeover re-runs it rather than skipping it.
@@ -18,13 +24,20 @@
 //!   (`Prepare`). A member grants it only when it, too, has not heard the leader for `lease`,
 //!   and only for an epoch above every one it promised, so at most one candidate wins each
 //!   epoch. The winner continues from the journal of the highest ballot among the promises
-//!   (the longest of those on a tie): every majority-held entry is in it.
+//!   (the longest of those on a tie): every majority-held entry is in it. A promise, too,
+//!   carries at most `APPEND_BATCH_BYTES` of entries, from what the candidate said it holds
+//!   of the same ballot; a candidate missing part of the best copy asks its holder again
+//!   (the same `Prepare`, from where it got to) before it wins.
 //! - A leader that learns of a higher ballot yields: its next step would be refused anyway,
 //!   since no majority acknowledges a lower ballot any more. The ballot's epoch is the fencing
 //!   token the actuators receive.
+//! - Every number a message carries stays at or below `MAX_EPOCH` (a message with a larger
+//!   one is dropped before it is looked at), and a takeover's term is the current one plus one
+//!   by `checked_add`, so no term wraps around or outgrows what the store keeps.
 
-use super::pipeline::{JournalEntry, JournalKind};
+use super::pipeline::{JournalEntry, JournalKind, RunOutcome};
 use super::quorum::Electorate;
+use super::trust::MAX_EPOCH;
 use super::types::{Ballot, NodeId, SiteId, Time, WallTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -89,11 +102,21 @@ impl RunRecord {
     }
 }
 
+/// The most journal entries, by their encoded size, one `Append` carries: a quarter of the
+/// wire limit, so that the register and framing always fit beside them.
+pub const APPEND_BATCH_BYTES: usize = 64 * 1024;
+
 /// Messages between the members of a run's electorate (and its leader).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunMsg {
-    /// The leader's whole journal under its ballot (`record.journal_ballot`).
-    Append { record: RunRecord },
+    /// The leader's register under its ballot (`record.journal_ballot`) and its journal
+    /// entries from index `from` on: `record.journal` holds only those, at most
+    /// `APPEND_BATCH_BYTES` of them. The leader's journal had `len` entries when it was sent.
+    Append {
+        record: RunRecord,
+        from: u32,
+        len: u32,
+    },
     /// "I still lead, and my journal has `len` entries."
     Heartbeat {
         site: SiteId,
@@ -110,14 +133,20 @@ pub enum RunMsg {
         promised: Ballot,
         len: u32,
     },
-    /// A takeover: "promise `ballot` and send me your copy".
+    /// A takeover: "promise `ballot` and send me your copy; I hold `held` entries of
+    /// `held_ballot`'s journal already". Sent again to a member that promised, to fetch the
+    /// rest of its copy.
     Prepare {
         site: SiteId,
         run: u64,
         ballot: Ballot,
         trigger: RunTrigger,
         start_at: WallTime,
+        held_ballot: Ballot,
+        held: u32,
     },
+    /// `record` is the member's register with its journal entries from index `from` on (at
+    /// most `APPEND_BATCH_BYTES` of them); its whole journal has `len` entries.
     Promise {
         site: SiteId,
         run: u64,
@@ -125,19 +154,131 @@ pub enum RunMsg {
         ok: bool,
         promised: Ballot,
         record: Option<RunRecord>,
+        from: u32,
+        len: u32,
     },
 }
 
 impl RunMsg {
     pub fn key(&self) -> (SiteId, u64) {
         match self {
-            RunMsg::Append { record } => (record.site.clone(), record.run),
+            RunMsg::Append { record, .. } => (record.site.clone(), record.run),
             RunMsg::Heartbeat { site, run, .. }
             | RunMsg::Ack { site, run, .. }
             | RunMsg::Prepare { site, run, .. }
             | RunMsg::Promise { site, run, .. } => (site.clone(), *run),
         }
     }
+
+    /// False when a run id, ballot or term in the message is above `MAX_EPOCH`, or an
+    /// `Append`'s batch starts past the journal it claims: such a message is refused whole
+    /// (`Refusal::NumberOutOfBounds`), never adopted, so it can neither stop a run nor make
+    /// the next term overflow.
+    pub fn in_bounds(&self) -> bool {
+        let b = |b: &Ballot| b.epoch <= MAX_EPOCH;
+        let rec = |r: &RunRecord| {
+            r.run <= MAX_EPOCH
+                && b(&r.promised)
+                && b(&r.journal_ballot)
+                && r.journal
+                    .iter()
+                    .all(|e| e.epoch <= MAX_EPOCH && e.term <= MAX_EPOCH)
+        };
+        match self {
+            RunMsg::Append { record, from, len } => rec(record) && from <= len,
+            RunMsg::Heartbeat { run, ballot, .. } => *run <= MAX_EPOCH && b(ballot),
+            RunMsg::Prepare {
+                run,
+                ballot,
+                held_ballot,
+                ..
+            } => *run <= MAX_EPOCH && b(ballot) && b(held_ballot),
+            RunMsg::Ack {
+                run,
+                ballot,
+                promised,
+                ..
+            } => *run <= MAX_EPOCH && b(ballot) && b(promised),
+            RunMsg::Promise {
+                run,
+                ballot,
+                promised,
+                record,
+                from,
+                len,
+                ..
+            } => {
+                *run <= MAX_EPOCH
+                    && b(ballot)
+                    && b(promised)
+                    && record.iter().all(rec)
+                    && from <= len
+            }
+        }
+    }
+}
+
+/// An upper bound of `entry`'s encoded size (bincode varint: at most 10 bytes per integer or
+/// length prefix), used to fill an `Append` without encoding it.
+pub fn entry_size_bound(e: &JournalEntry) -> usize {
+    const INT: usize = 10;
+    let steps = |v: &[super::pipeline::StepRef]| INT + v.len() * (1 + INT);
+    let kind = match &e.kind {
+        JournalKind::Started => 1,
+        JournalKind::Finished { detail, .. } => 2 + INT + detail.len(),
+        JournalKind::RunFinished { outcome } => {
+            1 + match outcome {
+                RunOutcome::Succeeded {
+                    continued,
+                    post_failed,
+                } => 1 + steps(continued) + steps(post_failed),
+                RunOutcome::PrecheckFailed { detail, .. } | RunOutcome::Aborted { detail, .. } => {
+                    2 + 2 * INT + detail.len()
+                }
+                RunOutcome::Compensated {
+                    detail,
+                    compensation_failed,
+                    ..
+                } => 2 + 2 * INT + detail.len() + steps(compensation_failed),
+            }
+        }
+    };
+    // site, epoch, term, step (phase + index), name, attempt, at.
+    8 * INT + 1 + e.site.as_str().len() + e.name.len() + kind
+}
+
+/// `rec`'s register with only its entries from `at` on that fit `APPEND_BATCH_BYTES`, and
+/// where they end.
+fn register_with_batch(rec: &RunRecord, at: usize) -> (RunRecord, usize) {
+    let at = at.min(rec.journal.len());
+    let entries = batch(&rec.journal, at).to_vec();
+    let end = at + entries.len();
+    let record = RunRecord {
+        site: rec.site.clone(),
+        run: rec.run,
+        trigger: rec.trigger,
+        promised: rec.promised.clone(),
+        journal_ballot: rec.journal_ballot.clone(),
+        journal: entries,
+        forced: rec.forced,
+        start_at: rec.start_at,
+    };
+    (record, end)
+}
+
+/// The entries of `journal` from `at` on that fit `APPEND_BATCH_BYTES`; at least one, so that
+/// a single large entry still travels (alone).
+fn batch(journal: &[JournalEntry], at: usize) -> &[JournalEntry] {
+    let rest = journal.get(at..).unwrap_or_default();
+    let mut size = 0;
+    let n = rest
+        .iter()
+        .take_while(|e| {
+            size += entry_size_bound(e);
+            size <= APPEND_BATCH_BYTES
+        })
+        .count();
+    &rest[..n.max(rest.len().min(1))]
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,14 +316,35 @@ enum Role {
     Follower,
     Candidate {
         ballot: Ballot,
-        promises: BTreeMap<NodeId, Option<RunRecord>>,
+        promises: BTreeMap<NodeId, Option<Promised>>,
         since: Time,
     },
     Leader {
         /// Journal entries each member acknowledged holding, and when it last did.
         acked: BTreeMap<NodeId, (usize, Time)>,
+        /// Where the newest batch sent to each member ends: one beyond what it acknowledged
+        /// means a batch is under way, and its `Ack` sends the next.
+        sent: BTreeMap<NodeId, usize>,
         next_heartbeat: Time,
     },
+}
+
+/// A member's copy as its promise brought it: its register with the entries that arrived so
+/// far (from the first on), and how many it holds in all.
+struct Promised {
+    record: RunRecord,
+    len: usize,
+}
+
+impl Promised {
+    fn whole(record: RunRecord) -> Promised {
+        let len = record.journal.len();
+        Promised { record, len }
+    }
+
+    fn complete(&self) -> bool {
+        self.record.journal.len() >= self.len
+    }
 }
 
 struct Replica {
@@ -195,6 +357,10 @@ struct Replica {
     last_heard: Option<Time>,
     /// After a failed campaign: no new one before this.
     retry_at: Option<Time>,
+    /// The part received so far of a newer leader's journal, kept apart (and only in memory)
+    /// until it is whole: were a partial copy labeled with the newer ballot, a takeover would
+    /// prefer it to a longer copy of an older ballot and lose entries a majority held.
+    staged: Option<(Ballot, Vec<JournalEntry>)>,
 }
 
 impl Replica {
@@ -206,7 +372,40 @@ impl Replica {
             role: Role::Follower,
             last_heard,
             retry_at: None,
+            staged: None,
         }
+    }
+
+    /// An `Append` to a member with this leader's entries from `at` (a batch), and where the
+    /// batch ends.
+    fn append_from(&self, at: usize) -> (RunMsg, usize) {
+        let (record, end) = register_with_batch(&self.record, at);
+        let msg = RunMsg::Append {
+            from: (end - record.journal.len()) as u32,
+            len: self.record.journal.len() as u32,
+            record,
+        };
+        (msg, end)
+    }
+
+    /// Sends `to` the next batch from `at`, if this node leads the run.
+    fn send_batch(&mut self, actions: &mut VecDeque<ReplicaAction>, to: &NodeId, at: usize) {
+        let (msg, end) = self.append_from(at);
+        if let Role::Leader { sent, .. } = &mut self.role {
+            sent.insert(to.clone(), end);
+            actions.push_back(ReplicaAction::Send {
+                to: to.clone(),
+                msg,
+            });
+        }
+    }
+
+    fn others(&self, me: &NodeId) -> Vec<NodeId> {
+        self.electorate
+            .members()
+            .filter(|m| *m != me)
+            .cloned()
+            .collect()
     }
 }
 
@@ -344,16 +543,18 @@ impl Replicas {
             return;
         }
         r.record.journal.push(entry);
-        let record = r.record.clone();
         self.actions
-            .push_back(ReplicaAction::Persist(record.clone()));
-        for m in r.electorate.members().filter(|m| **m != me) {
-            self.actions.push_back(ReplicaAction::Send {
-                to: m.clone(),
-                msg: RunMsg::Append {
-                    record: record.clone(),
-                },
-            });
+            .push_back(ReplicaAction::Persist(r.record.clone()));
+        for m in r.others(&me) {
+            let Role::Leader { acked, sent, .. } = &r.role else {
+                break;
+            };
+            let held = acked.get(&m).map_or(0, |(n, _)| *n);
+            // A member with a batch under way gets the new entry when it acknowledges that
+            // batch (or from the next heartbeat, should the batch be lost).
+            if sent.get(&m).is_none_or(|s| *s <= held) {
+                r.send_batch(&mut self.actions, &m, held);
+            }
         }
         if let Role::Leader { next_heartbeat, .. } = &mut r.role {
             *next_heartbeat = now + self.config.heartbeat;
@@ -409,6 +610,7 @@ impl Replicas {
                 Role::Leader {
                     acked,
                     next_heartbeat,
+                    ..
                 } => {
                     if now < *next_heartbeat {
                         continue;
@@ -416,12 +618,17 @@ impl Replicas {
                     *next_heartbeat = now + heartbeat;
                     let len = r.record.journal.len();
                     let finished = r.record.is_finished();
-                    for m in r.electorate.members().filter(|m| **m != me) {
-                        let held = acked.get(m).map_or(0, |(n, _)| *n);
+                    let held: Vec<(NodeId, usize)> = r
+                        .electorate
+                        .members()
+                        .filter(|m| **m != me)
+                        .map(|m| (m.clone(), acked.get(m).map_or(0, |(n, _)| *n)))
+                        .collect();
+                    for (m, held) in held {
                         let msg = if held < len {
-                            RunMsg::Append {
-                                record: r.record.clone(),
-                            }
+                            // Lost or unanswered: the batch from what it holds, again.
+                            r.send_batch(&mut self.actions, &m, held);
+                            continue;
                         } else if finished {
                             // Everyone who answered has the end; nothing to keep alive.
                             continue;
@@ -433,8 +640,7 @@ impl Replicas {
                                 len: len as u32,
                             }
                         };
-                        self.actions
-                            .push_back(ReplicaAction::Send { to: m.clone(), msg });
+                        self.actions.push_back(ReplicaAction::Send { to: m, msg });
                     }
                 }
                 Role::Candidate { since, .. } => {
@@ -474,13 +680,17 @@ impl Replicas {
     fn start_takeover(&mut self, now: Time, key: &(SiteId, u64)) {
         let me = self.me.clone();
         let r = self.runs.get_mut(key).expect("caller checked");
+        let Some(epoch) = r.record.term().checked_add(1).filter(|e| *e <= MAX_EPOCH) else {
+            // No term is left above this one: the run cannot change hands any more.
+            return;
+        };
         let ballot = Ballot {
-            epoch: r.record.term() + 1,
+            epoch,
             proposer: me.clone(),
         };
         r.record.promised = ballot.clone();
         let mut promises = BTreeMap::new();
-        promises.insert(me.clone(), Some(r.record.clone()));
+        promises.insert(me.clone(), Some(Promised::whole(r.record.clone())));
         r.role = Role::Candidate {
             ballot: ballot.clone(),
             promises,
@@ -497,6 +707,8 @@ impl Replicas {
                     ballot: ballot.clone(),
                     trigger: r.record.trigger,
                     start_at: r.record.start_at,
+                    held_ballot: r.record.journal_ballot.clone(),
+                    held: r.record.journal.len() as u32,
                 },
             });
         }
@@ -509,15 +721,13 @@ impl Replicas {
         let r = self.runs.get_mut(key).expect("caller inserted");
         r.role = Role::Leader {
             acked: BTreeMap::new(),
+            sent: BTreeMap::new(),
             next_heartbeat: now + self.config.heartbeat,
         };
-        for m in r.electorate.members().filter(|m| **m != me) {
-            self.actions.push_back(ReplicaAction::Send {
-                to: m.clone(),
-                msg: RunMsg::Append {
-                    record: r.record.clone(),
-                },
-            });
+        r.staged = None;
+        // Nothing is known of what the members hold: from the start.
+        for m in r.others(&me) {
+            r.send_batch(&mut self.actions, &m, 0);
         }
     }
 }

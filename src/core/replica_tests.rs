@@ -62,6 +62,9 @@ struct Cluster {
     leads: Vec<(NodeId, u64, Vec<JournalEntry>)>,
     yields: Vec<(NodeId, Ballot)>,
     now: Time,
+    /// The largest message sent, through the real codec, and how many `Append`s were sent.
+    largest: usize,
+    appends: usize,
 }
 
 impl Cluster {
@@ -78,6 +81,8 @@ impl Cluster {
             leads: Vec::new(),
             yields: Vec::new(),
             now: ms(0),
+            largest: 0,
+            appends: 0,
         }
     }
 
@@ -95,13 +100,23 @@ impl Cluster {
                         ReplicaAction::Persist(rec) => {
                             self.persisted.insert(n.clone(), rec);
                         }
-                        ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
+                        ReplicaAction::Send { to, msg } => {
+                            self.largest = self.largest.max(wire_size(&msg));
+                            self.appends += matches!(msg, RunMsg::Append { .. }) as usize;
+                            mail.push((n.clone(), to, msg))
+                        }
                         ReplicaAction::Lead { term, journal, .. } => {
                             self.leads.push((n.clone(), term, journal))
                         }
                         ReplicaAction::Yield { to, .. } => self.yields.push((n.clone(), to)),
+                        // Only the lies a test injects (numbers out of bounds) are refused;
+                        // an honest member's message never is.
                         ReplicaAction::Refused { from, reason, .. } => {
-                            panic!("{n} refused {from}: {reason:?}")
+                            assert_eq!(
+                                reason,
+                                crate::core::trust::Refusal::NumberOutOfBounds,
+                                "{n} refused {from}"
+                            )
                         }
                     }
                 }
@@ -254,6 +269,8 @@ fn a_prepare_is_refused_while_the_leader_is_heard() {
         &id("b1"),
         RunMsg::Append {
             record: record(7, "b1"),
+            from: 0,
+            len: 0,
         },
         &e,
     );
@@ -264,6 +281,8 @@ fn a_prepare_is_refused_while_the_leader_is_heard() {
         ballot: ballot(8, "c1"),
         trigger: RunTrigger::Verdict,
         start_at: WallTime(now.0),
+        held_ballot: Ballot::zero(),
+        held: 0,
     };
     b2.handle(now + Duration::from_millis(100), &id("c1"), prepare, &e);
     let answer = std::iter::from_fn(|| b2.poll_action()).find_map(|a| match a {
@@ -406,13 +425,26 @@ fn members_that_heard_the_leader_last_at_different_times_still_elect_one_leader_
 /// the faults stop the run completes.
 #[test]
 fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
+    random_worlds(150, 12, false);
+}
+
+/// The same worlds with a journal of noisy entries several times larger than one message:
+/// it replicates, and is taken over, in batches, every message under the wire limit.
+#[test]
+fn random_crashes_and_losses_with_a_journal_larger_than_a_message_never_lose_an_entry() {
+    random_worlds(30, 160, true);
+}
+
+/// Runs `seeds` worlds (QUORATE_REPLICA_SEEDS=N runs more) until the leader's journal has
+/// `target` entries, failed noisy attempts when `noisy`.
+fn random_worlds(seeds: u64, target: usize, noisy_entries: bool) {
     use rand::{rngs::StdRng, Rng, SeedableRng};
-    const TARGET: usize = 12;
-    // QUORATE_REPLICA_SEEDS=N runs more.
+    #[allow(non_snake_case)]
+    let TARGET = target;
     let seeds: u64 = std::env::var("QUORATE_REPLICA_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(150);
+        .unwrap_or(seeds);
     for seed in 0..seeds {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = if seed % 2 == 0 { 3 } else { 5 };
@@ -455,6 +487,9 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
                             disk.insert(i.clone(), rec);
                         }
                         ReplicaAction::Send { to, msg } => {
+                            if noisy_entries {
+                                wire_size(&msg);
+                            }
                             if faulty && rng.random_bool(0.1) {
                                 continue;
                             }
@@ -522,7 +557,11 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
                             done_at = Some(now);
                         }
                     } else {
-                        let mut next = entry(7, rec.journal.len(), JournalKind::Started);
+                        let mut next = if noisy_entries {
+                            noisy(7, rec.journal.len() as u32)
+                        } else {
+                            entry(7, rec.journal.len(), JournalKind::Started)
+                        };
                         next.term = rec.term();
                         next.at = WallTime(now.0);
                         r.appended(now, next);
@@ -537,3 +576,25 @@ fn random_crashes_and_losses_never_lose_a_majority_held_entry() {
         );
     }
 }
+
+/// A failed attempt's entry as the pipeline makes it: output capped where the entry is made.
+fn noisy(run: u64, attempt: u32) -> JournalEntry {
+    let output: String = (0..4096).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    JournalEntry {
+        attempt,
+        kind: JournalKind::Finished {
+            ok: false,
+            detail: crate::core::pipeline::cap_detail(output),
+        },
+        ..entry(run, 0, JournalKind::Started)
+    }
+}
+
+fn wire_size(msg: &RunMsg) -> usize {
+    crate::wire::encode_message(&crate::wire::Message::Run(msg.clone()))
+        .expect("every run message fits the wire limit")
+        .len()
+}
+
+#[path = "replica_bounded_tests.rs"]
+mod bounded;

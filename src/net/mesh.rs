@@ -78,6 +78,8 @@ pub struct MeshStats {
     pub malformed_datagrams: u64,
     pub malformed_messages: u64,
     pub oversized_messages: u64,
+    /// Messages this node did not send because a receiver would drop them (too large).
+    pub unsendable_messages: u64,
     /// Incoming connections refused: failed certificate verification during the handshake,
     /// or a verified certificate that does not speak for a peer of this node.
     pub rejected_handshakes: u64,
@@ -235,7 +237,20 @@ impl Mesh {
             tracing::debug!(peer = %to, "message not sent: no connection");
             return;
         };
-        let bytes = encode_message(msg);
+        let bytes = match encode_message(msg) {
+            Ok(b) => b,
+            Err(error) => {
+                // The peer would drop it unread: count and say so rather than send it. The
+                // same message is likely built again each interval, so the log thins out to
+                // the 1st, 2nd, 4th, 8th, ... occurrence.
+                let c = &shared.counters.unsendable_messages;
+                let total = c.fetch_add(1, Ordering::Relaxed) + 1;
+                if total.is_power_of_two() {
+                    tracing::warn!(peer = %to, %error, total, "message not sent");
+                }
+                return;
+            }
+        };
         let (task_shared, to) = (shared.clone(), to.clone());
         let spawned = shared.spawn(move |mut stop| async move {
             let write = async {
@@ -285,6 +300,7 @@ impl Mesh {
             malformed_datagrams: get(&c.malformed_datagrams),
             malformed_messages: get(&c.malformed_messages),
             oversized_messages: get(&c.oversized_messages),
+            unsendable_messages: get(&c.unsendable_messages),
             rejected_handshakes: get(&c.rejected_handshakes),
             send_failures: get(&c.send_failures),
             dial_failures: get(&c.dial_failures),

@@ -23,6 +23,7 @@ pub(super) struct Counters {
     pub malformed_datagrams: AtomicU64,
     pub malformed_messages: AtomicU64,
     pub oversized_messages: AtomicU64,
+    pub unsendable_messages: AtomicU64,
     pub rejected_handshakes: AtomicU64,
     pub send_failures: AtomicU64,
     pub dial_failures: AtomicU64,

@@ -1,6 +1,9 @@
 //! The tokio driver of one node: it owns the Pinger and Voter state machines, feeds them
 //! mesh events and time, carries out their actions (probes, messages, durable writes) and
 //! publishes a snapshot for the REST API. One task owns the cores; nothing else locks them.
+//! `run` supervises that task: a node whose driver ended (a panic, a closed channel) must not
+//! live on as a REST server showing a frozen picture, so `run` stops it and returns an error
+//! and `quorate run` exits non-zero for the process supervisor to restart it.
 
 mod driver;
 pub mod snapshot;
@@ -89,6 +92,9 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The driver task ended while the node should run; the node was stopped.
+    #[error("the node's driver {0}; the node stopped")]
+    DriverEnded(String),
 }
 
 /// A running node. Dropping it does not stop it; call `shutdown`.
@@ -122,18 +128,107 @@ pub async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     driver::spawn(spec).await
 }
 
-/// Runs a node until `shutdown` turns true (the `quorate run` entry point).
+/// Runs a node until `shutdown` turns true (the `quorate run` entry point). Returns
+/// `DriverEnded` if the driver task panics or stops before that.
 pub async fn run(spec: NodeSpec, mut shutdown: watch::Receiver<bool>) -> Result<(), NodeError> {
-    let handle = spawn(spec).await?;
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
-            break;
+    let mut handle = spawn(spec).await?;
+    match supervise(&mut handle.task, &mut shutdown).await {
+        Ok(()) => {
+            handle.shutdown().await;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(node = %handle.node, error = %e, "stopping the node");
+            // The REST server and the mesh listen on the stop signal too.
+            let _ = handle.stop.send(true);
+            Err(e)
         }
     }
-    handle.shutdown().await;
-    Ok(())
+}
+
+/// Waits until `shutdown` turns true (Ok, the task still running) or the driver task ends
+/// (an error saying how).
+async fn supervise(
+    task: &mut tokio::task::JoinHandle<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // Nobody can ask for a stop any more: treat it as one.
+                    return Ok(());
+                }
+            }
+            ended = &mut *task => {
+                let how = match ended {
+                    Ok(()) => "stopped on its own".to_string(),
+                    Err(e) if e.is_panic() => {
+                        let payload = e.into_panic();
+                        let msg = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        format!("panicked: {msg}")
+                    }
+                    Err(_) => "was cancelled".to_string(),
+                };
+                return Err(NodeError::DriverEnded(how));
+            }
+        }
+    }
 }
 
 pub(crate) fn cert_paths(spec: &NodeSpec) -> CertPaths {
     CertPaths::in_dir(&spec.certs_dir, &spec.node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("within 5 s")
+    }
+
+    #[tokio::test]
+    async fn a_panicked_driver_is_an_error_that_says_so() {
+        let (_tx, mut rx) = watch::channel(false);
+        let mut task = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            panic!("driver bug");
+        });
+        let err = bounded(supervise(&mut task, &mut rx)).await.unwrap_err();
+        assert!(matches!(err, NodeError::DriverEnded(_)));
+        assert!(err.to_string().contains("panicked: driver bug"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_stops_on_its_own_is_an_error() {
+        let (_tx, mut rx) = watch::channel(false);
+        let mut task = tokio::spawn(async {});
+        let err = bounded(supervise(&mut task, &mut rx)).await.unwrap_err();
+        assert!(err.to_string().contains("stopped on its own"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_requested_shutdown_is_not_an_error() {
+        let (tx, mut rx) = watch::channel(false);
+        let mut task = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx.send(true);
+        });
+        bounded(supervise(&mut task, &mut rx)).await.unwrap();
+        task.abort();
+    }
 }

@@ -33,6 +33,19 @@ pub struct NodeSnapshot {
     /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
     #[serde(skip)]
     pub api_token_file: Option<std::path::PathBuf>,
+    /// When the driver built this snapshot; None for the placeholder before the first one.
+    #[serde(skip)]
+    pub published_at: Option<std::time::Instant>,
+    /// How old the snapshot may grow before `/healthz` says the node is not working: the
+    /// driver publishes at least once per status interval, so an older snapshot means its
+    /// loop is stuck or gone while the REST server still answers.
+    #[serde(skip)]
+    pub stale_after: std::time::Duration,
+}
+
+/// `stale_after` for a fleet's status interval: three intervals, at least 2 s.
+pub fn stale_after(status_interval: std::time::Duration) -> std::time::Duration {
+    (status_interval * 3).max(std::time::Duration::from_secs(2))
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

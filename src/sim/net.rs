@@ -123,7 +123,11 @@ impl Net {
         to: usize,
         m: &Message,
     ) {
-        let bytes = wire::encode_message(m);
+        // A message a real peer would drop for its size never leaves, as on the mesh.
+        let Ok(bytes) = wire::encode_message(m) else {
+            self.traffic[from].dropped += 1;
+            return;
+        };
         self.carry(q, f, rng, now, from, to, false, bytes);
     }
 

@@ -12,7 +12,12 @@ impl Replicas {
     /// (`ReplicaAction::Refused`) and changes nothing.
     pub fn handle(&mut self, now: Time, from: &NodeId, msg: RunMsg, electorate: &Electorate) {
         let key = msg.key();
-        if let Err(reason) = authorize(from, &msg, electorate) {
+        let allowed = authorize(from, &msg, electorate).and_then(|()| {
+            msg.in_bounds()
+                .then_some(())
+                .ok_or(Refusal::NumberOutOfBounds)
+        });
+        if let Err(reason) = allowed {
             self.actions.push_back(ReplicaAction::Refused {
                 from: from.clone(),
                 site: key.0,
@@ -21,7 +26,17 @@ impl Replicas {
             return;
         }
         match msg {
-            RunMsg::Append { record } => self.on_append(now, from, key, record, electorate),
+            RunMsg::Append {
+                record,
+                from: at,
+                len,
+            } => {
+                let batch = Batch {
+                    at: at as usize,
+                    len: len as usize,
+                };
+                self.on_append(now, from, key, record, batch, electorate)
+            }
             RunMsg::Heartbeat { ballot, len, .. } => {
                 self.on_heartbeat(now, from, key, ballot, len as usize)
             }
@@ -36,15 +51,28 @@ impl Replicas {
                 ballot,
                 trigger,
                 start_at,
+                held_ballot,
+                held,
                 ..
-            } => self.on_prepare(now, from, key, ballot, trigger, start_at, electorate),
+            } => {
+                let held = (held_ballot, held as usize);
+                self.on_prepare(now, from, key, ballot, trigger, start_at, held, electorate)
+            }
             RunMsg::Promise {
                 ballot,
                 ok,
                 promised,
                 record,
+                from: at,
+                len,
                 ..
-            } => self.on_promise(now, from, key, ballot, ok, promised, record),
+            } => {
+                let batch = Batch {
+                    at: at as usize,
+                    len: len as usize,
+                };
+                self.on_promise(now, from, key, ballot, ok, promised, record, batch)
+            }
         }
     }
 
@@ -92,12 +120,14 @@ impl Replicas {
         }
     }
 
+    /// A leader's batch: its register with the entries from `batch.at` on.
     fn on_append(
         &mut self,
         now: Time,
         from: &NodeId,
         key: (SiteId, u64),
         record: RunRecord,
+        batch: Batch,
         electorate: &Electorate,
     ) {
         let ballot = record.journal_ballot.clone();
@@ -109,33 +139,59 @@ impl Replicas {
             }
         }
         self.yield_to(&key, &ballot);
+        let mut changed = false;
         let r = self.runs.entry(key.clone()).or_insert_with(|| {
-            let empty = RunRecord {
+            changed = true;
+            // Nothing of any leader's journal is held yet.
+            let unknown = RunRecord {
+                promised: Ballot::zero(),
+                journal_ballot: Ballot::zero(),
                 journal: Vec::new(),
                 ..record.clone()
             };
-            Replica::follower(empty, electorate.clone(), Some(now))
+            Replica::follower(unknown, electorate.clone(), Some(now))
         });
-        // Under one ballot a journal only grows; an older copy arriving late is ignored.
-        let newer = ballot > r.record.journal_ballot
-            || record.journal.len() >= r.record.journal.len()
-            || r.record.journal.is_empty();
-        let before = r.record.clone();
-        if newer {
-            r.record.journal = record.journal;
-            r.record.journal_ballot = ballot.clone();
+        let held = if r.record.journal_ballot == ballot {
+            r.staged = None;
+            extend(&mut r.record.journal, batch.at, record.journal).map(|grew| {
+                changed |= grew;
+                r.record.journal.len()
+            })
+        } else {
+            if r.staged.as_ref().is_none_or(|(b, _)| *b != ballot) {
+                r.staged = Some((ballot.clone(), Vec::new()));
+            }
+            let (_, staged) = r.staged.as_mut().expect("set above");
+            let held = extend(staged, batch.at, record.journal).map(|_| staged.len());
+            if held.is_some_and(|n| n >= batch.len) {
+                // Whole (as of when the leader sent it): the copy is the new leader's now.
+                let (_, journal) = r.staged.take().expect("set above");
+                r.record.journal = journal;
+                r.record.journal_ballot = ballot.clone();
+                changed = true;
+            }
+            held
+        };
+        if r.record.journal_ballot == ballot
+            && (r.record.start_at, r.record.forced) != (record.start_at, record.forced)
+        {
             r.record.start_at = record.start_at;
             r.record.forced = record.forced;
+            changed = true;
         }
-        r.record.promised = r.record.promised.clone().max(ballot.clone());
+        if ballot > r.record.promised {
+            r.record.promised = ballot.clone();
+            changed = true;
+        }
         r.last_heard = Some(now);
-        let len = r.record.journal.len();
-        if r.record != before || before.journal.is_empty() {
+        if changed {
             self.actions
                 .push_back(ReplicaAction::Persist(r.record.clone()));
         }
         let promised = r.record.promised.clone();
-        self.ack(from, &key, ballot, true, promised, len);
+        // A batch past what is held (its predecessor was lost, or this copy was lost): 0
+        // makes the leader start over from the first entry.
+        self.ack(from, &key, ballot, true, promised, held.unwrap_or(0));
     }
 
     fn on_heartbeat(
@@ -196,11 +252,25 @@ impl Replicas {
             }
             return;
         }
-        if let Role::Leader { acked, .. } = &mut r.role {
-            let e = acked.entry(from.clone()).or_insert((0, now));
-            // An Ack with len 0 from a member that lost its copy resets what it holds.
-            e.0 = if len == 0 { 0 } else { e.0.max(len) };
-            e.1 = now;
+        let Role::Leader { acked, sent, .. } = &mut r.role else {
+            return;
+        };
+        let e = acked.entry(from.clone()).or_insert((0, now));
+        let before = e.0;
+        // An Ack with len 0 from a member that lost its copy (or missed a batch) resets what
+        // it holds; any other only ever raises it, as late answers arrive out of order.
+        e.0 = if len == 0 { 0 } else { e.0.max(len) };
+        e.1 = now;
+        let held = e.0;
+        if len == 0 {
+            sent.remove(from);
+        }
+        // The next batch goes out on progress only, so a repeated answer sends nothing twice,
+        // and not while a later batch is under way (its own answer will send on).
+        let progress = len == 0 || held > before;
+        let idle = sent.get(from).is_none_or(|s| *s <= held);
+        if progress && idle && held < r.record.journal.len() {
+            r.send_batch(&mut self.actions, from, held);
         }
     }
 
@@ -213,6 +283,7 @@ impl Replicas {
         ballot: Ballot,
         trigger: RunTrigger,
         start_at: WallTime,
+        held: (Ballot, usize),
         electorate: &Electorate,
     ) {
         // Members hear the leader's last message a few ms apart; a candidate that waited a
@@ -237,8 +308,10 @@ impl Replicas {
             Role::Leader { .. } => true,
             _ => r.last_heard.is_some_and(|t| now < t + lease),
         };
-        // Strictly above every promised epoch, so that no two candidates win the same one.
-        let grant = ballot.epoch > r.record.promised.epoch && !leader_alive;
+        // Strictly above every promised epoch, so that no two candidates win the same one; the
+        // candidate this node promised may ask again for the rest of its copy.
+        let again = r.record.promised == ballot;
+        let grant = again || (ballot.epoch > r.record.promised.epoch && !leader_alive);
         if !grant {
             let promised = r.record.promised.clone();
             self.actions.push_back(ReplicaAction::Send {
@@ -250,17 +323,28 @@ impl Replicas {
                     ok: false,
                     promised,
                     record: None,
+                    from: 0,
+                    len: 0,
                 },
             });
             return;
         }
         self.yield_to(&key, &ballot);
         let r = self.runs.get_mut(&key).expect("inserted above");
-        r.record.promised = ballot.clone();
-        // The lease is renewed only by the winner's first Append: a grant to a candidate that
-        // then fails must not hold off the next one.
-        self.actions
-            .push_back(ReplicaAction::Persist(r.record.clone()));
+        if !again {
+            r.record.promised = ballot.clone();
+            // The lease is renewed only by the winner's first Append: a grant to a candidate
+            // that then fails must not hold off the next one.
+            self.actions
+                .push_back(ReplicaAction::Persist(r.record.clone()));
+        }
+        // Only what the candidate lacks: under one ballot copies are prefixes of each other.
+        let at = if r.record.journal_ballot == held.0 {
+            held.1.min(r.record.journal.len())
+        } else {
+            0
+        };
+        let (record, end) = register_with_batch(&r.record, at);
         self.actions.push_back(ReplicaAction::Send {
             to: from.clone(),
             msg: RunMsg::Promise {
@@ -269,7 +353,9 @@ impl Replicas {
                 ballot: ballot.clone(),
                 ok: true,
                 promised: ballot,
-                record: Some(r.record.clone()),
+                from: (end - record.journal.len()) as u32,
+                len: r.record.journal.len() as u32,
+                record: Some(record),
             },
         });
     }
@@ -284,15 +370,19 @@ impl Replicas {
         ok: bool,
         promised: Ballot,
         record: Option<RunRecord>,
+        batch: Batch,
     ) {
         let Some(r) = self.runs.get_mut(&key) else {
             return;
         };
+        let Replica {
+            record: own, role, ..
+        } = r;
         let Role::Candidate {
             ballot: mine,
             promises,
             ..
-        } = &mut r.role
+        } = role
         else {
             return;
         };
@@ -313,7 +403,11 @@ impl Replicas {
             }
             return;
         }
-        promises.insert(from.clone(), record);
+        let copy = record.map(|rec| {
+            let before = promises.remove(from).flatten();
+            absorb(before, own, rec, batch)
+        });
+        promises.insert(from.clone(), copy);
         self.try_win(now, &key);
     }
 
@@ -329,16 +423,36 @@ impl Replicas {
             return;
         }
         // Every entry a majority held is in the copy of the highest ballot, the longest of
-        // those on a tie.
+        // those on a tie (a whole one among equals).
         let best = promises
-            .values()
-            .flatten()
-            .max_by(|a, b| {
-                (&a.journal_ballot, a.journal.len()).cmp(&(&b.journal_ballot, b.journal.len()))
-            })
-            .map(|b| b.journal.clone())
+            .iter()
+            .filter_map(|(n, p)| p.as_ref().map(|p| (n, p)))
+            .max_by(|(_, a), (_, b)| {
+                (&a.record.journal_ballot, a.len, a.complete()).cmp(&(
+                    &b.record.journal_ballot,
+                    b.len,
+                    b.complete(),
+                ))
+            });
+        if let Some((holder, p)) = best.filter(|(_, p)| !p.complete()) {
+            // Part of it is still with its holder: ask for the rest before winning.
+            let msg = RunMsg::Prepare {
+                site: key.0.clone(),
+                run: key.1,
+                ballot: ballot.clone(),
+                trigger: r.record.trigger,
+                start_at: r.record.start_at,
+                held_ballot: p.record.journal_ballot.clone(),
+                held: p.record.journal.len() as u32,
+            };
+            let to = holder.clone();
+            self.actions.push_back(ReplicaAction::Send { to, msg });
+            return;
+        }
+        let best = best
+            .map(|(_, p)| p.record.journal.clone())
             .unwrap_or_default();
-        let forced = promises.values().flatten().any(|p| p.forced);
+        let forced = promises.values().flatten().any(|p| p.record.forced);
         let ballot = ballot.clone();
         r.record.forced |= forced;
         r.record.journal = best;
@@ -370,7 +484,9 @@ fn authorize(from: &NodeId, msg: &RunMsg, electorate: &Electorate) -> Result<(),
     let record_fits =
         |r: &RunRecord| r.run <= MAX_EPOCH && fits(&r.promised) && fits(&r.journal_ballot);
     let (speaker, ok) = match msg {
-        RunMsg::Append { record } => (Some(&record.journal_ballot.proposer), record_fits(record)),
+        RunMsg::Append { record, .. } => {
+            (Some(&record.journal_ballot.proposer), record_fits(record))
+        }
         RunMsg::Heartbeat { run, ballot, .. } => {
             (Some(&ballot.proposer), *run <= MAX_EPOCH && fits(ballot))
         }
@@ -404,4 +520,50 @@ fn authorize(from: &NodeId, msg: &RunMsg, electorate: &Electorate) -> Result<(),
         return Err(Refusal::NumberOutOfBounds);
     }
     Ok(())
+}
+
+/// Where an `Append`'s entries sit in its leader's journal.
+#[derive(Clone, Copy)]
+struct Batch {
+    /// The index of the first entry carried.
+    at: usize,
+    /// The leader's journal length when it sent them.
+    len: usize,
+}
+
+/// Applies a batch starting at `at` to `journal`, a copy under the same ballot: under one
+/// ballot a journal only grows, so the batch either extends the copy or repeats a part of it.
+/// None when the batch starts past the copy's end (a gap); otherwise whether it grew.
+fn extend(journal: &mut Vec<JournalEntry>, at: usize, entries: Vec<JournalEntry>) -> Option<bool> {
+    if at > journal.len() {
+        return None;
+    }
+    if at + entries.len() <= journal.len() {
+        return Some(false);
+    }
+    journal.truncate(at);
+    journal.extend(entries);
+    Some(true)
+}
+
+/// A member's promised copy with a newly arrived batch of it: the batch extends what arrived
+/// before from that member, or what this candidate holds itself of the same ballot (the
+/// member sent only what the candidate lacked). A batch that fits neither leaves the copy
+/// short, to be asked for again from where it stops.
+fn absorb(before: Option<Promised>, own: &RunRecord, mut rec: RunRecord, batch: Batch) -> Promised {
+    let ballot = rec.journal_ballot.clone();
+    let mut journal = match before {
+        Some(p) if p.record.journal_ballot == ballot && p.record.journal.len() >= batch.at => {
+            p.record.journal
+        }
+        _ if own.journal_ballot == ballot && own.journal.len() >= batch.at => {
+            own.journal[..batch.at].to_vec()
+        }
+        _ => Vec::new(),
+    };
+    let _ = extend(&mut journal, batch.at, std::mem::take(&mut rec.journal));
+    Promised {
+        record: RunRecord { journal, ..rec },
+        len: batch.len,
+    }
 }

@@ -68,6 +68,8 @@ fn an_append_from_an_indicator_outside_the_electorate_is_refused_and_changes_not
     let mut r = member();
     let msg = RunMsg::Append {
         record: record(7, "a1", 7),
+        from: 0,
+        len: 0,
     };
     r.handle(t(1), &id("a1"), msg, &electorate());
     assert_eq!(actions(&mut r), refused("a1", Refusal::NotInElectorate));
@@ -82,6 +84,8 @@ fn a_heartbeat_from_outside_the_electorate_is_refused_and_renews_no_lease() {
         &id("b1"),
         RunMsg::Append {
             record: record(7, "b1", 7),
+            from: 0,
+            len: 0,
         },
         &electorate(),
     );
@@ -106,6 +110,8 @@ fn a_term_above_the_bound_from_a_member_is_refused_never_promised() {
         &id("b1"),
         RunMsg::Append {
             record: record(7, "b1", 7),
+            from: 0,
+            len: 0,
         },
         &electorate(),
     );
@@ -121,6 +127,8 @@ fn a_term_above_the_bound_from_a_member_is_refused_never_promised() {
         assert_eq!(actions(&mut r), refused("b1", Refusal::NumberOutOfBounds));
         let append = RunMsg::Append {
             record: record(7, "b1", epoch),
+            from: 0,
+            len: 0,
         };
         r.handle(t(3), &id("b1"), append, &electorate());
         assert_eq!(actions(&mut r), refused("b1", Refusal::NumberOutOfBounds));
@@ -133,6 +141,8 @@ fn an_append_naming_another_leader_is_refused() {
     let mut r = member();
     let msg = RunMsg::Append {
         record: record(7, "c1", 7),
+        from: 0,
+        len: 0,
     };
     r.handle(t(1), &id("b1"), msg, &electorate());
     assert_eq!(
@@ -180,6 +190,8 @@ fn an_append_from_a_member_is_still_accepted() {
         &id("b1"),
         RunMsg::Append {
             record: rec.clone(),
+            from: 0,
+            len: 0,
         },
         &electorate(),
     );

@@ -76,6 +76,8 @@ impl Driver {
             },
             failovers: self.failover_views(),
             api_token_file: fleet.api.token_file.clone(),
+            published_at: Some(now),
+            stale_after: stale_after(fleet.timing.status_interval),
             isolation: self.core.isolation().map(|iso| IsolationView {
                 isolated: iso.since.is_some(),
                 heard: iso.fence.heard(t),
