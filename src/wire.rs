@@ -135,6 +135,8 @@ pub enum Message {
     Vote(VoteMsg),
     /// A failover run's journal, lease and takeover between the members of its electorate.
     Run(RunMsg),
+    /// The operator lock of a site between the members of its electorate.
+    Lock(crate::core::oplock::LockMsg),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

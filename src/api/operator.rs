@@ -92,7 +92,7 @@ async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
     }
     match answer.await {
         Ok(Ok(v)) => (ok, Json(render(&v))).into_response(),
-        Ok(Err(e)) => error(status_of(&e), e.to_string()),
+        Ok(Err(e)) => refused(&e),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node stopped before it answered",
@@ -261,6 +261,20 @@ pub(super) async fn end_maintenance(
     .await
 }
 
+/// A refused command: its status, its message and, when another call's run goes ahead, that
+/// run's id and leader, so that a script can follow the run that won.
+fn refused(e: &OperatorError) -> Response {
+    let mut body = json!({ "error": e.to_string() });
+    if let OperatorError::LockTaken {
+        site, run, leader, ..
+    } = e
+    {
+        body["run"] = json!(format!("{site}-{run}"));
+        body["leader"] = json!(leader);
+    }
+    (status_of(e), Json(body)).into_response()
+}
+
 /// The HTTP status of a refused command.
 fn status_of(e: &OperatorError) -> StatusCode {
     match e {
@@ -271,7 +285,14 @@ fn status_of(e: &OperatorError) -> StatusCode {
         OperatorError::RunInProgress { .. }
         | OperatorError::DrillInProgress(_)
         | OperatorError::NotUpYet { .. }
-        | OperatorError::NoVerdictYet(_) => StatusCode::CONFLICT,
+        | OperatorError::NoVerdictYet(_)
+        | OperatorError::LockTaken { .. }
+        | OperatorError::LockBusy(_) => StatusCode::CONFLICT,
+        // Another node of the fleet can take the call.
+        OperatorError::NotInElectorate { .. } => StatusCode::MISDIRECTED_REQUEST,
+        OperatorError::LockUndecided { .. } | OperatorError::LockUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         OperatorError::EndInThePast | OperatorError::EndTooFar { .. } => StatusCode::BAD_REQUEST,
         OperatorError::EpochsExhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
         OperatorError::Tilted(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -7,6 +7,7 @@ pub mod anycast;
 pub mod fence;
 pub mod net_prefix;
 pub mod node;
+pub mod oplock;
 pub mod pinger;
 pub mod pipeline;
 pub mod quorum;
