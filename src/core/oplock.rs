@@ -14,113 +14,12 @@
 //! `MAX_EPOCH`. Pure: no clock, no IO; the caller passes time and carries out actions in order.
 
 use super::quorum::Electorate;
-use super::replica::RunTrigger;
 use super::trust::{Refusal, MAX_EPOCH};
 use super::types::{Ballot, NodeId, SiteId, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-
-/// What one generation decides: the operator run that goes ahead.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct LockValue {
-    /// The run's epoch (its journal key and first fencing token).
-    pub run: u64,
-    /// The node that leads the run.
-    pub leader: NodeId,
-    pub trigger: RunTrigger,
-    /// The operator forced it: the anycast rule does not hold back its bgp steps.
-    pub forced: bool,
-}
-
-/// Generation `gen` of a site's lock decided `value`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decided {
-    pub gen: u64,
-    pub value: LockValue,
-}
-
-/// A value an acceptor accepted for generation `gen` under `ballot`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockAccepted {
-    pub gen: u64,
-    pub ballot: Ballot,
-    pub value: LockValue,
-}
-
-/// One member's acceptor state for one site, durable before it answers. One promised ballot
-/// serves every generation: ballots only grow, so a promise for a later generation refuses at
-/// least what the earlier one did.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct LockState {
-    pub promised: Ballot,
-    /// Only for a generation after `decided`; cleared once that generation is decided.
-    pub accepted: Option<LockAccepted>,
-    /// The newest decided generation this member knows.
-    pub decided: Option<Decided>,
-}
-
-impl LockState {
-    fn decided_gen(&self) -> u64 {
-        self.decided.as_ref().map_or(0, |d| d.gen)
-    }
-}
-
-/// Messages of the lock between the members of a site's electorate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LockMsg {
-    /// Phase 1. `last`: the proposer's newest decided generation (gen - 1), so that an acceptor
-    /// that missed its Commit learns it before it promises anything for `gen`.
-    Prepare {
-        site: SiteId,
-        gen: u64,
-        ballot: Ballot,
-        last: Option<Decided>,
-    },
-    Promise {
-        site: SiteId,
-        gen: u64,
-        ballot: Ballot,
-        ok: bool,
-        promised: Ballot,
-        /// What this acceptor accepted for `gen`, if anything.
-        accepted: Option<LockAccepted>,
-        /// Set when this acceptor knows `gen` (or a later generation) decided.
-        decided: Option<Decided>,
-    },
-    /// Phase 2.
-    Accept {
-        site: SiteId,
-        gen: u64,
-        ballot: Ballot,
-        value: LockValue,
-        last: Option<Decided>,
-    },
-    AcceptReply {
-        site: SiteId,
-        gen: u64,
-        ballot: Ballot,
-        ok: bool,
-        promised: Ballot,
-        decided: Option<Decided>,
-    },
-    /// The generation is decided; sent to every member.
-    Commit { site: SiteId, decided: Decided },
-}
-
-impl LockMsg {
-    pub fn site(&self) -> &SiteId {
-        match self {
-            LockMsg::Prepare { site, .. }
-            | LockMsg::Promise { site, .. }
-            | LockMsg::Accept { site, .. }
-            | LockMsg::AcceptReply { site, .. }
-            | LockMsg::Commit { site, .. } => site,
-        }
-    }
-}
 
 /// How a proposal of this node ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,10 +46,14 @@ pub enum LockAction {
         to: NodeId,
         msg: LockMsg,
     },
-    /// A generation this node did not know decided before. The node it names leads the run.
+    /// A generation this node did not know decided before. `lead`: the node the value names
+    /// should start the run now. False when the value was only taught in passing (a later
+    /// proposal's `last`, a reply about another generation than this node's own proposal): the
+    /// fleet has moved on, and a run started that late would come after newer ones.
     Learned {
         site: SiteId,
         decided: Decided,
+        lead: bool,
     },
     /// The proposal made for command `id` ended.
     Ended {
@@ -425,7 +328,7 @@ impl OpLock {
                 last,
             } => {
                 if let Some(d) = last {
-                    self.learn(&site, d);
+                    self.learn(&site, d, false);
                 }
                 if gen > self.decided_gen(&site).saturating_add(1) {
                     return self.refuse(from, Refusal::SlotTooFar);
@@ -441,7 +344,7 @@ impl OpLock {
                 last,
             } => {
                 if let Some(d) = last {
-                    self.learn(&site, d);
+                    self.learn(&site, d, false);
                 }
                 if gen > self.decided_gen(&site).saturating_add(1) {
                     return self.refuse(from, Refusal::SlotTooFar);
@@ -459,7 +362,8 @@ impl OpLock {
                 decided,
             } => {
                 if let Some(d) = decided {
-                    self.learn(&site, d);
+                    let mine = self.proposals.get(&site).is_some_and(|p| p.gen == d.gen);
+                    self.learn(&site, d, mine);
                 }
                 let accepted = accepted.filter(|a| a.gen == gen);
                 self.on_promise(now, &site, from, gen, &ballot, ok, promised, accepted);
@@ -473,11 +377,12 @@ impl OpLock {
                 decided,
             } => {
                 if let Some(d) = decided {
-                    self.learn(&site, d);
+                    let mine = self.proposals.get(&site).is_some_and(|p| p.gen == d.gen);
+                    self.learn(&site, d, mine);
                 }
                 self.on_accept_reply(now, &site, from, gen, &ballot, ok, promised);
             }
-            LockMsg::Commit { site, decided } => self.learn(&site, decided),
+            LockMsg::Commit { site, decided } => self.learn(&site, decided, true),
         }
     }
 
@@ -578,7 +483,7 @@ impl OpLock {
 
     /// A decided generation: kept (durably) if newer than what this node knows, and it ends
     /// this node's proposal for that generation or an earlier one.
-    fn learn(&mut self, site: &SiteId, decided: Decided) {
+    fn learn(&mut self, site: &SiteId, decided: Decided, lead: bool) {
         let s = self.states.entry(site.clone()).or_default();
         if let Some(known) = &s.decided {
             if known.gen == decided.gen && known.value != decided.value {
@@ -597,6 +502,7 @@ impl OpLock {
         self.actions.push_back(LockAction::Learned {
             site: site.clone(),
             decided: decided.clone(),
+            lead,
         });
         let Some(p) = self.proposals.get(site) else {
             return;
@@ -782,7 +688,7 @@ impl OpLock {
                 .cloned()
                 .collect();
             // Learned (and persisted) here first, then told to every member.
-            self.learn(site, decided.clone());
+            self.learn(site, decided.clone(), true);
             for to in others {
                 let msg = LockMsg::Commit {
                     site: site.clone(),
@@ -829,103 +735,9 @@ impl OpLock {
     }
 }
 
-/// The trust rules of a lock message from `from`: a member of the electorate, speaking for
-/// itself, about values led by members, with numbers in bounds.
-fn check(from: &NodeId, msg: &LockMsg, e: &Electorate) -> Result<(), Refusal> {
-    if !e.contains(from) {
-        return Err(Refusal::NotInElectorate);
-    }
-    let value_ok = |v: &LockValue| {
-        if v.run > MAX_EPOCH || v.run == 0 {
-            Err(Refusal::NumberOutOfBounds)
-        } else if !e.contains(&v.leader) {
-            Err(Refusal::LeaderNotInElectorate)
-        } else {
-            Ok(())
-        }
-    };
-    let decided_ok = |d: &Decided| {
-        if d.gen == 0 || d.gen > MAX_EPOCH {
-            return Err(Refusal::NumberOutOfBounds);
-        }
-        value_ok(&d.value)
-    };
-    let gen_ok = |gen: u64, ballot: &Ballot| {
-        if gen == 0 || gen > MAX_EPOCH || ballot.epoch > MAX_EPOCH {
-            Err(Refusal::NumberOutOfBounds)
-        } else {
-            Ok(())
-        }
-    };
-    match msg {
-        LockMsg::Prepare {
-            gen, ballot, last, ..
-        } => {
-            gen_ok(*gen, ballot)?;
-            if ballot.proposer != *from {
-                return Err(Refusal::ImpersonatesAnotherNode);
-            }
-            if let Some(d) = last {
-                decided_ok(d)?;
-                if d.gen >= *gen {
-                    return Err(Refusal::NumberOutOfBounds);
-                }
-            }
-        }
-        LockMsg::Accept {
-            gen,
-            ballot,
-            value,
-            last,
-            ..
-        } => {
-            gen_ok(*gen, ballot)?;
-            if ballot.proposer != *from {
-                return Err(Refusal::ImpersonatesAnotherNode);
-            }
-            value_ok(value)?;
-            if let Some(d) = last {
-                decided_ok(d)?;
-                if d.gen >= *gen {
-                    return Err(Refusal::NumberOutOfBounds);
-                }
-            }
-        }
-        LockMsg::Promise {
-            gen,
-            ballot,
-            promised,
-            accepted,
-            decided,
-            ..
-        } => {
-            gen_ok(*gen, ballot)?;
-            gen_ok(*gen, promised)?;
-            if let Some(a) = accepted {
-                gen_ok(a.gen, &a.ballot)?;
-                value_ok(&a.value)?;
-            }
-            if let Some(d) = decided {
-                decided_ok(d)?;
-            }
-        }
-        LockMsg::AcceptReply {
-            gen,
-            ballot,
-            promised,
-            decided,
-            ..
-        } => {
-            gen_ok(*gen, ballot)?;
-            gen_ok(*gen, promised)?;
-            if let Some(d) = decided {
-                decided_ok(d)?;
-            }
-        }
-        LockMsg::Commit { decided, .. } => decided_ok(decided)?,
-    }
-    Ok(())
-}
+mod messages;
+use messages::check;
+pub use messages::{Decided, LockAccepted, LockMsg, LockState, LockValue};
 
 #[cfg(test)]
 #[path = "oplock_tests.rs"]

@@ -2,6 +2,7 @@
 //! orders, losses and crashes.
 
 use super::*;
+use crate::core::replica::RunTrigger;
 
 const MEMBERS: [&str; 4] = ["b1", "b2", "c1", "c2"];
 

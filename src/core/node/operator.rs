@@ -388,7 +388,11 @@ impl NodeCore {
                     to,
                     msg: Message::Lock(msg),
                 }),
-                LockAction::Learned { site, decided } => self.on_lock_decided(now, &site, decided),
+                LockAction::Learned {
+                    site,
+                    decided,
+                    lead,
+                } => self.on_lock_decided(now, &site, decided, lead),
                 LockAction::Ended { site, id, end } => self.on_lock_ended(&site, id, end),
                 LockAction::Refused { from, why } => {
                     if self.refusals.record(now.mono, &from, why) {
@@ -402,14 +406,26 @@ impl NodeCore {
 
     /// A generation of the site's lock is decided: the node it names starts the run, whether
     /// or not a call still waits for it here (another member may have completed this node's
-    /// proposal, and the calls it refused name this run).
-    fn on_lock_decided(&mut self, now: Now, site: &SiteId, d: Decided) {
+    /// proposal, and the calls it refused name this run), unless the lock only taught it in
+    /// passing or a newer run of the site is known: then it comes too late to start.
+    fn on_lock_decided(&mut self, now: Now, site: &SiteId, d: Decided, lead: bool) {
         let v = d.value;
         info!(%site, gen = d.gen, run = v.run, leader = %v.leader, trigger = v.trigger.as_str(), "operator lock decided");
         if v.leader != self.me.id
             || self.replicas.record(site, v.run).is_some()
             || self.runs.busy(site) == Some(v.run)
         {
+            return;
+        }
+        let newer = self
+            .replicas
+            .records()
+            .any(|r| &r.site == site && r.run > v.run);
+        // A call waiting here is answered with this run: it starts, and the epoch fence orders
+        // it against the newer one as it did before the lock.
+        let waiting = self.operator.locking.contains_key(site);
+        if !lead || (newer && !waiting) {
+            warn!(%site, gen = d.gen, run = v.run, "the operator lock gave this node a run it learned of too late; not starting it");
             return;
         }
         let Some(spec) = self.run_spec(site, v.trigger) else {
