@@ -137,6 +137,8 @@ pub enum Message {
     Vote(VoteMsg),
     /// A failover run's journal, lease and takeover between the members of its electorate.
     Run(RunMsg),
+    /// The operator lock of a site between the members of its electorate.
+    Lock(crate::core::oplock::LockMsg),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -191,6 +193,7 @@ impl Message {
             Message::Run(RunMsg::Ack { .. }) => "run/ack",
             Message::Run(RunMsg::Prepare { .. }) => "run/prepare",
             Message::Run(RunMsg::Promise { .. }) => "run/promise",
+            Message::Lock(_) => "lock",
         }
     }
 }

@@ -93,7 +93,7 @@ async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
     }
     match answer.await {
         Ok(Ok(v)) => (ok, Json(render(&v))).into_response(),
-        Ok(Err(e)) => error(status_of(&e), e.to_string()),
+        Ok(Err(e)) => refused(&e),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the node stopped before it answered",
@@ -262,6 +262,20 @@ pub(super) async fn end_maintenance(
     .await
 }
 
+/// A refused command: its status, its message and, when another call's run goes ahead, that
+/// run's id and leader, so that a script can follow the run that won.
+fn refused(e: &OperatorError) -> Response {
+    let mut body = json!({ "error": e.to_string() });
+    if let OperatorError::LockTaken {
+        site, run, leader, ..
+    } = e
+    {
+        body["run"] = json!(format!("{site}-{run}"));
+        body["leader"] = json!(leader);
+    }
+    (status_of(e), Json(body)).into_response()
+}
+
 /// The HTTP status of a refused command.
 fn status_of(e: &OperatorError) -> StatusCode {
     match e {
@@ -272,13 +286,18 @@ fn status_of(e: &OperatorError) -> StatusCode {
         OperatorError::RunInProgress { .. }
         | OperatorError::DrillInProgress(_)
         | OperatorError::NotUpYet { .. }
-        | OperatorError::NoVerdictYet(_) => StatusCode::CONFLICT,
+        | OperatorError::NoVerdictYet(_)
+        | OperatorError::LockTaken { .. }
+        | OperatorError::LockBusy(_) => StatusCode::CONFLICT,
         OperatorError::NotEntitled { .. } => StatusCode::FORBIDDEN,
         OperatorError::Maintenance(MaintenanceError::NotOperatorNode { .. }) => {
             StatusCode::FORBIDDEN
         }
         OperatorError::Maintenance(MaintenanceError::NoLaterStamp { .. }) => StatusCode::CONFLICT,
         OperatorError::Maintenance(_) => StatusCode::BAD_REQUEST,
+        OperatorError::LockUndecided { .. } | OperatorError::LockUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         OperatorError::EpochsExhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
         OperatorError::Tilted(_) => StatusCode::SERVICE_UNAVAILABLE,
         OperatorError::DrillTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -8,6 +8,7 @@ pub mod fence;
 pub mod maintenance;
 pub mod net_prefix;
 pub mod node;
+pub mod oplock;
 pub mod pinger;
 pub mod pipeline;
 pub mod quorum;

@@ -53,6 +53,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
             .collect(),
         runs: store.run_records()?,
         maintenance: store.maintenance()?,
+        locks: store.load_locks()?,
     };
     let history = store.verdicts(None, HISTORY_KEPT)?;
 
@@ -393,6 +394,14 @@ impl Driver {
                         error!(site = %w.site, error = %e, "cannot store the maintenance window");
                     }
                     self.dirty = true;
+                }
+                Action::PersistLock { site, state } => {
+                    if let Err(e) = self.store.save_lock(&site, &state) {
+                        self.observed.counters.persist_errors += 1;
+                        let (now, error) = (self.now(), e.to_string());
+                        let failed = PersistFailed::Lock { site, error };
+                        self.core.handle(now, Input::PersistFailed(failed));
+                    }
                 }
                 Action::StartStep(s) => {
                     if s.purpose == StepPurpose::Run {

@@ -248,7 +248,7 @@ impl World {
                     }
                 }
                 // The simulator models verdicts, not failover runs.
-                Ok(Message::Run(_)) => {}
+                Ok(Message::Run(_) | Message::Lock(_)) => {}
                 Err(_) => self.counters.decode_errors += 1,
             }
         }

@@ -59,6 +59,7 @@ macro_rules! conformance {
 
 /// The pipeline journal part of the suite.
 mod journal;
+mod lock;
 mod runs;
 
 conformance!(

@@ -3,10 +3,11 @@
 //! opens of one directory share a file, so a simulated crash drops the node and keeps a clone.
 
 use super::{
-    check_promise, conflicting_journal_entry, conflicting_verdict, journal_identity, FleetVersion,
-    RunSummary, Storage, StoreError, StoredVerdict,
+    check_lock, check_promise, conflicting_journal_entry, conflicting_verdict, journal_identity,
+    FleetVersion, RunSummary, Storage, StoreError, StoredVerdict,
 };
 use crate::config::Fleet;
+use crate::core::oplock::LockState;
 use crate::core::pipeline::{JournalEntry, JournalKind};
 use crate::core::replica::RunRecord;
 use crate::core::types::{Durable, SiteId, Verdict};
@@ -33,6 +34,7 @@ struct State {
     /// Run registers, without their journals (those live in `journal`).
     registers: BTreeMap<(SiteId, u64), RunRecord>,
     maintenance: BTreeMap<SiteId, MaintenanceWindow>,
+    locks: BTreeMap<SiteId, LockState>,
 }
 
 impl MemoryStore {
@@ -261,6 +263,19 @@ impl Storage for MemoryStore {
 
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
         Ok(self.state().maintenance.values().cloned().collect())
+    }
+
+    fn load_locks(&self) -> Result<BTreeMap<SiteId, LockState>, StoreError> {
+        Ok(self.state().locks.clone())
+    }
+
+    fn save_lock(&mut self, site: &SiteId, state: &LockState) -> Result<(), StoreError> {
+        let mut s = self.state();
+        if let Some(stored) = s.locks.get(site) {
+            check_lock(site, stored, state)?;
+        }
+        s.locks.insert(site.clone(), state.clone());
+        Ok(())
     }
 
     fn run_records(&self) -> Result<Vec<RunRecord>, StoreError> {

@@ -1,11 +1,13 @@
 //! What a node must never lose: each voter's promised ballot and accepted value per site, the
 //! committed verdicts, the registry (the fleet file it runs and the history of fleet versions
-//! it has loaded), and the journal of every failover run so that a run resumes after a crash. Everything sits behind [`Storage`] so that the node drives SQLite
+//! it has loaded), the journal of every failover run so that a run resumes after a crash, and
+//! each site's operator lock state. Everything sits behind [`Storage`] so that the node drives SQLite
 //! ([`SqliteStore`]) and the simulator an in-memory twin ([`MemoryStore`]) with the same
 //! semantics, checked by one conformance suite. A store must never report a write as done
 //! before it is durable, never lower a promised ballot, and never overwrite a verdict.
 
 use crate::config::Fleet;
+use crate::core::oplock::LockState;
 use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
 use crate::core::replica::RunRecord;
 use crate::core::types::{Ballot, Durable, SiteId, Verdict, WallTime};
@@ -182,6 +184,34 @@ pub trait Storage: Send {
 
     /// The stored maintenance call of every site, ordered by site.
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError>;
+
+    /// This member's acceptor state of every site's operator lock.
+    fn load_locks(&self) -> Result<BTreeMap<SiteId, LockState>, StoreError>;
+
+    /// Replaces the operator lock state of `site`; durable when it returns Ok. Refuses, with
+    /// nothing written, a promised ballot lower than the stored one (EpochRegression) and a
+    /// decided generation older than the stored one or one stored with another value
+    /// (Corrupt): a decided run is never forgotten or changed.
+    fn save_lock(&mut self, site: &SiteId, state: &LockState) -> Result<(), StoreError>;
+}
+
+/// The checks `save_lock` makes, shared so that both stores refuse the same writes.
+fn check_lock(site: &SiteId, stored: &LockState, attempted: &LockState) -> Result<(), StoreError> {
+    check_promise(site, &stored.promised, &attempted.promised)?;
+    if let Some(known) = &stored.decided {
+        let same_or_newer = attempted
+            .decided
+            .as_ref()
+            .is_some_and(|d| d.gen > known.gen || (d.gen == known.gen && d.value == known.value));
+        if !same_or_newer {
+            return Err(StoreError::Corrupt(format!(
+                "the operator lock of site {site} has generation {} decided (run {} led by {}); \
+                 refused {:?}",
+                known.gen, known.value.run, known.value.leader, attempted.decided
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Shared by both implementations so that they refuse exactly the same writes.

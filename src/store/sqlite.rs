@@ -8,6 +8,7 @@ use super::{
     StoreError, StoredVerdict,
 };
 use crate::config::Fleet;
+use crate::core::oplock::LockState;
 use crate::core::pipeline::JournalEntry;
 use crate::core::replica::RunRecord;
 use crate::core::types::{Accepted, Ballot, Durable, NodeId, Outcome, SiteId, Value, Verdict};
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod journal;
+mod lock;
 mod registry;
 mod runs;
 #[cfg(test)]
@@ -139,6 +141,18 @@ const MIGRATIONS: &[&str] = &[
         site      TEXT PRIMARY KEY,
         until_ms  INTEGER NOT NULL,
         set_at_ms INTEGER NOT NULL
+    ) STRICT;
+    ",
+    // v5: each site's operator lock as this member's acceptor holds it: the promised ballot
+    // (columns, so that a lower one is refused in SQL terms too) and the whole `LockState` as
+    // JSON (accepted and newest decided generation).
+    "
+    CREATE TABLE operator_lock (
+        site           TEXT PRIMARY KEY NOT NULL,
+        promised_epoch INTEGER NOT NULL,
+        promised_node  TEXT NOT NULL,
+        decided_gen    INTEGER NOT NULL,
+        state          TEXT NOT NULL
     ) STRICT;
     ",
 ];
@@ -464,6 +478,14 @@ impl Storage for SqliteStore {
         )?;
         tx.commit()?;
         Ok(n > 0)
+    }
+
+    fn load_locks(&self) -> Result<BTreeMap<SiteId, LockState>, StoreError> {
+        self.read_locks()
+    }
+
+    fn save_lock(&mut self, site: &SiteId, state: &LockState) -> Result<(), StoreError> {
+        self.write_lock(site, state)
     }
 
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {

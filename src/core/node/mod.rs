@@ -23,6 +23,7 @@ pub use operator::{Command, CommandOk, CommandReply, OperatorError};
 pub use runs::{Runs, StartStep, StepDone, StepPurpose};
 pub use tilt::Tilt;
 
+use super::oplock::{LockConfig, LockState, OpLock};
 use super::pinger::{Pinger, PingerAction, PingerConfig};
 use super::pipeline::JournalEntry;
 use super::quorum::Electorate;
@@ -38,13 +39,14 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 /// What a node read from its store at start: its promises, the newest verdict per site, the
-/// run registers it holds and the newest maintenance call per site.
+/// run registers it holds, the newest maintenance call per site and its operator lock state.
 #[derive(Clone, Debug, Default)]
 pub struct Boot {
     pub durable: BTreeMap<SiteId, Durable>,
     pub verdicts: Vec<Verdict>,
     pub runs: Vec<RunRecord>,
     pub maintenance: Vec<MaintenanceWindow>,
+    pub locks: BTreeMap<SiteId, LockState>,
 }
 
 /// Everything that happens to a node, as its driver reports it.
@@ -85,6 +87,8 @@ pub enum PersistFailed {
         run: u64,
         error: String,
     },
+    /// Operator lock state: this node takes no part in any site's lock any more.
+    Lock { site: SiteId, error: String },
 }
 
 /// What the core asks its driver to do, in order.
@@ -113,6 +117,11 @@ pub enum Action {
     SaveRun(RunRecord),
     AppendJournal(JournalEntry),
     SaveMaintenance(MaintenanceWindow),
+    /// This member's operator lock state of `site` (`Storage::save_lock`).
+    PersistLock {
+        site: SiteId,
+        state: LockState,
+    },
     /// Run one attempt of a step through its actuator; report it with `Input::StepDone`.
     StartStep(StartStep),
     Reply {
@@ -144,6 +153,7 @@ pub struct NodeCore {
     runs: Runs,
     isolation: Option<IsolationState>,
     operator: operator::OperatorState,
+    oplock: OpLock,
     peers: peers::Peers,
     tilt: Tilt,
     refusals: Refusals,
@@ -191,6 +201,12 @@ impl NodeCore {
             tilt: Tilt::new(now, fleet.timing.probe_budget()),
             peers: peers::Peers::default(),
             operator: operator::OperatorState::new(me, boot.maintenance, now),
+            oplock: OpLock::new(
+                me.clone(),
+                LockConfig::from_timing(&fleet.timing),
+                boot.locks,
+                seed ^ 0x10c4,
+            ),
             refusals: Refusals::default(),
             voting_disabled: None,
             retired: None,
@@ -236,6 +252,9 @@ impl NodeCore {
     pub fn tilt(&self) -> &Tilt {
         &self.tilt
     }
+    pub fn oplock(&self) -> &OpLock {
+        &self.oplock
+    }
     pub fn refusals(&self) -> &Refusals {
         &self.refusals
     }
@@ -270,6 +289,7 @@ impl NodeCore {
         at(self.runs.poll_timeout());
         at(self.isolation.as_ref().and_then(|i| i.poll_timeout()));
         at(self.operator.poll_timeout());
+        at(self.oplock.poll_timeout());
         at(self.tilt.poll_timeout());
         Some(wake)
     }
@@ -352,6 +372,7 @@ impl NodeCore {
                 }
             }
             Message::Run(m) => self.on_run_msg(now, &from, m),
+            Message::Lock(m) => self.on_lock_msg(now, &from, m),
         }
     }
 
@@ -423,6 +444,7 @@ impl NodeCore {
             any |= self.drain_replicas(now);
             any |= self.drain_runs(now);
             any |= self.drain_isolation(now);
+            any |= self.drain_oplock(now);
             any |= self.release_replicated_steps(now);
             if !any {
                 break;
@@ -520,6 +542,20 @@ impl NodeCore {
                     )
                 });
             }
+            PersistFailed::Lock { site, error } => {
+                // A promise that is not durable must not leave: no lock message goes out.
+                error!(%site, %error, "cannot make the operator lock durable; this node takes no part in it any more");
+                self.oplock.break_down(error);
+                self.actions.retain(|a| {
+                    !matches!(
+                        a,
+                        Action::Send {
+                            msg: Message::Lock(_),
+                            ..
+                        } | Action::PersistLock { .. }
+                    )
+                });
+            }
             PersistFailed::Run { site, run, error } => {
                 error!(%site, run, %error, "cannot make the run durable; this node sends and starts nothing more for it");
                 self.runs.broken(&site, run);
@@ -567,6 +603,8 @@ impl NodeCore {
                 fleet.timing.status_interval,
             ));
         self.tilt.set_budget(fleet.timing.probe_budget());
+        self.oplock
+            .set_config(LockConfig::from_timing(&fleet.timing));
         self.isolation = IsolationState::reloaded(self.isolation.take(), &fleet, &me, t);
         self.me = me;
         self.fleet = fleet;

@@ -3,20 +3,26 @@
 //! driver and renders the `CommandReply`; it never touches the state machines, and the core
 //! knows no HTTP (the API maps `OperatorError` to status codes).
 //!
-//! Epochs: a manual failover or a failback is a run led by this node with a fresh epoch, one
-//! above every epoch this node knows for the site (the newest verdict, its durable promise and
-//! acceptance, and every run register it holds), so that it orders after everything the node
-//! has seen, for the actuators' fencing and idempotency keys.
+//! Epochs and the operator lock: a manual failover or a failback is not started by the node
+//! that is called alone. It proposes a run led by itself, with a fresh epoch (one above every
+//! epoch it knows for the site: the newest verdict, its durable promise and acceptance, every
+//! run register it holds and every run its operator lock saw), for the next generation of the
+//! site's operator lock (`core::oplock`, Paxos among the site's electorate). The call is
+//! answered once that generation is decided: the node the decided value names leads the run
+//! (the call that proposed it answers with the run), and every other call for the generation
+//! answers `LockTaken`, naming that run. So two operators calling two nodes at once get one
+//! run, and no two nodes ever lead a run under the same epoch.
 
 use super::runs::{failback_spec, StepDone, StepPurpose};
 use super::{Action, NodeCore};
 use crate::config::FailoverPlan;
 use crate::core::maintenance::{Learned, Maintenance, MaintenanceError};
+use crate::core::oplock::{Decided, LockAction, LockError, LockMsg, LockValue, ProposalEnd};
 use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
 use crate::core::replica::RunTrigger;
 use crate::core::trust::MAX_EPOCH;
 use crate::core::types::{NodeId, Now, Outcome, SiteId, Time, WallTime};
-use crate::wire::MaintenanceWindow;
+use crate::wire::{MaintenanceWindow, Message};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -108,6 +114,21 @@ pub enum OperatorError {
     Tilted(String),
     #[error("the drill of site {site} did not finish within {bound_ms} ms (the sum of its steps' timeouts)")]
     DrillTimedOut { site: SiteId, bound_ms: u64 },
+    /// Another call won the site's operator lock; its run goes ahead, this call started none.
+    #[error("another operator call took the lock of site {site} first: run {site}-{run} ({trigger}, led by {leader}) goes ahead; this call started nothing")]
+    LockTaken {
+        site: SiteId,
+        run: u64,
+        leader: NodeId,
+        trigger: &'static str,
+    },
+    #[error("a call for site {0} is waiting for the site's operator lock on this node; wait for its answer")]
+    LockBusy(SiteId),
+    /// The electorate did not decide within the bound; the proposal may still win later.
+    #[error("the operator lock of site {site} was not decided within {bound_ms} ms (voters unreachable, or calls at other voters competing); this call may still take effect: check GET /v1/failovers before calling again")]
+    LockUndecided { site: SiteId, bound_ms: u64 },
+    #[error("this node cannot keep its operator lock state durable ({0}); call another voter")]
+    LockUnavailable(String),
 }
 
 /// The reply to a command.
@@ -121,11 +142,20 @@ pub struct Drill {
     bound: Duration,
 }
 
-/// Operator state: maintenance calls and drills.
+/// A manual failover or failback waiting for its site's operator lock.
+struct LockCall {
+    id: u64,
+    trigger: RunTrigger,
+    reason: Option<String>,
+    force: Option<bool>,
+}
+
+/// Operator state: maintenance calls, drills and calls waiting for the operator lock.
 pub struct OperatorState {
     /// The newest maintenance call per site (stored, and passed on in status messages).
     pub maintenance: Maintenance,
     drills: BTreeMap<u64, Drill>,
+    locking: BTreeMap<SiteId, LockCall>,
 }
 
 impl OperatorState {
@@ -138,6 +168,7 @@ impl OperatorState {
         OperatorState {
             maintenance,
             drills: BTreeMap::new(),
+            locking: BTreeMap::new(),
         }
     }
 
@@ -163,12 +194,19 @@ impl NodeCore {
                 Ok(()) => return,
                 Err(e) => Err(e),
             },
+            // Both are answered once the site's operator lock is decided.
             Command::Failover {
                 site,
                 reason,
                 force,
-            } => self.manual_failover(now, &site, reason, force),
-            Command::Failback { site } => self.failback(now, &site),
+            } => match self.manual_failover(now, id, &site, reason, force) {
+                Ok(()) => return,
+                Err(e) => Err(e),
+            },
+            Command::Failback { site } => match self.failback(now, id, &site) {
+                Ok(()) => return,
+                Err(e) => Err(e),
+            },
             Command::SetMaintenance {
                 site,
                 until_unix_ms,
@@ -216,6 +254,9 @@ impl NodeCore {
         if self.operator.drills.values().any(|d| &d.site == site) {
             return Err(OperatorError::DrillInProgress(site.clone()));
         }
+        if self.operator.locking.contains_key(site) {
+            return Err(OperatorError::LockBusy(site.clone()));
+        }
         Ok(())
     }
 
@@ -241,54 +282,82 @@ impl NodeCore {
             .filter(|r| &r.site == site)
             .map(|r| r.epoch);
         e = here.chain(finished).fold(e, u64::max);
+        e = e.max(self.oplock.known_epoch(site));
         e.checked_add(1)
             .filter(|e| *e <= MAX_EPOCH)
             .ok_or_else(|| OperatorError::EpochsExhausted(site.clone()))
     }
 
-    /// Starts a journaled run of `spec` led by this node, now.
-    fn start_operator_run(
+    /// Proposes a run of `trigger` led by this node for the next generation of the site's
+    /// operator lock; command `id` is answered when the generation is decided.
+    fn propose_run(
         &mut self,
         now: Now,
+        id: u64,
         site: &SiteId,
-        spec: PipelineSpec,
         trigger: RunTrigger,
         forced: bool,
-    ) -> Result<u64, OperatorError> {
+        reason: Option<String>,
+    ) -> Result<(), OperatorError> {
         self.entitled(site)?;
         self.check_idle(site)?;
         if let Some(why) = self.tilt.reason() {
             return Err(OperatorError::Tilted(why.to_string()));
         }
         let epoch = self.fresh_epoch(site)?;
-        self.lead_run(now, site, epoch, trigger, forced, now.wall, Vec::new());
-        let p = Pipeline::new(spec, site.clone(), epoch, false, now);
-        self.runs.insert_running((site.clone(), epoch), p);
-        Ok(epoch)
+        let own = LockValue {
+            run: epoch,
+            leader: self.me.id.clone(),
+            trigger,
+            forced,
+        };
+        let electorate = self.electorate(site);
+        match self
+            .oplock
+            .propose(now.mono, site.clone(), electorate, own, id)
+        {
+            Ok(gen) => {
+                info!(%site, gen, epoch, trigger = trigger.as_str(), "asking the electorate for the operator lock");
+            }
+            Err(LockError::NotInElectorate(_)) => {
+                return Err(self
+                    .entitled(site)
+                    .err()
+                    .unwrap_or(OperatorError::LockUnavailable(
+                        "not a member of the electorate".into(),
+                    )))
+            }
+            Err(LockError::Busy(s)) => return Err(OperatorError::LockBusy(s)),
+            Err(LockError::Exhausted(s)) => return Err(OperatorError::EpochsExhausted(s)),
+            Err(LockError::Broken(why)) => return Err(OperatorError::LockUnavailable(why)),
+        }
+        let force = (trigger == RunTrigger::Manual).then_some(forced);
+        self.operator.locking.insert(
+            site.clone(),
+            LockCall {
+                id,
+                trigger,
+                reason,
+                force,
+            },
+        );
+        Ok(())
     }
 
     fn manual_failover(
         &mut self,
         now: Now,
+        id: u64,
         site: &SiteId,
         reason: String,
         force: bool,
-    ) -> CommandReply {
-        let plan = self.plan_of(site)?;
-        let epoch = self.start_operator_run(now, site, plan.pipeline, RunTrigger::Manual, force)?;
-        warn!(%site, epoch, reason, force, "manually initiated failover started");
-        Ok(CommandOk::RunStarted {
-            site: site.clone(),
-            epoch,
-            trigger: RunTrigger::Manual,
-            leader: self.me.id.clone(),
-            reason: Some(reason),
-            force: Some(force),
-        })
+    ) -> Result<(), OperatorError> {
+        self.plan_of(site)?;
+        self.propose_run(now, id, site, RunTrigger::Manual, force, Some(reason))
     }
 
     /// Back to the primary: the compensation of every step that has one, newest step first.
-    fn failback(&mut self, now: Now, site: &SiteId) -> CommandReply {
+    fn failback(&mut self, now: Now, id: u64, site: &SiteId) -> Result<(), OperatorError> {
         let plan = self.plan_of(site)?;
         match self.voter.verdict(site).map(|v| (v.outcome(), v.epoch())) {
             Some((Outcome::Up, _)) => {}
@@ -301,20 +370,120 @@ impl NodeCore {
             }
             None => return Err(OperatorError::NoVerdictYet(site.clone())),
         }
-        let spec = failback_spec(&plan.pipeline);
-        if spec.steps.is_empty() {
+        if failback_spec(&plan.pipeline).steps.is_empty() {
             return Err(OperatorError::NothingToFailBack(site.clone()));
         }
-        let epoch = self.start_operator_run(now, site, spec, RunTrigger::Failback, false)?;
-        warn!(%site, epoch, "failback started");
-        Ok(CommandOk::RunStarted {
-            site: site.clone(),
-            epoch,
-            trigger: RunTrigger::Failback,
-            leader: self.me.id.clone(),
-            reason: None,
-            force: None,
-        })
+        self.propose_run(now, id, site, RunTrigger::Failback, false, None)
+    }
+
+    /// A lock message from a peer; the lock checks who may say what.
+    pub(super) fn on_lock_msg(&mut self, now: Now, from: &NodeId, msg: LockMsg) {
+        let site = msg.site().clone();
+        let electorate = self.fleet.watch(&site).map(|_| self.electorate(&site));
+        self.oplock.handle(now.mono, from, msg, electorate.as_ref());
+    }
+
+    /// Carries the lock's actions over, in order.
+    pub(super) fn drain_oplock(&mut self, now: Now) -> bool {
+        let mut any = false;
+        while let Some(a) = self.oplock.poll_action() {
+            any = true;
+            match a {
+                LockAction::Persist { site, state } => {
+                    self.actions.push_back(Action::PersistLock { site, state })
+                }
+                LockAction::Send { to, msg } => self.actions.push_back(Action::Send {
+                    to,
+                    msg: Message::Lock(msg),
+                }),
+                LockAction::Learned {
+                    site,
+                    decided,
+                    lead,
+                } => self.on_lock_decided(now, &site, decided, lead),
+                LockAction::Ended { site, id, end } => self.on_lock_ended(&site, id, end),
+                LockAction::Refused { from, why } => {
+                    if self.refusals.record(now.mono, &from, why) {
+                        warn!(peer = %from, reason = why.as_str(), "operator lock message refused");
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    /// A generation of the site's lock is decided: the node it names starts the run, whether
+    /// or not a call still waits for it here (another member may have completed this node's
+    /// proposal, and the calls it refused name this run), unless the lock only taught it in
+    /// passing or a newer run of the site is known: then it comes too late to start.
+    fn on_lock_decided(&mut self, now: Now, site: &SiteId, d: Decided, lead: bool) {
+        let v = d.value;
+        info!(%site, gen = d.gen, run = v.run, leader = %v.leader, trigger = v.trigger.as_str(), "operator lock decided");
+        if v.leader != self.me.id
+            || self.replicas.record(site, v.run).is_some()
+            || self.runs.busy(site) == Some(v.run)
+        {
+            return;
+        }
+        let newer = self
+            .replicas
+            .records()
+            .any(|r| &r.site == site && r.run > v.run);
+        // A call waiting here is answered with this run: it starts, and the epoch fence orders
+        // it against the newer one as it did before the lock.
+        let waiting = self.operator.locking.contains_key(site);
+        if !lead || (newer && !waiting) {
+            warn!(%site, gen = d.gen, run = v.run, "the operator lock gave this node a run it learned of too late; not starting it");
+            return;
+        }
+        let Some(spec) = self.run_spec(site, v.trigger) else {
+            warn!(%site, run = v.run, "the operator lock gave this node a run, but this fleet has no plan for the site; not running it");
+            return;
+        };
+        warn!(%site, epoch = v.run, trigger = v.trigger.as_str(), forced = v.forced, "operator run started");
+        self.lead_run(now, site, v.run, v.trigger, v.forced, now.wall, Vec::new());
+        let p = Pipeline::new(spec, site.clone(), v.run, false, now);
+        self.runs.insert_running((site.clone(), v.run), p);
+    }
+
+    /// Answers the call whose proposal ended.
+    fn on_lock_ended(&mut self, site: &SiteId, id: u64, end: ProposalEnd) {
+        let Some(call) = self.operator.locking.remove(site).filter(|c| c.id == id) else {
+            return;
+        };
+        let reply = match end {
+            ProposalEnd::Won(d) => {
+                match (&call.reason, call.force) {
+                    (Some(reason), force) => {
+                        warn!(%site, epoch = d.value.run, reason, force, "manually initiated failover started")
+                    }
+                    _ => warn!(%site, epoch = d.value.run, "failback started"),
+                }
+                Ok(CommandOk::RunStarted {
+                    site: site.clone(),
+                    epoch: d.value.run,
+                    trigger: call.trigger,
+                    leader: d.value.leader,
+                    reason: call.reason,
+                    force: call.force,
+                })
+            }
+            ProposalEnd::Lost(d) => {
+                info!(%site, run = d.value.run, leader = %d.value.leader, "another call took the operator lock");
+                Err(OperatorError::LockTaken {
+                    site: site.clone(),
+                    run: d.value.run,
+                    leader: d.value.leader,
+                    trigger: d.value.trigger.as_str(),
+                })
+            }
+            ProposalEnd::Undecided { bound } => Err(OperatorError::LockUndecided {
+                site: site.clone(),
+                bound_ms: bound.as_millis() as u64,
+            }),
+            ProposalEnd::Broken(why) => Err(OperatorError::LockUnavailable(why)),
+        };
+        self.actions.push_back(Action::Reply { id: call.id, reply });
     }
 
     fn set_maintenance(&mut self, now: Now, site: &SiteId, until_unix_ms: i64) -> CommandReply {
@@ -424,6 +593,9 @@ impl NodeCore {
     }
 
     pub(super) fn on_operator_timers(&mut self, now: Now) {
+        if self.oplock.poll_timeout().is_some_and(|t| t <= now.mono) {
+            self.oplock.tick(now.mono);
+        }
         let over: Vec<u64> = self
             .operator
             .drills

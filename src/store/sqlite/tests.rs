@@ -141,7 +141,8 @@ fn a_v1_database_is_upgraded_in_place_and_keeps_its_data() {
         .unwrap();
     }
     let mut store = SqliteStore::open(tmp.path()).unwrap();
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
+    assert!(store.load_locks().unwrap().is_empty());
     assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);
 
     let durable = store.load_durable().unwrap();
