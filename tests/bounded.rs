@@ -20,14 +20,8 @@ const ATTEMPTS: u64 = 200;
 /// The fast fleet with a one-step plan for site a: the step prints 4 KiB and fails, 200 times
 /// with a 5 ms backoff (at most 40 ms between attempts).
 fn fleet_with_noisy_step(octet: u8) -> String {
-    let text = fleet_text(octet);
-    let cut = text.find("[[watch]]").expect("the fleet has watches");
-    format!(
-        r#"{head}
-[[watch]]
-site = "a"
-by = ["b", "c"]
-takeover_delay_s = 0.5
+    let watch_a = format!(
+        r#"takeover_delay_s = 0.5
 self_fence_after_s = 0.2
 
 [[watch.pipeline.step]]
@@ -36,15 +30,10 @@ kind = "exec"
 timeout_s = 5
 retries = {retries}
 backoff_ms = 5
-argv = ["/bin/sh", "-c", "printf '%04096d' 0; exit 1"]
-
-[[watch]]
-site = "b"
-by = ["a", "c"]
-"#,
-        head = &text[..cut],
+argv = ["/bin/sh", "-c", "printf '%04096d' 0; exit 1"]"#,
         retries = ATTEMPTS - 1,
-    )
+    );
+    fleet_watching_a(octet, "", &watch_a, "")
 }
 
 /// Polls `addr`'s GET /v1/failovers until its first run is in a final state, for at most

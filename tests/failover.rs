@@ -11,8 +11,6 @@ use std::path::Path;
 /// The fast fleet with a two-step exec pipeline on the watch of site a; each step appends
 /// "EPOCH STEP KEY" to `log`.
 fn fleet_with_plan(octet: u8, log: &Path) -> String {
-    let text = fleet_text(octet);
-    let cut = text.find("[[watch]]").expect("the fleet has watches");
     let step = |name: &str| {
         format!(
             r#"
@@ -25,22 +23,12 @@ argv = ["/bin/sh", "-c", "echo \"$QUORATE_EPOCH $QUORATE_STEP $QUORATE_IDEMPOTEN
             log = log.display()
         )
     };
-    format!(
-        r#"{head}
-[[watch]]
-site = "a"
-by = ["b", "c"]
-takeover_delay_s = 0.5
-self_fence_after_s = 0.2
-{first}{second}
-[[watch]]
-site = "b"
-by = ["a", "c"]
-"#,
-        head = &text[..cut],
-        first = step("promote-b"),
-        second = step("notify"),
-    )
+    let watch_a = format!(
+        "takeover_delay_s = 0.5\nself_fence_after_s = 0.2\n{}{}",
+        step("promote-b"),
+        step("notify")
+    );
+    fleet_watching_a(octet, "", &watch_a, "")
 }
 
 /// Waits until `log` has at least `n` lines.
@@ -157,28 +145,17 @@ async fn a_leader_restarted_after_its_run_does_not_run_it_again() {
 /// The fast fleet with status every 100 ms and isolation steps for site a: each node of a that
 /// is cut off from a majority of a's electorate appends "STEP SITE" to `log`.
 fn fleet_with_isolation(octet: u8, log: &Path) -> String {
-    let text = fleet_text(octet);
-    let cut = text.find("[[watch]]").expect("the fleet has watches");
-    let head = text[..cut].replacen("[timing]", "[timing]\nstatus_interval_ms = 100", 1);
-    format!(
-        r#"{head}
-[[watch]]
-site = "a"
-by = ["b", "c"]
-takeover_delay_s = 1
+    let watch_a = format!(
+        r#"takeover_delay_s = 1
 self_fence_after_s = 0.5
 [[watch.isolation]]
 name = "withdraw-a"
 kind = "exec"
 timeout_s = 5
-argv = ["/bin/sh", "-c", "echo \"$QUORATE_STEP $QUORATE_SITE\" >> {log}"]
-
-[[watch]]
-site = "b"
-by = ["a", "c"]
-"#,
+argv = ["/bin/sh", "-c", "echo \"$QUORATE_STEP $QUORATE_SITE\" >> {log}"]"#,
         log = log.display()
-    )
+    );
+    fleet_watching_a(octet, "status_interval_ms = 100", &watch_a, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

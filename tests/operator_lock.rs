@@ -19,18 +19,12 @@ const ROUNDS: usize = 20;
 /// The fast fleet with a two-step plan on the watch of site a; every step that is not a dry
 /// run appends "EPOCH STEP" to `effects`.
 fn fleet(octet: u8, token: &Path, effects: &Path) -> String {
-    let text = fleet_text(octet);
-    let cut = text.find("[[watch]]").expect("the fleet has watches");
     let script = format!(
         "[ \"$QUORATE_DRY_RUN\" = 1 ] || echo \"$QUORATE_EPOCH $QUORATE_STEP\" >> {}",
         effects.display()
     );
-    format!(
-        r#"{head}
-[[watch]]
-site = "a"
-by = ["b", "c"]
-takeover_delay_s = 0.5
+    let watch_a = format!(
+        r#"takeover_delay_s = 0.5
 self_fence_after_s = 0.2
 
 [[watch.pipeline.step]]
@@ -49,18 +43,10 @@ argv = ["/bin/sh", "-c", '{script}']
 name = "notify"
 kind = "exec"
 timeout_s = 5
-argv = ["/bin/sh", "-c", '{script}']
-
-[[watch]]
-site = "b"
-by = ["a", "c"]
-
-[api]
-token_file = '{token}'
-"#,
-        head = &text[..cut],
-        token = token.display(),
-    )
+argv = ["/bin/sh", "-c", '{script}']"#
+    );
+    let api = format!("\n[api]\ntoken_file = '{}'\n", token.display());
+    fleet_watching_a(octet, "", &watch_a, &api)
 }
 
 async fn failover(addr: SocketAddr, reason: &str) -> (u16, Value) {

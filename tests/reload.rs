@@ -15,15 +15,8 @@ use std::time::Duration;
 /// The fast fleet with status every 100 ms, a plan for site a and isolation steps that append
 /// to `log`.
 fn fleet_with_isolation(octet: u8, log: &Path) -> String {
-    let text = fleet_text(octet);
-    let cut = text.find("[[watch]]").expect("the fleet has watches");
-    let head = text[..cut].replacen("[timing]", "[timing]\nstatus_interval_ms = 100", 1);
-    format!(
-        r#"{head}
-[[watch]]
-site = "a"
-by = ["b", "c"]
-takeover_delay_s = 1
+    let watch_a = format!(
+        r#"takeover_delay_s = 1
 self_fence_after_s = 0.5
 [[watch.pipeline.step]]
 name = "promote-b"
@@ -34,14 +27,10 @@ argv = ["/bin/sh", "-c", "echo \"run $QUORATE_STEP\" >> {log}"]
 name = "withdraw-a"
 kind = "exec"
 timeout_s = 5
-argv = ["/bin/sh", "-c", "echo \"isolation $QUORATE_STEP $QUORATE_SITE\" >> {log}"]
-
-[[watch]]
-site = "b"
-by = ["a", "c"]
-"#,
+argv = ["/bin/sh", "-c", "echo \"isolation $QUORATE_STEP $QUORATE_SITE\" >> {log}"]"#,
         log = log.display()
-    )
+    );
+    fleet_watching_a(octet, "status_interval_ms = 100", &watch_a, "")
 }
 
 /// Replaces voter `old` (id and addresses) by `new` at the last octet `host` of its site.

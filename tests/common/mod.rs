@@ -40,6 +40,20 @@ pub fn fleet_text(octet: u8) -> String {
     relocate(quorate::demo::THREE_SITES_FAST, octet)
 }
 
+/// The fast fleet on `octet` with its watches rewritten: site a watched by b and c with
+/// `watch_a` after its `by` line (delays, `[[watch.pipeline.step]]` and `[[watch.isolation]]`
+/// tables), site b by a and c, then `tail` (e.g. an `[api]` table); `timing` lines are added
+/// to `[timing]`.
+pub fn fleet_watching_a(octet: u8, timing: &str, watch_a: &str, tail: &str) -> String {
+    let text = fleet_text(octet);
+    let cut = text.find("[[watch]]").expect("the fleet has watches");
+    let head = text[..cut].replacen("[timing]", &format!("[timing]\n{timing}"), 1);
+    format!(
+        "{head}\n[[watch]]\nsite = \"a\"\nby = [\"b\", \"c\"]\n{watch_a}\n\n\
+         [[watch]]\nsite = \"b\"\nby = [\"a\", \"c\"]\n{tail}"
+    )
+}
+
 /// Starts the fast fleet on `octet` with REST on every node.
 pub async fn start_fleet(octet: u8) -> LocalFleet {
     LocalFleet::start(&fleet_text(octet), None, true)
