@@ -139,6 +139,8 @@ pub struct Runs {
     /// When this node first heard of each run (monotonic): the takeover delay of a run taken
     /// over counts from here.
     first_heard: BTreeMap<(SiteId, u64), Time>,
+    /// Automatic runs known to have begun: each starts the site's hold-down once.
+    began: BTreeSet<(SiteId, u64)>,
 }
 
 impl Runs {
@@ -321,10 +323,11 @@ impl NodeCore {
         let hold_down = self.fleet.timing.hold_down;
         for r in records {
             self.voter.observe_epoch(&r.site, r.term());
-            if r.trigger == RunTrigger::Verdict {
+            let began = r.journal.first().map(|e| e.at);
+            if let Some(began) = began.filter(|_| r.trigger == RunTrigger::Verdict) {
                 // Hold-down across a restart can only be judged on the wall clock; a clock
                 // stepped back cannot stretch it beyond one hold_down.
-                let began = r.journal.first().map_or(r.start_at, |e| e.at);
+                self.runs.began.insert((r.site.clone(), r.run));
                 let elapsed = now.wall.since(began).min(hold_down);
                 let until = now.mono + (hold_down - elapsed);
                 let h = self.runs.hold_until.entry(r.site.clone()).or_default();
@@ -671,15 +674,15 @@ impl NodeCore {
         any
     }
 
-    /// The first time this node hears of a run: its takeover delay and, for an automatic run,
-    /// the site's hold-down count from now.
+    /// The first time this node hears of a run, its takeover delay counts from now; the first
+    /// time it hears that an automatic run began (its journal has an entry), the site's
+    /// hold-down does. A run dropped before it began (its verdict changed during the delay)
+    /// holds nothing down.
     fn note_run(&mut self, now: Now, r: &RunRecord) {
         let key = (r.site.clone(), r.run);
-        if self.runs.first_heard.contains_key(&key) {
-            return;
-        }
-        self.runs.first_heard.insert(key, now.mono);
-        if r.trigger == RunTrigger::Verdict {
+        self.runs.first_heard.entry(key.clone()).or_insert(now.mono);
+        if r.trigger == RunTrigger::Verdict && !r.journal.is_empty() && self.runs.began.insert(key)
+        {
             let until = now.mono + self.fleet.timing.hold_down;
             let h = self.runs.hold_until.entry(r.site.clone()).or_default();
             *h = (*h).max(until);

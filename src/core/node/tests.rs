@@ -240,3 +240,60 @@ fn a_wall_clock_leap_makes_the_node_abstain_and_refuse_operator_runs_for_a_cool_
         "{actions:?}"
     );
 }
+
+/// The register of run `run` of site a led by `leader`, with `entries` journal entries of its
+/// first step's start.
+fn register(run: u64, leader: &str, entries: usize) -> Input {
+    use crate::core::pipeline::{JournalEntry, JournalKind, Phase, StepRef};
+    use crate::core::replica::{RunMsg, RunRecord, RunTrigger};
+    use crate::core::types::{Ballot, WallTime};
+    let ballot = Ballot {
+        epoch: run,
+        proposer: NodeId::from(leader),
+    };
+    let journal: Vec<JournalEntry> = (0..entries)
+        .map(|i| JournalEntry {
+            site: SiteId::from("a"),
+            epoch: run,
+            term: run,
+            step: StepRef::new(Phase::Step, 0),
+            name: "promote-b".into(),
+            attempt: i as u32 + 1,
+            at: WallTime(1_000),
+            kind: JournalKind::Started,
+        })
+        .collect();
+    Input::Message {
+        from: NodeId::from(leader),
+        msg: Message::Run(RunMsg::Append {
+            len: journal.len() as u32,
+            record: RunRecord {
+                site: SiteId::from("a"),
+                run,
+                trigger: RunTrigger::Verdict,
+                promised: ballot.clone(),
+                journal_ballot: ballot,
+                journal,
+                forced: false,
+                start_at: WallTime(0),
+            },
+            from: 0,
+        }),
+    }
+}
+
+#[test]
+fn only_an_automatic_run_that_began_starts_the_hold_down() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a = SiteId::from("a");
+    // A run registered but dropped before its first step (its verdict changed in the delay).
+    b1.handle(at(10), register(1, "c1", 0));
+    assert_eq!(b1.runs().hold_down_until(&a), None);
+    // A run whose first step started: no automatic run of a for hold_down_s (300 s) from now.
+    b1.handle(at(20), register(5, "c1", 1));
+    assert_eq!(
+        b1.runs().hold_down_until(&a),
+        Some(at(20).mono + std::time::Duration::from_secs(300))
+    );
+}
