@@ -566,6 +566,20 @@ impl Pipeline {
         self.kick(now);
     }
 
+    /// The driver's start of attempt `attempt` of `step` is released now (its start entry is
+    /// held by a majority): its timeout counts from here, not from when it was queued, so a
+    /// start held back by a slow or partitioned electorate is not timed out before it began.
+    /// False when that attempt is no longer the running one (it timed out meanwhile, or the
+    /// run moved on): the start is stale and must not be carried out.
+    pub fn released(&mut self, now: Now, step: StepRef, attempt: u32) -> bool {
+        if !self.running(step, attempt) {
+            return false;
+        }
+        let deadline = now.mono + self.spec_of(step).timeout;
+        self.cursor = Cursor::At(step, Status::Running { attempt, deadline });
+        true
+    }
+
     fn running(&self, step: StepRef, attempt: u32) -> bool {
         matches!(self.cursor, Cursor::At(r, Status::Running { attempt: a, .. }) if r == step && a == attempt)
     }

@@ -141,6 +141,9 @@ pub struct Runs {
     first_heard: BTreeMap<(SiteId, u64), Time>,
     /// Automatic runs known to have begun: each starts the site's hold-down once.
     began: BTreeSet<(SiteId, u64)>,
+    /// Runs this node started from an empty journal whose first start is not released yet:
+    /// their verdict is checked again when it is (a run begins only on its newest verdict).
+    unbegun: BTreeSet<(SiteId, u64)>,
 }
 
 impl Runs {
@@ -186,6 +189,7 @@ impl Runs {
     }
 
     fn stop(&mut self, key: &(SiteId, u64)) {
+        self.unbegun.remove(key);
         self.running.remove(key);
         self.waiting.remove(key);
         self.pending.remove(key);
@@ -415,6 +419,9 @@ impl NodeCore {
                 continue;
             };
             info!(site = %key.0, epoch = key.1, term = record.term(), "failover run started");
+            if record.journal.is_empty() {
+                self.runs.unbegun.insert(key.clone());
+            }
             let p = Pipeline::take_over(
                 spec,
                 key.0.clone(),
@@ -509,8 +516,26 @@ impl NodeCore {
                 any = true;
                 continue;
             }
+            if self.runs.unbegun.remove(&key) {
+                if let Some(why) = self.verdict_replaced(&key) {
+                    info!(site = %key.0, run = key.1, "failover dropped before its first step: {why}");
+                    self.runs.stop(&key);
+                    any = true;
+                    continue;
+                }
+            }
             for s in self.runs.pending.remove(&key).unwrap_or_default() {
                 any = true;
+                let live = self
+                    .runs
+                    .running
+                    .get_mut(&key)
+                    .is_some_and(|p| p.released(now, s.step, s.attempt));
+                if !live {
+                    // Timed out while held (its retry is queued behind it): never carried out,
+                    // so two attempts of one step never overlap.
+                    continue;
+                }
                 if let Some(refusal) = self.anycast_refusal(&s) {
                     // Refused steps fail without being carried out; the pipeline decides what
                     // that means (retry, abort, continue or compensate).
@@ -525,6 +550,22 @@ impl NodeCore {
             }
         }
         any
+    }
+
+    /// Why an automatic run must not begin any more: its DOWN verdict is no longer the
+    /// newest (the site came back, or a newer verdict replaced it) while a majority was being
+    /// asked to hold its first start.
+    fn verdict_replaced(&self, (site, run): &(SiteId, u64)) -> Option<String> {
+        let record = self.replicas.record(site, *run)?;
+        if record.trigger != RunTrigger::Verdict {
+            return None;
+        }
+        let current = self.voter.verdict(site).map(|v| (v.outcome(), v.epoch()));
+        (current != Some((Outcome::Down, *run))).then(|| {
+            format!(
+                "the newest verdict of site {site} is no longer the DOWN verdict of epoch {run}"
+            )
+        })
     }
 
     /// The anycast rule, before a bgp step: what the ledger believes announced comes from the
