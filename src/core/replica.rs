@@ -586,7 +586,7 @@ impl Replicas {
             .filter_map(|r| match &r.role {
                 Role::Leader { next_heartbeat, .. } => Some(*next_heartbeat),
                 Role::Candidate { since, .. } => Some(*since + self.config.lease),
-                Role::Follower if !r.record.is_finished() => {
+                Role::Follower if !r.record.is_finished() && r.electorate.contains(&self.me) => {
                     let lapse =
                         r.last_heard.unwrap_or(Time::ZERO) + self.config.lease + self.stagger(r);
                     Some(r.retry_at.map_or(lapse, |t| t.max(lapse)))
@@ -655,8 +655,12 @@ impl Replicas {
                         || !r.electorate.contains(&me)
                         || now < r.last_heard.unwrap_or(Time::ZERO) + lease + stagger
                         || r.retry_at.is_some_and(|t| now < t)
-                        || !may_take_over(&r.record)
                     {
+                        continue;
+                    }
+                    if !may_take_over(&r.record) {
+                        // Not needed now: look again a lease later, not at every wake-up.
+                        r.retry_at = Some(now + lease);
                         continue;
                     }
                     self.start_takeover(now, &key);
@@ -682,6 +686,7 @@ impl Replicas {
         let r = self.runs.get_mut(key).expect("caller checked");
         let Some(epoch) = r.record.term().checked_add(1).filter(|e| *e <= MAX_EPOCH) else {
             // No term is left above this one: the run cannot change hands any more.
+            r.retry_at = Some(now + self.config.lease);
             return;
         };
         let ballot = Ballot {

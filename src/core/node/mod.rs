@@ -284,7 +284,10 @@ impl NodeCore {
                 wake = wake.min(t);
             }
         };
-        at(self.voter.poll_timeout());
+        // While abstaining the voter's deadlines are not served: waking for them would spin.
+        if !self.abstains() {
+            at(self.voter.poll_timeout());
+        }
         at(self.replicas.poll_timeout());
         at(self.runs.poll_timeout());
         at(self.isolation.as_ref().and_then(|i| i.poll_timeout()));
