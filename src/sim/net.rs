@@ -28,6 +28,18 @@ pub enum EventKind {
     Faults,
     /// Check that a blackout of a site was decided in time.
     Liveness { blackout: usize },
+    /// A stand-in actuator attempt's process may end.
+    StepEnd { attempt: usize },
+    /// A node's wall clock steps (monotonic time goes on).
+    WallStep { node: usize, by_us: i64 },
+    /// Crash whichever node leads a run of the judged site now (fault `k`).
+    LeaderCrash { k: usize },
+    /// An operator call (`k` in the fault model).
+    Operator { k: usize },
+    /// The lying member sends a forgery.
+    Liar,
+    /// Faults stopped a bound ago: every run that began must have completed.
+    RunsSettled,
 }
 
 pub struct Event {
@@ -124,6 +136,21 @@ impl Net {
         m: &Message,
     ) {
         let bytes = wire::encode_message(m);
+        self.carry(q, f, rng, now, from, to, false, bytes);
+    }
+
+    /// Sends bytes already encoded (a broadcast encodes its message once).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_encoded(
+        &mut self,
+        q: &mut Queue,
+        f: &FaultModel,
+        rng: &mut StdRng,
+        now: Time,
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    ) {
         self.carry(q, f, rng, now, from, to, false, bytes);
     }
 
