@@ -398,9 +398,21 @@ impl FailoverChecker {
 
     /// (iv), once faults have stopped for the bound: every run that began has finished, unless
     /// a newer run of its site began (the epoch fence stops it).
-    pub fn check_settled(&self, calm: Time, bound: Duration) -> Check {
+    pub fn check_settled(&self, now: Time, calm: Time, bound: Duration, f: &FaultModel) -> Check {
         for ((site, run), r) in &self.runs {
             if r.begun.is_none() || r.finished.is_some() {
+                continue;
+            }
+            // Only a majority of the electorate, up since faults stopped, owes completion.
+            let members = self.fleet.electorate(site);
+            let up = members
+                .iter()
+                .filter(|m| {
+                    let s = &self.fleet.node(m).expect("member").site;
+                    !f.down_during(m, s, calm, now)
+                })
+                .count();
+            if up < members.len() / 2 + 1 {
                 continue;
             }
             let replaced = self

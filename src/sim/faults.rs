@@ -418,7 +418,13 @@ fn draw_failover(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
     let calm = l.calm.0 / 1000;
     for _ in 0..rng.random_range(0..3) {
         let t = at(rng, 4000, calm - 2500);
-        f.leader_crashes.push((t, ms(rng.random_range(300..2500))));
+        // Some leaders are lost for good: only a takeover completes their run.
+        let lasts = if rng.random_bool(0.3) {
+            l.horizon.since(t) + ms(1000)
+        } else {
+            ms(rng.random_range(300..2500))
+        };
+        f.leader_crashes.push((t, lasts));
     }
     if rng.random_bool(0.5) && l.sites.len() > 2 {
         let c = l.sites[l.sites.len() - 1].clone();

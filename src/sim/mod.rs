@@ -438,7 +438,8 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> Result<SeedReport, Violation> {
             EventKind::RunsSettled => {
                 let site = w.fleet.sites[0].id.clone();
                 let bound = settle_bound(&w.fleet, &site);
-                w.failover.check_settled(Time::ZERO + FAILOVER_CALM, bound)
+                let calm = Time::ZERO + FAILOVER_CALM;
+                w.failover.check_settled(w.now, calm, bound, &w.faults)
             }
         };
         if let Err((kind, detail)) = r {
