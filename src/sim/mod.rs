@@ -1,10 +1,13 @@
 //! Deterministic simulation of a whole fleet: virtual time, one seeded RNG, an in-memory
 //! network that still round-trips every datagram and message through the real codec, and a
-//! fault model drawn from the seed. Every node runs the real core state machines; the checker
-//! in `invariants` judges each event. A seed reproduces its run exactly. Nothing here reads a
+//! fault model drawn from the seed. Every Pinger/Voter node runs the real `NodeCore`, built
+//! from a fleet file of the layout (`fleet`) and carried out as the driver does (`world`);
+//! steps go to a stand-in actuator (`actuator`). The checkers in `invariants` (verdicts) and
+//! `failover` (runs and their effects) judge each event. A seed reproduces its run exactly. Nothing here reads a
 //! clock (except to report the simulator's own speed) or touches the network or the disk.
 
 pub mod actuator;
+mod calls;
 pub mod failover;
 pub mod faults;
 pub mod fleet;
