@@ -80,12 +80,19 @@ enum Cmd {
         /// Datagram loss probability (0..1).
         #[arg(long)]
         loss: Option<f64>,
-        /// blackout, wan-cut, loss, crash-restart, flap, mixed or all.
+        /// blackout, wan-cut, loss, crash-restart, flap, mixed, failover or all.
         #[arg(long, default_value = "all")]
         scenario: String,
         /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
         #[arg(long)]
         fast: bool,
+        /// Report the known core defects the checker recognises as violations too.
+        #[arg(long)]
+        strict: bool,
+        /// A lying indicator-only node sends forged verdicts, maintenance calls and run
+        /// messages in the failover scenario (the cores do not refuse them all yet).
+        #[arg(long)]
+        liars: bool,
     },
     /// Print a node's REST status (or one site's evidence) as JSON.
     Status {
@@ -265,6 +272,8 @@ fn main() -> ExitCode {
             loss,
             scenario,
             fast,
+            strict,
+            liars,
         } => {
             let args = quorate::sim::SimArgs {
                 seeds,
@@ -275,6 +284,8 @@ fn main() -> ExitCode {
                 loss,
                 scenario,
                 fast,
+                strict,
+                liars,
             };
             match quorate::sim::cli(&args) {
                 Ok(true) => return ExitCode::SUCCESS,

@@ -42,8 +42,9 @@ cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
 
-# 10,000 seeded faulty worlds through the real core; exits non-zero on any invariant
-# violation and prints the seed that reproduces it (`quorate sim --seed S`).
+# 10,000 seeded faulty worlds through the real node core, failover runs included (about two
+# minutes on the debug build); exits non-zero on any invariant violation and prints the
+# command that replays the seed (`quorate sim --seed S --scenario NAME`).
 echo "== simulator: 10,000 seeds across every scenario"
 cargo run --quiet -- sim --seeds 10000 --scenario all
 

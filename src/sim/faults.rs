@@ -3,6 +3,7 @@
 //! A `FaultModel` is plain data drawn once from the seed; the simulator only reads it, so a
 //! printed seed reproduces the same faults exactly.
 
+use super::actuator::StepProfile;
 use crate::core::types::{NodeId, SiteId, Time};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -35,6 +36,22 @@ pub struct Outage {
     pub crash: bool,
 }
 
+/// An operator's call at a node, at a point of true time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorCall {
+    pub at: Time,
+    pub node: NodeId,
+    pub call: Call,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// No automatic failover of `site` for this long (true time).
+    Maintenance { site: SiteId, lasts: Duration },
+    /// Run the compensations of the site's plan (refused unless the site is UP again).
+    Failback { site: SiteId },
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaultModel {
     pub seed: u64,
@@ -48,6 +65,15 @@ pub struct FaultModel {
     pub partitions: Vec<Partition>,
     pub blackouts: Vec<Blackout>,
     pub outages: Vec<Outage>,
+    /// A node's wall clock steps by `by_us` at a time (monotonic time is unaffected).
+    pub wall_steps: Vec<(NodeId, Time, i64)>,
+    /// At each time, whichever node leads a run of the judged site crashes for the duration.
+    pub leader_crashes: Vec<(Time, Duration)>,
+    pub operator: Vec<OperatorCall>,
+    /// When every fault but a site's blackout has stopped (failover scenario).
+    pub calm: Option<Time>,
+    /// How the stand-in actuator's attempts behave.
+    pub steps: StepProfile,
 }
 
 impl FaultModel {
@@ -61,6 +87,11 @@ impl FaultModel {
             partitions: Vec::new(),
             blackouts: Vec::new(),
             outages: Vec::new(),
+            wall_steps: Vec::new(),
+            leader_crashes: Vec::new(),
+            operator: Vec::new(),
+            calm: None,
+            steps: StepProfile::default(),
         }
     }
 
@@ -115,16 +146,20 @@ pub enum Scenario {
     CrashRestart,
     Flap,
     Mixed,
+    /// A judged site with a failover plan: the run under leader crashes, partitions, loss,
+    /// wall-clock steps, operator calls and (behind a flag) a lying member.
+    Failover,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Blackout,
         Scenario::WanCut,
         Scenario::Loss,
         Scenario::CrashRestart,
         Scenario::Flap,
         Scenario::Mixed,
+        Scenario::Failover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +170,7 @@ impl Scenario {
             Scenario::CrashRestart => "crash-restart",
             Scenario::Flap => "flap",
             Scenario::Mixed => "mixed",
+            Scenario::Failover => "failover",
         }
     }
 
@@ -150,6 +186,9 @@ pub struct Layout<'a> {
     pub voters: &'a [(SiteId, Vec<NodeId>)],
     pub horizon: Time,
     pub probe_timeout: Duration,
+    /// The failover scenario's calm point and step behaviour.
+    pub calm: Time,
+    pub steps: StepProfile,
 }
 
 fn ms(n: u64) -> Duration {
@@ -293,6 +332,131 @@ pub fn draw(scenario: Scenario, l: &Layout, loss: f64, rng: &mut StdRng, seed: u
                 });
             }
         }
+        Scenario::Failover => draw_failover(&mut f, l, loss, rng),
     }
     f
+}
+
+/// The failover scenario: the first site (with a plan) is blacked out, maybe twice (hold-down),
+/// or cut off alive (self-fence), or put in maintenance first; or the second site (whose plan
+/// waits for an operator) is blacked out. During the run: leader crashes, cuts between the
+/// watching sites, freezes, loss and wall-clock steps of an hour, all over by `calm`.
+fn draw_failover(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
+    f.loss = loss.max(rng.random_range(0.0..0.05));
+    f.calm = Some(l.calm);
+    f.steps = l.steps;
+    let (a, b) = (l.sites[0].clone(), l.sites[1].clone());
+    let watchers: Vec<&NodeId> = l
+        .voters
+        .iter()
+        .filter(|(s, _)| *s != a)
+        .flat_map(|(_, v)| v)
+        .collect();
+    let pick = |rng: &mut StdRng| watchers[rng.random_range(0..watchers.len())].clone();
+    let start = at(rng, 1500, 3000);
+    match rng.random_range(0..10) {
+        0..=5 => {
+            let end = rng
+                .random_bool(0.5)
+                .then(|| start + ms(rng.random_range(5500..7500)));
+            f.blackouts.push(Blackout {
+                site: a.clone(),
+                start,
+                end,
+            });
+            if let Some(e) = end {
+                if rng.random_bool(0.6) {
+                    f.blackouts.push(Blackout {
+                        site: a.clone(),
+                        start: e + ms(rng.random_range(2000..4000)),
+                        end: None,
+                    });
+                } else if rng.random_bool(0.6) {
+                    f.operator.push(OperatorCall {
+                        at: e + ms(rng.random_range(1500..3000)),
+                        node: pick(rng),
+                        call: Call::Failback { site: a.clone() },
+                    });
+                }
+            }
+        }
+        6 | 7 => {
+            // Alive but cut off from every other site: the self-fence case.
+            let end = start + ms(rng.random_range(3000..6000));
+            for s in l.sites.iter().filter(|s| **s != a) {
+                for (x, y) in [(&a, s), (s, &a)] {
+                    f.partitions.push(Partition {
+                        from: x.clone(),
+                        to: y.clone(),
+                        start,
+                        end,
+                    });
+                }
+            }
+        }
+        8 => {
+            f.operator.push(OperatorCall {
+                at: at(rng, 200, 600),
+                node: pick(rng),
+                call: Call::Maintenance {
+                    site: a.clone(),
+                    lasts: Duration::from_secs(3 * 3600),
+                },
+            });
+            f.blackouts.push(Blackout {
+                site: a.clone(),
+                start,
+                end: None,
+            });
+        }
+        _ => f.blackouts.push(Blackout {
+            site: b.clone(),
+            start,
+            end: None,
+        }),
+    }
+    let calm = l.calm.0 / 1000;
+    for _ in 0..rng.random_range(0..3) {
+        let t = at(rng, 4000, calm - 2500);
+        // Some leaders are lost for good: only a takeover completes their run.
+        let lasts = if rng.random_bool(0.3) {
+            l.horizon.since(t) + ms(1000)
+        } else {
+            ms(rng.random_range(300..2500))
+        };
+        f.leader_crashes.push((t, lasts));
+    }
+    if rng.random_bool(0.5) && l.sites.len() > 2 {
+        let c = l.sites[l.sites.len() - 1].clone();
+        let s = at(rng, 4000, calm - 2500);
+        let e = s + ms(rng.random_range(300..2000));
+        let pairs: &[(&SiteId, &SiteId)] = match rng.random_range(0..3) {
+            0 => &[(&b, &c), (&c, &b)],
+            1 => &[(&b, &c)],
+            _ => &[(&c, &b)],
+        };
+        for (x, y) in pairs {
+            f.partitions.push(Partition {
+                from: (*x).clone(),
+                to: (*y).clone(),
+                start: s,
+                end: e,
+            });
+        }
+    }
+    if rng.random_bool(0.3) {
+        let s = at(rng, 4000, calm - 2000);
+        f.outages.push(Outage {
+            node: pick(rng),
+            start: s,
+            end: s + ms(rng.random_range(100..1000)),
+            crash: false,
+        });
+    }
+    let everyone: Vec<&NodeId> = l.voters.iter().flat_map(|(_, v)| v).collect();
+    for _ in 0..rng.random_range(0..3) {
+        let node = everyone[rng.random_range(0..everyone.len())].clone();
+        let by = if rng.random_bool(0.5) { 1 } else { -1 } * 3_600_000_000i64;
+        f.wall_steps.push((node, at(rng, 1000, calm - 1000), by));
+    }
 }

@@ -22,6 +22,23 @@ pub enum ViolationKind {
     Store,
     /// The run did not settle (runaway event loop).
     Runaway,
+    /// (i) A run step took effect twice under one idempotency key, or two attempts of one
+    /// step overlapped in time.
+    DuplicateEffect,
+    /// (ii) A step of a run acted after a newer run of its site began, or a run began although
+    /// its leader knew a newer verdict of its site.
+    StaleRunActed,
+    /// (iii) An automatic run began during maintenance, for a manual watch, or within
+    /// hold-down.
+    ForbiddenRun,
+    /// (iv) A run that began did not complete within its bound once faults stopped.
+    RunNotCompleted,
+    /// (v) A run's bgp step left a declared anycast prefix announced by no live site.
+    PrefixUnannounced,
+    /// (vi) The takeover's first step acted while a cut-off live site still announced.
+    IsolationLate,
+    /// A node stored or recorded something a lying member forged.
+    ForgeryAccepted,
 }
 
 /// One site's electorate as the checker sees it: voters with their sites.

@@ -1,28 +1,43 @@
 //! Deterministic simulation of a whole fleet: virtual time, one seeded RNG, an in-memory
 //! network that still round-trips every datagram and message through the real codec, and a
-//! fault model drawn from the seed. Every node runs the real core state machines; the checker
-//! in `invariants` judges each event. A seed reproduces its run exactly. Nothing here reads a
+//! fault model drawn from the seed. Every Pinger/Voter node runs the real `NodeCore`, built
+//! from a fleet file of the layout (`fleet`) and carried out as the driver does (`world`);
+//! steps go to a stand-in actuator (`actuator`). The checkers in `invariants` (verdicts) and
+//! `failover` (runs and their effects) judge each event. A seed reproduces its run exactly. Nothing here reads a
 //! clock (except to report the simulator's own speed) or touches the network or the disk.
 
+pub mod actuator;
+mod calls;
+pub mod failover;
 pub mod faults;
+pub mod fleet;
 pub mod invariants;
+pub mod liar;
 pub mod net;
 pub mod world;
 
 use crate::config::Timing;
+use crate::core::node::BrokenRules;
 use crate::core::quorum::Electorate;
+use crate::core::replica::ReplicaConfig;
 use crate::core::types::{NodeId, Outcome, SiteId, Time};
 use crate::store::MemoryStore;
+use actuator::StepProfile;
+use failover::FailoverChecker;
 use faults::{Layout, Scenario};
 use invariants::{Checker, Judged, ViolationKind};
-use net::{EventKind, Net, Queue, Traffic};
+use net::{EventKind, Queue, Traffic};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 use world::{Counters, Node, World};
+
+/// When every fault of the failover scenario but a site's blackout has stopped.
+pub const FAILOVER_CALM: Duration = Duration::from_secs(11);
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -45,6 +60,19 @@ pub struct SimConfig {
     /// can be shown to catch a minority deciding. Never set outside tests.
     #[doc(hidden)]
     pub broken_quorum: bool,
+    /// Failover rules switched off in every core, so that tests can show each new invariant
+    /// catching the run its rule prevents. Never set outside tests.
+    #[doc(hidden)]
+    pub broken: BrokenRules,
+    /// The failover scenario's lying member sends forgeries. Off: the cores do not refuse
+    /// forged verdicts, maintenance calls and run messages from non-members yet.
+    pub liars: bool,
+    /// Overrides the failover scenario's step behaviour (failure and slowness rates).
+    pub steps: Option<StepProfile>,
+    /// The core defects the checker knows by signature (`failover::KnownDefects`) are
+    /// violations. Off by default while the core has them: they are counted and shown on
+    /// every run instead, so that every other invariant stays checked in CI.
+    pub strict: bool,
 }
 
 impl Default for SimConfig {
@@ -60,6 +88,10 @@ impl Default for SimConfig {
             horizon: Duration::from_secs(7),
             trace_lines: 50,
             broken_quorum: false,
+            broken: BrokenRules::default(),
+            liars: false,
+            steps: None,
+            strict: false,
         }
     }
 }
@@ -129,60 +161,107 @@ fn site_name(i: usize) -> SiteId {
     SiteId(((b'a' + i as u8) as char).to_string())
 }
 
-fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
+/// How long after `calm` every run that began must have completed: a lost leader's lease and
+/// the stagger of every candidate, one failed campaign, then every attempt of every step of
+/// the plan (compensations included) timing out with the longest backoffs, and a second.
+pub fn settle_bound(fleet: &crate::config::Fleet, site: &SiteId) -> Duration {
+    let replica = ReplicaConfig::from_status_interval(fleet.timing.status_interval);
+    let members = fleet.electorate(site).len() as u32;
+    let takeover = replica.lease * 2 + replica.heartbeat * members;
+    let Some(plan) = fleet.watch(site).and_then(|w| w.plan.as_ref()) else {
+        return takeover;
+    };
+    fn one(s: &crate::core::pipeline::StepSpec) -> Duration {
+        let attempts = s.timeout * (s.retries + 1);
+        let waits: Duration = (1..=s.retries).map(|f| s.retry_delay(f)).sum();
+        attempts + waits + s.compensation.as_deref().map_or(Duration::ZERO, one)
+    }
+    let p = &plan.pipeline;
+    let steps: Duration = p
+        .prechecks
+        .iter()
+        .chain(&p.steps)
+        .chain(&p.post)
+        .map(one)
+        .sum();
+    takeover + steps + Duration::from_secs(1)
+}
+
+fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
     let mut rng = StdRng::seed_from_u64(seed);
     let nsites = cfg.sites.max(3);
     let sites: Vec<SiteId> = (0..nsites).map(site_name).collect();
     let judged_sites = &sites[..nsites - 1];
+    let scenario = cfg.scenario_of(seed);
+    let failover = scenario == Scenario::Failover;
     // Nodes: per site, K voters (with an Indicator on judged sites), then indicator-only nodes.
-    let mut nodes: Vec<(NodeId, SiteId, bool, bool)> = Vec::new();
+    let mut nodes: Vec<fleet::LayoutNode> = Vec::new();
     for (si, s) in sites.iter().enumerate() {
         let judged = si < nsites - 1;
         for k in 0..cfg.voters_per_site {
-            nodes.push((NodeId(format!("{s}{}", k + 1)), s.clone(), true, judged));
+            nodes.push(fleet::LayoutNode {
+                id: NodeId(format!("{s}{}", k + 1)),
+                site: s.clone(),
+                voter: true,
+                indicator: judged,
+            });
         }
         if judged {
             for k in cfg.voters_per_site..cfg.indicators_per_site.max(cfg.voters_per_site) {
-                nodes.push((NodeId(format!("{s}{}", k + 1)), s.clone(), false, true));
+                nodes.push(fleet::LayoutNode {
+                    id: NodeId(format!("{s}{}", k + 1)),
+                    site: s.clone(),
+                    voter: false,
+                    indicator: true,
+                });
             }
         }
     }
-    let voters_of = |s: &SiteId| -> Vec<NodeId> {
-        nodes
-            .iter()
-            .filter(|n| &n.1 == s && n.2)
-            .map(|n| n.0.clone())
-            .collect()
-    };
-    let indicators_of = |s: &SiteId| -> Vec<NodeId> {
-        nodes
-            .iter()
-            .filter(|n| &n.1 == s && n.3)
-            .map(|n| n.0.clone())
-            .collect()
-    };
-    // Every judged site is watched by every other site.
+    let mut timing = cfg.timing.clone();
+    if failover {
+        timing.status_interval = fleet::STATUS_INTERVAL;
+    }
+    let fleet = Arc::new(fleet::build(&timing, &sites, &nodes, failover));
     let judged: Vec<Judged> = judged_sites
         .iter()
         .map(|x| Judged {
             site: x.clone(),
-            electorate: sites
-                .iter()
-                .filter(|s| *s != x)
-                .flat_map(|s| voters_of(s).into_iter().map(|n| (n, s.clone())))
+            electorate: fleet
+                .electorate(x)
+                .into_iter()
+                .map(|n| {
+                    let s = fleet.node(&n).expect("member").site.clone();
+                    (n, s)
+                })
                 .collect(),
-            indicators: indicators_of(x),
+            indicators: fleet.indicators(x),
         })
         .collect();
-    let voters: Vec<(SiteId, Vec<NodeId>)> =
-        sites.iter().map(|s| (s.clone(), voters_of(s))).collect();
-    let horizon = Time::ZERO + cfg.horizon;
-    let scenario = cfg.scenario_of(seed);
+    let voters: Vec<(SiteId, Vec<NodeId>)> = sites
+        .iter()
+        .map(|s| {
+            let v = nodes
+                .iter()
+                .filter(|n| &n.site == s && n.voter)
+                .map(|n| n.id.clone())
+                .collect();
+            (s.clone(), v)
+        })
+        .collect();
+    let settle = settle_bound(&fleet, &sites[0]);
+    let calm = Time::ZERO + FAILOVER_CALM;
+    let horizon = if failover {
+        (calm + settle + Duration::from_millis(500)).max(Time::ZERO + cfg.horizon)
+    } else {
+        Time::ZERO + cfg.horizon
+    };
     let layout = Layout {
         sites: &sites,
         voters: &voters,
         horizon,
-        probe_timeout: cfg.timing.probe_timeout,
+        probe_timeout: timing.probe_timeout,
+        calm,
+        steps: cfg.steps.unwrap_or_default(),
     };
     let loss = if scenario == Scenario::Loss {
         cfg.loss.max(cfg.loss_scenario)
@@ -204,29 +283,27 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
 
     let world_nodes: Vec<Node> = nodes
         .iter()
-        .map(|(id, site, voter, indicator)| {
-            let judges: Vec<(SiteId, Electorate)> = judged
-                .iter()
-                .filter(|j| *voter && j.electorate.iter().any(|(n, _)| n == id))
-                .map(|j| {
-                    let members = j
-                        .electorate
-                        .iter()
-                        .filter(|(_, s)| !cfg.broken_quorum || s == site)
-                        .map(|(n, _)| n.clone());
-                    (j.site.clone(), Electorate::new(members))
-                })
-                .collect();
-            let watches = judges
-                .iter()
-                .map(|(s, _)| (s.clone(), indicators_of(s)))
-                .collect();
+        .map(|n| {
+            let electorates = cfg.broken_quorum.then(|| {
+                judged
+                    .iter()
+                    .filter(|j| n.voter && j.electorate.iter().any(|(m, _)| *m == n.id))
+                    .map(|j| {
+                        let own = j
+                            .electorate
+                            .iter()
+                            .filter(|(_, s)| *s == n.site)
+                            .map(|(m, _)| m.clone());
+                        (j.site.clone(), Electorate::new(own))
+                    })
+                    .collect()
+            });
             Node {
-                id: id.clone(),
-                site: site.clone(),
-                indicator: *indicator,
-                watches,
-                judges,
+                id: n.id.clone(),
+                site: n.site.clone(),
+                indicator: n.indicator,
+                voter: n.voter,
+                electorates,
                 core: None,
                 store: MemoryStore::new(),
                 up: true,
@@ -234,7 +311,9 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
                 backlog: Vec::new(),
                 incarnation: 0,
                 timer_at: None,
-                status_at: Time::ZERO,
+                wall_offset: 0,
+                down_since: None,
+                ticked: false,
             }
         })
         .collect();
@@ -264,35 +343,56 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario) {
             EventKind::Liveness { blackout: k },
         );
     }
-    let by_id = world_nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.id.clone(), i))
-        .collect();
-    let mut w = World {
-        now: Time::ZERO,
-        timing: cfg.timing.clone(),
-        net: Net::new(world_nodes.iter().map(|n| n.site.clone()).collect()),
-        nodes: world_nodes,
+    let index = |id: &NodeId| nodes.iter().position(|n| &n.id == id).expect("known node");
+    for (node, at, by_us) in &faults.wall_steps {
+        q.push(
+            *at,
+            EventKind::WallStep {
+                node: index(node),
+                by_us: *by_us,
+            },
+        );
+    }
+    for (k, (at, _)) in faults.leader_crashes.iter().enumerate() {
+        q.push(*at, EventKind::LeaderCrash { k });
+    }
+    for (k, c) in faults.operator.iter().enumerate() {
+        q.push(c.at, EventKind::Operator { k });
+    }
+    if failover {
+        q.push(calm + settle, EventKind::RunsSettled);
+    }
+    let liar = (failover && cfg.liars)
+        .then(|| nodes.iter().position(|n| n.site == sites[0] && !n.voter))
+        .flatten();
+    if liar.is_some() {
+        q.push(Time::ZERO + Duration::from_secs(1), EventKind::Liar);
+    }
+    let propagation = timing.status_interval * 2 + Duration::from_millis(500);
+    let mut checks = FailoverChecker::new(fleet.clone(), propagation);
+    checks.strict = cfg.strict;
+    let mut w = World::new(
+        timing,
+        fleet,
+        cfg.broken,
+        world_nodes,
         q,
         faults,
         rng,
         checker,
-        counters: Counters::default(),
-        trace: VecDeque::new(),
-        trace_len: cfg.trace_lines,
-        by_id,
-    };
+        checks,
+        cfg.trace_lines,
+    );
+    w.liar = liar;
     for i in 0..w.nodes.len() {
-        w.boot(i);
+        w.boot(i).expect("a fresh store boots");
     }
-    (w, scenario)
+    (w, scenario, horizon)
 }
 
 /// Runs one seeded world to its horizon, checking every invariant after every event.
 pub fn run_seed(cfg: &SimConfig, seed: u64) -> Result<SeedReport, Violation> {
-    let (mut w, scenario) = build(cfg, seed);
-    let horizon = Time::ZERO + cfg.horizon;
+    let (mut w, scenario, horizon) = build(cfg, seed);
     // Generous: a healthy run has a few hundred thousand events at most.
     let max_events = 50_000_000u64;
     let fail = |w: &World, kind, detail: String| Violation {
@@ -327,6 +427,22 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> Result<SeedReport, Violation> {
             EventKind::Liveness { blackout } => {
                 let b = w.faults.blackouts[blackout].clone();
                 w.checker.check_liveness(&b.site, b.start, &w.faults)
+            }
+            EventKind::StepEnd { attempt } => w.on_step_end(attempt),
+            EventKind::WallStep { node, by_us } => {
+                w.nodes[node].wall_offset += by_us;
+                let id = w.nodes[node].id.clone();
+                w.log(|| format!("{id}'s wall clock steps by {} s", by_us / 1_000_000));
+                Ok(())
+            }
+            EventKind::LeaderCrash { k } => w.on_leader_crash(k),
+            EventKind::Operator { k } => w.on_operator(k),
+            EventKind::Liar => w.on_liar(),
+            EventKind::RunsSettled => {
+                let site = w.fleet.sites[0].id.clone();
+                let bound = settle_bound(&w.fleet, &site);
+                let calm = Time::ZERO + FAILOVER_CALM;
+                w.failover.check_settled(w.now, calm, bound, &w.faults)
             }
         };
         if let Err((kind, detail)) = r {
@@ -373,7 +489,10 @@ fn report(w: &World, seed: u64, scenario: Scenario, horizon: Time) -> SeedReport
         verdicts,
         detect_first_us: first,
         detect_all_us: all,
-        counters: w.counters.clone(),
+        counters: Counters {
+            known: w.failover.known,
+            ..w.counters.clone()
+        },
         traffic: w.net.by_node(&ids),
         virtual_us: horizon.0,
     }
@@ -393,6 +512,16 @@ pub struct Summary {
     pub undecided_rounds: u64,
     pub contradicted_rounds: u64,
     pub restarts: u64,
+    /// Run steps started, effects recorded and runs journaled as finished (failover scenario).
+    pub steps_started: u64,
+    pub effects: u64,
+    pub runs_finished: u64,
+    /// Wake-ups a core asked for at a deadline already past (see `Counters::overdue_wakeups`).
+    pub overdue_wakeups: u64,
+    /// Known core defects seen (see `SimConfig::strict`).
+    pub known: failover::KnownDefects,
+    /// Time spent per scenario, summed over threads.
+    pub scenario_wall: BTreeMap<&'static str, Duration>,
     pub msgs_per_node_per_s: f64,
     pub bytes_per_node_per_s: f64,
 }
@@ -452,6 +581,30 @@ impl fmt::Display for Summary {
             self.restarts,
             self.blackouts_undisseminated
         )?;
+        writeln!(
+            f,
+            "failover: {} steps started, {} effects, {} runs finished",
+            self.steps_started, self.effects, self.runs_finished
+        )?;
+        let k = &self.known;
+        writeln!(
+            f,
+            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}; overdue wake-ups (deadlines a core did not clear): {}",
+            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, self.overdue_wakeups
+        )?;
+        let speed: Vec<String> = self
+            .scenario_wall
+            .iter()
+            .map(|(k, w)| {
+                let n = self.by_scenario.get(k).copied().unwrap_or(0) as f64;
+                format!("{k}={:.0}", n / w.as_secs_f64().max(1e-9))
+            })
+            .collect();
+        writeln!(
+            f,
+            "seeds per second of one thread, by scenario: {}",
+            speed.join(" ")
+        )?;
         write!(
             f,
             "traffic: {:.1} messages and {:.0} bytes sent per node per virtual second",
@@ -471,26 +624,37 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
     let chunks: Vec<Vec<u64>> = (0..threads)
         .map(|t| list.iter().copied().skip(t).step_by(threads).collect())
         .collect();
-    let mut results: Vec<(u64, Result<SeedReport, Violation>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|c| s.spawn(move || c.iter().map(|&x| (x, run_seed(cfg, x))).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("simulation thread"))
-            .collect()
-    });
-    results.sort_by_key(|(s, _)| *s);
+    let mut results: Vec<(u64, Result<SeedReport, Violation>, Duration)> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        c.iter()
+                            .map(|&x| {
+                                let t = std::time::Instant::now();
+                                let r = run_seed(cfg, x);
+                                (x, r, t.elapsed())
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("simulation thread"))
+                .collect()
+        });
+    results.sort_by_key(|(s, _, _)| *s);
     let mut sum = Summary {
         seeds: list.len() as u64,
         ..Summary::default()
     };
     let (mut msgs, mut bytes, mut node_secs) = (0u64, 0u64, 0f64);
-    for (seed, r) in results {
-        *sum.by_scenario
-            .entry(cfg.scenario_of(seed).name())
-            .or_default() += 1;
+    for (seed, r, took) in results {
+        let name = cfg.scenario_of(seed).name();
+        *sum.by_scenario.entry(name).or_default() += 1;
+        *sum.scenario_wall.entry(name).or_default() += took;
         match r {
             Err(v) => {
                 if v.kind == ViolationKind::FalseVerdict {
@@ -509,6 +673,15 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
                 sum.undecided_rounds += rep.counters.undecided_rounds;
                 sum.contradicted_rounds += rep.counters.contradicted_rounds;
                 sum.restarts += rep.counters.restarts;
+                sum.steps_started += rep.counters.steps_started;
+                sum.effects += rep.counters.effects;
+                sum.runs_finished += rep.counters.runs_finished;
+                sum.overdue_wakeups += rep.counters.overdue_wakeups;
+                let k = &rep.counters.known;
+                sum.known.retry_overlaps += k.retry_overlaps;
+                sum.known.resume_overlaps += k.resume_overlaps;
+                sum.known.stale_begins += k.stale_begins;
+                sum.known.unrecorded_fences += k.unrecorded_fences;
                 for t in rep.traffic.values() {
                     msgs += t.sent_msgs;
                     bytes += t.sent_bytes;
@@ -538,6 +711,8 @@ pub struct SimArgs {
     pub loss: Option<f64>,
     pub scenario: String,
     pub fast: bool,
+    pub strict: bool,
+    pub liars: bool,
 }
 
 /// `quorate sim`: prints the summary; on a violation prints the seed, what broke and the
@@ -547,6 +722,8 @@ pub fn cli(a: &SimArgs) -> Result<bool, String> {
         sites: a.sites,
         voters_per_site: a.voters_per_site.max(1),
         indicators_per_site: a.indicators_per_site,
+        strict: a.strict,
+        liars: a.liars,
         ..SimConfig::default()
     };
     if a.sites < 3 {
@@ -589,6 +766,12 @@ pub fn cli(a: &SimArgs) -> Result<bool, String> {
         }
         if a.fast {
             repro += " --fast";
+        }
+        if a.strict {
+            repro += " --strict";
+        }
+        if a.liars {
+            repro += " --liars";
         }
         println!("reproduce: {repro}");
         println!("last {} trace lines:", v.trace.len());

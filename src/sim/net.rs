@@ -28,6 +28,18 @@ pub enum EventKind {
     Faults,
     /// Check that a blackout of a site was decided in time.
     Liveness { blackout: usize },
+    /// A stand-in actuator attempt's process may end.
+    StepEnd { attempt: usize },
+    /// A node's wall clock steps (monotonic time goes on).
+    WallStep { node: usize, by_us: i64 },
+    /// Crash whichever node leads a run of the judged site now (fault `k`).
+    LeaderCrash { k: usize },
+    /// An operator call (`k` in the fault model).
+    Operator { k: usize },
+    /// The lying member sends a forgery.
+    Liar,
+    /// Faults stopped a bound ago: every run that began must have completed.
+    RunsSettled,
 }
 
 pub struct Event {
@@ -128,6 +140,26 @@ impl Net {
             self.traffic[from].dropped += 1;
             return;
         };
+        self.carry(q, f, rng, now, from, to, false, bytes);
+    }
+
+    /// Sends bytes already encoded (a broadcast encodes its message once).
+    #[allow(clippy::too_many_arguments)]
+    /// A message of node `from` too large for any peer: counted, never sent.
+    pub fn unsendable(&mut self, from: usize) {
+        self.traffic[from].dropped += 1;
+    }
+
+    pub fn send_encoded(
+        &mut self,
+        q: &mut Queue,
+        f: &FaultModel,
+        rng: &mut StdRng,
+        now: Time,
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    ) {
         self.carry(q, f, rng, now, from, to, false, bytes);
     }
 

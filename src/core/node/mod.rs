@@ -143,6 +143,29 @@ pub enum Observation {
     Voter(VoterAction),
 }
 
+/// Failover rules the simulator may switch off one by one, to show that its checker catches
+/// the unsafe run each rule prevents. All false outside those tests; nothing else sets them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrokenRules {
+    /// A step of an older run starts although a newer run of its site has begun.
+    pub epoch_fence: bool,
+    /// An automatic run starts within hold-down of the previous one.
+    pub hold_down: bool,
+    /// An automatic run starts while its site is in maintenance.
+    pub maintenance: bool,
+    /// An automatic run starts for a `single_vantage = "manual"` watch.
+    pub single_vantage: bool,
+    /// A bgp step that would leave a declared prefix announced by no live site starts.
+    pub anycast: bool,
+    /// A step starts before a majority of the electorate holds its start.
+    pub start_unreplicated: bool,
+    /// The takeover steps start as soon as the verdict is committed.
+    pub takeover_delay: bool,
+    /// No member takes over a run whose leader went silent.
+    pub takeover: bool,
+}
+
 /// One node's decisions (see the module doc).
 pub struct NodeCore {
     fleet: Arc<Fleet>,
@@ -163,6 +186,7 @@ pub struct NodeCore {
     retired: Option<String>,
     next_status: Time,
     actions: VecDeque<Action>,
+    broken: BrokenRules,
 }
 
 impl NodeCore {
@@ -213,6 +237,7 @@ impl NodeCore {
             next_status: now.mono,
             actions: VecDeque::new(),
             runs: Runs::default(),
+            broken: BrokenRules::default(),
             fleet,
             me: node,
             pinger,
@@ -270,6 +295,18 @@ impl NodeCore {
     /// When the maintenance of `site` ends (Unix ms), while it lasts at `wall`.
     pub fn maintenance_until(&self, site: &SiteId, wall: WallTime) -> Option<i64> {
         self.operator.maintenance_until(site, wall)
+    }
+
+    /// Switches rules off (simulator tests only; see `BrokenRules`).
+    #[doc(hidden)]
+    pub fn break_rules(&mut self, broken: BrokenRules) {
+        self.broken = broken;
+    }
+
+    /// Replaces the electorates this node votes in (the simulator's wrong-electorate test).
+    #[doc(hidden)]
+    pub fn override_electorates(&mut self, electorates: Vec<(SiteId, Electorate)>) {
+        self.voter.set_sites(electorates);
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {

@@ -200,7 +200,7 @@ impl NodeCore {
     /// The plan of `site`, when this fleet may run it without an operator.
     fn automatic_plan(&self, site: &SiteId) -> Option<&FailoverPlan> {
         let w = self.fleet.watch(site)?;
-        if w.single_vantage == SingleVantage::Manual {
+        if w.single_vantage == SingleVantage::Manual && !self.broken.single_vantage {
             return None;
         }
         w.plan.as_ref()
@@ -246,7 +246,11 @@ impl NodeCore {
             warn!(%site, epoch, "failover not scheduled: {why}");
             return;
         }
-        if let Some(until) = self.operator.maintenance_until(site, now.wall) {
+        if let Some(until) = self
+            .operator
+            .maintenance_until(site, now.wall)
+            .filter(|_| !self.broken.maintenance)
+        {
             warn!(%site, epoch, until_unix_ms = until, "failover not scheduled: the site is in maintenance");
             return;
         }
@@ -261,7 +265,11 @@ impl NodeCore {
             }
             return;
         };
-        let delay = plan.takeover_delay;
+        let delay = if self.broken.takeover_delay {
+            Duration::ZERO
+        } else {
+            plan.takeover_delay
+        };
         let key = (site.clone(), epoch);
         if self.runs.running.contains_key(&key) || self.runs.waiting.contains_key(&key) {
             return;
@@ -276,7 +284,8 @@ impl NodeCore {
                   (a fleet being brought up, not a disaster); use POST /v1/failovers to run it by hand");
             return;
         }
-        if let Some(until) = self.runs.hold_until.get(site).filter(|u| now.mono < **u) {
+        let held = self.runs.hold_until.get(site).filter(|u| now.mono < **u);
+        if let Some(until) = held.filter(|_| !self.broken.hold_down) {
             let left = until.since(now.mono);
             warn!(%site, epoch, left_s = left.as_secs(), hold_down_s = self.fleet.timing.hold_down.as_secs(),
                   "refused by the hold-down rule: a failover of this site already ran within hold_down");
@@ -507,7 +516,7 @@ impl NodeCore {
                 self.runs.pending.remove(&key);
                 continue;
             }
-            if !self.replicas.replicated(&key.0, key.1) {
+            if !self.replicas.replicated(&key.0, key.1) && !self.broken.start_unreplicated {
                 continue;
             }
             if let Some(why) = self.superseded(&key.0, key.1) {
@@ -536,7 +545,7 @@ impl NodeCore {
                     // so two attempts of one step never overlap.
                     continue;
                 }
-                if let Some(refusal) = self.anycast_refusal(&s) {
+                if let Some(refusal) = self.anycast_refusal(&s).filter(|_| !self.broken.anycast) {
                     // Refused steps fail without being carried out; the pipeline decides what
                     // that means (retry, abort, continue or compensate).
                     warn!(site = %s.site, run = s.run, step = %s.name, "{refusal}");
@@ -601,6 +610,9 @@ impl NodeCore {
     /// Epoch fencing: a step of an older run never starts once a newer run of the same site
     /// has begun.
     fn superseded(&self, site: &SiteId, run: u64) -> Option<String> {
+        if self.broken.epoch_fence {
+            return None;
+        }
         self.replicas
             .records()
             .filter(|o| &o.site == site && o.run > run && !o.journal.is_empty())
@@ -641,7 +653,7 @@ impl NodeCore {
         let Some(w) = self.fleet.watch(&r.site) else {
             return false;
         };
-        if w.plan.is_none() || self.holds_steps() {
+        if w.plan.is_none() || self.holds_steps() || self.broken.takeover {
             return false;
         }
         // A newer run of the site replaced this one.
@@ -653,8 +665,9 @@ impl NodeCore {
             return false;
         }
         if r.trigger == RunTrigger::Verdict {
-            if w.single_vantage == SingleVantage::Manual
-                || self.operator.maintenance_until(&r.site, now.wall).is_some()
+            if (w.single_vantage == SingleVantage::Manual && !self.broken.single_vantage)
+                || (self.operator.maintenance_until(&r.site, now.wall).is_some()
+                    && !self.broken.maintenance)
             {
                 return false;
             }
