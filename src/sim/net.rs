@@ -143,13 +143,13 @@ impl Net {
         self.carry(q, f, rng, now, from, to, false, bytes);
     }
 
-    /// Sends bytes already encoded (a broadcast encodes its message once).
-    #[allow(clippy::too_many_arguments)]
     /// A message of node `from` too large for any peer: counted, never sent.
     pub fn unsendable(&mut self, from: usize) {
         self.traffic[from].dropped += 1;
     }
 
+    /// Sends bytes already encoded (a broadcast encodes its message once).
+    #[allow(clippy::too_many_arguments)]
     pub fn send_encoded(
         &mut self,
         q: &mut Queue,
