@@ -42,11 +42,11 @@ cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
 
-# 10,000 seeded faulty worlds through the real node core, failover runs included (about two
-# minutes on the debug build); exits non-zero on any invariant violation and prints the
-# command that replays the seed (`quorate sim --seed S --scenario NAME`).
+# 10,000 seeded faulty worlds through the real node core, failover runs and a lying member
+# included (about two minutes on the debug build); exits non-zero on any invariant violation
+# and prints the command that replays the seed (`quorate sim --seed S --scenario NAME`).
 echo "== simulator: 10,000 seeds across every scenario"
-cargo run --quiet -- sim --seeds 10000 --scenario all
+cargo run --quiet -- sim --seeds 10000 --scenario all --liars
 
 # Chaos scenarios on the network-namespace testbed, one at a time (they share the testbed's
 # namespaces). Needs root; without it the tests say so and pass. Results: target/chaos/*.json.

@@ -174,6 +174,9 @@ pub enum RunOutcome {
         detail: String,
         compensation_failed: Vec<StepRef>,
     },
+    /// An automatic run given up before its first step, because its verdict was replaced
+    /// meanwhile: nothing was changed, and it holds no hold-down.
+    Dropped { detail: String },
 }
 
 impl RunOutcome {
@@ -212,6 +215,7 @@ impl RunOutcome {
             RunOutcome::Aborted { step, detail } => {
                 format!("aborted at {step}, earlier steps stay in effect: {detail}")
             }
+            RunOutcome::Dropped { detail } => format!("dropped before its first step: {detail}"),
             RunOutcome::Compensated {
                 step,
                 detail,

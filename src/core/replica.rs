@@ -85,6 +85,18 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Given up before its first step because its verdict was replaced: it changed nothing.
+    pub fn is_dropped(&self) -> bool {
+        self.journal.iter().any(|e| {
+            matches!(
+                e.kind,
+                JournalKind::RunFinished {
+                    outcome: super::pipeline::RunOutcome::Dropped { .. }
+                }
+            )
+        })
+    }
+
     pub fn is_finished(&self) -> bool {
         self.journal
             .iter()
@@ -235,6 +247,7 @@ pub fn entry_size_bound(e: &JournalEntry) -> usize {
                 RunOutcome::PrecheckFailed { detail, .. } | RunOutcome::Aborted { detail, .. } => {
                     2 + 2 * INT + detail.len()
                 }
+                RunOutcome::Dropped { detail } => 1 + INT + detail.len(),
                 RunOutcome::Compensated {
                     detail,
                     compensation_failed,

@@ -130,6 +130,7 @@ pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
         RunOutcome::PrecheckFailed { .. } => "precheck_failed",
         RunOutcome::Aborted { .. } => "aborted",
         RunOutcome::Compensated { .. } => "compensated",
+        RunOutcome::Dropped { .. } => "dropped",
     }
 }
 

@@ -135,12 +135,12 @@ pub struct Runs {
     /// started yet, not a disaster: its failover is not armed.
     pub(super) seen_up: BTreeSet<SiteId>,
     /// No automatic run of the site starts before this (monotonic).
-    hold_until: BTreeMap<SiteId, Time>,
+    hold_until: BTreeMap<(SiteId, u64), Time>,
     /// When this node first heard of each run (monotonic): the takeover delay of a run taken
     /// over counts from here.
     first_heard: BTreeMap<(SiteId, u64), Time>,
-    /// Automatic runs known to have begun: each starts the site's hold-down once.
-    began: BTreeSet<(SiteId, u64)>,
+    /// New automatic runs this node refused to hold because of an earlier one (logged once).
+    hold_refusals: BTreeSet<(SiteId, u64)>,
     /// Runs this node started from an empty journal whose first start is not released yet:
     /// their verdict is checked again when it is (a run begins only on its newest verdict).
     unbegun: BTreeSet<(SiteId, u64)>,
@@ -159,7 +159,11 @@ impl Runs {
     }
     /// Until when no automatic run of `site` may start (monotonic).
     pub fn hold_down_until(&self, site: &SiteId) -> Option<Time> {
-        self.hold_until.get(site).copied()
+        self.hold_until
+            .iter()
+            .filter(|((s, _), _)| s == site)
+            .map(|(_, until)| *until)
+            .max()
     }
     /// A run of `site` is waiting or running here.
     pub fn busy(&self, site: &SiteId) -> Option<u64> {
@@ -284,7 +288,7 @@ impl NodeCore {
                   (a fleet being brought up, not a disaster); use POST /v1/failovers to run it by hand");
             return;
         }
-        let held = self.runs.hold_until.get(site).filter(|u| now.mono < **u);
+        let held = self.runs.hold_down_until(site).filter(|u| now.mono < *u);
         if let Some(until) = held.filter(|_| !self.broken.hold_down) {
             let left = until.since(now.mono);
             warn!(%site, epoch, left_s = left.as_secs(), hold_down_s = self.fleet.timing.hold_down.as_secs(),
@@ -336,15 +340,13 @@ impl NodeCore {
         let hold_down = self.fleet.timing.hold_down;
         for r in records {
             self.voter.observe_epoch(&r.site, r.term());
-            let began = r.journal.first().map(|e| e.at);
-            if let Some(began) = began.filter(|_| r.trigger == RunTrigger::Verdict) {
+            if r.trigger == RunTrigger::Verdict && !r.is_dropped() {
                 // Hold-down across a restart can only be judged on the wall clock; a clock
                 // stepped back cannot stretch it beyond one hold_down.
-                self.runs.began.insert((r.site.clone(), r.run));
+                let began = r.journal.first().map_or(r.start_at, |e| e.at);
                 let elapsed = now.wall.since(began).min(hold_down);
                 let until = now.mono + (hold_down - elapsed);
-                let h = self.runs.hold_until.entry(r.site.clone()).or_default();
-                *h = (*h).max(until);
+                self.runs.hold_until.insert((r.site.clone(), r.run), until);
             }
             let e = self.electorate(&r.site);
             self.replicas.load(now.mono, r, e);
@@ -421,7 +423,7 @@ impl NodeCore {
             // longer the newest.
             let current = self.voter.verdict(&key.0).map(|v| (v.outcome(), v.epoch()));
             if record.trigger == RunTrigger::Verdict && current != Some((Outcome::Down, key.1)) {
-                info!(site = %key.0, epoch = key.1, "failover dropped: the verdict changed during the takeover delay");
+                self.drop_run(now, &key, "the verdict changed during the takeover delay");
                 continue;
             }
             let Some(spec) = self.run_spec(&key.0, record.trigger) else {
@@ -527,8 +529,7 @@ impl NodeCore {
             }
             if self.runs.unbegun.remove(&key) {
                 if let Some(why) = self.verdict_replaced(&key) {
-                    info!(site = %key.0, run = key.1, "failover dropped before its first step: {why}");
-                    self.runs.stop(&key);
+                    self.drop_run(now, &key, &why);
                     any = true;
                     continue;
                 }
@@ -629,8 +630,44 @@ impl NodeCore {
             debug!(peer = %from, %site, "run message for a site this fleet does not watch; ignored");
             return;
         }
+        if let RunMsg::Append { record, .. } = &msg {
+            if let Some(other) = self.held_down_by(now, record) {
+                // Hold-down, enforced by the electorate: a run needs a majority holding its
+                // start before it acts, and every majority holds a member that knows the
+                // earlier run, also when the new run's leader missed it (it was down).
+                if self
+                    .runs
+                    .hold_refusals
+                    .insert((record.site.clone(), record.run))
+                {
+                    warn!(site = %record.site, run = record.run, earlier = other, leader = %from,
+                          "not holding a new automatic run: run {other} of the site began within hold_down");
+                }
+                return;
+            }
+        }
         let e = self.electorate(&site);
         self.replicas.handle(now.mono, from, msg, &e);
+    }
+
+    /// The earlier automatic run of `record`'s site that holds a new automatic run down, if
+    /// any: one this node heard of less than `hold_down` ago and that was not dropped. A run
+    /// this node already holds a copy of is never refused (it was admitted before).
+    fn held_down_by(&self, now: Now, record: &RunRecord) -> Option<u64> {
+        if record.trigger != RunTrigger::Verdict
+            || self.broken.hold_down
+            || self.replicas.record(&record.site, record.run).is_some()
+        {
+            return None;
+        }
+        self.runs
+            .hold_until
+            .iter()
+            .filter(|((s, run), until)| {
+                s == &record.site && *run < record.run && now.mono < **until
+            })
+            .map(|((_, run), _)| *run)
+            .max()
     }
 
     /// Heartbeats, and takeovers of runs whose leader went silent and that still need running.
@@ -728,19 +765,52 @@ impl NodeCore {
         any
     }
 
-    /// The first time this node hears of a run, its takeover delay counts from now; the first
-    /// time it hears that an automatic run began (its journal has an entry), the site's
-    /// hold-down does. A run dropped before it began (its verdict changed during the delay)
-    /// holds nothing down.
+    /// The first time this node hears of a run, its takeover delay counts from now, and so
+    /// does the site's hold-down for an automatic run: a member that missed the journal must
+    /// still assume the run may have acted. Only a run its leader dropped before its first step
+    /// (the verdict changed during the delay) releases the hold-down, once that is known.
     fn note_run(&mut self, now: Now, r: &RunRecord) {
         let key = (r.site.clone(), r.run);
         self.runs.first_heard.entry(key.clone()).or_insert(now.mono);
-        if r.trigger == RunTrigger::Verdict && !r.journal.is_empty() && self.runs.began.insert(key)
-        {
-            let until = now.mono + self.fleet.timing.hold_down;
-            let h = self.runs.hold_until.entry(r.site.clone()).or_default();
-            *h = (*h).max(until);
+        if r.trigger != RunTrigger::Verdict {
+            return;
         }
+        if r.is_dropped() {
+            self.runs.hold_until.remove(&key);
+        } else {
+            let hold = now.mono + self.fleet.timing.hold_down;
+            self.runs.hold_until.entry(key).or_insert(hold);
+        }
+    }
+
+    /// Gives up run `key` this node leads before its first step: the journal says so (a
+    /// `Dropped` end, replicated like any entry), so every member releases the site's
+    /// hold-down and nobody takes the run over.
+    fn drop_run(&mut self, now: Now, key: &(SiteId, u64), why: &str) {
+        info!(site = %key.0, run = key.1, "failover dropped before its first step: {why}");
+        self.runs.stop(key);
+        let Some(term) = self.replicas.record(&key.0, key.1).map(|r| r.term()) else {
+            return;
+        };
+        if !self.replicas.is_leader(&key.0, key.1) {
+            return;
+        }
+        let entry = JournalEntry {
+            site: key.0.clone(),
+            epoch: key.1,
+            term,
+            step: StepRef::new(crate::core::pipeline::Phase::Step, 0),
+            name: String::new(),
+            attempt: 0,
+            at: now.wall,
+            kind: JournalKind::RunFinished {
+                outcome: crate::core::pipeline::RunOutcome::Dropped {
+                    detail: why.to_string(),
+                },
+            },
+        };
+        self.actions.push_back(Action::AppendJournal(entry.clone()));
+        self.replicas.appended(now.mono, entry);
     }
 }
 

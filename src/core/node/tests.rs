@@ -241,26 +241,26 @@ fn a_wall_clock_leap_makes_the_node_abstain_and_refuse_operator_runs_for_a_cool_
     );
 }
 
-/// The register of run `run` of site a led by `leader`, with `entries` journal entries of its
-/// first step's start.
-fn register(run: u64, leader: &str, entries: usize) -> Input {
-    use crate::core::pipeline::{JournalEntry, JournalKind, Phase, StepRef};
+/// The register of run `run` of site a led by `leader`, with journal `journal`.
+fn register(run: u64, leader: &str, journal: Vec<crate::core::pipeline::JournalKind>) -> Input {
+    use crate::core::pipeline::{JournalEntry, Phase, StepRef};
     use crate::core::replica::{RunMsg, RunRecord, RunTrigger};
     use crate::core::types::{Ballot, WallTime};
     let ballot = Ballot {
         epoch: run,
         proposer: NodeId::from(leader),
     };
-    let journal: Vec<JournalEntry> = (0..entries)
-        .map(|i| JournalEntry {
+    let journal: Vec<JournalEntry> = journal
+        .into_iter()
+        .map(|kind| JournalEntry {
             site: SiteId::from("a"),
             epoch: run,
             term: run,
             step: StepRef::new(Phase::Step, 0),
             name: "promote-b".into(),
-            attempt: i as u32 + 1,
+            attempt: 1,
             at: WallTime(1_000),
-            kind: JournalKind::Started,
+            kind,
         })
         .collect();
     Input::Message {
@@ -283,17 +283,27 @@ fn register(run: u64, leader: &str, entries: usize) -> Input {
 }
 
 #[test]
-fn only_an_automatic_run_that_began_starts_the_hold_down() {
+fn an_automatic_run_holds_its_site_down_until_its_leader_drops_it() {
+    use crate::core::pipeline::{JournalKind, RunOutcome};
     let f = fleet("");
     let mut b1 = core_of(&f, "b1");
     let a = SiteId::from("a");
-    // A run registered but dropped before its first step (its verdict changed in the delay).
-    b1.handle(at(10), register(1, "c1", 0));
+    // Heard of with an empty journal: it may have acted elsewhere, so it holds a down.
+    b1.handle(at(10), register(1, "c1", vec![]));
+    let held = Some(at(10).mono + std::time::Duration::from_secs(300));
+    assert_eq!(b1.runs().hold_down_until(&a), held);
+    // Its leader gave it up before its first step (its verdict changed): released.
+    let dropped = JournalKind::RunFinished {
+        outcome: RunOutcome::Dropped {
+            detail: "the verdict changed during the takeover delay".into(),
+        },
+    };
+    b1.handle(at(20), register(1, "c1", vec![dropped]));
     assert_eq!(b1.runs().hold_down_until(&a), None);
-    // A run whose first step started: no automatic run of a for hold_down_s (300 s) from now.
-    b1.handle(at(20), register(5, "c1", 1));
+    // A run that started a step holds it down for hold_down_s from when it was heard of.
+    b1.handle(at(30), register(5, "c1", vec![JournalKind::Started]));
     assert_eq!(
         b1.runs().hold_down_until(&a),
-        Some(at(20).mono + std::time::Duration::from_secs(300))
+        Some(at(30).mono + std::time::Duration::from_secs(300))
     );
 }
