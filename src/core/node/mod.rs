@@ -16,6 +16,7 @@ pub mod runs;
 
 mod isolation;
 pub mod peers;
+mod replication;
 mod tilt;
 
 pub use isolation::IsolationState;
