@@ -1,5 +1,5 @@
 use super::*;
-use std::net::IpAddr;
+use ::core::net::IpAddr;
 
 const P: &str = "198.19.255.0/24";
 const Q: &str = "2001:db8:ff::/48";

@@ -1,20 +1,20 @@
 use super::*;
 use std::collections::BTreeSet;
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
-fn at(n_ms: u64) -> Time {
+pub(super) fn at(n_ms: u64) -> Time {
     Time::ZERO + ms(n_ms)
 }
-fn n(s: &str) -> NodeId {
+pub(super) fn n(s: &str) -> NodeId {
     NodeId(s.into())
 }
-fn a() -> SiteId {
+pub(super) fn a() -> SiteId {
     SiteId("a".into())
 }
 
-fn cfg() -> VoterConfig {
+pub(super) fn cfg() -> VoterConfig {
     VoterConfig {
         vote_timeout: ms(300),
         max_vote_rounds: 3,
@@ -27,12 +27,12 @@ fn cfg() -> VoterConfig {
 
 /// A fixed opinion per site, as a Pinger would report it.
 #[derive(Clone, Default)]
-struct Ops {
+pub(super) struct Ops {
     reports: BTreeMap<SiteId, OpinionReport>,
 }
 
 impl Ops {
-    fn set(&mut self, op: Opinion, age_ms: u32) {
+    pub(super) fn set(&mut self, op: Opinion, age_ms: u32) {
         let mut r = OpinionReport::unknown();
         r.opinion = op;
         r.evidence_age_ms = age_ms;

@@ -1,51 +1,9 @@
 //! Who may tell a voter what: vote messages and verdicts from outside the electorate, out of
 //! bounds, or ahead of what this voter knows are refused and change nothing.
 
+use super::tests::{a, at, cfg, n, Ops};
 use super::*;
 use crate::core::trust::Refusal;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-fn at(n_ms: u64) -> Time {
-    Time::ZERO + ms(n_ms)
-}
-fn n(s: &str) -> NodeId {
-    NodeId(s.into())
-}
-fn a() -> SiteId {
-    SiteId("a".into())
-}
-
-fn cfg() -> VoterConfig {
-    VoterConfig {
-        vote_timeout: ms(300),
-        max_vote_rounds: 3,
-        evidence_max_age: ms(600),
-        revote_after: ms(3000),
-        retry_after: ms(100),
-        hold_down: ms(300_000),
-    }
-}
-
-/// This voter's own opinion of site a.
-#[derive(Clone, Default)]
-struct Ops(Option<OpinionReport>);
-
-impl Ops {
-    fn set(&mut self, op: Opinion, age_ms: u32) {
-        let mut r = OpinionReport::unknown();
-        r.opinion = op;
-        r.evidence_age_ms = age_ms;
-        self.0 = Some(r);
-    }
-}
-
-impl OpinionSource for Ops {
-    fn report(&self, _site: &SiteId, _now: Time) -> OpinionReport {
-        self.0.clone().unwrap_or_else(OpinionReport::unknown)
-    }
-}
 
 /// v1..v3 judge site a; `me` is one of them, or an outsider that only learns verdicts.
 fn trusting(me: &str) -> Voter {
