@@ -526,24 +526,39 @@ impl OpLock {
         });
     }
 
-    /// Phase 1 under the proposal's current ballot; this node's own acceptor answers first.
-    fn start_round(&mut self, now: Time, site: &SiteId) {
+    /// Enters `phase` of the proposal for `site` until a round timeout from now; the
+    /// proposal's generation and ballot, the other members to ask, and the newest decided
+    /// generation they are told of.
+    fn enter_phase(
+        &mut self,
+        now: Time,
+        site: &SiteId,
+        phase: Phase,
+    ) -> (u64, Ballot, Vec<NodeId>, Option<Decided>) {
         let round_timeout = self.config.round_timeout;
         let last = self.states.get(site).and_then(|s| s.decided.clone());
         let p = self.proposals.get_mut(site).expect("caller checked");
-        p.attempts += 1;
-        p.phase = Phase::Prepare {
-            promises: BTreeMap::new(),
-            refused: BTreeSet::new(),
-        };
+        p.phase = phase;
         p.phase_until = now + round_timeout;
-        let (gen, ballot) = (p.gen, p.ballot.clone());
-        let others: Vec<NodeId> = p
+        let others = p
             .electorate
             .members()
             .filter(|m| **m != self.me)
             .cloned()
             .collect();
+        (p.gen, p.ballot.clone(), others, last)
+    }
+
+    /// Phase 1 under the proposal's current ballot; this node's own acceptor answers first.
+    fn start_round(&mut self, now: Time, site: &SiteId) {
+        if let Some(p) = self.proposals.get_mut(site) {
+            p.attempts += 1;
+        }
+        let phase = Phase::Prepare {
+            promises: BTreeMap::new(),
+            refused: BTreeSet::new(),
+        };
+        let (gen, ballot, others, last) = self.enter_phase(now, site, phase);
         let mine = self.on_prepare(site, gen, ballot.clone());
         for to in others {
             let msg = LockMsg::Prepare {
@@ -610,22 +625,12 @@ impl OpLock {
 
     /// Phase 2 with `value`; this node's own acceptor answers first.
     fn start_accept(&mut self, now: Time, site: &SiteId, value: LockValue) {
-        let round_timeout = self.config.round_timeout;
-        let last = self.states.get(site).and_then(|s| s.decided.clone());
-        let p = self.proposals.get_mut(site).expect("caller checked");
-        p.phase = Phase::Accept {
+        let phase = Phase::Accept {
             value: value.clone(),
             accepted: BTreeSet::new(),
             refused: BTreeSet::new(),
         };
-        p.phase_until = now + round_timeout;
-        let (gen, ballot) = (p.gen, p.ballot.clone());
-        let others: Vec<NodeId> = p
-            .electorate
-            .members()
-            .filter(|m| **m != self.me)
-            .cloned()
-            .collect();
+        let (gen, ballot, others, last) = self.enter_phase(now, site, phase);
         let mine = self.on_accept(site, gen, ballot.clone(), value.clone());
         for to in others {
             let msg = LockMsg::Accept {
