@@ -327,14 +327,10 @@ impl OpLock {
                 ballot,
                 last,
             } => {
-                if let Some(d) = last {
-                    self.learn(&site, d, false);
+                if self.catch_up(from, &site, gen, last) {
+                    let msg = self.on_prepare(&site, gen, ballot);
+                    self.send(from, msg);
                 }
-                if gen > self.decided_gen(&site).saturating_add(1) {
-                    return self.refuse(from, Refusal::SlotTooFar);
-                }
-                let msg = self.on_prepare(&site, gen, ballot);
-                self.send(from, msg);
             }
             LockMsg::Accept {
                 site,
@@ -343,14 +339,10 @@ impl OpLock {
                 value,
                 last,
             } => {
-                if let Some(d) = last {
-                    self.learn(&site, d, false);
+                if self.catch_up(from, &site, gen, last) {
+                    let msg = self.on_accept(&site, gen, ballot, value);
+                    self.send(from, msg);
                 }
-                if gen > self.decided_gen(&site).saturating_add(1) {
-                    return self.refuse(from, Refusal::SlotTooFar);
-                }
-                let msg = self.on_accept(&site, gen, ballot, value);
-                self.send(from, msg);
             }
             LockMsg::Promise {
                 site,
@@ -384,6 +376,20 @@ impl OpLock {
             }
             LockMsg::Commit { site, decided } => self.learn(&site, decided, true),
         }
+    }
+
+    /// A proposer's Prepare or Accept first teaches the newest decided generation it knows;
+    /// then the acceptor answers only for the generation right after what it knows decided
+    /// (refused further ahead: one liar cannot skip generations). True when it may answer.
+    fn catch_up(&mut self, from: &NodeId, site: &SiteId, gen: u64, last: Option<Decided>) -> bool {
+        if let Some(d) = last {
+            self.learn(site, d, false);
+        }
+        if gen > self.decided_gen(site).saturating_add(1) {
+            self.refuse(from, Refusal::SlotTooFar);
+            return false;
+        }
+        true
     }
 
     fn refuse(&mut self, from: &NodeId, why: Refusal) {
