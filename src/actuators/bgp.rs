@@ -15,7 +15,9 @@
 //! BIRD (`include_file`, `socket` default `/run/bird/bird.ctl`, `birdc` default `birdc`): the
 //! actuator owns `include_file`, holding one `route P blackhole;` line per announced prefix,
 //! rewrites it atomically (temp file + rename) and runs `birdc -s SOCKET configure`. If BIRD
-//! rejects the new config the previous file is put back. The BIRD config includes it inside
+//! rejects the new config the previous file is put back. From the read to BIRD's answer the
+//! step holds an advisory lock on `INCLUDE_FILE.lock` (see `route_lock`), so overlapping
+//! steps on one router each see the other's change. The BIRD config includes it inside
 //! a static protocol whose routes the BGP export filter lets out, one file per address family:
 //!
 //! ```text
@@ -39,7 +41,8 @@
 //! ```
 //!
 //! (`<>` opens the FIFO read-write so `cat` never sees end-of-file between steps.) Create the
-//! FIFO with `mkfifo` before starting ExaBGP. What was announced is kept in `state_file`, so a
+//! FIFO with `mkfifo` before starting ExaBGP. What was announced is kept in `state_file`
+//! (locked through `STATE_FILE.lock` from its read to its rewrite), so a
 //! repeated announce writes nothing; a withdraw is always written. If ExaBGP restarts, delete
 //! the state file so the next announce is sent again. `cat` never reads ExaBGP's replies, so
 //! turn them off (`exabgp.api.ack = false`, or env `exabgp_api_ack=false`): ExaBGP writes them
@@ -48,7 +51,8 @@
 //! `exabgp_daemon_user=root` and `exabgp_daemon_drop=false`, or give the FIFO to its user.
 
 pub use super::bgp_params::{BgpBackend, BgpParams};
-use super::exec::{run_process, ProcessRun};
+use super::process::{cli_command, run_process, Leftovers, ProcessRun};
+use super::route_lock::RouteLock;
 use super::{Actuator, ActuatorKind, StepContext, StepFuture, StepOutcome};
 use crate::core::anycast::{BgpAction, Prefix};
 use serde_json::Value;
@@ -80,11 +84,11 @@ impl BgpActuator {
     fn cli(&self, program: &str) -> Command {
         match &self.params.netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
+                let mut c = cli_command("ip");
                 c.args(["netns", "exec", ns.as_str(), program]);
                 c
             }
-            None => Command::new(program),
+            None => cli_command(program),
         }
     }
 
@@ -102,7 +106,9 @@ impl BgpActuator {
             BgpBackend::Gobgp { host, port, gobgp } => {
                 self.gobgp(ctx, deadline, host, *port, gobgp).await
             }
-            BgpBackend::Exabgp { pipe, state_file } => self.exabgp(ctx, pipe, state_file).await,
+            BgpBackend::Exabgp { pipe, state_file } => {
+                self.exabgp(ctx, deadline, pipe, state_file).await
+            }
         }
     }
 
@@ -158,6 +164,12 @@ impl BgpActuator {
                 run.output,
             );
         }
+        // Held until BIRD has answered `configure` (and the file is restored if it refused):
+        // another step's read-modify-write must start from what this one left.
+        let _lock = match RouteLock::acquire(include_file, deadline).await {
+            Ok(l) => l,
+            Err(e) => return StepOutcome::failed(e, ""),
+        };
         let before = match read_bird_routes(include_file) {
             Ok(b) => b,
             Err(e) => return StepOutcome::failed(e, ""),
@@ -225,7 +237,12 @@ impl BgpActuator {
     ) -> ProcessRun {
         let mut cmd = self.cli(birdc);
         cmd.arg("-s").arg(socket).args(args);
-        run_process(cmd, deadline.saturating_duration_since(Instant::now())).await
+        run_process(
+            cmd,
+            deadline.saturating_duration_since(Instant::now()),
+            Leftovers::Kill,
+        )
+        .await
     }
 
     async fn gobgp(
@@ -243,7 +260,12 @@ impl BgpActuator {
             let mut cmd = self.cli(gobgp);
             base(&mut cmd);
             cmd.arg("global");
-            let run = run_process(cmd, deadline.saturating_duration_since(Instant::now())).await;
+            let run = run_process(
+                cmd,
+                deadline.saturating_duration_since(Instant::now()),
+                Leftovers::Kill,
+            )
+            .await;
             return if run.success() {
                 StepOutcome::ok(
                     format!(
@@ -278,7 +300,12 @@ impl BgpActuator {
                 p.family().as_str(),
                 &p.to_string(),
             ]);
-            let run = run_process(cmd, deadline.saturating_duration_since(Instant::now())).await;
+            let run = run_process(
+                cmd,
+                deadline.saturating_duration_since(Instant::now()),
+                Leftovers::Kill,
+            )
+            .await;
             output.push_str(&run.output);
             if !run.success() {
                 return StepOutcome::failed(
@@ -293,7 +320,23 @@ impl BgpActuator {
         )
     }
 
-    async fn exabgp(&self, ctx: &StepContext, pipe: &Path, state_file: &Path) -> StepOutcome {
+    async fn exabgp(
+        &self,
+        ctx: &StepContext,
+        deadline: Instant,
+        pipe: &Path,
+        state_file: &Path,
+    ) -> StepOutcome {
+        // Held from reading the state to writing it back, across the pipe write: two steps
+        // must not both decide from the same old state.
+        let _lock = if ctx.dry_run {
+            None
+        } else {
+            match RouteLock::acquire(state_file, deadline).await {
+                Ok(l) => Some(l),
+                Err(e) => return StepOutcome::failed(e, ""),
+            }
+        };
         let announced = match read_state(state_file) {
             Ok(s) => s,
             Err(e) => return StepOutcome::failed(e, ""),
@@ -447,8 +490,6 @@ fn render_state(announced: &BTreeSet<Prefix>) -> String {
 fn write_fifo(pipe: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    // O_NONBLOCK on Linux (x86, arm, aarch64, riscv); avoids a libc dependency for one flag.
-    const O_NONBLOCK: i32 = 0o4000;
     let meta = std::fs::metadata(pipe)
         .map_err(|e| format!("pipe {}: {e} (create it with mkfifo)", pipe.display()))?;
     if !meta.file_type().is_fifo() {
@@ -459,10 +500,12 @@ fn write_fifo(pipe: &Path, text: &str) -> Result<(), String> {
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .custom_flags(O_NONBLOCK)
+        // The flag's bits are a C int; rustix hands them out as the u32 of its bitflags.
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(pipe)
         .map_err(|e| {
-            if e.raw_os_error() == Some(6) {
+            // A FIFO opened for writing without blocking fails with ENXIO when no reader has it.
+            if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
                 format!(
                     "nothing reads pipe {}: is ExaBGP running with the quorate process?",
                     pipe.display()

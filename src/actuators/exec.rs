@@ -1,28 +1,22 @@
 //! The `exec` actuator runs an operator's program for a step and judges it by its exit
-//! status. It owns process lifetime: the program runs in its own process group, and when the
-//! step's timeout passes the whole group is killed, so nothing it started outlives the step.
-//! It never goes through a shell unless the step says `shell = true`.
+//! status. It owns what the program sees: it runs in its own process group (see `process`),
+//! and when the step ends, by exit or by timeout, whatever is left of that group is killed,
+//! so nothing it started outlives the step. It never goes through a shell unless the step
+//! says `shell = true`, and it never hands the program quorate's own environment.
 //!
 //! Params: `argv = ["prog", "arg", ..]`, or `shell = true` with `command = "..."` (run by
 //! `/bin/sh -c`); `env = { NAME = "value" }`; `cwd = "/dir"`; `dry_run = "skip"`.
-//! The program inherits quorate's environment plus `env` plus `QUORATE_SITE`,
-//! `QUORATE_EPOCH`, `QUORATE_STEP`, `QUORATE_IDEMPOTENCY_KEY` and `QUORATE_DRY_RUN`
-//! ("1" or "0"). During a dry run the program still runs, with `QUORATE_DRY_RUN=1`: scripts
+//! The program's environment is built from nothing: `PATH` (`process::SAFE_PATH` unless
+//! `env` sets it), the step's `env`, and `QUORATE_SITE`, `QUORATE_EPOCH`, `QUORATE_STEP`,
+//! `QUORATE_IDEMPOTENCY_KEY` and `QUORATE_DRY_RUN` ("1" or "0"). Nothing of quorate's own
+//! environment is passed on (it may hold an http step's `token_env` secret). During a dry run the program still runs, with `QUORATE_DRY_RUN=1`: scripts
 //! must then check what they would do and change nothing. Scripts that cannot rehearse should
 //! set `dry_run = "skip"`.
 
-use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome, Tail};
+use super::process::{describe_status, run_process, Leftovers, ProcessResult, SAFE_PATH};
+use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome};
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
-
-/// How long a program that exited may keep its output pipes open (through a background
-/// child) before we stop reading them.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(300);
-/// Between SIGTERM and SIGKILL on timeout.
-const KILL_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct ExecActuator {
@@ -89,6 +83,10 @@ impl ExecActuator {
         }
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]);
+        // Built from nothing: quorate's environment may hold secrets (`token_env`). PATH
+        // first, so that the step's own `env` may replace it; std looks the program up on the
+        // PATH given here.
+        cmd.env_clear().env("PATH", SAFE_PATH);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -100,7 +98,7 @@ impl ExecActuator {
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
-        let run = run_process(cmd, ctx.timeout).await;
+        let run = run_process(cmd, ctx.timeout, Leftovers::Kill).await;
         let what = &self.argv[0];
         match run.result {
             ProcessResult::Exited(status) if status.success() => {
@@ -131,157 +129,6 @@ impl Actuator for ExecActuator {
 
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a> {
         Box::pin(self.execute(ctx))
-    }
-}
-
-/// How a child process ended.
-#[derive(Debug)]
-pub(crate) enum ProcessResult {
-    Exited(ExitStatus),
-    /// The timeout passed; the process group got SIGTERM, then SIGKILL.
-    TimedOut,
-    SpawnFailed(std::io::Error),
-}
-
-pub(crate) struct ProcessRun {
-    pub(crate) result: ProcessResult,
-    /// The last bytes of stdout and stderr, interleaved in arrival order.
-    pub(crate) output: String,
-}
-
-impl ProcessRun {
-    pub(crate) fn success(&self) -> bool {
-        matches!(self.result, ProcessResult::Exited(s) if s.success())
-    }
-
-    /// "exited 0", "exited 3", "killed by signal 9", "timed out", "could not start: ..."
-    pub(crate) fn describe(&self) -> String {
-        match &self.result {
-            ProcessResult::Exited(s) => describe_status(*s),
-            ProcessResult::TimedOut => "timed out".to_string(),
-            ProcessResult::SpawnFailed(e) => format!("could not start: {e}"),
-        }
-    }
-}
-
-pub(crate) fn describe_status(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => format!("{status}"),
-    }
-}
-
-/// Runs `cmd` in a new process group with stdin closed, collecting the output tail; on
-/// timeout kills the whole group. Shared by the actuators that drive CLIs.
-pub(crate) async fn run_process(mut cmd: Command, timeout: Duration) -> ProcessRun {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return ProcessRun {
-                result: ProcessResult::SpawnFailed(e),
-                output: String::new(),
-            }
-        }
-    };
-    let pgid = child.id();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let mut tail = Tail::default();
-    let deadline = tokio::time::Instant::now() + timeout;
-
-    let waited = {
-        let pump = pump(&mut stdout, &mut stderr, &mut tail);
-        tokio::pin!(pump);
-        let mut pump_done = false;
-        let status = tokio::time::timeout_at(deadline, async {
-            loop {
-                tokio::select! {
-                    status = child.wait() => break status,
-                    _ = &mut pump, if !pump_done => pump_done = true,
-                }
-            }
-        })
-        .await;
-        if let Ok(Ok(_)) = status {
-            if !pump_done {
-                let drain_until = deadline.min(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-                let _ = tokio::time::timeout_at(drain_until, &mut pump).await;
-            }
-        }
-        status
-    };
-    let result = match waited {
-        Ok(Ok(status)) => ProcessResult::Exited(status),
-        Ok(Err(e)) => ProcessResult::SpawnFailed(e),
-        Err(_elapsed) => {
-            if let Some(pgid) = pgid {
-                kill_group(pgid, "TERM").await;
-                if tokio::time::timeout(KILL_GRACE, child.wait())
-                    .await
-                    .is_err()
-                {
-                    kill_group(pgid, "KILL").await;
-                } else {
-                    // The leader left; stragglers in its group get no further grace.
-                    kill_group(pgid, "KILL").await;
-                }
-            }
-            let _ = child.kill().await;
-            ProcessResult::TimedOut
-        }
-    };
-    ProcessRun {
-        result,
-        output: tail.into_string(),
-    }
-}
-
-/// Signals every process in the group. Uses kill(1) rather than a libc binding so the crate
-/// needs no unsafe code; the group id is the leader's pid because of `process_group(0)`.
-async fn kill_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pgid}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-}
-
-async fn pump<O, E>(stdout: &mut Option<O>, stderr: &mut Option<E>, tail: &mut Tail)
-where
-    O: AsyncRead + Unpin,
-    E: AsyncRead + Unpin,
-{
-    let mut ob = [0u8; 4096];
-    let mut eb = [0u8; 4096];
-    loop {
-        if stdout.is_none() && stderr.is_none() {
-            return;
-        }
-        tokio::select! {
-            r = async { stdout.as_mut().unwrap().read(&mut ob).await }, if stdout.is_some() => {
-                match r {
-                    Ok(n) if n > 0 => tail.push(&ob[..n]),
-                    _ => *stdout = None,
-                }
-            }
-            r = async { stderr.as_mut().unwrap().read(&mut eb).await }, if stderr.is_some() => {
-                match r {
-                    Ok(n) if n > 0 => tail.push(&eb[..n]),
-                    _ => *stderr = None,
-                }
-            }
-        }
     }
 }
 

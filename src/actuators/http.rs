@@ -20,7 +20,13 @@
 //! are trusted (a private controller's CA); the file is read at every run, like the token, so
 //! a renewed bundle is picked up, and also at config-check time when it is readable there.
 //! Client certificates are not supported.
+//!
+//! Credentials: a bearer token (`token_file`, `token_env`) or URL userinfo is refused with an
+//! `http://` URL unless its host is a loopback address written as one (127.0.0.0/8, [::1]):
+//! there it never leaves the host. The URL is shown without its userinfo everywhere (see
+//! `url_display`).
 
+use super::url_display::{display_url, display_url_text};
 use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome, Tail};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -103,8 +109,12 @@ impl HttpActuator {
         let p = Params::new("http", params)?;
         p.only(KNOWN)?;
         let url_s = p.req_str("url", "\"https://dr.example.net/v1/failover\"")?;
-        let url = reqwest::Url::parse(&url_s)
-            .map_err(|e| p.err("url", format!("{url_s:?} is not a URL: {e}")))?;
+        let url = reqwest::Url::parse(&url_s).map_err(|e| {
+            p.err(
+                "url",
+                format!("{:?} is not a URL: {e}", display_url_text(&url_s)),
+            )
+        })?;
         match url.scheme() {
             "http" | "https" => {}
             s => {
@@ -150,6 +160,25 @@ impl HttpActuator {
             (None, Some(e)) => Some(Token::Env(e)),
             (None, None) => None,
         };
+        if url.scheme() == "http" && !is_loopback(&url) {
+            // A secret sent in clear can be read by anyone on the path; on a loopback address
+            // it never leaves the host, like the token file it came from.
+            let key = match &token {
+                Some(Token::File(_)) => Some("token_file"),
+                Some(Token::Env(_)) => Some("token_env"),
+                None if !url.username().is_empty() || url.password().is_some() => Some("url"),
+                None => None,
+            };
+            if let Some(key) = key {
+                return Err(p.err(
+                    key,
+                    format!(
+                        "would send a credential in clear to {}: a bearer token or URL                          userinfo may only travel over https:// (plain http:// is allowed                          with a credential only to a loopback address such as 127.0.0.1)",
+                        display_url(&url)
+                    ),
+                ));
+            }
+        }
         let success = match p.get("success") {
             None => None,
             Some(Value::Array(codes)) if !codes.is_empty() => Some(
@@ -294,7 +323,7 @@ impl HttpActuator {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let target = format!("{} {}", self.method, self.url);
+        let target = format!("{} {}", self.method, display_url(&self.url));
         let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -304,10 +333,11 @@ impl HttpActuator {
                 )
             }
             Err(e) => {
+                let e = e.without_url();
                 return StepOutcome::failed(
                     format!("{target}: {}{}", error_chain(&e), self.tls_hint(&e)),
                     "",
-                )
+                );
             }
         };
         let status = resp.status();
@@ -321,7 +351,10 @@ impl HttpActuator {
         };
         let body_note = match read_body.await {
             Ok(()) => String::new(),
-            Err(e) => format!(" (reading the body failed: {})", error_chain(&e)),
+            Err(e) => format!(
+                " (reading the body failed: {})",
+                error_chain(&e.without_url())
+            ),
         };
         let output = tail.into_string();
         if self.is_success(status) {
@@ -330,6 +363,15 @@ impl HttpActuator {
             StepOutcome::failed(format!("{target} -> {status}{body_note}"), output)
         }
     }
+}
+
+/// Whether the URL's host is a loopback address, written as one (a name is not trusted to
+/// resolve to loopback).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -430,6 +472,50 @@ mod tests {
         let err = HttpActuator::from_params(&json!({"url": "http://h/x", "success": [200, 9000]}))
             .unwrap_err();
         assert!(err.contains("`success`"), "{err}");
+    }
+
+    #[test]
+    fn a_token_over_plain_http_is_refused_naming_the_key() {
+        for key in ["token_file", "token_env"] {
+            let err = HttpActuator::from_params(
+                &json!({"url": "http://lb.example/x", key: "QUORATE_LB_TOKEN"}),
+            )
+            .unwrap_err();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("https://"),
+                "{err}"
+            );
+        }
+        let err =
+            HttpActuator::from_params(&json!({"url": "http://ops:pw@lb.example/x"})).unwrap_err();
+        assert!(err.contains("`url`") && !err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn a_token_may_go_over_https_or_to_a_loopback_address() {
+        for url in [
+            "https://lb.example/x",
+            "http://127.0.0.1:8080/x",
+            "http://127.3.2.1/x",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(
+                HttpActuator::from_params(&json!({"url": url, "token_env": "T"})).is_ok(),
+                "{url}"
+            );
+        }
+        // A name is not trusted to resolve to loopback.
+        assert!(
+            HttpActuator::from_params(&json!({"url": "http://localhost/x", "token_env": "T"}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_unparsable_url_is_quoted_without_its_userinfo() {
+        let err = HttpActuator::from_params(&json!({"url": "https://ops:hunter2@lb example/x"}))
+            .unwrap_err();
+        assert!(err.contains("`url`") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub mod bgp;
 mod bgp_params;
 pub mod exec;
 pub mod http;
+pub mod process;
+pub mod route_lock;
+pub mod url_display;
 pub mod vpn;
 
 /// How many bytes of output or response body a `StepOutcome` keeps.

@@ -16,8 +16,8 @@
 //! that the config file reads and has only wg(8) keys; it does not validate keys
 //! cryptographically and changes nothing.
 
-use super::exec::{run_process, ProcessRun};
 use super::http::HttpActuator;
+use super::process::{cli_command, run_process, Leftovers, ProcessRun};
 use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome};
 use crate::core::net_prefix::InterfaceAddr;
 use serde_json::{json, Value};
@@ -142,18 +142,29 @@ impl Local {
     fn cmd(&self, program: &str) -> Command {
         match &self.netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
+                let mut c = cli_command("ip");
                 c.args(["netns", "exec", ns.as_str(), program]);
                 c
             }
-            None => Command::new(program),
+            None => cli_command(program),
         }
     }
 
     async fn run(&self, program: &str, args: &[&str], deadline: Instant) -> ProcessRun {
+        // wireguard-go forks the daemon that carries the tunnel: it must outlive the call.
+        let leftovers = if program == "wireguard-go" {
+            Leftovers::Keep
+        } else {
+            Leftovers::Kill
+        };
         let mut c = self.cmd(program);
         c.args(args);
-        run_process(c, deadline.saturating_duration_since(Instant::now())).await
+        run_process(
+            c,
+            deadline.saturating_duration_since(Instant::now()),
+            leftovers,
+        )
+        .await
     }
 
     async fn link_exists(&self, deadline: Instant) -> bool {
@@ -405,6 +416,17 @@ mod tests {
             &json!({"interface": "wg-q", "action": "up", "controller_url": "http://127.0.0.1:1/vpn"})
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_controller_token_over_plain_http_is_refused() {
+        let err = VpnActuator::from_params(&json!({"interface": "wg-q", "action": "up",
+            "controller_url": "http://vpn.example/v1", "token_file": "/etc/quorate/vpn.token"}))
+        .unwrap_err();
+        assert!(
+            err.contains("controller_url") && err.contains("`token_file`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ impl Timing {
     /// Longest time from an Indicator's death to the Pinger's DOWN opinion; also how old
     /// evidence may be and still count in a vote.
     pub fn probe_budget(&self) -> Duration {
-        self.probe_interval * self.retries + self.probe_timeout
+        // Saturating: a `Timing` built by hand need not respect the fleet file's limits.
+        self.probe_interval
+            .saturating_mul(self.retries)
+            .saturating_add(self.probe_timeout)
     }
 }
 
@@ -167,6 +170,7 @@ pub enum ConfigError {
 }
 
 mod anycast;
+pub mod limits;
 mod plan;
 mod raw;
 mod validate;
@@ -197,8 +201,22 @@ impl Fleet {
     pub fn parse(text: &str) -> Result<Fleet, ConfigError> {
         let raw: RawFleet =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(syntax_message(text, &e)))?;
+        // Checked first: the rules below compare nodes pairwise, and a fleet far above the
+        // limits is refused before that work.
+        let too_many: Vec<String> = [
+            limits::too_many("[[site]]", raw.sites.len(), limits::MAX_SITES),
+            limits::too_many("[[node]]", raw.nodes.len(), limits::MAX_NODES),
+            limits::too_many("[[watch]]", raw.watches.len(), limits::MAX_WATCHES),
+            limits::too_many("[[anycast]]", raw.anycast.len(), limits::MAX_ANYCAST),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !too_many.is_empty() {
+            return Err(ConfigError::Invalid(too_many));
+        }
         let mut problems = Vec::new();
-        // An overflowing timing is already a problem; the defaults stand in so that the
+        // A timing above its limits is already a problem; the defaults stand in so that the
         // remaining rules are still checked and reported together.
         let timing = raw.timing.into_timing(&mut problems).unwrap_or_default();
         let sites: Vec<Site> = raw
@@ -474,3 +492,6 @@ mod plan_tests;
 
 #[cfg(test)]
 mod anycast_tests;
+
+#[cfg(test)]
+mod limits_tests;

@@ -5,6 +5,7 @@
 //! and for a bgp step `site`); every other key is a param of the step's actuator and is checked
 //! by it.
 
+use super::limits::{self, Unit};
 use super::raw::RawPipeline;
 use super::{Site, Timing};
 use crate::actuators::bgp::BgpParams;
@@ -105,8 +106,28 @@ pub(super) fn build_plan(
         }
         return None;
     }
-    let takeover = b.delay("takeover_delay_s", raw.takeover_delay_s, "2");
-    let fence = b.delay("self_fence_after_s", raw.self_fence_after_s, "1");
+    let takeover = b.delay(
+        "takeover_delay_s",
+        raw.takeover_delay_s,
+        "2",
+        limits::MAX_TAKEOVER_DELAY,
+    );
+    let fence = b.delay(
+        "self_fence_after_s",
+        raw.self_fence_after_s,
+        "1",
+        limits::MAX_SELF_FENCE_AFTER,
+    );
+    if let Some(p) = step_count(&raw).and_then(|n| {
+        limits::too_many(
+            "step tables of the watch (prechecks, steps, compensations, post, isolation)",
+            n,
+            limits::MAX_STEPS_PER_WATCH,
+        )
+    }) {
+        b.problem(p);
+        return None;
+    }
     let mut pipeline = PipelineSpec::default();
     if let Some(p) = raw.pipeline {
         if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() {
@@ -123,7 +144,7 @@ pub(super) fn build_plan(
     let isolation = b.phase("isolation", raw.isolation, false);
     if let (Some(t), Some(f)) = (takeover, fence) {
         let budget = timing.probe_budget();
-        if t <= f + budget {
+        if t <= f.saturating_add(budget) {
             b.problem(format!(
                 "takeover_delay_s = {} must exceed self_fence_after_s ({}) plus the probe \
                  budget ({}, the time the electorate needs to see {site} DOWN) = {}; \
@@ -134,8 +155,8 @@ pub(super) fn build_plan(
                 secs(t),
                 secs(f),
                 secs(budget),
-                secs(f + budget),
-                secs(f + budget),
+                secs(f.saturating_add(budget)),
+                secs(f.saturating_add(budget)),
             ));
         }
     }
@@ -144,12 +165,12 @@ pub(super) fn build_plan(
         // peer sends each status interval; with less than two of them per window a single
         // late message would fence a healthy site.
         let status = timing.status_interval;
-        if f < status * 2 {
+        if f < status.saturating_mul(2) {
             b.problem(format!(
                 "self_fence_after_s = {} is shorter than two status intervals ({} each): a node hears each voter of the electorate once per status interval, so one late status message would make a healthy site withdraw itself. Raise self_fence_after_s to at least {} or lower [timing] status_interval_ms",
                 secs(f),
                 secs(status),
-                secs(status * 2),
+                secs(status.saturating_mul(2)),
             ));
         }
     }
@@ -206,20 +227,52 @@ impl Builder<'_> {
             .push(format!("watch on {}: {message}", self.site));
     }
 
-    fn delay(&mut self, key: &str, value: Option<f64>, example: &str) -> Option<Duration> {
+    fn delay(
+        &mut self,
+        key: &str,
+        value: Option<f64>,
+        example: &str,
+        max: Duration,
+    ) -> Option<Duration> {
         let Some(v) = value else {
             self.problem(format!(
                 "{key} is missing; a watch with a failover plan needs it, e.g. {key} = {example}"
             ));
             return None;
         };
+        // Above the limit before converting: a huge number is too long, not "no duration".
+        if v.is_finite() && v > max.as_secs_f64() {
+            let over = limits::duration_above(key, v, Duration::MAX, max, Unit::Secs);
+            self.problem(over.unwrap_or_default());
+            return None;
+        }
         let d = Duration::try_from_secs_f64(v).ok();
-        if d.is_none() {
+        let Some(d) = d else {
             self.problem(format!(
                 "{key} = {v} is not a duration; give a number of seconds, 0 or more"
             ));
+            return None;
+        };
+        if let Some(p) = limits::duration_above(key, v, d, max, Unit::Secs) {
+            self.problem(p);
+            return None;
         }
-        d
+        Some(d)
+    }
+
+    /// A step's `key = v` (which is `d`) is above `max`.
+    fn above(
+        &mut self,
+        label: &str,
+        key: &str,
+        v: &toml::Value,
+        d: Duration,
+        max: Duration,
+        unit: Unit,
+    ) {
+        if let Some(p) = limits::duration_above(key, v, d, max, unit) {
+            self.problem(format!("{label}: {p}"));
+        }
     }
 
     fn phase(&mut self, at: &str, tables: Vec<toml::Table>, compensable: bool) -> Vec<StepSpec> {
@@ -342,6 +395,17 @@ impl Builder<'_> {
         };
         let timeout = match table.remove("timeout_s") {
             Some(v) => match seconds(&v) {
+                Some(d) if d > limits::MAX_STEP_TIMEOUT => {
+                    self.above(
+                        &label,
+                        "timeout_s",
+                        &v,
+                        d,
+                        limits::MAX_STEP_TIMEOUT,
+                        Unit::Secs,
+                    );
+                    None
+                }
                 Some(d) if !d.is_zero() => Some(d),
                 _ => {
                     self.problem(format!(
@@ -361,7 +425,12 @@ impl Builder<'_> {
         };
         let retries = match table.remove("retries") {
             None => 0,
-            Some(toml::Value::Integer(n)) if u32::try_from(n).is_ok() => n as u32,
+            Some(toml::Value::Integer(n)) if n > limits::MAX_STEP_RETRIES as i64 => {
+                let p = limits::count_above("retries", n as u64, limits::MAX_STEP_RETRIES);
+                self.problem(format!("{label}: {}", p.unwrap_or_default()));
+                0
+            }
+            Some(toml::Value::Integer(n)) if n >= 0 => n as u32,
             Some(v) => {
                 self.problem(format!(
                     "{label}: retries = {v} must be a whole number, 0 or more (attempts after \
@@ -372,7 +441,21 @@ impl Builder<'_> {
         };
         let backoff = match table.remove("backoff_ms") {
             None => Duration::from_secs(1),
-            Some(toml::Value::Integer(n)) if n >= 0 => Duration::from_millis(n as u64),
+            Some(toml::Value::Integer(n)) if n >= 0 => {
+                let d = Duration::from_millis(n as u64);
+                if d > limits::MAX_STEP_BACKOFF {
+                    let v = toml::Value::Integer(n);
+                    self.above(
+                        &label,
+                        "backoff_ms",
+                        &v,
+                        d,
+                        limits::MAX_STEP_BACKOFF,
+                        Unit::Millis,
+                    );
+                }
+                d
+            }
             Some(v) => {
                 self.problem(format!(
                     "{label}: backoff_ms = {v} must be a whole number of milliseconds, 0 or \
@@ -473,6 +556,21 @@ impl Builder<'_> {
             compensation,
         })
     }
+}
+
+/// How many step tables a watch has, compensations included; `None` without any.
+fn step_count(raw: &RawPlan) -> Option<usize> {
+    let with_compensations = |tables: &[toml::Table]| {
+        tables.len()
+            + tables
+                .iter()
+                .filter(|t| t.contains_key("compensation"))
+                .count()
+    };
+    let pipeline = raw.pipeline.as_ref().map_or(0, |p| {
+        with_compensations(&p.precheck) + with_compensations(&p.step) + with_compensations(&p.post)
+    });
+    Some(pipeline + raw.isolation.len()).filter(|n| *n > 0)
 }
 
 fn seconds(v: &toml::Value) -> Option<Duration> {

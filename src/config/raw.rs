@@ -126,37 +126,68 @@ pub(super) enum RawSingleVantage {
 }
 
 impl RawTiming {
-    /// Applies the DRL defaults. Returns `None` (with a problem pushed) only when the probe
-    /// budget does not fit in a duration; zero values are left to `check_timing`.
+    /// Applies the DRL defaults. Returns `None` (with a problem pushed per key) when a value
+    /// is above its limit (`limits`); zero values are left to `check_timing`. Within the
+    /// limits no sum or product of these values can overflow.
     pub(super) fn into_timing(self, problems: &mut Vec<String>) -> Option<Timing> {
         let interval = self.probe_interval_ms.unwrap_or(100);
         let timeout = self.probe_timeout_ms.unwrap_or(100);
         let retries = self.retries.unwrap_or(5);
-        let budget_ms = interval
-            .checked_mul(u64::from(retries))
-            .and_then(|b| b.checked_add(timeout));
-        let revote_ms = match (self.revote_after_ms, budget_ms) {
-            (Some(ms), Some(_)) => Some(ms),
-            (None, Some(b)) => b.checked_mul(5),
-            (_, None) => None,
+        let vote_timeout = self.vote_timeout_ms.unwrap_or(300);
+        let max_vote_rounds = self.max_vote_rounds.unwrap_or(3);
+        let hold_down = self.hold_down_s.unwrap_or(300);
+        let status = self.status_interval_ms.unwrap_or(1000);
+        let before = problems.len();
+        let ms = |key: &str, v: u64, max| {
+            limits::duration_above(
+                &format!("timing.{key}"),
+                v,
+                Duration::from_millis(v),
+                max,
+                limits::Unit::Millis,
+            )
         };
-        let Some(revote_ms) = revote_ms else {
-            problems.push(
-                "timing: the probe budget (probe_interval_ms × retries + probe_timeout_ms, \
-                 times 5 for the default revote_after_ms) overflows; use realistic values"
-                    .to_string(),
-            );
+        let found = [
+            ms("probe_interval_ms", interval, limits::MAX_PROBE_INTERVAL),
+            ms("probe_timeout_ms", timeout, limits::MAX_PROBE_TIMEOUT),
+            limits::count_above(
+                "timing.retries",
+                u64::from(retries),
+                limits::MAX_PROBE_RETRIES,
+            ),
+            ms("vote_timeout_ms", vote_timeout, limits::MAX_VOTE_TIMEOUT),
+            limits::count_above(
+                "timing.max_vote_rounds",
+                u64::from(max_vote_rounds),
+                limits::MAX_VOTE_ROUNDS,
+            ),
+            limits::duration_above(
+                "timing.hold_down_s",
+                hold_down,
+                Duration::from_secs(hold_down),
+                limits::MAX_HOLD_DOWN,
+                limits::Unit::Secs,
+            ),
+            self.revote_after_ms
+                .and_then(|v| ms("revote_after_ms", v, limits::MAX_REVOTE_AFTER)),
+            ms("status_interval_ms", status, limits::MAX_STATUS_INTERVAL),
+        ];
+        problems.extend(found.into_iter().flatten());
+        if problems.len() > before {
             return None;
-        };
+        }
+        // Within the limits: at most 100 × 60 s + 60 s, times 5.
+        let budget_ms = interval * u64::from(retries) + timeout;
+        let revote_ms = self.revote_after_ms.unwrap_or(budget_ms * 5);
         Some(Timing {
             probe_interval: Duration::from_millis(interval),
             probe_timeout: Duration::from_millis(timeout),
             retries,
-            vote_timeout: Duration::from_millis(self.vote_timeout_ms.unwrap_or(300)),
-            max_vote_rounds: self.max_vote_rounds.unwrap_or(3),
-            hold_down: Duration::from_secs(self.hold_down_s.unwrap_or(300)),
+            vote_timeout: Duration::from_millis(vote_timeout),
+            max_vote_rounds,
+            hold_down: Duration::from_secs(hold_down),
             revote_after: Duration::from_millis(revote_ms),
-            status_interval: Duration::from_millis(self.status_interval_ms.unwrap_or(1000)),
+            status_interval: Duration::from_millis(status),
         })
     }
 }

@@ -484,7 +484,10 @@ fn zero_timings_are_each_refused() {
 #[test]
 fn an_overflowing_probe_budget_is_refused_rather_than_a_panic() {
     let text = format!("[timing]\nprobe_interval_ms = 18446744073709551615\nretries = 9\n{BASE}");
-    assert_problem(&text, "overflows");
+    assert_problem(
+        &text,
+        "timing.probe_interval_ms = 18446744073709551615 is above the limit",
+    );
 }
 
 #[test]

@@ -100,7 +100,7 @@ impl LockConfig {
         LockConfig {
             round_timeout: round,
             backoff: round,
-            bound: (round * 10).max(Duration::from_secs(3)),
+            bound: round.saturating_mul(10).max(Duration::from_secs(3)),
         }
     }
 }

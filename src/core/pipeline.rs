@@ -96,7 +96,9 @@ impl StepSpec {
     /// The wait before the retry that follows the `failures`-th failed attempt (1-based).
     pub fn retry_delay(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(3);
-        (self.backoff * (1u32 << doublings)).min(self.backoff * MAX_BACKOFF_FACTOR)
+        self.backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.backoff.saturating_mul(MAX_BACKOFF_FACTOR))
     }
 }
 

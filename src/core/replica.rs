@@ -433,7 +433,9 @@ pub struct ReplicaConfig {
 impl ReplicaConfig {
     /// Three status intervals, at least 600 ms and at most 10 s; heartbeats four per lease.
     pub fn from_status_interval(status: Duration) -> ReplicaConfig {
-        let lease = (status * 3).clamp(Duration::from_millis(600), Duration::from_secs(10));
+        let lease = status
+            .saturating_mul(3)
+            .clamp(Duration::from_millis(600), Duration::from_secs(10));
         ReplicaConfig {
             lease,
             heartbeat: lease / 4,
@@ -691,7 +693,9 @@ impl Replicas {
             .filter(|m| *m != leader)
             .position(|m| *m == self.me)
             .unwrap_or(0);
-        self.config.heartbeat * rank as u32
+        self.config
+            .heartbeat
+            .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX))
     }
 
     fn start_takeover(&mut self, now: Time, key: &(SiteId, u64)) {

@@ -59,7 +59,10 @@ impl Time {
 impl std::ops::Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(d.as_micros() as u64))
+        // Saturating: a deadline from a huge configured or received duration is "never",
+        // not a wrapped-around moment in the past.
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Time(self.0.saturating_add(us))
     }
 }
 
@@ -92,7 +95,8 @@ impl WallTime {
 impl std::ops::Add<Duration> for WallTime {
     type Output = WallTime;
     fn add(self, d: Duration) -> WallTime {
-        WallTime(self.0.saturating_add(d.as_micros() as u64))
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        WallTime(self.0.saturating_add(us))
     }
 }
 

@@ -224,7 +224,10 @@ impl Driver {
     }
 
     fn instant(&self, t: Time) -> Instant {
-        self.origin + Duration::from_micros(t.as_micros())
+        // A saturated deadline ("never") does not fit an Instant: wake in a day and ask again.
+        self.origin
+            .checked_add(Duration::from_micros(t.as_micros()))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
     }
 
     fn now(&self) -> Now {

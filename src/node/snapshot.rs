@@ -45,7 +45,9 @@ pub struct NodeSnapshot {
 
 /// `stale_after` for a fleet's status interval: three intervals, at least 2 s.
 pub fn stale_after(status_interval: std::time::Duration) -> std::time::Duration {
-    (status_interval * 3).max(std::time::Duration::from_secs(2))
+    status_interval
+        .saturating_mul(3)
+        .max(std::time::Duration::from_secs(2))
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -668,10 +668,18 @@ impl NodeCore {
 /// included) timing out, with the longest backoffs, plus a little slack.
 fn drill_bound(spec: &PipelineSpec) -> Duration {
     fn one(s: &StepSpec) -> Duration {
-        let attempts = s.timeout * (s.retries + 1);
-        let waits: Duration = (1..=s.retries).map(|f| s.retry_delay(f)).sum();
-        attempts + waits + s.compensation.as_deref().map_or(Duration::ZERO, one)
+        // Saturating throughout: a spec that did not come through the fleet file's limits
+        // gets an unreachable bound, not a panic.
+        let attempts = s.timeout.saturating_mul(s.retries.saturating_add(1));
+        let waits = (1..=s.retries)
+            .map(|f| s.retry_delay(f))
+            .fold(Duration::ZERO, Duration::saturating_add);
+        attempts
+            .saturating_add(waits)
+            .saturating_add(s.compensation.as_deref().map_or(Duration::ZERO, one))
     }
     let all = spec.prechecks.iter().chain(&spec.steps).chain(&spec.post);
-    all.map(one).sum::<Duration>() + Duration::from_secs(2)
+    all.map(one)
+        .fold(Duration::ZERO, Duration::saturating_add)
+        .saturating_add(Duration::from_secs(2))
 }

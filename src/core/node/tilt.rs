@@ -34,7 +34,7 @@ impl Tilt {
 
     /// How long a tilt lasts.
     pub fn cool_off(&self) -> Duration {
-        self.budget * 2
+        self.budget.saturating_mul(2)
     }
 
     /// Looks at the clocks of an input; `due` is the deadline the core had asked to be woken

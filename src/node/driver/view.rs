@@ -12,7 +12,7 @@ impl Driver {
     pub(super) fn build_snapshot(&self, now: Instant) -> NodeSnapshot {
         let t = self.time(now);
         let fleet = self.fleet();
-        let status_horizon = fleet.timing.status_interval * 3;
+        let status_horizon = fleet.timing.status_interval.saturating_mul(3);
         let peers = fleet
             .nodes
             .iter()
