@@ -157,6 +157,31 @@ pub fn render(s: &NodeSnapshot) -> String {
     );
     counter(
         &mut out,
+        "quorate_mesh_address_validations_total",
+        "Connection attempts answered with a QUIC Retry (source address not yet validated).",
+        m.address_validations,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_throttled_handshakes_total",
+        "Connection attempts refused by the handshake rate limit (per source IP or node-wide).",
+        m.throttled_handshakes,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_replaced_connections_total",
+        "Incoming connections closed because the same peer connected again.",
+        m.replaced_connections,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quorate_mesh_dropped_events_total Probe answers and messages of a peer dropped because its queue into the node was full, by peer.\n# TYPE quorate_mesh_dropped_events_total counter"
+    );
+    for (peer, n) in &m.dropped_events {
+        let _ = writeln!(out, "quorate_mesh_dropped_events_total{{peer=\"{peer}\"}} {n}");
+    }
+    counter(
+        &mut out,
         "quorate_mesh_udp_tx_bytes_total",
         "UDP payload bytes sent.",
         m.udp_tx_bytes,
@@ -228,5 +253,19 @@ mod tests {
             assert!(text.contains(&line), "{line}");
         }
         assert!(text.contains("quorate_refused_messages_total{reason=\"too_large\"} 0"));
+    }
+
+    #[test]
+    fn mesh_bounds_are_exported_with_drops_by_peer() {
+        let mut s = NodeSnapshot::default();
+        s.mesh.dropped_events.insert("a3".into(), 7);
+        s.mesh.dropped_events.insert("b1".into(), 0);
+        s.mesh.throttled_handshakes = 2;
+        let text = render(&s);
+        assert!(text.contains("quorate_mesh_dropped_events_total{peer=\"a3\"} 7"));
+        assert!(text.contains("quorate_mesh_dropped_events_total{peer=\"b1\"} 0"));
+        assert!(text.contains("quorate_mesh_throttled_handshakes_total 2"));
+        assert!(text.contains("quorate_mesh_address_validations_total 0"));
+        assert!(text.contains("quorate_mesh_replaced_connections_total 0"));
     }
 }

@@ -9,7 +9,7 @@ use super::{cert_paths, NodeError, NodeHandle, NodeSpec};
 use crate::config::Fleet;
 use crate::core::node::{Action, Boot, Input, NodeCore, PersistFailed, StartStep, StepPurpose};
 use crate::core::types::{NodeId, Now, Time, WallTime};
-use crate::net::{Mesh, MeshConfig, MeshEvent};
+use crate::net::{Mesh, MeshConfig, MeshEvent, MeshInbox};
 use crate::store::{SqliteStore, Storage};
 use crate::wire::Message;
 use std::collections::BTreeMap;
@@ -57,8 +57,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     };
     let history = store.verdicts(None, HISTORY_KEPT)?;
 
-    let (mesh_tx, mesh_rx) = mpsc::channel(4096);
-    let mesh = Mesh::start(
+    let (mesh, mesh_rx) = Mesh::start(
         MeshConfig {
             me: me.id.clone(),
             bind: me.mesh_bind_addr(),
@@ -69,7 +68,6 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
             keep_alive: Duration::from_millis(500),
             redial_every: Duration::from_millis(200),
         },
-        mesh_tx,
     )
     .await?;
     let mesh_addr = mesh.local_addr();
@@ -240,7 +238,7 @@ impl Driver {
 
     async fn run(
         &mut self,
-        mut mesh_rx: mpsc::Receiver<MeshEvent>,
+        mut mesh_rx: MeshInbox,
         mut step_rx: mpsc::UnboundedReceiver<crate::core::node::StepDone>,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -263,11 +261,11 @@ impl Driver {
                 ev = mesh_rx.recv() => {
                     let Some(ev) = ev else { break };
                     self.on_mesh(ev);
-                    // Take what else is queued before looking at timers again.
+                    // Take what else is queued (peers in turn) before looking at timers again.
                     for _ in 0..256 {
                         match mesh_rx.try_recv() {
-                            Ok(ev) => self.on_mesh(ev),
-                            Err(_) => break,
+                            Some(ev) => self.on_mesh(ev),
+                            None => break,
                         }
                     }
                 }
