@@ -1,5 +1,6 @@
 //! Prometheus text exposition of a node snapshot.
 
+use super::ServeStats;
 use crate::core::trust::Refusal;
 use crate::node::snapshot::{Histogram, NodeSnapshot};
 use std::fmt::Write;
@@ -233,6 +234,29 @@ pub fn render(s: &NodeSnapshot) -> String {
     );
     let _ = writeln!(out, "# HELP quorate_peers_reachable Peers heard from recently.\n# TYPE quorate_peers_reachable gauge\nquorate_peers_reachable {peers_up}");
     out
+}
+
+/// The REST server's own counters (its bounds at work).
+pub fn render_rest(out: &mut String, s: &ServeStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    counter(
+        out,
+        "quorate_api_evicted_connections_total",
+        "REST connections closed at the connection cap to make room (idle, or still sending headers).",
+        s.evicted.load(Relaxed),
+    );
+    counter(
+        out,
+        "quorate_api_refused_connections_total",
+        "REST connections refused at the connection cap (every open one inside a handler).",
+        s.refused.load(Relaxed),
+    );
+    counter(
+        out,
+        "quorate_api_header_timeouts_total",
+        "REST connections closed because a request head did not arrive in time.",
+        s.header_timeouts.load(Relaxed),
+    );
 }
 
 #[cfg(test)]

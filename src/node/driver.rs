@@ -98,7 +98,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
             addr: me.api,
             source,
         })?;
-        let app = crate::api::router(snap_rx.clone(), commands.sender());
+        let (snap, cmds) = (snap_rx.clone(), commands.sender());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -108,12 +108,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
                     }
                 }
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(error = %e, "REST server stopped");
-            }
+            crate::api::serve(listener, snap, cmds, crate::api::Limits::default(), shutdown).await;
         });
         Some(addr)
     } else {
