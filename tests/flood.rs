@@ -180,11 +180,7 @@ async fn a_member_flooding_and_reconnecting_does_not_slow_a_blackout_verdict_bey
         .iter()
         .map(|t| f.fleet.node(&n(t)).expect("in the fleet").mesh)
         .collect();
-    let flood = Flood::start(
-        &f,
-        targets,
-        TARGETS.iter().map(|t| t.to_string()).collect(),
-    );
+    let flood = Flood::start(&f, targets, TARGETS.iter().map(|t| t.to_string()).collect());
     // Let the flood reach full speed before the blackout.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -223,8 +219,14 @@ async fn a_member_flooding_and_reconnecting_does_not_slow_a_blackout_verdict_bey
          {throttled} handshakes throttled, {replaced} connections replaced, {dropped} events \
          of a3 dropped)"
     );
-    assert!(throttled >= 1.0, "reconnecting as fast as it can is throttled");
-    assert!(replaced >= 1.0, "a newer connection of a3 replaced an older one");
+    assert!(
+        throttled >= 1.0,
+        "reconnecting as fast as it can is throttled"
+    );
+    assert!(
+        replaced >= 1.0,
+        "a newer connection of a3 replaced an older one"
+    );
     let bound = normal * 2 + Duration::from_secs(1);
     assert!(
         flooded <= bound,

@@ -179,7 +179,10 @@ pub fn render(s: &NodeSnapshot) -> String {
         "# HELP quorate_mesh_dropped_events_total Probe answers and messages of a peer dropped because its queue into the node was full, by peer.\n# TYPE quorate_mesh_dropped_events_total counter"
     );
     for (peer, n) in &m.dropped_events {
-        let _ = writeln!(out, "quorate_mesh_dropped_events_total{{peer=\"{peer}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "quorate_mesh_dropped_events_total{{peer=\"{peer}\"}} {n}"
+        );
     }
     counter(
         &mut out,

@@ -151,11 +151,7 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     let snap = s.snapshot.borrow().clone();
     let mut text = metrics::render(&snap);
     metrics::render_rest(&mut text, &s.serve_stats);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 fn site_summary(v: &SiteView) -> Value {

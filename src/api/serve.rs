@@ -80,7 +80,11 @@ fn lock(m: &Mutex<Table>) -> MutexGuard<'_, Table> {
 
 impl Table {
     /// Makes room for a new connection and registers it; None when all are busy.
-    fn admit(&mut self, max: usize, stats: &ServeStats) -> Option<(u64, Arc<AtomicUsize>, Arc<Notify>)> {
+    fn admit(
+        &mut self,
+        max: usize,
+        stats: &ServeStats,
+    ) -> Option<(u64, Arc<AtomicUsize>, Arc<Notify>)> {
         if self.conns.len() >= max {
             let victim = self
                 .conns
@@ -155,7 +159,8 @@ pub async fn run(
             stats.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let (app, table, stats, stop) = (app.clone(), table.clone(), stats.clone(), stop_rx.clone());
+        let (app, table, stats, stop) =
+            (app.clone(), table.clone(), stats.clone(), stop_rx.clone());
         tokio::spawn(async move {
             serve_connection(stream, app, limits, in_flight, evict, stop, &stats).await;
             lock(&table).conns.remove(&id);

@@ -213,9 +213,7 @@ mod tests {
         assert!(shared.push(&quiet, msg("quiet", 1), 10));
         assert_eq!(shared.drops()[&noisy], 10);
         assert_eq!(shared.drops()[&quiet], 0);
-        let first: Vec<String> = (0..4)
-            .map(|_| sender(&inbox.try_recv().unwrap()))
-            .collect();
+        let first: Vec<String> = (0..4).map(|_| sender(&inbox.try_recv().unwrap())).collect();
         assert_eq!(first, ["noisy", "quiet", "noisy", "quiet"]);
         let mut rest = 0;
         while inbox.try_recv().is_some() {
@@ -248,7 +246,10 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            assert!(matches!(inbox.recv().await, Some(MeshEvent::Message { .. })));
+            assert!(matches!(
+                inbox.recv().await,
+                Some(MeshEvent::Message { .. })
+            ));
             assert!(inbox.recv().await.is_none());
         });
     }

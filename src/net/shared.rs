@@ -10,11 +10,11 @@ use super::mesh::{close_code, MeshConfig, MeshEvent};
 use crate::core::types::NodeId;
 use quinn::{AsyncUdpSocket, Connection, Endpoint};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
-use std::net::IpAddr;
 use tokio::sync::{mpsc, watch};
 
 #[derive(Default)]
@@ -199,7 +199,10 @@ impl Shared {
         if let Some(old) = slot.incoming.replace(conn.clone()) {
             drop(peers);
             bump(&self.counters.replaced_connections);
-            old.close(close_code::REPLACED.into(), b"replaced by a newer connection");
+            old.close(
+                close_code::REPLACED.into(),
+                b"replaced by a newer connection",
+            );
             tracing::debug!(peer = %peer, "older incoming connection replaced");
         }
         true

@@ -57,18 +57,16 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     };
     let history = store.verdicts(None, HISTORY_KEPT)?;
 
-    let (mesh, mesh_rx) = Mesh::start(
-        MeshConfig {
-            me: me.id.clone(),
-            bind: me.mesh_bind_addr(),
-            peers: peers_of(&spec.fleet, &me.id),
-            certs,
-            answer_probes: me.roles.indicator,
-            idle_timeout: Duration::from_secs(3),
-            keep_alive: Duration::from_millis(500),
-            redial_every: Duration::from_millis(200),
-        },
-    )
+    let (mesh, mesh_rx) = Mesh::start(MeshConfig {
+        me: me.id.clone(),
+        bind: me.mesh_bind_addr(),
+        peers: peers_of(&spec.fleet, &me.id),
+        certs,
+        answer_probes: me.roles.indicator,
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_millis(500),
+        redial_every: Duration::from_millis(200),
+    })
     .await?;
     let mesh_addr = mesh.local_addr();
 
@@ -108,7 +106,14 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
                     }
                 }
             };
-            crate::api::serve(listener, snap, cmds, crate::api::Limits::default(), shutdown).await;
+            crate::api::serve(
+                listener,
+                snap,
+                cmds,
+                crate::api::Limits::default(),
+                shutdown,
+            )
+            .await;
         });
         Some(addr)
     } else {
