@@ -32,14 +32,13 @@
 
 use quorate::core::pinger::{Pinger, PingerAction, PingerConfig};
 use quorate::core::types::{NodeId, SiteId, Time};
-use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshStats};
+use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox, MeshStats};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 const CHILD_FLAG: &str = "--indicator-child";
 const PINGER_ID: &str = "pinger";
@@ -177,9 +176,8 @@ fn child(args: &[String]) {
         .build()
         .expect("runtime");
     let meshes: Vec<Mesh> = rt.block_on(async {
-        // Indicators' own events (connections coming and going) are not looked at.
-        let (tx, mut rx) = mpsc::channel(1024);
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        // Indicators' own events (connections coming and going) are not looked at: their
+        // inboxes are dropped, and a mesh without a reader discards what it receives.
         let mut meshes = Vec::with_capacity(n);
         for i in 0..n {
             let cfg = mesh_config(
@@ -189,8 +187,8 @@ fn child(args: &[String]) {
                 &dir,
                 true,
             );
-            match Mesh::start(cfg, tx.clone()).await {
-                Ok(m) => meshes.push(m),
+            match Mesh::start(cfg).await {
+                Ok((m, _)) => meshes.push(m),
                 Err(e) => {
                     println!("ERROR indicator {i}: {e}");
                     std::process::exit(1);
@@ -433,7 +431,7 @@ impl Drive {
         self.origin + Duration::from_micros(t.as_micros())
     }
 
-    async fn run(&mut self, mesh: &Mesh, rx: &mut mpsc::Receiver<MeshEvent>, until: Instant) {
+    async fn run(&mut self, mesh: &Mesh, rx: &mut MeshInbox, until: Instant) {
         loop {
             let wake = self.instant(self.pinger.poll_timeout()).min(until);
             tokio::select! {
@@ -443,8 +441,8 @@ impl Drive {
                     self.on_mesh(mesh, ev);
                     for _ in 0..256 {
                         match rx.try_recv() {
-                            Ok(ev) => self.on_mesh(mesh, ev),
-                            Err(_) => break,
+                            Some(ev) => self.on_mesh(mesh, ev),
+                            None => break,
                         }
                     }
                 }
@@ -514,7 +512,7 @@ fn pinger_for(ids: &[NodeId], interval: Duration, timeout: Duration, origin: Ins
 /// the answers received.
 async fn mesh_only(
     mesh: &Mesh,
-    rx: &mut mpsc::Receiver<MeshEvent>,
+    rx: &mut MeshInbox,
     ids: &[NodeId],
     interval: Duration,
     until: Instant,
@@ -531,8 +529,8 @@ async fn mesh_only(
                 answers += u64::from(matches!(ev, MeshEvent::ProbeAnswer { .. }));
                 for _ in 0..256 {
                     match rx.try_recv() {
-                        Ok(ev) => answers += u64::from(matches!(ev, MeshEvent::ProbeAnswer { .. })),
-                        Err(_) => break,
+                        Some(ev) => answers += u64::from(matches!(ev, MeshEvent::ProbeAnswer { .. })),
+                        None => break,
                     }
                 }
             }
@@ -555,7 +553,7 @@ async fn mesh_only(
 }
 
 /// Lets in-flight answers of the previous phase arrive and be dropped.
-async fn settle(rx: &mut mpsc::Receiver<MeshEvent>, d: Duration) {
+async fn settle(rx: &mut MeshInbox, d: Duration) {
     let until = tokio::time::Instant::now() + d;
     while let Ok(Some(_)) = tokio::time::timeout_at(until, rx.recv()).await {}
 }
@@ -609,24 +607,20 @@ fn parent() {
         .build()
         .expect("runtime");
     let rss_before_mesh = status_kib("VmRSS:");
-    let (tx, mut rx) = mpsc::channel(4096);
     let peers: Vec<(NodeId, SocketAddr)> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| (id.clone(), indicator_addr(i, base_port)))
         .collect();
     let pinger_bind: SocketAddr = "127.77.255.1:0".parse().unwrap();
-    let mesh = rt
-        .block_on(Mesh::start(
-            mesh_config(
-                NodeId::from(PINGER_ID),
-                pinger_bind,
-                peers,
-                dir.path(),
-                false,
-            ),
-            tx,
-        ))
+    let (mesh, mut rx) = rt
+        .block_on(Mesh::start(mesh_config(
+            NodeId::from(PINGER_ID),
+            pinger_bind,
+            peers,
+            dir.path(),
+            false,
+        )))
         .expect("pinger mesh");
     let mut guard = ChildGuard::spawn(n, base_port, mesh.local_addr(), dir.path());
     guard.line("READY", SETUP_LIMIT);

@@ -7,12 +7,11 @@ mod common;
 
 use common::*;
 use quorate::localfleet::LocalFleet;
-use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent};
+use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox};
 use quorate::wire::{Message, PeerStatus, MAX_MESSAGE};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Attempts of the noisy step: the first and `RETRIES` retries.
 const ATTEMPTS: u64 = 200;
@@ -121,7 +120,7 @@ async fn mesh(
     bind: SocketAddr,
     dir: &std::path::Path,
     peer: (&str, SocketAddr),
-) -> (Mesh, mpsc::Receiver<MeshEvent>) {
+) -> (Mesh, MeshInbox) {
     let cfg = MeshConfig {
         me: n(me),
         bind,
@@ -132,12 +131,11 @@ async fn mesh(
         keep_alive: Duration::from_millis(500),
         redial_every: Duration::from_millis(100),
     };
-    let (tx, rx) = mpsc::channel(64);
-    (Mesh::start(cfg, tx).await.expect("mesh starts"), rx)
+    Mesh::start(cfg).await.expect("mesh starts")
 }
 
 /// The next stream message `rx` delivers within 10 s.
-async fn next_message(rx: &mut mpsc::Receiver<MeshEvent>) -> Option<Message> {
+async fn next_message(rx: &mut MeshInbox) -> Option<Message> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {

@@ -2,13 +2,12 @@
 //! strangers, resilience to garbage frames, and a clean shutdown.
 
 use quorate::core::types::NodeId;
-use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent};
+use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox};
 use quorate::wire::{self, Datagram, Message, PeerStatus};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -68,9 +67,8 @@ fn status(from: &str) -> Message {
     })
 }
 
-async fn start(cfg: MeshConfig) -> (Mesh, mpsc::Receiver<MeshEvent>) {
-    let (tx, rx) = mpsc::channel(1024);
-    (Mesh::start(cfg, tx).await.unwrap(), rx)
+async fn start(cfg: MeshConfig) -> (Mesh, MeshInbox) {
+    Mesh::start(cfg).await.unwrap()
 }
 
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
@@ -83,7 +81,7 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 
 /// The next event satisfying `pick`, skipping others; None after `within`.
 async fn next_event<T>(
-    rx: &mut mpsc::Receiver<MeshEvent>,
+    rx: &mut MeshInbox,
     within: Duration,
     mut pick: impl FnMut(MeshEvent) -> Option<T>,
 ) -> Option<T> {

@@ -1,5 +1,6 @@
 //! Prometheus text exposition of a node snapshot.
 
+use super::ServeStats;
 use crate::core::trust::Refusal;
 use crate::node::snapshot::{Histogram, NodeSnapshot};
 use std::fmt::Write;
@@ -157,6 +158,34 @@ pub fn render(s: &NodeSnapshot) -> String {
     );
     counter(
         &mut out,
+        "quorate_mesh_address_validations_total",
+        "Connection attempts answered with a QUIC Retry (source address not yet validated).",
+        m.address_validations,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_throttled_handshakes_total",
+        "Connection attempts refused by the handshake rate limit (per source IP or node-wide).",
+        m.throttled_handshakes,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_replaced_connections_total",
+        "Incoming connections closed because the same peer connected again.",
+        m.replaced_connections,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quorate_mesh_dropped_events_total Probe answers and messages of a peer dropped because its queue into the node was full, by peer.\n# TYPE quorate_mesh_dropped_events_total counter"
+    );
+    for (peer, n) in &m.dropped_events {
+        let _ = writeln!(
+            out,
+            "quorate_mesh_dropped_events_total{{peer=\"{peer}\"}} {n}"
+        );
+    }
+    counter(
+        &mut out,
         "quorate_mesh_udp_tx_bytes_total",
         "UDP payload bytes sent.",
         m.udp_tx_bytes,
@@ -210,6 +239,29 @@ pub fn render(s: &NodeSnapshot) -> String {
     out
 }
 
+/// The REST server's own counters (its bounds at work).
+pub fn render_rest(out: &mut String, s: &ServeStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    counter(
+        out,
+        "quorate_api_evicted_connections_total",
+        "REST connections closed at the connection cap to make room (idle, or still sending headers).",
+        s.evicted.load(Relaxed),
+    );
+    counter(
+        out,
+        "quorate_api_refused_connections_total",
+        "REST connections refused at the connection cap (every open one inside a handler).",
+        s.refused.load(Relaxed),
+    );
+    counter(
+        out,
+        "quorate_api_header_timeouts_total",
+        "REST connections closed because a request head did not arrive in time.",
+        s.header_timeouts.load(Relaxed),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +280,19 @@ mod tests {
             assert!(text.contains(&line), "{line}");
         }
         assert!(text.contains("quorate_refused_messages_total{reason=\"too_large\"} 0"));
+    }
+
+    #[test]
+    fn mesh_bounds_are_exported_with_drops_by_peer() {
+        let mut s = NodeSnapshot::default();
+        s.mesh.dropped_events.insert("a3".into(), 7);
+        s.mesh.dropped_events.insert("b1".into(), 0);
+        s.mesh.throttled_handshakes = 2;
+        let text = render(&s);
+        assert!(text.contains("quorate_mesh_dropped_events_total{peer=\"a3\"} 7"));
+        assert!(text.contains("quorate_mesh_dropped_events_total{peer=\"b1\"} 0"));
+        assert!(text.contains("quorate_mesh_throttled_handshakes_total 2"));
+        assert!(text.contains("quorate_mesh_address_validations_total 0"));
+        assert!(text.contains("quorate_mesh_replaced_connections_total 0"));
     }
 }

@@ -3,12 +3,16 @@
 //! `/healthz` also says when that snapshot has grown stale: the server outlives a dead or
 //! stuck driver, and a supervisor must hear that the node no longer works.
 
+mod access;
 mod metrics;
 mod operator;
+mod serve;
+
+pub use serve::{Limits, ServeStats};
 
 use crate::node::snapshot::{NodeSnapshot, SiteView};
 use axum::extract::{FromRef, Path, Query, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +20,10 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 type Snap = watch::Receiver<Arc<NodeSnapshot>>;
 
@@ -26,6 +33,7 @@ type Snap = watch::Receiver<Arc<NodeSnapshot>>;
 struct AppState {
     snapshot: Snap,
     commands: mpsc::Sender<crate::node::Command>,
+    serve_stats: Arc<ServeStats>,
 }
 
 impl FromRef<AppState> for Snap {
@@ -34,7 +42,30 @@ impl FromRef<AppState> for Snap {
     }
 }
 
+/// The API with its default limits, for a server that counts nothing of its own.
 pub fn router(snapshot: Snap, commands: mpsc::Sender<crate::node::Command>) -> Router {
+    router_with(snapshot, commands, Limits::default(), Arc::default())
+}
+
+/// Serves the API on `listener` within `limits` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    snapshot: Snap,
+    commands: mpsc::Sender<crate::node::Command>,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let stats = Arc::new(ServeStats::default());
+    let app = router_with(snapshot, commands, limits, stats.clone());
+    serve::run(listener, app, limits, stats, shutdown).await;
+}
+
+fn router_with(
+    snapshot: Snap,
+    commands: mpsc::Sender<crate::node::Command>,
+    limits: Limits,
+    serve_stats: Arc<ServeStats>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -43,7 +74,6 @@ pub fn router(snapshot: Snap, commands: mpsc::Sender<crate::node::Command>) -> R
         .route("/v1/sites/{id}", get(site))
         .route("/v1/verdicts", get(verdicts))
         .route("/v1/failovers", get(failovers).post(operator::failover))
-        .route("/v1/drills", post(operator::drill))
         .route("/v1/failbacks", post(operator::failback))
         .route(
             "/v1/sites/{id}/maintenance",
@@ -52,7 +82,19 @@ pub fn router(snapshot: Snap, commands: mpsc::Sender<crate::node::Command>) -> R
         .route("/v1/failovers/{id}", get(failover))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { snapshot, commands })
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        // Added after the timeout: a drill answers when its steps are done, and their own
+        // timeouts and retries bound it.
+        .route("/v1/drills", post(operator::drill))
+        .layer(RequestBodyLimitLayer::new(limits.body_limit))
+        .with_state(AppState {
+            snapshot,
+            commands,
+            serve_stats,
+        })
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -105,13 +147,11 @@ fn staleness(snap: &NodeSnapshot, now: Instant) -> Option<String> {
     })
 }
 
-async fn metrics_text(State(s): State<Snap>) -> Response {
-    let snap = s.borrow().clone();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(&snap),
-    )
-        .into_response()
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    let snap = s.snapshot.borrow().clone();
+    let mut text = metrics::render(&snap);
+    metrics::render_rest(&mut text, &s.serve_stats);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 fn site_summary(v: &SiteView) -> Value {
@@ -204,15 +244,26 @@ async fn verdicts(State(s): State<Snap>, Query(q): Query<HashMap<String, String>
     Json(json!({ "verdicts": list })).into_response()
 }
 
-async fn failovers(State(s): State<Snap>) -> Json<Value> {
-    let snap = s.borrow().clone();
-    Json(json!({ "failovers": snap.failovers }))
+/// A run as the caller may see it: step output only with the read (or operator) token.
+fn run_for(run: &crate::node::snapshot::FailoverView, full: bool) -> Value {
+    if full {
+        json!(run)
+    } else {
+        json!(access::redacted(run))
+    }
 }
 
-async fn failover(State(s): State<Snap>, Path(id): Path<String>) -> Response {
+async fn failovers(State(s): State<Snap>, headers: HeaderMap) -> Json<Value> {
+    let snap = s.borrow().clone();
+    let full = access::may_read_output(&snap, &headers);
+    let runs: Vec<Value> = snap.failovers.iter().map(|f| run_for(f, full)).collect();
+    Json(json!({ "failovers": runs }))
+}
+
+async fn failover(State(s): State<Snap>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let snap = s.borrow().clone();
     match snap.failovers.iter().find(|f| f.id == id) {
-        Some(f) => Json(f).into_response(),
+        Some(f) => Json(run_for(f, access::may_read_output(&snap, &headers))).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             format!("no failover run {id:?} led by this node (ids are SITE-EPOCH)"),

@@ -3,6 +3,7 @@
 //! token applies at once); without a configured token they are all refused (403). A call is
 //! sent to the node's driver loop as a `Command` and answered with its reply.
 
+use super::access::authorize;
 use super::{error, AppState};
 use crate::core::maintenance::MaintenanceError;
 use crate::core::types::SiteId;
@@ -10,7 +11,7 @@ use crate::node::snapshot::{rfc3339, run_state, FailoverStepView};
 use crate::node::{Command, CommandKind, CommandOk, OperatorError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -18,60 +19,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
-
-/// Refuses the call unless it carries the configured bearer token.
-#[allow(clippy::result_large_err)]
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let path = state.snapshot.borrow().api_token_file.clone();
-    let Some(path) = path else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "mutating REST calls are disabled on this fleet: set [api] token_file = \"/path\" in \
-             the fleet file (the file's first line is the bearer token)",
-        ));
-    };
-    let token = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "mutating REST calls are disabled: the [api] token_file {} cannot be read or its \
-                 first line is empty",
-                path.display()
-            ),
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let unauthorized = |msg: &str| {
-        let mut r = error(StatusCode::UNAUTHORIZED, msg);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            "Bearer".parse().expect("a header"),
-        );
-        r
-    };
-    match presented {
-        None => Err(unauthorized(
-            "this call needs an Authorization: Bearer TOKEN header with the token of [api] token_file",
-        )),
-        Some(p) if !same(p.as_bytes(), token.as_bytes()) => {
-            Err(unauthorized("the bearer token is wrong"))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
-/// Compares in time independent of where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// Parses a JSON body; unknown fields and missing ones are a 400 that names them.
 #[allow(clippy::result_large_err)]

@@ -120,6 +120,10 @@ pub struct ApiSettings {
     /// The first line of this file (trimmed) is the bearer token that mutating REST calls
     /// must present; without it every mutating call is refused (403).
     pub token_file: Option<PathBuf>,
+    /// The first line of this file (trimmed) is the bearer token that lets a caller read the
+    /// output of failover steps in `GET /v1/failovers`; the operator token does too. Without
+    /// either, that output is redacted (the rest of the API stays open).
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl ApiSettings {
@@ -270,9 +274,13 @@ impl Fleet {
             sites,
             nodes,
             watches,
-            api: ApiSettings {
-                token_file: raw.api.and_then(|a| a.token_file),
-            },
+            api: raw
+                .api
+                .map(|a| ApiSettings {
+                    token_file: a.token_file,
+                    read_token_file: a.read_token_file,
+                })
+                .unwrap_or_default(),
             hash: hex_sha256(text),
             source: text.to_string(),
         };

@@ -38,6 +38,8 @@ pub(super) struct RawAnycast {
 pub(super) struct RawApi {
     /// File whose first line (trimmed) is the bearer token of mutating REST calls.
     pub(super) token_file: Option<PathBuf>,
+    /// File whose first line (trimmed) is the bearer token that reads failover step output.
+    pub(super) read_token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,8 +1,10 @@
 //! The work done per connection: dialing and re-dialing one peer, accepting and identifying
 //! callers, and serving a live connection (datagrams answered or reported, one message per
 //! unidirectional stream). Nothing here decides what a message means; a bad frame is counted
-//! and dropped, and never costs the connection.
+//! and dropped, and never costs the connection. What a peer sends goes into its own queue of
+//! the inbox; a full queue drops it (counted there) without slowing anyone else down.
 
+use super::admission::Throttled;
 use super::mesh::{close_code, MeshEvent};
 use super::shared::{bump, Shared};
 use super::tls::{identify_caller, IdentityError};
@@ -199,7 +201,7 @@ async fn run_outgoing(
     let announced = admitted && shared.install_outgoing(peer, generation, &conn);
     if announced {
         tracing::info!(peer = %peer, %addr, "connected to peer");
-        shared.emit(MeshEvent::PeerConnected(peer.clone())).await;
+        shared.emit(MeshEvent::PeerConnected(peer.clone()));
         serve(shared, &conn, peer, stop.clone()).await;
         shared.uninstall_outgoing(peer, &conn);
     }
@@ -221,12 +223,15 @@ async fn run_outgoing(
         tracing::info!(peer = %peer, %addr, %reason, "lost peer");
     }
     if announced {
-        shared.emit(MeshEvent::PeerLost(peer.clone())).await;
+        shared.emit(MeshEvent::PeerLost(peer.clone()));
     }
     refused.is_some()
 }
 
-/// Accepts callers until the endpoint closes.
+/// Accepts callers until the endpoint closes. A caller whose source address is not yet
+/// validated gets a QUIC Retry (stateless: it costs this node nothing to send, and a caller
+/// spoofing its source never sees it); a validated one gets a handshake if the meter admits
+/// its source IP, and is refused before any cryptography otherwise.
 pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint, mut stop: Stop) {
     loop {
         let incoming = tokio::select! {
@@ -236,8 +241,40 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint, mut sto
                 None => break,
             },
         };
+        let Some(incoming) = admit(&shared, incoming) else {
+            continue;
+        };
         let task_shared = shared.clone();
         shared.spawn(move |stop| handle_incoming(task_shared, incoming, stop));
+    }
+}
+
+/// The attempt if it may go on to a handshake; otherwise it was answered (Retry, refusal).
+fn admit(shared: &Shared, incoming: Incoming) -> Option<Incoming> {
+    let addr = incoming.remote_address();
+    if !incoming.remote_address_validated() && incoming.may_retry() {
+        bump(&shared.counters.address_validations);
+        if let Err(e) = incoming.retry() {
+            e.into_incoming().ignore();
+        }
+        return None;
+    }
+    match shared.admit(addr.ip()) {
+        Ok(()) => Some(incoming),
+        Err(why) => {
+            bump(&shared.counters.throttled_handshakes);
+            let what = match why {
+                Throttled::SourceIp => "too many handshakes from this address",
+                Throttled::Global => "too many handshakes overall",
+            };
+            if shared.loud(format!("throttled {} {what}", addr.ip())) {
+                tracing::warn!(%addr, reason = what, "mesh connection attempt refused");
+            } else {
+                tracing::debug!(%addr, reason = what, "mesh connection attempt refused");
+            }
+            incoming.refuse();
+            None
+        }
     }
 }
 
@@ -372,8 +409,8 @@ fn on_datagram(shared: &Shared, conn: &Connection, peer: &NodeId, bytes: &[u8]) 
                 sent_us,
                 at,
             };
-            if shared.events.try_send(event).is_err() {
-                bump(&c.send_failures);
+            if !shared.inbox.push(peer, event, bytes.len()) {
+                dropped(shared, peer);
             }
         }
         Err(e) => {
@@ -416,9 +453,8 @@ async fn read_message(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvSt
                 from: peer.clone(),
                 msg,
             };
-            tokio::select! {
-                _ = stop.wait() => {}
-                _ = shared.events.send(event) => {}
+            if !shared.inbox.push(&peer, event, bytes.len()) {
+                dropped(&shared, &peer);
             }
         }
         Err(WireError::TooLarge { .. }) => bump(&c.oversized_messages),
@@ -426,5 +462,16 @@ async fn read_message(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvSt
             bump(&c.malformed_messages);
             tracing::debug!(peer = %peer, error = %e, len = bytes.len(), "malformed message dropped");
         }
+    }
+}
+
+/// Says (at most once a minute per peer) that a peer's queue into the node overflows.
+fn dropped(shared: &Shared, peer: &NodeId) {
+    if shared.loud(format!("queue-full {peer}")) {
+        tracing::warn!(
+            peer = %peer,
+            limit = super::inbox::PEER_QUEUE_EVENTS,
+            "peer sends faster than this node reads: its excess is dropped"
+        );
     }
 }

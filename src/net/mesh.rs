@@ -2,23 +2,44 @@
 //! by a dialer task), probes as datagrams, messages as one unidirectional stream each. It
 //! owns sockets, connections and the tasks around them; it makes no decision about what a
 //! probe or message means, and it never blocks its caller: what cannot be sent is counted.
+//!
+//! What a peer can make this node hold is bounded (see "Bounded resources" in
+//! docs/trust.md): QUIC flow-control windows and stream counts sized from the largest
+//! legitimate message, one incoming connection per peer, a per-peer queue into the node
+//! (`inbox`), and a handshake meter in front of the TLS handshake (`admission`).
 
 use super::certs::CertPaths;
+use super::inbox::{InboxShared, MeshInbox};
 use super::link;
 use super::shared::{bump, Shared};
 use super::tls::{self, TlsError};
 use crate::core::types::NodeId;
 use crate::wire::{encode_datagram, encode_message, Datagram, Message};
 use quinn::{Endpoint, EndpointConfig, Runtime, TokioRuntime};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Seed for QUIC's RTT estimate before the first sample: LAN-sized, so that loss detection of
 /// the first probes and handshakes does not wait for the 333 ms internet default.
 const INITIAL_RTT: Duration = Duration::from_millis(10);
+
+/// Unidirectional streams (one message each) a peer may have open at once towards this node.
+/// A behaving peer has a handful in flight; this many keep a burst of Append batches moving.
+pub const MAX_CONCURRENT_STREAMS: u32 = 16;
+/// Bytes one stream may have in flight before this node reads them: two replica Append
+/// batches (`APPEND_BATCH_BYTES`, the largest message sent in normal operation) with their
+/// envelope. A larger message (up to `MAX_MESSAGE`) still arrives, as the window moves.
+pub const STREAM_WINDOW: u32 = 2 * crate::core::replica::APPEND_BATCH_BYTES as u32;
+/// Bytes one connection may have in flight over all its streams.
+pub const CONNECTION_WINDOW: u32 = 8 * STREAM_WINDOW;
+/// Datagrams (probes and answers, at most `MAX_DATAGRAM` bytes) waiting to be read per
+/// connection; a behaving peer has one or two.
+pub const DATAGRAM_BUFFER: usize = 64 * 1024;
+/// Connection attempts quinn holds before this node looked at them (Retry or refuse).
+const MAX_INCOMING: usize = 1024;
 
 /// Application close codes on the mesh (CONNECTION_CLOSE error codes).
 pub mod close_code {
@@ -30,6 +51,8 @@ pub mod close_code {
     pub const PEER_REMOVED: u32 = 2;
     /// The peer's address changed; the connection will be re-dialed.
     pub const READDRESSED: u32 = 3;
+    /// The same peer connected again; its newer connection replaces this one.
+    pub const REPLACED: u32 = 4;
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +109,15 @@ pub struct MeshStats {
     pub send_failures: u64,
     /// Outgoing dial attempts that did not produce a connection.
     pub dial_failures: u64,
+    /// Connection attempts answered with a QUIC Retry (source address not yet validated).
+    pub address_validations: u64,
+    /// Connection attempts refused by the handshake meter (per source IP or node-wide).
+    pub throttled_handshakes: u64,
+    /// Incoming connections closed because the same peer connected again.
+    pub replaced_connections: u64,
+    /// Events of each peer dropped because its queue into the node was full (every peer
+    /// listed, zero included).
+    pub dropped_events: BTreeMap<String, u64>,
     pub udp_tx_datagrams: u64,
     pub udp_tx_bytes: u64,
     pub udp_rx_datagrams: u64,
@@ -159,18 +191,23 @@ fn transport_config(cfg: &MeshConfig) -> Result<Arc<quinn::TransportConfig>, Mes
         .keep_alive_interval(Some(cfg.keep_alive))
         .initial_rtt(INITIAL_RTT)
         // The mesh only uses datagrams and unidirectional streams.
-        .max_concurrent_bidi_streams(0u32.into());
+        .max_concurrent_bidi_streams(0u32.into())
+        .max_concurrent_uni_streams(MAX_CONCURRENT_STREAMS.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window(CONNECTION_WINDOW.into())
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
     Ok(Arc::new(t))
 }
 
 impl Mesh {
-    pub async fn start(
-        cfg: MeshConfig,
-        events: mpsc::Sender<MeshEvent>,
-    ) -> Result<Mesh, MeshError> {
+    /// Binds and starts the mesh; what peers send comes out of the returned inbox, one
+    /// peer's turn after another.
+    pub async fn start(cfg: MeshConfig) -> Result<(Mesh, MeshInbox), MeshError> {
         let transport = transport_config(&cfg)?;
         let mut server = tls::server_config(&cfg.certs)?;
-        server.transport_config(transport.clone());
+        server
+            .transport_config(transport.clone())
+            .max_incoming(MAX_INCOMING);
         let mut client = tls::client_config(&cfg.certs)?;
         client.transport_config(transport);
 
@@ -192,7 +229,8 @@ impl Mesh {
         .map_err(bind_err)?;
         endpoint.set_default_client_config(client);
 
-        let shared = Shared::new(&cfg, events, endpoint.clone(), socket_weak);
+        let inbox = InboxShared::new();
+        let shared = Shared::new(&cfg, inbox.clone(), endpoint.clone(), socket_weak);
         let acceptor = shared.clone();
         shared.spawn(move |stop| link::accept_loop(acceptor, endpoint, stop));
         let mesh = Mesh {
@@ -202,7 +240,7 @@ impl Mesh {
         };
         mesh.set_peers(cfg.peers);
         tracing::info!(node = %cfg.me, addr = %local_addr, "mesh listening");
-        Ok(mesh)
+        Ok((mesh, MeshInbox::new(inbox)))
     }
 
     /// Non-blocking: sends a Probe datagram on the outgoing connection to `to`. Returns false
@@ -304,6 +342,16 @@ impl Mesh {
             rejected_handshakes: get(&c.rejected_handshakes),
             send_failures: get(&c.send_failures),
             dial_failures: get(&c.dial_failures),
+            address_validations: get(&c.address_validations),
+            throttled_handshakes: get(&c.throttled_handshakes),
+            replaced_connections: get(&c.replaced_connections),
+            dropped_events: self
+                .shared
+                .inbox
+                .drops()
+                .into_iter()
+                .map(|(peer, n)| (peer.to_string(), n))
+                .collect(),
             udp_tx_datagrams,
             udp_tx_bytes,
             udp_rx_datagrams,

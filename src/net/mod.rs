@@ -3,11 +3,14 @@
 //! and messages as streams (`mesh`). It moves and authenticates bytes; what they mean is the
 //! node's business.
 
+mod admission;
 pub mod certs;
+mod inbox;
 mod link;
 pub mod mesh;
 mod shared;
 pub mod tls;
 
 pub use certs::{CertError, CertPaths};
+pub use inbox::{MeshInbox, PEER_QUEUE_BYTES, PEER_QUEUE_EVENTS};
 pub use mesh::{Mesh, MeshConfig, MeshError, MeshEvent, MeshStats};

@@ -1,12 +1,16 @@
 //! State shared by the mesh's tasks: the peer table with each peer's connections, the
-//! counters, the traffic totals and the task accounting that makes shutdown complete. Locks
-//! here are plain mutexes over plain data and are never held across an await.
+//! inbox, the handshake meter, the counters, the traffic totals and the task accounting that
+//! makes shutdown complete. Locks here are plain mutexes over plain data and are never held
+//! across an await.
 
+use super::admission::{Admission, Throttled};
+use super::inbox::InboxShared;
 use super::link::{self, Stop};
 use super::mesh::{close_code, MeshConfig, MeshEvent};
 use crate::core::types::NodeId;
 use quinn::{AsyncUdpSocket, Connection, Endpoint};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -27,6 +31,12 @@ pub(super) struct Counters {
     pub rejected_handshakes: AtomicU64,
     pub send_failures: AtomicU64,
     pub dial_failures: AtomicU64,
+    /// Connection attempts answered with a QUIC Retry (address not yet validated).
+    pub address_validations: AtomicU64,
+    /// Connection attempts refused by the handshake meter, before any cryptography.
+    pub throttled_handshakes: AtomicU64,
+    /// Incoming connections closed because the same peer connected again.
+    pub replaced_connections: AtomicU64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -54,10 +64,10 @@ pub(super) struct PeerSlot {
     addr: SocketAddr,
     generation: u64,
     outgoing: Option<Connection>,
-    /// Usually one; a restarted peer leaves its old one behind until the idle timeout. They
-    /// are never closed in favour of a newer one: handshakes can finish out of order, and a
-    /// late one must not take down the connection the peer is actually using.
-    incoming: Vec<Connection>,
+    /// The peer's newest connection to us. A peer dials again only once its connection
+    /// ended (or it restarted), so a newer one replaces the older: one peer identity holds
+    /// one incoming connection, however often it reconnects.
+    incoming: Option<Connection>,
     stop: watch::Sender<bool>,
 }
 
@@ -68,8 +78,9 @@ pub(super) struct Shared {
     pub redial_every: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
-    pub events: mpsc::Sender<MeshEvent>,
+    pub inbox: Arc<InboxShared>,
     pub counters: Counters,
+    admission: Mutex<Admission>,
     endpoint: Mutex<Option<Endpoint>>,
     peers: Mutex<HashMap<NodeId, PeerSlot>>,
     generation: AtomicU64,
@@ -92,7 +103,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub fn new(
         cfg: &MeshConfig,
-        events: mpsc::Sender<MeshEvent>,
+        inbox: Arc<InboxShared>,
         endpoint: Endpoint,
         socket: Weak<dyn AsyncUdpSocket>,
     ) -> Arc<Shared> {
@@ -103,8 +114,9 @@ impl Shared {
             redial_every: cfg.redial_every,
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.redial_every * 5,
-            events,
+            inbox,
             counters: Counters::default(),
+            admission: Mutex::new(Admission::new(Instant::now())),
             endpoint: Mutex::new(Some(endpoint)),
             peers: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -177,20 +189,36 @@ impl Shared {
         }
     }
 
-    /// Records an accepted connection of `peer`, so that removing the peer closes it.
+    /// Records an accepted connection of `peer`, so that removing the peer closes it, and
+    /// closes the peer's older incoming connection if it had one.
     pub fn install_incoming(&self, peer: &NodeId, conn: &Connection) -> bool {
         let mut peers = lock(&self.peers);
         let Some(slot) = peers.get_mut(peer) else {
             return false;
         };
-        slot.incoming.push(conn.clone());
+        if let Some(old) = slot.incoming.replace(conn.clone()) {
+            drop(peers);
+            bump(&self.counters.replaced_connections);
+            old.close(
+                close_code::REPLACED.into(),
+                b"replaced by a newer connection",
+            );
+            tracing::debug!(peer = %peer, "older incoming connection replaced");
+        }
         true
     }
 
     pub fn uninstall_incoming(&self, peer: &NodeId, conn: &Connection) {
         if let Some(slot) = lock(&self.peers).get_mut(peer) {
-            slot.incoming.retain(|c| c.stable_id() != conn.stable_id());
+            if slot.incoming.as_ref().map(|c| c.stable_id()) == Some(conn.stable_id()) {
+                slot.incoming = None;
+            }
         }
+    }
+
+    /// Whether a validated caller at `ip` may start a handshake now.
+    pub fn admit(&self, ip: IpAddr) -> Result<(), Throttled> {
+        lock(&self.admission).admit(ip, Instant::now())
     }
 
     pub fn outgoing(&self, peer: &NodeId) -> Option<Connection> {
@@ -212,12 +240,10 @@ impl Shared {
         }
     }
 
-    /// Sends an event unless the mesh is shutting down (a full channel must not block that).
-    pub async fn emit(&self, event: MeshEvent) {
-        let mut stop = self.stop();
-        tokio::select! {
-            _ = stop.wait() => {}
-            _ = self.events.send(event) => {}
+    /// Queues a connection event for the node (never waits).
+    pub fn emit(&self, event: MeshEvent) {
+        if !self.inbox.push_control(event) {
+            tracing::warn!(node = %self.me, "connection event dropped: the node is not reading");
         }
     }
 
@@ -274,12 +300,14 @@ impl Shared {
                         addr,
                         generation,
                         outgoing: None,
-                        incoming: Vec::new(),
+                        incoming: None,
                         stop,
                     },
                 );
                 dialers.push((node, generation, stopped));
             }
+            self.inbox.set_peers(table.keys());
+            lock(&self.admission).set_peers(table.values().map(|s| s.addr.ip()), Instant::now());
         }
         for (node, generation, stopped) in dialers {
             let dialer = self.clone();
@@ -315,6 +343,7 @@ impl Shared {
     /// all that dropping the last `Mesh` handle can do.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+        self.inbox.close();
         if let Some(endpoint) = self.endpoint() {
             endpoint.close(close_code::NORMAL.into(), b"shutdown");
         }

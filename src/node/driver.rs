@@ -9,7 +9,7 @@ use super::{cert_paths, NodeError, NodeHandle, NodeSpec};
 use crate::config::Fleet;
 use crate::core::node::{Action, Boot, Input, NodeCore, PersistFailed, StartStep, StepPurpose};
 use crate::core::types::{NodeId, Now, Time, WallTime};
-use crate::net::{Mesh, MeshConfig, MeshEvent};
+use crate::net::{Mesh, MeshConfig, MeshEvent, MeshInbox};
 use crate::store::{SqliteStore, Storage};
 use crate::wire::Message;
 use std::collections::BTreeMap;
@@ -57,20 +57,16 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     };
     let history = store.verdicts(None, HISTORY_KEPT)?;
 
-    let (mesh_tx, mesh_rx) = mpsc::channel(4096);
-    let mesh = Mesh::start(
-        MeshConfig {
-            me: me.id.clone(),
-            bind: me.mesh_bind_addr(),
-            peers: peers_of(&spec.fleet, &me.id),
-            certs,
-            answer_probes: me.roles.indicator,
-            idle_timeout: Duration::from_secs(3),
-            keep_alive: Duration::from_millis(500),
-            redial_every: Duration::from_millis(200),
-        },
-        mesh_tx,
-    )
+    let (mesh, mesh_rx) = Mesh::start(MeshConfig {
+        me: me.id.clone(),
+        bind: me.mesh_bind_addr(),
+        peers: peers_of(&spec.fleet, &me.id),
+        certs,
+        answer_probes: me.roles.indicator,
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_millis(500),
+        redial_every: Duration::from_millis(200),
+    })
     .await?;
     let mesh_addr = mesh.local_addr();
 
@@ -100,7 +96,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
             addr: me.api,
             source,
         })?;
-        let app = crate::api::router(snap_rx.clone(), commands.sender());
+        let (snap, cmds) = (snap_rx.clone(), commands.sender());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -110,12 +106,14 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
                     }
                 }
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(error = %e, "REST server stopped");
-            }
+            crate::api::serve(
+                listener,
+                snap,
+                cmds,
+                crate::api::Limits::default(),
+                shutdown,
+            )
+            .await;
         });
         Some(addr)
     } else {
@@ -243,7 +241,7 @@ impl Driver {
 
     async fn run(
         &mut self,
-        mut mesh_rx: mpsc::Receiver<MeshEvent>,
+        mut mesh_rx: MeshInbox,
         mut step_rx: mpsc::UnboundedReceiver<crate::core::node::StepDone>,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -266,11 +264,11 @@ impl Driver {
                 ev = mesh_rx.recv() => {
                     let Some(ev) = ev else { break };
                     self.on_mesh(ev);
-                    // Take what else is queued before looking at timers again.
+                    // Take what else is queued (peers in turn) before looking at timers again.
                     for _ in 0..256 {
                         match mesh_rx.try_recv() {
-                            Ok(ev) => self.on_mesh(ev),
-                            Err(_) => break,
+                            Some(ev) => self.on_mesh(ev),
+                            None => break,
                         }
                     }
                 }

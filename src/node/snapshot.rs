@@ -33,6 +33,9 @@ pub struct NodeSnapshot {
     /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
     #[serde(skip)]
     pub api_token_file: Option<std::path::PathBuf>,
+    /// `[api] read_token_file`: read on each call that shows failover step output.
+    #[serde(skip)]
+    pub api_read_token_file: Option<std::path::PathBuf>,
     /// When the driver built this snapshot; None for the placeholder before the first one.
     #[serde(skip)]
     pub published_at: Option<std::time::Instant>,

@@ -76,6 +76,7 @@ impl Driver {
             },
             failovers: self.failover_views(),
             api_token_file: fleet.api.token_file.clone(),
+            api_read_token_file: fleet.api.read_token_file.clone(),
             published_at: Some(now),
             stale_after: stale_after(fleet.timing.status_interval),
             isolation: self.core.isolation().map(|iso| IsolationView {
