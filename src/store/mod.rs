@@ -99,6 +99,17 @@ pub enum StoreError {
         "the store's schema version {found} is newer than this build supports ({supported}); it was left untouched"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    /// SQLite's integrity check found damage in the file; nothing was written to it. The
+    /// node must not start from it: it could have forgotten a promise it made.
+    #[error(
+        "the store {} is damaged ({}); nothing was written to it. Stop the node, keep the file \
+         for analysis and restore the directory from a backup",
+        path.display(), problems.join("; ")
+    )]
+    Damaged {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// What went wrong while opening a store.
