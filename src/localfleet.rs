@@ -116,6 +116,7 @@ impl LocalFleet {
             node: id.clone(),
             certs_dir: self.certs_dir.clone(),
             data_dir: self.data_dir(id),
+            retention: Default::default(),
             serve_api: self.serve_api,
             events: Some(self.events_tx.clone()),
         };

@@ -35,6 +35,14 @@ enum Cmd {
         /// Directory of this node's SQLite store.
         #[arg(long)]
         data: PathBuf,
+        /// Prune verdicts, finished failover runs and fleet versions older than this many
+        /// days (at start and hourly); at least 1.
+        #[arg(long, default_value_t = 90)]
+        keep_days: u64,
+        /// Whatever their age, keep the newest this many verdicts and finished runs of each
+        /// site, and fleet versions; at least 1. Runs not finished are never pruned.
+        #[arg(long, default_value_t = 20)]
+        keep_last: usize,
     },
     /// A whole three-site fleet on loopback with throw-away certificates and data.
     Demo {
@@ -198,10 +206,19 @@ fn main() -> ExitCode {
             node,
             certs,
             data,
+            keep_days,
+            keep_last,
         } => {
             init_logs("info,quinn=warn,rustls=warn");
+            let retention = match quorate::store::Retention::days(keep_days, keep_last) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: --keep-days/--keep-last: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             runtime().and_then(|rt| {
-                let result = rt.block_on(run(fleet, node, certs, data));
+                let result = rt.block_on(run(fleet, node, certs, data, retention));
                 // A node whose driver died must exit (non-zero) even if a step's process or a
                 // blocking write is still under way.
                 rt.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -336,6 +353,7 @@ async fn run(
     node: String,
     certs: PathBuf,
     data: PathBuf,
+    retention: quorate::store::Retention,
 ) -> anyhow::Result<()> {
     let fleet = Fleet::load(&fleet_path)?;
     for w in fleet.warnings() {
@@ -359,6 +377,7 @@ async fn run(
         node: id,
         certs_dir: certs,
         data_dir: data,
+        retention,
         serve_api: true,
         events: None,
     };

@@ -61,6 +61,7 @@ async fn a_node_certified_by_another_ca_is_refused_and_never_counts() {
         node: n("c2"),
         certs_dir,
         data_dir: rogue_dir.path().join("data"),
+        retention: Default::default(),
         serve_api: false,
         events: None,
     };

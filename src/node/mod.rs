@@ -14,7 +14,7 @@ pub use driver::commands::Command;
 use crate::config::Fleet;
 use crate::core::types::{NodeId, Outcome, SiteId};
 use crate::net::{CertPaths, MeshError};
-use crate::store::StoreError;
+use crate::store::{Retention, StoreError};
 use snapshot::NodeSnapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,8 @@ pub struct NodeSpec {
     pub node: NodeId,
     pub certs_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// What the store keeps; pruned at start and every hour.
+    pub retention: Retention,
     /// Serve REST on the fleet file's `api` address (false: no REST listener).
     pub serve_api: bool,
     /// Where timeline events go (the demo and benchmarks listen); None to keep them in logs.

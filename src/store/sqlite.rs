@@ -23,6 +23,7 @@ mod files;
 mod journal;
 mod lock;
 mod registry;
+mod retention;
 mod runs;
 #[cfg(test)]
 mod tests;
@@ -493,6 +494,14 @@ impl Storage for SqliteStore {
 
     fn save_lock(&mut self, site: &SiteId, state: &LockState) -> Result<(), StoreError> {
         self.write_lock(site, state)
+    }
+
+    fn retention_inventory(&self) -> Result<super::retention::Inventory, StoreError> {
+        self.read_retention_inventory()
+    }
+
+    fn prune(&mut self, p: &super::retention::Prune) -> Result<super::Pruned, StoreError> {
+        self.delete_pruned(p)
     }
 
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
