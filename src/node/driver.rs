@@ -5,7 +5,7 @@
 //! action is looked at. It decides nothing.
 
 use super::snapshot::*;
-use super::{cert_paths, NodeError, NodeHandle, NodeSpec};
+use super::{NodeError, NodeHandle, NodeSpec};
 use crate::config::Fleet;
 use crate::core::node::{Action, Boot, Input, NodeCore, PersistFailed, StartStep, StepPurpose};
 use crate::core::types::{NodeId, Now, Time, WallTime};
@@ -34,16 +34,9 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         .node(&spec.node)
         .cloned()
         .ok_or_else(|| NodeError::UnknownNode(spec.node.clone()))?;
-    let certs = cert_paths(&spec);
-    for p in [&certs.ca_cert, &certs.node_cert, &certs.node_key] {
-        if !p.exists() {
-            return Err(NodeError::Certs(format!(
-                "{} is missing; create the fleet's certificates with `quorate certs init --fleet FLEET --dir {}`",
-                p.display(),
-                spec.certs_dir.display()
-            )));
-        }
-    }
+    let certs = crate::net::certs::check_node_files(&spec.certs_dir, &spec.node)
+        .map_err(|e| NodeError::Certs(e.to_string()))?;
+    let expiry = certificate_expiry(&certs)?;
     let mut store = SqliteStore::open(&spec.data_dir)?;
     store.save_fleet(&spec.fleet, unix_ms())?;
     prune(&mut store, &spec.retention)?;
@@ -149,6 +142,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         snapshot: snap_tx,
         next_reload_check: origin + RELOAD_CHECK_EVERY,
         next_prune: origin + PRUNE_EVERY,
+        expiry,
         last_publish: origin - PUBLISH_EVERY,
         dirty: true,
         step_tx,
@@ -174,6 +168,17 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         snapshot: snap_rx,
         stop: stop_tx,
         task,
+    })
+}
+
+/// When this node's certificate and the fleet CA's run out, for the metrics.
+fn certificate_expiry(certs: &crate::net::CertPaths) -> Result<CertificateExpiry, NodeError> {
+    let read = |p: &std::path::Path| {
+        crate::net::certs::not_after_unix_s(p).map_err(|e| NodeError::Certs(e.to_string()))
+    };
+    Ok(CertificateExpiry {
+        node_not_after_unix_s: read(&certs.node_cert)?,
+        ca_not_after_unix_s: read(&certs.ca_cert)?,
     })
 }
 
@@ -228,6 +233,8 @@ struct Driver {
     snapshot: watch::Sender<Arc<NodeSnapshot>>,
     next_reload_check: Instant,
     next_prune: Instant,
+    /// Read once at start: a rotated certificate is presented from the next start.
+    expiry: CertificateExpiry,
     fleet_mtime: Option<SystemTime>,
     last_publish: Instant,
     dirty: bool,

@@ -13,7 +13,7 @@ pub use driver::commands::Command;
 
 use crate::config::Fleet;
 use crate::core::types::{NodeId, Outcome, SiteId};
-use crate::net::{CertPaths, MeshError};
+use crate::net::MeshError;
 use crate::store::{Retention, StoreError};
 use snapshot::NodeSnapshot;
 use std::net::SocketAddr;
@@ -183,10 +183,6 @@ async fn supervise(
             }
         }
     }
-}
-
-pub(crate) fn cert_paths(spec: &NodeSpec) -> CertPaths {
-    CertPaths::in_dir(&spec.certs_dir, &spec.node)
 }
 
 #[cfg(test)]
