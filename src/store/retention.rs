@@ -37,7 +37,7 @@ const DAY_S: u64 = 24 * 3600;
 /// Why a retention setting was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RetentionError {
-    #[error("retention must keep at least {} day(s) (got {:?}): operators read recent runs and verdicts after an incident", Retention::MIN_AGE.as_secs() / DAY_S, .0)]
+    #[error("retention must keep at least {} day (got {} s): operators read recent runs and verdicts after an incident", Retention::MIN_AGE.as_secs() / DAY_S, .0.as_secs())]
     TooShort(Duration),
     #[error("retention must keep at least the newest record of each site (keep_last >= 1)")]
     KeepsNothing,
