@@ -149,7 +149,7 @@ pub fn plan(policy: &Retention, now_unix_ms: i64, inventory: &Inventory) -> Prun
     }
     let mut prune = Prune::default();
     for (_, mut vs) in verdicts {
-        vs.sort_by(|a, b| b.slot.cmp(&a.slot));
+        vs.sort_by_key(|v| std::cmp::Reverse(v.slot));
         prune.verdicts.extend(
             vs.into_iter()
                 .skip(keep)
@@ -164,7 +164,7 @@ pub fn plan(policy: &Retention, now_unix_ms: i64, inventory: &Inventory) -> Prun
     }
     for (_, mut rs) in runs {
         // The newest runs by number, whatever their state: the highest is the site's fence.
-        rs.sort_by(|a, b| b.run.cmp(&a.run));
+        rs.sort_by_key(|r| std::cmp::Reverse(r.run));
         prune.runs.extend(
             rs.into_iter()
                 .skip(keep)
@@ -174,7 +174,7 @@ pub fn plan(policy: &Retention, now_unix_ms: i64, inventory: &Inventory) -> Prun
     }
 
     let mut fleets: Vec<&FleetAge> = inventory.fleet_versions.iter().collect();
-    fleets.sort_by(|a, b| b.loaded_at_unix_ms.cmp(&a.loaded_at_unix_ms));
+    fleets.sort_by_key(|f| std::cmp::Reverse(f.loaded_at_unix_ms));
     prune.fleet_versions = fleets
         .into_iter()
         .skip(keep)
