@@ -87,8 +87,9 @@ pub enum NodeError {
     Certs(String),
     #[error(transparent)]
     Mesh(#[from] MeshError),
+    /// Not marked as the source: the message already says it, and `{:#}` would repeat it.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("cannot bind the REST listener to {addr}: {source}")]
     Api {
         addr: SocketAddr,
@@ -97,6 +98,12 @@ pub enum NodeError {
     /// The driver task ended while the node should run; the node was stopped.
     #[error("the node's driver {0}; the node stopped")]
     DriverEnded(String),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> NodeError {
+        NodeError::Store(e)
+    }
 }
 
 /// A running node. Dropping it does not stop it; call `shutdown`.
