@@ -400,6 +400,24 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn directories_it_creates_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, nodes) = (tmp.path().join("ca"), tmp.path().join("x").join("certs"));
+        init_in(&ca, &nodes, &[NodeId::from("a")], false, NODE_LIFETIME).unwrap();
+        for dir in [&ca, &nodes, &tmp.path().join("x")] {
+            let mode = fs::metadata(dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        assert!(
+            !nodes.join("ca.key").exists(),
+            "the CA key stays in its own directory"
+        );
+        assert!(nodes.join("ca.pem").exists());
+    }
+
     #[test]
     fn issue_without_a_ca_names_the_missing_file() {
         let dir = tempfile::tempdir().unwrap();
