@@ -20,6 +20,9 @@ pub struct LocalFleet {
     pub dir: PathBuf,
     pub fleet: Fleet,
     pub fleet_path: PathBuf,
+    /// The fleet CA (`ca.pem`, `ca.key`), apart from the nodes as on a real fleet.
+    pub ca_dir: PathBuf,
+    /// Every node's certificate and key, and `ca.pem`; no CA key.
     pub certs_dir: PathBuf,
     serve_api: bool,
     nodes: BTreeMap<NodeId, NodeHandle>,
@@ -84,21 +87,29 @@ impl LocalFleet {
         };
         let fleet_path = dir.join("fleet.toml");
         std::fs::write(&fleet_path, fleet_text)?;
+        let ca_dir = dir.join("ca");
         let certs_dir = dir.join("certs");
         let ids: Vec<NodeId> = fleet.nodes.iter().map(|n| n.id.clone()).collect();
-        certs::init(&certs_dir, &ids, true)?;
+        certs::init_in(&ca_dir, &certs_dir, &ids, true, certs::NODE_LIFETIME)?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(LocalFleet {
             _tmp: tmp,
             dir,
             fleet,
             fleet_path,
+            ca_dir,
             certs_dir,
             serve_api,
             nodes: BTreeMap::new(),
             events_tx,
             events_rx: Some(events_rx),
         })
+    }
+
+    /// Issues (or re-issues) `node`'s certificate into the nodes' directory.
+    pub fn issue_cert(&self, node: &NodeId) -> Result<(), LocalFleetError> {
+        certs::issue_in(&self.ca_dir, &self.certs_dir, node, certs::NODE_LIFETIME)?;
+        Ok(())
     }
 
     pub fn data_dir(&self, node: &NodeId) -> PathBuf {
@@ -116,6 +127,7 @@ impl LocalFleet {
             node: id.clone(),
             certs_dir: self.certs_dir.clone(),
             data_dir: self.data_dir(id),
+            retention: Default::default(),
             serve_api: self.serve_api,
             events: Some(self.events_tx.clone()),
         };

@@ -35,6 +35,14 @@ enum Cmd {
         /// Directory of this node's SQLite store.
         #[arg(long)]
         data: PathBuf,
+        /// Prune verdicts, finished failover runs and fleet versions older than this many
+        /// days (at start and hourly); at least 1.
+        #[arg(long, default_value_t = 90)]
+        keep_days: u64,
+        /// Whatever their age, keep the newest this many verdicts and finished runs of each
+        /// site, and fleet versions; at least 1. Runs not finished are never pruned.
+        #[arg(long, default_value_t = 20)]
+        keep_last: usize,
     },
     /// A whole three-site fleet on loopback with throw-away certificates and data.
     Demo {
@@ -164,14 +172,52 @@ enum CertsCmd {
     Init {
         #[arg(long)]
         fleet: PathBuf,
+        /// Where the node certificates, their keys and a copy of ca.pem go.
         #[arg(long)]
         dir: PathBuf,
+        /// Where the CA (ca.pem, ca.key) goes; default: --dir. A node refuses to start with
+        /// ca.key in its certificate directory, so give a separate directory or move ca.key.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Lifetime of the node certificates.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
         /// Replace an existing CA (every node then needs its new certificate).
         #[arg(long)]
         force: bool,
     },
-    /// Issue (or re-issue) one node's certificate with the existing CA.
+    /// Issue (or re-issue) one node's certificate with the existing CA, replacing its
+    /// current pair at once (on a running fleet prefer `rotate` and `cut-over`).
     Issue {
+        /// Where the node's certificate and key (and a copy of ca.pem) go.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// Where ca.pem and ca.key are; default: --dir.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Stage a new key and certificate for one node (NODE.next.pem, NODE.next.key) beside
+    /// its current pair, which stays in use; then run `cut-over` on the node's machine.
+    Rotate {
+        /// The node's certificate directory.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// Where ca.pem and ca.key are; default: --dir.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Make the staged pair of `rotate` the node's own after checking it as peers will;
+    /// restart the node to present it.
+    CutOver {
+        /// The node's certificate directory.
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -198,10 +244,19 @@ fn main() -> ExitCode {
             node,
             certs,
             data,
+            keep_days,
+            keep_last,
         } => {
             init_logs("info,quinn=warn,rustls=warn");
+            let retention = match quorate::store::Retention::days(keep_days, keep_last) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: --keep-days/--keep-last: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             runtime().and_then(|rt| {
-                let result = rt.block_on(run(fleet, node, certs, data));
+                let result = rt.block_on(run(fleet, node, certs, data, retention));
                 // A node whose driver died must exit (non-zero) even if a step's process or a
                 // blocking write is still under way.
                 rt.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -311,21 +366,69 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
+    use quorate::net::certs;
     match cmd {
-        CertsCmd::Init { fleet, dir, force } => {
+        CertsCmd::Init {
+            fleet,
+            dir,
+            ca,
+            days,
+            force,
+        } => {
             let f = Fleet::load(&fleet)?;
             let ids: Vec<NodeId> = f.nodes.iter().map(|n| n.id.clone()).collect();
-            quorate::net::certs::init(&dir, &ids, force)?;
+            let ca = ca.unwrap_or_else(|| dir.clone());
+            certs::init_in(&ca, &dir, &ids, force, certs::lifetime_days(days)?)?;
             println!(
-                "fleet CA and {} node certificates written to {}",
+                "fleet CA written to {}; {} node certificates valid {days} days written to {}",
+                ca.display(),
                 ids.len(),
                 dir.display()
             );
-            println!("copy ca.pem, NODE.pem and NODE.key to each node; keep ca.key offline");
+            println!("copy ca.pem, NODE.pem and NODE.key to each node (keys stay mode 600)");
+            println!(
+                "keep {} offline: a node refuses to start with it in its directory",
+                certs::ca_key_path(&ca).display()
+            );
         }
-        CertsCmd::Issue { dir, node } => {
-            quorate::net::certs::issue(&dir, &NodeId(node.clone()))?;
-            println!("certificate for {node} written to {}", dir.display());
+        CertsCmd::Issue {
+            dir,
+            node,
+            ca,
+            days,
+        } => {
+            let ca = ca.unwrap_or_else(|| dir.clone());
+            let id = NodeId(node.clone());
+            certs::issue_in(&ca, &dir, &id, certs::lifetime_days(days)?)?;
+            println!(
+                "certificate for {node}, valid {days} days, written to {}",
+                dir.display()
+            );
+        }
+        CertsCmd::Rotate {
+            dir,
+            node,
+            ca,
+            days,
+        } => {
+            let ca = ca.unwrap_or_else(|| dir.clone());
+            let id = NodeId(node.clone());
+            let staged = certs::stage_rotation(&ca, &dir, &id, certs::lifetime_days(days)?)?;
+            println!(
+                "staged {} and {} (valid {days} days); {node} still uses its current pair",
+                staged.cert.display(),
+                staged.key.display()
+            );
+            println!(
+                "next, where {node} runs: quorate certs cut-over --dir DIR --node {node}, then restart it"
+            );
+        }
+        CertsCmd::CutOver { dir, node } => {
+            certs::cut_over(&dir, &NodeId(node.clone()))?;
+            println!(
+                "{node}'s staged certificate is now current in {}; restart {node} to present it",
+                dir.display()
+            );
         }
     }
     Ok(())
@@ -336,6 +439,7 @@ async fn run(
     node: String,
     certs: PathBuf,
     data: PathBuf,
+    retention: quorate::store::Retention,
 ) -> anyhow::Result<()> {
     let fleet = Fleet::load(&fleet_path)?;
     for w in fleet.warnings() {
@@ -359,6 +463,7 @@ async fn run(
         node: id,
         certs_dir: certs,
         data_dir: data,
+        retention,
         serve_api: true,
         events: None,
     };

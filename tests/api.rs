@@ -117,6 +117,7 @@ async fn a_changed_fleet_file_is_picked_up_and_an_invalid_one_reported() {
                 node: node.id.clone(),
                 certs_dir: f.certs_dir.clone(),
                 data_dir: f.data_dir(&node.id),
+                retention: Default::default(),
                 serve_api: true,
                 events: None,
             };

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use quorate::config::Fleet;
 use quorate::localfleet::LocalFleet;
-use quorate::net::certs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -67,7 +66,8 @@ async fn replacing_a_voter_by_reload_fences_nothing_and_decides_nothing() {
     // to every node, and the retired one is stopped once the file is everywhere.
     let new_text = replace_node(&text, octet, 3, "c2", 2, "c9", 9);
     let new_fleet = Fleet::parse(&new_text).expect("the changed fleet is valid");
-    certs::issue(&f.certs_dir, &n("c9")).expect("a certificate for the new node");
+    f.issue_cert(&n("c9"))
+        .expect("a certificate for the new node");
     let c2_api = api(&f, "c2");
     f.fleet = new_fleet.clone();
     f.start_node(&n("c9")).await.expect("the new node starts");

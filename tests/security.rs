@@ -54,13 +54,22 @@ async fn a_node_certified_by_another_ca_is_refused_and_never_counts() {
         .tempdir()
         .expect("a temp dir");
     let rogue_certs = rogue_dir.path().join("certs");
-    certs::init(&rogue_certs, &[n("c2")], false).expect("rogue CA");
+    let rogue_ca = rogue_dir.path().join("ca");
+    certs::init_in(
+        &rogue_ca,
+        &rogue_certs,
+        &[n("c2")],
+        false,
+        certs::NODE_LIFETIME,
+    )
+    .expect("rogue CA");
     let spec = |certs_dir: std::path::PathBuf| NodeSpec {
         fleet: f.fleet.clone(),
         fleet_path: None,
         node: n("c2"),
         certs_dir,
         data_dir: rogue_dir.path().join("data"),
+        retention: Default::default(),
         serve_api: false,
         events: None,
     };

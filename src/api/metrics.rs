@@ -235,6 +235,18 @@ pub fn render(s: &NodeSnapshot) -> String {
         "Times this node started distrusting its clocks.",
         s.tilt.tilts,
     );
+    if let Some(c) = &s.certificates {
+        let _ = writeln!(
+            out,
+            "# HELP quorate_certificate_expiry_seconds Seconds until the certificate the node started with stops being valid (negative: expired), for this node's own certificate and the fleet CA's.\n# TYPE quorate_certificate_expiry_seconds gauge\nquorate_certificate_expiry_seconds{{certificate=\"node\"}} {}\nquorate_certificate_expiry_seconds{{certificate=\"ca\"}} {}",
+            c.node_expires_in_s, c.ca_expires_in_s
+        );
+        let _ = writeln!(
+            out,
+            "# HELP quorate_certificate_not_after_timestamp_seconds When the certificate the node started with stops being valid, Unix seconds.\n# TYPE quorate_certificate_not_after_timestamp_seconds gauge\nquorate_certificate_not_after_timestamp_seconds{{certificate=\"node\"}} {}\nquorate_certificate_not_after_timestamp_seconds{{certificate=\"ca\"}} {}",
+            c.expiry.node_not_after_unix_s, c.expiry.ca_not_after_unix_s
+        );
+    }
     let _ = writeln!(out, "# HELP quorate_peers_reachable Peers heard from recently.\n# TYPE quorate_peers_reachable gauge\nquorate_peers_reachable {peers_up}");
     out
 }
@@ -294,5 +306,32 @@ mod tests {
         assert!(text.contains("quorate_mesh_throttled_handshakes_total 2"));
         assert!(text.contains("quorate_mesh_address_validations_total 0"));
         assert!(text.contains("quorate_mesh_replaced_connections_total 0"));
+    }
+
+    #[test]
+    fn certificate_expiry_is_a_gauge_per_certificate() {
+        use crate::node::snapshot::{CertificateExpiry, CertificatesView};
+        let mut s = NodeSnapshot::default();
+        assert!(!render(&s).contains("quorate_certificate_expiry_seconds"));
+        let expiry = CertificateExpiry {
+            node_not_after_unix_s: 1_000_000 + 86_400,
+            ca_not_after_unix_s: 1_000_000 + 50 * 86_400,
+        };
+        s.certificates = Some(CertificatesView::at(expiry, 1_000_000));
+        let text = render(&s);
+        assert!(
+            text.contains("# TYPE quorate_certificate_expiry_seconds gauge"),
+            "{text}"
+        );
+        assert!(text.contains("quorate_certificate_expiry_seconds{certificate=\"node\"} 86400"));
+        assert!(text.contains("quorate_certificate_expiry_seconds{certificate=\"ca\"} 4320000"));
+        assert!(text.contains(
+            "quorate_certificate_not_after_timestamp_seconds{certificate=\"node\"} 1086400"
+        ));
+        // Expired: negative, so an alert on `< 30 * 86400` keeps firing.
+        s.certificates = Some(CertificatesView::at(expiry, 1_000_000 + 2 * 86_400));
+        assert!(
+            render(&s).contains("quorate_certificate_expiry_seconds{certificate=\"node\"} -86400")
+        );
     }
 }

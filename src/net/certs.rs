@@ -1,7 +1,16 @@
 //! The fleet's certificates: one private CA per fleet and one certificate per node, naming the
 //! node id as both its DNS subject alternative name and its common name, usable as TLS server
 //! and client. This module writes files; it never overwrites a CA unless told to, and it never
-//! leaves a private key readable by anyone but its owner.
+//! leaves a private key readable by anyone but its owner (keys 0600, directories it creates
+//! 0700). The CA's directory and a node's directory may differ: the CA key belongs on the
+//! operator's offline machine, never on a node (`guard` refuses to start a node beside it).
+//! `rotation` replaces one node's pair while the old one stays valid.
+
+mod guard;
+mod rotation;
+
+pub use guard::{check_node_files, not_after_unix_s};
+pub use rotation::{cut_over, stage_rotation, StagedPaths};
 
 use crate::core::types::NodeId;
 use rcgen::{
@@ -18,10 +27,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const CA_COMMON_NAME: &str = "quorate fleet CA";
 /// The CA outlives every certificate it signs: replacing it means re-issuing the whole fleet.
 pub const CA_LIFETIME: Duration = Duration::from_secs(50 * 365 * 24 * 3600);
-/// Node certificates are long-lived on purpose: if every node's certificate expired at once,
-/// the whole mesh would go silent, which each site would read as its own isolation.
-/// Rotate them with `certs issue` well before this runs out.
-pub const NODE_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// A node certificate's default lifetime (`--days` changes it): long enough that rotating a
+/// node a year is routine, short enough that a key copied off a retired machine stops working.
+/// If every node's certificate expired at once the whole mesh would go silent, which each site
+/// would read as its own isolation: watch `quorate_certificate_expiry_seconds` and rotate
+/// (`certs rotate`, `certs cut-over`) well before it runs out.
+pub const NODE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Certificates start being valid this long before they are made, to tolerate clock skew.
 const BACKDATE: Duration = Duration::from_secs(24 * 3600);
 
@@ -44,8 +55,21 @@ impl CertPaths {
     }
 }
 
-fn ca_key_path(dir: &Path) -> PathBuf {
+/// The fleet CA's private key in `dir`.
+pub fn ca_key_path(dir: &Path) -> PathBuf {
     dir.join("ca.key")
+}
+
+fn ca_cert_path(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
+}
+
+/// `days` days as a certificate lifetime; at least one day.
+pub fn lifetime_days(days: u64) -> Result<Duration, CertError> {
+    if days == 0 {
+        return Err(CertError::Lifetime { days });
+    }
+    Ok(Duration::from_secs(days.saturating_mul(24 * 3600)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,18 +91,58 @@ pub enum CertError {
     Generate { what: String, source: rcgen::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// Nothing was written.
+    #[error("a certificate must live at least one day (got --days {days})")]
+    Lifetime { days: u64 },
+    /// A node's file is not there; the node does not start.
+    #[error("{path} is missing; create the fleet's certificates with `quorate certs init --fleet FLEET --ca CA_DIR --dir {dir}`")]
+    Missing { path: PathBuf, dir: PathBuf },
+    /// The node does not start until the CA key is gone from its directory.
+    #[error("{path} is the fleet CA's private key and must not live on a node (whoever reads it can certify a node of this fleet); move it to the machine that issues certificates, e.g. `mv {path} /secure/quorate-ca/`, then start the node again")]
+    CaKeyOnNode { path: PathBuf },
+    /// The node does not start until the key is private again.
+    #[error("the private key {path} can be read by group or others (mode {mode:o}); run `chmod 600 {path}` and start the node again")]
+    KeyNotPrivate { path: PathBuf, mode: u32 },
+    /// Not usable as it is; nothing was changed.
+    #[error("{path} is not a usable certificate: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    /// A cut-over found nothing staged; nothing was changed.
+    #[error("no staged certificate for node {node} in {dir} ({path} is missing); stage one with `quorate certs rotate --ca CA_DIR --dir {dir} --node {node}`")]
+    NothingStaged {
+        node: String,
+        dir: PathBuf,
+        path: PathBuf,
+    },
+    /// A staged pair that would not work was refused; nothing was changed.
+    #[error(
+        "refusing to cut over to {path}: {reason}; stage a new pair with `quorate certs rotate`"
+    )]
+    BadStagedPair { path: PathBuf, reason: String },
     /// The file at `path` is unchanged (writes go through a temporary file and a rename).
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
 }
 
 /// Creates DIR/ca.pem + DIR/ca.key (fleet CA) unless present (then refuses unless `force`),
-/// and a certificate and key for each node id, signed by that CA.
+/// and a certificate and key for each node id, signed by that CA, in the same directory.
 pub fn init(dir: &Path, nodes: &[NodeId], force: bool) -> Result<(), CertError> {
+    init_in(dir, dir, nodes, force, NODE_LIFETIME)
+}
+
+/// Creates the fleet CA in `ca_dir` (refused if one is there, unless `force`) and, in
+/// `node_dir`, `ca.pem` and a certificate and key for each node id living `lifetime`.
+pub fn init_in(
+    ca_dir: &Path,
+    node_dir: &Path,
+    nodes: &[NodeId],
+    force: bool,
+    lifetime: Duration,
+) -> Result<(), CertError> {
     for node in nodes {
         check_node_id(node)?;
     }
-    let ca_cert = dir.join("ca.pem");
+    let dir = ca_dir;
+    let ca_cert = ca_cert_path(dir);
     let ca_key = ca_key_path(dir);
     if !force {
         for path in [&ca_cert, &ca_key] {
@@ -87,10 +151,7 @@ pub fn init(dir: &Path, nodes: &[NodeId], force: bool) -> Result<(), CertError> 
             }
         }
     }
-    fs::create_dir_all(dir).map_err(|source| CertError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    create_private_dir(dir)?;
 
     let key = KeyPair::generate().map_err(|source| CertError::Generate {
         what: "the fleet CA".into(),
@@ -119,16 +180,46 @@ pub fn init(dir: &Path, nodes: &[NodeId], force: bool) -> Result<(), CertError> 
     write_file(&ca_cert, cert.pem().as_bytes(), false)?;
 
     let issuer = Issuer::new(params, key);
+    let ca_pem = cert.pem();
     for node in nodes {
-        issue_with(dir, node, &issuer)?;
+        let paths = CertPaths::in_dir(node_dir, node);
+        issue_with(&paths, node, &issuer, &ca_pem, lifetime)?;
     }
     Ok(())
 }
 
-/// Issues (or re-issues) one node's certificate and key with the existing CA in DIR.
+/// Issues (or re-issues) one node's certificate and key with the existing CA in DIR, into DIR.
 pub fn issue(dir: &Path, node: &NodeId) -> Result<(), CertError> {
+    issue_in(dir, dir, node, NODE_LIFETIME)
+}
+
+/// Issues (or re-issues) one node's certificate and key, living `lifetime`, with the CA in
+/// `ca_dir`, into `node_dir` (with a copy of `ca.pem`). Replaces the node's current pair: to
+/// replace it on a running fleet without a gap, use [`stage_rotation`] and [`cut_over`].
+pub fn issue_in(
+    ca_dir: &Path,
+    node_dir: &Path,
+    node: &NodeId,
+    lifetime: Duration,
+) -> Result<(), CertError> {
+    let paths = CertPaths::in_dir(node_dir, node);
+    issue_to(ca_dir, &paths, node, lifetime)
+}
+
+/// Issues `node`'s pair with the CA in `ca_dir` into the files `paths` names.
+fn issue_to(
+    ca_dir: &Path,
+    paths: &CertPaths,
+    node: &NodeId,
+    lifetime: Duration,
+) -> Result<(), CertError> {
     check_node_id(node)?;
-    let ca_cert = dir.join("ca.pem");
+    let (issuer, ca_pem) = load_ca(ca_dir)?;
+    issue_with(paths, node, &issuer, &ca_pem, lifetime)
+}
+
+fn load_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), CertError> {
+    let ca_cert = ca_cert_path(dir);
     let ca_key = ca_key_path(dir);
     for path in [&ca_cert, &ca_key] {
         if !path.exists() {
@@ -145,10 +236,18 @@ pub fn issue(dir: &Path, node: &NodeId) -> Result<(), CertError> {
         path: ca_cert.clone(),
         source,
     })?;
-    issue_with(dir, node, &issuer)
+    Ok((issuer, cert_pem))
 }
 
-fn issue_with(dir: &Path, node: &NodeId, issuer: &Issuer<'_, KeyPair>) -> Result<(), CertError> {
+/// Writes a new key and certificate for `node` to `paths`, and `ca_pem` to `paths.ca_cert`
+/// unless it already holds it.
+fn issue_with(
+    paths: &CertPaths,
+    node: &NodeId,
+    issuer: &Issuer<'_, KeyPair>,
+    ca_pem: &str,
+    lifetime: Duration,
+) -> Result<(), CertError> {
     let what = || format!("node {node}");
     let key = KeyPair::generate().map_err(|source| CertError::Generate {
         what: what(),
@@ -170,14 +269,19 @@ fn issue_with(dir: &Path, node: &NodeId, issuer: &Issuer<'_, KeyPair>) -> Result
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, NODE_LIFETIME);
+    set_validity(&mut params, lifetime);
     let cert = params
         .signed_by(&key, issuer)
         .map_err(|source| CertError::Generate {
             what: what(),
             source,
         })?;
-    let paths = CertPaths::in_dir(dir, node);
+    if let Some(dir) = paths.node_key.parent() {
+        create_private_dir(dir)?;
+    }
+    if fs::read_to_string(&paths.ca_cert).ok().as_deref() != Some(ca_pem) {
+        write_file(&paths.ca_cert, ca_pem.as_bytes(), false)?;
+    }
     write_file(&paths.node_key, key.serialize_pem().as_bytes(), true)?;
     write_file(&paths.node_cert, cert.pem().as_bytes(), false)?;
     Ok(())
@@ -211,6 +315,24 @@ fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
     params.not_before = epoch + since_epoch.saturating_sub(BACKDATE);
     params.not_after = epoch + since_epoch + lifetime;
+}
+
+/// Creates `dir` and its missing parents 0700; an existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> Result<(), CertError> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| CertError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
@@ -276,6 +398,24 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_it_creates_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, nodes) = (tmp.path().join("ca"), tmp.path().join("x").join("certs"));
+        init_in(&ca, &nodes, &[NodeId::from("a")], false, NODE_LIFETIME).unwrap();
+        for dir in [&ca, &nodes, &tmp.path().join("x")] {
+            let mode = fs::metadata(dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        assert!(
+            !nodes.join("ca.key").exists(),
+            "the CA key stays in its own directory"
+        );
+        assert!(nodes.join("ca.pem").exists());
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //! action is looked at. It decides nothing.
 
 use super::snapshot::*;
-use super::{cert_paths, NodeError, NodeHandle, NodeSpec};
+use super::{NodeError, NodeHandle, NodeSpec};
 use crate::config::Fleet;
 use crate::core::node::{Action, Boot, Input, NodeCore, PersistFailed, StartStep, StepPurpose};
 use crate::core::types::{NodeId, Now, Time, WallTime};
 use crate::net::{Mesh, MeshConfig, MeshEvent, MeshInbox};
-use crate::store::{SqliteStore, Storage};
+use crate::store::{Retention, SqliteStore, Storage};
 use crate::wire::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +25,8 @@ mod view;
 const HISTORY_KEPT: usize = 200;
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Retention runs this often besides at start: records age in days, so an hour is prompt.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     let me = spec
@@ -32,18 +34,12 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         .node(&spec.node)
         .cloned()
         .ok_or_else(|| NodeError::UnknownNode(spec.node.clone()))?;
-    let certs = cert_paths(&spec);
-    for p in [&certs.ca_cert, &certs.node_cert, &certs.node_key] {
-        if !p.exists() {
-            return Err(NodeError::Certs(format!(
-                "{} is missing; create the fleet's certificates with `quorate certs init --fleet FLEET --dir {}`",
-                p.display(),
-                spec.certs_dir.display()
-            )));
-        }
-    }
+    let certs = crate::net::certs::check_node_files(&spec.certs_dir, &spec.node)
+        .map_err(|e| NodeError::Certs(e.to_string()))?;
+    let expiry = certificate_expiry(&certs)?;
     let mut store = SqliteStore::open(&spec.data_dir)?;
     store.save_fleet(&spec.fleet, unix_ms())?;
+    prune(&mut store, &spec.retention)?;
     let boot = Boot {
         durable: store.load_durable()?,
         verdicts: store
@@ -143,6 +139,8 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         fleet_error: None,
         snapshot: snap_tx,
         next_reload_check: origin + RELOAD_CHECK_EVERY,
+        next_prune: origin + PRUNE_EVERY,
+        expiry,
         last_publish: origin - PUBLISH_EVERY,
         dirty: true,
         step_tx,
@@ -169,6 +167,33 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         stop: stop_tx,
         task,
     })
+}
+
+/// When this node's certificate and the fleet CA's run out, for the metrics.
+fn certificate_expiry(certs: &crate::net::CertPaths) -> Result<CertificateExpiry, NodeError> {
+    let read = |p: &std::path::Path| {
+        crate::net::certs::not_after_unix_s(p).map_err(|e| NodeError::Certs(e.to_string()))
+    };
+    Ok(CertificateExpiry {
+        node_not_after_unix_s: read(&certs.node_cert)?,
+        ca_not_after_unix_s: read(&certs.ca_cert)?,
+    })
+}
+
+/// Applies the node's retention to its store on the wall clock, and says what went.
+fn prune(store: &mut SqliteStore, retention: &Retention) -> Result<(), crate::store::StoreError> {
+    let pruned = store.apply_retention(retention, unix_ms())?;
+    if !pruned.is_empty() {
+        info!(
+            verdicts = pruned.verdicts,
+            runs = pruned.runs,
+            fleet_versions = pruned.fleet_versions,
+            keep_days = retention.max_age.as_secs() / 86_400,
+            keep_last = retention.keep_last,
+            "pruned the store"
+        );
+    }
+    Ok(())
 }
 
 fn peers_of(fleet: &Fleet, me: &NodeId) -> Vec<(NodeId, std::net::SocketAddr)> {
@@ -205,6 +230,9 @@ struct Driver {
     fleet_error: Option<String>,
     snapshot: watch::Sender<Arc<NodeSnapshot>>,
     next_reload_check: Instant,
+    next_prune: Instant,
+    /// Read once at start: a rotated certificate is presented from the next start.
+    expiry: CertificateExpiry,
     fleet_mtime: Option<SystemTime>,
     last_publish: Instant,
     dirty: bool,
@@ -251,7 +279,10 @@ impl Driver {
             if *stop.borrow() {
                 break;
             }
-            let mut wake = self.next_reload_check.min(self.last_publish + heartbeat);
+            let mut wake = self
+                .next_reload_check
+                .min(self.last_publish + heartbeat)
+                .min(self.next_prune);
             if let Some(t) = self.core.poll_timeout() {
                 wake = wake.min(self.instant(t));
             }
@@ -290,6 +321,15 @@ impl Driver {
             if now >= self.next_reload_check {
                 self.next_reload_check = now + RELOAD_CHECK_EVERY;
                 self.check_fleet_file();
+            }
+            if now >= self.next_prune {
+                self.next_prune = now + PRUNE_EVERY;
+                // A wall clock this node distrusts could make everything look old.
+                if !self.core.tilt().active() {
+                    if let Err(e) = prune(&mut self.store, &self.spec.retention) {
+                        error!(error = %e, "cannot prune the store; keeping everything");
+                    }
+                }
             }
             if (self.dirty && now >= self.last_publish + PUBLISH_EVERY)
                 || now >= self.last_publish + heartbeat

@@ -13,8 +13,8 @@ pub use driver::commands::Command;
 
 use crate::config::Fleet;
 use crate::core::types::{NodeId, Outcome, SiteId};
-use crate::net::{CertPaths, MeshError};
-use crate::store::StoreError;
+use crate::net::MeshError;
+use crate::store::{Retention, StoreError};
 use snapshot::NodeSnapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,8 @@ pub struct NodeSpec {
     pub node: NodeId,
     pub certs_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// What the store keeps; pruned at start and every hour.
+    pub retention: Retention,
     /// Serve REST on the fleet file's `api` address (false: no REST listener).
     pub serve_api: bool,
     /// Where timeline events go (the demo and benchmarks listen); None to keep them in logs.
@@ -85,8 +87,9 @@ pub enum NodeError {
     Certs(String),
     #[error(transparent)]
     Mesh(#[from] MeshError),
+    /// Not marked as the source: the message already says it, and `{:#}` would repeat it.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("cannot bind the REST listener to {addr}: {source}")]
     Api {
         addr: SocketAddr,
@@ -95,6 +98,12 @@ pub enum NodeError {
     /// The driver task ended while the node should run; the node was stopped.
     #[error("the node's driver {0}; the node stopped")]
     DriverEnded(String),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> NodeError {
+        NodeError::Store(e)
+    }
 }
 
 /// A running node. Dropping it does not stop it; call `shutdown`.
@@ -181,10 +190,6 @@ async fn supervise(
             }
         }
     }
-}
-
-pub(crate) fn cert_paths(spec: &NodeSpec) -> CertPaths {
-    CertPaths::in_dir(&spec.certs_dir, &spec.node)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct NodeSnapshot {
     pub failovers: Vec<FailoverView>,
     /// Self-fencing of this node's own site; None when the site has no isolation steps.
     pub isolation: Option<IsolationView>,
+    /// When this node's certificate and the fleet CA's expire; None before the first snapshot.
+    pub certificates: Option<CertificatesView>,
     /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
     #[serde(skip)]
     pub api_token_file: Option<std::path::PathBuf>,
@@ -44,6 +46,33 @@ pub struct NodeSnapshot {
     /// loop is stuck or gone while the REST server still answers.
     #[serde(skip)]
     pub stale_after: std::time::Duration,
+}
+
+/// When the certificates a node started with stop being valid (Unix seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertificateExpiry {
+    pub node_not_after_unix_s: i64,
+    pub ca_not_after_unix_s: i64,
+}
+
+/// [`CertificateExpiry`] and how long is left of each as the snapshot was built (negative:
+/// expired).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertificatesView {
+    #[serde(flatten)]
+    pub expiry: CertificateExpiry,
+    pub node_expires_in_s: i64,
+    pub ca_expires_in_s: i64,
+}
+
+impl CertificatesView {
+    pub fn at(expiry: CertificateExpiry, now_unix_s: i64) -> CertificatesView {
+        CertificatesView {
+            expiry,
+            node_expires_in_s: expiry.node_not_after_unix_s.saturating_sub(now_unix_s),
+            ca_expires_in_s: expiry.ca_not_after_unix_s.saturating_sub(now_unix_s),
+        }
+    }
 }
 
 /// `stale_after` for a fleet's status interval: three intervals, at least 2 s.

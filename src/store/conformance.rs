@@ -60,6 +60,7 @@ macro_rules! conformance {
 /// The pipeline journal part of the suite.
 mod journal;
 mod lock;
+mod retention;
 mod runs;
 
 conformance!(

@@ -2,6 +2,7 @@
 //! conformance suite holds both to them) without a file. Clones share one state, the way two
 //! opens of one directory share a file, so a simulated crash drops the node and keeps a clone.
 
+use super::retention::{FleetAge, Inventory, Prune, Pruned, RunAge, VerdictAge};
 use super::{
     check_lock, check_promise, conflicting_journal_entry, conflicting_verdict, journal_identity,
     FleetVersion, RunSummary, Storage, StoreError, StoredVerdict,
@@ -276,6 +277,87 @@ impl Storage for MemoryStore {
         }
         s.locks.insert(site.clone(), state.clone());
         Ok(())
+    }
+
+    fn retention_inventory(&self) -> Result<Inventory, StoreError> {
+        let state = self.state();
+        let verdicts = state
+            .verdicts
+            .values()
+            .map(|v| VerdictAge {
+                site: v.verdict.site.clone(),
+                slot: v.verdict.slot,
+                learned_at_unix_ms: v.learned_at_unix_ms,
+            })
+            .collect();
+        let mut runs: BTreeMap<(SiteId, u64), RunAge> = BTreeMap::new();
+        for ((site, run), entries) in &state.journal {
+            runs.insert(
+                (site.clone(), *run),
+                RunAge {
+                    site: site.clone(),
+                    run: *run,
+                    finished: entries
+                        .iter()
+                        .any(|e| matches!(e.kind, JournalKind::RunFinished { .. })),
+                    last_at_unix_ms: entries.iter().map(|e| e.at.as_millis()).max().unwrap_or(0),
+                },
+            );
+        }
+        for (key, r) in &state.registers {
+            let start = r.start_at.as_millis();
+            runs.entry(key.clone())
+                .and_modify(|a| a.last_at_unix_ms = a.last_at_unix_ms.max(start))
+                .or_insert(RunAge {
+                    site: key.0.clone(),
+                    run: key.1,
+                    finished: false,
+                    last_at_unix_ms: start,
+                });
+        }
+        Ok(Inventory {
+            verdicts,
+            runs: runs.into_values().collect(),
+            fleet_versions: state
+                .history
+                .iter()
+                .map(|v| FleetAge {
+                    hash: v.hash.clone(),
+                    loaded_at_unix_ms: v.loaded_at_unix_ms,
+                })
+                .collect(),
+            current_fleet: state.fleet.as_ref().map(|f| f.hash.clone()),
+        })
+    }
+
+    fn prune(&mut self, p: &Prune) -> Result<Pruned, StoreError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let mut pruned = Pruned::default();
+        for key in &p.verdicts {
+            pruned.verdicts += usize::from(state.verdicts.remove(key).is_some());
+        }
+        for key in &p.runs {
+            let finished = state.journal.get(key).is_some_and(|entries| {
+                entries
+                    .iter()
+                    .any(|e| matches!(e.kind, JournalKind::RunFinished { .. }))
+            });
+            if !finished {
+                continue;
+            }
+            state.journal.remove(key);
+            state.registers.remove(key);
+            state.run_order.retain(|k| k != key);
+            pruned.runs += 1;
+        }
+        let current = state.fleet.as_ref().map(|f| f.hash.clone());
+        let before = state.history.len();
+        state
+            .history
+            .retain(|v| !p.fleet_versions.contains(&v.hash) || current.as_ref() == Some(&v.hash));
+        pruned.fleet_versions = before - state.history.len();
+        Ok(pruned)
     }
 
     fn run_records(&self) -> Result<Vec<RunRecord>, StoreError> {

@@ -16,13 +16,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 mod memory;
+pub mod retention;
 mod sqlite;
 
 #[cfg(test)]
 mod conformance;
 
 pub use memory::MemoryStore;
+pub use retention::{Pruned, Retention};
 pub use sqlite::SqliteStore;
+
+use retention::{Inventory, Prune};
 
 /// A committed verdict and when this node learned it (wall clock, for operators only: the
 /// protocol orders verdicts of a site by slot, never by this time).
@@ -99,6 +103,17 @@ pub enum StoreError {
         "the store's schema version {found} is newer than this build supports ({supported}); it was left untouched"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    /// SQLite's integrity check found damage in the file; nothing was written to it. The
+    /// node must not start from it: it could have forgotten a promise it made.
+    #[error(
+        "the store {} is damaged ({}); nothing was written to it. Stop the node, keep the file \
+         for analysis and restore the directory from a backup",
+        path.display(), problems.join("; ")
+    )]
+    Damaged {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// What went wrong while opening a store.
@@ -193,6 +208,27 @@ pub trait Storage: Send {
     /// decided generation older than the stored one or one stored with another value
     /// (Corrupt): a decided run is never forgotten or changed.
     fn save_lock(&mut self, site: &SiteId, state: &LockState) -> Result<(), StoreError>;
+
+    /// How old every verdict, run and fleet version is, for [`retention::plan`].
+    fn retention_inventory(&self) -> Result<Inventory, StoreError>;
+
+    /// Deletes what `p` names in one transaction: verdicts by (site, slot), runs (register
+    /// and journal) by (site, run), fleet versions by hash. Skips, even when named, a run
+    /// whose journal has no `RunFinished` and the running fleet version. Returns what went.
+    fn prune(&mut self, p: &Prune) -> Result<Pruned, StoreError>;
+
+    /// Prunes what `policy` lets go at `now_unix_ms` (the driver's wall clock).
+    fn apply_retention(
+        &mut self,
+        policy: &Retention,
+        now_unix_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        let p = retention::plan(policy, now_unix_ms, &self.retention_inventory()?);
+        if p.is_empty() {
+            return Ok(Pruned::default());
+        }
+        self.prune(&p)
+    }
 }
 
 /// The checks `save_lock` makes, shared so that both stores refuse the same writes.

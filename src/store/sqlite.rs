@@ -19,9 +19,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod files;
 mod journal;
 mod lock;
 mod registry;
+mod retention;
 mod runs;
 #[cfg(test)]
 mod tests;
@@ -175,8 +177,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) `dir/quorate.sqlite` and migrates it to the current schema.
-    /// A file written by a newer schema is refused before anything is written to it.
+    /// Opens (creating if missing, owner-only) `dir/quorate.sqlite`, checks its integrity and
+    /// migrates it to the current schema. A file written by a newer schema, or one SQLite's
+    /// integrity check finds damaged, is refused before anything is written to it.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         let path = dir.join(FILE_NAME);
         let open_err = |source: OpenErrorSource| StoreError::Open {
@@ -184,13 +187,14 @@ impl SqliteStore {
             source,
         };
         let dir_existed = dir.is_dir();
-        fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
+        files::create_private_dir(dir).map_err(|e| open_err(e.into()))?;
         if !dir_existed {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 sync_dir(parent).map_err(|e| open_err(e.into()))?;
             }
         }
 
+        files::prepare_private_file(&path).map_err(|e| open_err(e.into()))?;
         let mut conn = Connection::open(&path).map_err(|e| open_err(e.into()))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_err(e.into()))?;
@@ -202,6 +206,10 @@ impl SqliteStore {
                 found,
                 supported: SCHEMA_VERSION,
             });
+        }
+        let problems = files::damage(&conn);
+        if !problems.is_empty() {
+            return Err(StoreError::Damaged { path, problems });
         }
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -486,6 +494,14 @@ impl Storage for SqliteStore {
 
     fn save_lock(&mut self, site: &SiteId, state: &LockState) -> Result<(), StoreError> {
         self.write_lock(site, state)
+    }
+
+    fn retention_inventory(&self) -> Result<super::retention::Inventory, StoreError> {
+        self.read_retention_inventory()
+    }
+
+    fn prune(&mut self, p: &super::retention::Prune) -> Result<super::Pruned, StoreError> {
+        self.delete_pruned(p)
     }
 
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {

@@ -75,6 +75,10 @@ impl Driver {
                 tilts: self.core.tilt().count(),
             },
             failovers: self.failover_views(),
+            certificates: Some(CertificatesView::at(
+                self.expiry,
+                wall_now().as_millis() / 1000,
+            )),
             api_token_file: fleet.api.token_file.clone(),
             api_read_token_file: fleet.api.read_token_file.clone(),
             published_at: Some(now),

@@ -215,3 +215,101 @@ fn the_shipped_fleet_files_round_trip_with_their_failover_plans() {
         assert_eq!(loaded.as_ref(), Some(&fleet), "{}", file.display());
     }
 }
+
+#[test]
+fn a_damaged_file_is_refused_naming_the_file_and_the_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(FILE_NAME);
+    {
+        let mut store = SqliteStore::open(tmp.path()).unwrap();
+        for slot in 0..400 {
+            let v = Verdict {
+                site: SiteId::from("par"),
+                slot,
+                value: Value {
+                    outcome: Outcome::Down,
+                    epoch: slot + 1,
+                    leader: NodeId::from("n1"),
+                },
+            };
+            store.record_verdict(&v, 1_000 + slot as i64).unwrap();
+        }
+    }
+    assert!(
+        !tmp.path().join(format!("{FILE_NAME}-wal")).exists(),
+        "closing checkpoints the WAL into the main file"
+    );
+    // Scribble over the last page (a b-tree page of the verdicts), as a bad disk sector or a
+    // stray write would.
+    let mut bytes = fs::read(&path).unwrap();
+    let page = 4096;
+    assert!(bytes.len() >= 4 * page, "{} bytes", bytes.len());
+    let last = bytes.len() - page;
+    for (i, b) in bytes[last..].iter_mut().enumerate() {
+        *b = (i * 31 + 7) as u8;
+    }
+    fs::write(&path, &bytes).unwrap();
+
+    let err = SqliteStore::open(tmp.path()).unwrap_err();
+    let StoreError::Damaged {
+        path: named,
+        problems,
+    } = &err
+    else {
+        panic!("expected Damaged, got {err:?}");
+    };
+    assert_eq!(named, &path);
+    assert!(!problems.is_empty());
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("backup"), "{msg}");
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        bytes,
+        "a damaged file is left as it was"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_store_directory_and_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data").join("n1");
+    let mut store = SqliteStore::open(&dir).unwrap();
+    store
+        .save_durable(
+            &SiteId::from("par"),
+            &Durable {
+                promised: Ballot {
+                    epoch: 1,
+                    proposer: NodeId::from("n1"),
+                },
+                accepted: None,
+            },
+        )
+        .unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&tmp.path().join("data")), 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = dir.join(format!("{FILE_NAME}{suffix}"));
+        assert!(file.exists(), "{}", file.display());
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn an_existing_store_readable_by_others_is_narrowed_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(tmp.path()).unwrap());
+    let path = tmp.path().join(FILE_NAME);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    drop(SqliteStore::open(tmp.path()).unwrap());
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
