@@ -38,14 +38,14 @@ self_fence_after_s = 3600
 name = "promote-b"
 kind = "exec"
 timeout_s = 3600
-retries = 100
+retries = 1000
 backoff_ms = 3600000
 argv = ["/bin/true"]
 [[watch.isolation]]
 name = "withdraw-a"
 kind = "exec"
 timeout_s = 3600
-retries = 100
+retries = 1000
 backoff_ms = 3600000
 argv = ["/bin/true"]
 "#,

@@ -31,8 +31,9 @@ pub const MAX_STATUS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A step's `timeout_s`: more than 0 .. 1 h.
 pub const MAX_STEP_TIMEOUT: Duration = HOUR;
-/// A step's `retries`: 0 .. 100 attempts after the first.
-pub const MAX_STEP_RETRIES: u64 = 100;
+/// A step's `retries`: 0 .. 1000 attempts after the first (a step may keep trying a slow
+/// controller for hours; each attempt is one bounded journal entry).
+pub const MAX_STEP_RETRIES: u64 = 1000;
 /// A step's `backoff_ms`: 0 .. 1 h.
 pub const MAX_STEP_BACKOFF: Duration = HOUR;
 /// A watch's `takeover_delay_s`: 0 .. 1 day. It must exceed `self_fence_after_s` plus the

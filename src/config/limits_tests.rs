@@ -85,8 +85,8 @@ fn step_durations_and_retries_above_their_limits_are_refused() {
             "pipeline.step[0] \"promote\": timeout_s = 3601 is above the limit of 3600 (1 h)",
         ),
         (
-            "timeout_s = 5\nretries = 101",
-            "pipeline.step[0] \"promote\": retries = 101 is above the limit of 100",
+            "timeout_s = 5\nretries = 1001",
+            "pipeline.step[0] \"promote\": retries = 1001 is above the limit of 1000",
         ),
         (
             "timeout_s = 5\nbackoff_ms = 3600001",
@@ -122,11 +122,11 @@ fn watch_delays_above_their_limits_are_refused() {
 fn the_largest_step_values_are_accepted() {
     let text = with_plan(
         "takeover_delay_s = 86400\nself_fence_after_s = 3600",
-        "timeout_s = 3600\nretries = 100\nbackoff_ms = 3600000",
+        "timeout_s = 3600\nretries = 1000\nbackoff_ms = 3600000",
     );
     let fleet = Fleet::parse(&text).expect("the largest step values are valid");
     let plan = fleet.watch(&"a".into()).unwrap().plan.as_ref().unwrap();
-    assert_eq!(plan.pipeline.steps[0].retries, 100);
+    assert_eq!(plan.pipeline.steps[0].retries, 1000);
     assert_eq!(plan.takeover_delay, MAX_TAKEOVER_DELAY);
 }
 
