@@ -137,7 +137,9 @@ impl Soak {
                 self.pending_restart = None;
                 let dark = matches!(self.phase, Phase::Dark(_)) && site_of(&node) == "a";
                 if dark {
-                    self.log(format!("{node} not restarted: a is blacked out (the restore starts it)"));
+                    self.log(format!(
+                        "{node} not restarted: a is blacked out (the restore starts it)"
+                    ));
                     if let Some(k) = self.kills.last_mut() {
                         k.note = Some("restarted by the restore of a".into());
                     }
@@ -242,7 +244,9 @@ impl Soak {
                         epoch_before,
                         ..Default::default()
                     });
-                    self.log(format!("blackout {index} of a (epoch before: {epoch_before})"));
+                    self.log(format!(
+                        "blackout {index} of a (epoch before: {epoch_before})"
+                    ));
                     self.enter(Phase::Dark(index - 1));
                 }
             }
@@ -393,12 +397,10 @@ impl Soak {
                         self.next_blackout = self.next_blackout.max(now + Duration::from_secs(3));
                         self.enter(Phase::Normal);
                     }
-                    Err(why) if waited >= STEP_TIMEOUT => {
-                        return Err(format!(
-                            "the fleet is not back to normal {STEP_TIMEOUT:?} after blackout {}: {why}",
-                            i + 1
-                        ))
-                    }
+                    Err(why) if waited >= STEP_TIMEOUT => return Err(format!(
+                        "the fleet is not back to normal {STEP_TIMEOUT:?} after blackout {}: {why}",
+                        i + 1
+                    )),
                     Err(_) => {}
                 }
             }
@@ -454,7 +456,10 @@ fn soak() {
     let minutes: u64 = std::env::var("QUORATE_SOAK_MINUTES")
         .ok()
         .filter(|s| !s.is_empty())
-        .map(|m| m.parse().expect("QUORATE_SOAK_MINUTES is a whole number of minutes"))
+        .map(|m| {
+            m.parse()
+                .expect("QUORATE_SOAK_MINUTES is a whole number of minutes")
+        })
         .unwrap_or(5);
     assert!(minutes >= 1, "QUORATE_SOAK_MINUTES must be at least 1");
     let seed: u64 = std::env::var("QUORATE_SOAK_SEED")

@@ -100,7 +100,9 @@ impl Procs {
                     self.list.len() - 1
                 }
             };
-            let Some(s) = sample(pid, now_ms) else { continue };
+            let Some(s) = sample(pid, now_ms) else {
+                continue;
+            };
             let inc = &mut self.list[i];
             inc.samples += 1;
             inc.max_rss_kib = inc.max_rss_kib.max(s.rss_kib);

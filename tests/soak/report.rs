@@ -207,7 +207,11 @@ pub fn check_run(r: &Value, notify_log: &[String], notify_calls: &[String]) -> R
         let count = |lines: &[String]| {
             lines
                 .iter()
-                .filter(|l| l.split_whitespace().nth(2).is_some_and(|k| k.starts_with(&key)))
+                .filter(|l| {
+                    l.split_whitespace()
+                        .nth(2)
+                        .is_some_and(|k| k.starts_with(&key))
+                })
                 .count()
         };
         let (a, c) = (count(notify_log), count(notify_calls));
@@ -266,7 +270,10 @@ pub fn judge(i: &Inputs) -> (Value, Vec<String>) {
     for (b, downs) in i.blackouts.iter().zip(&per) {
         if downs.is_empty() {
             missed += 1;
-            failures.push(format!("missed verdict: blackout {} has no DOWN verdict", b.index));
+            failures.push(format!(
+                "missed verdict: blackout {} has no DOWN verdict",
+                b.index
+            ));
         } else if downs.len() > 1 {
             failures.push(format!(
                 "blackout {}: {} DOWN verdicts (epochs {downs:?}), not one",
@@ -357,8 +364,12 @@ pub fn summary(r: &Value, failures: &[String]) -> String {
     );
     for b in r["blackouts"].as_array().into_iter().flatten() {
         let rel = |k: &str| {
-            b[k].as_i64()
-                .map_or("-".to_string(), |t| format!("{:.1} s", (t - b["cut_ms"].as_i64().unwrap_or(0)) as f64 / 1000.0))
+            b[k].as_i64().map_or("-".to_string(), |t| {
+                format!(
+                    "{:.1} s",
+                    (t - b["cut_ms"].as_i64().unwrap_or(0)) as f64 / 1000.0
+                )
+            })
         };
         s += &format!(
             "  blackout {}: DOWN epoch {} seen {}, b announced {}, failover done {}, restored {}, a up {}, failback a-{} done {}, normal {}\n",
@@ -389,7 +400,14 @@ pub fn summary(r: &Value, failures: &[String]) -> String {
             c["term"],
             c["state"].as_str().unwrap_or("?"),
             steps.join(", "),
-            if c["notify_acted"].is_null() { String::new() } else { format!(", notify acted {} (called {})", c["notify_acted"], c["notify_called"]) }
+            if c["notify_acted"].is_null() {
+                String::new()
+            } else {
+                format!(
+                    ", notify acted {} (called {})",
+                    c["notify_acted"], c["notify_called"]
+                )
+            }
         );
     }
     s += "  node  pid      by       age s   RSS KiB start -> end        fds start -> end   judgement\n";
