@@ -397,10 +397,12 @@ impl Soak {
                         self.next_blackout = self.next_blackout.max(now + Duration::from_secs(3));
                         self.enter(Phase::Normal);
                     }
-                    Err(why) if waited >= STEP_TIMEOUT => return Err(format!(
+                    Err(why) if waited >= STEP_TIMEOUT => {
+                        return Err(format!(
                         "the fleet is not back to normal {STEP_TIMEOUT:?} after blackout {}: {why}",
                         i + 1
-                    )),
+                    ))
+                    }
                     Err(_) => {}
                 }
             }

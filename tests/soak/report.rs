@@ -436,3 +436,94 @@ pub fn summary(r: &Value, failures: &[String]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down(site: &str, epoch: u64, at: i64) -> SeenVerdict {
+        SeenVerdict {
+            site: site.into(),
+            epoch,
+            verdict: "down".into(),
+            decided_at_ms: at,
+            held_by: vec!["b1".into()],
+            class: "-".into(),
+        }
+    }
+
+    fn blackout(cut_ms: i64, a_up_ms: Option<i64>) -> Blackout {
+        Blackout {
+            index: 1,
+            cut_ms,
+            a_up_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_down_verdict_in_flight_when_a_returns_belongs_to_the_blackout() {
+        let b = [blackout(10_000, Some(30_000))];
+        let mut v = vec![
+            down("a", 1, 10_400),                          // right after the cut
+            down("a", 2, 30_000 + IN_FLIGHT_GRACE_MS),     // in flight, last instant
+            down("a", 3, 30_000 + IN_FLIGHT_GRACE_MS + 1), // after the window
+            down("a", 4, 9_999),                           // before the cut
+            down("b", 5, 20_000),                          // b never blacks out
+        ];
+        let (false_count, per) = classify(&mut v, &b, 100_000);
+        assert_eq!(false_count, 3);
+        assert_eq!(per, vec![vec![1, 2]]);
+        let classes: Vec<&str> = v.iter().map(|v| v.class.as_str()).collect();
+        assert_eq!(
+            classes,
+            ["blackout 1", "blackout 1", "false", "false", "false"]
+        );
+    }
+
+    #[test]
+    fn a_blackout_that_never_saw_a_return_lasts_until_the_end() {
+        let b = [blackout(10_000, None)];
+        let mut v = vec![down("a", 1, 90_000)];
+        let (false_count, per) = classify(&mut v, &b, 100_000);
+        assert_eq!((false_count, per), (0, vec![vec![1]]));
+    }
+
+    #[test]
+    fn a_step_that_succeeded_twice_or_notify_acting_twice_fails_the_run() {
+        let run = json!({
+            "id": "a-1", "epoch": 1, "trigger": "verdict", "state": "succeeded",
+            "leader": "b1", "term": 2,
+            "steps": [
+                {"name": "announce-b", "ok": true, "attempts": 1},
+                {"name": "announce-b", "ok": true, "attempts": 1},
+                {"name": "withdraw-a-route", "ok": false, "attempts": 3},
+                {"name": "notify", "ok": true, "attempts": 1}
+            ]
+        });
+        let calls = vec!["1 post/0 a/1/post/0/notify".to_string(); 2];
+        let c = check_run(&run, &calls, &calls);
+        assert_eq!(
+            c.problems,
+            [
+                "step announce-b succeeded 2 times",
+                "notify acted 2 times for a/1/post/*"
+            ]
+        );
+        let once = check_run(&run, &calls[..1], &calls);
+        assert_eq!(once.notify_called, Some(2));
+        assert_eq!(once.problems, ["step announce-b succeeded 2 times"]);
+    }
+
+    #[test]
+    fn the_finished_copy_of_a_run_wins_over_a_running_one() {
+        let copies = [
+            json!({"site": "a", "epoch": 3, "state": "succeeded", "steps": [{}, {}]}),
+            json!({"site": "a", "epoch": 3, "state": "running", "steps": [{}]}),
+            json!({"site": "b", "epoch": 3, "state": "running"}),
+        ];
+        let runs = merge_runs(&copies);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[&3]["state"], "succeeded");
+    }
+}
