@@ -197,15 +197,15 @@ async fn a_member_flooding_and_reconnecting_does_not_slow_a_blackout_verdict_bey
     let mut throttled = 0.0;
     let mut dropped = 0.0;
     let mut replaced = 0.0;
+    let mut malformed = 0.0;
     for (name, addr) in apis(&f, &B_VOTERS) {
         let m = rest.metrics(addr).await;
         throttled += metric(&m, "quorate_mesh_throttled_handshakes_total").unwrap_or(0.0);
         dropped += metric(&m, "quorate_mesh_dropped_events_total{peer=\"a3\"}").unwrap_or(0.0);
         replaced += metric(&m, "quorate_mesh_replaced_connections_total").unwrap_or(0.0);
-        assert!(
-            metric(&m, "quorate_mesh_malformed_messages_total").unwrap_or(0.0) >= 1.0,
-            "{name} received the junk streams"
-        );
+        // The flood's reconnect loop replaces its own junk connection now and then, so not
+        // every voter need have counted junk; the voters together must have.
+        malformed += metric(&m, "quorate_mesh_malformed_messages_total").unwrap_or(0.0);
         let (code, body) = rest
             .call(reqwest::Method::GET, addr, "/healthz")
             .await
@@ -223,6 +223,7 @@ async fn a_member_flooding_and_reconnecting_does_not_slow_a_blackout_verdict_bey
         throttled >= 1.0,
         "reconnecting as fast as it can is throttled"
     );
+    assert!(malformed >= 1.0, "the voters of b received the junk streams");
     assert!(
         replaced >= 1.0,
         "a newer connection of a3 replaced an older one"

@@ -191,7 +191,9 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
         assert_eq!(metric(&text, c), Some(0.0), "{c} before any garbage");
     }
 
-    // A bare QUIC client holding b2's valid certificate.
+    // A bare QUIC client holding b2's valid certificate, with b2 itself stopped: b1 keeps one
+    // incoming connection per peer, so the real b2 redialling would replace this one.
+    f.stop_node(&n("b2")).await;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("client");
     let b2_paths = CertPaths::in_dir(&f.certs_dir, &n("b2"));
     endpoint.set_default_client_config(tls::client_config(&b2_paths).expect("client config"));
@@ -277,6 +279,7 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
     assert!(conn.close_reason().is_none());
     conn.close(0u32.into(), b"");
     endpoint.wait_idle().await;
+    f.start_node(&n("b2")).await.expect("b2 starts again");
 
     // And the node goes on with its job: every peer reachable, a blackout decided as usual.
     let status = rest.get(b1, "/v1/status").await;
