@@ -6,6 +6,8 @@
 mod metrics;
 mod operator;
 
+pub use operator::{parse_operator_body, OperatorCall};
+
 use crate::node::snapshot::{NodeSnapshot, SiteView};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
