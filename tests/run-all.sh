@@ -42,6 +42,12 @@ cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
 
+# Fuzzing (fuzz/README.md): every parser of outside input from its committed corpus, 60 s in
+# all; a crash fails the suite. Installs cargo-fuzz when missing (as root or in CI). The
+# corpus replay itself (tests/fuzz_corpus.rs) already ran with the tests above.
+echo "== fuzz: every target briefly from its committed corpus"
+fuzz/ci.sh
+
 # 10,000 seeded faulty worlds through the real node core, failover runs and a lying member
 # included (about two minutes on the debug build); exits non-zero on any invariant violation
 # and prints the command that replays the seed (`quorate sim --seed S --scenario NAME`).

@@ -140,7 +140,7 @@ impl BgpActuator {
             let run = self
                 .birdc(birdc, socket, &["show", "status"], deadline)
                 .await;
-            if !run.output.contains("Daemon is up and running") {
+            if !bird_answers(&run.output) {
                 return StepOutcome::failed(
                     format!(
                         "dry run: BIRD at {socket} does not answer ({})",
@@ -193,10 +193,7 @@ impl BgpActuator {
         // Reconfigure even when the file did not change: an earlier attempt may have written
         // the file and then failed to reach BIRD.
         let run = self.birdc(birdc, socket, &["configure"], deadline).await;
-        let accepted = run.output.contains("Reconfigured")
-            || run.output.contains("Reconfiguration in progress")
-            || run.output.contains("Reconfiguration already in progress");
-        if !accepted {
+        if !bird_reconfigured(&run.output) {
             let restored = if changed {
                 match write_atomically(include_file, &render_bird_routes(&before)) {
                     Ok(()) => "; previous route file restored".to_string(),
@@ -375,7 +372,7 @@ impl BgpActuator {
                 lines,
             );
         }
-        if let Err(e) = write_atomically(state_file, &render_state(&after)) {
+        if let Err(e) = write_atomically(state_file, &render_exabgp_state(&after)) {
             return StepOutcome::failed(
                 format!(
                     "commands were written but the state file {} could not be: {e}",
@@ -403,6 +400,18 @@ impl Actuator for BgpActuator {
     }
 }
 
+/// Whether `birdc show status` output says the daemon runs.
+pub fn bird_answers(output: &str) -> bool {
+    output.contains("Daemon is up and running")
+}
+
+/// Whether `birdc configure` output says BIRD took (or is taking) the new configuration.
+pub fn bird_reconfigured(output: &str) -> bool {
+    output.contains("Reconfigured")
+        || output.contains("Reconfiguration in progress")
+        || output.contains("Reconfiguration already in progress")
+}
+
 const BIRD_HEADER: &str = "# Written by quorate's bgp actuator: one line per announced prefix.\n\
                            # Do not edit while quorate runs; it replaces this file.\n";
 
@@ -424,6 +433,13 @@ fn read_bird_routes(path: &Path) -> Result<BTreeSet<Prefix>, String> {
         }
         Err(e) => return Err(format!("cannot read include_file {}: {e}", path.display())),
     };
+    parse_bird_routes(&text).map_err(|e| format!("include_file {} {e}", path.display()))
+}
+
+/// The prefixes of a route file this actuator wrote (`route P blackhole;` lines, comments and
+/// blank lines); any other line is refused with its number, so that routes someone else put
+/// there are never rewritten away.
+pub fn parse_bird_routes(text: &str) -> Result<BTreeSet<Prefix>, String> {
     let mut routes = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -441,9 +457,8 @@ fn read_bird_routes(path: &Path) -> Result<BTreeSet<Prefix>, String> {
             }
             None => {
                 return Err(format!(
-                    "include_file {} line {}: {line:?} was not written by quorate; \
+                    "line {}: {line:?} was not written by quorate; \
                      keep other routes in another file",
-                    path.display(),
                     n + 1
                 ))
             }
@@ -452,7 +467,8 @@ fn read_bird_routes(path: &Path) -> Result<BTreeSet<Prefix>, String> {
     Ok(routes)
 }
 
-fn render_bird_routes(routes: &BTreeSet<Prefix>) -> String {
+/// The route file that announces exactly `routes`, as `parse_bird_routes` reads it back.
+pub fn render_bird_routes(routes: &BTreeSet<Prefix>) -> String {
     let mut s = BIRD_HEADER.to_string();
     for r in routes {
         s.push_str(&format!("route {r} blackhole;\n"));
@@ -462,27 +478,31 @@ fn render_bird_routes(routes: &BTreeSet<Prefix>) -> String {
 
 fn read_state(path: &Path) -> Result<BTreeSet<Prefix>, String> {
     match std::fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str::<Value>(&t)
-            .ok()
-            .and_then(|v| {
-                v.get("announced")?
-                    .as_array()?
-                    .iter()
-                    .map(|p| p.as_str()?.parse::<Prefix>().ok())
-                    .collect::<Option<BTreeSet<_>>>()
-            })
-            .ok_or_else(|| {
-                format!(
-                    "state file {} is not valid: delete it (the next announce is then re-sent)",
-                    path.display()
-                )
-            }),
+        Ok(t) => parse_exabgp_state(&t).ok_or_else(|| {
+            format!(
+                "state file {} is not valid: delete it (the next announce is then re-sent)",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
         Err(e) => Err(format!("cannot read state file {}: {e}", path.display())),
     }
 }
 
-fn render_state(announced: &BTreeSet<Prefix>) -> String {
+/// The prefixes an ExaBGP state file says were announced (`{"announced": ["P", ...]}`), or
+/// None when it is not such a file.
+pub fn parse_exabgp_state(text: &str) -> Option<BTreeSet<Prefix>> {
+    serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        v.get("announced")?
+            .as_array()?
+            .iter()
+            .map(|p| p.as_str()?.parse::<Prefix>().ok())
+            .collect::<Option<BTreeSet<_>>>()
+    })
+}
+
+/// The ExaBGP state file for `announced`, as `parse_exabgp_state` reads it back.
+pub fn render_exabgp_state(announced: &BTreeSet<Prefix>) -> String {
     serde_json::json!({ "announced": announced }).to_string() + "\n"
 }
 

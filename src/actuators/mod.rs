@@ -135,6 +135,17 @@ pub(crate) fn tail_str(s: &str) -> String {
     s[start..].to_string()
 }
 
+/// What a step keeps of a program's output that arrived in `chunks` (stdout and stderr
+/// interleaved): the newest `OUTPUT_TAIL_BYTES` at most, as lossy UTF-8 cut on a char
+/// boundary. Router CLIs (birdc, gobgp) are read through this before their answer is judged.
+pub fn output_tail<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut tail = Tail::default();
+    for chunk in chunks {
+        tail.push(chunk);
+    }
+    tail.into_string()
+}
+
 /// A byte ring that keeps only the newest `OUTPUT_TAIL_BYTES`.
 #[derive(Default)]
 pub(crate) struct Tail {

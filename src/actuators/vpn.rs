@@ -304,6 +304,14 @@ fn on_path(tool: &str) -> bool {
 
 /// Checks that the file is a wg(8) config: sections and keys `wg setconf` accepts.
 fn check_wg_config(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    check_wg_config_text(&path.display().to_string(), &text)
+}
+
+/// Checks that `text` is a wg(8) config: sections and keys `wg setconf` accepts, a PrivateKey
+/// and a PublicKey in every [Peer]. Errors name the file as `name` and the line at fault.
+pub fn check_wg_config_text(name: &str, text: &str) -> Result<(), String> {
     const INTERFACE: &[&str] = &["privatekey", "listenport", "fwmark"];
     const PEER: &[&str] = &[
         "publickey",
@@ -323,14 +331,12 @@ fn check_wg_config(path: &Path) -> Result<(), String> {
         "postdown",
         "saveconfig",
     ];
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let mut section = "";
     let mut has_private_key = false;
     let mut peer_has_key = true;
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
-        let at = || format!("config {} line {}", path.display(), n + 1);
+        let at = || format!("config {name} line {}", n + 1);
         if line.is_empty() {
             continue;
         }
@@ -374,16 +380,10 @@ fn check_wg_config(path: &Path) -> Result<(), String> {
         peer_has_key |= key == "publickey";
     }
     if section == "peer" && !peer_has_key {
-        return Err(format!(
-            "config {}: the last [Peer] has no PublicKey",
-            path.display()
-        ));
+        return Err(format!("config {name}: the last [Peer] has no PublicKey"));
     }
     if !has_private_key {
-        return Err(format!(
-            "config {}: [Interface] has no PrivateKey",
-            path.display()
-        ));
+        return Err(format!("config {name}: [Interface] has no PrivateKey"));
     }
     Ok(())
 }

@@ -10,6 +10,8 @@ mod serve;
 
 pub use serve::{Limits, ServeStats};
 
+pub use operator::{parse_operator_body, OperatorCall};
+
 use crate::node::snapshot::{NodeSnapshot, SiteView};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};

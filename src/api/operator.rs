@@ -20,16 +20,97 @@ use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
-/// Parses a JSON body; unknown fields and missing ones are a 400 that names them.
-#[allow(clippy::result_large_err)]
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+/// A mutating call whose JSON body `parse_operator_body` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorCall {
+    /// POST /v1/failovers {"site", "reason", "force"?}
+    Failover,
+    /// POST /v1/drills {"site"}
+    Drill,
+    /// POST /v1/failbacks {"site"}
+    Failback,
+    /// POST /v1/sites/{id}/maintenance {"until": RFC 3339} | {"duration_s": N}; the site is
+    /// the path's.
+    SetMaintenance,
+}
+
+/// Reads and checks a mutating call's body exactly as its handler does, before the command
+/// reaches the node: `path_site` is the site named in the path (maintenance only), `now_ms`
+/// the wall clock a `duration_s` counts from. Unknown or missing fields, bad JSON, an empty
+/// reason, an unparsable time or an out-of-range duration are an error message (a 400).
+/// An empty (or whitespace) body reads as `{}`.
+pub fn parse_operator_body(
+    call: OperatorCall,
+    path_site: &str,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<CommandKind, String> {
+    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
-        bytes
+        body
     };
-    serde_json::from_slice(text)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    match call {
+        OperatorCall::Failover => {
+            let b: FailoverBody = json_body(text)?;
+            if b.reason.trim().is_empty() {
+                return Err("reason must say why the failover is started".to_string());
+            }
+            Ok(CommandKind::Failover {
+                site: SiteId(b.site),
+                reason: b.reason,
+                force: b.force,
+            })
+        }
+        OperatorCall::Drill => Ok(CommandKind::Drill {
+            site: SiteId(json_body::<SiteBody>(text)?.site),
+        }),
+        OperatorCall::Failback => Ok(CommandKind::Failback {
+            site: SiteId(json_body::<SiteBody>(text)?.site),
+        }),
+        OperatorCall::SetMaintenance => {
+            let b: MaintenanceBody = json_body(text)?;
+            Ok(CommandKind::SetMaintenance {
+                site: SiteId(path_site.to_string()),
+                until_unix_ms: maintenance_until(b, now_ms)?,
+            })
+        }
+    }
+}
+
+fn json_body<T: DeserializeOwned>(text: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(text).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+/// When the maintenance window asked for by `b` ends, in Unix milliseconds.
+fn maintenance_until(b: MaintenanceBody, now_ms: i64) -> Result<i64, String> {
+    match (b.until, b.duration_s) {
+        (Some(t), None) => match humantime::parse_rfc3339_weak(&t) {
+            Ok(t) => Ok(t
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)),
+            Err(e) => Err(format!(
+                "until {t:?} is not an RFC 3339 UTC time such as 2030-01-31T22:00:00Z: {e}"
+            )),
+        },
+        (None, Some(d)) if d.is_finite() && d > 0.0 && d <= 366.0 * 86400.0 => {
+            Ok(now_ms.saturating_add((d * 1000.0) as i64))
+        }
+        (None, Some(_)) => {
+            Err("duration_s must be a number of seconds above 0 and at most a year".to_string())
+        }
+        _ => Err("give exactly one of until (RFC 3339) and duration_s (seconds)".to_string()),
+    }
+}
+
+/// The command of a call, or the 400 that names what is wrong with its body.
+#[allow(clippy::result_large_err)]
+fn command(call: OperatorCall, path_site: &str, bytes: &Bytes) -> Result<CommandKind, Response> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    parse_operator_body(call, path_site, bytes, now_ms)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
 /// Sends `kind` to the driver loop and turns its reply into a response.
@@ -77,34 +158,18 @@ pub(super) async fn failover(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
-    }
-    let b: FailoverBody = match body(&bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if b.reason.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "reason must say why the failover is started",
-        );
-    }
-    let kind = CommandKind::Failover {
-        site: SiteId(b.site),
-        reason: b.reason,
-        force: b.force,
-    };
-    send(&s, kind, StatusCode::ACCEPTED).await
+    let ok = StatusCode::ACCEPTED;
+    call(&s, &headers, OperatorCall::Failover, "", &bytes, ok).await
 }
 
 /// POST /v1/drills {"site"}
 pub(super) async fn drill(State(s): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
-    site_command(
+    call(
         &s,
         &headers,
+        OperatorCall::Drill,
+        "",
         &bytes,
-        |site| CommandKind::Drill { site },
         StatusCode::OK,
     )
     .await
@@ -116,26 +181,8 @@ pub(super) async fn failback(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let make = |site| CommandKind::Failback { site };
-    site_command(&s, &headers, &bytes, make, StatusCode::ACCEPTED).await
-}
-
-/// An authorized call whose body names only a site.
-async fn site_command(
-    s: &AppState,
-    headers: &HeaderMap,
-    bytes: &Bytes,
-    make: impl FnOnce(SiteId) -> CommandKind,
-    ok: StatusCode,
-) -> Response {
-    if let Err(r) = authorize(s, headers) {
-        return r;
-    }
-    let b: SiteBody = match body(bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    send(s, make(SiteId(b.site)), ok).await
+    let ok = StatusCode::ACCEPTED;
+    call(&s, &headers, OperatorCall::Failback, "", &bytes, ok).await
 }
 
 /// POST /v1/sites/{id}/maintenance {"until": RFC 3339} | {"duration_s": N}
@@ -145,51 +192,26 @@ pub(super) async fn set_maintenance(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+    let maintenance = OperatorCall::SetMaintenance;
+    call(&s, &headers, maintenance, &id, &bytes, StatusCode::OK).await
+}
+
+/// An authorized call whose body is the whole command.
+async fn call(
+    s: &AppState,
+    headers: &HeaderMap,
+    call: OperatorCall,
+    path_site: &str,
+    bytes: &Bytes,
+    ok: StatusCode,
+) -> Response {
+    if let Err(r) = authorize(s, headers) {
         return r;
     }
-    let b: MaintenanceBody = match body(&bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let until_unix_ms = match (b.until, b.duration_s) {
-        (Some(t), None) => match humantime::parse_rfc3339_weak(&t) {
-            Ok(t) => t
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "until {t:?} is not an RFC 3339 UTC time such as 2030-01-31T22:00:00Z: {e}"
-                    ),
-                )
-            }
-        },
-        (None, Some(d)) if d.is_finite() && d > 0.0 && d <= 366.0 * 86400.0 => {
-            now_ms + (d * 1000.0) as i64
-        }
-        (None, Some(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "duration_s must be a number of seconds above 0 and at most a year",
-            )
-        }
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of until (RFC 3339) and duration_s (seconds)",
-            )
-        }
-    };
-    let kind = CommandKind::SetMaintenance {
-        site: SiteId(id),
-        until_unix_ms,
-    };
-    send(&s, kind, StatusCode::OK).await
+    match command(call, path_site, bytes) {
+        Ok(kind) => send(s, kind, ok).await,
+        Err(r) => r,
+    }
 }
 
 /// DELETE /v1/sites/{id}/maintenance
