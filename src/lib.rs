@@ -15,5 +15,6 @@ pub mod net;
 pub mod node;
 pub mod relay;
 pub mod sim;
+pub mod small_file;
 pub mod store;
 pub mod wire;

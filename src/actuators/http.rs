@@ -80,8 +80,8 @@ fn client(roots: Option<Vec<reqwest::Certificate>>) -> Result<reqwest::Client, S
 fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
-    let pem =
-        std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+    let pem = crate::small_file::read(path)
+        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
     let mut certs = Vec::new();
     for der in CertificateDer::pem_slice_iter(&pem) {
         let der = der.map_err(|e| format!("ca_file {} is not valid PEM: {e}", path.display()))?;
@@ -237,7 +237,7 @@ impl HttpActuator {
     fn bearer(&self) -> Result<Option<String>, String> {
         let raw = match &self.token {
             None => return Ok(None),
-            Some(Token::File(path)) => std::fs::read_to_string(path)
+            Some(Token::File(path)) => crate::small_file::read_to_string(path)
                 .map_err(|e| format!("cannot read token_file {}: {e}", path.display()))?,
             Some(Token::Env(name)) => std::env::var(name)
                 .map_err(|_| format!("token_env {name} is not set in quorate's environment"))?,

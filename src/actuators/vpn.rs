@@ -304,7 +304,7 @@ fn on_path(tool: &str) -> bool {
 
 /// Checks that the file is a wg(8) config: sections and keys `wg setconf` accepts.
 fn check_wg_config(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::small_file::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     check_wg_config_text(&path.display().to_string(), &text)
 }

@@ -16,7 +16,7 @@ pub const REDACTED: &str = "[output redacted: present the read token or the oper
 
 /// The first line (trimmed) of a token file; None when unreadable or empty.
 fn token_in(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
+    crate::small_file::read_to_string(path)
         .ok()
         .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
         .filter(|t| !t.is_empty())

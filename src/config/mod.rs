@@ -296,7 +296,7 @@ impl Fleet {
 
     /// Reads and validates the fleet file at `path`. Syntax errors are prefixed with the path.
     pub fn load(path: &Path) -> Result<Fleet, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = crate::small_file::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
         })?;
