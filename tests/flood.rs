@@ -223,7 +223,10 @@ async fn a_member_flooding_and_reconnecting_does_not_slow_a_blackout_verdict_bey
         throttled >= 1.0,
         "reconnecting as fast as it can is throttled"
     );
-    assert!(malformed >= 1.0, "the voters of b received the junk streams");
+    assert!(
+        malformed >= 1.0,
+        "the voters of b received the junk streams"
+    );
     assert!(
         replaced >= 1.0,
         "a newer connection of a3 replaced an older one"
