@@ -188,32 +188,10 @@ enum CertsCmd {
     },
     /// Issue (or re-issue) one node's certificate with the existing CA, replacing its
     /// current pair at once (on a running fleet prefer `rotate` and `cut-over`).
-    Issue {
-        /// Where the node's certificate and key (and a copy of ca.pem) go.
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        node: String,
-        /// Where ca.pem and ca.key are; default: --dir.
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        #[arg(long, default_value_t = 365)]
-        days: u64,
-    },
+    Issue(NodeCertArgs),
     /// Stage a new key and certificate for one node (NODE.next.pem, NODE.next.key) beside
     /// its current pair, which stays in use; then run `cut-over` on the node's machine.
-    Rotate {
-        /// The node's certificate directory.
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        node: String,
-        /// Where ca.pem and ca.key are; default: --dir.
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        #[arg(long, default_value_t = 365)]
-        days: u64,
-    },
+    Rotate(NodeCertArgs),
     /// Make the staged pair of `rotate` the node's own after checking it as peers will;
     /// restart the node to present it.
     CutOver {
@@ -223,6 +201,29 @@ enum CertsCmd {
         #[arg(long)]
         node: String,
     },
+}
+
+/// One node's certificate, issued by the CA.
+#[derive(clap::Args)]
+struct NodeCertArgs {
+    /// The node's certificate directory: its certificate, key and a copy of ca.pem.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The node's name in the fleet file.
+    #[arg(long)]
+    node: String,
+    /// Where ca.pem and ca.key are; default: --dir.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// How many days the certificate is valid.
+    #[arg(long, default_value_t = 365)]
+    days: u64,
+}
+
+impl NodeCertArgs {
+    fn ca_dir(&self) -> PathBuf {
+        self.ca.clone().unwrap_or_else(|| self.dir.clone())
+    }
 }
 
 fn init_logs(default: &str) {
@@ -391,29 +392,24 @@ fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
                 certs::ca_key_path(&ca).display()
             );
         }
-        CertsCmd::Issue {
-            dir,
-            node,
-            ca,
-            days,
-        } => {
-            let ca = ca.unwrap_or_else(|| dir.clone());
+        CertsCmd::Issue(args) => {
+            let NodeCertArgs {
+                dir, node, days, ..
+            } = &args;
             let id = NodeId(node.clone());
-            certs::issue_in(&ca, &dir, &id, certs::lifetime_days(days)?)?;
+            certs::issue_in(&args.ca_dir(), dir, &id, certs::lifetime_days(*days)?)?;
             println!(
                 "certificate for {node}, valid {days} days, written to {}",
                 dir.display()
             );
         }
-        CertsCmd::Rotate {
-            dir,
-            node,
-            ca,
-            days,
-        } => {
-            let ca = ca.unwrap_or_else(|| dir.clone());
+        CertsCmd::Rotate(args) => {
+            let NodeCertArgs {
+                dir, node, days, ..
+            } = &args;
             let id = NodeId(node.clone());
-            let staged = certs::stage_rotation(&ca, &dir, &id, certs::lifetime_days(days)?)?;
+            let staged =
+                certs::stage_rotation(&args.ca_dir(), dir, &id, certs::lifetime_days(*days)?)?;
             println!(
                 "staged {} and {} (valid {days} days); {node} still uses its current pair",
                 staged.cert.display(),
