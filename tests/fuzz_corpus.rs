@@ -385,20 +385,10 @@ mod seeds {
 /// The step tables of a fleet file's plans, as the actuators receive them (the step's own
 /// keys removed), each with its kind.
 fn step_tables(text: &str) -> Vec<(String, serde_json::Value)> {
-    const COMMON: &[&str] = &[
-        "name",
-        "kind",
-        "timeout_s",
-        "retries",
-        "backoff_ms",
-        "on_failure",
-        "compensation",
-        "site",
-    ];
     fn collect(t: &toml::Table, out: &mut Vec<(String, serde_json::Value)>) {
         let mut params = serde_json::Map::new();
         for (k, v) in t {
-            if !COMMON.contains(&k.as_str()) {
+            if !quorate::config::STEP_KEYS.contains(&k.as_str()) {
                 params.insert(k.clone(), serde_json::to_value(v).expect("toml as json"));
             }
         }

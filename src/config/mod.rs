@@ -179,7 +179,7 @@ mod plan;
 mod raw;
 mod validate;
 
-pub use plan::FailoverPlan;
+pub use plan::{FailoverPlan, STEP_KEYS};
 use raw::*;
 
 fn is_dns_label(s: &str) -> bool {

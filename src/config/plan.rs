@@ -51,7 +51,7 @@ impl FailoverPlan {
 }
 
 /// The keys of a step table that belong to the step itself, not to its actuator.
-const COMMON_KEYS: &[&str] = &[
+pub const STEP_KEYS: &[&str] = &[
     "name",
     "kind",
     "timeout_s",
@@ -519,7 +519,7 @@ impl Builder<'_> {
         match checked {
             Some(Err(e)) => {
                 let hint = if e.contains("unknown key") {
-                    format!(" (the step's own keys are {})", COMMON_KEYS.join(", "))
+                    format!(" (the step's own keys are {})", STEP_KEYS.join(", "))
                 } else {
                     String::new()
                 };
