@@ -4,7 +4,7 @@
 
 use super::{fleet, verdict, Harness, MemoryHarness, SqliteHarness};
 use crate::core::pipeline::{JournalEntry, JournalKind, Phase, RunOutcome, StepRef};
-use crate::core::replica::{RunRecord, RunTrigger};
+use crate::core::replica::RunRecord;
 use crate::core::types::{Ballot, NodeId, SiteId, WallTime};
 use crate::store::retention::Prune;
 use crate::store::{Pruned, Retention, Storage};
@@ -67,13 +67,8 @@ fn run(site: &str, run: u64, days: i64, finished: bool) -> RunRecord {
     }
     RunRecord {
         site: SiteId::from(site),
-        run,
-        trigger: RunTrigger::Verdict,
-        promised: b.clone(),
-        journal_ballot: b,
-        journal,
-        forced: false,
         start_at: days_ago(days),
+        ..super::runs::record(run, b, journal)
     }
 }
 

@@ -35,7 +35,7 @@ fn started(run: u64, term: u64, index: usize, at_us: u64) -> JournalEntry {
     }
 }
 
-fn record(run: u64, b: Ballot, journal: Vec<JournalEntry>) -> RunRecord {
+pub(super) fn record(run: u64, b: Ballot, journal: Vec<JournalEntry>) -> RunRecord {
     RunRecord {
         site: SiteId("a".into()),
         run,
