@@ -61,7 +61,10 @@ pub fn main() -> ExitCode {
                 exit_after_verdict,
                 verdict_timeout: Duration::from_secs(30),
             };
-            runtime().and_then(|rt| rt.block_on(crate::demo::run(opts)).map_err(anyhow::Error::from))
+            runtime().and_then(|rt| {
+                rt.block_on(crate::demo::run(opts))
+                    .map_err(anyhow::Error::from)
+            })
         }
         Cmd::Status { read, site } => status(&read, site.as_deref()),
         Cmd::Verdicts { read, site, limit } => verdicts(&read, site.as_deref(), limit),

@@ -285,7 +285,11 @@ pub fn site(site: &Value, now: SystemTime) -> String {
             let answers: Vec<String> = list(r, "answers")
                 .iter()
                 .map(|a| {
-                    let suspect = if a["suspect"] == true { " (suspect)" } else { "" };
+                    let suspect = if a["suspect"] == true {
+                        " (suspect)"
+                    } else {
+                        ""
+                    };
                     format!("{} {}{suspect}", cell(&a["voter"]), cell(&a["opinion"]))
                 })
                 .collect();
@@ -388,11 +392,13 @@ pub fn run(run: &Value, now: SystemTime) -> String {
         .first()
         .and_then(|s| s["started_at"].as_str())
         .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok());
-    let _ = writeln!(out, "first step started {}", when(&steps[0]["started_at"], now));
+    let _ = writeln!(
+        out,
+        "first step started {}",
+        when(&steps[0]["started_at"], now)
+    );
     out.push('\n');
-    let mut t = table(&[
-        "#", "step", "name", "at", "took", "attempts", "result",
-    ]);
+    let mut t = table(&["#", "step", "name", "at", "took", "attempts", "result"]);
     for (i, s) in steps.iter().enumerate() {
         let at = s["started_at"]
             .as_str()
