@@ -202,7 +202,7 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
     assert_eq!(step.last().map(String::as_str), Some("ok"), "{timeline}");
     let epoch = id.trim_start_matches("a-");
     assert!(
-        timeline.contains(&format!("promote-b:\n    "))
+        timeline.contains("promote-b:\n    ")
             && timeline.contains(&format!("promoted at epoch {epoch}")),
         "{timeline}"
     );
