@@ -157,6 +157,13 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
         ("QUORATE_API", b1_text.as_str()),
         ("QUORATE_TOKEN_FILE", token_text.as_str()),
     ];
+    // A drill answers with its report, shown as a timeline.
+    let drill = quorate(&["drill", "a"], &op_env).await;
+    assert!(drill.starts_with("drill of site a  site a"), "{drill}");
+    let step = row(&drill, "1");
+    assert_eq!(step[1..3], ["step/0", "promote-b"], "{drill}");
+    assert_eq!(step.last().map(String::as_str), Some("ok"), "{drill}");
+
     let started = quorate(&["failover", "a", "--reason", "cli test"], &op_env).await;
     let id = row(&started, "id")[1].clone();
     assert!(id.starts_with("a-"), "{started}");
@@ -189,6 +196,19 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
         Some(format!("{id} succeeded")),
         "{status}"
     );
+
+    // A maintenance window: the answer's fields, then a note under the sites table.
+    let window = quorate(&["maintenance", "a", "--for", "1h"], &op_env).await;
+    assert_eq!(row(&window, "site")[1], "a", "{window}");
+    assert!(
+        row(&window, "maintenance_until")[1].ends_with('Z'),
+        "{window}"
+    );
+    let status = quorate(&["status"], &by_env).await;
+    assert!(status.contains("a: maintenance until "), "{status}");
+    quorate(&["maintenance", "a", "--end"], &op_env).await;
+    let status = quorate(&["status"], &by_env).await;
+    assert!(!status.contains("a: maintenance until "), "{status}");
 
     // The timeline, with the step's output shown to the token holder.
     let timeline = quorate(&["failovers", &id, "--token-file", &token_text], &by_env).await;
