@@ -18,7 +18,8 @@ pub const API_ENV: &str = "QUORATE_API";
 /// The environment variable that stands for `--token-file`.
 pub const TOKEN_FILE_ENV: &str = "QUORATE_TOKEN_FILE";
 
-const TOP_EXAMPLES: &str = "\
+const TOP_EXAMPLES: &str = concat!(
+    "\
 Examples:
   quorate demo                                   a three-site fleet on loopback
   quorate check-config fleet.toml                validate a fleet file
@@ -26,7 +27,9 @@ Examples:
   QUORATE_API=127.0.2.1:7501 quorate verdicts    the same node, its verdict history
   quorate completions bash > /etc/bash_completion.d/quorate
 
-Docs: README.md and docs/ in the source tree.";
+Docs: README.md and docs/ in the source tree, ",
+    env!("CARGO_PKG_REPOSITORY")
+);
 
 /// The command line of `quorate`.
 #[derive(Parser, Debug)]
