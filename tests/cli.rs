@@ -89,7 +89,7 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("api.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let f = LocalFleet::start(&fleet(57, &token), None, true)
+    let mut f = LocalFleet::start(&fleet(57, &token), None, true)
         .await
         .expect("the fleet starts");
     let rest = Rest::new();
@@ -147,6 +147,10 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
 
     assert_eq!(quorate(&["verdicts"], &by_env).await, "no verdicts yet\n");
     assert_eq!(
+        quorate(&["verdicts", "--site", "a", "--limit", "5"], &by_env).await,
+        "no verdicts yet\n"
+    );
+    assert_eq!(
         quorate(&["failovers"], &by_env).await,
         "no failover runs on this node\n"
     );
@@ -169,6 +173,10 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
     assert!(id.starts_with("a-"), "{started}");
     assert_eq!(row(&started, "trigger")[1], "manual", "{started}");
     assert_eq!(row(&started, "reason")[1], "cli test", "{started}");
+    assert!(
+        started.ends_with(&format!("follow it: quorate failovers {id} --api {b1}\n")),
+        "{started}"
+    );
 
     eventually(&format!("run {id} to succeed"), || {
         let rest = &rest;
@@ -226,6 +234,32 @@ async fn status_verdicts_and_failovers_print_tables_of_a_running_fleet() {
             && timeline.contains(&format!("promoted at epoch {epoch}")),
         "{timeline}"
     );
+
+    // A blackout of a: the committed verdict in the verdicts table and the sites table.
+    f.stop_site(&common::site("a")).await;
+    let shown = wait_verdict(&rest, &[("b1", b1)], "a", "down").await;
+    let verdicts = quorate(&["verdicts", "--site", "a"], &by_env).await;
+    let epoch = shown.epoch.to_string();
+    let r = row(&verdicts, "a");
+    assert_eq!(
+        r[1..5],
+        ["down", epoch.as_str(), "0", shown.leader.as_str()],
+        "{verdicts}"
+    );
+    assert!(r[5].ends_with(" ago)"), "{verdicts}");
+    let status = quorate(&["status"], &by_env).await;
+    let r = row(&status, "a");
+    assert_eq!(
+        r[1..5],
+        ["down", "down", epoch.as_str(), shown.leader.as_str()],
+        "{status}"
+    );
+    // The hold-down against a second automatic failover shows under the table.
+    assert!(
+        status.contains("a: no automatic failover before "),
+        "{status}"
+    );
+    f.shutdown().await;
 }
 
 #[tokio::test]

@@ -223,10 +223,14 @@ fn status(read: &ReadArgs, site: Option<&str>) -> anyhow::Result<()> {
 }
 
 fn verdicts(read: &ReadArgs, site: Option<&str>, limit: u16) -> anyhow::Result<()> {
-    let mut path = format!("/v1/verdicts?limit={limit}");
+    // The URL type encodes the site's name in the query.
+    let mut url = reqwest::Url::parse(&format!("http://{}/v1/verdicts", read.api))?;
+    url.query_pairs_mut()
+        .append_pair("limit", &limit.to_string());
     if let Some(s) = site {
-        path.push_str(&format!("&site={s}"));
+        url.query_pairs_mut().append_pair("site", s);
     }
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
     let answer = rest::get(read.api, &path, None)?;
     match read.output {
         Output::Json => print_json(&answer),
@@ -292,7 +296,17 @@ fn operator_call(
         Output::Table if answer["steps"].is_array() => {
             print(&render::run(&answer, SystemTime::now()))
         }
-        Output::Table => print(&render::fields(&answer)),
+        Output::Table => {
+            let mut text = render::fields(&answer);
+            // A started run (manual failover, failback) goes on after the answer.
+            if let Some(id) = answer["id"].as_str() {
+                text.push_str(&format!(
+                    "\nfollow it: quorate failovers {id} --api {}\n",
+                    op.api
+                ));
+            }
+            print(&text)
+        }
     }
 }
 
