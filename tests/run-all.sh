@@ -27,6 +27,27 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# Lint gates, first: formatting and clippy with warnings as errors, over every target. The
+# components come with rustup; install them when missing (as root or in CI only, like the
+# packages above).
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if { [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; } && command -v rustup >/dev/null; then
+      echo "installing the $component component"
+      rustup component add "$component"
+    else
+      echo "missing the $component component: rustup component add $component" >&2
+      exit 1
+    fi
+  fi
+done
+
+echo "== cargo fmt --check"
+cargo fmt --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
 # The chaos scenarios (tests/chaos.rs) run in their own step at the end, with their timelines
 # shown; the step below skips them.
 export QUORATE_CHAOS_SEPARATE=1
