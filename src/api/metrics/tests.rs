@@ -185,9 +185,11 @@ fn each_site_shows_its_verdict_opinion_epoch_and_windows() {
 
 #[test]
 fn the_newest_run_of_each_site_is_its_failover_state() {
-    let mut s = NodeSnapshot::default();
-    s.sites = vec![site("a", "down", Some(9)), site("b", "none", None)];
-    s.failovers = vec![run("a", 9, "aborted"), run("a", 4, "succeeded")];
+    let mut s = NodeSnapshot {
+        sites: vec![site("a", "down", Some(9)), site("b", "none", None)],
+        failovers: vec![run("a", 9, "aborted"), run("a", 4, "succeeded")],
+        ..NodeSnapshot::default()
+    };
     let text = render(&s);
     assert!(text.contains("quorate_site_failover_state{site=\"a\",state=\"aborted\"} 1"));
     assert!(text.contains("quorate_site_failover_state{site=\"a\",state=\"succeeded\"} 0"));
@@ -308,8 +310,10 @@ fn build_node_and_rest_server_are_described() {
 
 #[test]
 fn every_family_is_described_once_and_prefixed() {
-    let mut s = NodeSnapshot::default();
-    s.sites = vec![site("a", "up", Some(1))];
+    let s = NodeSnapshot {
+        sites: vec![site("a", "up", Some(1))],
+        ..NodeSnapshot::default()
+    };
     let text = render(&s);
     let mut seen = std::collections::BTreeSet::new();
     for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
