@@ -320,6 +320,7 @@ fn every_relative_link_between_the_pages_resolves() {
         "tests/README.md",
         "src/README.md",
         "fuzz/README.md",
+        "contrib/README.md",
     ] {
         pages.push(root().join(extra));
     }

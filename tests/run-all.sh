@@ -18,10 +18,17 @@ command -v exabgp >/dev/null || need_pkgs+=(exabgp)
 command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
 command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need_pkgs+=(criu)
 command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
+# promtool, for tests/metrics.rs (a live node's /metrics, the contrib/ alert rules and the
+# dashboard's queries). Debian ships it in the prometheus package.
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    # Only promtool is wanted: where systemd runs, the package also starts a Prometheus server.
+    if [[ " ${need_pkgs[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   else
     echo "missing packages: ${need_pkgs[*]} (install them or run as root)" >&2
   fi
