@@ -396,6 +396,10 @@ async fn run(
     data: PathBuf,
     retention: crate::store::Retention,
 ) -> anyhow::Result<()> {
+    if node.trim().is_empty() {
+        // What an unset QUORATE_NODE in /etc/default/quorate gives under systemd.
+        bail!("--node (QUORATE_NODE) is empty: give this node's id in the fleet file");
+    }
     let fleet = Fleet::load(&fleet_path)?;
     for w in fleet.warnings() {
         tracing::warn!("{w}");

@@ -75,16 +75,16 @@ Examples:
   quorate run --fleet fleet.toml --node b1 --certs certs/ --data data/b1 --log-format json")]
     Run {
         /// The fleet file, the same on every node.
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_FLEET")]
         fleet: PathBuf,
         /// This node's id in the fleet file.
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_NODE")]
         node: String,
         /// Directory with ca.pem, NODE.pem and NODE.key (see `quorate certs init`).
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_CERTS")]
         certs: PathBuf,
         /// Directory of this node's SQLite store.
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_DATA")]
         data: PathBuf,
         /// Prune verdicts, finished failover runs and fleet versions older than this many
         /// days (at start and hourly); at least 1.
