@@ -58,11 +58,11 @@ getent passwd quorate >/dev/null || fail "no quorate user"
 for f in /usr/share/man/man1/quorate.1.gz /usr/share/man/man1/quorate-run.1.gz \
     /usr/share/bash-completion/completions/quorate /usr/share/zsh/vendor-completions/_quorate \
     /usr/share/fish/vendor_completions.d/quorate.fish /etc/default/quorate \
-    /usr/share/quorate/recipes/common.sh /usr/share/doc/quorate/install.md; do
+    /usr/share/quorate/recipes/common.sh /usr/share/doc/quorate/docs/install.md; do
   [ -s "$f" ] || fail "$f is missing or empty"
 done
 [ -x /usr/share/quorate/recipes/drbd-promote.sh ] || fail "the recipes are not executable"
-zcat /usr/share/man/man1/quorate-run.1.gz | grep -q -- '--log-format' || fail "the man page misses --log-format"
+zcat /usr/share/man/man1/quorate-run.1.gz | grep -qF 'log\-format' || fail "the man page misses --log-format"
 /usr/bin/quorate check-config /usr/share/doc/quorate/examples/three-sites.toml >/dev/null ||
   fail "the installed example fleet does not pass check-config"
 

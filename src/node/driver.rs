@@ -495,29 +495,22 @@ impl Driver {
     /// Runs one attempt of a step in a task of its own; its result comes back as an input.
     fn start_step(&self, s: StartStep) {
         let tx = self.step_tx.clone();
-        tokio::spawn(
-            async move {
-                let ctx = crate::actuators::StepContext {
-                    site: s.site.clone(),
-                    epoch: s.term,
-                    step: s.name.clone(),
-                    idempotency_key: s.idempotency_key.clone(),
-                    dry_run: s.dry_run,
-                    timeout: s.timeout,
-                    params: s.params.clone(),
-                };
-                let (ok, detail) = call_actuator(s.actuator, &ctx).await;
-                let kind = match s.purpose {
-                    StepPurpose::Run => "failover",
-                    StepPurpose::Isolation => "isolation",
-                    StepPurpose::Drill { .. } => "drill",
-                };
-                info!(site = %s.site, run_id = s.run, step = %s.name, attempt = s.attempt, kind, ok,
-                  "step attempt finished");
-                let _ = tx.send(s.done(ok, detail));
-            }
-            .in_current_span(),
-        );
+        // The attempt's end is logged under the node's span, like the node's other lines.
+        let span = tracing::Span::current();
+        tokio::spawn(async move {
+            let ctx = crate::actuators::StepContext {
+                site: s.site.clone(),
+                epoch: s.term,
+                step: s.name.clone(),
+                idempotency_key: s.idempotency_key.clone(),
+                dry_run: s.dry_run,
+                timeout: s.timeout,
+                params: s.params.clone(),
+            };
+            let (ok, detail) = call_actuator(s.actuator, &ctx).await;
+            span.in_scope(|| log_attempt(&s, ok));
+            let _ = tx.send(s.done(ok, detail));
+        });
     }
 
     /// Re-reads the fleet file when it changed, or when `asked` (SIGHUP) whatever its mtime
@@ -613,6 +606,17 @@ async fn call_actuator(
         format!("{}\n{}", outcome.detail, outcome.output_tail)
     };
     (outcome.ok, detail)
+}
+
+/// One line per step attempt, with the fields of docs/install.md (site, run_id, step).
+fn log_attempt(s: &StartStep, ok: bool) {
+    let kind = match s.purpose {
+        StepPurpose::Run => "failover",
+        StepPurpose::Isolation => "isolation",
+        StepPurpose::Drill { .. } => "drill",
+    };
+    info!(site = %s.site, run_id = s.run, step = %s.name, attempt = s.attempt, kind, ok,
+          "step attempt finished");
 }
 
 fn short(hash: &str) -> &str {
