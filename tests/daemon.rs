@@ -211,3 +211,19 @@ async fn json_logs_name_site_epoch_verdict_run_and_step() {
     drop(children);
     f.shutdown().await;
 }
+
+#[test]
+fn an_unset_node_under_systemd_fails_naming_the_variable() {
+    // /etc/default/quorate without QUORATE_NODE: the unit passes the other flags by variable.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .arg("run")
+        .env("QUORATE_NODE", "")
+        .env("QUORATE_FLEET", "/nonexistent/fleet.toml")
+        .env("QUORATE_CERTS", "/nonexistent/certs")
+        .env("QUORATE_DATA", "/nonexistent/data")
+        .output()
+        .expect("quorate runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("QUORATE_NODE) is empty"), "{stderr}");
+}
