@@ -227,3 +227,82 @@ fn an_unset_node_under_systemd_fails_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("QUORATE_NODE) is empty"), "{stderr}");
 }
+
+/// Takes every datagram waiting on `sock` and says how many were WATCHDOG=1.
+fn drain_pings(sock: &UnixDatagram) -> usize {
+    let mut buf = [0u8; 4096];
+    let mut pings = 0;
+    while let Ok(n) = sock.recv(&mut buf) {
+        pings += usize::from(String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1"));
+    }
+    pings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_event_loop_stops_pinging_the_watchdog() {
+    init_tracing();
+    let octet = 160;
+    let watch_a = "takeover_delay_s = 0.5\nself_fence_after_s = 0.2\n\
+                   [[watch.pipeline.step]]\nname = \"promote-b\"\nkind = \"exec\"\n\
+                   timeout_s = 5\nargv = [\"/bin/true\"]\n";
+    let text = fleet_watching_a(octet, "status_interval_ms = 100", watch_a, "");
+    let mut f = LocalFleet::prepare(&text, None, true).expect("the fleet prepares");
+    for node in f.fleet.nodes.clone() {
+        if !VOTERS.contains(&node.id.as_str()) {
+            f.start_node(&node.id).await.expect("node starts");
+        }
+    }
+    // The failover's leader freezes its event loop when it is about to start the step.
+    let once = f.dir.join("failpoint-reached");
+    let once_s = once.display().to_string();
+    let mut voters = Vec::new();
+    for v in VOTERS {
+        let path = f.dir.join(format!("{v}.notify"));
+        let sock = UnixDatagram::bind(&path).expect("a notify socket");
+        sock.set_nonblocking(true).unwrap();
+        let path_s = path.display().to_string();
+        let child = spawn_node(
+            &f,
+            v,
+            &[
+                ("NOTIFY_SOCKET", path_s.as_str()),
+                ("WATCHDOG_USEC", "400000"),
+                ("QUORATE_FAILPOINT", "start:promote-b"),
+                ("QUORATE_FAILPOINT_ONCE", once_s.as_str()),
+            ],
+        );
+        voters.push((v, sock, child));
+    }
+    let rest = Rest::new();
+    wait_opinion(&rest, &apis(&f, &VOTERS), "a", "up").await;
+    for (v, sock, _) in &voters {
+        assert!(drain_pings(sock) > 0, "{v} pings while its loop turns");
+    }
+    f.stop_site(&site("a")).await;
+
+    let frozen = eventually("the leader to freeze at the step's start", || {
+        let once = once.clone();
+        async move {
+            std::fs::read_to_string(&once)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| "not yet".to_string())
+        }
+    })
+    .await;
+    for (_, sock, _) in &voters {
+        drain_pings(sock);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (v, sock, _) in &voters {
+        let pings = drain_pings(sock);
+        if *v == frozen {
+            assert_eq!(pings, 0, "{v}'s loop is frozen but it still pinged");
+        } else {
+            // 1.5 s at one ping every 200 ms: a generous floor for a loaded machine.
+            assert!(pings >= 2, "{v} pinged only {pings} times in 1.5 s");
+        }
+    }
+    drop(voters);
+    f.shutdown().await;
+}
