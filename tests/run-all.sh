@@ -70,6 +70,12 @@ cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
 
+# The Debian package (packaging/README.md): release build, cargo deb, dpkg -i, systemd-analyze
+# verify and security on the installed unit, the installed quorate --version, then a purge.
+# Installs cargo-deb when missing (as root or in CI). Without root it only builds the package.
+echo "== package: build, install, verify and purge the .deb"
+packaging/ci.sh
+
 # Fuzzing (fuzz/README.md): every parser of outside input from its committed corpus, 60 s in
 # all; a crash fails the suite. Installs cargo-fuzz when missing (as root or in CI). The
 # corpus replay itself (tests/fuzz_corpus.rs) already ran with the tests above.

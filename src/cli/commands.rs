@@ -1,7 +1,9 @@
 //! Carries out one parsed command line: runs a node, the demo, the simulator, certificate
 //! work, or calls a node's REST API and prints the answer as a table or JSON.
 
-use super::{render, rest, CertsCmd, Cli, Cmd, NodeCertArgs, OperatorArgs, Output, ReadArgs};
+use super::{
+    render, rest, CertsCmd, Cli, Cmd, LogFormat, NodeCertArgs, OperatorArgs, Output, ReadArgs,
+};
 use crate::config::Fleet;
 use crate::core::types::{NodeId, SiteId};
 use crate::node::{self, NodeSpec};
@@ -25,8 +27,9 @@ pub fn main() -> ExitCode {
             data,
             keep_days,
             keep_last,
+            log_format,
         } => {
-            init_logs("info,quinn=warn,rustls=warn");
+            init_logs("info,quinn=warn,rustls=warn", log_format);
             let retention = match crate::store::Retention::days(keep_days, keep_last) {
                 Ok(r) => r,
                 Err(e) => {
@@ -49,11 +52,12 @@ pub fn main() -> ExitCode {
             exit_after_verdict,
             verbose,
         } => {
-            init_logs(if verbose {
+            let filter = if verbose {
                 "info,quinn=warn,rustls=warn"
             } else {
                 "error"
-            });
+            };
+            init_logs(filter, LogFormat::Text);
             let opts = crate::demo::DemoOptions {
                 fast,
                 blackout: blackout.map(SiteId),
@@ -149,13 +153,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logs(default: &str) {
+/// Logs to stderr, filtered by RUST_LOG (else `default`). JSON lines carry the event's fields
+/// at the top level beside `timestamp`, `level`, `target` and `message`, and the node's span
+/// (`span.node`), so a collector can select on `site`, `epoch`, `run_id` or `step`.
+fn init_logs(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -381,6 +396,10 @@ async fn run(
     data: PathBuf,
     retention: crate::store::Retention,
 ) -> anyhow::Result<()> {
+    if node.trim().is_empty() {
+        // What an unset QUORATE_NODE in /etc/default/quorate gives under systemd.
+        bail!("--node (QUORATE_NODE) is empty: give this node's id in the fleet file");
+    }
     let fleet = Fleet::load(&fleet_path)?;
     for w in fleet.warnings() {
         tracing::warn!("{w}");

@@ -54,25 +54,37 @@ pub enum Output {
     Json,
 }
 
+/// How `quorate run` writes its log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, the event's fields and
+    /// the node's span.
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Run one node of a fleet; its roles come from the fleet file.
     #[command(after_help = "\
 Examples:
   quorate run --fleet /etc/quorate/fleet.toml --node b1 --certs /etc/quorate/certs --data /var/lib/quorate
-  RUST_LOG=debug quorate run --fleet fleet.toml --node b1 --certs certs/ --data data/b1 --keep-days 30")]
+  RUST_LOG=debug quorate run --fleet fleet.toml --node b1 --certs certs/ --data data/b1 --keep-days 30
+  quorate run --fleet fleet.toml --node b1 --certs certs/ --data data/b1 --log-format json")]
     Run {
         /// The fleet file, the same on every node.
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_FLEET")]
         fleet: PathBuf,
         /// This node's id in the fleet file.
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_NODE")]
         node: String,
         /// Directory with ca.pem, NODE.pem and NODE.key (see `quorate certs init`).
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_CERTS")]
         certs: PathBuf,
         /// Directory of this node's SQLite store.
-        #[arg(long)]
+        #[arg(long, env = "QUORATE_DATA")]
         data: PathBuf,
         /// Prune verdicts, finished failover runs and fleet versions older than this many
         /// days (at start and hourly); at least 1.
@@ -82,6 +94,10 @@ Examples:
         /// site, and fleet versions; at least 1. Runs not finished are never pruned.
         #[arg(long, default_value_t = 20)]
         keep_last: usize,
+        /// How log lines on stderr look: `text` for people, `json` (one object a line with
+        /// stable field names, see docs/install.md) for a log collector.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "QUORATE_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// A whole three-site fleet on loopback with throw-away certificates and data.
     #[command(after_help = "\
