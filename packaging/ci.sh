@@ -16,7 +16,8 @@ fi
 max_exposure=${QUORATE_MAX_EXPOSURE:-2.5}
 
 t0=$(date +%s)
-deb=$(packaging/build-deb.sh | tail -n 1)
+# The test suite has built the debug binary already; packaging it saves a release build.
+deb=$(QUORATE_DEB_PROFILE=${QUORATE_DEB_PROFILE:-dev} packaging/build-deb.sh | tail -n 1)
 t1=$(date +%s)
 echo "package: built $deb ($(du -k "$deb" | cut -f1) KiB) in $((t1 - t0)) s"
 
