@@ -1202,7 +1202,7 @@ fn s7(run: &mut Run, base: &Snap) -> Check {
     Ok(())
 }
 
-/// S8: the a–b link flaps faster than the probe budget (120 ms): no verdict.
+/// S8: the a–b link flaps faster than the probe budget (80 ms): no verdict.
 fn s8(run: &mut Run, base: &Snap) -> Check {
     let fp0 = fp_total(&VOTERS);
     run.inject(&["flap", "a", "b", "--period", "50"]);
@@ -1356,7 +1356,7 @@ fn chaos_scenarios() {
         ("S7", "a1 and a2 killed, a3 still answers: no verdict", s7),
         (
             "S8",
-            "a-b link flapping every 50 ms (probe budget 120 ms): no verdict",
+            "a-b link flapping every 50 ms (probe budget 80 ms): no verdict",
             s8,
         ),
         (
