@@ -26,7 +26,8 @@
 //! times in a row. With one Pinger's false DOWN rate r = (q^k)^I per probe window / interval,
 //! m-fold coincidences within B happen at most C(E, m) x m x r^m x B^(m-1) per second. Each
 //! profile is also simulated at 5 % loss (`DETECTION_PROFILE_SEEDS` blackout seeds, default
-//! 200, and the no-failure seeds and seconds above).
+//! 200, and the no-failure seeds and seconds above); `DETECTION_ONLY_PROFILES=1` stops after
+//! this table.
 //!
 //!   cargo bench --bench detection
 //!   DETECTION_SEEDS=50 DETECTION_CALM_SEEDS=10 DETECTION_CALM_SECS=60 cargo bench --bench detection
