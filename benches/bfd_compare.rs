@@ -57,7 +57,9 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("bfd_compare: {trials} trials per detector, seed {seed}, load average at start {load}");
+    println!(
+        "bfd_compare: {trials} trials per detector, seed {seed}, load average at start {load}"
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
     {
@@ -97,7 +99,9 @@ fn missing() -> Option<String> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            return Some(format!("`{tool}` not found (Debian: iproute2, nftables, bird2)"));
+            return Some(format!(
+                "`{tool}` not found (Debian: iproute2, nftables, bird2)"
+            ));
         }
     }
     None
@@ -196,7 +200,9 @@ impl BfdBed {
         let stdin = child.stdin.take().context("nft stdin")?;
         bed.nft = Some((child, stdin));
         bed.nft("add table inet bfdcmp")?;
-        bed.nft("add chain inet bfdcmp input { type filter hook input priority 0; policy accept; }")?;
+        bed.nft(
+            "add chain inet bfdcmp input { type filter hook input priority 0; policy accept; }",
+        )?;
         Ok(bed)
     }
 

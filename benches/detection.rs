@@ -199,7 +199,7 @@ const PROFILES: [Profile; 4] = [
     ("DRL", 100, 5),
     ("former fast", 20, 5),
     ("fast", 20, 3),
-    ("20 ms x 2", 20, 2),
+    ("", 20, 2),
 ];
 
 fn profile_timing(&(_, interval, retries): &Profile) -> Timing {
@@ -225,7 +225,8 @@ fn verdict_bound(t: &Timing, loss: f64, indicators: usize, electorate: usize) ->
     let rate = per_window / t.probe_interval.as_secs_f64();
     let m = electorate / 2 + 1;
     let b = t.probe_budget().as_secs_f64();
-    let coincidences = choose(electorate, m) * m as f64 * rate.powi(m as i32) * b.powi(m as i32 - 1);
+    let coincidences =
+        choose(electorate, m) * m as f64 * rate.powi(m as i32) * b.powi(m as i32 - 1);
     (rate * YEAR_S, coincidences * YEAR_S)
 }
 
@@ -243,7 +244,7 @@ fn profiles(indicators: usize, electorate: usize, seeds: u64, calm: (u64, u64)) 
             let budget = t.probe_budget().as_millis();
             let loss = loss * 100.0;
             println!(
-                "| {} ({} ms x {}) | {budget} ms | {loss:.0} % | {} | {} |",
+                "| {} {} ms x {} | {budget} ms | {loss:.0} % | {} | {} |",
                 p.0,
                 p.1,
                 p.2,
@@ -271,7 +272,7 @@ fn profiles(indicators: usize, electorate: usize, seeds: u64, calm: (u64, u64)) 
             fv += &format!(" ({other} other violations)");
         }
         println!(
-            "| {} ({} ms x {}) | {detected} | {:.0} | {:.0} | {fv} | {node_hours:.1} |",
+            "| {} {} ms x {} | {detected} | {:.0} | {:.0} | {fv} | {node_hours:.1} |",
             p.0,
             p.1,
             p.2,

@@ -40,9 +40,7 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={v}: {e}")),
+        Ok(v) => v.parse().map_err(|e| anyhow::anyhow!("{name}={v}: {e}")),
         Err(_) => Ok(default),
     }
 }
@@ -144,6 +142,16 @@ fn report(profile: &str, loss: u8, rows: &[Row]) {
             Some(_) => "(reference)".to_string(),
             None => "- (no 0 ms row)".to_string(),
         };
-        row!(rtt, n, f1(p50), f1(p99), f1(max), f1(mean), fv, format!("{secs:.0}"), goal);
+        row!(
+            rtt,
+            n,
+            f1(p50),
+            f1(p99),
+            f1(max),
+            f1(mean),
+            fv,
+            format!("{secs:.0}"),
+            goal
+        );
     }
 }

@@ -180,7 +180,8 @@ impl Relay {
     pub fn set_link(&self, from: &[IpAddr], to: &[SocketAddr], faults: LinkFaults) {
         let mut s = lock(&self.state);
         for ip in from {
-            s.links.extend(to.iter().map(|public| ((*ip, *public), faults)));
+            s.links
+                .extend(to.iter().map(|public| ((*ip, *public), faults)));
         }
     }
 
@@ -357,7 +358,10 @@ mod tests {
         assert_eq!(ask(&c1, public, "7", WAIT).await, echo("7"));
         let fast = t.elapsed();
         assert!(fast >= Duration::from_millis(40), "{fast:?}");
-        assert!(fast < Duration::from_millis(150), "c1 was held behind c2: {fast:?}");
+        assert!(
+            fast < Duration::from_millis(150),
+            "c1 was held behind c2: {fast:?}"
+        );
         let mut buf = [0u8; 64];
         let (n, _) = tokio::time::timeout(WAIT, c2.recv_from(&mut buf))
             .await

@@ -133,7 +133,8 @@ pub async fn blackouts(
     label: &str,
 ) -> Result<()> {
     for i in 1..=trials {
-        w.idle(Duration::from_millis(rng.random_range(0..1000))).await;
+        w.idle(Duration::from_millis(rng.random_range(0..1000)))
+            .await;
         w.expected = Some(site.clone());
         let t0 = Instant::now();
         let stopped = fleet.stop_site(site).await;
@@ -164,7 +165,12 @@ pub fn behind_relay(text: &str) -> (String, Vec<(SocketAddr, SocketAddr)>) {
         let Some(("mesh", value)) = line.split_once('=').map(|(k, v)| (k.trim(), v)) else {
             continue;
         };
-        let value = value.split('#').next().unwrap_or("").trim().trim_matches('"');
+        let value = value
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
         if let Ok(public) = value.parse::<SocketAddr>() {
             let bind = SocketAddr::new(public.ip(), 7411);
             out.push_str(&format!("mesh_bind = \"{bind}\"\n"));

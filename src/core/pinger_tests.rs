@@ -407,7 +407,10 @@ fn a_pinger_that_stalled_longer_than_the_detection_time_waits_for_real_misses() 
     run(&mut p, Time::ZERO, at(300), &["a1"]);
     p.handle_timeout(at(1050));
     let r = p.report(&site(), at(1050));
-    assert_eq!(r.indicators[0].misses, 1, "only the probe of 300 ms timed out");
+    assert_eq!(
+        r.indicators[0].misses, 1,
+        "only the probe of 300 ms timed out"
+    );
     assert_eq!(r.indicators[0].reachable, Some(true));
     let events = run(&mut p, at(1050), at(2000), &["a1"]);
     assert!(
