@@ -224,12 +224,12 @@ impl BfdBed {
     fn start_birds(&mut self, interval_ms: u64, mult: u32) -> Result<()> {
         self.stop_birds();
         let (tx, rx) = mpsc::channel();
-        for i in 0..2 {
+        for (i, ns) in NS.iter().enumerate() {
             let conf = self.dir.path().join(format!("bird{i}.conf"));
             std::fs::write(&conf, bird_conf(i, interval_ms, mult))?;
             let ctl = self.dir.path().join(format!("bird{i}.ctl"));
             let mut child = Command::new("ip")
-                .args(["netns", "exec", NS[i], "bird", "-f", "-c"])
+                .args(["netns", "exec", ns, "bird", "-f", "-c"])
                 .arg(&conf)
                 .arg("-s")
                 .arg(&ctl)
