@@ -144,13 +144,29 @@ pub async fn blackouts(
         println!("{label} trial {i:2}: blackout -> DOWN at every voter {ms:6.1} ms");
         w.trials.detection_ms.push(ms);
         for id in &stopped {
-            fleet.start_node(id).await?;
+            restart(fleet, id).await?;
         }
         w.committed(site, &voters, Outcome::Up).await?;
         w.expected = None;
         settle(fleet, "a restart").await?;
     }
     Ok(())
+}
+
+/// Starts a stopped node again. Its mesh port may still be held for a moment after the stop
+/// (seen over the relay's delayed links under load): retries for up to 5 s, and says so.
+async fn restart(fleet: &mut LocalFleet, id: &NodeId) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fleet.start_node(id).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                println!("restart of {id} failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Puts every node of a fleet file behind a relay: each node keeps its `mesh` address (the
