@@ -18,6 +18,19 @@
 //!
 //! A second table repeats the no-failure runs with only the two voters of each judged site as
 //! its Indicators (I = 2), where loss makes false DOWN opinions frequent enough to be seen.
+//!
+//! A third table bounds false verdicts per timing profile (DRL 100 ms x 5, the former fast
+//! profile 20 ms x 5, the fast profile 20 ms x 3 of config/three-sites-fast.toml, and 20 ms x 2
+//! for contrast): a DOWN verdict needs a majority m of the electorate's E Pingers to be DOWN
+//! within one probe budget B of each other, each having missed all I Indicators `retries`
+//! times in a row. With one Pinger's false DOWN rate r = (q^k)^I per probe window / interval,
+//! m-fold coincidences within B happen at most C(E, m) x m x r^m x B^(m-1) per second. Each
+//! profile is also simulated at 5 % loss (`DETECTION_PROFILE_SEEDS` blackout seeds, default
+//! 200, and the no-failure seeds and seconds above); `DETECTION_ONLY_PROFILES=1` stops after
+//! this table.
+//!
+//!   cargo bench --bench detection
+//!   DETECTION_SEEDS=50 DETECTION_CALM_SEEDS=10 DETECTION_CALM_SECS=60 cargo bench --bench detection
 
 use quorate::config::Timing;
 use quorate::core::types::Outcome;
@@ -47,12 +60,12 @@ fn timing(retries: u32) -> Timing {
     t
 }
 
-fn config(loss: f64, retries: u32, scenario: Scenario, horizon: Duration) -> SimConfig {
+fn config(loss: f64, timing: Timing, scenario: Scenario, horizon: Duration) -> SimConfig {
     SimConfig {
         loss,
         loss_scenario: loss,
         scenario: Some(scenario),
-        timing: timing(retries),
+        timing,
         horizon,
         trace_lines: 0,
         ..SimConfig::default()
@@ -110,8 +123,8 @@ struct Cell {
     other: usize,
 }
 
-fn blackout_cell(loss: f64, retries: u32, seeds: u64) -> (Vec<f64>, usize) {
-    let mut cfg = config(loss, retries, Scenario::Blackout, Duration::ZERO);
+fn blackout_cell(loss: f64, timing: Timing, seeds: u64) -> (Vec<f64>, usize) {
+    let mut cfg = config(loss, timing, Scenario::Blackout, Duration::ZERO);
     // The blackout starts by 3.5 s; leave it the whole liveness bound and a second more.
     cfg.horizon = Duration::from_millis(3500) + cfg.liveness_bound() + Duration::from_secs(1);
     let mut lat = Vec::new();
@@ -129,12 +142,12 @@ fn blackout_cell(loss: f64, retries: u32, seeds: u64) -> (Vec<f64>, usize) {
 /// (false DOWN verdicts, node-hours, judged-site-years, runs with other violations).
 fn calm_cell(
     loss: f64,
-    retries: u32,
+    timing: Timing,
     indicators: usize,
     seeds: u64,
     secs: u64,
 ) -> (u64, f64, f64, usize) {
-    let mut cfg = config(loss, retries, Scenario::Loss, Duration::from_secs(secs));
+    let mut cfg = config(loss, timing, Scenario::Loss, Duration::from_secs(secs));
     cfg.indicators_per_site = indicators;
     let judged_sites = (cfg.sites - 1) as f64;
     let (mut verdicts, mut node_s, mut site_s, mut other) = (0u64, 0f64, 0f64, 0);
@@ -180,6 +193,95 @@ fn sci(x: f64) -> String {
     }
 }
 
+/// A timing profile: name, probe interval (ms), retries.
+type Profile = (&'static str, u64, u32);
+const PROFILES: [Profile; 4] = [
+    ("DRL", 100, 5),
+    ("former fast", 20, 5),
+    ("fast", 20, 3),
+    ("", 20, 2),
+];
+
+fn profile_timing(&(_, interval, retries): &Profile) -> Timing {
+    let mut cfg = SimConfig::default();
+    if interval == 20 {
+        cfg = cfg.fast();
+    }
+    let t = &mut cfg.timing;
+    t.retries = retries;
+    t.revote_after = t.probe_budget() * 5;
+    cfg.timing
+}
+
+fn choose(n: usize, k: usize) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+/// (one Pinger's false DOWN opinions per year, false DOWN verdicts per site-year): the
+/// verdict-level union bound of the module comment.
+fn verdict_bound(t: &Timing, loss: f64, indicators: usize, electorate: usize) -> (f64, f64) {
+    let q = 1.0 - (1.0 - loss).powi(2);
+    let per_window = q.powi((t.retries as usize * indicators) as i32);
+    let rate = per_window / t.probe_interval.as_secs_f64();
+    let m = electorate / 2 + 1;
+    let b = t.probe_budget().as_secs_f64();
+    let coincidences =
+        choose(electorate, m) * m as f64 * rate.powi(m as i32) * b.powi(m as i32 - 1);
+    (rate * YEAR_S, coincidences * YEAR_S)
+}
+
+fn profiles(indicators: usize, electorate: usize, seeds: u64, calm: (u64, u64)) {
+    let m = electorate / 2 + 1;
+    println!(
+        "\nFalse-verdict bound per profile: I = {indicators} Indicators per judged site, a verdict needs {m} of {electorate} Pingers DOWN within one probe budget\n"
+    );
+    println!("| profile | probe budget | loss p | one Pinger's false DOWN opinions per year | bound: false verdicts per site-year |");
+    println!("|---|---:|---:|---:|---:|");
+    for p in &PROFILES {
+        let t = profile_timing(p);
+        for &loss in &LOSSES {
+            let (pinger, verdicts) = verdict_bound(&t, loss, indicators, electorate);
+            let budget = t.probe_budget().as_millis();
+            let loss = loss * 100.0;
+            println!(
+                "| {} {} ms x {} | {budget} ms | {loss:.0} % | {} | {} |",
+                p.0,
+                p.1,
+                p.2,
+                sci(pinger),
+                sci(verdicts)
+            );
+        }
+    }
+    let (calm_seeds, calm_secs) = calm;
+    println!(
+        "\nSimulated at 5 % loss: {seeds} blackout seeds, {calm_seeds} no-failure seeds x {calm_secs} s per profile\n"
+    );
+    println!("| profile | detected | p50 (ms) | p99 (ms) | false DOWN verdicts | node-hours |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for p in &PROFILES {
+        let t = profile_timing(p);
+        let (lat, violations) = blackout_cell(0.05, t.clone(), seeds);
+        let (fv, node_hours, _, other) = calm_cell(0.05, t, indicators, calm_seeds, calm_secs);
+        let mut detected = format!("{}/{seeds}", lat.len());
+        if violations > 0 {
+            detected += &format!(" ({violations} violations)");
+        }
+        let mut fv = fv.to_string();
+        if other > 0 {
+            fv += &format!(" ({other} other violations)");
+        }
+        println!(
+            "| {} {} ms x {} | {detected} | {:.0} | {:.0} | {fv} | {node_hours:.1} |",
+            p.0,
+            p.1,
+            p.2,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let seeds = env("DETECTION_SEEDS", 200);
@@ -190,6 +292,15 @@ fn main() {
     // Electorate of a judged site: the voters of every other site.
     let electorate = base.voters_per_site * (base.sites - 1);
     let rounds_per_s = 1.0 / timing(5).probe_interval.as_secs_f64();
+    profiles(
+        indicators,
+        electorate,
+        env("DETECTION_PROFILE_SEEDS", 200),
+        (calm_seeds, calm_secs),
+    );
+    if std::env::var("DETECTION_ONLY_PROFILES").is_ok() {
+        return;
+    }
     println!(
         "topology: {} sites x {} voters, {} Indicators per judged site (electorate {}); DRL timings \
          (100 ms probes/timeouts, 300 ms vote timeout, 3 rounds), retries k varied",
@@ -204,9 +315,9 @@ fn main() {
     for &loss in &LOSSES {
         for &retries in &RETRIES {
             let t = Instant::now();
-            let (lat, violations) = blackout_cell(loss, retries, seeds);
+            let (lat, violations) = blackout_cell(loss, timing(retries), seeds);
             let (false_verdicts, node_hours, site_years, other) =
-                calm_cell(loss, retries, indicators, calm_seeds, calm_secs);
+                calm_cell(loss, timing(retries), indicators, calm_seeds, calm_secs);
             eprintln!(
                 "p={:.0}% k={retries}: {:.1} s wall",
                 loss * 100.0,
@@ -282,7 +393,7 @@ fn main() {
     for &loss in &LOSSES {
         for &retries in &RETRIES {
             let (n, node_hours, site_years, other) =
-                calm_cell(loss, retries, few, calm_seeds, calm_secs);
+                calm_cell(loss, timing(retries), few, calm_seeds, calm_secs);
             let q = 1.0 - (1.0 - loss).powi(2);
             let bound =
                 electorate as f64 * rounds_per_s * YEAR_S * q.powi((retries as usize * few) as i32);

@@ -28,7 +28,7 @@ mod report;
 use report::{f1, summary};
 
 /// Status messages every 50 ms, so that self_fence_after_s (two status intervals, 0.1 s)
-/// plus the 0.12 s probe budget stays below the takeover delay (check-config's rule).
+/// plus the 0.08 s probe budget stays below the takeover delay (check-config's rule).
 const STATUS_MS: u64 = 50;
 const SELF_FENCE_S: f64 = 0.1;
 /// The loopback range of this bench's fleet (127.45.S.N).

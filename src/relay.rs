@@ -5,13 +5,15 @@
 //! address gets its own upstream socket, so the node sees one peer per client and its replies
 //! find their way back to the right client through the public socket. On top of that the
 //! relay injects the faults a WAN has and loopback has not: cuts between client IPs and public
-//! addresses, a one-way delay and seeded random loss. Sessions live as long as the relay: it
-//! is meant for tests and testbeds with a bounded set of clients.
+//! addresses, a one-way delay and seeded random loss, for every packet or per link between
+//! client IPs and public addresses (a WAN between sites, none inside a site). Sessions live
+//! as long as the relay: it is meant for tests and testbeds with a bounded set of clients.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::cmp::Reverse;
 use std::collections::hash_map::{Entry, HashMap};
-use std::collections::HashSet;
+use std::collections::{BinaryHeap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -28,10 +30,20 @@ pub struct RelayStats {
     pub dropped: u64,
 }
 
+/// The one-way delay and loss of a link between a client IP and a public address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkFaults {
+    pub delay: Duration,
+    /// 0..=100
+    pub loss_percent: u8,
+}
+
 /// The faults in force, consulted for every packet, and what they did.
 struct State {
     /// (client IP, public address) pairs whose packets are dropped both ways.
     blocked: HashSet<(IpAddr, SocketAddr)>,
+    /// Per (client IP, public address) faults, in place of `delay` and `loss_percent`.
+    links: HashMap<(IpAddr, SocketAddr), LinkFaults>,
     delay: Duration,
     loss_percent: u8,
     rng: StdRng,
@@ -42,6 +54,7 @@ impl State {
     fn new() -> State {
         State {
             blocked: HashSet::new(),
+            links: HashMap::new(),
             delay: Duration::ZERO,
             loss_percent: 0,
             rng: StdRng::seed_from_u64(0),
@@ -51,13 +64,17 @@ impl State {
 
     /// The fate of one packet between `client` and `public`: None to drop it, else its delay.
     fn admit(&mut self, client: IpAddr, public: SocketAddr) -> Option<Duration> {
-        let lost = self.loss_percent > 0 && self.rng.random_range(0..100u8) < self.loss_percent;
+        let link = self.links.get(&(client, public)).copied();
+        let (delay, loss) = link.map_or((self.delay, self.loss_percent), |l| {
+            (l.delay, l.loss_percent)
+        });
+        let lost = loss > 0 && self.rng.random_range(0..100u8) < loss;
         if lost || self.blocked.contains(&(client, public)) {
             self.stats.dropped += 1;
             return None;
         }
         self.stats.forwarded += 1;
-        Some(self.delay)
+        Some(delay)
     }
 }
 
@@ -156,6 +173,23 @@ impl Relay {
         lock(&self.state).delay = one_way;
     }
 
+    /// Gives the links between clients whose source IP is in `from` and the public addresses
+    /// `to` their own delay and loss (both directions), in place of `set_delay` and
+    /// `set_loss`'s: a WAN between two sites while each site's own traffic stays fast. Loss
+    /// draws from the RNG `set_loss` seeded.
+    pub fn set_link(&self, from: &[IpAddr], to: &[SocketAddr], faults: LinkFaults) {
+        let mut s = lock(&self.state);
+        for ip in from {
+            s.links
+                .extend(to.iter().map(|public| ((*ip, *public), faults)));
+        }
+    }
+
+    /// Forgets every `set_link`.
+    pub fn clear_links(&self) {
+        lock(&self.state).links.clear();
+    }
+
     /// Drops `percent` (0..=100) of the packets, both directions, drawn from a `seed`ed RNG.
     pub fn set_loss(&self, percent: u8, seed: u64) {
         let mut s = lock(&self.state);
@@ -193,10 +227,27 @@ async fn route(
     let mut tasks = JoinSet::new();
     let (delayed, mut delay_rx) = mpsc::unbounded_channel::<Delayed>();
     tasks.spawn(async move {
-        // In arrival order, each at its due time.
-        while let Some((due, socket, to, bytes)) = delay_rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            let _ = socket.send_to(&bytes, to).await;
+        // Each at its due time: packets of links with different delays overtake each other.
+        // (due, arrival number): equal due times keep their arrival order.
+        let mut waiting = BinaryHeap::new();
+        let mut packets = HashMap::new();
+        let mut arrived = 0u64;
+        loop {
+            let next = waiting.peek().map(|&Reverse(k): &Reverse<(Instant, u64)>| k.0);
+            tokio::select! {
+                got = delay_rx.recv() => {
+                    let Some((due, socket, to, bytes)) = got else { break };
+                    arrived += 1;
+                    waiting.push(Reverse((due, arrived)));
+                    packets.insert(arrived, (socket, to, bytes));
+                }
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    let Some(Reverse((_, n))) = waiting.pop() else { continue };
+                    if let Some((socket, to, bytes)) = packets.remove(&n) {
+                        let _ = socket.send_to(&bytes, to).await;
+                    }
+                }
+            }
         }
     });
     let line = Line {
@@ -293,6 +344,32 @@ mod tests {
         let t = Instant::now();
         assert_eq!(ask(&c1, public, "5", WAIT).await, echo("5"));
         assert!(t.elapsed() >= Duration::from_millis(200));
+
+        // A link of its own for c2: slow; c1's packets, 20 ms each way, overtake c2's in the
+        // same delay line.
+        relay.set_delay(Duration::from_millis(20));
+        let slow = LinkFaults {
+            delay: Duration::from_millis(150),
+            loss_percent: 0,
+        };
+        relay.set_link(&["127.0.0.2".parse().unwrap()], &[public], slow);
+        let t = Instant::now();
+        c2.send_to(b"6", public).await.unwrap();
+        assert_eq!(ask(&c1, public, "7", WAIT).await, echo("7"));
+        let fast = t.elapsed();
+        assert!(fast >= Duration::from_millis(40), "{fast:?}");
+        assert!(
+            fast < Duration::from_millis(150),
+            "c1 was held behind c2: {fast:?}"
+        );
+        let mut buf = [0u8; 64];
+        let (n, _) = tokio::time::timeout(WAIT, c2.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"6");
+        assert!(t.elapsed() >= Duration::from_millis(300), "150 ms each way");
+        relay.clear_links();
 
         relay.shutdown().await;
         drop(std::net::UdpSocket::bind(public).expect("port released"));

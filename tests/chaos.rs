@@ -11,6 +11,7 @@
 //! Needs root and `ip netns`; without them the tests print why and pass (as they do with
 //! QUORATE_CHAOS_SEPARATE=1, which tests/run-all.sh sets while it runs the other tests).
 //! CHAOS_ONLY=S1,S5 runs only those scenarios; CHAOS_LOSS_SECS shortens S4 (default 120 s).
+//! TESTBED_NS_PREFIX (default qt-) names the testbed's namespaces, as for testbed/testbed.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -85,6 +86,11 @@ fn skip_reason() -> Option<String> {
     }
 }
 
+/// The testbed's namespace name prefix (testbed/testbed reads the same variable).
+fn ns_prefix() -> String {
+    std::env::var("TESTBED_NS_PREFIX").unwrap_or_else(|_| "qt-".into())
+}
+
 fn testbed_cmd(args: &[&str]) -> Command {
     let mut c = Command::new(root().join("testbed/testbed"));
     c.arg("--dir")
@@ -135,7 +141,7 @@ fn rest(node: &str, path: &str) -> Option<String> {
         .args([
             "netns",
             "exec",
-            &format!("qt-{site}"),
+            &format!("{}{site}", ns_prefix()),
             "curl",
             "-sf",
             "-m",
@@ -336,7 +342,7 @@ fn post_failback(node: &str) -> (u16, String) {
         .args([
             "netns",
             "exec",
-            &format!("qt-{site}"),
+            &format!("{}{site}", ns_prefix()),
             "curl",
             "-s",
             "-m",
@@ -1202,7 +1208,7 @@ fn s7(run: &mut Run, base: &Snap) -> Check {
     Ok(())
 }
 
-/// S8: the a–b link flaps faster than the probe budget (120 ms): no verdict.
+/// S8: the a–b link flaps faster than the probe budget (80 ms): no verdict.
 fn s8(run: &mut Run, base: &Snap) -> Check {
     let fp0 = fp_total(&VOTERS);
     run.inject(&["flap", "a", "b", "--period", "50"]);
@@ -1255,7 +1261,7 @@ fn assert_nothing_left() {
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let ns = String::from_utf8_lossy(&ns.stdout).to_string();
     assert!(
-        !ns.lines().any(|l| l.starts_with("qt-")),
+        !ns.lines().any(|l| l.starts_with(&ns_prefix())),
         "namespaces left: {ns}"
     );
     let links = Command::new("ip")
@@ -1266,7 +1272,7 @@ fn assert_nothing_left() {
     for l in links.lines() {
         let name = l.split(": ").nth(1).unwrap_or("");
         assert!(
-            !name.starts_with("h-") && !name.starts_with("qt-"),
+            !name.starts_with("h-") && !name.starts_with(&ns_prefix()),
             "link left in the root namespace: {l}"
         );
     }
@@ -1356,7 +1362,7 @@ fn chaos_scenarios() {
         ("S7", "a1 and a2 killed, a3 still answers: no verdict", s7),
         (
             "S8",
-            "a-b link flapping every 50 ms (probe budget 120 ms): no verdict",
+            "a-b link flapping every 50 ms (probe budget 80 ms): no verdict",
             s8,
         ),
         (

@@ -126,7 +126,7 @@ async fn one_live_indicator_keeps_its_site_up() {
         }
     })
     .await;
-    // Several probe budgets (120 ms each) more: still no verdict anywhere.
+    // Several probe budgets (80 ms each) more: still no verdict anywhere.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for (name, addr) in &voters {
         let s = rest.site(*addr, "a").await;

@@ -148,7 +148,8 @@ fn example_fleets_pass_validation() {
     assert_eq!(fast.timing.probe_interval, Duration::from_millis(20));
     assert_eq!(fast.timing.probe_timeout, Duration::from_millis(20));
     assert_eq!(fast.timing.vote_timeout, Duration::from_millis(100));
-    assert_eq!(fast.timing.probe_budget(), Duration::from_millis(120));
+    assert_eq!(fast.timing.retries, 3);
+    assert_eq!(fast.timing.probe_budget(), Duration::from_millis(80));
 }
 
 #[test]

@@ -2,6 +2,16 @@
 //! and turns them into a site opinion by the ORBIT/DRL rule (UP while any Indicator is
 //! reachable, DOWN when none is). It owns the probe schedule and the evidence; it never sends
 //! anything itself: it emits `SendProbe` and the driver carries it.
+//!
+//! An Indicator is unreachable after `retries` consecutive missed probes. A probe is missed
+//! when its timeout passes unanswered, or earlier, as BFD detects a dead peer: once an
+//! Indicator that answered before has been silent for its detection time (`retries` probe
+//! intervals, plus a quarter interval of jitter allowance) after its last answer, every probe
+//! it left unanswered for longer than that last answer's round trip (plus the allowance) is
+//! missed. After a blackout that is the `retries` probes sent since the last answer, so the
+//! Indicator is unreachable `retries` intervals after it last spoke instead of one probe
+//! timeout after the `retries`-th probe. A Pinger that stalled (or skipped rounds) has sent
+//! fewer probes than that and still waits for the timeouts.
 
 use super::types::{NodeId, Opinion, SiteId, Time};
 use crate::wire::{IndicatorView, OpinionReport, MAX_REPORTED_INDICATORS};
@@ -80,6 +90,9 @@ struct IndicatorState {
     streak_from: Option<Time>,
     /// Probes in flight: (nonce, sent at). At most ceil(timeout / interval) + 1.
     outstanding: VecDeque<(u64, Time)>,
+    /// When the silence since the last answer reaches the detection time; None before the
+    /// first answer and once that moment has been handled.
+    silent_at: Option<Time>,
 }
 
 impl IndicatorState {
@@ -93,6 +106,7 @@ impl IndicatorState {
             last_seen: None,
             streak_from: None,
             outstanding: VecDeque::new(),
+            silent_at: None,
         }
     }
     fn fresh(&self) -> bool {
@@ -155,6 +169,10 @@ pub struct Pinger {
     /// Send times of rounds that may still have probes in flight, oldest first. All probes of
     /// a round share its send time, so the earliest deadline is the front + timeout.
     rounds_in_flight: VecDeque<Time>,
+    /// (silent_at, site index, indicator index), in time order: every answer pushes its
+    /// Indicator's new moment at the back (the detection time is the same for all). Entries
+    /// an Indicator's later answer replaced are dropped when they reach the front.
+    silences: VecDeque<(Time, usize, usize)>,
     rng: StdRng,
     actions: VecDeque<PingerAction>,
     stats: PingerStats,
@@ -174,6 +192,7 @@ impl Pinger {
             index: HashMap::new(),
             next_round: now,
             rounds_in_flight: VecDeque::new(),
+            silences: VecDeque::new(),
             rng: StdRng::seed_from_u64(seed),
             actions: VecDeque::new(),
             stats: PingerStats::default(),
@@ -226,11 +245,51 @@ impl Pinger {
         for si in 0..self.sites.len() {
             self.refresh_opinion(si, None);
         }
+        self.rebuild_silences();
     }
 
     /// New timings (fleet reload); they apply from the next round on.
     pub fn set_config(&mut self, cfg: PingerConfig) {
         self.cfg = cfg;
+        self.rebuild_silences();
+    }
+
+    /// BFD's detection time: how long an Indicator that answered before may stay silent
+    /// before the probes it left unanswered count as missed. `retries` intervals, plus a
+    /// quarter interval that lets the `retries`-th probe's answer be a little slower than the
+    /// last one (a BFD sender jitters its period by up to 25 % for the same reason).
+    pub fn detection_time(&self) -> Duration {
+        let i = self.cfg.interval;
+        i.saturating_mul(self.cfg.retries).saturating_add(i / 4)
+    }
+
+    /// Recomputes every silence moment from the last answers (indices or timings changed).
+    fn rebuild_silences(&mut self) {
+        let limit = self.detection_time();
+        self.silences.clear();
+        for (si, site) in self.sites.iter_mut().enumerate() {
+            for (ii, ind) in site.indicators.iter_mut().enumerate() {
+                if ind.silent_at.is_some() {
+                    let at = ind.last_seen.map(|t| t + limit);
+                    ind.silent_at = at;
+                    self.silences.extend(at.map(|t| (t, si, ii)));
+                }
+            }
+        }
+        self.silences.make_contiguous().sort();
+        self.drop_replaced_silences();
+    }
+
+    /// Pops front entries that no longer are their Indicator's silence moment, so that the
+    /// front is always a live one and `poll_timeout` wakes no one for nothing.
+    fn drop_replaced_silences(&mut self) {
+        while let Some(&(at, si, ii)) = self.silences.front() {
+            let live = self.sites.get(si).and_then(|s| s.indicators.get(ii));
+            if live.is_some_and(|i| i.silent_at == Some(at)) {
+                break;
+            }
+            self.silences.pop_front();
+        }
     }
 
     pub fn config(&self) -> &PingerConfig {
@@ -243,10 +302,12 @@ impl Pinger {
 
     /// The earliest time `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Time {
-        match self.rounds_in_flight.front() {
-            Some(&sent) => self.next_round.min(sent + self.cfg.timeout),
-            None => self.next_round,
-        }
+        let expiry = self.rounds_in_flight.front().map(|&s| s + self.cfg.timeout);
+        let silence = self.silences.front().map(|&(at, _, _)| at);
+        [expiry, silence]
+            .into_iter()
+            .flatten()
+            .fold(self.next_round, Time::min)
     }
 
     /// Expires probes whose timeout passed, then sends the round that is due.
@@ -279,6 +340,7 @@ impl Pinger {
                 self.refresh_opinion(si, Some(now));
             }
         }
+        self.handle_silences(now);
         if now >= self.next_round {
             self.send_round(now);
             // Keep the period; if the driver fell behind by more than a period, skip ahead
@@ -290,12 +352,48 @@ impl Pinger {
         }
     }
 
+    /// Indicators whose silence reached the detection time: the probes each left unanswered
+    /// for longer than its last answer's round trip (plus the allowance) are missed now.
+    fn handle_silences(&mut self, now: Time) {
+        let allowance = self.cfg.interval / 4;
+        while let Some(&(at, si, ii)) = self.silences.front() {
+            if at > now {
+                break;
+            }
+            self.silences.pop_front();
+            let ind = &mut self.sites[si].indicators[ii];
+            if ind.silent_at != Some(at) {
+                continue;
+            }
+            ind.silent_at = None;
+            let waited = ind.last_rtt.unwrap_or_default() + allowance;
+            let mut overdue = Vec::new();
+            while let Some(&(_, sent)) = ind.outstanding.front() {
+                if sent + waited > now {
+                    break;
+                }
+                ind.outstanding.pop_front();
+                overdue.push(sent);
+            }
+            if overdue.is_empty() {
+                continue;
+            }
+            for sent in overdue {
+                self.record_miss(si, ii, sent);
+            }
+            self.sites[si].last_evidence = Some(now);
+            self.refresh_opinion(si, Some(now));
+        }
+        self.drop_replaced_silences();
+    }
+
     /// An Answer to probe `nonce` arrived from `indicator` at `now`.
     pub fn handle_answer(&mut self, now: Time, indicator: &NodeId, nonce: u64) {
         let Some(&(si, ii)) = self.index.get(indicator) else {
             return;
         };
         let retries = self.cfg.retries;
+        let silent_at = now + self.detection_time();
         let site_id = self.sites[si].id.clone();
         let site = &mut self.sites[si];
         let ind = &mut site.indicators[ii];
@@ -315,6 +413,8 @@ impl Pinger {
         ind.misses = 0;
         ind.streak_from = None;
         ind.reach = Reach::Reachable;
+        ind.silent_at = Some(silent_at);
+        self.silences.push_back((silent_at, si, ii));
         match was {
             Reach::Unreachable => {
                 site.tally.unreachable -= 1;
@@ -336,6 +436,7 @@ impl Pinger {
         }
         site.last_evidence = Some(now);
         self.refresh_opinion(si, Some(now));
+        self.drop_replaced_silences();
     }
 
     /// The driver could not send probe `nonce` (no connection to the Indicator yet). While the

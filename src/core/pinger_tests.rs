@@ -38,6 +38,19 @@ fn drain(p: &mut Pinger) -> Vec<PingerAction> {
 /// Runs the pinger until `until`; Indicators in `alive` answer every probe after 1 ms.
 /// Returns every action except SendProbe, with the time it was emitted.
 fn run(p: &mut Pinger, from: Time, until: Time, alive: &[&str]) -> Vec<(Time, PingerAction)> {
+    run_with(p, from, until, |who, _| {
+        alive.contains(&who.as_str()).then_some(ms(1))
+    })
+}
+
+/// Runs the pinger until `until`; `answer(indicator, sent)` gives the round trip of each probe
+/// or None when it is lost. Returns every action except SendProbe, with its time.
+fn run_with(
+    p: &mut Pinger,
+    from: Time,
+    until: Time,
+    answer: impl Fn(&NodeId, Time) -> Option<Duration>,
+) -> Vec<(Time, PingerAction)> {
     let mut out = Vec::new();
     let mut pending: Vec<(Time, NodeId, u64)> = Vec::new();
     let mut now = from;
@@ -58,8 +71,8 @@ fn run(p: &mut Pinger, from: Time, until: Time, alive: &[&str]) -> Vec<(Time, Pi
         for a in drain(p) {
             match a {
                 PingerAction::SendProbe { indicator, nonce } => {
-                    if alive.contains(&indicator.as_str()) {
-                        pending.push((now + ms(1), indicator, nonce));
+                    if let Some(rtt) = answer(&indicator, now) {
+                        pending.push((now + rtt, indicator, nonce));
                     }
                 }
                 other => out.push((now, other)),
@@ -116,7 +129,11 @@ fn answered_probes_make_the_site_up_with_the_rtt_as_evidence() {
 fn an_indicator_is_unreachable_after_retries_consecutive_misses_and_the_site_goes_down() {
     let mut p = pinger(&["a1"]);
     run(&mut p, Time::ZERO, at(250), &["a1"]);
-    // a1 dies at 250 ms: the probe sent at 300 is the first one missed (at 400).
+    // a1 dies at 250 ms: the probe sent at 300 is the first one missed (at its timeout, 400),
+    // the one sent at 400 the second (500). a1 last answered at 201: 3 × 100 + 25 ms later,
+    // at 526, the probe sent at 500 has waited longer than the last round trip (1 ms) plus
+    // the allowance and is the third: a1 is unreachable 325 ms after it last spoke, not at
+    // the third probe's timeout (600).
     let events = run(&mut p, at(250), at(650), &[]);
     let a = |ind: &str| n(ind);
     assert_eq!(
@@ -138,14 +155,14 @@ fn an_indicator_is_unreachable_after_retries_consecutive_misses_and_the_site_goe
                 }
             ),
             (
-                at(600),
+                at(526),
                 PingerAction::IndicatorUnreachable {
                     site: site(),
                     indicator: a("a1")
                 }
             ),
             (
-                at(600),
+                at(526),
                 PingerAction::OpinionChanged {
                     site: site(),
                     from: Opinion::Suspect,
@@ -302,7 +319,7 @@ fn probes_that_could_not_be_sent_to_a_once_reachable_indicator_are_misses() {
     let changes = run_unsendable(&mut p, at(300), at(800));
     assert_eq!(
         changes,
-        vec![(at(400), Opinion::Suspect), (at(600), Opinion::Down)]
+        vec![(at(400), Opinion::Suspect), (at(526), Opinion::Down)]
     );
 }
 
@@ -325,4 +342,109 @@ fn run_unsendable(p: &mut Pinger, from: Time, until: Time) -> Vec<(Time, Opinion
         now = p.poll_timeout();
     }
     changes
+}
+
+#[test]
+fn the_detection_time_is_retries_intervals_and_a_quarter_interval_of_allowance() {
+    assert_eq!(pinger(&["a1"]).detection_time(), ms(325));
+}
+
+/// a1 answers in 1 ms, loses the probes sent at 300 and 400 ms, and answers the one sent at
+/// 500 ms after `third`.
+fn third_probe_answered_after(third: Duration) -> Vec<(Time, PingerAction)> {
+    let mut p = pinger(&["a1"]);
+    run(&mut p, Time::ZERO, at(250), &["a1"]);
+    run_with(&mut p, at(250), at(700), |_, sent| match sent {
+        t if t == at(300) || t == at(400) => None,
+        t if t == at(500) => Some(third),
+        _ => Some(ms(1)),
+    })
+}
+
+#[test]
+fn an_answer_slower_than_the_last_by_less_than_the_allowance_is_in_time() {
+    let events = third_probe_answered_after(ms(20));
+    assert!(
+        !events
+            .iter()
+            .any(|(_, e)| matches!(e, PingerAction::IndicatorUnreachable { .. })),
+        "{events:?}"
+    );
+    assert!(events.contains(&(
+        at(520),
+        PingerAction::OpinionChanged {
+            site: site(),
+            from: Opinion::Suspect,
+            to: Opinion::Up
+        }
+    )));
+}
+
+#[test]
+fn an_answer_slower_than_the_last_by_more_than_the_allowance_is_a_miss() {
+    let events = third_probe_answered_after(ms(30));
+    assert!(events.contains(&(
+        at(526),
+        PingerAction::IndicatorUnreachable {
+            site: site(),
+            indicator: n("a1")
+        }
+    )));
+    // The late answer is no evidence; the next probe's answer brings a1 back.
+    assert!(events.contains(&(
+        at(601),
+        PingerAction::ExternalFalsePositive {
+            site: site(),
+            indicator: n("a1")
+        }
+    )));
+}
+
+#[test]
+fn a_pinger_that_stalled_longer_than_the_detection_time_waits_for_real_misses() {
+    let mut p = pinger(&["a1"]);
+    // The round of 300 ms goes out and the driver stalls before its answer is handled.
+    run(&mut p, Time::ZERO, at(300), &["a1"]);
+    p.handle_timeout(at(1050));
+    let r = p.report(&site(), at(1050));
+    assert_eq!(
+        r.indicators[0].misses, 1,
+        "only the probe of 300 ms timed out"
+    );
+    assert_eq!(r.indicators[0].reachable, Some(true));
+    let events = run(&mut p, at(1050), at(2000), &["a1"]);
+    assert!(
+        events
+            .iter()
+            .all(|(_, e)| !matches!(e, PingerAction::IndicatorUnreachable { .. })),
+        "{events:?}"
+    );
+    assert_eq!(p.opinion(&site()), Opinion::Up);
+}
+
+#[test]
+fn new_timings_move_the_silence_already_counting() {
+    let mut p = pinger(&["a1"]);
+    run(&mut p, Time::ZERO, at(250), &["a1"]);
+    assert_eq!(p.poll_timeout(), at(300));
+    p.set_config(PingerConfig {
+        retries: 5,
+        ..cfg()
+    });
+    let events = run(&mut p, at(250), at(900), &[]);
+    let unreachable: Vec<_> = events
+        .iter()
+        .filter(|(_, e)| matches!(e, PingerAction::IndicatorUnreachable { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    // Last answer at 201 ms; 5 × 100 + 25 ms later.
+    assert_eq!(unreachable, vec![at(726)]);
+}
+
+#[test]
+fn a_steady_pinger_keeps_one_silence_per_indicator_and_wakes_only_for_rounds() {
+    let mut p = pinger(&["a1", "a2", "a3"]);
+    run(&mut p, Time::ZERO, at(1050), &["a1", "a2", "a3"]);
+    assert_eq!(p.silences.len(), 3);
+    assert_eq!(p.poll_timeout(), at(1100));
 }

@@ -84,6 +84,13 @@ pub struct FailoverChecker {
     pub strict: bool,
     /// Sites whose announcement an isolation step withdrew, not announced again since.
     pub fenced: BTreeSet<SiteId>,
+    /// Per (site, node) that started isolation steps since the site last withdrew: whether
+    /// that node's last allowed attempt has failed (the world's step failures, not the core,
+    /// kept the site announced).
+    pub isolating: BTreeMap<(SiteId, NodeId), bool>,
+    /// Takeovers that began while a cut-off site still announced because every node of it
+    /// had used up its isolation attempts on step failures: not the core's fault, counted.
+    pub isolation_exhausted: u64,
 }
 
 /// Defects of the core this checker recognises by their signature. With `strict` off they are
@@ -129,6 +136,8 @@ impl FailoverChecker {
             known: KnownDefects::default(),
             strict: true,
             fenced: BTreeSet::new(),
+            isolating: BTreeMap::new(),
+            isolation_exhausted: 0,
         }
     }
 
@@ -187,6 +196,7 @@ impl FailoverChecker {
             "{node} starts {} attempt {} (term {})",
             s.idempotency_key, s.attempt, s.term
         );
+
         let own_retry = |o: &Overlap| o.same_leader && o.attempt < s.attempt;
         let own_orphan = |o: &Overlap| o.same_node && o.orphaned && o.attempt < s.attempt;
         if !overlapping.is_empty() && overlapping.iter().all(own_retry) && !self.strict {
@@ -303,8 +313,31 @@ impl FailoverChecker {
         Ok(())
     }
 
+    /// `node` starts an attempt of an isolation step: it may still withdraw its site.
+    pub fn on_isolation_start(&mut self, node: &NodeId, s: &StartStep) {
+        self.isolating.insert((s.site.clone(), node.clone()), false);
+    }
+
+    /// An isolation attempt of `node` ended without effect: when it was the step's last
+    /// allowed attempt, that node can no longer withdraw its site.
+    pub fn on_isolation_failed(&mut self, node: &NodeId, s: &StartStep) {
+        let plan = self.fleet.watch(&s.site).and_then(|w| w.plan.as_ref());
+        let retries = plan
+            .and_then(|p| p.isolation.iter().find(|x| x.name == s.name))
+            .map_or(0, |x| x.retries);
+        if s.attempt > retries {
+            self.isolating.insert((s.site.clone(), node.clone()), true);
+        }
+    }
+
     /// (vi): a site that stayed alive but was cut off has withdrawn itself by now.
-    fn check_isolated_first(&self, now: Time, what: &str, site: &SiteId, f: &FaultModel) -> Check {
+    fn check_isolated_first(
+        &mut self,
+        now: Time,
+        what: &str,
+        site: &SiteId,
+        f: &FaultModel,
+    ) -> Check {
         let look_back = Time(now.0.saturating_sub(8_000_000));
         if f.blackout_during(site, look_back, now) {
             return Ok(());
@@ -316,8 +349,14 @@ impl FailoverChecker {
         if !cut {
             return Ok(());
         }
+        let mut tried = self.isolating.iter().filter(|((s, _), _)| s == site);
+        let exhausted = tried.clone().next().is_some() && tried.all(|(_, done)| *done);
         for (prefix, by) in &self.announced {
             if by.contains(site) && self.declares(prefix, site) {
+                if exhausted {
+                    self.isolation_exhausted += 1;
+                    return Ok(());
+                }
                 return Err((
                     ViolationKind::IsolationLate,
                     format!("{what}: site {site} is alive, cut off, and still announces {prefix}"),
@@ -365,6 +404,7 @@ impl FailoverChecker {
                     by.remove(&b.site);
                     if e.purpose == crate::core::node::StepPurpose::Isolation {
                         self.fenced.insert(b.site.clone());
+                        self.isolating.retain(|(s, _), _| *s != b.site);
                     }
                 }
             }

@@ -97,11 +97,13 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// The fast profile of `config/three-sites-fast.toml`: 20 ms probes, 100 ms vote timeout.
+    /// The fast profile of `config/three-sites-fast.toml`: 20 ms probes, 3 retries, 100 ms
+    /// vote timeout.
     pub fn fast(mut self) -> SimConfig {
         let t = &mut self.timing;
         t.probe_interval = Duration::from_millis(20);
         t.probe_timeout = Duration::from_millis(20);
+        t.retries = 3;
         t.vote_timeout = Duration::from_millis(100);
         t.revote_after = t.probe_budget() * 5;
         self

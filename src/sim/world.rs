@@ -568,6 +568,9 @@ impl World {
             .start(now, i, incarnation, s.clone(), &mut self.rng);
         let end = self.actuator.attempts[id].end;
         self.q.push(end, EventKind::StepEnd { attempt: id });
+        if s.purpose == crate::core::node::StepPurpose::Isolation {
+            self.failover.on_isolation_start(&me, &s);
+        }
         if s.purpose != crate::core::node::StepPurpose::Run {
             return Ok(());
         }
@@ -629,6 +632,11 @@ impl World {
         let Some((effect, done)) = self.actuator.end(id, now) else {
             return Ok(());
         };
+        let a = &self.actuator.attempts[id];
+        if effect.is_none() && a.step.purpose == crate::core::node::StepPurpose::Isolation {
+            let who = self.nodes[a.node].id.clone();
+            self.failover.on_isolation_failed(&who, &a.step);
+        }
         if let Some(e) = effect {
             self.counters.effects += 1;
             let who = self.nodes[e.node].id.clone();

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// A DOWN verdict committed up to this long after site a is seen up again still belongs to
-/// the blackout: a vote round in flight when a came back (probe budget 0.12 s + 3 vote rounds
-/// of 0.1 s in the testbed's fleet file) commits within 0.42 s; the rest covers the soak's
+/// the blackout: a vote round in flight when a came back (probe budget 0.08 s + 3 vote rounds
+/// of 0.1 s in the testbed's fleet file) commits within 0.38 s; the rest covers the soak's
 /// polling interval.
 pub const IN_FLIGHT_GRACE_MS: i64 = 2_000;
 

@@ -1,0 +1,205 @@
+//! Blackout trials on a loopback fleet (`LocalFleet`), shared by the benches that time
+//! blackout -> DOWN verdict committed at every surviving voter and count false verdicts.
+// Each bench includes this file as its own module and uses only part of it.
+#![allow(dead_code)]
+
+use anyhow::{bail, Context, Result};
+use quorate::core::types::{NodeId, Outcome, SiteId};
+use quorate::localfleet::LocalFleet;
+use quorate::node::{EventKind, NodeEvent};
+use rand::{rngs::StdRng, Rng};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Every running voter's own Pinger sees each site it watches UP, and none shows a DOWN verdict.
+pub fn steady(f: &LocalFleet) -> bool {
+    f.running_voters().iter().all(|id| {
+        let Some(s) = f.snapshot(id) else {
+            return false;
+        };
+        s.sites
+            .iter()
+            .all(|v| (v.id == s.site || v.opinion == "up") && v.verdict != "down")
+    })
+}
+
+pub async fn settle(f: &LocalFleet, when: &str) -> Result<()> {
+    if !f.wait_until(WAIT, steady).await {
+        bail!("fleet not back to UP {} s after {when}", WAIT.as_secs());
+    }
+    Ok(())
+}
+
+/// What the blackout trials of one fleet saw.
+#[derive(Default)]
+pub struct Trials {
+    /// Per trial, ms from the blackout to the DOWN verdict committed at every surviving voter.
+    pub detection_ms: Vec<f64>,
+    /// DOWN verdicts no blackout explains: for another site, or for the blacked-out site
+    /// after the fleet had committed it UP again (counted once per verdict slot).
+    pub false_verdicts: BTreeSet<(SiteId, u64)>,
+}
+
+/// The events of the fleet, with false DOWN verdicts counted as they pass.
+pub struct Watcher {
+    events: UnboundedReceiver<NodeEvent>,
+    /// The site blacked out right now, if any: its DOWN verdicts are expected.
+    pub expected: Option<SiteId>,
+    /// The verdict slots of the blackouts: late news of them is no false verdict.
+    explained: BTreeSet<(SiteId, u64)>,
+    pub trials: Trials,
+}
+
+impl Watcher {
+    pub fn new(fleet: &mut LocalFleet) -> Result<Watcher> {
+        let events = fleet.take_events().context("events already taken")?;
+        Ok(Watcher {
+            events,
+            expected: None,
+            explained: BTreeSet::new(),
+            trials: Trials::default(),
+        })
+    }
+
+    fn note(&mut self, ev: &NodeEvent) {
+        if let EventKind::Verdict {
+            site,
+            outcome: Outcome::Down,
+            epoch,
+            ..
+        } = &ev.kind
+        {
+            let slot = (site.clone(), *epoch);
+            if self.expected.as_ref() == Some(site) {
+                self.explained.insert(slot);
+            } else if !self.explained.contains(&slot) {
+                self.trials.false_verdicts.insert(slot);
+            }
+        }
+    }
+
+    /// Reads events for `d`, counting false verdicts.
+    pub async fn idle(&mut self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, self.events.recv()).await {
+            self.note(&ev);
+        }
+    }
+
+    /// Reads events until every node of `voters` committed `want` for `site`; returns when
+    /// the last one did.
+    pub async fn committed(
+        &mut self,
+        site: &SiteId,
+        voters: &[NodeId],
+        want: Outcome,
+    ) -> Result<Instant> {
+        let mut seen = BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv()).await;
+            let Some(ev) = ev.ok().flatten() else {
+                bail!("no {want:?} verdict for {site} at every voter: only {seen:?}");
+            };
+            self.note(&ev);
+            if let EventKind::Verdict {
+                site: s, outcome, ..
+            } = &ev.kind
+            {
+                if s == site && *outcome == want && voters.contains(&ev.node) {
+                    seen.insert(ev.node.clone());
+                    if seen.len() == voters.len() {
+                        return Ok(ev.at);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `trials` blackouts of `site`: each waits a random 0-1 s (a random phase of the probe
+/// schedule), stops every node of the site, times the DOWN commit at every surviving voter,
+/// restarts the site and waits until the fleet is UP again. Prints one line per trial.
+pub async fn blackouts(
+    fleet: &mut LocalFleet,
+    w: &mut Watcher,
+    site: &SiteId,
+    trials: usize,
+    rng: &mut StdRng,
+    label: &str,
+) -> Result<()> {
+    for i in 1..=trials {
+        w.idle(Duration::from_millis(rng.random_range(0..1000)))
+            .await;
+        w.expected = Some(site.clone());
+        let t0 = Instant::now();
+        let stopped = fleet.stop_site(site).await;
+        let voters = fleet.running_voters();
+        let down = w.committed(site, &voters, Outcome::Down).await?;
+        let ms = down.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+        println!("{label} trial {i:2}: blackout -> DOWN at every voter {ms:6.1} ms");
+        w.trials.detection_ms.push(ms);
+        for id in &stopped {
+            restart(fleet, id).await?;
+        }
+        w.committed(site, &voters, Outcome::Up).await?;
+        w.expected = None;
+        settle(fleet, "a restart").await?;
+    }
+    Ok(())
+}
+
+/// Starts a stopped node again. Its mesh port may still be held for a moment after the stop
+/// (seen over the relay's delayed links under load): retries for up to 5 s, and says so.
+async fn restart(fleet: &mut LocalFleet, id: &NodeId) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fleet.start_node(id).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                println!("restart of {id} failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Puts every node of a fleet file behind a relay: each node keeps its `mesh` address (the
+/// relay's public address, which peers dial) and binds `mesh_bind` on the same IP, port
+/// 7411. Returns the new text and the relay routes (public, bind).
+pub fn behind_relay(text: &str) -> (String, Vec<(SocketAddr, SocketAddr)>) {
+    let mut out = String::new();
+    let mut routes = Vec::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let Some(("mesh", value)) = line.split_once('=').map(|(k, v)| (k.trim(), v)) else {
+            continue;
+        };
+        let value = value
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if let Ok(public) = value.parse::<SocketAddr>() {
+            let bind = SocketAddr::new(public.ip(), 7411);
+            out.push_str(&format!("mesh_bind = \"{bind}\"\n"));
+            routes.push((public, bind));
+        }
+    }
+    (out, routes)
+}
+
+/// The site of a loopback address 127.O.S.N of a relocated fleet file: S.
+pub fn site_octet(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[2],
+        IpAddr::V6(_) => 0,
+    }
+}
