@@ -129,8 +129,20 @@ pub fn render(s: &NodeSnapshot) -> String {
     counter(
         &mut out,
         "quorate_mesh_malformed_datagrams_total",
-        "Datagrams dropped as malformed.",
+        "QUIC datagrams dropped (the mesh uses none).",
         m.malformed_datagrams,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_probe_unauthenticated_total",
+        "Probe packets dropped unanswered: malformed, for no live session, wrong direction or failed MAC.",
+        m.probe_unauthenticated,
+    );
+    counter(
+        &mut out,
+        "quorate_mesh_probe_replayed_total",
+        "Authenticated probe packets dropped as replays.",
+        m.probe_replayed,
     );
     counter(
         &mut out,

@@ -8,6 +8,8 @@ pub mod certs;
 mod inbox;
 mod link;
 pub mod mesh;
+pub mod probe;
+mod probe_socket;
 mod shared;
 pub mod tls;
 

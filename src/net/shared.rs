@@ -7,8 +7,9 @@ use super::admission::{Admission, Throttled};
 use super::inbox::InboxShared;
 use super::link::{self, Stop};
 use super::mesh::{close_code, MeshConfig, MeshEvent};
+use super::probe_socket::{End, Opened, ProbeSessions, ProbeSocket};
 use crate::core::types::NodeId;
-use quinn::{AsyncUdpSocket, Connection, Endpoint};
+use quinn::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -19,9 +20,6 @@ use tokio::sync::{mpsc, watch};
 
 #[derive(Default)]
 pub(super) struct Counters {
-    pub probes_sent: AtomicU64,
-    pub probes_answered_by_me: AtomicU64,
-    pub answers_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_received: AtomicU64,
     pub malformed_datagrams: AtomicU64,
@@ -74,7 +72,8 @@ pub(super) struct PeerSlot {
 /// Everything the tasks share; they hold it by `Arc` and never hold a lock across an await.
 pub(super) struct Shared {
     pub me: NodeId,
-    pub answer_probes: bool,
+    /// The probe session of every live connection.
+    pub probes: Arc<ProbeSessions>,
     pub redial_every: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -89,7 +88,7 @@ pub(super) struct Shared {
     /// Every task holds a clone; shutdown drops this one and waits for the channel to close.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
     tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
-    socket: Weak<dyn AsyncUdpSocket>,
+    socket: Weak<ProbeSocket>,
     warned: Mutex<HashMap<String, Instant>>,
     /// The runtime `start` ran on, so callers on other threads can still send.
     runtime: tokio::runtime::Handle,
@@ -104,13 +103,14 @@ impl Shared {
     pub fn new(
         cfg: &MeshConfig,
         inbox: Arc<InboxShared>,
+        probes: Arc<ProbeSessions>,
         endpoint: Endpoint,
-        socket: Weak<dyn AsyncUdpSocket>,
+        socket: Weak<ProbeSocket>,
     ) -> Arc<Shared> {
         let (tasks, tasks_done) = mpsc::channel(1);
         Arc::new(Shared {
             me: cfg.me.clone(),
-            answer_probes: cfg.answer_probes,
+            probes,
             redial_every: cfg.redial_every,
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.redial_every * 5,
@@ -153,6 +153,29 @@ impl Shared {
             drop(guard);
         });
         true
+    }
+
+    /// The mesh socket, until it is released at shutdown.
+    pub fn probe_socket(&self) -> Option<Arc<ProbeSocket>> {
+        self.socket.upgrade()
+    }
+
+    /// Starts the probe session of a connection that came up with `peer` (the acceptor tells
+    /// the dialer its end is open); None (logged) when its keys cannot be derived, and then the
+    /// connection carries no probes.
+    pub fn open_probe_session(&self, conn: &Connection, peer: &NodeId, end: End) -> Option<Opened> {
+        match self.probes.open(conn, peer, end) {
+            Ok(opened) => {
+                if let (Some((to, ready)), Some(socket)) = (&opened.greeting, self.probe_socket()) {
+                    socket.greet(*to, ready);
+                }
+                Some(opened)
+            }
+            Err(error) => {
+                tracing::warn!(peer = %peer, %error, "no probe session on this connection");
+                None
+            }
+        }
     }
 
     pub fn endpoint(&self) -> Option<Endpoint> {
