@@ -16,7 +16,7 @@
 //! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
 //!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
 //! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
-//! 4. max rate: the Pinger at each interval of `PROBE_MAX_INTERVALS_US` (10000,2000,1000),
+//! 4. max rate: the Pinger at each interval of `PROBE_MAX_INTERVALS_US` (50000,20000,10000),
 //!    `PROBE_PHASE_SECS` each: answered probes per CPU-second of the Pinger process;
 //! 5. floor, after the mesh shut down: the same schedule (payload size, rate, Indicators) as a
 //!    bare UDP echo on a tokio socket (one thread), against an echo socket per Indicator in the
@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 const CHILD_FLAG: &str = "--indicator-child";
 const PINGER_ID: &str = "pinger";
 /// Mesh timings of a node (src/node/driver.rs).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
-const KEEP_ALIVE: Duration = Duration::from_millis(500);
+const IDLE_TIMEOUT: Duration = quorate::node::MESH_IDLE_TIMEOUT;
+const KEEP_ALIVE: Duration = quorate::node::MESH_KEEP_ALIVE;
 const REDIAL_EVERY: Duration = Duration::from_millis(200);
 const SETUP_LIMIT: Duration = Duration::from_secs(180);
 
@@ -611,9 +611,15 @@ fn floor(
         .build()
         .expect("floor runtime");
     rt.block_on(async move {
-        let socket = tokio::net::UdpSocket::bind("127.77.255.1:0")
-            .await
+        // The mesh socket's buffers (src/net/mesh.rs), so that a round's burst of echoes fits.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
             .expect("floor socket");
+        socket.set_recv_buffer_size(8 << 20).ok();
+        socket.set_send_buffer_size(8 << 20).ok();
+        socket.set_nonblocking(true).expect("nonblocking");
+        let bind: SocketAddr = "127.77.255.1:0".parse().unwrap();
+        socket.bind(&bind.into()).expect("floor bind");
+        let socket = tokio::net::UdpSocket::from_std(socket.into()).expect("floor socket");
         let targets: Vec<SocketAddr> = (0..n).map(|i| echo_addr(i, base_port)).collect();
         let payload = [0x01u8; quorate::net::probe::PROBE_LEN];
         let origin = tokio::time::Instant::now();
@@ -680,7 +686,7 @@ fn parent() {
     let steady = Duration::from_secs(env("PROBE_STEADY_SECS", 20));
     let phase = Duration::from_secs(env("PROBE_PHASE_SECS", 10));
     let max_intervals: Vec<u64> = std::env::var("PROBE_MAX_INTERVALS_US")
-        .unwrap_or_else(|_| "10000,2000,1000".into())
+        .unwrap_or_else(|_| "50000,20000,10000".into())
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();

@@ -56,6 +56,9 @@ pub mod close_code {
     pub const READDRESSED: u32 = 3;
     /// The same peer connected again; its newer connection replaces this one.
     pub const REPLACED: u32 = 4;
+    /// The peer connected to us afresh (it likely restarted): this outgoing connection to it
+    /// is replaced by a new dial.
+    pub const REDIAL: u32 = 5;
 }
 
 #[derive(Clone, Debug)]

@@ -40,7 +40,7 @@ const KIND_READY: u8 = 0x03;
 const MAC_AT: usize = 36;
 const MAC_LEN: usize = PROBE_LEN - MAC_AT;
 /// Exporter output: discriminator, probe key, answer key.
-const MATERIAL_LEN: usize = 8 + 32 + 32;
+pub const MATERIAL_LEN: usize = 8 + 32 + 32;
 
 /// Whether a datagram on the mesh port is a probe packet rather than QUIC: a QUIC long
 /// header (and a version negotiation packet) has bit 0x80 of its first byte set, a short

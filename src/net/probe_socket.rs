@@ -425,8 +425,12 @@ impl AsyncUdpSocket for ProbeSocket {
         self.inner.local_addr()
     }
 
+    /// One datagram per send: quinn keeps a send buffer per connection sized for this many
+    /// segments (up to 10 × MTU, ~14 KiB, held for the connection's life). The mesh's messages
+    /// are small, so GSO would save little, while at a thousand connections per node those
+    /// buffers are most of its memory.
     fn max_transmit_segments(&self) -> usize {
-        self.inner.max_transmit_segments()
+        1
     }
 
     fn max_receive_segments(&self) -> usize {

@@ -62,6 +62,8 @@ pub(super) struct PeerSlot {
     addr: SocketAddr,
     generation: u64,
     outgoing: Option<Connection>,
+    /// When `outgoing` was installed.
+    outgoing_since: Instant,
     /// The peer's newest connection to us. A peer dials again only once its connection
     /// ended (or it restarted), so a newer one replaces the older: one peer identity holds
     /// one incoming connection, however often it reconnects.
@@ -198,6 +200,7 @@ impl Shared {
         match peers.get_mut(peer).filter(|s| s.generation == generation) {
             Some(slot) => {
                 slot.outgoing = Some(conn.clone());
+                slot.outgoing_since = Instant::now();
                 true
             }
             None => false,
@@ -220,12 +223,25 @@ impl Shared {
             return false;
         };
         if let Some(old) = slot.incoming.replace(conn.clone()) {
+            // The peer dialed again while its old connection looked alive here: it most
+            // likely restarted, and then our outgoing connection leads to its previous
+            // incarnation (whose stateless resets we cannot check) and would only end at the
+            // idle timeout, carrying probes nobody can verify. Dial it afresh, unless that
+            // connection is itself brand new (two nodes must not keep replacing each other).
+            let stale = slot
+                .outgoing
+                .as_ref()
+                .filter(|_| slot.outgoing_since.elapsed() > self.handshake_timeout)
+                .cloned();
             drop(peers);
             bump(&self.counters.replaced_connections);
             old.close(
                 close_code::REPLACED.into(),
                 b"replaced by a newer connection",
             );
+            if let Some(stale) = stale {
+                stale.close(close_code::REDIAL.into(), b"peer reconnected: redialing");
+            }
             tracing::debug!(peer = %peer, "older incoming connection replaced");
         }
         true
@@ -323,6 +339,7 @@ impl Shared {
                         addr,
                         generation,
                         outgoing: None,
+                        outgoing_since: Instant::now(),
                         incoming: None,
                         stop,
                     },

@@ -19,8 +19,15 @@ use snapshot::NodeSnapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+/// A mesh connection that hears nothing for this long is closed and re-dialed. Liveness of
+/// a site is judged by probes, not by connections: this only reclaims dead connections.
+pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A mesh connection with nothing to send pings its peer this often (each ping costs both
+/// ends CPU, times a thousand connections on a Pinger).
+pub const MESH_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -195,7 +202,6 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(5), f)
