@@ -261,8 +261,13 @@ impl ReplayWindow {
 mod tests {
     use super::*;
 
+    /// Exporter-like material: every byte differs, so do the two direction keys.
     fn keys(seed: u8) -> SessionKeys {
-        SessionKeys::from_material(&[seed; MATERIAL_LEN])
+        let mut m = [0u8; MATERIAL_LEN];
+        for (i, b) in m.iter_mut().enumerate() {
+            *b = seed.wrapping_add((i as u8).wrapping_mul(31));
+        }
+        SessionKeys::from_material(&m)
     }
 
     fn probe(seq: u64) -> ProbePacket {
