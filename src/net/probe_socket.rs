@@ -488,7 +488,11 @@ mod tests {
         assert_eq!((metas[1].len, metas[1].stride), (70, 70));
         assert_eq!(&bufs[1][..70], &quic_d);
         let c = &sessions.counters;
-        assert_eq!(c.unauthenticated.load(Ordering::Relaxed), 2, "both probes, no session");
+        assert_eq!(
+            c.unauthenticated.load(Ordering::Relaxed),
+            2,
+            "both probes, no session"
+        );
         assert_eq!(c.udp_totals(), [0, 0, 2, 104]);
     }
 }

@@ -24,10 +24,10 @@ use tokio::sync::{mpsc, watch};
 
 /// A mesh connection that hears nothing for this long is closed and re-dialed. Liveness of
 /// a site is judged by probes, not by connections: this only reclaims dead connections.
-pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A mesh connection with nothing to send pings its peer this often (each ping costs both
 /// ends CPU, times a thousand connections on a Pinger).
-pub const MESH_KEEP_ALIVE: Duration = Duration::from_secs(5);
+pub const MESH_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
