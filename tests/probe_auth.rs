@@ -2,6 +2,8 @@
 //! the Pinger's path to the Indicator that records every datagram (an observer of the wire).
 //! Real probes are answered through the relay; recorded probes and answers replayed,
 //! reflected, relabelled or altered from an off-path socket are neither answered nor counted.
+//! And a crashed Indicator that comes back is probed again at once, not after the connection's
+//! idle timeout (its new connection tells the Pinger to re-dial).
 
 use quorate::core::types::NodeId;
 use quorate::net::probe::{self, Kind, PROBE_LEN};
@@ -250,4 +252,97 @@ async fn a_node_that_is_not_an_indicator_does_not_answer_and_no_session_means_no
     assert_eq!(b.stats().probes_answered_by_me, 0);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Starts an Indicator mesh on its own runtime and thread; dropping the runtime makes it
+/// vanish without a word on the wire, as a crashed process would.
+fn indicator_in_own_runtime(cfg: MeshConfig) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mesh, inbox) = rt.block_on(Mesh::start(cfg)).unwrap();
+    // Kept alive as long as the runtime: leaked into it.
+    rt.spawn(async move {
+        let _keep = (mesh, inbox);
+        std::future::pending::<()>().await;
+    });
+    rt
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
+    let dir = TempDir::new().unwrap();
+    certs::init(dir.path(), &[n("pinger"), n("indicator")], false).unwrap();
+    let (pa, ia) = (free_addr(), free_addr());
+    let long = |mut c: MeshConfig| {
+        c.idle_timeout = Duration::from_secs(30);
+        c.keep_alive = Duration::from_secs(10);
+        c
+    };
+    let (pinger, mut p_rx) = Mesh::start(long(config("pinger", pa, &dir, ("indicator", ia))))
+        .await
+        .unwrap();
+    let icfg = || {
+        let mut c = long(config("indicator", ia, &dir, ("pinger", pa)));
+        c.answer_probes = true;
+        c
+    };
+    let answered_within = |within: Duration| {
+        let pinger = pinger.clone();
+        async move {
+            let deadline = Instant::now() + within;
+            let mut nonce = 1000;
+            while Instant::now() < deadline {
+                nonce += 1;
+                pinger.send_probe(&n("indicator"), nonce, 0);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if pinger.stats().answers_received > 0 {
+                    return true;
+                }
+            }
+            false
+        }
+    };
+
+    let first = tokio::task::spawn_blocking({
+        let cfg = icfg();
+        move || indicator_in_own_runtime(cfg)
+    })
+    .await
+    .unwrap();
+    assert!(answered_within(WAIT).await, "the first Indicator answers");
+
+    // The Indicator crashes (no close on the wire) and comes back on the same address.
+    tokio::task::spawn_blocking(move || drop(first))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while p_rx.try_recv().is_some() {}
+    let before = pinger.stats().answers_received;
+    let second = tokio::task::spawn_blocking({
+        let cfg = icfg();
+        move || indicator_in_own_runtime(cfg)
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut nonce = 5000;
+    loop {
+        nonce += 1;
+        pinger.send_probe(&n("indicator"), nonce, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if pinger.stats().answers_received > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted Indicator is not probed within 5 s (idle timeout 30 s)"
+        );
+    }
+    pinger.shutdown().await;
+    tokio::task::spawn_blocking(move || drop(second))
+        .await
+        .unwrap();
 }
