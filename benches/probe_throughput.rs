@@ -28,7 +28,8 @@
 //! connections, keep-alives and ACKs included) on each side.
 //!
 //! Env: `PROBE_N` (Indicators, default 1000), `PROBE_BASE_PORT` (default 47000), the phase
-//! lengths above. The child holds one UDP socket per Indicator: `ulimit -n` must exceed
+//! lengths above, `PROBE_KEEP_ALIVE_MS` and `PROBE_IDLE_TIMEOUT_MS` (default: the node's).
+//! The child holds one UDP socket per Indicator: `ulimit -n` must exceed
 //! N + 100 (`ulimit -n 4096` before `cargo bench` if the default is 1024).
 //!
 //! Run: `cargo bench --bench probe_throughput`
@@ -46,8 +47,21 @@ use std::time::{Duration, Instant};
 const CHILD_FLAG: &str = "--indicator-child";
 const PINGER_ID: &str = "pinger";
 /// Mesh timings of a node (src/node/driver.rs).
-const IDLE_TIMEOUT: Duration = quorate::node::MESH_IDLE_TIMEOUT;
-const KEEP_ALIVE: Duration = quorate::node::MESH_KEEP_ALIVE;
+/// The node's mesh timings, unless `PROBE_KEEP_ALIVE_MS` / `PROBE_IDLE_TIMEOUT_MS` say
+/// otherwise (the Pinger's idle cost is mostly keep-alives).
+fn keep_alive() -> Duration {
+    Duration::from_millis(env(
+        "PROBE_KEEP_ALIVE_MS",
+        quorate::node::MESH_KEEP_ALIVE.as_millis() as u64,
+    ))
+}
+
+fn idle_timeout() -> Duration {
+    Duration::from_millis(env(
+        "PROBE_IDLE_TIMEOUT_MS",
+        quorate::node::MESH_IDLE_TIMEOUT.as_millis() as u64,
+    ))
+}
 const REDIAL_EVERY: Duration = Duration::from_millis(200);
 const SETUP_LIMIT: Duration = Duration::from_secs(180);
 
@@ -82,8 +96,8 @@ fn mesh_config(
         bind,
         peers,
         answer_probes: answer,
-        idle_timeout: IDLE_TIMEOUT,
-        keep_alive: KEEP_ALIVE,
+        idle_timeout: idle_timeout(),
+        keep_alive: keep_alive(),
         redial_every: REDIAL_EVERY,
     }
 }
@@ -911,7 +925,7 @@ fn report(r: Report) {
         "| … idle connections ({} out, {} in; keep-alive {} ms) | {:.2} % of one core | |",
         r.n,
         r.n,
-        KEEP_ALIVE.as_millis(),
+        keep_alive().as_millis(),
         r.idle.core_pct()
     );
     println!(

@@ -37,6 +37,9 @@ pub(super) struct Counters {
     pub replaced_connections: AtomicU64,
 }
 
+/// Longest a shutdown waits for the connections to drain and the socket to be released.
+const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(3);
+
 pub(super) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -399,8 +402,11 @@ impl Shared {
             while done.recv().await.is_some() {}
         }
         let endpoint = lock(&self.endpoint).take();
-        // Bounded: a peer that vanished cannot hold us longer than the drain period anyway.
-        let bound = self.idle_timeout.max(Duration::from_secs(1));
+        // Bounded: a connection to a peer that vanished drains for three of its (backed-off)
+        // probe timeouts, which can be long; a node that shuts down does not wait for that.
+        let bound = self
+            .idle_timeout
+            .clamp(Duration::from_secs(1), SHUTDOWN_DRAIN_MAX);
         if let Some(endpoint) = &endpoint {
             let _ = tokio::time::timeout(bound, endpoint.wait_idle()).await;
         }
