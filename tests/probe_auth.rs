@@ -22,6 +22,13 @@ fn n(id: &str) -> NodeId {
     NodeId::from(id)
 }
 
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
 fn free_addr() -> SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap()
@@ -54,7 +61,12 @@ async fn relay(to: SocketAddr, seen: Seen) -> SocketAddr {
     let (f, b, p, s) = (front.clone(), back.clone(), pinger.clone(), seen.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
-        while let Ok((len, from)) = f.recv_from(&mut buf).await {
+        loop {
+            // A connected UDP socket reports an earlier ICMP "port unreachable" as an error
+            // (the Indicator may start after the first forwarded packet): skip it.
+            let Ok((len, from)) = f.recv_from(&mut buf).await else {
+                continue;
+            };
             *p.lock().unwrap() = Some(from);
             s.lock().unwrap().push(buf[..len].to_vec());
             let _ = b.send(&buf[..len]).await;
@@ -62,7 +74,10 @@ async fn relay(to: SocketAddr, seen: Seen) -> SocketAddr {
     });
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
-        while let Ok(len) = back.recv(&mut buf).await {
+        loop {
+            let Ok(len) = back.recv(&mut buf).await else {
+                continue;
+            };
             seen.lock().unwrap().push(buf[..len].to_vec());
             let to = *pinger.lock().unwrap();
             if let Some(to) = to {
@@ -111,6 +126,7 @@ fn refused(s: &MeshStats) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_reflected_and_forged_probe_packets_are_neither_answered_nor_counted() {
+    init_tracing();
     let dir = TempDir::new().unwrap();
     certs::init(dir.path(), &[n("pinger"), n("indicator")], false).unwrap();
     let (pa, ia) = (free_addr(), free_addr());
@@ -273,6 +289,7 @@ fn indicator_in_own_runtime(cfg: MeshConfig) -> tokio::runtime::Runtime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
+    init_tracing();
     let dir = TempDir::new().unwrap();
     certs::init(dir.path(), &[n("pinger"), n("indicator")], false).unwrap();
     let (pa, ia) = (free_addr(), free_addr());
@@ -314,7 +331,10 @@ async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
     .unwrap();
     assert!(answered_within(WAIT).await, "the first Indicator answers");
 
-    // The Indicator crashes (no close on the wire) and comes back on the same address.
+    // The Indicator crashes (no close on the wire) and comes back on the same address. Its
+    // connection has been up for more than a handshake timeout (a younger one is not
+    // replaced: two nodes must not keep re-dialing each other).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     tokio::task::spawn_blocking(move || drop(first))
         .await
         .unwrap();

@@ -226,6 +226,10 @@ impl Shared {
             return false;
         };
         if let Some(old) = slot.incoming.replace(conn.clone()) {
+            // Only a replaced connection that still looked alive says the peer restarted; one
+            // already closing (the peer closed it on purpose) does not, or two nodes would
+            // keep re-dialing each other.
+            let peer_restarted = old.close_reason().is_none();
             // The peer dialed again while its old connection looked alive here: it most
             // likely restarted, and then our outgoing connection leads to its previous
             // incarnation (whose stateless resets we cannot check) and would only end at the
@@ -234,6 +238,7 @@ impl Shared {
             let stale = slot
                 .outgoing
                 .as_ref()
+                .filter(|_| peer_restarted)
                 .filter(|_| slot.outgoing_since.elapsed() > self.handshake_timeout)
                 .cloned();
             drop(peers);
