@@ -362,6 +362,33 @@ mod seeds {
             .collect()
     }
 
+    /// A probe and its answer sealed with the `probe_packet` target's keys, and a ready packet.
+    pub fn sealed_probe_packets() -> Vec<(String, Vec<u8>)> {
+        use quorate::net::probe::{seal, Kind, ProbePacket, SessionKeys};
+        let keys = SessionKeys::from_material(&crate::fuzz_checks::PROBE_FUZZ_MATERIAL);
+        let packet = |kind, seq| ProbePacket {
+            kind,
+            discriminator: keys.discriminator,
+            seq,
+            nonce: 0x1234_5678_9abc,
+            sent_us: 1_767_225_600_000_000,
+        };
+        vec![
+            (
+                "probe".into(),
+                seal(&packet(Kind::Probe, 7), &keys.probe).to_vec(),
+            ),
+            (
+                "answer".into(),
+                seal(&packet(Kind::Answer, 8), &keys.answer).to_vec(),
+            ),
+            (
+                "ready".into(),
+                seal(&packet(Kind::Ready, 1), &keys.answer).to_vec(),
+            ),
+        ]
+    }
+
     pub fn encoded_datagrams() -> Vec<(String, Vec<u8>)> {
         vec![
             (
@@ -437,6 +464,9 @@ fn write_seed_corpus() {
     }
     for (name, bytes) in seeds::encoded_messages() {
         write("wire_message", &name, &bytes);
+    }
+    for (name, bytes) in seeds::sealed_probe_packets() {
+        write("probe_packet", &name, &bytes);
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut fleets = files(&repo.join("config"));

@@ -360,7 +360,10 @@ async fn garbage_frames_are_counted_and_the_connection_keeps_working() {
         nonce: 5,
         sent_us: 6,
     });
+    // The mesh carries no QUIC datagrams (probes travel beside QUIC): even a well-formed
+    // old-style probe datagram is garbage.
     let bad_datagrams = [
+        probe.clone(),
         Vec::new(),
         probe[..probe.len() - 1].to_vec(),
         vec![wire::WIRE_VERSION; wire::MAX_DATAGRAM + 20],
@@ -388,23 +391,11 @@ async fn garbage_frames_are_counted_and_the_connection_keeps_working() {
     assert_eq!(s.malformed_datagrams, bad_datagrams.len() as u64);
     assert_eq!((s.malformed_messages, s.oversized_messages), (4, 1));
 
-    // The same connection still carries a good message and a good probe.
+    // The same connection still carries a good message.
     send_stream(&conn, &message).await;
     assert_eq!(
         next_event(&mut a_rx, WAIT, message_from).await,
         Some((n("b"), status("b")))
-    );
-    conn.send_datagram(probe.into()).unwrap();
-    let reply = tokio::time::timeout(WAIT, conn.read_datagram())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        wire::decode_datagram(&reply),
-        Ok(Datagram::Answer {
-            nonce: 5,
-            sent_us: 6
-        })
     );
     assert!(conn.close_reason().is_none());
     assert_eq!(a.stats().rejected_handshakes, 0);

@@ -1,15 +1,16 @@
 //! The work done per connection: dialing and re-dialing one peer, accepting and identifying
-//! callers, and serving a live connection (datagrams answered or reported, one message per
-//! unidirectional stream). Nothing here decides what a message means; a bad frame is counted
+//! callers, and serving a live connection (one message per unidirectional stream; its probe
+//! session opened while it lives). Nothing here decides what a message means; a bad frame is counted
 //! and dropped, and never costs the connection. What a peer sends goes into its own queue of
 //! the inbox; a full queue drops it (counted there) without slowing anyone else down.
 
 use super::admission::Throttled;
 use super::mesh::{close_code, MeshEvent};
+use super::probe_socket::End;
 use super::shared::{bump, Shared};
 use super::tls::{identify_caller, IdentityError};
 use crate::core::types::NodeId;
-use crate::wire::{self, decode_datagram, decode_message, encode_datagram, Datagram, WireError};
+use crate::wire::{self, decode_message, WireError};
 use quinn::{Connection, ConnectionError, Endpoint, Incoming, ReadToEndError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between dials to a peer that keeps refusing our certificate (or whose
 /// certificate we refuse): no point in a handshake every `redial_every` for a config error.
 const REFUSED_PAUSE_MAX: Duration = Duration::from_secs(5);
+/// Longest wait for the acceptor's Ready packet before the connection counts as up anyway.
+const PROBE_READY_WAIT: Duration = Duration::from_secs(1);
 
 /// The mesh-wide shutdown signal, plus the per-peer one for a dialer's peer.
 #[derive(Clone)]
@@ -198,12 +201,30 @@ async fn run_outgoing(
             _ = conn.closed() => false,
             _ = tokio::time::sleep(shared.handshake_timeout) => true,
         };
-    let announced = admitted && shared.install_outgoing(peer, generation, &conn);
+    let session = admitted
+        .then(|| shared.open_probe_session(&conn, peer, End::Dialer))
+        .flatten();
+    // The acceptor opens its end of the probe session once it has identified us, a little
+    // after our handshake finished: probes sent before would be dropped, so the peer counts
+    // as connected once it said so (or after a bounded wait, should that packet be lost).
+    let ready = match &session {
+        Some(opened) => tokio::select! {
+            _ = stop.wait() => false,
+            _ = conn.closed() => false,
+            _ = opened.ready.notified() => true,
+            _ = tokio::time::sleep(PROBE_READY_WAIT) => true,
+        },
+        None => admitted,
+    };
+    let announced = ready && shared.install_outgoing(peer, generation, &conn);
     if announced {
         tracing::info!(peer = %peer, %addr, "connected to peer");
         shared.emit(MeshEvent::PeerConnected(peer.clone()));
         serve(shared, &conn, peer, stop.clone()).await;
         shared.uninstall_outgoing(peer, &conn);
+    }
+    if let Some(opened) = session {
+        shared.probes.close(opened.discriminator);
     }
     let ended = conn.close_reason();
     close_when_done(shared, &conn);
@@ -331,8 +352,12 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming, mut stop: Stop
         return;
     };
     tracing::debug!(peer = %peer, %addr, "accepted peer connection");
+    let session = shared.open_probe_session(&conn, &peer, End::Acceptor);
     serve(&shared, &conn, &peer, stop).await;
     shared.uninstall_incoming(&peer, &conn);
+    if let Some(opened) = session {
+        shared.probes.close(opened.discriminator);
+    }
     close_when_done(&shared, &conn);
     shared.untrack(&conn);
 }
@@ -367,7 +392,7 @@ async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Sto
         tokio::select! {
             _ = stop.wait() => return,
             datagram = conn.read_datagram() => match datagram {
-                Ok(bytes) => on_datagram(shared, conn, peer, &bytes),
+                Ok(bytes) => on_datagram(shared, peer, &bytes),
                 Err(_) => break,
             },
             stream = conn.accept_uni() => match stream {
@@ -383,41 +408,11 @@ async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Sto
     while readers.join_next().await.is_some() {}
 }
 
-fn on_datagram(shared: &Shared, conn: &Connection, peer: &NodeId, bytes: &[u8]) {
-    let at = Instant::now();
-    let c = &shared.counters;
-    match decode_datagram(bytes) {
-        Ok(Datagram::Probe { nonce, sent_us }) => {
-            if !shared.answer_probes {
-                tracing::debug!(peer = %peer, "probe ignored: this node is not an Indicator");
-                return;
-            }
-            let answer = encode_datagram(&Datagram::Answer { nonce, sent_us });
-            match conn.send_datagram(answer.into()) {
-                Ok(()) => bump(&c.probes_answered_by_me),
-                Err(e) => {
-                    bump(&c.send_failures);
-                    tracing::debug!(peer = %peer, error = %e, "answer not sent");
-                }
-            }
-        }
-        Ok(Datagram::Answer { nonce, sent_us }) => {
-            bump(&c.answers_received);
-            let event = MeshEvent::ProbeAnswer {
-                from: peer.clone(),
-                nonce,
-                sent_us,
-                at,
-            };
-            if !shared.inbox.push(peer, event, bytes.len()) {
-                dropped(shared, peer);
-            }
-        }
-        Err(e) => {
-            bump(&c.malformed_datagrams);
-            tracing::debug!(peer = %peer, error = %e, len = bytes.len(), "malformed datagram dropped");
-        }
-    }
+/// The mesh sends no QUIC datagrams (probes travel beside QUIC, see `probe_socket`): one
+/// arriving is a peer speaking another protocol version, or garbage.
+fn on_datagram(shared: &Shared, peer: &NodeId, bytes: &[u8]) {
+    bump(&shared.counters.malformed_datagrams);
+    tracing::debug!(peer = %peer, len = bytes.len(), "QUIC datagram dropped: the mesh uses none");
 }
 
 async fn read_message(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvStream, stop: Stop) {

@@ -1,5 +1,7 @@
 //! The mesh transport: one QUIC endpoint per node, one outgoing connection per peer (kept up
-//! by a dialer task), probes as datagrams, messages as one unidirectional stream each. It
+//! by a dialer task), messages as one unidirectional stream each, and probes as authenticated
+//! UDP packets on the same socket, keyed from each connection's TLS session (`probe`,
+//! `probe_socket`). It
 //! owns sockets, connections and the tasks around them; it makes no decision about what a
 //! probe or message means, and it never blocks its caller: what cannot be sent is counted.
 //!
@@ -11,10 +13,11 @@
 use super::certs::CertPaths;
 use super::inbox::{InboxShared, MeshInbox};
 use super::link;
+use super::probe_socket::{ProbeSessions, ProbeSocket};
 use super::shared::{bump, Shared};
 use super::tls::{self, TlsError};
 use crate::core::types::NodeId;
-use crate::wire::{encode_datagram, encode_message, Datagram, Message};
+use crate::wire::{encode_message, Message};
 use quinn::{Endpoint, EndpointConfig, Runtime, TokioRuntime};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,9 +38,9 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 pub const STREAM_WINDOW: u32 = 2 * crate::core::replica::APPEND_BATCH_BYTES as u32;
 /// Bytes one connection may have in flight over all its streams.
 pub const CONNECTION_WINDOW: u32 = 8 * STREAM_WINDOW;
-/// Datagrams (probes and answers, at most `MAX_DATAGRAM` bytes) waiting to be read per
-/// connection; a behaving peer has one or two.
-pub const DATAGRAM_BUFFER: usize = 64 * 1024;
+/// QUIC datagrams waiting to be read per connection. The mesh sends none (probes travel
+/// beside QUIC): whatever a peer sends is counted as malformed and dropped.
+pub const DATAGRAM_BUFFER: usize = 4 * 1024;
 /// Connection attempts quinn holds before this node looked at them (Retry or refuse).
 const MAX_INCOMING: usize = 1024;
 
@@ -53,6 +56,9 @@ pub mod close_code {
     pub const READDRESSED: u32 = 3;
     /// The same peer connected again; its newer connection replaces this one.
     pub const REPLACED: u32 = 4;
+    /// The peer connected to us afresh (it likely restarted): this outgoing connection to it
+    /// is replaced by a new dial.
+    pub const REDIAL: u32 = 5;
 }
 
 #[derive(Clone, Debug)]
@@ -62,7 +68,7 @@ pub struct MeshConfig {
     /// Every other node of the fleet and where to dial it (an entry for `me` is ignored).
     pub peers: Vec<(NodeId, SocketAddr)>,
     pub certs: CertPaths,
-    /// Indicator role: echo Probe datagrams as Answer right in the receive path.
+    /// Indicator role: answer authenticated probes right in the receive path.
     pub answer_probes: bool,
     pub idle_timeout: Duration,
     pub keep_alive: Duration,
@@ -75,7 +81,8 @@ pub struct MeshConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum MeshEvent {
-    /// An Answer datagram arrived from `from` (the Pinger side). `at` = when it was received.
+    /// An authenticated answer to one of our probes arrived from `from` (the Pinger side).
+    /// `at` = when it was received.
     ProbeAnswer {
         from: NodeId,
         nonce: u64,
@@ -95,10 +102,18 @@ pub struct MeshStats {
     pub probes_sent: u64,
     /// As Indicator.
     pub probes_answered_by_me: u64,
+    /// Authenticated probes not answered because this node is not an Indicator.
+    pub probes_ignored: u64,
     pub answers_received: u64,
     pub messages_sent: u64,
     pub messages_received: u64,
+    /// QUIC datagrams received (the mesh uses none).
     pub malformed_datagrams: u64,
+    /// Probe packets dropped unanswered and uncounted: malformed, for no live session, in the
+    /// wrong direction, or with a MAC that does not verify.
+    pub probe_unauthenticated: u64,
+    /// Authenticated probe packets dropped as replays (or older than the replay window).
+    pub probe_replayed: u64,
     pub malformed_messages: u64,
     pub oversized_messages: u64,
     /// Messages this node did not send because a receiver would drop them (too large).
@@ -118,6 +133,7 @@ pub struct MeshStats {
     /// Events of each peer dropped because its queue into the node was full (every peer
     /// listed, zero included).
     pub dropped_events: BTreeMap<String, u64>,
+    /// UDP traffic of the mesh socket: QUIC and probe packets.
     pub udp_tx_datagrams: u64,
     pub udp_tx_bytes: u64,
     pub udp_rx_datagrams: u64,
@@ -218,19 +234,20 @@ impl Mesh {
         let socket = bind_udp(cfg.bind).map_err(bind_err)?;
         let local_addr = socket.local_addr().map_err(bind_err)?;
         let runtime = Arc::new(TokioRuntime);
+        let inbox = InboxShared::new();
+        let sessions = ProbeSessions::new(cfg.me.clone(), cfg.answer_probes, inbox.clone());
         let socket = runtime.wrap_udp_socket(socket).map_err(bind_err)?;
+        let socket = Arc::new(ProbeSocket::new(socket, sessions.clone()));
         let socket_weak = Arc::downgrade(&socket);
-        let mut endpoint = Endpoint::new_with_abstract_socket(
-            EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .map_err(bind_err)?;
+        // Peers must keep the QUIC fixed bit set: a datagram with it clear is a probe packet.
+        let mut endpoint_config = EndpointConfig::default();
+        endpoint_config.grease_quic_bit(false);
+        let mut endpoint =
+            Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
+                .map_err(bind_err)?;
         endpoint.set_default_client_config(client);
 
-        let inbox = InboxShared::new();
-        let shared = Shared::new(&cfg, inbox.clone(), endpoint.clone(), socket_weak);
+        let shared = Shared::new(&cfg, inbox.clone(), sessions, endpoint.clone(), socket_weak);
         let acceptor = shared.clone();
         shared.spawn(move |stop| link::accept_loop(acceptor, endpoint, stop));
         let mesh = Mesh {
@@ -243,23 +260,14 @@ impl Mesh {
         Ok((mesh, MeshInbox::new(inbox)))
     }
 
-    /// Non-blocking: sends a Probe datagram on the outgoing connection to `to`. Returns false
-    /// (and counts a send failure) when there is no live connection.
+    /// Non-blocking: sends an authenticated probe to `to` through the mesh socket. Returns
+    /// false (and counts a send failure) when there is no live outgoing connection (whose
+    /// session keys the probe) or the socket refused the packet.
     pub fn send_probe(&self, to: &NodeId, nonce: u64, sent_us: u64) -> bool {
-        let c = &self.shared.counters;
-        let Some(conn) = self.shared.outgoing(to) else {
-            bump(&c.send_failures);
-            return false;
-        };
-        let probe = encode_datagram(&Datagram::Probe { nonce, sent_us });
-        match conn.send_datagram(probe.into()) {
-            Ok(()) => {
-                bump(&c.probes_sent);
-                true
-            }
-            Err(e) => {
-                bump(&c.send_failures);
-                tracing::debug!(peer = %to, error = %e, "probe not sent");
+        match self.shared.probe_socket() {
+            Some(socket) => socket.send_probe(to, nonce, sent_us),
+            None => {
+                bump(&self.shared.probes.counters.send_failures);
                 false
             }
         }
@@ -326,21 +334,28 @@ impl Mesh {
 
     pub fn stats(&self) -> MeshStats {
         let c = &self.shared.counters;
+        let p = &self.shared.probes.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let [udp_tx_datagrams, udp_tx_bytes, udp_rx_datagrams, udp_rx_bytes] =
-            self.shared.udp_totals();
+        let mut udp = self.shared.udp_totals();
+        for (total, n) in udp.iter_mut().zip(p.udp_totals()) {
+            *total += n;
+        }
+        let [udp_tx_datagrams, udp_tx_bytes, udp_rx_datagrams, udp_rx_bytes] = udp;
         MeshStats {
-            probes_sent: get(&c.probes_sent),
-            probes_answered_by_me: get(&c.probes_answered_by_me),
-            answers_received: get(&c.answers_received),
+            probes_sent: get(&p.probes_sent),
+            probes_answered_by_me: get(&p.probes_answered_by_me),
+            probes_ignored: get(&p.ignored),
+            answers_received: get(&p.answers_received),
             messages_sent: get(&c.messages_sent),
             messages_received: get(&c.messages_received),
             malformed_datagrams: get(&c.malformed_datagrams),
+            probe_unauthenticated: get(&p.unauthenticated),
+            probe_replayed: get(&p.replayed),
             malformed_messages: get(&c.malformed_messages),
             oversized_messages: get(&c.oversized_messages),
             unsendable_messages: get(&c.unsendable_messages),
             rejected_handshakes: get(&c.rejected_handshakes),
-            send_failures: get(&c.send_failures),
+            send_failures: get(&c.send_failures) + get(&p.send_failures),
             dial_failures: get(&c.dial_failures),
             address_validations: get(&c.address_validations),
             throttled_handshakes: get(&c.throttled_handshakes),

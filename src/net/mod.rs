@@ -1,13 +1,16 @@
 //! The mesh between nodes: the fleet CA and node certificates (`certs`), mutual TLS that
-//! admits only nodes of the fleet (`tls`), and the QUIC transport carrying probes as datagrams
-//! and messages as streams (`mesh`). It moves and authenticates bytes; what they mean is the
-//! node's business.
+//! admits only nodes of the fleet (`tls`), the QUIC transport carrying messages as streams
+//! (`mesh`), and beside it on the same socket the authenticated UDP probe packets (`probe`,
+//! `probe_socket`), keyed from each connection's TLS session. It moves and authenticates
+//! bytes; what they mean is the node's business.
 
 mod admission;
 pub mod certs;
 mod inbox;
 mod link;
 pub mod mesh;
+pub mod probe;
+mod probe_socket;
 mod shared;
 pub mod tls;
 

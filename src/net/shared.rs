@@ -7,8 +7,9 @@ use super::admission::{Admission, Throttled};
 use super::inbox::InboxShared;
 use super::link::{self, Stop};
 use super::mesh::{close_code, MeshConfig, MeshEvent};
+use super::probe_socket::{End, Opened, ProbeSessions, ProbeSocket};
 use crate::core::types::NodeId;
-use quinn::{AsyncUdpSocket, Connection, Endpoint};
+use quinn::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -19,9 +20,6 @@ use tokio::sync::{mpsc, watch};
 
 #[derive(Default)]
 pub(super) struct Counters {
-    pub probes_sent: AtomicU64,
-    pub probes_answered_by_me: AtomicU64,
-    pub answers_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_received: AtomicU64,
     pub malformed_datagrams: AtomicU64,
@@ -38,6 +36,9 @@ pub(super) struct Counters {
     /// Incoming connections closed because the same peer connected again.
     pub replaced_connections: AtomicU64,
 }
+
+/// Longest a shutdown waits for the connections to drain and the socket to be released.
+const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(3);
 
 pub(super) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -64,6 +65,8 @@ pub(super) struct PeerSlot {
     addr: SocketAddr,
     generation: u64,
     outgoing: Option<Connection>,
+    /// When `outgoing` was installed.
+    outgoing_since: Instant,
     /// The peer's newest connection to us. A peer dials again only once its connection
     /// ended (or it restarted), so a newer one replaces the older: one peer identity holds
     /// one incoming connection, however often it reconnects.
@@ -74,7 +77,8 @@ pub(super) struct PeerSlot {
 /// Everything the tasks share; they hold it by `Arc` and never hold a lock across an await.
 pub(super) struct Shared {
     pub me: NodeId,
-    pub answer_probes: bool,
+    /// The probe session of every live connection.
+    pub probes: Arc<ProbeSessions>,
     pub redial_every: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -89,7 +93,7 @@ pub(super) struct Shared {
     /// Every task holds a clone; shutdown drops this one and waits for the channel to close.
     tasks: Mutex<Option<mpsc::Sender<()>>>,
     tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
-    socket: Weak<dyn AsyncUdpSocket>,
+    socket: Weak<ProbeSocket>,
     warned: Mutex<HashMap<String, Instant>>,
     /// The runtime `start` ran on, so callers on other threads can still send.
     runtime: tokio::runtime::Handle,
@@ -104,13 +108,14 @@ impl Shared {
     pub fn new(
         cfg: &MeshConfig,
         inbox: Arc<InboxShared>,
+        probes: Arc<ProbeSessions>,
         endpoint: Endpoint,
-        socket: Weak<dyn AsyncUdpSocket>,
+        socket: Weak<ProbeSocket>,
     ) -> Arc<Shared> {
         let (tasks, tasks_done) = mpsc::channel(1);
         Arc::new(Shared {
             me: cfg.me.clone(),
-            answer_probes: cfg.answer_probes,
+            probes,
             redial_every: cfg.redial_every,
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.redial_every * 5,
@@ -155,6 +160,29 @@ impl Shared {
         true
     }
 
+    /// The mesh socket, until it is released at shutdown.
+    pub fn probe_socket(&self) -> Option<Arc<ProbeSocket>> {
+        self.socket.upgrade()
+    }
+
+    /// Starts the probe session of a connection that came up with `peer` (the acceptor tells
+    /// the dialer its end is open); None (logged) when its keys cannot be derived, and then the
+    /// connection carries no probes.
+    pub fn open_probe_session(&self, conn: &Connection, peer: &NodeId, end: End) -> Option<Opened> {
+        match self.probes.open(conn, peer, end) {
+            Ok(opened) => {
+                if let (Some((to, ready)), Some(socket)) = (&opened.greeting, self.probe_socket()) {
+                    socket.greet(*to, ready);
+                }
+                Some(opened)
+            }
+            Err(error) => {
+                tracing::warn!(peer = %peer, %error, "no probe session on this connection");
+                None
+            }
+        }
+    }
+
     pub fn endpoint(&self) -> Option<Endpoint> {
         lock(&self.endpoint).clone()
     }
@@ -175,6 +203,7 @@ impl Shared {
         match peers.get_mut(peer).filter(|s| s.generation == generation) {
             Some(slot) => {
                 slot.outgoing = Some(conn.clone());
+                slot.outgoing_since = Instant::now();
                 true
             }
             None => false,
@@ -197,12 +226,30 @@ impl Shared {
             return false;
         };
         if let Some(old) = slot.incoming.replace(conn.clone()) {
+            // Only a replaced connection that still looked alive says the peer restarted; one
+            // already closing (the peer closed it on purpose) does not, or two nodes would
+            // keep re-dialing each other.
+            let peer_restarted = old.close_reason().is_none();
+            // The peer dialed again while its old connection looked alive here: it most
+            // likely restarted, and then our outgoing connection leads to its previous
+            // incarnation (whose stateless resets we cannot check) and would only end at the
+            // idle timeout, carrying probes nobody can verify. Dial it afresh, unless that
+            // connection is itself brand new (two nodes must not keep replacing each other).
+            let stale = slot
+                .outgoing
+                .as_ref()
+                .filter(|_| peer_restarted)
+                .filter(|_| slot.outgoing_since.elapsed() > self.handshake_timeout)
+                .cloned();
             drop(peers);
             bump(&self.counters.replaced_connections);
             old.close(
                 close_code::REPLACED.into(),
                 b"replaced by a newer connection",
             );
+            if let Some(stale) = stale {
+                stale.close(close_code::REDIAL.into(), b"peer reconnected: redialing");
+            }
             tracing::debug!(peer = %peer, "older incoming connection replaced");
         }
         true
@@ -300,6 +347,7 @@ impl Shared {
                         addr,
                         generation,
                         outgoing: None,
+                        outgoing_since: Instant::now(),
                         incoming: None,
                         stop,
                     },
@@ -359,8 +407,11 @@ impl Shared {
             while done.recv().await.is_some() {}
         }
         let endpoint = lock(&self.endpoint).take();
-        // Bounded: a peer that vanished cannot hold us longer than the drain period anyway.
-        let bound = self.idle_timeout.max(Duration::from_secs(1));
+        // Bounded: a connection to a peer that vanished drains for three of its (backed-off)
+        // probe timeouts, which can be long; a node that shuts down does not wait for that.
+        let bound = self
+            .idle_timeout
+            .clamp(Duration::from_secs(1), SHUTDOWN_DRAIN_MAX);
         if let Some(endpoint) = &endpoint {
             let _ = tokio::time::timeout(bound, endpoint.wait_idle()).await;
         }

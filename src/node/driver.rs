@@ -63,8 +63,10 @@ pub(super) async fn spawn(
         peers: peers_of(&spec.fleet, &me.id),
         certs,
         answer_probes: me.roles.indicator,
-        idle_timeout: Duration::from_secs(3),
-        keep_alive: Duration::from_millis(500),
+        // Liveness is judged by probes, not by the connection: keep-alives only keep NAT
+        // and the idle timer happy, and at a thousand connections each one costs CPU.
+        idle_timeout: super::MESH_IDLE_TIMEOUT,
+        keep_alive: super::MESH_KEEP_ALIVE,
         redial_every: Duration::from_millis(200),
     })
     .await?;

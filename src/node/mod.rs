@@ -20,8 +20,16 @@ use snapshot::NodeSnapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+/// A mesh connection that hears nothing for this long is closed and re-dialed. Liveness of
+/// a site is judged by probes, not by connections, so this could be much longer (and the
+/// keep-alive with it, which costs a Pinger CPU per connection), but with 30 s a restarted
+/// voter's vote rounds stay undecided for seconds (tests/durability.rs): not yet.
+pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A mesh connection with nothing to send pings its peer this often.
+pub const MESH_KEEP_ALIVE: Duration = Duration::from_millis(500);
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -224,7 +232,6 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(5), f)

@@ -56,8 +56,18 @@ const COUNTERS: &[(&str, &str, Read)] = &[
     ),
     (
         "mesh_malformed_datagrams",
-        "Datagrams dropped as malformed.",
+        "QUIC datagrams dropped (the mesh uses none).",
         |s| s.mesh.malformed_datagrams,
+    ),
+    (
+        "mesh_probe_unauthenticated",
+        "Probe packets dropped unanswered: malformed, for no live session, wrong direction or failed MAC.",
+        |s| s.mesh.probe_unauthenticated,
+    ),
+    (
+        "mesh_probe_replayed",
+        "Authenticated probe packets dropped as replays.",
+        |s| s.mesh.probe_replayed,
     ),
     (
         "mesh_malformed_messages",

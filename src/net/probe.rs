@@ -1,0 +1,367 @@
+//! The authenticated UDP probe packet (in the spirit of BFD's keyed authentication, RFC 5880
+//! §6.7): its layout, the per-connection keys it is sealed with, and the sequence window that
+//! refuses replays. Pure: no sockets, no clock; `probe_socket` moves these bytes.
+//!
+//! Keys come from the mutual-TLS session of the QUIC connection between the two nodes
+//! (RFC 5705 / RFC 8446 §7.5 exporter), so a probe speaks for the certificate identity that
+//! opened the connection, and its keys die with the connection. The prober (the dialer) and
+//! the answerer (the acceptor) seal with different keys, and the kind byte is under the MAC
+//! too: a probe reflected back at its sender is not an answer.
+//!
+//! Layout, 52 bytes, big endian:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind: 0x01 probe, 0x02 answer, 0x03 ready (bits 0xc0 clear: never a QUIC v1 packet) |
+//! | 1 | version (1) |
+//! | 2..4 | zero |
+//! | 4..12 | discriminator of the session (from the exporter) |
+//! | 12..20 | sequence number of the sender in this direction, from 1 |
+//! | 20..28 | nonce of the Pinger core (echoed in the answer) |
+//! | 28..36 | sent_us of the Pinger (echoed in the answer) |
+//! | 36..52 | HMAC-SHA256 over bytes 0..36, first 16 bytes |
+
+use crate::core::types::NodeId;
+use ring::hmac;
+
+/// Length of every probe packet, probe or answer.
+pub const PROBE_LEN: usize = 52;
+/// The TLS exporter label of the probe keys; bump the version with any layout change.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v1";
+/// The packet version this node speaks.
+pub const PROBE_VERSION: u8 = 1;
+/// Replays are refused within this many sequence numbers of the newest one seen; older
+/// packets are refused outright.
+pub const REPLAY_WINDOW: u64 = 64;
+
+const KIND_PROBE: u8 = 0x01;
+const KIND_ANSWER: u8 = 0x02;
+const KIND_READY: u8 = 0x03;
+const MAC_AT: usize = 36;
+const MAC_LEN: usize = PROBE_LEN - MAC_AT;
+/// Exporter output: discriminator, probe key, answer key.
+pub const MATERIAL_LEN: usize = 8 + 32 + 32;
+
+/// Whether a datagram on the mesh port is a probe packet rather than QUIC: a QUIC long
+/// header (and a version negotiation packet) has bit 0x80 of its first byte set, a short
+/// header the fixed bit 0x40 (RFC 9000 §17). Probe packets have both clear. Peers may only
+/// clear the fixed bit ("greasing", RFC 9287) if this node advertises that it accepts it,
+/// and the mesh's endpoint does not (`grease_quic_bit(false)`).
+pub fn is_probe_datagram(first_byte: u8) -> bool {
+    first_byte & 0xc0 == 0
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Pinger (the connection's dialer) -> Indicator (its acceptor).
+    Probe,
+    /// Indicator -> Pinger: the probe's nonce and sent_us echoed.
+    Answer,
+    /// Acceptor -> dialer, once: "my end of the session is open, probe away" (nonce and
+    /// sent_us zero). Sealed with the answer key.
+    Ready,
+}
+
+/// The fields of a probe packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbePacket {
+    pub kind: Kind,
+    pub discriminator: u64,
+    pub seq: u64,
+    pub nonce: u64,
+    pub sent_us: u64,
+}
+
+/// Why a datagram is not a probe packet this node can accept.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbeError {
+    #[error("probe packet of {len} bytes (expected {PROBE_LEN})")]
+    Length { len: usize },
+    #[error("unknown probe packet kind {kind:#04x}")]
+    Kind { kind: u8 },
+    #[error("probe packet version {version} is not supported (this node speaks {PROBE_VERSION})")]
+    Version { version: u8 },
+    #[error("reserved bytes of the probe packet are not zero")]
+    Reserved,
+    #[error("probe packet MAC does not verify")]
+    Mac,
+}
+
+/// A probe packet whose layout is valid and whose MAC is not checked yet: only the
+/// discriminator may be used (to find the session whose key checks it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unverified {
+    packet: ProbePacket,
+    bytes: [u8; PROBE_LEN],
+}
+
+impl Unverified {
+    pub fn discriminator(&self) -> u64 {
+        self.packet.discriminator
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.packet.kind
+    }
+
+    /// The packet, if `key` sealed it.
+    pub fn verify(&self, key: &hmac::Key) -> Result<ProbePacket, ProbeError> {
+        let tag = hmac::sign(key, &self.bytes[..MAC_AT]);
+        // Every byte compared whatever the first difference (no early exit to time).
+        let difference = tag.as_ref()[..MAC_LEN]
+            .iter()
+            .zip(&self.bytes[MAC_AT..])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if difference != 0 {
+            return Err(ProbeError::Mac);
+        }
+        Ok(self.packet)
+    }
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_be_bytes(b)
+}
+
+/// Checks the layout of a datagram (not its MAC).
+pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
+    let bytes: [u8; PROBE_LEN] = bytes
+        .try_into()
+        .map_err(|_| ProbeError::Length { len: bytes.len() })?;
+    let kind = match bytes[0] {
+        KIND_PROBE => Kind::Probe,
+        KIND_ANSWER => Kind::Answer,
+        KIND_READY => Kind::Ready,
+        kind => return Err(ProbeError::Kind { kind }),
+    };
+    if bytes[1] != PROBE_VERSION {
+        return Err(ProbeError::Version { version: bytes[1] });
+    }
+    if bytes[2..4] != [0, 0] {
+        return Err(ProbeError::Reserved);
+    }
+    Ok(Unverified {
+        packet: ProbePacket {
+            kind,
+            discriminator: u64_at(&bytes, 4),
+            seq: u64_at(&bytes, 12),
+            nonce: u64_at(&bytes, 20),
+            sent_us: u64_at(&bytes, 28),
+        },
+        bytes,
+    })
+}
+
+/// Lays out and seals a packet with `key`.
+pub fn seal(packet: &ProbePacket, key: &hmac::Key) -> [u8; PROBE_LEN] {
+    let mut b = [0u8; PROBE_LEN];
+    b[0] = match packet.kind {
+        Kind::Probe => KIND_PROBE,
+        Kind::Answer => KIND_ANSWER,
+        Kind::Ready => KIND_READY,
+    };
+    b[1] = PROBE_VERSION;
+    b[4..12].copy_from_slice(&packet.discriminator.to_be_bytes());
+    b[12..20].copy_from_slice(&packet.seq.to_be_bytes());
+    b[20..28].copy_from_slice(&packet.nonce.to_be_bytes());
+    b[28..36].copy_from_slice(&packet.sent_us.to_be_bytes());
+    let tag = hmac::sign(key, &b[..MAC_AT]);
+    b[MAC_AT..].copy_from_slice(&tag.as_ref()[..MAC_LEN]);
+    b
+}
+
+/// The keys of one connection's probe session, the same on both ends.
+pub struct SessionKeys {
+    pub discriminator: u64,
+    /// Seals probes (dialer -> acceptor).
+    pub probe: hmac::Key,
+    /// Seals answers (acceptor -> dialer).
+    pub answer: hmac::Key,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("discriminator", &self.discriminator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionKeys {
+    /// Splits exporter output into the discriminator and the two direction keys.
+    pub fn from_material(material: &[u8; MATERIAL_LEN]) -> SessionKeys {
+        SessionKeys {
+            discriminator: u64_at(material, 0),
+            probe: hmac::Key::new(hmac::HMAC_SHA256, &material[8..40]),
+            answer: hmac::Key::new(hmac::HMAC_SHA256, &material[40..72]),
+        }
+    }
+
+    /// Derives the keys of `conn` (a connection `dialer` opened to `acceptor`): both ends get
+    /// the same keys, which nobody without that TLS session can compute.
+    pub fn derive(
+        conn: &quinn::Connection,
+        dialer: &NodeId,
+        acceptor: &NodeId,
+    ) -> Result<SessionKeys, quinn::crypto::ExportKeyingMaterialError> {
+        let mut material = [0u8; MATERIAL_LEN];
+        conn.export_keying_material(&mut material, EXPORTER_LABEL, &context(dialer, acceptor))?;
+        Ok(SessionKeys::from_material(&material))
+    }
+}
+
+/// Binds the keys to who dialed whom (length-prefixed, so no two pairs share a context).
+fn context(dialer: &NodeId, acceptor: &NodeId) -> Vec<u8> {
+    let mut c = Vec::with_capacity(4 + dialer.as_str().len() + acceptor.as_str().len());
+    for id in [dialer.as_str(), acceptor.as_str()] {
+        c.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        c.extend_from_slice(id.as_bytes());
+    }
+    c
+}
+
+/// The receive side of one direction of a session: which sequence numbers were seen (IPsec's
+/// anti-replay window, RFC 4303 §3.4.3). Sequence 0 is never valid.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayWindow {
+    newest: u64,
+    /// Bit i set: `newest - i` was seen.
+    seen: u64,
+}
+
+impl ReplayWindow {
+    /// Records `seq` if it is new; false for a replay or a packet older than the window.
+    /// Call only for packets whose MAC verified, or a forger could move the window.
+    pub fn accept(&mut self, seq: u64) -> bool {
+        if seq == 0 {
+            return false;
+        }
+        if seq > self.newest {
+            let shift = seq - self.newest;
+            self.seen = if shift >= REPLAY_WINDOW {
+                1
+            } else {
+                (self.seen << shift) | 1
+            };
+            self.newest = seq;
+            return true;
+        }
+        let age = self.newest - seq;
+        if age >= REPLAY_WINDOW || self.seen & (1 << age) != 0 {
+            return false;
+        }
+        self.seen |= 1 << age;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exporter-like material: every byte differs, so do the two direction keys.
+    fn keys(seed: u8) -> SessionKeys {
+        let mut m = [0u8; MATERIAL_LEN];
+        for (i, b) in m.iter_mut().enumerate() {
+            *b = seed.wrapping_add((i as u8).wrapping_mul(31));
+        }
+        SessionKeys::from_material(&m)
+    }
+
+    fn probe(seq: u64) -> ProbePacket {
+        ProbePacket {
+            kind: Kind::Probe,
+            discriminator: 0x0102_0304_0506_0708,
+            seq,
+            nonce: 42,
+            sent_us: u64::MAX - 1,
+        }
+    }
+
+    #[test]
+    fn a_sealed_packet_parses_and_verifies_to_itself() {
+        let k = keys(1);
+        let bytes = seal(&probe(9), &k.probe);
+        assert!(is_probe_datagram(bytes[0]));
+        let u = parse(&bytes).unwrap();
+        assert_eq!(u.discriminator(), 0x0102_0304_0506_0708);
+        assert_eq!(u.verify(&k.probe), Ok(probe(9)));
+    }
+
+    #[test]
+    fn a_probe_does_not_verify_under_the_answer_key_or_another_session() {
+        let k = keys(1);
+        let bytes = seal(&probe(9), &k.probe);
+        let u = parse(&bytes).unwrap();
+        assert_eq!(u.verify(&k.answer), Err(ProbeError::Mac));
+        assert_eq!(u.verify(&keys(2).probe), Err(ProbeError::Mac));
+    }
+
+    #[test]
+    fn a_probe_relabelled_as_an_answer_does_not_verify() {
+        let k = keys(1);
+        let mut bytes = seal(&probe(9), &k.probe);
+        bytes[0] = KIND_ANSWER;
+        let u = parse(&bytes).unwrap();
+        assert_eq!(u.kind(), Kind::Answer);
+        assert_eq!(u.verify(&k.answer), Err(ProbeError::Mac));
+        assert_eq!(u.verify(&k.probe), Err(ProbeError::Mac));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let k = keys(3);
+        let bytes = seal(&probe(1), &k.probe);
+        for bit in 0..PROBE_LEN * 8 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            let ok = parse(&b).and_then(|u| u.verify(&k.probe)).is_ok();
+            assert!(!ok, "bit {bit} flipped and still accepted");
+        }
+    }
+
+    #[test]
+    fn bad_layouts_are_named() {
+        let k = keys(1);
+        let good = seal(&probe(1), &k.probe);
+        assert_eq!(parse(&good[..51]), Err(ProbeError::Length { len: 51 }));
+        let mut b = good;
+        b[0] = 0x04;
+        assert_eq!(parse(&b), Err(ProbeError::Kind { kind: 4 }));
+        let mut b = good;
+        b[1] = 2;
+        assert_eq!(parse(&b), Err(ProbeError::Version { version: 2 }));
+        let mut b = good;
+        b[3] = 1;
+        assert_eq!(parse(&b), Err(ProbeError::Reserved));
+    }
+
+    #[test]
+    fn keys_depend_on_the_pair_and_its_direction() {
+        let (a, b) = (NodeId::from("a"), NodeId::from("b"));
+        assert_ne!(context(&a, &b), context(&b, &a));
+        assert_ne!(
+            context(&NodeId::from("ab"), &NodeId::from("c")),
+            context(&a, &NodeId::from("bc"))
+        );
+    }
+
+    #[test]
+    fn the_window_refuses_replays_zero_and_packets_older_than_it() {
+        let mut w = ReplayWindow::default();
+        assert!(!w.accept(0));
+        assert!(w.accept(1));
+        assert!(!w.accept(1));
+        assert!(w.accept(3));
+        assert!(w.accept(2), "late but new");
+        assert!(!w.accept(2));
+        assert!(w.accept(100));
+        assert!(!w.accept(100 - REPLAY_WINDOW), "older than the window");
+        assert!(w.accept(100 - REPLAY_WINDOW + 1));
+        assert!(!w.accept(3));
+        assert!(w.accept(u64::MAX));
+        assert!(!w.accept(u64::MAX));
+    }
+}

@@ -1,0 +1,498 @@
+//! The mesh's UDP socket as quinn sees it, with probe packets taken out: every received
+//! datagram whose first byte has the QUIC fixed bit (0x40) clear is a probe packet, handled
+//! right here in the receive path (a probe answered through the same socket, an answer handed
+//! to the inbox), and never reaches quinn. Everything else passes through untouched. So
+//! probes cost one MAC and one system call per packet instead of a QUIC packet each way, and
+//! operators open no second port.
+//!
+//! It owns the probe sessions (one per live connection, keyed by the discriminator the two
+//! ends derived from the connection's TLS session) and their counters; it decides nothing
+//! about what an answer means.
+
+use super::inbox::InboxShared;
+use super::mesh::MeshEvent;
+use super::probe::{self, Kind, ProbePacket, ReplayWindow, SessionKeys, PROBE_LEN};
+use crate::core::types::NodeId;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, Connection, UdpPoller};
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// Receive batches made only of probe packets handled in one `poll_recv` before quinn gets
+/// its turn back (it then simply calls again): bounds the time spent here per call.
+const PROBE_ONLY_BATCHES: usize = 32;
+
+/// Probe traffic counters of this node.
+#[derive(Default, Debug)]
+pub(super) struct ProbeCounters {
+    pub probes_sent: AtomicU64,
+    pub probes_answered_by_me: AtomicU64,
+    pub answers_received: AtomicU64,
+    /// Probe packets dropped: malformed, unknown session, wrong direction or failed MAC.
+    pub unauthenticated: AtomicU64,
+    /// Authenticated probe packets dropped as replays (or older than the window).
+    pub replayed: AtomicU64,
+    /// Authenticated probes not answered because this node is not an Indicator.
+    pub ignored: AtomicU64,
+    pub send_failures: AtomicU64,
+    /// Probe packets (and bytes) sent and received, whatever became of them.
+    pub udp: [AtomicU64; 4],
+}
+
+impl ProbeCounters {
+    /// [tx datagrams, tx bytes, rx datagrams, rx bytes] of probe packets.
+    pub fn udp_totals(&self) -> [u64; 4] {
+        self.udp.each_ref().map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Which end of the connection this node is: the dialer probes, the acceptor answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    Dialer,
+    Acceptor,
+}
+
+struct Session {
+    peer: NodeId,
+    end: End,
+    keys: SessionKeys,
+    remote: SocketAddr,
+    /// Sequence number of the next packet this node sends in its direction.
+    next_seq: u64,
+    window: ReplayWindow,
+    /// Dialer: notified when the acceptor says its end is open.
+    ready: Arc<Notify>,
+}
+
+/// A session just opened.
+pub(super) struct Opened {
+    pub discriminator: u64,
+    /// Dialer: resolves once the acceptor's end is open (its Ready packet arrived).
+    pub ready: Arc<Notify>,
+    /// Acceptor: the Ready packet to send to the dialer.
+    pub greeting: Option<(SocketAddr, [u8; PROBE_LEN])>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_discriminator: HashMap<u64, Session>,
+    /// The session of each peer's outgoing connection, where probes to it go.
+    outgoing: HashMap<NodeId, u64>,
+}
+
+/// Why a connection has no probe session.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SessionError {
+    #[error("probe keys not exported from the TLS session: {0}")]
+    Export(String),
+    #[error("probe session discriminator already in use")]
+    Collision,
+}
+
+/// The probe sessions of this node, shared by the socket and the mesh.
+pub(super) struct ProbeSessions {
+    table: Mutex<Table>,
+    me: NodeId,
+    answer_probes: bool,
+    inbox: Arc<InboxShared>,
+    pub counters: ProbeCounters,
+}
+
+impl std::fmt::Debug for ProbeSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeSessions")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProbeSessions {
+    pub fn new(me: NodeId, answer_probes: bool, inbox: Arc<InboxShared>) -> Arc<ProbeSessions> {
+        Arc::new(ProbeSessions {
+            table: Mutex::new(Table::default()),
+            me,
+            answer_probes,
+            inbox,
+            counters: ProbeCounters::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the probe session of a connection with `peer` that just came up; its
+    /// discriminator is for `close` when the connection ends.
+    pub fn open(&self, conn: &Connection, peer: &NodeId, end: End) -> Result<Opened, SessionError> {
+        let (dialer, acceptor) = match end {
+            End::Dialer => (&self.me, peer),
+            End::Acceptor => (peer, &self.me),
+        };
+        let keys = SessionKeys::derive(conn, dialer, acceptor)
+            .map_err(|e| SessionError::Export(format!("{e:?}")))?;
+        let discriminator = keys.discriminator;
+        let remote = conn.remote_address();
+        let mut t = self.lock();
+        if t.by_discriminator.contains_key(&discriminator) {
+            return Err(SessionError::Collision);
+        }
+        let greeting = (end == End::Acceptor).then(|| {
+            let ready = ProbePacket {
+                kind: Kind::Ready,
+                discriminator,
+                seq: 1,
+                nonce: 0,
+                sent_us: 0,
+            };
+            (remote, probe::seal(&ready, &keys.answer))
+        });
+        let ready = Arc::new(Notify::new());
+        t.by_discriminator.insert(
+            discriminator,
+            Session {
+                peer: peer.clone(),
+                end,
+                keys,
+                remote,
+                next_seq: if greeting.is_some() { 2 } else { 1 },
+                window: ReplayWindow::default(),
+                ready: ready.clone(),
+            },
+        );
+        if end == End::Dialer {
+            t.outgoing.insert(peer.clone(), discriminator);
+        }
+        Ok(Opened {
+            discriminator,
+            ready,
+            greeting,
+        })
+    }
+
+    /// Ends a session: its keys are gone, its packets are refused from now on.
+    pub fn close(&self, discriminator: u64) {
+        let mut t = self.lock();
+        if let Some(s) = t.by_discriminator.remove(&discriminator) {
+            if t.outgoing.get(&s.peer) == Some(&discriminator) {
+                t.outgoing.remove(&s.peer);
+            }
+        }
+    }
+
+    /// A sealed probe to `to` and where to send it; None without a live outgoing session.
+    pub fn seal_probe(
+        &self,
+        to: &NodeId,
+        nonce: u64,
+        sent_us: u64,
+    ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
+        let mut t = self.lock();
+        let discriminator = *t.outgoing.get(to)?;
+        let s = t.by_discriminator.get_mut(&discriminator)?;
+        let packet = ProbePacket {
+            kind: Kind::Probe,
+            discriminator,
+            seq: s.next_seq,
+            nonce,
+            sent_us,
+        };
+        s.next_seq += 1;
+        Some((s.remote, probe::seal(&packet, &s.keys.probe)))
+    }
+
+    /// Handles one probe packet; returns the answer to send back, if any.
+    fn receive(&self, bytes: &[u8], at: Instant) -> Option<[u8; PROBE_LEN]> {
+        let c = &self.counters;
+        let Ok(unverified) = probe::parse(bytes) else {
+            bump(&c.unauthenticated);
+            return None;
+        };
+        let mut t = self.lock();
+        let Some(s) = t.by_discriminator.get_mut(&unverified.discriminator()) else {
+            bump(&c.unauthenticated);
+            return None;
+        };
+        // A probe is only valid towards the acceptor, an answer only towards the dialer; each
+        // direction has its own key.
+        let key = match (unverified.kind(), s.end) {
+            (Kind::Probe, End::Acceptor) => &s.keys.probe,
+            (Kind::Answer | Kind::Ready, End::Dialer) => &s.keys.answer,
+            _ => {
+                bump(&c.unauthenticated);
+                return None;
+            }
+        };
+        let Ok(packet) = unverified.verify(key) else {
+            bump(&c.unauthenticated);
+            return None;
+        };
+        if !s.window.accept(packet.seq) {
+            bump(&c.replayed);
+            return None;
+        }
+        match packet.kind {
+            Kind::Probe if !self.answer_probes => {
+                bump(&c.ignored);
+                None
+            }
+            Kind::Probe => {
+                let answer = ProbePacket {
+                    kind: Kind::Answer,
+                    seq: s.next_seq,
+                    ..packet
+                };
+                s.next_seq += 1;
+                Some(probe::seal(&answer, &s.keys.answer))
+            }
+            Kind::Ready => {
+                s.ready.notify_one();
+                None
+            }
+            Kind::Answer => {
+                bump(&c.answers_received);
+                let event = MeshEvent::ProbeAnswer {
+                    from: s.peer.clone(),
+                    nonce: packet.nonce,
+                    sent_us: packet.sent_us,
+                    at,
+                };
+                let peer = s.peer.clone();
+                drop(t);
+                if !self.inbox.push(&peer, event, PROBE_LEN) {
+                    tracing::debug!(peer = %peer, "probe answer dropped: the peer's queue is full");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// quinn's socket with the probe packets taken out of what it receives.
+#[derive(Debug)]
+pub(super) struct ProbeSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    sessions: Arc<ProbeSessions>,
+}
+
+impl ProbeSocket {
+    pub fn new(inner: Arc<dyn AsyncUdpSocket>, sessions: Arc<ProbeSessions>) -> ProbeSocket {
+        ProbeSocket { inner, sessions }
+    }
+
+    /// Sends a probe to `to` now; false (counted) when there is no session or the socket
+    /// refused it.
+    pub fn send_probe(&self, to: &NodeId, nonce: u64, sent_us: u64) -> bool {
+        let c = &self.sessions.counters;
+        let Some((destination, bytes)) = self.sessions.seal_probe(to, nonce, sent_us) else {
+            bump(&c.send_failures);
+            return false;
+        };
+        match self.send(destination, None, &bytes) {
+            Ok(()) => {
+                bump(&c.probes_sent);
+                true
+            }
+            Err(e) => {
+                bump(&c.send_failures);
+                tracing::debug!(peer = %to, error = %e, "probe not sent");
+                false
+            }
+        }
+    }
+
+    /// Sends an acceptor's Ready packet (best effort: the dialer waits a bounded time).
+    pub fn greet(&self, to: SocketAddr, ready: &[u8]) {
+        if let Err(e) = self.send(to, None, ready) {
+            bump(&self.sessions.counters.send_failures);
+            tracing::debug!(%to, error = %e, "probe session ready not sent");
+        }
+    }
+
+    fn send(
+        &self,
+        destination: SocketAddr,
+        src_ip: Option<IpAddr>,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        self.inner.try_send(&Transmit {
+            destination,
+            ecn: None,
+            contents: bytes,
+            segment_size: None,
+            src_ip,
+        })?;
+        let udp = &self.sessions.counters.udp;
+        bump(&udp[0]);
+        udp[1].fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Handles the probe packets among the `n` received datagrams and compacts the rest to
+    /// the front of `bufs`/`metas`; returns how many remain for quinn. A `RecvMeta` may hold
+    /// several `stride`-sized datagrams (GRO): probe segments are cut out of it.
+    fn take_probes(&self, bufs: &mut [IoSliceMut<'_>], metas: &mut [RecvMeta], n: usize) -> usize {
+        let at = Instant::now();
+        let mut kept = 0;
+        for i in 0..n {
+            let meta = metas[i];
+            let stride = if meta.stride == 0 {
+                meta.len
+            } else {
+                meta.stride
+            };
+            let buf = &mut bufs[i][..meta.len];
+            let (mut read, mut write) = (0, 0);
+            while read < meta.len {
+                let end = (read + stride).min(meta.len);
+                if probe::is_probe_datagram(buf[read]) {
+                    let udp = &self.sessions.counters.udp;
+                    bump(&udp[2]);
+                    udp[3].fetch_add((end - read) as u64, Ordering::Relaxed);
+                    if let Some(answer) = self.sessions.receive(&buf[read..end], at) {
+                        self.answer(meta.addr, meta.dst_ip, &answer);
+                    }
+                } else {
+                    buf.copy_within(read..end, write);
+                    write += end - read;
+                }
+                read = end;
+            }
+            if write == 0 {
+                continue;
+            }
+            // The buffers are equal chunks of quinn's receive buffer: swapping the slices
+            // moves the datagrams without copying them.
+            bufs.swap(kept, i);
+            metas[kept] = RecvMeta { len: write, ..meta };
+            kept += 1;
+        }
+        kept
+    }
+
+    fn answer(&self, to: SocketAddr, src_ip: Option<IpAddr>, answer: &[u8]) {
+        let c = &self.sessions.counters;
+        match self.send(to, src_ip, answer) {
+            Ok(()) => bump(&c.probes_answered_by_me),
+            Err(e) => {
+                bump(&c.send_failures);
+                tracing::debug!(%to, error = %e, "probe answer not sent");
+            }
+        }
+    }
+}
+
+impl AsyncUdpSocket for ProbeSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        self.inner.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        for _ in 0..PROBE_ONLY_BATCHES {
+            let n = match self.inner.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(n)) => n,
+                other => return other,
+            };
+            let kept = self.take_probes(bufs, meta, n);
+            if kept > 0 {
+                return Poll::Ready(Ok(kept));
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// One datagram per send: quinn keeps a send buffer per connection sized for this many
+    /// segments (up to 10 × MTU, ~14 KiB, held for the connection's life). The mesh's messages
+    /// are small, so GSO would save little, while at a thousand connections per node those
+    /// buffers are most of its memory.
+    fn max_transmit_segments(&self) -> usize {
+        1
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::{Runtime, TokioRuntime};
+
+    fn meta(len: usize, stride: usize) -> RecvMeta {
+        RecvMeta {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            len,
+            stride,
+            ecn: None,
+            dst_ip: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_segments_are_cut_out_of_gro_batches_and_the_rest_compacted() {
+        let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let inner = TokioRuntime.wrap_udp_socket(std_socket).unwrap();
+        let sessions = ProbeSessions::new(NodeId::from("me"), true, InboxShared::new());
+        let socket = ProbeSocket::new(inner, sessions.clone());
+
+        // Batch 0: QUIC, probe, QUIC (the last segment shorter), stride 52.
+        // Batch 1: one probe alone. Batch 2: one QUIC datagram.
+        let quic_a = [0x41u8; 52];
+        let probe_b = [0x01u8; 52];
+        let quic_c = [0x4cu8; 30];
+        let quic_d = [0xc3u8; 70];
+        let mut storage = vec![vec![0u8; 256]; 3];
+        storage[0][..52].copy_from_slice(&quic_a);
+        storage[0][52..104].copy_from_slice(&probe_b);
+        storage[0][104..134].copy_from_slice(&quic_c);
+        storage[1][..52].copy_from_slice(&probe_b);
+        storage[2][..70].copy_from_slice(&quic_d);
+        let mut metas = [meta(134, 52), meta(52, 52), meta(70, 70)];
+        let mut bufs: Vec<IoSliceMut> = storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+
+        let kept = socket.take_probes(&mut bufs, &mut metas, 3);
+
+        assert_eq!(kept, 2);
+        assert_eq!((metas[0].len, metas[0].stride), (82, 52));
+        assert_eq!(&bufs[0][..52], &quic_a);
+        assert_eq!(&bufs[0][52..82], &quic_c);
+        assert_eq!((metas[1].len, metas[1].stride), (70, 70));
+        assert_eq!(&bufs[1][..70], &quic_d);
+        let c = &sessions.counters;
+        assert_eq!(
+            c.unauthenticated.load(Ordering::Relaxed),
+            2,
+            "both probes, no session"
+        );
+        assert_eq!(c.udp_totals(), [0, 0, 2, 104]);
+    }
+}
