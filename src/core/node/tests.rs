@@ -155,8 +155,9 @@ fn a_down_verdict_naming_this_node_that_it_only_learned_starts_no_failover() {
     let mut b1 = core_of(&f, "b1");
     b1.handle(at(10), status("c1", Opinion::Up));
     // A member of the electorate claims b1 committed a DOWN verdict of a: b1 shows it, but
-    // only a round of its own makes it the run's leader.
-    b1.handle(at(100), forged_down_commit("c1", "b1"));
+    // only a round of its own makes it the run's leader. (Within one probe budget of the last
+    // input: a longer silence would read as a stalled event loop and make the node abstain.)
+    b1.handle(at(60), forged_down_commit("c1", "b1"));
     assert_eq!(
         b1.voter().verdict(&SiteId::from("a")).map(|v| v.epoch()),
         Some(1)
