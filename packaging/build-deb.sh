@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 if ! cargo deb --version >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] || [ -n "${CI:-}" ]; then
     echo "installing cargo-deb" >&2
-    cargo install cargo-deb --locked --quiet
+    # Pinned: the suite packages a dev build, which cargo-deb 3.8 allows with a warning and
+    # says a later version may refuse.
+    cargo install cargo-deb --version 3.8.0 --locked --quiet
   else
-    echo "cargo-deb is missing: cargo install cargo-deb --locked" >&2
+    echo "cargo-deb is missing: cargo install cargo-deb --version 3.8.0 --locked" >&2
     exit 1
   fi
 fi
