@@ -89,8 +89,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let mut events = fleet.take_events().expect("events not taken yet");
     let Some(site) = opts.blackout.clone() else {
         println!(
-            "running; Ctrl-C to stop (try: curl http://{}/v1/sites)",
-            fleet.fleet.nodes[0].api
+            "running; Ctrl-C to stop (try, in another shell: quorate status --api {api} \
+             or curl http://{api}/v1/sites)",
+            api = fleet.fleet.nodes[0].api
         );
         let _ = tokio::signal::ctrl_c().await;
         fleet.shutdown().await;
