@@ -107,36 +107,11 @@ pub fn main() -> ExitCode {
             end,
             op,
         } => maintenance(&site, duration, until, end, &op),
-        Cmd::Sim {
-            seeds,
-            seed,
-            sites,
-            voters_per_site,
-            indicators_per_site,
-            loss,
-            scenario,
-            fast,
-            strict,
-            liars,
-        } => {
-            let args = crate::sim::SimArgs {
-                seeds,
-                seed,
-                sites,
-                voters_per_site,
-                indicators_per_site,
-                loss,
-                scenario,
-                fast,
-                strict,
-                liars,
-            };
-            match crate::sim::cli(&args) {
-                Ok(true) => return ExitCode::SUCCESS,
-                Ok(false) => return ExitCode::FAILURE,
-                Err(e) => Err(anyhow::anyhow!(e)),
-            }
-        }
+        Cmd::Sim(args) => match crate::sim::cli(&args) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
         Cmd::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "quorate", &mut std::io::stdout());

@@ -151,39 +151,7 @@ Examples:
   quorate sim --seeds 10000 --scenario all --liars
   quorate sim --seed 4346 --scenario failover      replay one reported seed
   quorate sim --seeds 200 --scenario loss --loss 0.1 --fast")]
-    Sim {
-        /// Number of seeds to run (0..N).
-        #[arg(long, default_value_t = 1000)]
-        seeds: u64,
-        /// Run only this seed (reproduces a reported failure exactly).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Sites of the simulated fleet.
-        #[arg(long, default_value_t = 3)]
-        sites: usize,
-        /// Voters in each site.
-        #[arg(long, default_value_t = 2)]
-        voters_per_site: usize,
-        /// Indicators in each site.
-        #[arg(long, default_value_t = 3)]
-        indicators_per_site: usize,
-        /// Datagram loss probability (0..1).
-        #[arg(long)]
-        loss: Option<f64>,
-        /// blackout, wan-cut, loss, crash-restart, flap, mixed, failover or all.
-        #[arg(long, default_value = "all")]
-        scenario: String,
-        /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
-        #[arg(long)]
-        fast: bool,
-        /// Report the known core defects the checker recognises as violations too.
-        #[arg(long)]
-        strict: bool,
-        /// A lying indicator-only node sends forged verdicts, maintenance calls and run
-        /// messages in the failover scenario (the cores do not refuse them all yet).
-        #[arg(long)]
-        liars: bool,
-    },
+    Sim(crate::sim::SimArgs),
     /// A node's view of every site and every peer.
     ///
     /// Sites: opinion, verdict, epoch, leader, failover mode and newest run. Peers:

@@ -703,17 +703,38 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
 }
 
 /// Options of `quorate sim`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct SimArgs {
+    /// Number of seeds to run (0..N).
+    #[arg(long, default_value_t = 1000)]
     pub seeds: u64,
+    /// Run only this seed (reproduces a reported failure exactly).
+    #[arg(long)]
     pub seed: Option<u64>,
+    /// Sites of the simulated fleet.
+    #[arg(long, default_value_t = 3)]
     pub sites: usize,
+    /// Voters in each site.
+    #[arg(long, default_value_t = 2)]
     pub voters_per_site: usize,
+    /// Indicators in each site.
+    #[arg(long, default_value_t = 3)]
     pub indicators_per_site: usize,
+    /// Datagram loss probability (0..1).
+    #[arg(long)]
     pub loss: Option<f64>,
+    /// blackout, wan-cut, loss, crash-restart, flap, mixed, failover or all.
+    #[arg(long, default_value = "all")]
     pub scenario: String,
+    /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
+    #[arg(long)]
     pub fast: bool,
+    /// Report the known core defects the checker recognises as violations too.
+    #[arg(long)]
     pub strict: bool,
+    /// A lying indicator-only node sends forged verdicts, maintenance calls and run
+    /// messages in the failover scenario (the cores do not refuse them all yet).
+    #[arg(long)]
     pub liars: bool,
 }
 
