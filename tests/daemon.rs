@@ -144,10 +144,9 @@ fn ready_and_watchdog_reach_notify_socket_and_sighup_reloads_at_once() {
 
 const VOTERS: [&str; 4] = ["b1", "b2", "c1", "c2"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_name_site_epoch_verdict_run_and_step() {
-    init_tracing();
-    let octet = 159;
+/// A fleet whose watch of a has a one-step plan, with every node but the voters running (the
+/// tests start the voters themselves, as separate processes).
+async fn fleet_with_voters_stopped(octet: u8) -> LocalFleet {
     let watch_a = "takeover_delay_s = 0.5\nself_fence_after_s = 0.2\n\
                    [[watch.pipeline.step]]\nname = \"promote-b\"\nkind = \"exec\"\n\
                    timeout_s = 5\nargv = [\"/bin/true\"]\n";
@@ -158,6 +157,13 @@ async fn json_logs_name_site_epoch_verdict_run_and_step() {
             f.start_node(&node.id).await.expect("node starts");
         }
     }
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_site_epoch_verdict_run_and_step() {
+    init_tracing();
+    let mut f = fleet_with_voters_stopped(159).await;
     let children: Vec<ChildGuard> = VOTERS
         .iter()
         .map(|v| spawn_node(&f, v, &[("QUORATE_LOG_FORMAT", "json")]))
@@ -241,17 +247,7 @@ fn drain_pings(sock: &UnixDatagram) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_event_loop_stops_pinging_the_watchdog() {
     init_tracing();
-    let octet = 160;
-    let watch_a = "takeover_delay_s = 0.5\nself_fence_after_s = 0.2\n\
-                   [[watch.pipeline.step]]\nname = \"promote-b\"\nkind = \"exec\"\n\
-                   timeout_s = 5\nargv = [\"/bin/true\"]\n";
-    let text = fleet_watching_a(octet, "status_interval_ms = 100", watch_a, "");
-    let mut f = LocalFleet::prepare(&text, None, true).expect("the fleet prepares");
-    for node in f.fleet.nodes.clone() {
-        if !VOTERS.contains(&node.id.as_str()) {
-            f.start_node(&node.id).await.expect("node starts");
-        }
-    }
+    let mut f = fleet_with_voters_stopped(160).await;
     // The failover's leader freezes its event loop when it is about to start the step.
     let once = f.dir.join("failpoint-reached");
     let once_s = once.display().to_string();
