@@ -475,8 +475,9 @@ impl Driver {
                     self.dirty = true;
                 }
                 Action::Reply { id, reply } => {
+                    // Read-your-writes: a status read right after the answer shows the call.
+                    self.publish(Instant::now());
                     self.commands.answer(id, reply);
-                    self.dirty = true;
                 }
                 Action::Observe(o) => {
                     self.observe(o);
