@@ -4,6 +4,7 @@
 //! stuck driver, and a supervisor must hear that the node no longer works.
 
 mod access;
+pub mod events;
 mod metrics;
 mod operator;
 mod serve;
@@ -93,6 +94,8 @@ fn router_with(
         // Added after the timeout: a drill answers when its steps are done, and their own
         // timeouts and retries bound it.
         .route("/v1/drills", post(operator::drill))
+        // An event stream lives as long as its client listens: outside the timeout too.
+        .route("/v1/events", events::route(snapshot.clone()))
         .layer(RequestBodyLimitLayer::new(limits.body_limit))
         .with_state(AppState {
             snapshot,

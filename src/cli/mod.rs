@@ -6,6 +6,7 @@
 mod commands;
 pub mod render;
 mod rest;
+pub mod watch;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -168,6 +169,27 @@ Examples:
         /// vote rounds.
         #[arg(long)]
         site: Option<String>,
+    },
+    /// Follow what changes on a node, one line per event, as it happens.
+    ///
+    /// Verdicts, this node's opinions, vote rounds with every voter's answer, failover runs
+    /// and their steps, maintenance and hold-down, peers and fleet-hash mismatches, from the
+    /// node's /v1/events. Reconnects by itself and resumes after the last event it printed.
+    #[command(after_help = "\
+Examples:
+  quorate watch --api 127.0.2.1:7501
+  QUORATE_API=127.0.2.1:7501 quorate watch --output json
+  quorate watch --api 127.0.2.1:7501 --count 1      the current state, then exit")]
+    Watch {
+        /// The node's REST address, e.g. 127.0.2.1:7501.
+        #[arg(long, env = API_ENV)]
+        api: SocketAddr,
+        /// One line for people per event (default), or each event's JSON on a line.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Output,
+        /// Exit after this many events (the first is the node's current state).
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// The verdicts a node knows, newest first.
     #[command(after_help = "\
