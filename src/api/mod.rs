@@ -7,6 +7,7 @@ mod access;
 pub mod events;
 mod metrics;
 mod operator;
+mod page;
 mod serve;
 
 pub use serve::{Limits, ServeStats};
@@ -72,6 +73,9 @@ fn router_with(
 ) -> Router {
     let metrics = Arc::new(metrics::registry(snapshot.clone(), &serve_stats));
     Router::new()
+        .route("/", get(page::index))
+        .route("/page/app.js", get(page::script))
+        .route("/page/style.css", get(page::style))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/v1/status", get(status))

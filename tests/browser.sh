@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The status page in a real browser (tests/browser/status_page.mjs): Debian's chromium driven
+# headless by playwright-core. Installs playwright-core (pinned) under target/browser, never
+# into the repository, builds quorate and runs the test within a time bound. Needs chromium
+# and node (tests/run-all.sh installs them with apt); without them it says so and fails.
+# With --docs it also writes the README's picture, docs/status-page.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PLAYWRIGHT_VERSION=1.65.2
+for tool in node npm; do
+  command -v "$tool" >/dev/null || { echo "browser test: $tool is missing (apt-get install nodejs npm)" >&2; exit 1; }
+done
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+[ -x "$CHROMIUM" ] || { echo "browser test: $CHROMIUM is missing (apt-get install chromium)" >&2; exit 1; }
+
+deps=target/browser
+module="$deps/node_modules/playwright-core"
+if [ "$(node -p "require('./$module/package.json').version" 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then
+  echo "installing playwright-core $PLAYWRIGHT_VERSION into $deps"
+  mkdir -p "$deps"
+  # Never let it download a browser of its own: Debian's is used.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$deps" --no-audit --no-fund \
+    --no-save --silent "playwright-core@$PLAYWRIGHT_VERSION"
+fi
+
+cargo build --quiet --bin quorate
+export QUORATE_BIN="$PWD/target/debug/quorate"
+export PLAYWRIGHT_CORE="$PWD/$module/index.mjs"
+export CHROMIUM
+if [ "${1:-}" = --docs ]; then
+  export DOCS_SCREENSHOT="$PWD/docs/status-page.png"
+fi
+# The script bounds itself (blackout + 60 s); this is the backstop.
+timeout --kill-after=10 150 node tests/browser/status_page.mjs
