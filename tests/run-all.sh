@@ -21,6 +21,11 @@ command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
 # promtool, for tests/metrics.rs (a live node's /metrics, the contrib/ alert rules and the
 # dashboard's queries). Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# The status page's browser test (tests/browser.sh): headless Chromium driven by
+# playwright-core, which tests/browser.sh installs with npm under target/browser.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
@@ -69,6 +74,11 @@ echo "== end to end: demo blackout of site a (fast profile)"
 cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail -n 1 | tee /tmp/quorate-demo-result.json
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
+
+# The status page in headless Chromium against the demo fleet: every site shows, a blackout
+# of a shows DOWN within 2 s of REST, no console error. Screenshots: target/artifacts/.
+echo "== status page in a browser"
+tests/browser.sh
 
 # The Debian package (packaging/README.md): release build, cargo deb, dpkg -i, systemd-analyze
 # verify and security on the installed unit, the installed quorate --version, then a purge.
