@@ -75,8 +75,9 @@ cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
 
-# The status page in headless Chromium against the demo fleet: every site shows, a blackout
-# of a shows DOWN within 2 s of REST, no console error. Screenshots: target/artifacts/.
+# The status page in headless Chromium against a loopback fleet of quorate run processes:
+# every site shows, a blackout of a shows DOWN within 2 s of REST and then its failover run,
+# no console error. Screenshots: target/artifacts/.
 echo "== status page in a browser"
 tests/browser.sh
 

@@ -1,55 +1,62 @@
 // The status page in a real browser: Debian's chromium, headless, driven by playwright-core.
 //
-// Starts `quorate demo --fast --blackout a --at N` (the whole fleet on loopback in one
-// process; it stops every node of site a N seconds in), opens the page of node b1, checks that
-// every site the node watches shows up, then waits for the blackout and checks that the page
-// shows site a DOWN, at the epoch REST reports, within 2 s of REST saying so, without a reload
-// and without a console error. Saves screenshots under target/artifacts/ (desktop and phone
-// width) and prints their paths. Kills the demo and the browser on every way out; the whole run
-// is bounded.
+// Starts the three-site fast fleet as eight `quorate run` processes on 127.234.0.0/16 (its own
+// range: no clash with a demo or the Rust tests), with a two-step exec plan on the watch of
+// site a. Opens the page of node b1, checks that every site the node watches shows up, then
+// stops every node of site a (SIGKILL: a power cut) and checks that the page shows site a DOWN,
+// at the epoch REST reports, within 2 s of REST saying so, without a reload and without a
+// console error; then that the failover run shows with its steps. Saves screenshots under
+// target/artifacts/ (desktop and phone width) and prints their paths. Stops every process it
+// started on every way out; the whole run is bounded.
 //
 // Run through tests/browser.sh (it installs playwright-core and builds quorate). Env:
 //   QUORATE_BIN          the quorate binary (default target/debug/quorate)
 //   PLAYWRIGHT_CORE      path of the installed playwright-core module
-//   BLACKOUT_AT          seconds from the demo's start to the blackout (default 15)
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //   DOCS_SCREENSHOT      also save the top of the page here (960 px wide), for the README
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const repo = resolve(new URL('../..', import.meta.url).pathname);
 const bin = process.env.QUORATE_BIN || join(repo, 'target/debug/quorate');
 const { chromium } = await import(process.env.PLAYWRIGHT_CORE || 'playwright-core');
-const blackoutAt = Number(process.env.BLACKOUT_AT || 15);
+const OCTET = 234;
 const PAGE_LAG_MS = 2000;
-const TOTAL_MS = (blackoutAt + 60) * 1000;
+const TOTAL_MS = 120 * 1000;
 const artifacts = join(repo, 'target/artifacts');
 mkdirSync(artifacts, { recursive: true });
 
-let demo = null;
+const work = mkdtempSync(join(tmpdir(), 'quorate-browser-'));
+const profile = join(work, 'chromium-profile');
+const nodes = new Map(); // id -> child process
 let browser = null;
-const profile = mkdtempSync(join(tmpdir(), 'quorate-chromium-'));
 
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  browser = null;
-  if (demo && demo.exitCode === null) {
-    // The demo runs in its own process group: stop it and anything it started.
-    try { process.kill(-demo.pid, 'SIGINT'); } catch (_) { /* gone */ }
-    await Promise.race([new Promise((r) => demo.once('exit', r)), sleep(5000)]);
-    try { process.kill(-demo.pid, 'SIGKILL'); } catch (_) { /* gone */ }
-  }
-  rmSync(profile, { recursive: true, force: true });
-}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function fail(msg) {
   throw new Error(msg);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function stopNode(id, signal) {
+  const child = nodes.get(id);
+  if (!child) return;
+  nodes.delete(id);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  try { process.kill(child.pid, signal); } catch (_) { return; }
+  await Promise.race([exited, sleep(5000)]);
+  try { process.kill(child.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+}
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  browser = null;
+  await Promise.all([...nodes.keys()].map((id) => stopNode(id, 'SIGTERM')));
+  rmSync(work, { recursive: true, force: true });
+}
 
 const overall = setTimeout(async () => {
   console.error(`FAIL: the browser test did not finish within ${TOTAL_MS / 1000} s`);
@@ -70,33 +77,75 @@ async function getJson(url) {
   return r.json();
 }
 
-// Starts the demo and returns the REST address of each node, as it prints them.
-function startDemo() {
-  return new Promise((resolveApis, reject) => {
-    demo = spawn(bin, ['demo', '--fast', '--blackout', 'a', '--at', String(blackoutAt)], {
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const apis = {};
-    let out = '';
-    demo.stdout.on('data', (b) => {
-      out += b;
-      for (const m of out.matchAll(/^\s+(\S+)\s+site (\S+)\s+\S+\s+http:\/\/(\S+)\/v1\/status$/gm)) {
-        apis[m[1]] = { site: m[2], api: m[3] };
-      }
-      if (/^blackout of site a in/m.test(out)) resolveApis(apis);
-    });
-    demo.stderr.on('data', (b) => process.stderr.write(`demo: ${b}`));
-    demo.once('exit', (code) => reject(new Error(`quorate demo exited (${code}) early:\n${out}`)));
-  });
+async function eventually(what, probe, ms = 30000) {
+  const deadline = Date.now() + ms;
+  let last = null;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(100);
+  }
+  fail(`no ${what} within ${ms / 1000} s${last ? ` (last: ${last})` : ''}`);
+}
+
+// The fast fleet of config/, on its own loopback range, with a plan for site a: two exec
+// steps that take a moment each, so that the page has a step timeline to show.
+function fleetFile() {
+  const text = readFileSync(join(repo, 'config/three-sites-fast.toml'), 'utf8')
+    .replaceAll('"127.0.', `"127.${OCTET}.`);
+  const watchA = 'site = "a"\nby   = ["b", "c"]\n';
+  if (!text.includes(watchA)) fail('config/three-sites-fast.toml changed: no watch of a to extend');
+  const plan = `takeover_delay_s = 0.5
+self_fence_after_s = 0.2
+
+[[watch.pipeline.step]]
+name = "fence-a"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/sh", "-c", "sleep 0.4; echo fenced a at term $QUORATE_EPOCH"]
+
+[[watch.pipeline.step]]
+name = "promote-b"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/sh", "-c", "sleep 0.8; echo promoted b at term $QUORATE_EPOCH"]
+`;
+  return text.replace(watchA, watchA + plan);
+}
+
+// Certificates, then one `quorate run` per node; returns each node's site and REST address.
+async function startFleet() {
+  const fleet = join(work, 'fleet.toml');
+  writeFileSync(fleet, fleetFile());
+  const certs = join(work, 'certs');
+  execFileSync(bin, ['certs', 'init', '--fleet', fleet, '--ca', join(work, 'ca'), '--dir', certs],
+    { stdio: ['ignore', 'ignore', 'inherit'], timeout: 30000 });
+  const apis = {};
+  for (const m of readFileSync(fleet, 'utf8').matchAll(/^\[\[node\]\]\s*\nid\s*=\s*"([^"]+)"\s*\nsite\s*=\s*"([^"]+)"[\s\S]*?^api\s*=\s*"([^"]+)"/gm)) {
+    apis[m[1]] = { site: m[2], api: m[3] };
+  }
+  if (Object.keys(apis).length !== 8) fail(`expected 8 nodes in the fleet file, found ${JSON.stringify(apis)}`);
+  for (const id of Object.keys(apis)) {
+    const log = openSync(join(work, `${id}.log`), 'w');
+    nodes.set(id, spawn(bin, ['run', '--fleet', fleet, '--node', id, '--certs', certs,
+      '--data', join(work, 'data', id)], { stdio: ['ignore', log, log] }));
+  }
+  return apis;
 }
 
 async function main() {
-  const started = Date.now();
-  const apis = await startDemo();
-  const b1 = apis.b1 || fail(`the demo printed no b1: ${JSON.stringify(apis)}`);
+  const apis = await startFleet();
+  const b1 = apis.b1 || fail(`no b1 in the fleet: ${JSON.stringify(apis)}`);
   const base = `http://${b1.api}`;
-  console.log(`demo up: page of b1 at ${base}/`);
+  await eventually('fleet in which b1 hears every peer', async () => {
+    const st = await getJson(`${base}/v1/status`);
+    return st.peers.length === 7 && st.peers.every((p) => p.reachable);
+  });
+  console.log(`fleet up: page of b1 at ${base}/`);
 
   // A fresh profile; the flags keep Chromium off the network (MACHINE-NOTES.md).
   browser = await chromium.launchPersistentContext(profile, {
@@ -126,10 +175,8 @@ async function main() {
   }
   await page.waitForSelector('#live[data-state="live"]', { timeout: 10000 });
   const before = await getJson(`${base}/v1/sites/a`);
-  if (before.verdict === 'down') {
-    fail(`site a was already DOWN before the page was checked (${(Date.now() - started) / 1000} s in); raise BLACKOUT_AT`);
-  }
-  console.log(`page shows sites ${sites.join(', ')}; site a ${before.verdict}; waiting for the blackout`);
+  if (before.verdict === 'down') fail('site a is DOWN before its blackout');
+  console.log(`page shows sites ${sites.join(', ')}; site a ${before.verdict}`);
 
   // The page notes the moment its card for a turns DOWN; a marker shows it was never reloaded.
   await page.evaluate(() => {
@@ -146,9 +193,11 @@ async function main() {
   });
   const navigationsBefore = navigations;
 
-  // REST's moment: polled every 50 ms from here.
+  // Power cut of site a; REST's moment is polled every 50 ms from here.
+  await Promise.all(Object.keys(apis).filter((id) => apis[id].site === 'a').map((id) => stopNode(id, 'SIGKILL')));
+  console.log('site a blacked out: a1, a2, a3 killed');
   let restDown = null;
-  const deadline = Date.now() + (blackoutAt + 30) * 1000;
+  const deadline = Date.now() + 30000;
   while (!restDown && Date.now() < deadline) {
     const a = await getJson(`${base}/v1/sites/a`);
     if (a.verdict === 'down') restDown = { at: Date.now(), epoch: a.epoch };
@@ -169,8 +218,20 @@ async function main() {
   if (verdictText.trim() !== 'DOWN') fail(`site a's badge reads ${verdictText}`);
   await page.waitForSelector('#events li.e-verdict', { timeout: 5000 });
 
-  // Let the rounds and evidence settle for the picture.
-  await sleep(1500);
+  // The failover run of the verdict, its two steps done, on the page as REST has it.
+  const run = `a-${restDown.epoch}`;
+  await page.waitForSelector(`[data-run="${run}"].r-succeeded`, { timeout: 20000 })
+    .catch(async () => {
+      const seen = {};
+      for (const id of ['b1', 'b2', 'c1', 'c2']) {
+        seen[id] = await getJson(`http://${apis[id].api}/v1/failovers`).then((f) => f.failovers.map((r) => `${r.id} ${r.state} leader ${r.leader}`)).catch((e) => e.message);
+      }
+      fail(`the page shows no succeeded run ${run}; runs known to the electorate: ${JSON.stringify(seen)}`);
+    });
+  const steps = await page.$$eval(`[data-run="${run}"] .step.s-ok`, (els) => els.length);
+  if (steps !== 2) fail(`run ${run} shows ${steps} finished steps, not 2`);
+  console.log(`page: run ${run} succeeded with its ${steps} steps`);
+  await sleep(500);
   const desktop = join(artifacts, 'status-page.png');
   await page.screenshot({ path: desktop, fullPage: true });
   // The picture in the README (tests/browser.sh --docs): the top of the page, small.
@@ -198,6 +259,10 @@ try {
   console.log('status page: 1 passed, 0 failed');
 } catch (e) {
   console.error(`FAIL: ${e.message}`);
+  try {
+    const log = readFileSync(join(work, 'b1.log'), 'utf8').split('\n').slice(-30).join('\n');
+    console.error(`last lines of b1's log:\n${log}`);
+  } catch (_) { /* no log */ }
   console.log('status page: 0 passed, 1 failed');
   code = 1;
 } finally {

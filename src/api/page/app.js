@@ -40,6 +40,7 @@ function when(t) {
   const d = new Date(t);
   if (Number.isNaN(d.getTime())) return t;
   const secs = Math.round((d.getTime() - Date.now()) / 1000);
+  if (secs === 0) return `${d.toLocaleTimeString()} (now)`;
   const span = Math.abs(secs) < 90 ? `${Math.abs(secs)}s`
     : Math.abs(secs) < 5400 ? `${Math.round(Math.abs(secs) / 60)}m`
       : `${Math.round(Math.abs(secs) / 3600)}h`;
@@ -263,7 +264,7 @@ function follow() {
       try { d = JSON.parse(m.data); } catch (_) { /* shown as its kind alone */ }
       if (kind !== 'hello') {
         const list = document.getElementById('events');
-        list.prepend(h('li', { class: `e-${kind}` }, h('time', {}, when(d.at)), ' ', eventLine(kind, d)));
+        list.prepend(h('li', { class: `e-${kind}` }, h('time', { datetime: d.at || '' }, d.at ? new Date(d.at).toLocaleTimeString() : ''), ' ', eventLine(kind, d)));
         while (list.children.length > EVENTS_KEPT) list.lastChild.remove();
       }
       // Events come in bursts (a verdict, its hold-down, an opinion): one refresh for all.
