@@ -1,8 +1,8 @@
 //! The event stream of a live loopback fleet, through the binary: `quorate watch` prints the
-//! node's state first, then site a's DOWN verdict and the vote round behind it when the site's
-//! nodes stop, as lines for people and as JSON; a client that reconnects with the id of the
-//! last event it saw gets what it missed, nothing twice; and the status page is served with
-//! its policy.
+//! node's state first, then site a's opinion and DOWN verdict when the site's nodes stop, as
+//! lines for people and as JSON; a client that reconnects with the id of the last event it saw
+//! gets what it missed, in order; a watcher outlives a restart of its node and says it was
+//! reset; and the status page is served with its policy.
 
 mod common;
 
@@ -172,6 +172,33 @@ async fn watch_prints_the_state_then_the_verdict_and_a_reconnect_resumes() {
         .all(|e| e.event != "hello" && e.event != "reset"));
 
     drop((people, raw));
+    tokio::time::timeout(Duration::from_secs(30), fleet.shutdown())
+        .await
+        .expect("the fleet stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_outlives_a_restart_of_its_node_and_says_it_was_reset() {
+    init_tracing();
+    let mut fleet = start_fleet(OCTET + 1).await;
+    let b1 = api(&fleet, "b1");
+    let rest = Rest::new();
+    wait_opinion(&rest, &apis(&fleet, &A_VOTERS), "a", "up").await;
+    let people = Watch::start(&["--api", &b1.to_string()]);
+    let first = people.until("the opening line", |_| true);
+    assert!(first[0].contains(" b1 following: "), "{first:?}");
+
+    // The node goes away and comes back as a new process would: a new stream, so the id
+    // the watcher resumes from means nothing there any more.
+    fleet.stop_node(&n("b1")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet.start_node(&n("b1")).await.expect("b1 starts again");
+    let lines = people.until("the reset", |l| l.contains(" b1 reset ("));
+    let reset = lines.last().unwrap();
+    assert!(reset.contains("not of this server's stream"), "{reset}");
+    assert!(reset.contains("now: a "), "{reset}");
+
+    drop(people);
     tokio::time::timeout(Duration::from_secs(30), fleet.shutdown())
         .await
         .expect("the fleet stops");

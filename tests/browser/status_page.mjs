@@ -1,6 +1,6 @@
 // The status page in a real browser: Debian's chromium, headless, driven by playwright-core.
 //
-// Starts the three-site fast fleet as eight `quorate run` processes on 127.234.0.0/16 (its own
+// Starts the three-site fast fleet as eight `quorate run` processes on 127.235.0.0/16 (its own
 // range: no clash with a demo or the Rust tests), with a two-step exec plan on the watch of
 // site a. Opens the page of node b1, checks that every site the node watches shows up, then
 // stops every node of site a (SIGKILL: a power cut) and checks that the page shows site a DOWN,
@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 const repo = resolve(new URL('../..', import.meta.url).pathname);
 const bin = process.env.QUORATE_BIN || join(repo, 'target/debug/quorate');
 const { chromium } = await import(process.env.PLAYWRIGHT_CORE || 'playwright-core');
-const OCTET = 234;
+const OCTET = 235;
 const PAGE_LAG_MS = 2000;
 const TOTAL_MS = 120 * 1000;
 const artifacts = join(repo, 'target/artifacts');
