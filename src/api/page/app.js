@@ -4,6 +4,7 @@
 'use strict';
 
 const POLL_MS = 1000;
+const MIN_EVENT_REFRESH_MS = 250;
 const EVENTS_KEPT = 40;
 // Every event /v1/events sends (src/api/events/diff.rs, KINDS).
 const KINDS = ['hello', 'reset', 'verdict', 'opinion', 'round', 'run', 'step', 'maintenance',
@@ -267,9 +268,15 @@ function follow() {
         list.prepend(h('li', { class: `e-${kind}` }, h('time', { datetime: d.at || '' }, d.at ? new Date(d.at).toLocaleTimeString() : ''), ' ', eventLine(kind, d)));
         while (list.children.length > EVENTS_KEPT) list.lastChild.remove();
       }
-      // Events come in bursts (a verdict, its hold-down, an opinion): one refresh for all.
-      clearTimeout(timer);
-      timer = setTimeout(refresh, 50);
+      // Events come in bursts (a verdict, its hold-down, an opinion, a run's steps): one
+      // refresh for a burst, and at most four a second however busy the node is.
+      if (timer === null) {
+        const wait = Math.max(50, MIN_EVENT_REFRESH_MS - (Date.now() - lastRefresh));
+        timer = setTimeout(() => {
+          timer = null;
+          refresh();
+        }, wait);
+      }
     });
   }
 }
