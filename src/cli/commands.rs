@@ -71,9 +71,7 @@ pub fn main() -> ExitCode {
             })
         }
         Cmd::Status { read, site } => status(&read, site.as_deref()),
-        Cmd::Watch { api, output, count } => {
-            super::watch::check_count(count).and_then(|()| super::watch::watch(api, output, count))
-        }
+        Cmd::Watch { api, output, count } => super::watch::watch(api, output, count),
         Cmd::Verdicts { read, site, limit } => verdicts(&read, site.as_deref(), limit),
         Cmd::Failovers {
             id,

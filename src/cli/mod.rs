@@ -186,9 +186,9 @@ Examples:
         api: SocketAddr,
         /// One line for people per event (default), or each event's JSON on a line.
         #[arg(long, short, value_enum, default_value_t)]
-        output: Output,
+        output: watch::WatchOutput,
         /// Exit after this many events (the first is the node's current state).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
     /// The verdicts a node knows, newest first.

@@ -1,8 +1,8 @@
 //! `quorate watch`: follows a node's `/v1/events` and prints one line per event, reconnecting
 //! with the id of the last event seen so that nothing the node still keeps is missed.
 
-use super::{rest, Output};
-use anyhow::{bail, Context};
+use super::rest;
+use anyhow::Context;
 use serde_json::Value;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +18,16 @@ const BACKOFF: &[Duration] = &[
     Duration::from_secs(2),
     Duration::from_secs(5),
 ];
+
+/// How `quorate watch` prints events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchOutput {
+    /// One line for people per event: when, which node, what happened.
+    #[default]
+    Text,
+    /// Each event's JSON as the node sent it, with its id, one object a line.
+    Json,
+}
 
 /// One server-sent event as received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,7 +97,7 @@ impl SseParser {
 }
 
 /// Follows the node at `api` until `count` events were printed (forever without).
-pub fn watch(api: SocketAddr, output: Output, count: Option<u64>) -> anyhow::Result<()> {
+pub fn watch(api: SocketAddr, output: WatchOutput, count: Option<u64>) -> anyhow::Result<()> {
     let rt = super::commands::runtime()?;
     rt.block_on(async {
         let client = reqwest::Client::builder()
@@ -140,7 +150,7 @@ async fn follow(
     client: &reqwest::Client,
     url: &str,
     last_id: &mut Option<String>,
-    output: Output,
+    output: WatchOutput,
     count: Option<u64>,
     printed: &mut u64,
 ) -> Result<Done, Failure> {
@@ -186,8 +196,8 @@ async fn follow(
                 last_id.clone_from(&ev.id);
             }
             let line = match output {
-                Output::Json => json_line(&ev),
-                Output::Table => human_line(&ev),
+                WatchOutput::Json => json_line(&ev),
+                WatchOutput::Text => human_line(&ev),
             };
             let mut out = std::io::stdout().lock();
             match writeln!(out, "{line}").and_then(|()| out.flush()) {
@@ -355,14 +365,6 @@ pub fn human_line(ev: &SseEvent) -> String {
 fn short(v: &Value) -> String {
     let h = s(v);
     h.chars().take(12).collect()
-}
-
-/// Refuses a `--count` of zero: it would print nothing and exit.
-pub fn check_count(count: Option<u64>) -> anyhow::Result<()> {
-    if count == Some(0) {
-        bail!("--count must be at least 1");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
