@@ -31,5 +31,18 @@ export CHROMIUM
 if [ "${1:-}" = --docs ]; then
   export DOCS_SCREENSHOT="$PWD/docs/status-page.png"
 fi
-# The script bounds itself (blackout + 60 s); this is the backstop.
+# The script stops its nodes on every way out it sees; should it be killed outright, the
+# nodes it started (their pids in PIDS_FILE) are stopped here.
+export PIDS_FILE="$PWD/$deps/node-pids"
+: > "$PIDS_FILE"
+WORK_DIR=$(mktemp -d -t quorate-browser-XXXXXX)
+export WORK_DIR
+stop_nodes() {
+  while read -r pid; do
+    if [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = quorate ]; then kill -9 "$pid" 2>/dev/null || true; fi
+  done < "$PIDS_FILE"
+  rm -rf "$WORK_DIR"
+}
+trap stop_nodes EXIT
+# The script bounds itself (120 s); this is the backstop.
 timeout --kill-after=10 150 node tests/browser/status_page.mjs

@@ -14,9 +14,12 @@
 //   PLAYWRIGHT_CORE      path of the installed playwright-core module
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //   DOCS_SCREENSHOT      also save the top of the page here (960 px wide), for the README
+//   PIDS_FILE            append the pid of every node started here to this file
+//   WORK_DIR             an empty directory for the fleet's files (default: a new temporary
+//                        one); removed at the end
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -29,7 +32,7 @@ const TOTAL_MS = 120 * 1000;
 const artifacts = join(repo, 'target/artifacts');
 mkdirSync(artifacts, { recursive: true });
 
-const work = mkdtempSync(join(tmpdir(), 'quorate-browser-'));
+const work = process.env.WORK_DIR || mkdtempSync(join(tmpdir(), 'quorate-browser-'));
 const profile = join(work, 'chromium-profile');
 const nodes = new Map(); // id -> child process
 let browser = null;
@@ -131,8 +134,11 @@ async function startFleet() {
   if (Object.keys(apis).length !== 8) fail(`expected 8 nodes in the fleet file, found ${JSON.stringify(apis)}`);
   for (const id of Object.keys(apis)) {
     const log = openSync(join(work, `${id}.log`), 'w');
-    nodes.set(id, spawn(bin, ['run', '--fleet', fleet, '--node', id, '--certs', certs,
-      '--data', join(work, 'data', id)], { stdio: ['ignore', log, log] }));
+    const child = spawn(bin, ['run', '--fleet', fleet, '--node', id, '--certs', certs,
+      '--data', join(work, 'data', id)], { stdio: ['ignore', log, log] });
+    nodes.set(id, child);
+    // For tests/browser.sh, which stops them should this script itself be killed.
+    if (process.env.PIDS_FILE) appendFileSync(process.env.PIDS_FILE, `${child.pid}\n`);
   }
   return apis;
 }
