@@ -15,6 +15,7 @@ CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 [ -x "$CHROMIUM" ] || { echo "browser test: $CHROMIUM is missing (apt-get install chromium)" >&2; exit 1; }
 
 deps=target/browser
+mkdir -p "$deps"
 module="$deps/node_modules/playwright-core"
 if [ "$(node -p "require('./$module/package.json').version" 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then
   echo "installing playwright-core $PLAYWRIGHT_VERSION into $deps"
@@ -23,6 +24,10 @@ if [ "$(node -p "require('./$module/package.json').version" 2>/dev/null)" != "$P
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$deps" --no-audit --no-fund \
     --no-save --silent "playwright-core@$PLAYWRIGHT_VERSION"
 fi
+
+# One run at a time: the fleet's addresses are fixed.
+exec 9>"$deps/lock"
+flock -w 300 9 || { echo "browser test: another run holds $deps/lock" >&2; exit 1; }
 
 cargo build --quiet --bin quorate
 export QUORATE_BIN="$PWD/target/debug/quorate"
