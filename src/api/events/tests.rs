@@ -170,7 +170,7 @@ async fn an_unknown_or_too_old_event_id_gets_a_reset_with_the_current_state() {
     let (first, _) = r.data().await;
     drop(r);
     assert_eq!(first.id.as_deref(), Some(&*format!("{stream}-1")));
-    for e in 0..(RING as u64 + 10) {
+    for e in 0..(RING as u64 + 100) {
         // One opinion flip, one event.
         let mut s = (*down(2)).clone();
         s.sites[0].opinion = if e % 2 == 0 { "down" } else { "up" };
