@@ -92,7 +92,7 @@ pub struct TiltView {
     pub tilts: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IsolationView {
     /// Cut off from a majority of this site's electorate right now.
     pub isolated: bool,
@@ -106,7 +106,7 @@ pub struct IsolationView {
     pub last_steps: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FailoverView {
     /// `SITE-EPOCH`, e.g. `a-3`.
     pub id: String,
@@ -127,7 +127,7 @@ pub struct FailoverView {
     pub steps: Vec<FailoverStepView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FailoverStepView {
     pub step: String,
     pub name: String,
@@ -168,7 +168,7 @@ pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
@@ -178,7 +178,7 @@ pub struct PeerView {
     pub last_seen_ms_ago: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SiteView {
     pub id: SiteId,
     /// This node's own opinion: "up" | "down" | "unknown".
@@ -210,7 +210,7 @@ pub struct SiteView {
     pub rounds: Vec<RoundView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PingerEvidence {
     pub pinger: NodeId,
     pub opinion: &'static str,
@@ -221,7 +221,7 @@ pub struct PingerEvidence {
     pub indicators: Vec<IndicatorView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RoundView {
     pub slot: u64,
     pub target: &'static str,
@@ -233,7 +233,7 @@ pub struct RoundView {
     pub answers: Vec<AnswerView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AnswerView {
     pub voter: NodeId,
     pub opinion: &'static str,
@@ -242,7 +242,7 @@ pub struct AnswerView {
     pub promised: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct VerdictView {
     pub site: SiteId,
     pub verdict: &'static str,
