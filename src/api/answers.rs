@@ -272,8 +272,10 @@ impl CommandAnswer {
 #[serde(deny_unknown_fields)]
 pub struct FailoverBody {
     /// The site to fail over.
+    #[schema(example = "a")]
     pub site: String,
-    /// Why, in words (not empty); kept with the run.
+    /// Why, in words (not blank); kept with the run.
+    #[schema(example = "planned move to b", min_length = 1, pattern = r"\S")]
     pub reason: String,
     /// Lets the run's bgp steps break the anycast rule (leave a prefix announced nowhere).
     #[serde(default)]
@@ -284,6 +286,7 @@ pub struct FailoverBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteBody {
+    #[schema(example = "a")]
     pub site: String,
 }
 
@@ -294,7 +297,7 @@ pub struct SiteBody {
 pub struct MaintenanceBody {
     /// When the window ends: RFC 3339 UTC, e.g. 2030-01-31T22:00:00Z.
     pub until: Option<String>,
-    /// How long the window lasts from now, in seconds (above 0, at most a year).
+    /// How long the window lasts from now, in seconds (at least 1, at most 90 days).
     pub duration_s: Option<f64>,
 }
 
@@ -320,7 +323,7 @@ impl PartialSchema for MaintenanceBody {
             ));
         let duration = ObjectBuilder::new()
             .schema_type(Type::Number)
-            .exclusive_minimum(Some(0.0))
+            .minimum(Some(MIN_MAINTENANCE_S))
             .maximum(Some(MAX_MAINTENANCE_S))
             .description(Some("How long the window lasts from now, in seconds"));
         OneOfBuilder::new()
@@ -333,5 +336,9 @@ impl PartialSchema for MaintenanceBody {
 
 impl ToSchema for MaintenanceBody {}
 
-/// The longest maintenance window `duration_s` may ask for: a (leap) year.
-pub const MAX_MAINTENANCE_S: f64 = 366.0 * 86400.0;
+/// The shortest maintenance window `duration_s` may ask for: a shorter one could end before
+/// the node has taken it in, and would be refused as ending in the past.
+pub const MIN_MAINTENANCE_S: f64 = 1.0;
+
+/// The longest maintenance window `duration_s` may ask for: the node's own bound (90 days).
+pub const MAX_MAINTENANCE_S: f64 = (crate::core::maintenance::MAX_HORIZON_MS / 1000) as f64;

@@ -6,7 +6,7 @@
 use super::access::authorize;
 use super::answers::{
     CommandAnswer, DrillReport, ErrorBody, FailoverBody, Maintenance, MaintenanceBody, RunStarted,
-    SiteBody, MAX_MAINTENANCE_S,
+    SiteBody, MAX_MAINTENANCE_S, MIN_MAINTENANCE_S,
 };
 use super::{error, AppState};
 use crate::core::maintenance::MaintenanceError;
@@ -94,11 +94,11 @@ fn maintenance_until(b: MaintenanceBody, now_ms: i64) -> Result<i64, String> {
                 "until {t:?} is not an RFC 3339 UTC time such as 2030-01-31T22:00:00Z: {e}"
             )),
         },
-        (None, Some(d)) if d.is_finite() && d > 0.0 && d <= MAX_MAINTENANCE_S => {
+        (None, Some(d)) if (MIN_MAINTENANCE_S..=MAX_MAINTENANCE_S).contains(&d) => {
             Ok(now_ms.saturating_add((d * 1000.0) as i64))
         }
         (None, Some(_)) => {
-            Err("duration_s must be a number of seconds above 0 and at most a year".to_string())
+            Err("duration_s must be a number of seconds from 1 to 90 days (7776000)".to_string())
         }
         _ => Err("give exactly one of until (RFC 3339) and duration_s (seconds)".to_string()),
     }
@@ -227,7 +227,7 @@ pub(super) async fn failback(
 /// Puts a site in maintenance until a time: no automatic failover of it starts meanwhile.
 #[utoipa::path(post, path = "/v1/sites/{id}/maintenance", tag = "operator",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "A site id of the fleet file")),
+    params(("id" = String, Path, description = "A site id of the fleet file", example = "a")),
     request_body = MaintenanceBody,
     responses(
         (status = 200, description = "The site's maintenance window now", body = Maintenance),
@@ -273,7 +273,7 @@ async fn call(
 /// Ends a site's maintenance now.
 #[utoipa::path(delete, path = "/v1/sites/{id}/maintenance", tag = "operator",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "A site id of the fleet file")),
+    params(("id" = String, Path, description = "A site id of the fleet file", example = "a")),
     responses(
         (status = 200, description = "The site's maintenance window now", body = Maintenance),
         (status = 400, description = "A bad body or time", body = ErrorBody),

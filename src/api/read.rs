@@ -92,7 +92,7 @@ pub(super) async fn sites(State(s): State<Snap>) -> Json<Sites> {
 
 /// One watched site with the evidence behind its verdict and its last vote rounds.
 #[utoipa::path(get, path = "/v1/sites/{id}", tag = "read",
-    params(("id" = String, Path, description = "A site id of the fleet file")),
+    params(("id" = String, Path, description = "A site id of the fleet file", example = "a")),
     responses(
         (status = 200, description = "The site", body = SiteView),
         (status = 404, description = "The fleet watches no such site", body = ErrorBody),
@@ -183,7 +183,7 @@ pub(super) async fn failovers(State(s): State<Snap>, headers: HeaderMap) -> Json
 /// One failover run led by this node.
 #[utoipa::path(get, path = "/v1/failovers/{id}", tag = "read",
     security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "The run's id, SITE-EPOCH (e.g. a-3)")),
+    params(("id" = String, Path, description = "The run's id, SITE-EPOCH", example = "a-1")),
     responses(
         (status = 200, description = "The run", body = FailoverView),
         (status = 404, description = "No such run led by this node", body = ErrorBody),
