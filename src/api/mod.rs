@@ -10,9 +10,11 @@ mod metrics;
 mod operator;
 mod read;
 mod serve;
+mod tls;
 
 pub use doc::openapi;
 pub use serve::{Limits, ServeStats};
+pub use tls::acceptor as tls_acceptor;
 
 pub use operator::{parse_operator_body, OperatorCall};
 
@@ -60,11 +62,12 @@ pub async fn serve(
     snapshot: Snap,
     commands: mpsc::Sender<crate::node::Command>,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let stats = Arc::new(ServeStats::default());
     let app = router_with(snapshot, commands, limits, stats.clone());
-    serve::run(listener, app, limits, stats, shutdown).await;
+    serve::run(listener, app, limits, stats, tls, shutdown).await;
 }
 
 /// Every route of the API, each registered with its OpenAPI description (`routes!` takes
