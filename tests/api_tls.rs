@@ -1,7 +1,7 @@
 //! HTTPS on the REST API: a fleet whose `[api] tls_cert` / `tls_key` name the nodes' own
 //! certificates from `quorate certs` (`{node}` in the paths) answers over https to a client
-//! that trusts the fleet CA, refuses plain http and clients that do not trust the CA, and
-//! `quorate status` reads it over https.
+//! that trusts the fleet CA, refuses plain http, clients that do not trust the CA and
+//! connections that never finish a handshake, and `quorate status` reads it over https.
 
 mod common;
 
@@ -82,6 +82,24 @@ async fn the_api_speaks_https_with_the_nodes_certificate_and_refuses_plain_http(
         r.is_err(),
         "plain http answered: {:?}",
         r.map(|r| r.status())
+    );
+
+    // A connection that never starts its handshake is closed after the request-head bound
+    // (5 s), like a slowloris on plain HTTP.
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await
+    .expect("the server closes a silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
     );
 
     // The listener still serves after those refusals.

@@ -61,7 +61,7 @@ pub struct ServeStats {
     pub evicted: Counter,
     /// New connections refused: every open one was inside a handler.
     pub refused: Counter,
-    /// Connections closed because a request head did not arrive in time.
+    /// Connections closed because a TLS handshake or a request head did not end in time.
     pub header_timeouts: Counter,
 }
 
