@@ -36,6 +36,67 @@ macro_rules! string_schema {
 string_schema!(NodeId, "NodeId", "A node id of the fleet file.");
 string_schema!(SiteId, "SiteId", "A site id of the fleet file.");
 
+/// The fixed words of the API's string fields, for `#[schema(schema_with = ...)]`: the
+/// document lists them, and schemathesis refuses an answer with any other.
+pub mod words {
+    use utoipa::openapi::{Object, ObjectBuilder, Type};
+
+    fn of(values: &[&'static str]) -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.iter().copied()))
+            .build()
+    }
+
+    /// A node's own opinion of a site.
+    pub fn opinion() -> Object {
+        of(&["up", "down", "unknown"])
+    }
+
+    /// A site's committed verdict, "none" before the first.
+    pub fn verdict() -> Object {
+        of(&["up", "down", "none"])
+    }
+
+    /// A committed verdict.
+    pub fn outcome() -> Object {
+        of(&["up", "down"])
+    }
+
+    pub fn health() -> Object {
+        of(&["ok", "degraded", "stale"])
+    }
+
+    /// What started a failover run.
+    pub fn trigger() -> Object {
+        of(&["verdict", "manual", "failback"])
+    }
+
+    /// Where a failover run is.
+    pub fn run_state() -> Object {
+        of(&[
+            "waiting",
+            "running",
+            "dropped",
+            "succeeded",
+            "precheck_failed",
+            "aborted",
+            "compensated",
+        ])
+    }
+
+    /// How a finished run (or a drill) ended.
+    pub fn outcome_state() -> Object {
+        of(&[
+            "succeeded",
+            "precheck_failed",
+            "aborted",
+            "compensated",
+            "dropped",
+        ])
+    }
+}
+
 /// Every refusal: what went wrong, in words. A refused failover whose site's operator lock
 /// another call won also names that call's run and its leader, so that a script can follow
 /// the run that goes ahead.
@@ -64,7 +125,7 @@ impl ErrorBody {
 /// loop stopped publishing) with the reason (503).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    #[schema(example = "ok")]
+    #[schema(schema_with = words::health)]
     pub status: &'static str,
     pub node: NodeId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,8 +137,10 @@ pub struct Health {
 pub struct SiteSummary {
     pub id: SiteId,
     /// This node's own opinion: "up" | "down" | "unknown".
+    #[schema(schema_with = words::opinion)]
     pub opinion: &'static str,
     /// The committed verdict: "up" | "down" | "none".
+    #[schema(schema_with = words::verdict)]
     pub verdict: &'static str,
     pub epoch: Option<u64>,
     /// When this node learned the verdict (RFC 3339, UTC).
@@ -186,6 +249,7 @@ pub struct RunStarted {
     pub site: SiteId,
     pub epoch: u64,
     /// "manual" or "failback".
+    #[schema(schema_with = words::trigger)]
     pub trigger: &'static str,
     pub leader: NodeId,
     /// The operator's reason (manual failovers).
@@ -204,6 +268,7 @@ pub struct DrillReport {
     /// Always true: a drill changes nothing.
     pub dry_run: bool,
     /// The outcome: "succeeded", "precheck_failed", "aborted", "compensated", "dropped".
+    #[schema(schema_with = words::outcome_state)]
     pub state: &'static str,
     /// The run succeeded and every step with it.
     pub ok: bool,

@@ -12,6 +12,7 @@ mod read;
 mod serve;
 mod tls;
 
+pub use answers::words;
 pub use doc::openapi;
 pub use serve::{Limits, ServeStats};
 pub use tls::acceptor as tls_acceptor;

@@ -118,10 +118,12 @@ pub struct FailoverView {
     pub leader: NodeId,
     /// What started the run: "verdict" (a DOWN verdict led here), "manual" (POST
     /// /v1/failovers) or "failback" (POST /v1/failbacks).
+    #[schema(schema_with = crate::api::words::trigger)]
     pub trigger: &'static str,
     /// "waiting" (takeover delay), "running", "dropped" (its verdict changed during the
     /// takeover delay), or the outcome: "succeeded", "precheck_failed", "aborted",
     /// "compensated".
+    #[schema(schema_with = crate::api::words::run_state)]
     pub state: &'static str,
     pub summary: Option<String>,
     pub steps: Vec<FailoverStepView>,
@@ -182,8 +184,10 @@ pub struct PeerView {
 pub struct SiteView {
     pub id: SiteId,
     /// This node's own opinion: "up" | "down" | "unknown".
+    #[schema(schema_with = crate::api::words::opinion)]
     pub opinion: &'static str,
     /// The committed verdict: "up" | "down" | "none".
+    #[schema(schema_with = crate::api::words::verdict)]
     pub verdict: &'static str,
     pub epoch: Option<u64>,
     pub slot: Option<u64>,
@@ -213,6 +217,7 @@ pub struct SiteView {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PingerEvidence {
     pub pinger: NodeId,
+    #[schema(schema_with = crate::api::words::opinion)]
     pub opinion: &'static str,
     pub suspect: bool,
     pub evidence_age_ms: Option<u32>,
@@ -236,6 +241,7 @@ pub struct RoundView {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AnswerView {
     pub voter: NodeId,
+    #[schema(schema_with = crate::api::words::opinion)]
     pub opinion: &'static str,
     pub suspect: bool,
     pub evidence_age_ms: Option<u32>,
@@ -245,6 +251,7 @@ pub struct AnswerView {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct VerdictView {
     pub site: SiteId,
+    #[schema(schema_with = crate::api::words::outcome)]
     pub verdict: &'static str,
     pub epoch: u64,
     pub slot: u64,
