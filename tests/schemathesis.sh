@@ -125,13 +125,16 @@ all_up || {
 
 echo "== schemathesis $ST_VERSION against http://$API/v1/openapi.json"
 status=0
-timeout --kill-after=10 "$BOUND_S" "$VENV/bin/st" --config-file tests/schemathesis.toml run "http://$API/v1/openapi.json" \
+# schemathesis keeps a cache in its working directory: target/, not the source tree.
+mkdir -p target/schemathesis
+(cd target/schemathesis && timeout --kill-after=10 "$BOUND_S" "../../$VENV/bin/st" \
+  --config-file ../../tests/schemathesis.toml run "http://$API/v1/openapi.json" \
   --header "Authorization: Bearer $(cat "$WORK/api.token")" \
   --checks all \
   --max-examples "$MAX_EXAMPLES" \
   --request-timeout 30 \
   --seed "${ST_SEED:-1}" \
-  --no-color || status=$?
+  --no-color) || status=$?
 for pid in "${PIDS[@]}"; do
   kill -0 "$pid" 2>/dev/null || { echo "a node stopped during the run" >&2; status=1; }
 done
