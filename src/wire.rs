@@ -27,7 +27,7 @@ pub enum Datagram {
 }
 
 /// What one Pinger saw of one Indicator.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndicatorView {
     pub node: NodeId,
     /// None until the Indicator answered once or was missed `retries` times.

@@ -18,6 +18,8 @@ command -v exabgp >/dev/null || need_pkgs+=(exabgp)
 command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
 command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need_pkgs+=(criu)
 command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
+# Python's venv, for schemathesis (tests/schemathesis.sh installs it from PyPI).
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # promtool, for tests/metrics.rs (a live node's /metrics, the contrib/ alert rules and the
 # dashboard's queries). Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
@@ -69,6 +71,12 @@ cargo check --all-targets --quiet
 
 echo "== unit and integration tests"
 cargo test --no-fail-fast 2>&1
+
+# The REST API against its OpenAPI document (GET /v1/openapi.json): schemathesis, pinned,
+# installed from PyPI into a venv under target/, on a live five-node loopback fleet with the
+# operator token; fails on any answer that breaks the contract. About a minute.
+echo "== REST contract: schemathesis against a live node"
+tests/schemathesis.sh
 
 echo "== end to end: demo blackout of site a (fast profile)"
 cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail -n 1 | tee /tmp/quorate-demo-result.json

@@ -20,7 +20,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -72,16 +71,6 @@ fn lock(m: &Mutex<Ring>) -> MutexGuard<'_, Ring> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `GET /v1/events` for a router: the hub starts following `snapshot` at once when a runtime
-/// is at hand, else with the first client.
-pub fn route<S: Clone + Send + Sync + 'static>(snapshot: Snap) -> MethodRouter<S> {
-    let hub = Hub::new(snapshot);
-    if tokio::runtime::Handle::try_current().is_ok() {
-        hub.start();
-    }
-    get(events).with_state(hub)
-}
-
 impl Hub {
     pub fn new(snapshot: Snap) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(PER_CLIENT);
@@ -95,6 +84,16 @@ impl Hub {
             clients: AtomicUsize::new(0),
             follower: OnceLock::new(),
         })
+    }
+
+    /// A hub that follows `snapshot` at once when a runtime is at hand, else from its first
+    /// client on.
+    pub fn following(snapshot: Snap) -> Arc<Hub> {
+        let hub = Hub::new(snapshot);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            hub.start();
+        }
+        hub
     }
 
     /// Follows the snapshots until the node stops publishing them (once).
@@ -282,7 +281,19 @@ struct Client {
     done: bool,
 }
 
-async fn events(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+/// What changes on this node, as server-sent events (`text/event-stream`), resumable with
+/// `Last-Event-ID`.
+#[utoipa::path(get, path = "/v1/events", tag = "read",
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "The id of the last event seen: the stream resumes after it")),
+    responses(
+        (status = 200, description = "Server-sent events: each with an id (STREAM-SEQ), an \
+            event name (its kind) and JSON data; a `hello` or `reset` event carries the current \
+            state", body = String, content_type = "text/event-stream"),
+        (status = 503, description = "Too many clients follow the stream, or the node is \
+            stopping", body = super::answers::ErrorBody),
+    ))]
+pub(super) async fn events(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
     hub.start();
     if hub.clients.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
         hub.clients.fetch_sub(1, Ordering::Relaxed);

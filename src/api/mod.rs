@@ -4,30 +4,36 @@
 //! stuck driver, and a supervisor must hear that the node no longer works.
 
 mod access;
+mod answers;
+mod doc;
 pub mod events;
 mod metrics;
 mod operator;
 mod page;
+mod read;
 mod serve;
+mod tls;
 
+pub use answers::words;
+pub use doc::openapi;
 pub use serve::{Limits, ServeStats};
+pub use tls::acceptor as tls_acceptor;
 
 pub use operator::{parse_operator_body, OperatorCall};
 
-use crate::node::snapshot::{NodeSnapshot, PeerView, SiteView};
-use axum::extract::{FromRef, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use crate::node::snapshot::{NodeSnapshot, PeerView};
+use answers::ErrorBody;
+use axum::extract::FromRef;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type Snap = watch::Receiver<Arc<NodeSnapshot>>;
 
@@ -39,6 +45,14 @@ struct AppState {
     commands: mpsc::Sender<crate::node::Command>,
     /// Everything `/metrics` shows, the snapshot included.
     metrics: Arc<prometheus_client::registry::Registry>,
+    /// The events of `/v1/events`, derived from the snapshots.
+    events: Arc<events::Hub>,
+}
+
+impl FromRef<AppState> for Arc<events::Hub> {
+    fn from_ref(s: &AppState) -> Arc<events::Hub> {
+        s.events.clone()
+    }
 }
 
 impl FromRef<AppState> for Snap {
@@ -52,17 +66,52 @@ pub fn router(snapshot: Snap, commands: mpsc::Sender<crate::node::Command>) -> R
     router_with(snapshot, commands, Limits::default(), Arc::default())
 }
 
-/// Serves the API on `listener` within `limits` until `shutdown` resolves.
+/// Serves the API on `listener` within `limits` until `shutdown` resolves; over TLS when
+/// `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     snapshot: Snap,
     commands: mpsc::Sender<crate::node::Command>,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let stats = Arc::new(ServeStats::default());
     let app = router_with(snapshot, commands, limits, stats.clone());
-    serve::run(listener, app, limits, stats, shutdown).await;
+    serve::run(listener, app, limits, stats, tls, shutdown).await;
+}
+
+/// Every route of the API, each registered with its OpenAPI description (`routes!` takes
+/// both from the handler), so that the served document lists exactly what the router serves.
+fn routes(limits: Limits) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(page::index))
+        .routes(routes!(page::script))
+        .routes(routes!(page::style))
+        .routes(routes!(read::healthz))
+        .routes(routes!(read::metrics_text))
+        .routes(routes!(read::openapi))
+        .routes(routes!(read::status))
+        .routes(routes!(read::sites))
+        .routes(routes!(read::site))
+        .routes(routes!(read::verdicts))
+        .routes(routes!(read::failovers, operator::failover))
+        .routes(routes!(operator::failback))
+        .routes(routes!(
+            operator::set_maintenance,
+            operator::end_maintenance
+        ))
+        .routes(routes!(read::failover))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        // Added after the timeout: a drill answers when its steps are done, and their own
+        // timeouts and retries bound it.
+        .routes(routes!(operator::drill))
+        // An event stream lives as long as its client listens: outside the timeout too.
+        .routes(routes!(events::events))
+        .layer(RequestBodyLimitLayer::new(limits.body_limit))
 }
 
 fn router_with(
@@ -72,44 +121,27 @@ fn router_with(
     serve_stats: Arc<ServeStats>,
 ) -> Router {
     let metrics = Arc::new(metrics::registry(snapshot.clone(), &serve_stats));
-    Router::new()
-        .route("/", get(page::index))
-        .route("/page/app.js", get(page::script))
-        .route("/page/style.css", get(page::style))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .route("/v1/status", get(status))
-        .route("/v1/sites", get(sites))
-        .route("/v1/sites/{id}", get(site))
-        .route("/v1/verdicts", get(verdicts))
-        .route("/v1/failovers", get(failovers).post(operator::failover))
-        .route("/v1/failbacks", post(operator::failback))
-        .route(
-            "/v1/sites/{id}/maintenance",
-            post(operator::set_maintenance).delete(operator::end_maintenance),
-        )
-        .route("/v1/failovers/{id}", get(failover))
+    let (router, _) = routes(limits).split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        // Added after the timeout: a drill answers when its steps are done, and their own
-        // timeouts and retries bound it.
-        .route("/v1/drills", post(operator::drill))
-        // An event stream lives as long as its client listens: outside the timeout too.
-        .route("/v1/events", events::route(snapshot.clone()))
-        .layer(RequestBodyLimitLayer::new(limits.body_limit))
         .with_state(AppState {
+            events: events::Hub::following(snapshot.clone()),
             snapshot,
             commands,
             metrics,
         })
 }
 
+/// Peers whose fleet file hash (as last reported) differs from this node's.
+fn fleet_mismatch(snap: &NodeSnapshot) -> impl Iterator<Item = &PeerView> {
+    snap.peers
+        .iter()
+        .filter(|p| p.fleet_hash.as_ref().is_some_and(|h| *h != snap.fleet_hash))
+}
+
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": msg.into() }))).into_response()
+    (code, Json(ErrorBody::new(msg))).into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -126,171 +158,12 @@ async fn method_not_allowed(uri: Uri) -> Response {
     )
 }
 
-async fn healthz(State(s): State<Snap>) -> Response {
-    let snap = s.borrow().clone();
-    if let Some(why) = staleness(&snap, Instant::now()) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "stale", "node": snap.node, "reason": why })),
-        )
-            .into_response();
-    }
-    match &snap.voting_disabled {
-        None => Json(json!({ "status": "ok", "node": snap.node })).into_response(),
-        Some(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "degraded", "node": snap.node, "reason": why })),
-        )
-            .into_response(),
-    }
-}
-
-/// Why the snapshot no longer describes a working node: its driver has published nothing for
-/// longer than `stale_after`, though it publishes at least once per status interval.
-fn staleness(snap: &NodeSnapshot, now: Instant) -> Option<String> {
-    let age = now.saturating_duration_since(snap.published_at?);
-    (age > snap.stale_after).then(|| {
-        format!(
-            "the node's event loop has published nothing for {} ms (limit {} ms): it is stuck or has stopped",
-            age.as_millis(),
-            snap.stale_after.as_millis()
-        )
-    })
-}
-
-async fn metrics_text(State(s): State<AppState>) -> Response {
-    match metrics::encode(&s.metrics) {
-        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the metrics could not be encoded: {e}"),
-        ),
-    }
-}
-
-/// Peers whose fleet file hash (as last reported) differs from this node's.
-fn fleet_mismatch(snap: &NodeSnapshot) -> impl Iterator<Item = &PeerView> {
-    snap.peers
-        .iter()
-        .filter(|p| p.fleet_hash.as_ref().is_some_and(|h| *h != snap.fleet_hash))
-}
-
-fn site_summary(v: &SiteView) -> Value {
-    json!({
-        "id": v.id,
-        "opinion": v.opinion,
-        "verdict": v.verdict,
-        "epoch": v.epoch,
-        "decided_at": v.decided_at,
-        "leader": v.leader,
-        "failover": v.failover,
-        "hold_down_until": v.hold_down_until,
-        "maintenance_until": v.maintenance_until,
-    })
-}
-
-async fn status(State(s): State<Snap>) -> Json<Value> {
-    let snap = s.borrow().clone();
-    let mismatched: Vec<_> = fleet_mismatch(&snap).map(|p| p.node.clone()).collect();
-    Json(json!({
-        "node": snap.node,
-        "site": snap.site,
-        "roles": snap.roles,
-        "fleet_hash": snap.fleet_hash,
-        "fleet_error": snap.fleet_error,
-        "fleet_mismatch": mismatched,
-        "voting_disabled": snap.voting_disabled,
-        "isolation": snap.isolation,
-        "peers": snap.peers,
-        "sites": snap.sites.iter().map(site_summary).collect::<Vec<_>>(),
-    }))
-}
-
-async fn sites(State(s): State<Snap>) -> Json<Value> {
-    let snap = s.borrow().clone();
-    Json(json!({ "sites": snap.sites.iter().map(site_summary).collect::<Vec<_>>() }))
-}
-
-async fn site(State(s): State<Snap>, Path(id): Path<String>) -> Response {
-    let snap = s.borrow().clone();
-    match snap.sites.iter().find(|v| v.id.as_str() == id) {
-        Some(v) => Json(v).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("no watched site {id:?} in this fleet"),
-        ),
-    }
-}
-
-async fn verdicts(State(s): State<Snap>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let snap = s.borrow().clone();
-    for k in q.keys() {
-        if k != "site" && k != "limit" {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown query parameter {k:?}; use site and limit"),
-            );
-        }
-    }
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "limit must be a whole number from 1 to 1000",
-            )
-        }
-    };
-    let site = q.get("site");
-    if let Some(id) = site {
-        if !snap.sites.iter().any(|v| v.id.as_str() == id) {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no watched site {id:?} in this fleet"),
-            );
-        }
-    }
-    let list: Vec<_> = snap
-        .history
-        .iter()
-        .filter(|v| site.is_none_or(|s| v.site.as_str() == s))
-        .take(limit)
-        .collect();
-    Json(json!({ "verdicts": list })).into_response()
-}
-
-/// A run as the caller may see it: step output only with the read (or operator) token.
-fn run_for(run: &crate::node::snapshot::FailoverView, full: bool) -> Value {
-    if full {
-        json!(run)
-    } else {
-        json!(access::redacted(run))
-    }
-}
-
-async fn failovers(State(s): State<Snap>, headers: HeaderMap) -> Json<Value> {
-    let snap = s.borrow().clone();
-    let full = access::may_read_output(&snap, &headers);
-    let runs: Vec<Value> = snap.failovers.iter().map(|f| run_for(f, full)).collect();
-    Json(json!({ "failovers": runs }))
-}
-
-async fn failover(State(s): State<Snap>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let snap = s.borrow().clone();
-    match snap.failovers.iter().find(|f| f.id == id) {
-        Some(f) => Json(run_for(f, access::may_read_output(&snap, &headers))).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("no failover run {id:?} led by this node (ids are SITE-EPOCH)"),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use read::staleness;
+    use serde_json::Value;
+    use std::time::{Duration, Instant};
 
     /// Serves the router on loopback over a snapshot channel the test controls.
     async fn serve(snap: NodeSnapshot) -> (std::net::SocketAddr, watch::Sender<Arc<NodeSnapshot>>) {

@@ -4,19 +4,20 @@
 //! sent to the node's driver loop as a `Command` and answered with its reply.
 
 use super::access::authorize;
+use super::answers::{
+    CommandAnswer, DrillReport, ErrorBody, FailoverBody, Maintenance, MaintenanceBody, RunStarted,
+    SiteBody, MAX_MAINTENANCE_S, MIN_MAINTENANCE_S,
+};
 use super::{error, AppState};
 use crate::core::maintenance::MaintenanceError;
 use crate::core::types::SiteId;
-use crate::node::snapshot::{rfc3339, run_state, FailoverStepView};
-use crate::node::{Command, CommandKind, CommandOk, OperatorError};
+use crate::node::{Command, CommandKind, OperatorError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -93,11 +94,11 @@ fn maintenance_until(b: MaintenanceBody, now_ms: i64) -> Result<i64, String> {
                 "until {t:?} is not an RFC 3339 UTC time such as 2030-01-31T22:00:00Z: {e}"
             )),
         },
-        (None, Some(d)) if d.is_finite() && d > 0.0 && d <= 366.0 * 86400.0 => {
+        (None, Some(d)) if (MIN_MAINTENANCE_S..=MAX_MAINTENANCE_S).contains(&d) => {
             Ok(now_ms.saturating_add((d * 1000.0) as i64))
         }
         (None, Some(_)) => {
-            Err("duration_s must be a number of seconds above 0 and at most a year".to_string())
+            Err("duration_s must be a number of seconds from 1 to 90 days (7776000)".to_string())
         }
         _ => Err("give exactly one of until (RFC 3339) and duration_s (seconds)".to_string()),
     }
@@ -120,7 +121,7 @@ async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
     }
     match answer.await {
-        Ok(Ok(v)) => (ok, Json(render(&v))).into_response(),
+        Ok(Ok(v)) => (ok, Json(CommandAnswer::of(&v))).into_response(),
         Ok(Err(e)) => refused(&e),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -129,30 +130,26 @@ async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailoverBody {
-    site: String,
-    reason: String,
-    /// Lets the run's bgp steps break the anycast rule (leave a prefix announced nowhere).
-    #[serde(default)]
-    force: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SiteBody {
-    site: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MaintenanceBody {
-    until: Option<String>,
-    duration_s: Option<f64>,
-}
-
-/// POST /v1/failovers {"site", "reason", "force"?}
+/// Starts a manual failover of a site; answers once the run started (it runs on).
+#[utoipa::path(post, path = "/v1/failovers", tag = "operator",
+    security(("bearer" = [])),
+    request_body = FailoverBody,
+    responses(
+        (status = 202, description = "The run started", body = RunStarted),
+        (status = 400, description = "A bad body", body = ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = ErrorBody),
+        (status = 403, description = "Mutating calls are disabled (no [api] token_file), or \
+            this node may not make this call", body = ErrorBody),
+        (status = 404, description = "No such watched site", body = ErrorBody),
+        (status = 408, description = "No answer within the request timeout (empty body)"),
+        (status = 409, description = "A run or a competing call of the site goes ahead \
+            (then run and leader name it)", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit (plain text)"),
+        (status = 422, description = "The site has no failover plan", body = ErrorBody),
+        (status = 500, description = "No epoch is left for the site", body = ErrorBody),
+        (status = 503, description = "The node is stopping, distrusts its clocks, or the \
+            site's operator lock is undecided", body = ErrorBody),
+    ))]
 pub(super) async fn failover(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -162,7 +159,29 @@ pub(super) async fn failover(
     call(&s, &headers, OperatorCall::Failover, "", &bytes, ok).await
 }
 
-/// POST /v1/drills {"site"}
+/// Runs a site's plan as a dry run (every step checks what it would do, changes nothing) and
+/// answers when it is over.
+#[utoipa::path(post, path = "/v1/drills", tag = "operator",
+    security(("bearer" = [])),
+    request_body = SiteBody,
+    responses(
+        (status = 200, description = "The drill is over (ok says whether it passed)",
+            body = DrillReport),
+        (status = 400, description = "A bad body", body = ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = ErrorBody),
+        (status = 403, description = "Mutating calls are disabled (no [api] token_file), or \
+            this node may not make this call", body = ErrorBody),
+        (status = 404, description = "No such watched site", body = ErrorBody),
+        (status = 409, description = "A run or a drill of the site is in progress",
+            body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit (plain text)"),
+        (status = 422, description = "The site has no failover plan", body = ErrorBody),
+        (status = 500, description = "No epoch is left for the site", body = ErrorBody),
+        (status = 503, description = "The node is stopping or distrusts its clocks",
+            body = ErrorBody),
+        (status = 504, description = "The drill outlived the sum of its steps' timeouts",
+            body = ErrorBody),
+    ))]
 pub(super) async fn drill(State(s): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
     call(
         &s,
@@ -175,7 +194,27 @@ pub(super) async fn drill(State(s): State<AppState>, headers: HeaderMap, bytes: 
     .await
 }
 
-/// POST /v1/failbacks {"site"}
+/// Fails a site back: runs the compensations of its plan once its verdict is up again.
+#[utoipa::path(post, path = "/v1/failbacks", tag = "operator",
+    security(("bearer" = [])),
+    request_body = SiteBody,
+    responses(
+        (status = 202, description = "The failback run started", body = RunStarted),
+        (status = 400, description = "A bad body", body = ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = ErrorBody),
+        (status = 403, description = "Mutating calls are disabled (no [api] token_file), or \
+            this node may not make this call", body = ErrorBody),
+        (status = 404, description = "No such watched site", body = ErrorBody),
+        (status = 408, description = "No answer within the request timeout (empty body)"),
+        (status = 409, description = "The site is not up yet, has no verdict yet, or a run or \
+            a competing call goes ahead", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit (plain text)"),
+        (status = 422, description = "The site has no plan, or no step with a compensation",
+            body = ErrorBody),
+        (status = 500, description = "No epoch is left for the site", body = ErrorBody),
+        (status = 503, description = "The node is stopping, distrusts its clocks, or the \
+            site's operator lock is undecided", body = ErrorBody),
+    ))]
 pub(super) async fn failback(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -185,7 +224,24 @@ pub(super) async fn failback(
     call(&s, &headers, OperatorCall::Failback, "", &bytes, ok).await
 }
 
-/// POST /v1/sites/{id}/maintenance {"until": RFC 3339} | {"duration_s": N}
+/// Puts a site in maintenance until a time: no automatic failover of it starts meanwhile.
+#[utoipa::path(post, path = "/v1/sites/{id}/maintenance", tag = "operator",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A site id of the fleet file", example = "a")),
+    request_body = MaintenanceBody,
+    responses(
+        (status = 200, description = "The site's maintenance window now", body = Maintenance),
+        (status = 400, description = "A bad body or time", body = ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = ErrorBody),
+        (status = 403, description = "Mutating calls are disabled (no [api] token_file), or \
+            this node may not make this call", body = ErrorBody),
+        (status = 404, description = "No such watched site", body = ErrorBody),
+        (status = 408, description = "No answer within the request timeout (empty body)"),
+        (status = 409, description = "A later maintenance change of the site is already \
+            known", body = ErrorBody),
+        (status = 503, description = "The node is stopping", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit (plain text)"),
+    ))]
 pub(super) async fn set_maintenance(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -214,7 +270,22 @@ async fn call(
     }
 }
 
-/// DELETE /v1/sites/{id}/maintenance
+/// Ends a site's maintenance now.
+#[utoipa::path(delete, path = "/v1/sites/{id}/maintenance", tag = "operator",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A site id of the fleet file", example = "a")),
+    responses(
+        (status = 200, description = "The site's maintenance window now", body = Maintenance),
+        (status = 400, description = "A bad body or time", body = ErrorBody),
+        (status = 401, description = "No bearer token, or a wrong one", body = ErrorBody),
+        (status = 403, description = "Mutating calls are disabled (no [api] token_file), or \
+            this node may not make this call", body = ErrorBody),
+        (status = 404, description = "No such watched site", body = ErrorBody),
+        (status = 408, description = "No answer within the request timeout (empty body)"),
+        (status = 409, description = "A later maintenance change of the site is already \
+            known", body = ErrorBody),
+        (status = 503, description = "The node is stopping", body = ErrorBody),
+    ))]
 pub(super) async fn end_maintenance(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -234,13 +305,13 @@ pub(super) async fn end_maintenance(
 /// A refused command: its status, its message and, when another call's run goes ahead, that
 /// run's id and leader, so that a script can follow the run that won.
 fn refused(e: &OperatorError) -> Response {
-    let mut body = json!({ "error": e.to_string() });
+    let mut body = ErrorBody::new(e.to_string());
     if let OperatorError::LockTaken {
         site, run, leader, ..
     } = e
     {
-        body["run"] = json!(format!("{site}-{run}"));
-        body["leader"] = json!(leader);
+        body.run = Some(format!("{site}-{run}"));
+        body.leader = Some(leader.clone());
     }
     (status_of(e), Json(body)).into_response()
 }
@@ -270,50 +341,5 @@ fn status_of(e: &OperatorError) -> StatusCode {
         OperatorError::EpochsExhausted(_) => StatusCode::INTERNAL_SERVER_ERROR,
         OperatorError::Tilted(_) => StatusCode::SERVICE_UNAVAILABLE,
         OperatorError::DrillTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-    }
-}
-
-/// The JSON answer of a command that did what it was asked.
-fn render(ok: &CommandOk) -> Value {
-    match ok {
-        CommandOk::RunStarted {
-            site,
-            epoch,
-            trigger,
-            leader,
-            reason,
-            force,
-        } => {
-            let mut v = json!({
-                "id": format!("{site}-{epoch}"),
-                "site": site,
-                "epoch": epoch,
-                "trigger": trigger.as_str(),
-                "leader": leader,
-            });
-            if let Some(r) = reason {
-                v["reason"] = json!(r);
-            }
-            if let Some(f) = force {
-                v["force"] = json!(f);
-            }
-            v
-        }
-        CommandOk::Drill(r) => json!({
-            "site": r.site,
-            "epoch": r.epoch,
-            "dry_run": true,
-            "state": run_state(&r.outcome),
-            "ok": r.outcome.is_success() && r.steps.iter().all(|s| s.ok),
-            "summary": r.outcome.summary(),
-            "steps": r.steps.iter().map(FailoverStepView::of).collect::<Vec<_>>(),
-        }),
-        CommandOk::Maintenance {
-            site,
-            until_unix_ms,
-        } => json!({
-            "site": site,
-            "maintenance_until": until_unix_ms.map(rfc3339),
-        }),
     }
 }

@@ -35,7 +35,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /`: the page.
-pub async fn index() -> Response {
+#[utoipa::path(get, path = "/", tag = "read",
+    responses((status = 200, description = "The status page", body = String,
+        content_type = "text/html")))]
+pub(super) async fn index() -> Response {
     let mut r = asset("text/html; charset=utf-8", INDEX);
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
@@ -47,12 +50,18 @@ pub async fn index() -> Response {
 }
 
 /// `GET /page/app.js`.
-pub async fn script() -> Response {
+#[utoipa::path(get, path = "/page/app.js", tag = "read",
+    responses((status = 200, description = "An asset of the status page", body = String,
+        content_type = "text/javascript")))]
+pub(super) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
 /// `GET /page/style.css`.
-pub async fn style() -> Response {
+#[utoipa::path(get, path = "/page/style.css", tag = "read",
+    responses((status = 200, description = "An asset of the status page", body = String,
+        content_type = "text/css")))]
+pub(super) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 

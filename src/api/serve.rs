@@ -11,6 +11,8 @@
 //!   connection is inside a handler is the new one refused.
 //! - Bodies are limited to `body_limit` and handlers to `request_timeout` (tower-http), except
 //!   a drill, whose steps' own timeouts bound it.
+//! - Over TLS, the handshake must end within `header_read_timeout` too; a connection still in
+//!   its handshake has no request in a handler, so it is the first to make room.
 
 use axum::Router;
 use hyper::body::Incoming;
@@ -25,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// The REST server's bounds.
@@ -58,7 +61,7 @@ pub struct ServeStats {
     pub evicted: Counter,
     /// New connections refused: every open one was inside a handler.
     pub refused: Counter,
-    /// Connections closed because a request head did not arrive in time.
+    /// Connections closed because a TLS handshake or a request head did not end in time.
     pub header_timeouts: Counter,
 }
 
@@ -127,12 +130,13 @@ impl Drop for InHandler {
 }
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves; then stops accepting,
-/// lets requests in progress finish and releases the listener.
+/// lets requests in progress finish and releases the listener. Speaks HTTPS when `tls` is set.
 pub async fn run(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     stats: Arc<ServeStats>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let table = Arc::new(Mutex::new(Table::default()));
@@ -160,10 +164,39 @@ pub async fn run(
             stats.refused.inc();
             continue;
         };
-        let (app, table, stats, stop) =
-            (app.clone(), table.clone(), stats.clone(), stop_rx.clone());
+        let (app, table, stats, stop, tls) = (
+            app.clone(),
+            table.clone(),
+            stats.clone(),
+            stop_rx.clone(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            serve_connection(stream, app, limits, in_flight, evict, stop, &stats).await;
+            let conn = Admitted {
+                app,
+                limits,
+                in_flight,
+                evict,
+                stop,
+            };
+            match tls {
+                None => serve_connection(stream, conn, &stats).await,
+                Some(tls) => {
+                    let evict = conn.evict.clone();
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
+                    tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => serve_connection(stream, conn, &stats).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "REST TLS handshake failed"),
+                            Err(_) => {
+                                stats.header_timeouts.inc();
+                            }
+                        },
+                        _ = evict.notified() => {}
+                    }
+                }
+            }
             lock(&table).conns.remove(&id);
         });
     }
@@ -175,15 +208,26 @@ pub async fn run(
     let _ = tokio::time::timeout(bound, stop_tx.closed()).await;
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+/// One admitted connection and what bounds it.
+struct Admitted {
     app: Router,
     limits: Limits,
     in_flight: Arc<AtomicUsize>,
     evict: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-    stats: &ServeStats,
-) {
+    stop: watch::Receiver<bool>,
+}
+
+async fn serve_connection<S>(stream: S, conn: Admitted, stats: &ServeStats)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Admitted {
+        app,
+        limits,
+        in_flight,
+        evict,
+        mut stop,
+    } = conn;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let guard = InHandler::enter(&in_flight);
         let app = app.clone();

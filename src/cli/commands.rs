@@ -71,7 +71,11 @@ pub fn main() -> ExitCode {
             })
         }
         Cmd::Status { read, site } => status(&read, site.as_deref()),
-        Cmd::Watch { api, output, count } => super::watch::watch(api, output, count),
+        Cmd::Watch {
+            node,
+            output,
+            count,
+        } => super::watch::watch(&node, output, count),
         Cmd::Verdicts { read, site, limit } => verdicts(&read, site.as_deref(), limit),
         Cmd::Failovers {
             id,
@@ -192,20 +196,20 @@ fn status(read: &ReadArgs, site: Option<&str>) -> anyhow::Result<()> {
     let now = SystemTime::now();
     match site {
         Some(s) => {
-            let answer = rest::get(read.api, &format!("/v1/sites/{s}"), None)?;
+            let answer = rest::get(&read.node, &format!("/v1/sites/{s}"), None)?;
             match read.output {
                 Output::Json => print_json(&answer),
                 Output::Table => print(&render::site(&answer, now)),
             }
         }
         None => {
-            let answer = rest::get(read.api, "/v1/status", None)?;
+            let answer = rest::get(&read.node, "/v1/status", None)?;
             match read.output {
                 Output::Json => print_json(&answer),
                 Output::Table => {
                     // The runs add each site's failover state; a node that cannot list them
                     // still shows its status.
-                    let runs = rest::get(read.api, "/v1/failovers", None).ok();
+                    let runs = rest::get(&read.node, "/v1/failovers", None).ok();
                     print(&render::status(&answer, runs.as_ref(), now))
                 }
             }
@@ -215,14 +219,14 @@ fn status(read: &ReadArgs, site: Option<&str>) -> anyhow::Result<()> {
 
 fn verdicts(read: &ReadArgs, site: Option<&str>, limit: u16) -> anyhow::Result<()> {
     // The URL type encodes the site's name in the query.
-    let mut url = reqwest::Url::parse(&format!("http://{}/v1/verdicts", read.api))?;
+    let mut url = reqwest::Url::parse("http://node/v1/verdicts")?;
     url.query_pairs_mut()
         .append_pair("limit", &limit.to_string());
     if let Some(s) = site {
         url.query_pairs_mut().append_pair("site", s);
     }
     let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-    let answer = rest::get(read.api, &path, None)?;
+    let answer = rest::get(&read.node, &path, None)?;
     match read.output {
         Output::Json => print_json(&answer),
         Output::Table => print(&render::verdicts(&answer, SystemTime::now())),
@@ -236,7 +240,7 @@ fn failovers(read: &ReadArgs, id: Option<&str>, token_file: Option<&Path>) -> an
         Some(id) => format!("/v1/failovers/{id}"),
         None => "/v1/failovers".to_string(),
     };
-    let answer = rest::get(read.api, &path, token.as_deref())?;
+    let answer = rest::get(&read.node, &path, token.as_deref())?;
     match (read.output, id) {
         (Output::Json, _) => print_json(&answer),
         (Output::Table, Some(_)) => print(&render::run(&answer, now)),
@@ -276,7 +280,7 @@ fn operator_call(
     let token = rest::read_token(&op.token_file)?;
     let answer = rest::call(
         method,
-        op.api,
+        &op.node,
         path,
         Some(&token),
         body,
@@ -293,7 +297,7 @@ fn operator_call(
             if let Some(id) = answer["id"].as_str() {
                 text.push_str(&format!(
                     "\nfollow it: quorate failovers {id} --api {}\n",
-                    op.api
+                    op.node.api
                 ));
             }
             print(&text)

@@ -9,7 +9,6 @@ mod rest;
 pub mod watch;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use commands::main;
@@ -18,6 +17,10 @@ pub use commands::main;
 pub const API_ENV: &str = "QUORATE_API";
 /// The environment variable that stands for `--token-file`.
 pub const TOKEN_FILE_ENV: &str = "QUORATE_TOKEN_FILE";
+/// The environment variable that stands for `--ca-file`.
+pub const CA_FILE_ENV: &str = "QUORATE_CA_FILE";
+/// The environment variable that stands for `--tls-name`.
+pub const TLS_NAME_ENV: &str = "QUORATE_TLS_NAME";
 
 const TOP_EXAMPLES: &str = concat!(
     "\
@@ -181,9 +184,8 @@ Examples:
   QUORATE_API=127.0.2.1:7501 quorate watch --output json
   quorate watch --api 127.0.2.1:7501 --count 1      the current state, then exit")]
     Watch {
-        /// The node's REST address, e.g. 127.0.2.1:7501.
-        #[arg(long, env = API_ENV)]
-        api: SocketAddr,
+        #[command(flatten)]
+        node: rest::Endpoint,
         /// One line for people per event (default), or each event's JSON on a line.
         #[arg(long, short, value_enum, default_value_t)]
         output: watch::WatchOutput,
@@ -324,9 +326,8 @@ Examples:
 /// Where a read-only REST call goes and how its answer is printed.
 #[derive(Args, Debug)]
 pub struct ReadArgs {
-    /// The node's REST address, e.g. 127.0.2.1:7501.
-    #[arg(long, env = API_ENV)]
-    pub api: SocketAddr,
+    #[command(flatten)]
+    pub node: rest::Endpoint,
     /// Print a table (default) or the node's JSON answer.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
@@ -336,9 +337,8 @@ pub struct ReadArgs {
 /// printed.
 #[derive(Args, Debug)]
 pub struct OperatorArgs {
-    /// The node's REST address, e.g. 127.0.2.1:7501.
-    #[arg(long, env = API_ENV)]
-    pub api: SocketAddr,
+    #[command(flatten)]
+    pub node: rest::Endpoint,
     /// File whose first line is the token of the fleet file's [api] token_file.
     #[arg(long, env = TOKEN_FILE_ENV)]
     pub token_file: PathBuf,

@@ -5,7 +5,6 @@ use super::rest;
 use anyhow::Context;
 use serde_json::Value;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The node sends a keep-alive comment every 15 s: this much silence means the connection is
@@ -96,14 +95,12 @@ impl SseParser {
     }
 }
 
-/// Follows the node at `api` until `count` events were printed (forever without).
-pub fn watch(api: SocketAddr, output: WatchOutput, count: Option<u64>) -> anyhow::Result<()> {
+/// Follows `node` until `count` events were printed (forever without).
+pub fn watch(node: &rest::Endpoint, output: WatchOutput, count: Option<u64>) -> anyhow::Result<()> {
     let rt = super::commands::runtime()?;
     rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .connect_timeout(rest::READ_TIMEOUT)
-            .build()?;
-        let url = format!("http://{api}/v1/events");
+        let (base, client) = node.stream_client()?;
+        let url = format!("{base}/v1/events");
         let mut last_id: Option<String> = None;
         let mut printed = 0u64;
         let mut failures = 0usize;

@@ -124,9 +124,33 @@ pub struct ApiSettings {
     /// output of failover steps in `GET /v1/failovers`; the operator token does too. Without
     /// either, that output is redacted (the rest of the API stays open).
     pub read_token_file: Option<PathBuf>,
+    /// PEM files (certificate chain, private key) the REST API serves HTTPS with, as written:
+    /// `{node}` in them stands for the id of the node that reads them (`tls_files`). Both or
+    /// neither; without them the API speaks plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ApiSettings {
+    /// The certificate and key files of `node`'s HTTPS listener, `{node}` replaced by its id;
+    /// None: plain HTTP.
+    pub fn tls_files(&self, node: &NodeId) -> Option<(PathBuf, PathBuf)> {
+        let expand = |p: &PathBuf| PathBuf::from(p.to_string_lossy().replace("{node}", &node.0));
+        Some((
+            expand(self.tls_cert.as_ref()?),
+            expand(self.tls_key.as_ref()?),
+        ))
+    }
+
+    /// Nodes whose REST API listens beyond loopback without TLS: tokens and step output would
+    /// cross the network in clear.
+    pub fn clear_text_nodes<'a>(&self, nodes: &'a [Node]) -> Vec<&'a Node> {
+        if self.tls_cert.is_some() {
+            return vec![];
+        }
+        nodes.iter().filter(|n| !n.api.ip().is_loopback()).collect()
+    }
+
     /// The note `check-config` and `run` print when mutating REST calls are disabled.
     pub fn note(&self) -> Option<String> {
         self.token_file.is_none().then(|| {
@@ -276,9 +300,20 @@ impl Fleet {
             watches,
             api: raw
                 .api
-                .map(|a| ApiSettings {
-                    token_file: a.token_file,
-                    read_token_file: a.read_token_file,
+                .map(|a| {
+                    if a.tls_cert.is_some() != a.tls_key.is_some() {
+                        problems.push(
+                            "[api] needs both tls_cert and tls_key (PEM files) for HTTPS, or \
+                             neither for plain HTTP"
+                                .to_string(),
+                        );
+                    }
+                    ApiSettings {
+                        token_file: a.token_file,
+                        read_token_file: a.read_token_file,
+                        tls_cert: a.tls_cert,
+                        tls_key: a.tls_key,
+                    }
                 })
                 .unwrap_or_default(),
             hash: hex_sha256(text),
@@ -370,6 +405,19 @@ impl Fleet {
             notes.push(
                 "no [[watch]] is defined: no site is judged and no failover can run".to_string(),
             );
+        }
+        let clear = self.api.clear_text_nodes(&self.nodes);
+        if !clear.is_empty() {
+            let list: Vec<String> = clear
+                .iter()
+                .map(|n| format!("{} ({})", n.id, n.api))
+                .collect();
+            notes.push(format!(
+                "the REST API of {} listens beyond loopback without TLS: the operator and read \
+                 tokens and failover step output would cross the network in clear; set [api] \
+                 tls_cert and tls_key (docs/rest-api.md)",
+                list.join(", ")
+            ));
         }
         for w in &self.watches {
             let by_site = self.voters_by_site(w);

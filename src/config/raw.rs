@@ -40,6 +40,10 @@ pub(super) struct RawApi {
     pub(super) token_file: Option<PathBuf>,
     /// File whose first line (trimmed) is the bearer token that reads failover step output.
     pub(super) read_token_file: Option<PathBuf>,
+    /// PEM certificate chain and private key the REST API serves HTTPS with; `{node}` stands
+    /// for the node's id.
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

@@ -622,3 +622,47 @@ fn an_unwatched_site_and_a_by_site_without_voters_are_warnings() {
         "{w:?}"
     );
 }
+
+#[test]
+fn api_tls_needs_both_files_and_names_each_nodes_own() {
+    assert_problem(
+        &format!("{BASE}\n[api]\ntls_cert = \"/etc/quorate/certs/{{node}}.pem\"\n"),
+        "needs both tls_cert and tls_key",
+    );
+    let fleet = Fleet::parse(&format!(
+        "{BASE}\n[api]\ntls_cert = \"/etc/quorate/certs/{{node}}.pem\"\n\
+         tls_key = \"/etc/quorate/certs/{{node}}.key\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        fleet.api.tls_files(&NodeId::from("b1")),
+        Some((
+            PathBuf::from("/etc/quorate/certs/b1.pem"),
+            PathBuf::from("/etc/quorate/certs/b1.key")
+        ))
+    );
+    assert_eq!(
+        Fleet::parse(BASE).unwrap().api.tls_files(&"b1".into()),
+        None
+    );
+}
+
+#[test]
+fn an_api_beyond_loopback_without_tls_is_warned_of() {
+    let text = BASE
+        .replacen("api = \"127.0.1.1:7501\"", "api = \"10.0.1.1:7501\"", 1)
+        .replacen("api = \"127.0.2.1:7501\"", "api = \"0.0.0.0:7501\"", 1);
+    let warnings = Fleet::parse(&text).expect("valid").warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("the REST API of a1 (10.0.1.1:7501), b1 (0.0.0.0:7501) listens")
+            && warnings[0].contains("tls_cert"),
+        "{warnings:?}"
+    );
+    let with_tls =
+        format!("{text}\n[api]\ntls_cert = \"/c/{{node}}.pem\"\ntls_key = \"/c/{{node}}.key\"\n");
+    assert_eq!(
+        Fleet::parse(&with_tls).unwrap().warnings(),
+        Vec::<String>::new()
+    );
+}

@@ -89,6 +89,7 @@ pub(super) async fn spawn(
     let reload = Arc::new(tokio::sync::Notify::new());
 
     let api_addr = if spec.serve_api {
+        let tls = crate::api::tls_acceptor(&spec.fleet.api, &me.id).map_err(NodeError::ApiTls)?;
         let listener = tokio::net::TcpListener::bind(me.api)
             .await
             .map_err(|source| NodeError::Api {
@@ -114,6 +115,7 @@ pub(super) async fn spawn(
                 snap,
                 cmds,
                 crate::api::Limits::default(),
+                tls,
                 shutdown,
             )
             .await;

@@ -104,6 +104,8 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("REST API TLS ([api] tls_cert, tls_key): {0}")]
+    ApiTls(String),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(String),
     /// The driver task ended while the node should run; the node was stopped.

@@ -92,7 +92,7 @@ pub struct TiltView {
     pub tilts: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IsolationView {
     /// Cut off from a majority of this site's electorate right now.
     pub isolated: bool,
@@ -106,7 +106,7 @@ pub struct IsolationView {
     pub last_steps: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FailoverView {
     /// `SITE-EPOCH`, e.g. `a-3`.
     pub id: String,
@@ -118,16 +118,18 @@ pub struct FailoverView {
     pub leader: NodeId,
     /// What started the run: "verdict" (a DOWN verdict led here), "manual" (POST
     /// /v1/failovers) or "failback" (POST /v1/failbacks).
+    #[schema(schema_with = crate::api::words::trigger)]
     pub trigger: &'static str,
     /// "waiting" (takeover delay), "running", "dropped" (its verdict changed during the
     /// takeover delay), or the outcome: "succeeded", "precheck_failed", "aborted",
     /// "compensated".
+    #[schema(schema_with = crate::api::words::run_state)]
     pub state: &'static str,
     pub summary: Option<String>,
     pub steps: Vec<FailoverStepView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FailoverStepView {
     pub step: String,
     pub name: String,
@@ -168,7 +170,7 @@ pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
@@ -178,12 +180,14 @@ pub struct PeerView {
     pub last_seen_ms_ago: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SiteView {
     pub id: SiteId,
     /// This node's own opinion: "up" | "down" | "unknown".
+    #[schema(schema_with = crate::api::words::opinion)]
     pub opinion: &'static str,
     /// The committed verdict: "up" | "down" | "none".
+    #[schema(schema_with = crate::api::words::verdict)]
     pub verdict: &'static str,
     pub epoch: Option<u64>,
     pub slot: Option<u64>,
@@ -210,9 +214,10 @@ pub struct SiteView {
     pub rounds: Vec<RoundView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PingerEvidence {
     pub pinger: NodeId,
+    #[schema(schema_with = crate::api::words::opinion)]
     pub opinion: &'static str,
     pub suspect: bool,
     pub evidence_age_ms: Option<u32>,
@@ -221,7 +226,7 @@ pub struct PingerEvidence {
     pub indicators: Vec<IndicatorView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RoundView {
     pub slot: u64,
     pub target: &'static str,
@@ -233,18 +238,20 @@ pub struct RoundView {
     pub answers: Vec<AnswerView>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AnswerView {
     pub voter: NodeId,
+    #[schema(schema_with = crate::api::words::opinion)]
     pub opinion: &'static str,
     pub suspect: bool,
     pub evidence_age_ms: Option<u32>,
     pub promised: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct VerdictView {
     pub site: SiteId,
+    #[schema(schema_with = crate::api::words::outcome)]
     pub verdict: &'static str,
     pub epoch: u64,
     pub slot: u64,

@@ -68,7 +68,7 @@ pub fn registry(snapshot: watch::Receiver<Arc<NodeSnapshot>>, serve: &ServeStats
     );
     r.register(
         "api_header_timeouts",
-        "REST connections closed because a request head did not arrive in time",
+        "REST connections closed because a TLS handshake or a request head did not end in time",
         serve.header_timeouts.clone(),
     );
     r.register_collector(Box::new(SnapshotCollector(snapshot)));
