@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod failpoint;
+pub mod health;
 pub mod localfleet;
 pub mod net;
 pub mod node;
