@@ -224,6 +224,42 @@ fn valid_host_port(target: &str) -> bool {
     }
 }
 
+/// What `check-config` says of the service checks: one line per check, then how each watch
+/// with checks on its site judges it.
+pub(super) fn summary(fleet: &Fleet) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (site, checks) in &fleet.service.checks {
+        for c in checks {
+            lines.push(format!(
+                "site {site}: check {} ({} {}) every {} ms, timeout {} ms, rise {}, fall {}",
+                c.name,
+                c.kind.as_str(),
+                c.kind.target(),
+                c.interval.as_millis(),
+                c.timeout.as_millis(),
+                c.rise,
+                c.fall
+            ));
+        }
+    }
+    for w in &fleet.watches {
+        let judge = fleet.service.judge(&w.site);
+        if judge == Judge::Service || !fleet.service.checks_of(&w.site).is_empty() {
+            lines.push(format!(
+                "watch on {}: judge = \"{}\"{}",
+                w.site,
+                judge.as_str(),
+                if judge == Judge::Host {
+                    " (the checks are shown, not counted)"
+                } else {
+                    " (answers saying a check fails count as misses)"
+                }
+            ));
+        }
+    }
+    lines
+}
+
 /// A watch's `judge`: "service" needs checks on the watched site.
 pub(super) fn check_judges(plan: &ServicePlan, watches: &[Watch], problems: &mut Vec<String>) {
     for (i, w) in watches.iter().enumerate() {

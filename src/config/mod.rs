@@ -484,6 +484,9 @@ pub fn check_config_main(path: &Path) -> ExitCode {
                 fleet.watches.len(),
                 &fleet.hash[..12]
             );
+            for line in checks::summary(&fleet) {
+                println!("{line}");
+            }
             for w in fleet.warnings() {
                 println!("warning: {w}");
             }
