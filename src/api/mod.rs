@@ -177,6 +177,7 @@ fn site_summary(v: &SiteView) -> Value {
         "decided_at": v.decided_at,
         "leader": v.leader,
         "failover": v.failover,
+        "judge": v.judge,
         "hold_down_until": v.hold_down_until,
         "maintenance_until": v.maintenance_until,
     })
@@ -194,6 +195,8 @@ async fn status(State(s): State<Snap>) -> Json<Value> {
         "fleet_mismatch": mismatched,
         "voting_disabled": snap.voting_disabled,
         "isolation": snap.isolation,
+        "service_health": snap.service_health,
+        "service_checks": snap.service_checks,
         "peers": snap.peers,
         "sites": snap.sites.iter().map(site_summary).collect::<Vec<_>>(),
     }))
