@@ -445,6 +445,9 @@ impl Run {
             let r = route();
             if r != last_route {
                 self.log(format!("observer route: {r}"));
+                if r == "b" && !self.result.contains_key("route_to_b_at_ms") {
+                    self.set("route_to_b_at_ms", json!(now_ms()));
+                }
                 if last_route == "a" && r == "b" && !self.result.contains_key("route_moved_at_ms") {
                     self.set("route_moved_at_ms", json!(now_ms()));
                 }
@@ -603,7 +606,9 @@ fn s1(run: &mut Run, base: &Snap) -> Check {
 
 /// S11: a gray failure: a's service check fails on a1, a2 and a3 while every host and link of
 /// a stays up. a's watch judges the service: b1, b2, c1, c2 commit one DOWN verdict with one
-/// epoch and quorate moves the route to b, as after a blackout.
+/// epoch and quorate moves the route to b, as after a blackout. a, alive and hearing its
+/// electorate judge it DOWN, withdraws its own route first (self-fence), so the observer sees
+/// no route for the rest of b's takeover delay.
 fn s11(run: &mut Run, base: &Snap) -> Check {
     verdict_after(
         run,
@@ -613,6 +618,13 @@ fn s11(run: &mut Run, base: &Snap) -> Check {
         &ELECTORATE_OF_A,
         &SURVIVORS_OF_A,
     )
+}
+
+/// Whether the observer may see no route between a's and b's: after a blackout a's stale
+/// route stays until b's replaces it (a->b); a live a that learns it is judged DOWN withdraws
+/// itself (self-fence, `self_fence_after_s`) before b's takeover delay ends (a->none->b).
+fn a_withdraws_itself(fault: &[&str]) -> bool {
+    fault.first() == Some(&"service-down")
 }
 
 /// S6: a blacks out; while the run's post step (the testbed's `notify`, which takes a second)
@@ -772,9 +784,14 @@ fn verdict_after(
         }
     }
     run.set("verdicts", Value::Object(per_node));
+    let moved_key = if a_withdraws_itself(fault) {
+        "route_to_b_at_ms"
+    } else {
+        "route_moved_at_ms"
+    };
     let moved = run
         .result
-        .get("route_moved_at_ms")
+        .get(moved_key)
         .and_then(|v| v.as_i64())
         .map(|t| t - t_inject);
     run.set("injection_to_route_moved_ms", json!(moved));
