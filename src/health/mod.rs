@@ -261,3 +261,6 @@ async fn exec(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
