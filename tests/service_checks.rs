@@ -5,6 +5,7 @@
 //! - the service stopped on every Indicator of a: DOWN verdict and the failover pipeline runs;
 //! - stopped on one Indicator: its failing checks show in the evidence, no verdict;
 //! - flapping faster than rise/fall on every Indicator: no verdict.
+//! - a reload that adds the checks and `judge = "service"` to a running fleet starts them.
 
 mod common;
 
@@ -18,9 +19,15 @@ const INDICATORS_OF_A: [&str; 3] = ["a1", "a2", "a3"];
 /// The fast fleet with an exec check on site a that passes while `dir/up-<node>` exists,
 /// judged by service, and a one-step pipeline that appends the epoch to `dir/failover.log`.
 fn fleet(octet: u8, dir: &Path) -> String {
+    fleet_judged_by(octet, dir, true)
+}
+
+/// `fleet`, or without `judge` and checks when `service` is false.
+fn fleet_judged_by(octet: u8, dir: &Path, service: bool) -> String {
     let d = dir.display();
+    let judge = if service { "judge = \"service\"" } else { "" };
     let watch_a = format!(
-        r#"judge = "service"
+        r#"{judge}
 takeover_delay_s = 0.5
 self_fence_after_s = 0.2
 [[watch.pipeline.step]]
@@ -31,6 +38,9 @@ argv = ["/bin/sh", "-c", "echo $QUORATE_EPOCH >> {d}/failover.log"]
 "#
     );
     let text = fleet_watching_a(octet, "", &watch_a, "");
+    if !service {
+        return text;
+    }
     let site_a = "[[site]]\nid   = \"a\"\nkind = \"primary\"\n";
     assert!(text.contains(site_a));
     let check = format!(
@@ -202,5 +212,40 @@ async fn a_service_flapping_faster_than_rise_and_fall_gives_no_verdict() {
     assert_eq!(check["state"], "passing", "{check}");
     assert_no_verdict(&rest, &f).await;
     assert!(failover_log(dir.path()).is_empty());
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_that_adds_checks_and_judges_the_service_starts_them() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    // The service is down on every Indicator from the start, but nobody checks it yet.
+    let f = LocalFleet::start(&fleet_judged_by(184, dir.path(), false), None, true)
+        .await
+        .expect("the fleet starts");
+    let rest = Rest::new();
+    wait_opinion(&rest, &apis(&f, &A_VOTERS), "a", "up").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_no_verdict(&rest, &f).await;
+    assert_eq!(rest.site(api(&f, "b1"), "a").await["judge"], "host");
+
+    let changed = fleet_judged_by(184, dir.path(), true);
+    std::fs::write(&f.fleet_path, &changed).unwrap();
+    for id in f.running() {
+        f.handle(&id).expect("running").reload_fleet();
+    }
+    let shown = wait_verdict(&rest, &apis(&f, &A_VOTERS), "a", "down").await;
+    assert_eq!(rest.site(api(&f, "b1"), "a").await["judge"], "service");
+    let status = rest.get(api(&f, "a2"), "/v1/status").await;
+    assert_eq!(status["service_checks"][0]["state"], "failing", "{status}");
+    eventually("the failover step to run", || async {
+        let l = failover_log(dir.path());
+        if l == vec![shown.epoch.to_string()] {
+            Ok(())
+        } else {
+            Err(format!("{l:?}"))
+        }
+    })
+    .await;
     f.shutdown().await;
 }
