@@ -2,11 +2,13 @@
 //! service health an Indicator reports in its probe answers. Pure: results come in, states
 //! come out; running the checks (sockets, HTTP, programs, timers) is `crate::health`'s job.
 //!
-//! The semantics are anycast-healthchecker's: a check starts *pending*; its first result
-//! settles it at once (passing or failing), so a node that starts with its service dead says so
-//! within one check interval. From then on a passing check turns failing only after `fall`
-//! consecutive failures, and a failing one turns passing only after `rise` consecutive
-//! successes: one lost packet or one slow answer does not flip the service.
+//! The semantics are anycast-healthchecker's rise and fall: a passing check turns failing only
+//! after `fall` consecutive failures, and a failing one turns passing only after `rise`
+//! consecutive successes, so one lost packet or one slow answer does not flip the service. A
+//! check starts *pending* (which Pingers count as the host's answer): its first success makes
+//! it passing at once, and `fall` consecutive failures make it failing, so a node started with
+//! its service dead says so after `fall` intervals, and a service that is merely slower to start
+//! than quorate gets that long before anyone counts it dead.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +66,7 @@ impl CheckTracker {
     pub fn record(&mut self, passed: bool) -> Option<CheckState> {
         let (agrees, needed, flip_to) = match (self.state, passed) {
             (CheckState::Pending, true) => (false, 1, CheckState::Passing),
-            (CheckState::Pending, false) => (false, 1, CheckState::Failing),
+            (CheckState::Pending, false) => (false, self.fall, CheckState::Failing),
             (CheckState::Passing, true) | (CheckState::Failing, false) => (true, 0, self.state),
             (CheckState::Passing, false) => (false, self.fall, CheckState::Failing),
             (CheckState::Failing, true) => (false, self.rise, CheckState::Passing),
@@ -159,12 +161,21 @@ mod tests {
     }
 
     #[test]
-    fn a_check_starts_pending_and_its_first_result_settles_it() {
+    fn a_check_starts_pending_its_first_success_passes_it_and_fall_failures_fail_it() {
         let mut t = CheckTracker::new(3, 3);
         assert_eq!(t.state(), CheckState::Pending);
-        assert_eq!(t.record(false), Some(CheckState::Failing));
+        assert_eq!(
+            run(&mut t, &[false, false, false]),
+            vec![None, None, Some(CheckState::Failing)]
+        );
         let mut t = CheckTracker::new(3, 3);
-        assert_eq!(t.record(true), Some(CheckState::Passing));
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.state(), CheckState::Pending);
+        assert_eq!(
+            t.record(true),
+            Some(CheckState::Passing),
+            "no rise from pending"
+        );
     }
 
     #[test]
