@@ -48,6 +48,7 @@ fn report(n: usize) -> OpinionReport {
                 misses: 0,
                 last_rtt_us: Some(9_500),
                 last_seen_age_ms: Some(40),
+                service: Default::default(),
             })
             .collect(),
     }

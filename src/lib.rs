@@ -2,7 +2,8 @@
 //!
 //! `core` holds the pure state machines; `node` drives them with tokio, `net` carries their
 //! messages over QUIC with mutual TLS, `store` keeps what must survive a crash in SQLite and
-//! `api` answers REST queries from published snapshots.
+//! `api` answers REST queries from published snapshots. `health` runs an Indicator's local
+//! service checks, whose result its probe answers carry.
 
 pub mod actuators;
 pub mod api;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod failpoint;
+pub mod health;
 pub mod localfleet;
 pub mod net;
 pub mod node;

@@ -9,7 +9,7 @@ use crate::core::types::{Accepted, Ballot, NodeId, Opinion, SiteId, Value, Verdi
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the messages below.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 /// Largest datagram (probe or answer) we send or accept, before QUIC framing.
 pub const MAX_DATAGRAM: usize = 48;
 /// Largest stream message we send or accept.
@@ -35,6 +35,9 @@ pub struct IndicatorView {
     pub misses: u32,
     pub last_rtt_us: Option<u32>,
     pub last_seen_age_ms: Option<u32>,
+    /// What the Indicator's last answer said of its service checks (`unchecked` when its
+    /// site has none or it never answered).
+    pub service: crate::core::health::ServiceHealth,
 }
 
 /// One Pinger's opinion of one site with the evidence behind it.

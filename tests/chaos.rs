@@ -445,6 +445,9 @@ impl Run {
             let r = route();
             if r != last_route {
                 self.log(format!("observer route: {r}"));
+                if r == "b" && !self.result.contains_key("route_to_b_at_ms") {
+                    self.set("route_to_b_at_ms", json!(now_ms()));
+                }
                 if last_route == "a" && r == "b" && !self.result.contains_key("route_moved_at_ms") {
                     self.set("route_moved_at_ms", json!(now_ms()));
                 }
@@ -601,6 +604,29 @@ fn s1(run: &mut Run, base: &Snap) -> Check {
     blackout_verdict(run, base, &[], &ELECTORATE_OF_A, &SURVIVORS_OF_A)
 }
 
+/// S11: a gray failure: a's service check fails on a1, a2 and a3 while every host and link of
+/// a stays up. a's watch judges the service: b1, b2, c1, c2 commit one DOWN verdict with one
+/// epoch and quorate moves the route to b, as after a blackout. a, alive and hearing its
+/// electorate judge it DOWN, withdraws its own route first (self-fence), so the observer sees
+/// no route for the rest of b's takeover delay.
+fn s11(run: &mut Run, base: &Snap) -> Check {
+    verdict_after(
+        run,
+        base,
+        &["service-down", "a1", "a2", "a3"],
+        &[],
+        &ELECTORATE_OF_A,
+        &SURVIVORS_OF_A,
+    )
+}
+
+/// Whether the observer may see no route between a's and b's: after a blackout a's stale
+/// route stays until b's replaces it (a->b); a live a that learns it is judged DOWN withdraws
+/// itself (self-fence, `self_fence_after_s`) before b's takeover delay ends (a->none->b).
+fn a_withdraws_itself(fault: &[&str]) -> bool {
+    fault.first() == Some(&"service-down")
+}
+
 /// S6: a blacks out; while the run's post step (the testbed's `notify`, which takes a second)
 /// runs, its leader is killed. Another voter of a's electorate takes the run over under a
 /// higher term and completes it; `announce-b` ran once, and `notify`, re-run under the same
@@ -705,11 +731,24 @@ fn blackout_verdict(
     deciders: &[&str],
     watch: &[&str],
 ) -> Check {
+    verdict_after(run, base, &["blackout", "a"], frozen, deciders, watch)
+}
+
+/// The fault `fault` (a testbed command) after freezing `frozen`; `deciders` must commit one
+/// DOWN verdict of a and the route must move to b.
+fn verdict_after(
+    run: &mut Run,
+    base: &Snap,
+    fault: &[&str],
+    frozen: &[&str],
+    deciders: &[&str],
+    watch: &[&str],
+) -> Check {
     let epoch0 = view(base, "b1", "a").map(|v| v.epoch).unwrap_or(0);
     for n in frozen {
         run.inject(&["freeze", n]);
     }
-    let t_inject = run.inject(&["blackout", "a"]);
+    let t_inject = run.inject(fault);
     run.set("injected_at_ms", json!(t_inject));
     let verdict_everywhere = |snap: &Snap| {
         let e: Vec<_> = deciders
@@ -745,9 +784,14 @@ fn blackout_verdict(
         }
     }
     run.set("verdicts", Value::Object(per_node));
+    let moved_key = if a_withdraws_itself(fault) {
+        "route_to_b_at_ms"
+    } else {
+        "route_moved_at_ms"
+    };
     let moved = run
         .result
-        .get("route_moved_at_ms")
+        .get(moved_key)
         .and_then(|v| v.as_i64())
         .map(|t| t - t_inject);
     run.set("injection_to_route_moved_ms", json!(moved));
@@ -764,17 +808,17 @@ fn blackout_verdict(
         - t_inject;
     run.set("injection_to_verdict_everywhere_ms", json!(worst));
     run.log(format!(
-        "verdict DOWN for a at every deciding voter {worst} ms after the blackout"
+        "verdict DOWN for a at every deciding voter {worst} ms after the fault"
     ));
     match moved {
         Some(ms) => run.log(format!(
-            "observer best route moved to b {ms} ms after the blackout"
+            "observer best route moved to b {ms} ms after the fault"
         )),
         None => run.log("observer best route did not move to b within 15 s"),
     }
     match b_announced {
         Some(ms) => run.log(format!(
-            "b's router told to announce the prefix (announce-b) {ms} ms after the blackout"
+            "b's router told to announce the prefix (announce-b) {ms} ms after the fault"
         )),
         None => run.log("b's router was never told to announce the prefix"),
     }
@@ -1328,7 +1372,7 @@ fn chaos_scenarios() {
     print!("{}", testbed(&["up"]));
 
     type Scenario = fn(&mut Run, &Snap) -> Check;
-    let scenarios: [(&str, &str, Scenario); 10] = [
+    let scenarios: [(&str, &str, Scenario); 11] = [
         (
             "S1",
             "blackout of the primary a: one DOWN verdict, same epoch at b1, b2, c1, c2; quorate moves the route to b",
@@ -1374,6 +1418,11 @@ fn chaos_scenarios() {
             "S10",
             "rolling restart of every voter in normal operation: no verdict",
             s10,
+        ),
+        (
+            "S11",
+            "gray failure: a's service dead on a1, a2, a3 while hosts and links stay up: one DOWN verdict; quorate moves the route to b",
+            s11,
         ),
     ];
     let mut summary = vec![];

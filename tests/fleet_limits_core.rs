@@ -98,6 +98,7 @@ fn a_fleet_at_the_largest_allowed_values_reaches_its_verdict_without_a_panic() {
                             indicator,
                             nonce,
                             at: at(now).mono,
+                            health: Default::default(),
                         };
                         queue.push_back((to.clone(), answer));
                     }

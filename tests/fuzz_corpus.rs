@@ -69,6 +69,7 @@ fn every_regression_input_passes_its_target() {
 }
 
 mod seeds {
+    use quorate::core::health::ServiceHealth;
     use quorate::core::oplock::{Decided, LockAccepted, LockMsg, LockValue};
     use quorate::core::pipeline::{JournalEntry, JournalKind, Phase, RunOutcome, StepRef};
     use quorate::core::replica::{RunMsg, RunRecord, RunTrigger};
@@ -112,6 +113,7 @@ mod seeds {
                     misses: 5,
                     last_rtt_us: Some(180),
                     last_seen_age_ms: Some(612),
+                    service: ServiceHealth::Failing,
                 },
                 IndicatorView {
                     node: NodeId::from("a2"),
@@ -119,6 +121,7 @@ mod seeds {
                     misses: 0,
                     last_rtt_us: None,
                     last_seen_age_ms: None,
+                    service: ServiceHealth::Unchecked,
                 },
             ],
         }
@@ -372,6 +375,7 @@ mod seeds {
             seq,
             nonce: 0x1234_5678_9abc,
             sent_us: 1_767_225_600_000_000,
+            health: ServiceHealth::Unchecked,
         };
         vec![
             (
@@ -385,6 +389,17 @@ mod seeds {
             (
                 "ready".into(),
                 seal(&packet(Kind::Ready, 1), &keys.answer).to_vec(),
+            ),
+            (
+                "answer-service-failing".into(),
+                seal(
+                    &ProbePacket {
+                        health: ServiceHealth::Failing,
+                        ..packet(Kind::Answer, 9)
+                    },
+                    &keys.answer,
+                )
+                .to_vec(),
             ),
         ]
     }

@@ -85,6 +85,16 @@ pub mod words {
         ])
     }
 
+    /// What a node's probe answers say of its service (its `[[site.check]]`s).
+    pub fn service_health() -> Object {
+        of(&["unchecked", "pending", "passing", "failing"])
+    }
+
+    /// How a watch judges its site.
+    pub fn judge() -> Object {
+        of(&["host", "service"])
+    }
+
     /// How a finished run (or a drill) ended.
     pub fn outcome_state() -> Object {
         of(&[
@@ -148,6 +158,10 @@ pub struct SiteSummary {
     pub leader: Option<NodeId>,
     /// "automatic", or "manual: <why>".
     pub failover: String,
+    /// How the watch judges the site: "host", or "service" (answers saying the service
+    /// checks fail count as misses).
+    #[schema(schema_with = words::judge)]
+    pub judge: &'static str,
     /// No second automatic failover of this site before this time (RFC 3339, UTC).
     pub hold_down_until: Option<String>,
     /// No automatic failover of this site starts on this node before this time.
@@ -164,6 +178,7 @@ impl SiteSummary {
             decided_at: v.decided_at.clone(),
             leader: v.leader.clone(),
             failover: v.failover.clone(),
+            judge: v.judge,
             hold_down_until: v.hold_down_until.clone(),
             maintenance_until: v.maintenance_until.clone(),
         }
@@ -187,6 +202,11 @@ pub struct Status {
     pub voting_disabled: Option<String>,
     /// Self-fencing of this node's own site; null when the site has no isolation steps.
     pub isolation: Option<IsolationView>,
+    /// What this node's probe answers say of its service.
+    #[schema(schema_with = words::service_health)]
+    pub service_health: &'static str,
+    /// This node's own service checks (`[[site.check]]` of its site), in file order.
+    pub service_checks: Vec<crate::health::CheckView>,
     pub peers: Vec<PeerView>,
     pub sites: Vec<SiteSummary>,
 }
@@ -205,6 +225,8 @@ impl Status {
             fleet_mismatch: mismatched,
             voting_disabled: snap.voting_disabled.clone(),
             isolation: snap.isolation.clone(),
+            service_health: snap.service_health,
+            service_checks: snap.service_checks.clone(),
             peers: snap.peers.clone(),
             sites: snap.sites.iter().map(SiteSummary::of).collect(),
         }

@@ -126,6 +126,28 @@ pub fn status(status: &Value, failovers: Option<&Value>, now: SystemTime) -> Str
             cell(&iso["last_steps"]),
         );
     }
+    let checks = list(status, "service_checks");
+    if !checks.is_empty() {
+        let _ = writeln!(
+            out,
+            "service {} (what this Indicator's probe answers say)",
+            cell(&status["service_health"])
+        );
+        for c in checks {
+            let why = c["last_error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  check {} ({} {}) {}{why}",
+                cell(&c["name"]),
+                cell(&c["kind"]),
+                cell(&c["target"]),
+                cell(&c["state"]),
+            );
+        }
+    }
     out.push('\n');
 
     let runs = failovers.map(|f| list(f, "failovers")).unwrap_or(&[]);
@@ -210,6 +232,7 @@ pub fn site(site: &Value, now: SystemTime) -> String {
     );
     let _ = writeln!(out, "decided      {}", when(&site["decided_at"], now));
     let _ = writeln!(out, "failover     {}", cell(&site["failover"]));
+    let _ = writeln!(out, "judged by    {}", cell(&site["judge"]));
     let _ = writeln!(
         out,
         "electorate   {} (majority {})",
@@ -233,6 +256,7 @@ pub fn site(site: &Value, now: SystemTime) -> String {
         "reported",
         "indicator",
         "reachable",
+        "service",
         "misses",
         "rtt",
         "last answer",
@@ -267,6 +291,7 @@ pub fn site(site: &Value, now: SystemTime) -> String {
                 reported.clone(),
                 cell(&i["node"]),
                 cell(&i["reachable"]),
+                cell(&i["service"]),
                 cell(&i["misses"]),
                 rtt,
                 seen,
@@ -274,7 +299,7 @@ pub fn site(site: &Value, now: SystemTime) -> String {
         }
     }
     out.push_str("evidence\n");
-    out.push_str(&finish(evidence, &[3, 6, 7, 8]));
+    out.push_str(&finish(evidence, &[3, 7, 8, 9]));
 
     let rounds = list(site, "rounds");
     if !rounds.is_empty() {

@@ -42,6 +42,15 @@ pub const MAX_TAKEOVER_DELAY: Duration = DAY;
 /// A watch's `self_fence_after_s`: 0 .. 1 h.
 pub const MAX_SELF_FENCE_AFTER: Duration = HOUR;
 
+/// A `[[site.check]]`'s `interval_ms`: 1 ms .. 1 h.
+pub const MAX_CHECK_INTERVAL: Duration = HOUR;
+/// A `[[site.check]]`'s `timeout_ms`: 1 ms .. 60 s (and at most its interval).
+pub const MAX_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// A `[[site.check]]`'s `rise` and `fall`: 1 .. 100 consecutive results.
+pub const MAX_CHECK_RISE_FALL: u64 = 100;
+/// `[[site.check]]` tables of one site.
+pub const MAX_CHECKS_PER_SITE: usize = 32;
+
 /// `[[site]]` tables in a fleet.
 pub const MAX_SITES: usize = 1_000;
 /// `[[node]]` tables in a fleet.

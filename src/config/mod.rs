@@ -170,6 +170,8 @@ pub struct Fleet {
     pub watches: Vec<Watch>,
     /// `[api]`: the REST API's settings.
     pub api: ApiSettings,
+    /// `[[site.check]]` of every site and each watch's `judge`.
+    pub service: ServicePlan,
     /// Hex SHA-256 of the file's text: the fleet version nodes compare.
     pub hash: String,
     /// The file's text as read.
@@ -198,11 +200,13 @@ pub enum ConfigError {
 }
 
 mod anycast;
+mod checks;
 pub mod limits;
 mod plan;
 mod raw;
 mod validate;
 
+pub use checks::{CheckKind, ServiceCheck, ServicePlan};
 pub use plan::{FailoverPlan, STEP_KEYS};
 use raw::*;
 
@@ -247,9 +251,19 @@ impl Fleet {
         // A timing above its limits is already a problem; the defaults stand in so that the
         // remaining rules are still checked and reported together.
         let timing = raw.timing.into_timing(&mut problems).unwrap_or_default();
+        let mut service = ServicePlan::default();
         let sites: Vec<Site> = raw
             .sites
             .into_iter()
+            .enumerate()
+            .map(|(si, mut s)| {
+                let raw_checks = std::mem::take(&mut s.checks);
+                let built = checks::build_checks(si, &s.id, raw_checks, &mut problems);
+                if !built.is_empty() {
+                    service.checks.insert(SiteId(s.id.clone()), built);
+                }
+                s
+            })
             .map(|s| Site {
                 id: SiteId(s.id),
                 kind: match s.kind {
@@ -269,6 +283,9 @@ impl Fleet {
             .watches
             .into_iter()
             .map(|w| {
+                if w.judge != crate::core::health::Judge::Host {
+                    service.judges.insert(SiteId(w.site.clone()), w.judge);
+                }
                 let raw_plan = plan::RawPlan {
                     takeover_delay_s: w.takeover_delay_s,
                     self_fence_after_s: w.self_fence_after_s,
@@ -316,10 +333,12 @@ impl Fleet {
                     }
                 })
                 .unwrap_or_default(),
+            service,
             hash: hex_sha256(text),
             source: text.to_string(),
         };
         fleet.check(&mut problems);
+        checks::check_judges(&fleet.service, &fleet.watches, &mut problems);
         problems.append(&mut anycast_problems);
         problems.append(&mut plan_problems);
         if problems.is_empty() {
@@ -513,6 +532,9 @@ pub fn check_config_main(path: &Path) -> ExitCode {
                 fleet.watches.len(),
                 &fleet.hash[..12]
             );
+            for line in checks::summary(&fleet) {
+                println!("{line}");
+            }
             for w in fleet.warnings() {
                 println!("warning: {w}");
             }
@@ -551,3 +573,6 @@ mod anycast_tests;
 
 #[cfg(test)]
 mod limits_tests;
+
+#[cfg(test)]
+mod checks_tests;

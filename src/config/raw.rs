@@ -64,6 +64,9 @@ pub(super) struct RawTiming {
 pub(super) struct RawSite {
     pub(super) id: String,
     pub(super) kind: RawSiteKind,
+    /// `[[site.check]]`: the service checks every Indicator of the site runs.
+    #[serde(default, rename = "check")]
+    pub(super) checks: Vec<super::checks::RawCheck>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +103,9 @@ pub(super) struct RawWatch {
     pub(super) by: Vec<String>,
     #[serde(default)]
     pub(super) single_vantage: RawSingleVantage,
+    /// "host" (default) or "service": whether an Indicator whose checks fail counts as missed.
+    #[serde(default)]
+    pub(super) judge: crate::core::health::Judge,
     /// Seconds the backup's takeover steps wait after the verdict.
     pub(super) takeover_delay_s: Option<f64>,
     /// Seconds a node of the watched site cut from a majority of its electorate waits before

@@ -5,6 +5,7 @@
 pub mod actuator_kind;
 pub mod anycast;
 pub mod fence;
+pub mod health;
 pub mod maintenance;
 pub mod net_prefix;
 pub mod node;

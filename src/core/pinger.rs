@@ -12,7 +12,13 @@
 //! Indicator is unreachable `retries` intervals after it last spoke instead of one probe
 //! timeout after the `retries`-th probe. A Pinger that stalled (or skipped rounds) has sent
 //! fewer probes than that and still waits for the timeouts.
+//!
+//! A watch with `judge = "service"` also counts as a miss every answer whose Indicator says
+//! its service checks fail (a gray failure: the host answers, the service is dead). Such an
+//! answer is a miss as soon as it arrives; it is no sign of life either, so it neither
+//! resets the miss streak nor restarts the silence clock of the detection time.
 
+use super::health::{Judge, ServiceHealth};
 use super::types::{NodeId, Opinion, SiteId, Time};
 use crate::wire::{IndicatorView, OpinionReport, MAX_REPORTED_INDICATORS};
 use rand::rngs::StdRng;
@@ -93,6 +99,11 @@ struct IndicatorState {
     /// When the silence since the last answer reaches the detection time; None before the
     /// first answer and once that moment has been handled.
     silent_at: Option<Time>,
+    /// What the Indicator's last answer said of its service.
+    service: ServiceHealth,
+    /// The current miss streak holds an answer that said the service fails: its end is the
+    /// service's recovery, not a wrong DOWN belief.
+    streak_unhealthy: bool,
 }
 
 impl IndicatorState {
@@ -107,6 +118,8 @@ impl IndicatorState {
             streak_from: None,
             outstanding: VecDeque::new(),
             silent_at: None,
+            service: ServiceHealth::Unchecked,
+            streak_unhealthy: false,
         }
     }
     fn fresh(&self) -> bool {
@@ -131,6 +144,7 @@ struct WatchedSite {
     last_evidence: Option<Time>,
     /// When the current DOWN opinion's miss streak began (first missed probe).
     down_from: Option<Time>,
+    judge: Judge,
 }
 
 impl WatchedSite {
@@ -158,6 +172,9 @@ pub struct PingerStats {
     pub external_false_positives: u64,
     /// Answers after an Indicator had been declared unreachable ("retries until UP").
     pub recoveries: u64,
+    /// Answers counted as misses because the Indicator said its service fails
+    /// (`judge = "service"` only).
+    pub unhealthy_answers: u64,
 }
 
 pub struct Pinger {
@@ -165,6 +182,8 @@ pub struct Pinger {
     sites: Vec<WatchedSite>,
     /// Indicator id -> (site index, indicator index).
     index: HashMap<NodeId, (usize, usize)>,
+    /// Sites whose watch judges the service; the others judge hosts.
+    judges: HashMap<SiteId, Judge>,
     next_round: Time,
     /// Send times of rounds that may still have probes in flight, oldest first. All probes of
     /// a round share its send time, so the earliest deadline is the front + timeout.
@@ -190,6 +209,7 @@ impl Pinger {
             cfg,
             sites: Vec::new(),
             index: HashMap::new(),
+            judges: HashMap::new(),
             next_round: now,
             rounds_in_flight: VecDeque::new(),
             silences: VecDeque::new(),
@@ -224,6 +244,7 @@ impl Pinger {
                 opinion,
                 last_evidence,
                 down_from,
+                judge: Judge::Host,
             };
             for (ii, id) in inds.into_iter().enumerate() {
                 let st = old
@@ -245,7 +266,26 @@ impl Pinger {
         for si in 0..self.sites.len() {
             self.refresh_opinion(si, None);
         }
+        self.apply_judges();
         self.rebuild_silences();
+    }
+
+    /// How each watched site is judged (fleet start and reload); sites not listed judge hosts.
+    /// Applies from the next answer on.
+    pub fn set_judges(&mut self, judges: HashMap<SiteId, Judge>) {
+        self.judges = judges;
+        self.apply_judges();
+    }
+
+    fn apply_judges(&mut self) {
+        for site in &mut self.sites {
+            site.judge = self.judges.get(&site.id).copied().unwrap_or_default();
+        }
+    }
+
+    /// How `site` is judged.
+    pub fn judge(&self, site: &SiteId) -> Judge {
+        self.site(site).map(|s| s.judge).unwrap_or_default()
     }
 
     /// New timings (fleet reload); they apply from the next round on.
@@ -387,11 +427,28 @@ impl Pinger {
         self.drop_replaced_silences();
     }
 
-    /// An Answer to probe `nonce` arrived from `indicator` at `now`.
+    /// An Answer to probe `nonce` arrived from `indicator` at `now`, saying nothing of its
+    /// service.
     pub fn handle_answer(&mut self, now: Time, indicator: &NodeId, nonce: u64) {
+        self.handle_answer_with(now, indicator, nonce, ServiceHealth::Unchecked);
+    }
+
+    /// An Answer to probe `nonce` arrived from `indicator` at `now`, saying `health` of its
+    /// service.
+    pub fn handle_answer_with(
+        &mut self,
+        now: Time,
+        indicator: &NodeId,
+        nonce: u64,
+        health: ServiceHealth,
+    ) {
         let Some(&(si, ii)) = self.index.get(indicator) else {
             return;
         };
+        if self.sites[si].judge == Judge::Service && health.is_failing() {
+            self.handle_unhealthy_answer(now, si, ii, nonce);
+            return;
+        }
         let retries = self.cfg.retries;
         let silent_at = now + self.detection_time();
         let site_id = self.sites[si].id.clone();
@@ -406,6 +463,8 @@ impl Pinger {
         // Older probes still in flight lost the race with this one; they are no evidence.
         ind.outstanding.retain(|&(_, s)| s > sent);
         self.stats.answers += 1;
+        ind.service = health;
+        let service_recovered = std::mem::take(&mut ind.streak_unhealthy);
         let was_fresh = ind.fresh();
         let was = ind.reach;
         ind.last_rtt = Some(now.since(sent));
@@ -420,7 +479,7 @@ impl Pinger {
                 site.tally.unreachable -= 1;
                 site.tally.reachable += 1;
                 self.stats.recoveries += 1;
-                if retries > 0 {
+                if retries > 0 && !service_recovered {
                     self.stats.external_false_positives += 1;
                     self.actions.push_back(PingerAction::ExternalFalsePositive {
                         site: site_id,
@@ -437,6 +496,25 @@ impl Pinger {
         site.last_evidence = Some(now);
         self.refresh_opinion(si, Some(now));
         self.drop_replaced_silences();
+    }
+
+    /// An answer whose Indicator says its service fails, on a site judged by its service: the
+    /// probe is missed now. The Indicator's last sign of life stays its last healthy answer.
+    fn handle_unhealthy_answer(&mut self, now: Time, si: usize, ii: usize, nonce: u64) {
+        let ind = &mut self.sites[si].indicators[ii];
+        let Some(pos) = ind.outstanding.iter().position(|&(n, _)| n == nonce) else {
+            self.stats.late_answers += 1;
+            return;
+        };
+        let (_, sent) = ind.outstanding.remove(pos).expect("position is in range");
+        self.stats.answers += 1;
+        self.stats.unhealthy_answers += 1;
+        ind.service = ServiceHealth::Failing;
+        ind.streak_unhealthy = true;
+        ind.last_rtt = Some(now.since(sent));
+        self.record_miss(si, ii, sent);
+        self.sites[si].last_evidence = Some(now);
+        self.refresh_opinion(si, Some(now));
     }
 
     /// The driver could not send probe `nonce` (no connection to the Indicator yet). While the
@@ -569,6 +647,7 @@ impl Pinger {
                         .last_rtt
                         .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
                     last_seen_age_ms: age(i.last_seen),
+                    service: i.service,
                 })
                 .collect(),
         }
@@ -582,6 +661,10 @@ impl Pinger {
 #[cfg(test)]
 #[path = "pinger_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pinger_service_tests.rs"]
+mod service_tests;
 
 impl super::voter::OpinionSource for Pinger {
     fn report(&self, site: &SiteId, now: Time) -> OpinionReport {

@@ -87,6 +87,8 @@ pub enum MeshEvent {
         from: NodeId,
         nonce: u64,
         sent_us: u64,
+        /// What the Indicator's answer says of its service.
+        health: crate::core::health::ServiceHealth,
         at: Instant,
     },
     /// A stream message arrived.
@@ -271,6 +273,12 @@ impl Mesh {
                 false
             }
         }
+    }
+
+    /// What this node's probe answers say of its service from now on (Indicators whose site
+    /// has service checks).
+    pub fn set_service_health(&self, health: crate::core::health::ServiceHealth) {
+        self.shared.probes.set_health(health);
     }
 
     /// Non-blocking: writes one encoded message on a new unidirectional stream of the outgoing

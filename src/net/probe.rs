@@ -13,23 +13,30 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | kind: 0x01 probe, 0x02 answer, 0x03 ready (bits 0xc0 clear: never a QUIC v1 packet) |
-//! | 1 | version (1) |
-//! | 2..4 | zero |
+//! | 1 | version (2) |
+//! | 2 | answer: the Indicator's service health (0 unchecked, 1 passing, 2 failing, 3 pending); probe and ready: zero |
+//! | 3 | zero |
 //! | 4..12 | discriminator of the session (from the exporter) |
 //! | 12..20 | sequence number of the sender in this direction, from 1 |
 //! | 20..28 | nonce of the Pinger core (echoed in the answer) |
 //! | 28..36 | sent_us of the Pinger (echoed in the answer) |
 //! | 36..52 | HMAC-SHA256 over bytes 0..36, first 16 bytes |
+//!
+//! Version 2 gave byte 2 its meaning. The health sits under the MAC, so nobody on the path can
+//! turn a failing service into a passing one or back. Nodes of versions 1 and 2 derive
+//! different keys (the exporter label names the version) and refuse each other's packets: a
+//! fleet moves to a new probe version all at once, as it does to a new wire version.
 
+use crate::core::health::ServiceHealth;
 use crate::core::types::NodeId;
 use ring::hmac;
 
 /// Length of every probe packet, probe or answer.
 pub const PROBE_LEN: usize = 52;
 /// The TLS exporter label of the probe keys; bump the version with any layout change.
-pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v1";
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v2";
 /// The packet version this node speaks.
-pub const PROBE_VERSION: u8 = 1;
+pub const PROBE_VERSION: u8 = 2;
 /// Replays are refused within this many sequence numbers of the newest one seen; older
 /// packets are refused outright.
 pub const REPLAY_WINDOW: u64 = 64;
@@ -70,6 +77,9 @@ pub struct ProbePacket {
     pub seq: u64,
     pub nonce: u64,
     pub sent_us: u64,
+    /// Answers only: what the Indicator says of its service. `Unchecked` in probes and ready
+    /// packets.
+    pub health: ServiceHealth,
 }
 
 /// Why a datagram is not a probe packet this node can accept.
@@ -83,6 +93,8 @@ pub enum ProbeError {
     Version { version: u8 },
     #[error("reserved bytes of the probe packet are not zero")]
     Reserved,
+    #[error("unknown service health {health:#04x} in a probe answer")]
+    Health { health: u8 },
     #[error("probe packet MAC does not verify")]
     Mac,
 }
@@ -139,9 +151,16 @@ pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
     if bytes[1] != PROBE_VERSION {
         return Err(ProbeError::Version { version: bytes[1] });
     }
-    if bytes[2..4] != [0, 0] {
+    if bytes[3] != 0 || (kind != Kind::Answer && bytes[2] != 0) {
         return Err(ProbeError::Reserved);
     }
+    let health = match bytes[2] {
+        0 => ServiceHealth::Unchecked,
+        1 => ServiceHealth::Passing,
+        2 => ServiceHealth::Failing,
+        3 => ServiceHealth::Pending,
+        health => return Err(ProbeError::Health { health }),
+    };
     Ok(Unverified {
         packet: ProbePacket {
             kind,
@@ -149,6 +168,7 @@ pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
             seq: u64_at(&bytes, 12),
             nonce: u64_at(&bytes, 20),
             sent_us: u64_at(&bytes, 28),
+            health,
         },
         bytes,
     })
@@ -163,6 +183,14 @@ pub fn seal(packet: &ProbePacket, key: &hmac::Key) -> [u8; PROBE_LEN] {
         Kind::Ready => KIND_READY,
     };
     b[1] = PROBE_VERSION;
+    if packet.kind == Kind::Answer {
+        b[2] = match packet.health {
+            ServiceHealth::Unchecked => 0,
+            ServiceHealth::Passing => 1,
+            ServiceHealth::Failing => 2,
+            ServiceHealth::Pending => 3,
+        };
+    }
     b[4..12].copy_from_slice(&packet.discriminator.to_be_bytes());
     b[12..20].copy_from_slice(&packet.seq.to_be_bytes());
     b[20..28].copy_from_slice(&packet.nonce.to_be_bytes());
@@ -277,6 +305,7 @@ mod tests {
             seq,
             nonce: 42,
             sent_us: u64::MAX - 1,
+            health: ServiceHealth::Unchecked,
         }
     }
 
@@ -331,11 +360,59 @@ mod tests {
         b[0] = 0x04;
         assert_eq!(parse(&b), Err(ProbeError::Kind { kind: 4 }));
         let mut b = good;
-        b[1] = 2;
-        assert_eq!(parse(&b), Err(ProbeError::Version { version: 2 }));
+        b[1] = 1;
+        assert_eq!(
+            parse(&b),
+            Err(ProbeError::Version { version: 1 }),
+            "version 1 refused"
+        );
         let mut b = good;
         b[3] = 1;
         assert_eq!(parse(&b), Err(ProbeError::Reserved));
+        let mut b = good;
+        b[2] = 1;
+        assert_eq!(parse(&b), Err(ProbeError::Reserved), "health in a probe");
+        let mut b = seal(&answer(ServiceHealth::Passing), &k.answer);
+        b[2] = 4;
+        assert_eq!(parse(&b), Err(ProbeError::Health { health: 4 }));
+    }
+
+    fn answer(health: ServiceHealth) -> ProbePacket {
+        ProbePacket {
+            kind: Kind::Answer,
+            health,
+            ..probe(10)
+        }
+    }
+
+    #[test]
+    fn an_answer_carries_the_service_health_under_its_mac() {
+        let k = keys(4);
+        for health in [
+            ServiceHealth::Unchecked,
+            ServiceHealth::Pending,
+            ServiceHealth::Passing,
+            ServiceHealth::Failing,
+        ] {
+            let bytes = seal(&answer(health), &k.answer);
+            assert_eq!(parse(&bytes).unwrap().verify(&k.answer), Ok(answer(health)));
+        }
+        // A failing answer turned passing on the path does not verify.
+        let mut b = seal(&answer(ServiceHealth::Failing), &k.answer);
+        b[2] = 1;
+        assert_eq!(parse(&b).unwrap().verify(&k.answer), Err(ProbeError::Mac));
+    }
+
+    #[test]
+    fn a_probe_seals_no_health_whatever_its_field_says() {
+        let k = keys(5);
+        let p = ProbePacket {
+            health: ServiceHealth::Failing,
+            ..probe(3)
+        };
+        let bytes = seal(&p, &k.probe);
+        assert_eq!(bytes[2], 0);
+        assert_eq!(parse(&bytes).unwrap().verify(&k.probe), Ok(probe(3)));
     }
 
     #[test]

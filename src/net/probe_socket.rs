@@ -12,6 +12,7 @@
 use super::inbox::InboxShared;
 use super::mesh::MeshEvent;
 use super::probe::{self, Kind, ProbePacket, ReplayWindow, SessionKeys, PROBE_LEN};
+use crate::core::health::ServiceHealth;
 use crate::core::types::NodeId;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Connection, UdpPoller};
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -106,6 +107,9 @@ pub(super) struct ProbeSessions {
     table: Mutex<Table>,
     me: NodeId,
     answer_probes: bool,
+    /// What this node's answers say of its service (`ServiceHealth` as its packet byte),
+    /// set by the node's check runner.
+    health: AtomicU8,
     inbox: Arc<InboxShared>,
     pub counters: ProbeCounters,
 }
@@ -124,9 +128,24 @@ impl ProbeSessions {
             table: Mutex::new(Table::default()),
             me,
             answer_probes,
+            health: AtomicU8::new(health_byte(ServiceHealth::Unchecked)),
             inbox,
             counters: ProbeCounters::default(),
         })
+    }
+
+    /// What this node's probe answers say of its service from now on.
+    pub fn set_health(&self, health: ServiceHealth) {
+        self.health.store(health_byte(health), Ordering::Relaxed);
+    }
+
+    pub fn health(&self) -> ServiceHealth {
+        match self.health.load(Ordering::Relaxed) {
+            1 => ServiceHealth::Passing,
+            2 => ServiceHealth::Failing,
+            3 => ServiceHealth::Pending,
+            _ => ServiceHealth::Unchecked,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -155,6 +174,7 @@ impl ProbeSessions {
                 seq: 1,
                 nonce: 0,
                 sent_us: 0,
+                health: ServiceHealth::Unchecked,
             };
             (remote, probe::seal(&ready, &keys.answer))
         });
@@ -207,6 +227,7 @@ impl ProbeSessions {
             seq: s.next_seq,
             nonce,
             sent_us,
+            health: ServiceHealth::Unchecked,
         };
         s.next_seq += 1;
         Some((s.remote, probe::seal(&packet, &s.keys.probe)))
@@ -251,6 +272,7 @@ impl ProbeSessions {
                 let answer = ProbePacket {
                     kind: Kind::Answer,
                     seq: s.next_seq,
+                    health: self.health(),
                     ..packet
                 };
                 s.next_seq += 1;
@@ -266,6 +288,7 @@ impl ProbeSessions {
                     from: s.peer.clone(),
                     nonce: packet.nonce,
                     sent_us: packet.sent_us,
+                    health: packet.health,
                     at,
                 };
                 let peer = s.peer.clone();
@@ -276,6 +299,15 @@ impl ProbeSessions {
                 None
             }
         }
+    }
+}
+
+fn health_byte(h: ServiceHealth) -> u8 {
+    match h {
+        ServiceHealth::Unchecked => 0,
+        ServiceHealth::Passing => 1,
+        ServiceHealth::Failing => 2,
+        ServiceHealth::Pending => 3,
     }
 }
 

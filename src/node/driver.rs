@@ -20,6 +20,7 @@ use tracing::{error, info, warn, Instrument};
 
 pub(super) mod commands;
 mod observe;
+mod service_checks;
 mod view;
 
 const HISTORY_KEPT: usize = 200;
@@ -134,6 +135,7 @@ pub(super) async fn spawn(
         );
     }
     observed.history = history;
+    let service_checks = service_checks::start(&spec.fleet, &me, &mesh);
     let mut driver = Driver {
         fleet_mtime: spec
             .fleet_path
@@ -156,6 +158,7 @@ pub(super) async fn spawn(
         commands,
         reload: reload.clone(),
         watchdog,
+        service_checks,
     };
     driver.carry_out();
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
@@ -253,6 +256,8 @@ struct Driver {
     /// Asks for the fleet file to be re-read at once, changed or not (SIGHUP).
     reload: Arc<tokio::sync::Notify>,
     watchdog: Option<super::service::Watchdog>,
+    /// This node's `[[site.check]]`s, running; None when it runs none.
+    service_checks: Option<crate::health::HealthChecks>,
 }
 
 impl Driver {
@@ -368,13 +373,18 @@ impl Driver {
     fn on_mesh(&mut self, ev: MeshEvent) {
         match ev {
             MeshEvent::ProbeAnswer {
-                from, nonce, at, ..
+                from,
+                nonce,
+                at,
+                health,
+                ..
             } => {
                 let at = self.time(at);
                 self.feed(Input::ProbeAnswer {
                     indicator: from,
                     nonce,
                     at,
+                    health,
                 });
             }
             MeshEvent::Message { from, msg } => {
@@ -572,6 +582,7 @@ impl Driver {
         self.mesh.set_peers(peers_of(&fleet, &me.id));
         self.spec.fleet = fleet.clone();
         self.feed(Input::Reload(Arc::new(fleet)));
+        self.reload_service_checks();
         self.fleet_error = None;
         self.observed.counters.fleet_reloads += 1;
         self.dirty = true;

@@ -32,6 +32,11 @@ pub struct NodeSnapshot {
     pub isolation: Option<IsolationView>,
     /// When this node's certificate and the fleet CA's expire; None before the first snapshot.
     pub certificates: Option<CertificatesView>,
+    /// What this node's probe answers say of its service: "unchecked" (no `[[site.check]]`
+    /// for its site, or not an Indicator), "pending", "passing" or "failing".
+    pub service_health: &'static str,
+    /// This node's own service checks, in file order.
+    pub service_checks: Vec<crate::health::CheckView>,
     /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
     #[serde(skip)]
     pub api_token_file: Option<std::path::PathBuf>,
@@ -189,6 +194,9 @@ pub struct SiteView {
     /// The committed verdict: "up" | "down" | "none".
     #[schema(schema_with = crate::api::words::verdict)]
     pub verdict: &'static str,
+    /// How the watch judges the site: "host" or "service" (answers saying the service checks
+    /// fail count as misses).
+    pub judge: &'static str,
     pub epoch: Option<u64>,
     pub slot: Option<u64>,
     pub leader: Option<NodeId>,

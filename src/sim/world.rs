@@ -310,6 +310,7 @@ impl World {
                             indicator,
                             nonce,
                             at: now,
+                            health: Default::default(),
                         },
                     )
                 }

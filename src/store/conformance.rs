@@ -202,6 +202,7 @@ fn fleet(variant: u32) -> Fleet {
         nodes,
         watches,
         api: Default::default(),
+        service: Default::default(),
         hash,
         source,
     }

@@ -19,6 +19,7 @@ fn site(id: &str, verdict: &'static str, epoch: Option<u64>) -> SiteView {
         hold_down_until_unix_ms: None,
         maintenance_until_unix_ms: None,
         failover: "automatic".into(),
+        judge: "host",
         electorate: vec![],
         majority: 2,
         evidence: vec![],

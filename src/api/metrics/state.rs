@@ -66,6 +66,19 @@ pub(super) fn encode(s: &NodeSnapshot, out: &mut Out) -> fmt::Result {
     sites(s, out)?;
     peers(s, out)?;
     indicators(s, out)?;
+    out.gauges(
+        "service_check_passing",
+        "1 while this Indicator's service check passes, 0 while it fails (after rise/fall); absent before its first result.",
+        ["check", "kind"],
+        s.service_checks.iter().filter_map(|c| {
+            let on = match c.state {
+                crate::core::health::CheckState::Pending => return None,
+                crate::core::health::CheckState::Passing => 1u32,
+                crate::core::health::CheckState::Failing => 0,
+            };
+            Some(([c.name.as_str(), c.kind], on))
+        }),
+    )?;
     out.gauge(
         "tilt",
         "1 while this node distrusts its clocks (wall-clock jump or stalled loop) and abstains.",

@@ -20,6 +20,7 @@ fn site(id: &str, verdict: &'static str, epoch: Option<u64>) -> SiteView {
         id: SiteId::from(id),
         opinion: "unknown",
         verdict,
+        judge: "host",
         epoch,
         slot: epoch.map(|_| 0),
         leader: None,
@@ -237,6 +238,7 @@ fn indicators_come_from_this_nodes_own_pinger_only() {
         misses,
         last_rtt_us: rtt,
         last_seen_age_ms: None,
+        service: Default::default(),
     };
     let evidence = |pinger: &str, indicators| PingerEvidence {
         pinger: NodeId::from(pinger),

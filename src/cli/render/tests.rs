@@ -311,12 +311,12 @@ fn site_detail_lists_every_indicator_seen_by_every_pinger_and_the_vote_rounds() 
         "id": "a", "opinion": "down", "verdict": "down", "epoch": 3, "slot": 0, "leader": "c2",
         "decided_at": "2030-01-01T00:00:30Z", "failover": "automatic",
         "electorate": ["b1", "b2", "c1", "c2"], "majority": 3,
-        "hold_down_until": null, "maintenance_until": null,
+        "hold_down_until": null, "maintenance_until": null, "judge": "service",
         "evidence": [
             {"pinger": "b1", "opinion": "down", "suspect": false, "evidence_age_ms": 40,
              "reported_ms_ago": 0, "indicators": [
                 {"node": "a1", "reachable": false, "misses": 5, "last_rtt_us": 350,
-                 "last_seen_age_ms": 1500},
+                 "last_seen_age_ms": 1500, "service": "failing"},
                 {"node": "a2", "reachable": null, "misses": 0, "last_rtt_us": null,
                  "last_seen_age_ms": null}
             ]}
@@ -336,6 +336,7 @@ fn site_detail_lists_every_indicator_seen_by_every_pinger_and_the_vote_rounds() 
         text.contains("electorate   b1, b2, c1, c2 (majority 3)"),
         "{text}"
     );
+    assert!(text.contains("judged by    service"), "{text}");
     let rows = rows(&text);
     let ev = rows
         .iter()
@@ -350,6 +351,7 @@ fn site_detail_lists_every_indicator_seen_by_every_pinger_and_the_vote_rounds() 
             "0 ms ago",
             "a1",
             "no",
+            "failing",
             "5",
             "0.35 ms",
             "1.5 s ago"
@@ -357,7 +359,7 @@ fn site_detail_lists_every_indicator_seen_by_every_pinger_and_the_vote_rounds() 
     );
     assert_eq!(
         rows[ev + 2],
-        ["b1", "down", "no", "0 ms ago", "a2", "-", "0", "-", "never"]
+        ["b1", "down", "no", "0 ms ago", "a2", "-", "-", "0", "-", "never"]
     );
     let vr = rows
         .iter()
@@ -376,6 +378,32 @@ fn site_detail_lists_every_indicator_seen_by_every_pinger_and_the_vote_rounds() 
             "b1 down, c1 up (suspect)"
         ]
     );
+}
+
+#[test]
+fn status_lists_the_nodes_own_service_checks() {
+    let answer = json!({
+        "node": "a1", "site": "a", "roles": ["indicator"], "fleet_hash": "0123456789abcdef",
+        "service_health": "failing",
+        "service_checks": [
+            {"name": "web", "kind": "http", "target": "http://127.0.0.1:8080/", "state": "failing",
+             "last_error": "GET http://127.0.0.1:8080/: status 503"},
+            {"name": "db", "kind": "tcp", "target": "127.0.0.1:5432", "state": "passing",
+             "last_error": null}
+        ],
+        "sites": [], "peers": []
+    });
+    let text = status(&answer, None, now());
+    assert!(
+        text.contains(
+            "service failing (what this Indicator's probe answers say)\n  \
+             check web (http http://127.0.0.1:8080/) failing: GET http://127.0.0.1:8080/: \
+             status 503\n  check db (tcp 127.0.0.1:5432) passing\n"
+        ),
+        "{text}"
+    );
+    let plain = status(&json!({"service_checks": []}), None, now());
+    assert!(!plain.contains("service"), "{plain}");
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub enum Input {
         indicator: NodeId,
         nonce: u64,
         at: Time,
+        /// What the answer says of the Indicator's service.
+        health: crate::core::health::ServiceHealth,
     },
     /// A probe could not be sent (no connection yet).
     ProbeNotSent { indicator: NodeId, nonce: u64 },
@@ -201,12 +203,13 @@ impl NodeCore {
         seed: u64,
     ) -> Option<NodeCore> {
         let node = fleet.node(me)?.clone();
-        let pinger = Pinger::new(
+        let mut pinger = Pinger::new(
             PingerConfig::from_timing(&fleet.timing),
             watches_of(&fleet, &node),
             now.mono + first_round_delay(&fleet, me, now.wall),
             seed,
         );
+        pinger.set_judges(judges_of(&fleet));
         let mut voter = Voter::new(
             VoterConfig::from_timing(&fleet.timing),
             me.clone(),
@@ -344,7 +347,10 @@ impl NodeCore {
                 indicator,
                 nonce,
                 at,
-            } => self.pinger.handle_answer(at, &indicator, nonce),
+                health,
+            } => self
+                .pinger
+                .handle_answer_with(at, &indicator, nonce, health),
             Input::ProbeNotSent { indicator, nonce } => {
                 self.pinger.probe_not_sent(now.mono, &indicator, nonce)
             }
@@ -635,6 +641,7 @@ impl NodeCore {
         self.pinger
             .set_config(PingerConfig::from_timing(&fleet.timing));
         self.pinger.set_watches(t, watches_of(&fleet, &me));
+        self.pinger.set_judges(judges_of(&fleet));
         self.voter
             .set_config(VoterConfig::from_timing(&fleet.timing));
         self.voter.set_sites(electorates_of(&fleet, &me));
@@ -666,6 +673,10 @@ fn watches_of(fleet: &Fleet, me: &Node) -> Vec<(SiteId, Vec<NodeId>)> {
         .into_iter()
         .map(|s| (s.clone(), fleet.indicators(&s)))
         .collect()
+}
+
+fn judges_of(fleet: &Fleet) -> std::collections::HashMap<SiteId, crate::core::health::Judge> {
+    fleet.service.judges.clone().into_iter().collect()
 }
 
 fn electorates_of(fleet: &Fleet, me: &Node) -> Vec<(SiteId, Electorate)> {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::SingleVantage;
+use crate::core::health::ServiceHealth;
 use crate::core::types::{Opinion, Outcome, SiteId};
 use crate::core::voter::RoundRecord;
 use crate::store::StoredVerdict;
@@ -79,6 +80,16 @@ impl Driver {
                 self.expiry,
                 wall_now().as_millis() / 1000,
             )),
+            service_health: self
+                .service_checks
+                .as_ref()
+                .map_or(ServiceHealth::Unchecked, |c| c.health())
+                .as_str(),
+            service_checks: self
+                .service_checks
+                .as_ref()
+                .map(|c| c.views())
+                .unwrap_or_default(),
             api_token_file: fleet.api.token_file.clone(),
             api_read_token_file: fleet.api.read_token_file.clone(),
             published_at: Some(now),
@@ -141,6 +152,7 @@ impl Driver {
             id: site.clone(),
             opinion: self.core.pinger().opinion(site).as_api_str(),
             verdict: verdict.map_or("none", |v| v.outcome().as_api_str()),
+            judge: fleet.service.judge(site).as_str(),
             epoch: verdict.map(|v| v.epoch()),
             slot: verdict.map(|v| v.slot),
             leader: verdict.map(|v| v.value.leader.clone()),

@@ -167,13 +167,17 @@ impl SqliteStore {
                 timing.insert(r.get::<_, String>(0)?, r.get::<_, i64>(1)?);
             }
         }
+        // Not stored in their own tables: read back from the stored text.
+        let (api, service) = Fleet::parse(&source)
+            .map(|f| (f.api, f.service))
+            .unwrap_or_default();
         Ok(Some(Fleet {
             timing: timing_from_rows(&timing)?,
             sites,
             nodes,
             watches,
-            // Not stored in its own table: read back from the stored text.
-            api: Fleet::parse(&source).map(|f| f.api).unwrap_or_default(),
+            api,
+            service,
             hash,
             source,
         }))

@@ -15,6 +15,7 @@ fn site(id: &str) -> SiteView {
         hold_down_until_unix_ms: None,
         maintenance_until_unix_ms: None,
         failover: "automatic".into(),
+        judge: "host",
         electorate: vec![],
         majority: 2,
         evidence: vec![],
