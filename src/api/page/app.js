@@ -98,6 +98,7 @@ function drawSites(st, details) {
       ['decided', when(s.decided_at)],
       ['majority', d.majority ? `${d.majority} of ${(d.electorate || []).length}` : '–'],
       ['failover', dash(s.failover)],
+      ['judged by', s.judge === 'service' ? 'service checks' : 'host answers'],
       ['hold-down until', when(s.hold_down_until)],
       ['maintenance until', when(s.maintenance_until)],
     ];
@@ -117,8 +118,12 @@ function indicatorCell(iv) {
   const state = iv.reachable === true ? 'ok' : iv.reachable === false ? 'bad' : 'unknown';
   const mark = state === 'ok' ? '✓' : state === 'bad' ? '✗' : '?';
   const rtt = iv.last_rtt_us === null || iv.last_rtt_us === undefined ? '–' : ms(iv.last_rtt_us / 1000);
-  return h('td', { class: `cell ${state}`, title: `last seen ${dash(iv.last_seen_age_ms)} ms ago` },
-    h('span', { class: 'mark' }, mark), ` ${iv.misses} miss · ${rtt}`);
+  // What the Indicator's last answer said of its service checks ([[site.check]]), when it
+  // runs any: a failing service counts as a miss where the watch judges the service.
+  const service = iv.service && iv.service !== 'unchecked' ? ` · service ${iv.service}` : '';
+  const cls = iv.service === 'failing' && state === 'ok' ? 'bad' : state;
+  return h('td', { class: `cell ${cls}`, title: `last seen ${dash(iv.last_seen_age_ms)} ms ago` },
+    h('span', { class: 'mark' }, mark), ` ${iv.misses} miss · ${rtt}${service}`);
 }
 
 function drawEvidence(st, details) {
