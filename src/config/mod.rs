@@ -174,6 +174,7 @@ pub enum ConfigError {
 }
 
 mod anycast;
+mod fence;
 pub mod limits;
 mod plan;
 mod raw;
