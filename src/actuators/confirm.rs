@@ -106,7 +106,7 @@ impl HttpReader {
             None => return Err(p.err("expect", "is missing: add e.g. expect = \"Off\"")),
         };
         let get = HttpActuator::from_params(&without(params, &["pointer", "expect"]))
-            .map_err(|e| e.replacen("http step", "http confirmation", 1))?;
+            .map_err(|e| e.replacen("http step", "http confirmation step", 1))?;
         Ok(HttpReader {
             get,
             pointer,
@@ -173,7 +173,7 @@ impl ExecReader {
             ));
         }
         let exec = ExecActuator::from_params(&without(params, &["expect"]))
-            .map_err(|e| e.replacen("exec step", "exec confirmation", 1))?;
+            .map_err(|e| e.replacen("exec step", "exec confirmation step", 1))?;
         Ok(ExecReader { exec, expect })
     }
 
@@ -430,7 +430,7 @@ mod tests {
                     "expect": "Off", "token_env": "BMC_TOKEN"}),
         )
         .unwrap_err();
-        assert!(err.contains("http confirmation") && err.contains("in clear"), "{err}");
+        assert!(err.contains("http confirmation step") && err.contains("in clear"), "{err}");
     }
 
     #[test]

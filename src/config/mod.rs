@@ -504,3 +504,6 @@ mod anycast_tests;
 
 #[cfg(test)]
 mod limits_tests;
+
+#[cfg(test)]
+mod fence_tests;

@@ -537,7 +537,11 @@ impl Builder<'_> {
         };
         match checked {
             Some(Err(e)) => {
-                let hint = if e.contains("unknown key") {
+                let hint = if e.contains("unknown key") && self.confirming {
+                    " (the confirmation's own keys are name, kind, timeout_s, retries, \
+                     interval_ms)"
+                        .to_string()
+                } else if e.contains("unknown key") {
                     format!(" (the step's own keys are {})", STEP_KEYS.join(", "))
                 } else {
                     String::new()
