@@ -660,7 +660,7 @@ impl Pipeline {
         if r.phase == Phase::Confirm && !ok && self.forced && !self.replaying {
             let rec = self.records.get(&r).map_or(0, |rec| rec.failures);
             if rec >= self.spec_of(r).retries {
-                detail = cap_detail(format!("{detail}\n{}", fence::FORCED_NOTE));
+                detail = cap_detail(format!("{}; last read: {detail}", fence::FORCED_NOTE));
             }
         }
         self.journal(self.entry(

@@ -17,10 +17,10 @@ pub fn is_fence(step: StepRef) -> bool {
     matches!(step.phase, Phase::Fence | Phase::Confirm)
 }
 
-/// Appended to the detail of the last failed read of a forced run's confirmation, in the
-/// journal: why the run went on.
+/// Put before the detail of the last failed read of a forced run's confirmation, in the
+/// journal (on its first line, which REST shows to every reader): why the run went on.
 pub(super) const FORCED_NOTE: &str =
-    "not confirmed; the run was forced, so it goes on past the unconfirmed fence";
+    "not confirmed, and the run was forced, so it goes on past the unconfirmed fence";
 
 impl Pipeline {
     /// The fence action at `r` is over, done or failed: its confirmation reads next.
