@@ -302,7 +302,10 @@ impl BirdReader {
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let run = run_process(cmd, left, Leftovers::Kill).await;
-            if !run.success() || !run.output.contains("ready.") {
+            // birdc exits 1 when BIRD answers with an error, and "Network not found" is one.
+            let answered = run.output.contains("ready.")
+                && (run.success() || run.output.contains("Network not found"));
+            if !answered {
                 return StepOutcome::failed(
                     format!(
                         "BIRD at {} did not answer `show route {text}` ({})",
