@@ -1467,7 +1467,16 @@ fn post_failover(node: &str, body: &str) -> (u16, String) {
     let token = std::fs::read_to_string(state_dir().join("api.token")).unwrap_or_default();
     let o = Command::new("ip")
         .args(["netns", "exec", &format!("{}{site}", ns_prefix())])
-        .args(["curl", "-s", "-m", "3", "-w", "\n%{http_code}", "-X", "POST"])
+        .args([
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+        ])
         .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
         .args(["-H", "Content-Type: application/json", "-d", body])
         .arg(format!("http://{addr}/v1/failovers"))

@@ -213,7 +213,11 @@ async fn a_fence_that_is_never_confirmed_stops_the_run_before_the_takeover() {
     );
     // Give a late or second run every chance to show up.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    assert!(lines(&s.log).is_empty(), "promote-b ran: {:?}", lines(&s.log));
+    assert!(
+        lines(&s.log).is_empty(),
+        "promote-b ran: {:?}",
+        lines(&s.log)
+    );
     assert_eq!(s.power.reads.load(Ordering::SeqCst), 3);
     s.fleet.shutdown().await;
 }
@@ -247,7 +251,9 @@ async fn a_forced_run_goes_on_past_an_unconfirmed_fence_and_says_so() {
             .contains("failed but continued past: confirm/0"),
         "{run}"
     );
-    let detail = step(&run, "power-off-a-confirm")["detail"].as_str().unwrap();
+    let detail = step(&run, "power-off-a-confirm")["detail"]
+        .as_str()
+        .unwrap();
     assert!(
         detail.starts_with("not confirmed, and the run was forced, so it goes on past the unconfirmed fence; last read: /PowerState reads \"On\""),
         "{detail}"

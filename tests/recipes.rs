@@ -1064,7 +1064,10 @@ fn the_readme_examples_are_valid_steps() {
             .and_then(|p| p.get("fence"))
             .and_then(|f| f.as_array());
         for fence in fences.into_iter().flatten() {
-            let mut c = fence["confirm"].as_table().cloned().expect("a confirm table");
+            let mut c = fence["confirm"]
+                .as_table()
+                .cloned()
+                .expect("a confirm table");
             for k in ["name", "kind", "timeout_s", "retries", "interval_ms"] {
                 c.remove(k);
             }

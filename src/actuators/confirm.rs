@@ -91,7 +91,9 @@ impl HttpReader {
         if !pointer.starts_with('/') {
             return Err(p.err(
                 "pointer",
-                format!("{pointer:?} is not a JSON pointer: it starts with '/', e.g. \"/PowerState\""),
+                format!(
+                    "{pointer:?} is not a JSON pointer: it starts with '/', e.g. \"/PowerState\""
+                ),
             ));
         }
         let expect = match p.get("expect") {
@@ -179,11 +181,10 @@ impl ExecReader {
 
     async fn read(&self, ctx: &StepContext) -> StepOutcome {
         let out = self.exec.run(ctx).await;
-        let line = self.expect.as_deref().map(|want| {
-            out.output_tail
-                .lines()
-                .any(|l| l.trim() == want.trim())
-        });
+        let line = self
+            .expect
+            .as_deref()
+            .map(|want| out.output_tail.lines().any(|l| l.trim() == want.trim()));
         let wanted = self
             .expect
             .as_deref()
@@ -201,9 +202,11 @@ impl ExecReader {
             },
             (true, Some(false)) => StepOutcome {
                 ok: false,
-                detail: format!("{}, but no line of its output is {:?}", out.detail, {
+                detail: format!(
+                    "{}, but no line of its output is {:?}",
+                    out.detail,
                     self.expect.as_deref().unwrap_or_default()
-                }),
+                ),
                 ..out
             },
             (false, _) => StepOutcome {
@@ -234,13 +237,17 @@ struct BirdReader {
 impl BirdReader {
     fn from_params(params: &Value) -> Result<Self, String> {
         let p = Params::new("bgp confirmation", params)?;
-        p.only(&["backend", "socket", "birdc", "netns", "prefixes", "protocol"])?;
+        p.only(&[
+            "backend", "socket", "birdc", "netns", "prefixes", "protocol",
+        ])?;
         match p.opt_str("backend")?.as_deref() {
             None | Some("bird") => {}
             Some(b) => {
                 return Err(p.err(
                     "backend",
-                    format!("is {b:?}: a confirmation reads a BIRD observer only (backend = \"bird\")"),
+                    format!(
+                        "is {b:?}: a confirmation reads a BIRD observer only (backend = \"bird\")"
+                    ),
                 ))
             }
         }
@@ -433,7 +440,10 @@ mod tests {
                     "expect": "Off", "token_env": "BMC_TOKEN"}),
         )
         .unwrap_err();
-        assert!(err.contains("http confirmation step") && err.contains("in clear"), "{err}");
+        assert!(
+            err.contains("http confirmation step") && err.contains("in clear"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -462,7 +472,8 @@ mod tests {
             params,
         };
         let read = |script: &str| {
-            let params = json!({"shell": true, "command": script, "expect": "Chassis Power is off"});
+            let params =
+                json!({"shell": true, "command": script, "expect": "Chassis Power is off"});
             let reader = build(ActuatorKind::Exec, &params).unwrap();
             let c = ctx(params);
             async move { reader.run(&c).await }
@@ -470,8 +481,14 @@ mod tests {
         let off = read("echo 'Chassis Power is off'").await;
         assert!(off.ok, "{off:?}");
         let on = read("echo 'Chassis Power is on'").await;
-        assert!(!on.ok && on.detail.contains("no line of its output"), "{on:?}");
+        assert!(
+            !on.ok && on.detail.contains("no line of its output"),
+            "{on:?}"
+        );
         let failed = read("echo 'Chassis Power is off'; exit 1").await;
-        assert!(!failed.ok && failed.detail.contains("exited 1"), "{failed:?}");
+        assert!(
+            !failed.ok && failed.detail.contains("exited 1"),
+            "{failed:?}"
+        );
     }
 }

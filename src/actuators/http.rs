@@ -408,11 +408,12 @@ impl HttpActuator {
         })?;
         let status = resp.status();
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("{target}: reading the body: {}", error_chain(&e.without_url())))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            format!(
+                "{target}: reading the body: {}",
+                error_chain(&e.without_url())
+            )
+        })? {
             if body.len() + chunk.len() > MAX_GET_BODY {
                 return Err(format!(
                     "{target}: the body is larger than {MAX_GET_BODY} bytes; point url at the \

@@ -82,7 +82,8 @@ fn a_fence_without_a_confirmation_is_refused_with_an_example() {
     let text = fenced(&FENCED[start..end], "");
     let p = problems(&text);
     assert!(
-        p.iter().any(|p| p.contains("has no [watch.pipeline.fence.confirm] table")),
+        p.iter()
+            .any(|p| p.contains("has no [watch.pipeline.fence.confirm] table")),
         "{p:?}"
     );
 }
@@ -122,7 +123,10 @@ fn a_confirmation_is_checked_as_a_reader_not_as_an_actuator() {
         "bgp confirmation step: unknown key `action`",
     );
     assert_problem(
-        &fenced("kind = \"bgp\"\ntimeout_s = 2", "kind = \"vpn\"\ntimeout_s = 2"),
+        &fenced(
+            "kind = \"bgp\"\ntimeout_s = 2",
+            "kind = \"vpn\"\ntimeout_s = 2",
+        ),
         "a confirmation cannot be of kind vpn",
     );
 }

@@ -131,8 +131,7 @@ pub(super) fn build_plan(
     }
     let mut pipeline = PipelineSpec::default();
     if let Some(p) = raw.pipeline {
-        if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() && p.fence.is_empty()
-        {
+        if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() && p.fence.is_empty() {
             b.problem(
                 "[watch.pipeline] has no step; add [[watch.pipeline.step]] tables or remove \
                  [watch.pipeline]"

@@ -78,7 +78,13 @@ fn outcome(actions: &[PipelineAction]) -> Option<RunOutcome> {
 fn up_to_the_first_read(forced: bool) -> (Pipeline, Vec<PipelineAction>) {
     let mut p = Pipeline::new_forced(fenced_plan(), site(), EPOCH, false, forced, at(0));
     let mut all = drain(&mut p);
-    p.handle_result(at(10), StepRef::new(Phase::Precheck, 0), 1, true, "ok".into());
+    p.handle_result(
+        at(10),
+        StepRef::new(Phase::Precheck, 0),
+        1,
+        true,
+        "ok".into(),
+    );
     all.extend(drain(&mut p));
     p.handle_result(at(20), fence_ref(), 1, true, "POST .../Reset -> 204".into());
     all.extend(drain(&mut p));
@@ -88,7 +94,13 @@ fn up_to_the_first_read(forced: bool) -> (Pipeline, Vec<PipelineAction>) {
 #[test]
 fn the_fence_runs_after_the_prechecks_and_its_confirmation_before_any_step() {
     let (mut p, mut all) = up_to_the_first_read(false);
-    p.handle_result(at(30), confirm_ref(), 1, true, "confirmed: /PowerState reads \"Off\"".into());
+    p.handle_result(
+        at(30),
+        confirm_ref(),
+        1,
+        true,
+        "confirmed: /PowerState reads \"Off\"".into(),
+    );
     all.extend(drain(&mut p));
     p.handle_result(at(40), st(0), 1, true, "announced".into());
     all.extend(drain(&mut p));
@@ -119,13 +131,25 @@ fn the_fence_runs_after_the_prechecks_and_its_confirmation_before_any_step() {
 #[test]
 fn the_confirmation_polls_at_its_steady_interval_until_it_reads_the_fenced_state() {
     let (mut p, _) = up_to_the_first_read(false);
-    p.handle_result(at(30), confirm_ref(), 1, false, "/PowerState reads \"On\"".into());
+    p.handle_result(
+        at(30),
+        confirm_ref(),
+        1,
+        false,
+        "/PowerState reads \"On\"".into(),
+    );
     assert!(starts(&drain(&mut p)).is_empty());
     // Not doubled: the second wait is as long as the first.
     assert_eq!(p.poll_timeout(), Some(at(530).mono));
     p.handle_timeout(at(530));
     assert_eq!(starts(&drain(&mut p)), vec![(confirm_ref(), 2)]);
-    p.handle_result(at(540), confirm_ref(), 2, false, "/PowerState reads \"On\"".into());
+    p.handle_result(
+        at(540),
+        confirm_ref(),
+        2,
+        false,
+        "/PowerState reads \"On\"".into(),
+    );
     drain(&mut p);
     assert_eq!(p.poll_timeout(), Some(at(1040).mono));
     p.handle_timeout(at(1040));
@@ -143,10 +167,19 @@ fn an_unconfirmed_fence_stops_the_run_naming_the_fence_and_the_last_read() {
             p.handle_timeout(at(t));
         }
         all.extend(drain(&mut p));
-        p.handle_result(at(t + 5), confirm_ref(), i, false, format!("/PowerState reads \"On\" ({i})"));
+        p.handle_result(
+            at(t + 5),
+            confirm_ref(),
+            i,
+            false,
+            format!("/PowerState reads \"On\" ({i})"),
+        );
     }
     all.extend(drain(&mut p));
-    assert!(!starts(&all).contains(&(st(0), 1)), "the takeover step must not start");
+    assert!(
+        !starts(&all).contains(&(st(0), 1)),
+        "the takeover step must not start"
+    );
     let Some(RunOutcome::Aborted { step, detail }) = outcome(&all) else {
         panic!("not aborted: {all:?}");
     };
@@ -158,7 +191,10 @@ fn an_unconfirmed_fence_stops_the_run_naming_the_fence_and_the_last_read() {
         "{detail}"
     );
     let summary = p.outcome().unwrap().summary();
-    assert!(summary.starts_with("stopped at the fence (confirm/0)"), "{summary}");
+    assert!(
+        summary.starts_with("stopped at the fence (confirm/0)"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -201,7 +237,13 @@ fn a_failed_fence_action_is_still_judged_by_its_confirmation() {
     // A dark site's power controller may be unreachable: the read decides.
     let mut p = Pipeline::new(fenced_plan(), site(), EPOCH, false, at(0));
     drain(&mut p);
-    p.handle_result(at(10), StepRef::new(Phase::Precheck, 0), 1, true, "ok".into());
+    p.handle_result(
+        at(10),
+        StepRef::new(Phase::Precheck, 0),
+        1,
+        true,
+        "ok".into(),
+    );
     drain(&mut p);
     p.handle_result(at(20), fence_ref(), 1, false, "connection refused".into());
     assert_eq!(starts(&drain(&mut p)), vec![(confirm_ref(), 1)]);
@@ -223,7 +265,9 @@ fn a_resumed_run_never_repeats_a_confirmed_fence_and_reads_again_after_a_crash_m
     // Crash during a read: the action is not repeated, the read is made again.
     let (_, all) = up_to_the_first_read(false);
     let j = journal(&all);
-    assert!(j.last().is_some_and(|e| e.step == confirm_ref() && e.kind == JournalKind::Started));
+    assert!(j
+        .last()
+        .is_some_and(|e| e.step == confirm_ref() && e.kind == JournalKind::Started));
     let mut r = Pipeline::resume(fenced_plan(), site(), EPOCH, false, &j, at(5000));
     assert_eq!(starts(&drain(&mut r)), vec![(confirm_ref(), 2)]);
 }
@@ -253,6 +297,10 @@ fn a_resumed_forced_run_past_an_unconfirmed_fence_goes_on_with_the_step_after_it
     assert_eq!(starts(&drain(&mut r)), vec![(st(0), 2)]);
     // Its journal detail was written once, not again by the replay.
     let steps = r.steps();
-    let detail = &steps.iter().find(|s| s.step == confirm_ref()).unwrap().detail;
+    let detail = &steps
+        .iter()
+        .find(|s| s.step == confirm_ref())
+        .unwrap()
+        .detail;
     assert_eq!(detail.matches("forced").count(), 1, "{detail}");
 }
