@@ -1015,7 +1015,7 @@ fn steps_of(doc: &toml::Value, out: &mut Vec<(String, Value)>) {
             if let Some(toml::Value::String(kind)) = t.get("kind") {
                 let params: Map<String, Value> = t
                     .iter()
-                    .filter(|(k, _)| !STEP_KEYS.contains(&k.as_str()))
+                    .filter(|(k, _)| !STEP_KEYS.contains(&k.as_str()) && k.as_str() != "confirm")
                     .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap()))
                     .collect();
                 out.push((kind.clone(), Value::Object(params)));
