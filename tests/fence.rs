@@ -64,7 +64,8 @@ async fn power_controller(obeys: bool) -> (SocketAddr, Arc<Power>) {
 }
 
 /// The fast fleet whose watch of a fences a through the controller at `power` (three reads
-/// 200 ms apart), then runs "promote-b", which appends "EPOCH STEP" to `log`.
+/// 200 ms apart; a drill skips the power-off, which a BMC would not know to rehearse), then
+/// runs "promote-b", which appends "EPOCH STEP" to `log`.
 fn fleet(octet: u8, power: SocketAddr, log: &Path, token: &Path) -> String {
     let watch_a = format!(
         r#"takeover_delay_s = 0.5
@@ -74,6 +75,7 @@ name = "power-off-a"
 kind = "http"
 timeout_s = 2
 url = "http://{power}/power/off"
+dry_run = "skip"
 [watch.pipeline.fence.confirm]
 kind = "http"
 timeout_s = 1
@@ -260,5 +262,43 @@ async fn a_forced_run_goes_on_past_an_unconfirmed_fence_and_says_so() {
     );
     let epoch = run["epoch"].as_u64().unwrap();
     assert_eq!(lines(&s.log), [format!("{epoch} promote-b")]);
+    s.fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drill_reads_the_power_state_and_powers_nothing_off() {
+    let s = setup(184, true).await;
+    let rest = Rest::new();
+    let voters = apis(&s.fleet, &["b1", "b2", "c1", "c2"]);
+    wait_opinion(&rest, &voters, "a", "up").await;
+    let b1 = api(&s.fleet, "b1");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = client
+        .post(format!("http://{b1}/v1/drills"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"site": "a"}))
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        step(&report, "power-off-a")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("skipped"),
+        "{report}"
+    );
+    assert!(
+        step(&report, "power-off-a-confirm")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("dry run: /PowerState reads \"On\" (a run waits for \"Off\")"),
+        "{report}"
+    );
+    assert_eq!(s.power.off_calls.load(Ordering::SeqCst), 0, "nothing powered off");
+    assert_eq!(s.power.reads.load(Ordering::SeqCst), 1, "one read");
     s.fleet.shutdown().await;
 }
