@@ -298,7 +298,11 @@ async fn a_drill_reads_the_power_state_and_powers_nothing_off() {
             .starts_with("dry run: /PowerState reads \"On\" (a run waits for \"Off\")"),
         "{report}"
     );
-    assert_eq!(s.power.off_calls.load(Ordering::SeqCst), 0, "nothing powered off");
+    assert_eq!(
+        s.power.off_calls.load(Ordering::SeqCst),
+        0,
+        "nothing powered off"
+    );
     assert_eq!(s.power.reads.load(Ordering::SeqCst), 1, "one read");
     s.fleet.shutdown().await;
 }

@@ -190,10 +190,15 @@ impl ExecReader {
             .as_deref()
             .map_or(String::new(), |w| format!(" printing {w:?}"));
         if ctx.dry_run {
-            let mut o = out.clone();
-            o.ok = true;
-            o.detail = format!("dry run: {} (a run waits for exit 0{wanted})", out.detail);
-            return o;
+            // The read worked when the program ran to an exit, whatever its status: the old
+            // primary is up during a drill.
+            let ran =
+                !out.detail.starts_with("could not start") && !out.detail.contains("timed out");
+            return StepOutcome {
+                ok: ran,
+                detail: format!("dry run: {} (a run waits for exit 0{wanted})", out.detail),
+                ..out
+            };
         }
         match (out.ok, line) {
             (true, None | Some(true)) => StepOutcome {
