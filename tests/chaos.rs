@@ -448,7 +448,10 @@ impl Run {
                 if r == "b" && !self.result.contains_key("route_to_b_at_ms") {
                     self.set("route_to_b_at_ms", json!(now_ms()));
                 }
-                if last_route == "a" && r == "b" && !self.result.contains_key("route_moved_at_ms") {
+                // From a to b, directly or (the fence of a dark a: its route is gone before
+                // b announces) through none.
+                let from_a = last_route == "a" || last_route == "none";
+                if from_a && r == "b" && !self.result.contains_key("route_moved_at_ms") {
                     self.set("route_moved_at_ms", json!(now_ms()));
                 }
                 last_route = r.clone();
@@ -1372,7 +1375,7 @@ fn chaos_scenarios() {
     print!("{}", testbed(&["up"]));
 
     type Scenario = fn(&mut Run, &Snap) -> Check;
-    let scenarios: [(&str, &str, Scenario); 11] = [
+    let scenarios: [(&str, &str, Scenario); 12] = [
         (
             "S1",
             "blackout of the primary a: one DOWN verdict, same epoch at b1, b2, c1, c2; quorate moves the route to b",
@@ -1423,6 +1426,11 @@ fn chaos_scenarios() {
             "S11",
             "gray failure: a's service dead on a1, a2, a3 while hosts and links stay up: one DOWN verdict; quorate moves the route to b",
             s11,
+        ),
+        (
+            "S12",
+            "a's router keeps announcing (a pinned route): the fence of a is never confirmed and the run stops before b announces",
+            s12,
         ),
     ];
     let mut summary = vec![];
@@ -1500,6 +1508,85 @@ fn chaos_scenarios() {
         "chaos scenarios failed: {failed:?} (results in {})",
         out_dir().display()
     );
+}
+
+/// POST /v1/failovers `body` at `node` with the testbed's bearer token: status and body.
+fn post_failover(node: &str, body: &str) -> (u16, String) {
+    let (site, addr) = node_info(node);
+    let token = std::fs::read_to_string(state_dir().join("api.token")).unwrap_or_default();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &format!("{}{site}", ns_prefix())])
+        .args([
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("http://{addr}/v1/failovers"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// S12: a's router keeps announcing the prefix from a route quorate does not own (pinned), as
+/// a stuck router would. An operator's failover of a (not forced) runs the fence: a's route is
+/// withdrawn, but the observer keeps a route from a through every read of the confirmation,
+/// so the run stops at the fence: announce-b never runs, b never announces, the route stays
+/// on a, and the run's summary names the fence and what the last read found.
+fn s12(run: &mut Run, _base: &Snap) -> Check {
+    run.inject(&["pin-route", "a"]);
+    let t = now_ms();
+    let (code, body) = post_failover(
+        "b1",
+        r#"{"site":"a","reason":"S12: a fence that cannot be confirmed"}"#,
+    );
+    run.log(format!("POST /v1/failovers at b1: {code} {}", body.trim()));
+    ensure!(
+        (200..300).contains(&code),
+        "failover refused: {code} {body}"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let epoch = v["epoch"].as_u64().ok_or(format!("no epoch in {body}"))?;
+    let r = wait_run(run, epoch, "aborted", Duration::from_secs(20))?;
+    run.set("failover_to_stopped_ms", json!(now_ms() - t));
+    let summary = r["summary"].as_str().unwrap_or("").to_string();
+    run.set("summary", json!(summary));
+    let names: Vec<&str> = r["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    ensure!(
+        names == ["fence-a", "fence-a-confirm"],
+        "the run's steps were {names:?}, not the fence and its confirmation only"
+    );
+    ensure!(
+        summary.contains("stopped at the fence")
+            && summary.contains("fence \"fence-a\" not confirmed")
+            && summary.contains("still has a route from protocol site_a"),
+        "the summary does not name the fence and the last read: {summary}"
+    );
+    ensure!(
+        !announced("b"),
+        "b's include file holds the prefix: the takeover went on"
+    );
+    let (cands, best) = observer_candidates();
+    run.log(format!("observer candidates {cands:?}, best {best}"));
+    ensure!(
+        best == "a",
+        "the observer's best route is {best}, not a's pinned route"
+    );
+    Ok(())
 }
 
 fn key_numbers(run: &Run) -> String {

@@ -1015,13 +1015,16 @@ fn steps_of(doc: &toml::Value, out: &mut Vec<(String, Value)>) {
             if let Some(toml::Value::String(kind)) = t.get("kind") {
                 let params: Map<String, Value> = t
                     .iter()
-                    .filter(|(k, _)| !STEP_KEYS.contains(&k.as_str()))
+                    .filter(|(k, _)| !STEP_KEYS.contains(&k.as_str()) && k.as_str() != "confirm")
                     .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap()))
                     .collect();
                 out.push((kind.clone(), Value::Object(params)));
             }
-            for v in t.values() {
-                steps_of(v, out);
+            for (k, v) in t {
+                // A fence's confirmation is a reader, checked as one (`confirms_of`).
+                if k != "confirm" {
+                    steps_of(v, out);
+                }
             }
         }
         toml::Value::Array(a) => a.iter().for_each(|v| steps_of(v, out)),
@@ -1051,6 +1054,31 @@ fn the_readme_examples_are_valid_steps() {
         let k: ActuatorKind = kind.parse().expect("a known step kind");
         validate(k, params).unwrap_or_else(|e| panic!("{kind} step {params}: {e}"));
     }
+    // Every fence confirmation (`[...fence.confirm]`) is a valid reader.
+    let mut confirms = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let doc: toml::Value = toml::from_str(block.split("```").next().unwrap()).unwrap();
+        let fences = doc
+            .get("watch")
+            .and_then(|w| w.get("pipeline"))
+            .and_then(|p| p.get("fence"))
+            .and_then(|f| f.as_array());
+        for fence in fences.into_iter().flatten() {
+            let mut c = fence["confirm"]
+                .as_table()
+                .cloned()
+                .expect("a confirm table");
+            for k in ["name", "kind", "timeout_s", "retries", "interval_ms"] {
+                c.remove(k);
+            }
+            let kind: ActuatorKind = fence["confirm"]["kind"].as_str().unwrap().parse().unwrap();
+            let params = serde_json::to_value(&c).unwrap();
+            quorate::actuators::confirm::validate(kind, &params)
+                .unwrap_or_else(|e| panic!("confirmation {params}: {e}"));
+            confirms += 1;
+        }
+    }
+    assert!(confirms >= 1, "no fence example in the README");
 }
 
 #[test]

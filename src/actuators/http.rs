@@ -365,6 +365,67 @@ impl HttpActuator {
     }
 }
 
+/// The most of a body a `get` reads: a power controller's resource is a few KiB.
+pub(super) const MAX_GET_BODY: usize = 1 << 20;
+
+impl HttpActuator {
+    /// One GET of `url` with the step's headers, bearer token and CA bundle (a fence
+    /// confirmation's read): the status and the body, at most `MAX_GET_BODY` bytes of it, or
+    /// what went wrong. Nothing is sent but the request itself.
+    pub(super) async fn get(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), String> {
+        let target = format!("GET {}", display_url(&self.url));
+        let token = self.bearer().map_err(|e| format!("not sent: {e}"))?;
+        let ca_client;
+        let client = match &self.ca_file {
+            None => &self.client,
+            Some(path) => {
+                ca_client = read_ca_file(path)
+                    .and_then(|roots| client(Some(roots)))
+                    .map_err(|e| format!("not sent: {e}"))?;
+                &ca_client
+            }
+        };
+        let mut req = client
+            .get(self.url.clone())
+            .timeout(timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("{target}: no response within {timeout:?}")
+            } else {
+                let e = e.without_url();
+                format!("{target}: {}{}", error_chain(&e), self.tls_hint(&e))
+            }
+        })?;
+        let status = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            format!(
+                "{target}: reading the body: {}",
+                error_chain(&e.without_url())
+            )
+        })? {
+            if body.len() + chunk.len() > MAX_GET_BODY {
+                return Err(format!(
+                    "{target}: the body is larger than {MAX_GET_BODY} bytes; point url at the \
+                     resource that holds the state"
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+}
+
 /// Whether the URL's host is a loopback address, written as one (a name is not trusted to
 /// resolve to loopback).
 fn is_loopback(url: &reqwest::Url) -> bool {

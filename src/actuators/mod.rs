@@ -22,6 +22,7 @@ use std::time::Duration;
 
 pub mod bgp;
 mod bgp_params;
+pub mod confirm;
 pub mod exec;
 pub mod http;
 pub mod process;

@@ -229,6 +229,7 @@ pub(super) fn check_order(
     let order: Vec<&StepSpec> = pipeline
         .prechecks
         .iter()
+        .chain(&pipeline.fences)
         .chain(&pipeline.steps)
         .chain(&pipeline.post)
         .collect();
@@ -241,6 +242,13 @@ pub(super) fn check_order(
         let Some(effect) = effects.get(&step.name) else {
             continue;
         };
+        if pipeline.fences.iter().any(|f| f.name == step.name) {
+            // A fence takes the old primary's announcement away before anyone announces, on
+            // purpose (break before make); it is not judged, but the steps after it are
+            // judged against what it leaves.
+            ledger.apply(effect);
+            continue;
+        }
         let refusal = match ledger.check(effect, alive, false) {
             Ok(()) => {
                 ledger.apply(effect);

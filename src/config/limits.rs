@@ -36,6 +36,9 @@ pub const MAX_STEP_TIMEOUT: Duration = HOUR;
 pub const MAX_STEP_RETRIES: u64 = 1000;
 /// A step's `backoff_ms`: 0 .. 1 h.
 pub const MAX_STEP_BACKOFF: Duration = HOUR;
+/// A fence confirmation's `interval_ms` (between two reads): more than 0 .. 10 min. Its
+/// `timeout_s` and `retries` have the limits of a step's.
+pub const MAX_CONFIRM_INTERVAL: Duration = Duration::from_secs(600);
 /// A watch's `takeover_delay_s`: 0 .. 1 day. It must exceed `self_fence_after_s` plus the
 /// probe budget, which may reach 1 h + 101 min within the limits.
 pub const MAX_TAKEOVER_DELAY: Duration = DAY;

@@ -201,6 +201,7 @@ pub enum ConfigError {
 
 mod anycast;
 mod checks;
+mod fence;
 pub mod limits;
 mod plan;
 mod raw;
@@ -576,3 +577,6 @@ mod limits_tests;
 
 #[cfg(test)]
 mod checks_tests;
+
+#[cfg(test)]
+mod fence_tests;

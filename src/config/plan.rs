@@ -90,6 +90,7 @@ pub(super) fn build_plan(
         sites,
         anycast,
         effects: BTreeMap::new(),
+        confirming: false,
     };
     let has_plan = raw.pipeline.is_some() || !raw.isolation.is_empty();
     if !has_plan {
@@ -130,7 +131,7 @@ pub(super) fn build_plan(
     }
     let mut pipeline = PipelineSpec::default();
     if let Some(p) = raw.pipeline {
-        if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() {
+        if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() && p.fence.is_empty() {
             b.problem(
                 "[watch.pipeline] has no step; add [[watch.pipeline.step]] tables or remove \
                  [watch.pipeline]"
@@ -138,6 +139,7 @@ pub(super) fn build_plan(
             );
         }
         pipeline.prechecks = b.phase("pipeline.precheck", p.precheck, false);
+        pipeline.fences = b.fences(p.fence);
         pipeline.steps = b.phase("pipeline.step", p.step, true);
         pipeline.post = b.phase("pipeline.post", p.post, false);
     }
@@ -209,7 +211,7 @@ fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-struct Builder<'a> {
+pub(super) struct Builder<'a> {
     site: &'a str,
     problems: &'a mut Vec<String>,
     params: BTreeMap<String, Value>,
@@ -219,10 +221,16 @@ struct Builder<'a> {
     anycast: &'a [AnycastPrefix],
     /// Step name -> the effect of the bgp steps with a `site`.
     effects: BTreeMap<String, BgpEffect>,
+    /// A fence's confirmation is being read: its params are a reader's (see `fence`).
+    pub(super) confirming: bool,
 }
 
 impl Builder<'_> {
-    fn problem(&mut self, message: String) {
+    pub(super) fn problems_len(&self) -> usize {
+        self.problems.len()
+    }
+
+    pub(super) fn problem(&mut self, message: String) {
         self.problems
             .push(format!("watch on {}: {message}", self.site));
     }
@@ -285,7 +293,7 @@ impl Builder<'_> {
 
     /// One step table. `compensable`: it may carry a compensation; `chooses_failure`:
     /// `on_failure` means something for it (only pipeline steps).
-    fn step(
+    pub(super) fn step(
         &mut self,
         at: &str,
         mut table: toml::Table,
@@ -364,6 +372,13 @@ impl Builder<'_> {
         let site_given = table.contains_key("site");
         let site = match table.remove("site") {
             None => None,
+            Some(_) if self.confirming => {
+                self.problem(format!(
+                    "{label}: site is read only by bgp steps that change an announcement; a \
+                     confirmation only reads, remove it"
+                ));
+                None
+            }
             Some(_) if kind.is_some_and(|k| k != ActuatorKind::Bgp) => {
                 self.problem(format!(
                     "{label}: site is read only by bgp steps (the site whose announcement the \
@@ -512,13 +527,20 @@ impl Builder<'_> {
         let mut effect = None;
         // A bgp step's params are read once, into the value its effect is taken from.
         let checked = match kind {
+            Some(k) if self.confirming => {
+                Some(crate::actuators::confirm::validate(k, &params).map(|()| None))
+            }
             Some(ActuatorKind::Bgp) => Some(BgpParams::from_params(&params).map(Some)),
             Some(k) => Some(crate::actuators::validate(k, &params).map(|()| None)),
             None => None,
         };
         match checked {
             Some(Err(e)) => {
-                let hint = if e.contains("unknown key") {
+                let hint = if e.contains("unknown key") && self.confirming {
+                    " (the confirmation's own keys are name, kind, timeout_s, retries, \
+                     interval_ms)"
+                        .to_string()
+                } else if e.contains("unknown key") {
                     format!(" (the step's own keys are {})", STEP_KEYS.join(", "))
                 } else {
                     String::new()
@@ -554,6 +576,7 @@ impl Builder<'_> {
             backoff,
             on_failure,
             compensation,
+            confirm: None,
         })
     }
 }
@@ -568,12 +591,16 @@ fn step_count(raw: &RawPlan) -> Option<usize> {
                 .count()
     };
     let pipeline = raw.pipeline.as_ref().map_or(0, |p| {
-        with_compensations(&p.precheck) + with_compensations(&p.step) + with_compensations(&p.post)
+        // A fence counts twice: its action and its confirmation.
+        with_compensations(&p.precheck)
+            + with_compensations(&p.step)
+            + with_compensations(&p.post)
+            + 2 * p.fence.len()
     });
     Some(pipeline + raw.isolation.len()).filter(|n| *n > 0)
 }
 
-fn seconds(v: &toml::Value) -> Option<Duration> {
+pub(super) fn seconds(v: &toml::Value) -> Option<Duration> {
     match v {
         toml::Value::Integer(n) => u64::try_from(*n).ok().map(Duration::from_secs),
         toml::Value::Float(f) => Duration::try_from_secs_f64(*f).ok(),

@@ -127,6 +127,9 @@ pub(super) struct RawPipeline {
     pub(super) step: Vec<toml::Table>,
     #[serde(default)]
     pub(super) post: Vec<toml::Table>,
+    /// Fences of the old primary, each with its `confirm` table; run after the prechecks.
+    #[serde(default)]
+    pub(super) fence: Vec<toml::Table>,
 }
 
 #[derive(Deserialize, Default)]

@@ -13,7 +13,11 @@ use super::actuator_kind::ActuatorKind;
 use super::types::{Now, SiteId, Time, WallTime};
 use serde::{Deserialize, Serialize};
 
+mod detail;
+mod fence;
 mod outcome;
+pub use detail::{cap_detail, MAX_DETAIL_BYTES};
+pub use fence::is_fence;
 pub use outcome::RunOutcome;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -45,39 +49,14 @@ pub struct StepSpec {
     pub on_failure: OnFailure,
     /// Undoes this step. Used when a later (or this) step fails with `Compensate`.
     pub compensation: Option<Box<StepSpec>>,
+    /// For a fence: the read that must find the old primary fenced before the run goes on
+    /// (polled `retries` more times, `backoff` apart, without doubling).
+    #[serde(default)]
+    pub confirm: Option<Box<StepSpec>>,
 }
 
 /// Longest retry delay, as a multiple of `backoff`.
 const MAX_BACKOFF_FACTOR: u32 = 8;
-
-/// The most of an attempt's detail (actuator output) a journal entry keeps. Every entry is
-/// replicated to the electorate and kept on disk; a noisy step retried many times must not
-/// grow the journal by its whole output each time.
-pub const MAX_DETAIL_BYTES: usize = 2048;
-
-/// `detail` cut to at most `MAX_DETAIL_BYTES`: its head and its tail (where errors usually
-/// are) around a marker saying how much was left out. Cuts fall on char boundaries.
-pub fn cap_detail(detail: String) -> String {
-    if detail.len() <= MAX_DETAIL_BYTES {
-        return detail;
-    }
-    // The marker is at most 40 bytes; the rest is split between head and tail.
-    let keep = (MAX_DETAIL_BYTES - 40) / 2;
-    let mut head = keep;
-    while !detail.is_char_boundary(head) {
-        head -= 1;
-    }
-    let mut tail = detail.len() - keep;
-    while !detail.is_char_boundary(tail) {
-        tail += 1;
-    }
-    let cut = tail - head;
-    format!(
-        "{}\n[... {cut} bytes cut ...]\n{}",
-        &detail[..head],
-        &detail[tail..]
-    )
-}
 
 impl StepSpec {
     /// A step with no retries that aborts the run when it fails.
@@ -90,6 +69,7 @@ impl StepSpec {
             backoff: Duration::from_secs(1),
             on_failure: OnFailure::Abort,
             compensation: None,
+            confirm: None,
         }
     }
 
@@ -103,13 +83,17 @@ impl StepSpec {
 }
 
 /// The whole failover of one site: checks that must pass before anything is touched, the
-/// steps that move the service, and steps run after a successful failover (notifications,
-/// warm-ups) whose failure does not undo it.
+/// fences that put the old primary out of action (each confirmed by a read before the run
+/// goes on), the steps that move the service, and steps run after a successful failover
+/// (notifications, warm-ups) whose failure does not undo it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineSpec {
     pub prechecks: Vec<StepSpec>,
     pub steps: Vec<StepSpec>,
     pub post: Vec<StepSpec>,
+    /// Run after the prechecks and before the steps, in order.
+    #[serde(default)]
+    pub fences: Vec<StepSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,6 +103,11 @@ pub enum Phase {
     Post,
     /// `StepRef { phase: Compensation, index: i }` undoes `steps[i]`.
     Compensation,
+    /// Runs after the prechecks, before the steps. Declared after `Compensation` so that the
+    /// encoding of the phases that existed before it stays the same.
+    Fence,
+    /// `StepRef { phase: Confirm, index: i }` reads whether `fences[i]` took effect.
+    Confirm,
 }
 
 impl Phase {
@@ -128,6 +117,8 @@ impl Phase {
             Phase::Step => "step",
             Phase::Post => "post",
             Phase::Compensation => "compensation",
+            Phase::Fence => "fence",
+            Phase::Confirm => "confirm",
         }
     }
 }
@@ -271,6 +262,8 @@ pub struct Pipeline {
     /// The fencing token actuators receive; `epoch` unless the run was taken over.
     term: u64,
     dry_run: bool,
+    /// An operator forced the run: it goes on past a fence whose confirmation failed.
+    forced: bool,
     cursor: Cursor,
     /// The step that ran last, for the `RunFinished` entry.
     last: Option<StepRef>,
@@ -289,7 +282,20 @@ pub struct Pipeline {
 impl Pipeline {
     /// A fresh run; the first step's journal entry and start are queued.
     pub fn new(spec: PipelineSpec, site: SiteId, epoch: u64, dry_run: bool, now: Now) -> Pipeline {
+        Pipeline::new_forced(spec, site, epoch, dry_run, false, now)
+    }
+
+    /// `new` for a run an operator may have forced (see `take_over_forced`).
+    pub fn new_forced(
+        spec: PipelineSpec,
+        site: SiteId,
+        epoch: u64,
+        dry_run: bool,
+        forced: bool,
+        now: Now,
+    ) -> Pipeline {
         let mut p = Pipeline::blank(spec, site, epoch, dry_run);
+        p.forced = forced;
         p.kick(now);
         p
     }
@@ -321,7 +327,24 @@ impl Pipeline {
         journal: &[JournalEntry],
         now: Now,
     ) -> Pipeline {
+        Pipeline::take_over_forced(spec, site, epoch, term, dry_run, false, journal, now)
+    }
+
+    /// `take_over` of a run an operator may have forced: a forced run goes on past a fence
+    /// whose confirmation failed (the journal's entry of its last read says so).
+    #[allow(clippy::too_many_arguments)]
+    pub fn take_over_forced(
+        spec: PipelineSpec,
+        site: SiteId,
+        epoch: u64,
+        term: u64,
+        dry_run: bool,
+        forced: bool,
+        journal: &[JournalEntry],
+        now: Now,
+    ) -> Pipeline {
         let mut p = Pipeline::blank(spec, site, epoch, dry_run);
+        p.forced = forced;
         p.term = term.max(epoch);
         p.replaying = true;
         for e in journal {
@@ -362,6 +385,7 @@ impl Pipeline {
             epoch,
             term: epoch,
             dry_run,
+            forced: false,
             cursor: Cursor::Done(RunOutcome::Succeeded {
                 continued: Vec::new(),
                 post_failed: Vec::new(),
@@ -523,6 +547,11 @@ impl Pipeline {
                 .compensation
                 .as_deref()
                 .expect("only steps with a compensation are compensated"),
+            Phase::Fence => &self.spec.fences[r.index],
+            Phase::Confirm => self.spec.fences[r.index]
+                .confirm
+                .as_deref()
+                .expect("only fences with a confirmation are confirmed"),
         }
     }
 
@@ -627,7 +656,13 @@ impl Pipeline {
         let Cursor::At(r, Status::Running { attempt, .. }) = self.cursor else {
             return;
         };
-        let detail = cap_detail(detail);
+        let mut detail = cap_detail(detail);
+        if r.phase == Phase::Confirm && !ok && self.forced && !self.replaying {
+            let rec = self.records.get(&r).map_or(0, |rec| rec.failures);
+            if rec >= self.spec_of(r).retries {
+                detail = cap_detail(format!("{}; last read: {detail}", fence::FORCED_NOTE));
+            }
+        }
         self.journal(self.entry(
             now.wall,
             r,
@@ -648,7 +683,13 @@ impl Pipeline {
         if !ok {
             rec.failures += 1;
             if rec.failures <= retries {
-                let until = now.mono + spec.retry_delay(rec.failures);
+                // A confirmation polls at a steady interval: the fenced state is awaited, not
+                // a struggling controller spared.
+                let delay = match r.phase {
+                    Phase::Confirm => spec.backoff,
+                    _ => spec.retry_delay(rec.failures),
+                };
+                let until = now.mono + delay;
                 self.cursor = Cursor::At(r, Status::Waiting { until });
                 return;
             }
@@ -703,6 +744,8 @@ impl Pipeline {
                 }
                 self.next_compensation()
             }
+            Phase::Fence => self.after_fence(r),
+            Phase::Confirm => self.after_confirm(r, ok, detail),
         }
     }
 
@@ -721,18 +764,17 @@ impl Pipeline {
         }
     }
 
-    /// The first step at or after (`phase`, `index`) in precheck, step, post order.
+    /// The first step at or after (`phase`, `index`) in precheck, fence, step, post order.
     fn first_from(&self, phase: Phase, index: usize) -> Cursor {
         let phases = [
             (Phase::Precheck, self.spec.prechecks.len()),
+            (Phase::Fence, self.spec.fences.len()),
             (Phase::Step, self.spec.steps.len()),
             (Phase::Post, self.spec.post.len()),
         ];
-        for (p, len) in phases {
-            if p < phase {
-                continue;
-            }
-            let from = if p == phase { index } else { 0 };
+        let at = phases.iter().position(|(p, _)| *p == phase).unwrap_or(0);
+        for (i, (p, len)) in phases.into_iter().enumerate().skip(at) {
+            let from = if i == at { index } else { 0 };
             if from < len {
                 return Cursor::At(StepRef::new(p, from), Status::Ready);
             }
@@ -747,3 +789,7 @@ impl Pipeline {
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pipeline_fence_tests.rs"]
+mod fence_tests;

@@ -42,6 +42,7 @@ fn three_steps() -> PipelineSpec {
             spec_step("announce-route"),
         ],
         post: vec![],
+        fences: vec![],
     }
 }
 

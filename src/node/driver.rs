@@ -522,7 +522,8 @@ impl Driver {
                 timeout: s.timeout,
                 params: s.params.clone(),
             };
-            let (ok, detail) = call_actuator(s.actuator, &ctx).await;
+            let confirm = s.step.phase == crate::core::pipeline::Phase::Confirm;
+            let (ok, detail) = call_actuator(s.actuator, confirm, &ctx).await;
             span.in_scope(|| log_attempt(&s, ok));
             let _ = tx.send(s.done(ok, detail));
         });
@@ -604,11 +605,18 @@ impl Driver {
 
 /// One attempt of a step through its actuator: whether it succeeded, and its detail with the
 /// output tail.
+/// `confirm`: the attempt is a fence's confirmation, made by its reader.
 async fn call_actuator(
     kind: crate::core::actuator_kind::ActuatorKind,
+    confirm: bool,
     ctx: &crate::actuators::StepContext,
 ) -> (bool, String) {
-    let outcome = match crate::actuators::build(kind, &ctx.params) {
+    let built = if confirm {
+        crate::actuators::confirm::build(kind, &ctx.params)
+    } else {
+        crate::actuators::build(kind, &ctx.params)
+    };
+    let outcome = match built {
         Ok(a) => a.run(ctx).await,
         Err(e) => crate::actuators::StepOutcome {
             ok: false,

@@ -157,6 +157,29 @@ const MIGRATIONS: &[&str] = &[
         state          TEXT NOT NULL
     ) STRICT;
     ",
+    // v6: fences and their confirmations are journaled too: the journal table is rebuilt with
+    // the two new phases in its CHECK (SQLite cannot change a CHECK in place), same columns.
+    "
+    CREATE TABLE journal_v6 (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        site       TEXT NOT NULL,
+        epoch      INTEGER NOT NULL,
+        phase      TEXT NOT NULL
+                   CHECK (phase IN ('precheck', 'fence', 'confirm', 'step', 'post', 'compensation')),
+        step_index INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        attempt    INTEGER NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('started', 'finished', 'run_finished')),
+        at_us      INTEGER NOT NULL,
+        entry      TEXT NOT NULL,
+        UNIQUE (site, epoch, phase, step_index, attempt, kind)
+    ) STRICT;
+    INSERT INTO journal_v6 (seq, site, epoch, phase, step_index, name, attempt, kind, at_us, entry)
+        SELECT seq, site, epoch, phase, step_index, name, attempt, kind, at_us, entry FROM journal;
+    DROP TABLE journal;
+    ALTER TABLE journal_v6 RENAME TO journal;
+    CREATE UNIQUE INDEX journal_one_outcome ON journal (site, epoch) WHERE kind = 'run_finished';
+    ",
 ];
 
 /// The schema version this build writes and understands.

@@ -119,6 +119,7 @@ impl NodeCore {
                             prechecks: Vec::new(),
                             steps,
                             post: Vec::new(),
+                            fences: Vec::new(),
                         };
                         let key_epoch = now.wall.as_micros() / 1_000_000;
                         iso.running =

@@ -442,7 +442,7 @@ impl NodeCore {
         };
         warn!(%site, run_id = v.run, trigger = v.trigger.as_str(), forced = v.forced, "operator run started");
         self.lead_run(now, site, v.run, v.trigger, v.forced, now.wall, Vec::new());
-        let p = Pipeline::new(spec, site.clone(), v.run, false, now);
+        let p = Pipeline::new_forced(spec, site.clone(), v.run, false, v.forced, now);
         self.runs.insert_running((site.clone(), v.run), p);
     }
 
@@ -677,8 +677,19 @@ fn drill_bound(spec: &PipelineSpec) -> Duration {
         attempts
             .saturating_add(waits)
             .saturating_add(s.compensation.as_deref().map_or(Duration::ZERO, one))
+            .saturating_add(s.confirm.as_deref().map_or(Duration::ZERO, confirm))
     }
-    let all = spec.prechecks.iter().chain(&spec.steps).chain(&spec.post);
+    /// A confirmation polls at a steady interval: `backoff` between reads, no doubling.
+    fn confirm(c: &StepSpec) -> Duration {
+        let reads = c.timeout.saturating_mul(c.retries.saturating_add(1));
+        reads.saturating_add(c.backoff.saturating_mul(c.retries))
+    }
+    let all = spec
+        .prechecks
+        .iter()
+        .chain(&spec.fences)
+        .chain(&spec.steps)
+        .chain(&spec.post);
     all.map(one)
         .fold(Duration::ZERO, Duration::saturating_add)
         .saturating_add(Duration::from_secs(2))

@@ -397,7 +397,8 @@ impl NodeCore {
                 return;
             }
         }
-        let p = Pipeline::take_over(spec, site, run, term, false, &journal, now);
+        let forced = self.replicas.record(&site, run).is_some_and(|r| r.forced);
+        let p = Pipeline::take_over_forced(spec, site, run, term, false, forced, &journal, now);
         self.runs.running.insert(key, p);
     }
 
@@ -432,12 +433,13 @@ impl NodeCore {
             if record.journal.is_empty() {
                 self.runs.unbegun.insert(key.clone());
             }
-            let p = Pipeline::take_over(
+            let p = Pipeline::take_over_forced(
                 spec,
                 key.0.clone(),
                 key.1,
                 record.term(),
                 false,
+                record.forced,
                 &record.journal,
                 now,
             );
@@ -581,6 +583,11 @@ impl NodeCore {
     /// fleet's declarations and every bgp step that succeeded in a run this node holds a
     /// journal of, oldest run first; a site is alive unless its newest verdict is DOWN.
     fn anycast_refusal(&self, s: &StartStep) -> Option<SafetyRefusal> {
+        if crate::core::pipeline::is_fence(s.step) {
+            // A fence withdraws the old primary on purpose before anyone announces (break
+            // before make): the service must never run in two places.
+            return None;
+        }
         let plan = self.fleet.watch(&s.site)?.plan.as_ref()?;
         let effect = plan.bgp_effect(&s.name)?;
         let forced = self
@@ -640,5 +647,6 @@ pub fn failback_spec(plan: &PipelineSpec) -> PipelineSpec {
         prechecks: Vec::new(),
         steps,
         post: Vec::new(),
+        fences: Vec::new(),
     }
 }

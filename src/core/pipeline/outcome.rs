@@ -15,8 +15,8 @@ pub enum RunOutcome {
     },
     /// A precheck failed after its retries; no step was started.
     PrecheckFailed { step: StepRef, detail: String },
-    /// A step with `Abort` failed after its retries; later steps were not started and nothing
-    /// was undone.
+    /// A step with `Abort` failed after its retries, or a fence was not confirmed (`step` is
+    /// then its `confirm/N`); later steps were not started and nothing was undone.
     Aborted { step: StepRef, detail: String },
     /// A step with `Compensate` failed; the compensations ran newest first. Those that failed
     /// too are listed: their steps may still be in effect.
@@ -62,6 +62,9 @@ impl RunOutcome {
             }
             RunOutcome::PrecheckFailed { step, detail } => {
                 format!("precheck {step} failed, nothing was changed: {detail}")
+            }
+            RunOutcome::Aborted { step, detail } if step.phase == super::Phase::Confirm => {
+                format!("stopped at the fence ({step}), nothing after it was started: {detail}")
             }
             RunOutcome::Aborted { step, detail } => {
                 format!("aborted at {step}, earlier steps stay in effect: {detail}")

@@ -141,7 +141,7 @@ fn a_v1_database_is_upgraded_in_place_and_keeps_its_data() {
         .unwrap();
     }
     let mut store = SqliteStore::open(tmp.path()).unwrap();
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     assert!(store.load_locks().unwrap().is_empty());
     assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);
 
@@ -312,4 +312,38 @@ fn an_existing_store_readable_by_others_is_narrowed_to_its_owner() {
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
+}
+
+#[test]
+fn a_v5_journal_is_kept_when_v6_adds_the_fence_phases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(FILE_NAME);
+    let old = started("par", 4, 0, 7);
+    {
+        let conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..5] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute(
+            "INSERT INTO journal (site, epoch, phase, step_index, name, attempt, kind, at_us, entry)
+             VALUES ('par', 4, 'step', 0, ?1, 1, 'started', 7, ?2)",
+            rusqlite::params![old.name, serde_json::to_string(&old).unwrap()],
+        )
+        .unwrap();
+    }
+    let mut store = SqliteStore::open(tmp.path()).unwrap();
+    assert_eq!(user_version(&store.conn).unwrap(), 6);
+    let par = SiteId::from("par");
+    let fence = JournalEntry {
+        step: StepRef::new(Phase::Fence, 0),
+        ..started("par", 4, 0, 8)
+    };
+    let confirm = JournalEntry {
+        step: StepRef::new(Phase::Confirm, 0),
+        ..started("par", 4, 0, 9)
+    };
+    store.append_journal(&fence).unwrap();
+    store.append_journal(&confirm).unwrap();
+    assert_eq!(store.journal(&par, 4).unwrap(), vec![old, fence, confirm]);
 }
