@@ -281,6 +281,23 @@ struct Client {
     done: bool,
 }
 
+/// One server-sent event as the OpenAPI document describes it (the stream is written by
+/// axum's `Sse`; this type only documents its fields).
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+pub(super) struct StreamEvent {
+    /// `STREAM-SEQ`: send it back as `Last-Event-ID` to resume after this event.
+    id: Option<String>,
+    /// The event's kind: verdict, opinion, round, run, step, maintenance, hold_down,
+    /// fleet_mismatch, peer, hello, reset or lagged.
+    event: Option<String>,
+    /// The event as JSON: `kind`, `node`, `at` and the kind's own fields.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+    /// How long a client waits before it reconnects, in milliseconds.
+    retry: Option<u64>,
+}
+
 /// What changes on this node, as server-sent events (`text/event-stream`), resumable with
 /// `Last-Event-ID`.
 #[utoipa::path(get, path = "/v1/events", tag = "read",
@@ -289,7 +306,7 @@ struct Client {
     responses(
         (status = 200, description = "Server-sent events: each with an id (STREAM-SEQ), an \
             event name (its kind) and JSON data; a `hello` or `reset` event carries the current \
-            state", body = String, content_type = "text/event-stream"),
+            state", body = StreamEvent, content_type = "text/event-stream"),
         (status = 503, description = "Too many clients follow the stream, or the node is \
             stopping", body = super::answers::ErrorBody),
     ))]
