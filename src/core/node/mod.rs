@@ -165,6 +165,9 @@ pub struct BrokenRules {
     pub takeover_delay: bool,
     /// No member takes over a run whose leader went silent.
     pub takeover: bool,
+    /// No member expects the run of a DOWN verdict led elsewhere: a leader that dies before
+    /// its register leaves orphans the verdict.
+    pub expect_runs: bool,
 }
 
 /// One node's decisions (see the module doc).
@@ -541,9 +544,14 @@ impl NodeCore {
                 let led_here = by_me
                     && verdict.outcome() == Outcome::Down
                     && verdict.value.leader == self.me.id;
+                let leader = verdict.value.leader.clone();
+                let down = verdict.outcome() == Outcome::Down;
                 self.observe(Observation::Voter(a));
                 if led_here {
                     self.on_down_verdict_led_here(now, &site, epoch);
+                } else if down && leader != self.me.id {
+                    // Led elsewhere: its leader may die before its register reaches anyone.
+                    self.expect_run(now, &site, epoch, &leader);
                 }
             }
             VoterAction::Refused { from, site, reason } => self.refused(now, &from, &site, reason),
