@@ -196,7 +196,7 @@ fn steps_started_before_a_majority_holds_them_are_caught_acting_twice() {
         start_unreplicated: true,
         ..BrokenRules::default()
     };
-    caught(failover_with(b), 95..98, ViolationKind::DuplicateEffect);
+    caught(failover_with(b), 79..82, ViolationKind::DuplicateEffect);
 }
 
 #[test]
@@ -214,7 +214,35 @@ fn a_run_whose_lost_leader_is_never_taken_over_is_caught() {
         takeover: true,
         ..BrokenRules::default()
     };
-    caught(failover_with(b), 80..90, ViolationKind::RunNotCompleted);
+    caught(failover_with(b), 0..10, ViolationKind::RunNotCompleted);
+}
+
+/// The leader a DOWN verdict names crashes as the verdict commits, before its register
+/// leaves: with no member expecting the run, nobody ever runs it.
+#[test]
+fn a_verdict_whose_leader_dies_before_registering_its_run_is_caught_unrun() {
+    let b = BrokenRules {
+        expect_runs: true,
+        ..BrokenRules::default()
+    };
+    caught(failover_with(b), 0..40, ViolationKind::VerdictNotRun);
+}
+
+/// The same fault with the electorate expecting the run: every orphaned verdict is run.
+#[test]
+fn every_orphaned_verdict_is_run_by_the_electorate() {
+    let cfg = SimConfig {
+        liars: true,
+        ..failover_with(BrokenRules::default())
+    };
+    let sum = run_many(&cfg, 0..400);
+    if let Some(v) = sum.violations.first() {
+        panic!("{v}\n{}", v.trace.join("\n"));
+    }
+    assert!(
+        sum.orphaned > 30,
+        "too few orphaned verdicts to judge: {sum}"
+    );
 }
 
 #[test]

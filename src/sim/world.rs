@@ -79,6 +79,7 @@ pub struct Counters {
     pub steps_started: u64,
     pub effects: u64,
     pub runs_finished: u64,
+    pub orphaned: u64,
     pub forgeries: u64,
     /// Times a core asked to be woken at a deadline already past (a busy loop for a driver).
     pub overdue_wakeups: u64,
@@ -110,6 +111,7 @@ pub struct World {
     /// The lying member, when the scenario has one.
     pub liar: Option<usize>,
     pub(super) next_command: u64,
+    pub(super) orphan: super::orphan::Orphan,
 }
 
 impl World {
@@ -151,6 +153,7 @@ impl World {
             operator_windows: Vec::new(),
             liar: None,
             next_command: 0,
+            orphan: Default::default(),
         }
     }
 
@@ -362,6 +365,9 @@ impl World {
     pub(super) fn carry_out(&mut self, i: usize) -> Check {
         let now = self.now;
         while let Some(a) = self.nodes[i].core.as_mut().and_then(|c| c.poll_action()) {
+            if self.crashes_before(i, &a) {
+                break;
+            }
             match a {
                 Action::SendProbe { indicator, nonce } => {
                     let to = self.index(&indicator);
@@ -452,12 +458,12 @@ impl World {
                 }
                 Action::AppendJournal(e) => {
                     let me = self.nodes[i].id.clone();
-                    if matches!(
-                        e.kind,
-                        crate::core::pipeline::JournalKind::RunFinished { .. }
-                    ) {
+                    if let crate::core::pipeline::JournalKind::RunFinished { outcome } = &e.kind {
                         self.counters.runs_finished += 1;
-                        self.log(|| format!("{me} journals the end of run {}-{}", e.site, e.epoch));
+                        let how = outcome.summary();
+                        self.log(|| {
+                            format!("{me} journals the end of run {}-{}: {how}", e.site, e.epoch)
+                        });
                     }
                     self.failover.on_journal(now, &e);
                     self.nodes[i]
@@ -544,6 +550,7 @@ impl World {
                         verdict.value.leader
                     )
                 });
+                self.on_commit_for_orphan(i, &verdict);
                 self.checker.on_commit(now, &me, &verdict, &self.faults)?;
             }
             Observation::Voter(_) => {}
@@ -674,7 +681,7 @@ impl World {
     }
 
     /// Crashes node `i` (dynamic faults use this too).
-    fn crash(&mut self, i: usize) {
+    pub(super) fn crash_now(&mut self, i: usize) {
         let now = self.now;
         let n = &mut self.nodes[i];
         n.up = false;
@@ -708,7 +715,7 @@ impl World {
             let n = &mut self.nodes[i];
             if n.up && !want_up {
                 if crash {
-                    self.crash(i);
+                    self.crash_now(i);
                 } else {
                     let n = &mut self.nodes[i];
                     n.up = false;
@@ -720,7 +727,7 @@ impl World {
                 self.log(|| format!("{id} {how}"));
             } else if !n.up && crash && n.frozen {
                 // A frozen node that crashes loses its memory and its backlog.
-                self.crash(i);
+                self.crash_now(i);
             } else if !n.up && want_up {
                 n.up = true;
                 if !n.frozen {
