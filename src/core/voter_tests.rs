@@ -22,6 +22,7 @@ pub(super) fn cfg() -> VoterConfig {
         revote_after: ms(3000),
         retry_after: ms(100),
         hold_down: ms(300_000),
+        fast_round: true,
     }
 }
 
@@ -90,6 +91,17 @@ impl World {
         }
     }
 
+    /// The same voters with the fast round off: every slot goes through the classic round.
+    fn classic(mut self) -> World {
+        for v in self.voters.values_mut() {
+            v.set_config(VoterConfig {
+                fast_round: false,
+                ..cfg()
+            });
+        }
+        self
+    }
+
     /// Sets `who`'s opinion of a and tells its voter, as the driver does on a change.
     fn opinion(&mut self, who: &str, op: Opinion) {
         self.ops.get_mut(&n(who)).unwrap().set(op, 10);
@@ -116,7 +128,9 @@ impl World {
                     self.committed.push((who.clone(), verdict))
                 }
                 VoterAction::RoundEnded(r) => self.rounds.push((who.clone(), r)),
-                VoterAction::RoundStarted { .. } | VoterAction::Refused { .. } => {}
+                VoterAction::RoundStarted { .. }
+                | VoterAction::Refused { .. }
+                | VoterAction::Lead { .. } => {}
             }
         }
     }
@@ -191,7 +205,7 @@ const FOUR: [&str; 4] = ["b1", "b2", "c1", "c2"];
 
 #[test]
 fn a_down_opinion_starts_a_round_with_exact_actions() {
-    let mut w = World::new(&FOUR);
+    let mut w = World::new(&FOUR).classic();
     w.ops.get_mut(&n("b1")).unwrap().set(Opinion::Down, 10);
     let ops = w.ops[&n("b1")].clone();
     let v = w.voters.get_mut(&n("b1")).unwrap();
@@ -238,7 +252,7 @@ fn a_down_opinion_starts_a_round_with_exact_actions() {
 
 #[test]
 fn a_majority_of_down_opinions_commits_one_verdict_that_every_voter_learns() {
-    let mut w = World::new(&FOUR);
+    let mut w = World::new(&FOUR).classic();
     for v in ["b2", "c1", "c2"] {
         w.opinion(v, Opinion::Down);
         w.run_until(w.now);
@@ -294,7 +308,7 @@ fn a_voter_that_contradicts_is_counted_and_two_contradictions_of_four_end_the_ro
 
 #[test]
 fn a_false_positive_round_is_not_repeated_before_revote_after() {
-    let mut w = World::new(&["b1", "c1", "c2"]);
+    let mut w = World::new(&["b1", "c1", "c2"]).classic();
     w.opinion("c1", Opinion::Up);
     w.opinion("c2", Opinion::Up);
     w.opinion("b1", Opinion::Down);
@@ -515,7 +529,7 @@ fn a_restarted_voter_proposes_above_its_durable_promise() {
 
 #[test]
 fn a_suspecting_voter_holds_its_answer_until_its_own_opinion_settles() {
-    let mut w = World::new(&["b1", "c1", "c2"]);
+    let mut w = World::new(&["b1", "c1", "c2"]).classic();
     w.opinion("c1", Opinion::Suspect);
     w.opinion("c2", Opinion::Suspect);
     w.opinion("b1", Opinion::Down);
@@ -534,7 +548,7 @@ fn a_suspecting_voter_holds_its_answer_until_its_own_opinion_settles() {
 
 #[test]
 fn stale_evidence_does_not_count_as_a_down_vote() {
-    let mut w = World::new(&["b1", "c1", "c2"]);
+    let mut w = World::new(&["b1", "c1", "c2"]).classic();
     w.ops.get_mut(&n("c1")).unwrap().set(Opinion::Down, 5000);
     w.ops.get_mut(&n("c2")).unwrap().set(Opinion::Down, 5000);
     w.opinion("b1", Opinion::Down);

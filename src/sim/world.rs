@@ -774,6 +774,15 @@ fn describe(m: &VoteMsg) -> String {
             "AcceptReply {site} slot {slot} epoch {} ok={ok}",
             ballot.epoch
         ),
+        VoteMsg::FastAccept {
+            site,
+            slot,
+            value,
+            evidence_age_ms,
+        } => format!(
+            "FastAccept {site} slot {slot} epoch {} leader {} age={evidence_age_ms}ms",
+            value.epoch, value.leader
+        ),
         VoteMsg::Commit { verdict } => format!(
             "Commit {} slot {} {:?} epoch {}",
             verdict.site,

@@ -440,6 +440,9 @@ impl NodeCore {
         for v in status.verdicts {
             self.voter.learn_from(now.mono, &from, v);
         }
+        if !self.abstains() {
+            self.voter.resolve_leads(now.mono, &self.pinger);
+        }
         self.learn_maintenance(now, &from, status.maintenance);
         self.peers.heard(
             now.mono,
@@ -514,7 +517,9 @@ impl NodeCore {
     }
 
     fn on_voter_action(&mut self, now: Now, a: VoterAction) {
-        if self.voting_disabled.is_some() && !matches!(a, VoterAction::Committed { .. }) {
+        if self.voting_disabled.is_some()
+            && !matches!(a, VoterAction::Committed { .. } | VoterAction::Lead { .. })
+        {
             return;
         }
         match a {
@@ -545,6 +550,12 @@ impl NodeCore {
                 if led_here {
                     self.on_down_verdict_led_here(now, &site, epoch);
                 }
+            }
+            VoterAction::Lead { ref verdict } => {
+                let (site, epoch) = (verdict.site.clone(), verdict.epoch());
+                info!(%site, epoch, "this node leads the verdict it learned: its own opinion is DOWN too");
+                self.observe(Observation::Voter(a));
+                self.on_down_verdict_led_here(now, &site, epoch);
             }
             VoterAction::Refused { from, site, reason } => self.refused(now, &from, &site, reason),
             other => self.observe(Observation::Voter(other)),
