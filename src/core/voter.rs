@@ -601,3 +601,7 @@ mod tests;
 #[cfg(test)]
 #[path = "voter/guard_tests.rs"]
 mod guard_tests;
+
+#[cfg(test)]
+#[path = "voter/fast_tests.rs"]
+mod fast_tests;

@@ -51,19 +51,20 @@ impl OpinionSource for Ops {
 }
 
 /// Voters judging site `a`, a FIFO network between them, and everything they emitted.
-struct World {
-    now: Time,
-    voters: BTreeMap<NodeId, Voter>,
-    ops: BTreeMap<NodeId, Ops>,
-    queue: VecDeque<(NodeId, NodeId, VoteMsg)>,
-    down: BTreeSet<NodeId>,
-    persisted: Vec<(NodeId, Durable)>,
-    committed: Vec<(NodeId, Verdict)>,
-    rounds: Vec<(NodeId, RoundRecord)>,
+pub(super) struct World {
+    pub(super) now: Time,
+    pub(super) voters: BTreeMap<NodeId, Voter>,
+    pub(super) ops: BTreeMap<NodeId, Ops>,
+    pub(super) queue: VecDeque<(NodeId, NodeId, VoteMsg)>,
+    pub(super) down: BTreeSet<NodeId>,
+    pub(super) persisted: Vec<(NodeId, Durable)>,
+    pub(super) committed: Vec<(NodeId, Verdict)>,
+    pub(super) rounds: Vec<(NodeId, RoundRecord)>,
+    pub(super) leads: Vec<(NodeId, Verdict)>,
 }
 
 impl World {
-    fn new(names: &[&str]) -> World {
+    pub(super) fn new(names: &[&str]) -> World {
         let electorate = Electorate::new(names.iter().map(|s| n(s)));
         let mut voters = BTreeMap::new();
         let mut ops = BTreeMap::new();
@@ -88,11 +89,12 @@ impl World {
             persisted: vec![],
             committed: vec![],
             rounds: vec![],
+            leads: vec![],
         }
     }
 
     /// The same voters with the fast round off: every slot goes through the classic round.
-    fn classic(mut self) -> World {
+    pub(super) fn classic(mut self) -> World {
         for v in self.voters.values_mut() {
             v.set_config(VoterConfig {
                 fast_round: false,
@@ -103,7 +105,7 @@ impl World {
     }
 
     /// Sets `who`'s opinion of a and tells its voter, as the driver does on a change.
-    fn opinion(&mut self, who: &str, op: Opinion) {
+    pub(super) fn opinion(&mut self, who: &str, op: Opinion) {
         self.ops.get_mut(&n(who)).unwrap().set(op, 10);
         let ops = self.ops[&n(who)].clone();
         self.voters
@@ -113,7 +115,7 @@ impl World {
         self.collect(&n(who));
     }
 
-    fn collect(&mut self, who: &NodeId) {
+    pub(super) fn collect(&mut self, who: &NodeId) {
         let names: Vec<NodeId> = self.voters.keys().cloned().collect();
         while let Some(act) = self.voters.get_mut(who).unwrap().poll_action() {
             match act {
@@ -128,14 +130,13 @@ impl World {
                     self.committed.push((who.clone(), verdict))
                 }
                 VoterAction::RoundEnded(r) => self.rounds.push((who.clone(), r)),
-                VoterAction::RoundStarted { .. }
-                | VoterAction::Refused { .. }
-                | VoterAction::Lead { .. } => {}
+                VoterAction::Lead { verdict } => self.leads.push((who.clone(), verdict)),
+                VoterAction::RoundStarted { .. } | VoterAction::Refused { .. } => {}
             }
         }
     }
 
-    fn deliver_one(&mut self) -> bool {
+    pub(super) fn deliver_one(&mut self) -> bool {
         let Some((from, to, msg)) = self.queue.pop_front() else {
             return false;
         };
@@ -151,12 +152,12 @@ impl World {
         true
     }
 
-    fn deliver_all(&mut self) {
+    pub(super) fn deliver_all(&mut self) {
         while self.deliver_one() {}
     }
 
     /// Advances time to `until`, firing timers and delivering messages instantly.
-    fn run_until(&mut self, until: Time) {
+    pub(super) fn run_until(&mut self, until: Time) {
         loop {
             self.deliver_all();
             let next = self
@@ -192,16 +193,16 @@ impl World {
         self.now = until;
     }
 
-    fn verdict_of(&self, who: &str) -> Option<Verdict> {
+    pub(super) fn verdict_of(&self, who: &str) -> Option<Verdict> {
         self.voters[&n(who)].verdict(&a()).cloned()
     }
 
-    fn outcomes(&self) -> Vec<RoundOutcome> {
+    pub(super) fn outcomes(&self) -> Vec<RoundOutcome> {
         self.rounds.iter().map(|(_, r)| r.outcome).collect()
     }
 }
 
-const FOUR: [&str; 4] = ["b1", "b2", "c1", "c2"];
+pub(super) const FOUR: [&str; 4] = ["b1", "b2", "c1", "c2"];
 
 #[test]
 fn a_down_opinion_starts_a_round_with_exact_actions() {
