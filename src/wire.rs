@@ -128,11 +128,14 @@ pub enum VoteMsg {
     Commit { verdict: Verdict },
     /// "I accepted `value` in the fast round of `slot`", to every member of the electorate:
     /// the sender's own acceptance (made durable before it was sent) of the one value the
-    /// slot's fast ballot may hold, with the age of the evidence behind its opinion.
+    /// slot's fast ballot may hold, with the sender's opinion now and the age of the evidence
+    /// behind it. Sent again when that opinion leaves the slot's outcome (the acceptance then
+    /// counts no more at those who hear it) and when it comes back.
     FastAccept {
         site: SiteId,
         slot: u64,
         value: Value,
+        opinion: Opinion,
         evidence_age_ms: u32,
     },
 }

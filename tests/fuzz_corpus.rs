@@ -293,6 +293,7 @@ mod seeds {
                 site: site(),
                 slot: 4,
                 value: verdict(4).value,
+                opinion: Opinion::Down,
                 evidence_age_ms: 87,
             }),
             Message::Run(RunMsg::Append {

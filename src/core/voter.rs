@@ -396,6 +396,7 @@ impl Voter {
             sv.attempts = 0;
             sv.conflicts = 0;
             sv.retry_at = None;
+            self.withdraw_fast(now, site, &report);
         }
         self.maybe_start(now, site, ops);
         self.resolve_leads(now, ops);
@@ -503,8 +504,9 @@ impl Voter {
                 site,
                 slot,
                 value,
+                opinion,
                 evidence_age_ms,
-            } => self.on_fast_accept(now, from, &site, slot, value, evidence_age_ms),
+            } => self.on_fast_accept(now, from, &site, slot, value, opinion, evidence_age_ms),
         }
         let sites: Vec<SiteId> = self.sites.keys().cloned().collect();
         for s in sites {

@@ -10,7 +10,7 @@
 
 use crate::core::pipeline::{JournalEntry, JournalKind, Phase, StepRef};
 use crate::core::replica::{RunMsg, RunRecord, RunTrigger};
-use crate::core::types::{Ballot, NodeId, Outcome, SiteId, Value, Verdict, WallTime};
+use crate::core::types::{Ballot, NodeId, Opinion, Outcome, SiteId, Value, Verdict, WallTime};
 use crate::wire::{MaintenanceWindow, Message, PeerStatus, VoteMsg};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -52,6 +52,7 @@ pub fn forge(
                 epoch: if n % 2 == 0 { 1 } else { n },
                 leader,
             },
+            opinion: Opinion::Down,
             evidence_age_ms: 0,
         }),
         1 => Message::Status(PeerStatus {

@@ -272,9 +272,10 @@ pub fn describe(m: &VoteMsg) -> String {
             site,
             slot,
             value,
+            opinion,
             evidence_age_ms,
         } => format!(
-            "FastAccept {site} slot {slot} epoch {} leader {} age={evidence_age_ms}ms",
+            "FastAccept {site} slot {slot} epoch {} leader {} opinion={opinion:?} age={evidence_age_ms}ms",
             value.epoch, value.leader
         ),
         VoteMsg::Commit { verdict } => format!(

@@ -522,7 +522,9 @@ impl World {
                 self.log(|| {
                     format!("{me} round started: {site} slot {slot} {target:?} epoch {epoch} attempt {attempt}")
                 });
-                self.classic_slots.insert((site, slot));
+                if attempt > 0 {
+                    self.classic_slots.insert((site, slot));
+                }
             }
             Observation::Voter(VoterAction::RoundEnded(r)) => {
                 match r.outcome {

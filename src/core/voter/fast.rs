@@ -30,8 +30,14 @@ use crate::core::trust::MAX_EPOCH;
 #[derive(Default)]
 pub(super) struct Tally {
     slot: u64,
-    /// sender -> (value it accepted, when its acceptance arrived).
-    accepted: BTreeMap<NodeId, (Value, Time)>,
+    /// sender -> what it accepted, when its acceptance arrived, and its evidence's age.
+    accepted: BTreeMap<NodeId, Heard>,
+}
+
+pub(super) struct Heard {
+    value: Value,
+    at: Time,
+    evidence_age_ms: u32,
 }
 
 /// This voter's own part in the fast round of `slot`.
@@ -167,7 +173,16 @@ impl Voter {
                 site: site.clone(),
                 durable: sv.durable.clone(),
             });
+            // Attempt 0: the slot's fast round, as opposed to the classic attempts 1, 2, ...
+            self.actions.push_back(VoterAction::RoundStarted {
+                site: site.clone(),
+                slot,
+                target: value.outcome,
+                epoch: ballot.epoch,
+                attempt: 0,
+            });
         }
+        let sv = self.sites.get_mut(site).expect("site present");
         let fallback_at = match sv.fast_try.as_ref().filter(|t| t.slot == slot) {
             Some(t) => t.fallback_at,
             None => now + self.cfg.vote_timeout,
@@ -188,17 +203,62 @@ impl Voter {
                     site: site.clone(),
                     slot,
                     value: value.clone(),
+                    opinion: report.opinion,
                     evidence_age_ms: report.evidence_age_ms,
                 },
             });
         }
-        self.count_fast(now, site, &me, slot, value);
+        self.count_fast(now, site, &me, slot, value, report.evidence_age_ms);
         FastStep::Wait
     }
 
+    /// This voter accepted in the fast round of the pending slot and its opinion just left the
+    /// slot's outcome: it tells the members, who stop counting its acceptance, as a voter
+    /// answers a classic round again when its opinion changes. The acceptance itself stays
+    /// (a classic round still reads it); only its weight as a current opinion goes.
+    pub(super) fn withdraw_fast(&mut self, now: Time, site: &SiteId, report: &OpinionReport) {
+        let slot = next_slot(self.known.get(site));
+        let Some(sv) = self.sites.get_mut(site) else {
+            return;
+        };
+        let Some(t) = sv.fast_try.as_ref().filter(|t| t.slot == slot) else {
+            return;
+        };
+        if now >= t.fallback_at {
+            return;
+        }
+        let Some(value) = sv
+            .durable
+            .accepted
+            .as_ref()
+            .filter(|a| a.slot == slot && is_fast(&a.ballot))
+            .map(|a| a.value.clone())
+        else {
+            return;
+        };
+        if sv.tally.slot == slot {
+            sv.tally.accepted.remove(&self.me);
+        }
+        let me = self.me.clone();
+        for to in sv.electorate.members().filter(|m| **m != me) {
+            self.actions.push_back(VoterAction::Send {
+                to: to.clone(),
+                msg: VoteMsg::FastAccept {
+                    site: site.clone(),
+                    slot,
+                    value: value.clone(),
+                    opinion: report.opinion,
+                    evidence_age_ms: report.evidence_age_ms,
+                },
+            });
+        }
+    }
+
     /// A member's acceptance in the fast round. Counted only for the slot this voter decides
-    /// next, only when it is that slot's fast value, and only with fresh evidence; otherwise
-    /// it changes nothing here (the sender's classic fallback still reaches this voter).
+    /// next, only when it is that slot's fast value, and only while its sender's opinion is
+    /// the slot's outcome with fresh evidence; otherwise it changes nothing here but to stop
+    /// counting that sender (its classic fallback still reaches this voter).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_fast_accept(
         &mut self,
         now: Time,
@@ -206,9 +266,16 @@ impl Voter {
         site: &SiteId,
         slot: u64,
         value: Value,
+        opinion: Opinion,
         evidence_age_ms: u32,
     ) {
         if slot != next_slot(self.known.get(site)) {
+            return;
+        }
+        if opinion != Outcome::of_slot(slot).as_opinion() {
+            if let Some(sv) = self.sites.get_mut(site).filter(|sv| sv.tally.slot == slot) {
+                sv.tally.accepted.remove(from);
+            }
             return;
         }
         let Some(ballot) = fast_ballot(self.known.get(site)) else {
@@ -220,10 +287,18 @@ impl Voter {
         if u128::from(evidence_age_ms) > self.cfg.evidence_max_age.as_millis() {
             return;
         }
-        self.count_fast(now, site, from, slot, value);
+        self.count_fast(now, site, from, slot, value, evidence_age_ms);
     }
 
-    fn count_fast(&mut self, now: Time, site: &SiteId, from: &NodeId, slot: u64, value: Value) {
+    fn count_fast(
+        &mut self,
+        now: Time,
+        site: &SiteId,
+        from: &NodeId,
+        slot: u64,
+        value: Value,
+        evidence_age_ms: u32,
+    ) {
         let window = self.cfg.vote_timeout;
         let Some(sv) = self.sites.get_mut(site) else {
             return;
@@ -239,23 +314,48 @@ impl Voter {
         }
         // Acceptances older than one vote timeout are opinions of another moment: they count
         // no more than a Promise from an earlier round would.
-        sv.tally.accepted.retain(|_, (_, at)| *at + window > now);
-        sv.tally.accepted.insert(from.clone(), (value.clone(), now));
-        let backers = sv
+        sv.tally.accepted.retain(|_, h| h.at + window > now);
+        let heard = Heard {
+            value: value.clone(),
+            at: now,
+            evidence_age_ms,
+        };
+        sv.tally.accepted.insert(from.clone(), heard);
+        let backers: Vec<(&NodeId, &Heard)> = sv
             .tally
             .accepted
-            .values()
-            .filter(|(v, _)| *v == value)
-            .count();
-        if backers < sv.electorate.majority() {
+            .iter()
+            .filter(|(_, h)| h.value == value)
+            .collect();
+        if backers.len() < sv.electorate.majority() {
             return;
         }
+        let record = RoundRecord {
+            site: site.clone(),
+            slot,
+            target: value.outcome,
+            epoch: value.epoch,
+            attempt: 0,
+            started: backers.iter().map(|(_, h)| h.at).min().unwrap_or(now),
+            ended: now,
+            outcome: RoundOutcome::Majority,
+            answers: backers
+                .iter()
+                .map(|(who, h)| Answer {
+                    voter: (*who).clone(),
+                    opinion: h.value.outcome.as_opinion(),
+                    evidence_age_ms: h.evidence_age_ms,
+                    promised: true,
+                })
+                .collect(),
+        };
         let verdict = Verdict {
             site: site.clone(),
             slot,
             value,
         };
         sv.tally = Tally::default();
+        self.actions.push_back(VoterAction::RoundEnded(record));
         self.learn(now, verdict.clone(), true);
         self.actions.push_back(VoterAction::Broadcast {
             msg: VoteMsg::Commit { verdict },

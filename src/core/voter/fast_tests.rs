@@ -30,6 +30,7 @@ fn fast_accept(slot: u64, value: Value, age_ms: u32) -> VoteMsg {
         site: a(),
         slot,
         value,
+        opinion: Opinion::Down,
         evidence_age_ms: age_ms,
     }
 }
@@ -78,6 +79,13 @@ fn a_down_opinion_makes_the_fast_acceptance_durable_before_telling_every_member(
                     }),
                 },
             },
+            VoterAction::RoundStarted {
+                site: a(),
+                slot: 0,
+                target: Outcome::Down,
+                epoch: 1,
+                attempt: 0,
+            },
             send("b2"),
             send("c1"),
             send("c2"),
@@ -111,7 +119,17 @@ fn a_majority_of_fast_acceptances_decides_in_one_message_delay_at_every_voter() 
     for v in FOUR {
         assert_eq!(w.verdict_of(v), Some(expected.clone()), "{v} after one hop");
     }
-    assert!(w.rounds.is_empty(), "no classic round ran");
+    assert_eq!(
+        w.rounds.len(),
+        4,
+        "every voter reports the fast round it counted"
+    );
+    for (who, r) in &w.rounds {
+        assert_eq!((r.attempt, r.outcome), (0, RoundOutcome::Majority), "{who}");
+        let voters: Vec<&str> = r.answers.iter().map(|x| x.voter.as_str()).collect();
+        assert_eq!(voters.len(), 3, "{who}: {voters:?}");
+        assert!(!voters.contains(&"b2"), "{who}: b2 did not vote");
+    }
     w.run_until(at(2000));
     assert_eq!(w.committed.len(), 4, "each voter learns it exactly once");
 }
@@ -136,7 +154,10 @@ fn the_next_slot_is_decided_fast_too_at_the_next_epoch() {
     for v in names {
         assert_eq!(w.verdict_of(v), Some(up.clone()), "{v}");
     }
-    assert!(w.rounds.is_empty(), "no classic round ran");
+    assert!(
+        w.rounds.iter().all(|(_, r)| r.attempt == 0),
+        "no classic round ran"
+    );
 }
 
 #[test]
@@ -177,7 +198,11 @@ fn one_down_voter_against_two_up_is_contradicted_after_its_fast_round() {
     assert_eq!(w.verdict_of("b1"), None);
     assert_eq!(w.verdict_of("c1"), None);
     assert_eq!(w.outcomes(), vec![RoundOutcome::Contradicted]);
-    assert_eq!(w.rounds[0].1.started, at(300), "after the fast round's timeout");
+    assert_eq!(
+        w.rounds[0].1.started,
+        at(300),
+        "after the fast round's timeout"
+    );
 }
 
 #[test]
@@ -223,7 +248,11 @@ fn one_member_repeating_its_acceptance_is_one_vote_and_a_non_member_is_refused()
         }),
         "{acts:?}"
     );
-    assert_eq!(v.verdict(&a()), None, "an outsider's acceptance is not counted");
+    assert_eq!(
+        v.verdict(&a()),
+        None,
+        "an outsider's acceptance is not counted"
+    );
     let outside = Value {
         leader: n("a3"),
         ..value.clone()
@@ -245,7 +274,12 @@ fn an_acceptance_of_another_epoch_or_slot_is_not_counted() {
     let mut v = voter("c2", &names);
     let up = Ops::default();
     let wrong_epoch = fast_value(&names, 0, 7);
-    v.handle_message(at(0), &n("b1"), fast_accept(0, wrong_epoch.clone(), 10), &up);
+    v.handle_message(
+        at(0),
+        &n("b1"),
+        fast_accept(0, wrong_epoch.clone(), 10),
+        &up,
+    );
     v.handle_message(at(0), &n("c1"), fast_accept(0, wrong_epoch, 10), &up);
     let ahead = fast_value(&names, 2, 1);
     v.handle_message(at(0), &n("b1"), fast_accept(2, ahead.clone(), 10), &up);
@@ -277,9 +311,13 @@ fn a_voter_that_promised_a_classic_ballot_does_not_accept_fast_and_proposes_abov
     );
     v.on_opinion_changed(at(0), &a(), &down(10));
     let acts = drain(&mut v);
-    assert!(!acts
-        .iter()
-        .any(|x| matches!(x, VoterAction::Send { msg: VoteMsg::FastAccept { .. }, .. })));
+    assert!(!acts.iter().any(|x| matches!(
+        x,
+        VoterAction::Send {
+            msg: VoteMsg::FastAccept { .. },
+            ..
+        }
+    )));
     assert!(
         acts.contains(&VoterAction::RoundStarted {
             site: a(),
@@ -320,7 +358,10 @@ fn the_classic_round_waits_when_the_fast_ballot_holds_two_values_a_majority_may_
     // Two of three answered, one with each value: either may have been chosen with the third.
     assert_eq!(possibly_chosen([&v1, &v2].into_iter(), 2, &e).len(), 2);
     // All three answered: only the value accepted by two may have been chosen.
-    assert_eq!(possibly_chosen([&v1, &v2, &v1].into_iter(), 3, &e), vec![v1.clone()]);
+    assert_eq!(
+        possibly_chosen([&v1, &v2, &v1].into_iter(), 3, &e),
+        vec![v1.clone()]
+    );
     // All answered, one acceptance: nothing was chosen; the proposer is free.
     assert!(possibly_chosen([&v2].into_iter(), 3, &e).is_empty());
     // Two answered and one of them accepted: the silent one could complete a majority.
@@ -386,10 +427,29 @@ fn a_leader_that_only_heard_the_commit_leads_once_its_own_opinion_is_down() {
         "this node still sees the site up: a Commit alone starts nothing"
     );
     v.handle_timeout(at(50), &ops);
-    assert!(drain(&mut v).is_empty());
+    let leads = |acts: Vec<VoterAction>| -> Vec<VoterAction> {
+        acts.into_iter()
+            .filter(|x| matches!(x, VoterAction::Lead { .. }))
+            .collect()
+    };
+    assert!(leads(drain(&mut v)).is_empty());
     ops.set(Opinion::Down, 10);
     v.on_opinion_changed(at(100), &a(), &ops);
-    assert_eq!(drain(&mut v), vec![VoterAction::Lead { verdict }]);
+    let acts = drain(&mut v);
+    assert!(
+        acts.contains(&VoterAction::Send {
+            to: peer.clone(),
+            msg: VoteMsg::FastAccept {
+                site: a(),
+                slot: 1,
+                value: fast_value(&names, 1, 2),
+                opinion: Opinion::Down,
+                evidence_age_ms: 10,
+            },
+        }),
+        "its UP acceptance for slot 1 no longer counts: {acts:?}"
+    );
+    assert_eq!(leads(acts), vec![VoterAction::Lead { verdict }]);
     v.on_opinion_changed(at(200), &a(), &ops);
     assert!(
         !drain(&mut v)
@@ -420,4 +480,34 @@ fn a_fast_round_with_the_leader_dead_still_decides_and_the_leader_leads_when_bac
     lv.on_opinion_changed(at(200), &a(), &ops);
     w.collect(&leader);
     assert_eq!(w.leads, vec![(leader, verdict)]);
+}
+
+#[test]
+fn a_voter_whose_opinion_leaves_down_withdraws_its_acceptance_from_the_count() {
+    let names = ["b1", "c1", "c2"];
+    let mut w = World::new(&names);
+    w.opinion("b1", Opinion::Down);
+    w.deliver_all();
+    w.opinion("b1", Opinion::Up);
+    w.deliver_all();
+    w.opinion("c1", Opinion::Down);
+    w.deliver_all();
+    assert_eq!(
+        w.verdict_of("c2"),
+        None,
+        "b1 is UP again: one DOWN of three"
+    );
+    assert_eq!(w.verdict_of("c1"), None);
+    w.opinion("b1", Opinion::Down);
+    w.deliver_all();
+    let expected = fast_value(&names, 0, 1);
+    for v in names {
+        assert_eq!(
+            w.verdict_of(v).map(|x| x.value),
+            Some(expected.clone()),
+            "{v}"
+        );
+    }
+    let fast: Vec<_> = w.rounds.iter().filter(|(_, r)| r.attempt == 0).collect();
+    assert_eq!(fast.len(), 3, "decided in the fast round everywhere");
 }
