@@ -511,3 +511,17 @@ fn a_voter_whose_opinion_leaves_down_withdraws_its_acceptance_from_the_count() {
     let fast: Vec<_> = w.rounds.iter().filter(|(_, r)| r.attempt == 0).collect();
     assert_eq!(fast.len(), 3, "decided in the fast round everywhere");
 }
+
+#[test]
+fn the_fast_leader_is_the_same_on_every_node_and_rotates_with_the_slot() {
+    // Every voter of a fleet must compute the same leader, whatever it was built with: these
+    // values are part of the protocol (changing them is a wire change).
+    let e = electorate(&FOUR);
+    let leaders: Vec<String> = (0..4)
+        .map(|slot| fast_leader(&a(), slot, &e).unwrap().to_string())
+        .collect();
+    assert_eq!(leaders, ["b1", "b2", "c1", "c2"]);
+    let other = fast_leader(&SiteId::from("b"), 0, &e).unwrap();
+    assert_eq!(other.as_str(), "b2", "another site starts elsewhere");
+    assert_eq!(fast_leader(&a(), 0, &Electorate::new([])), None);
+}
