@@ -68,10 +68,18 @@ fn main() -> Result<()> {
     let seed = num("--seed", "BLACKOUT_SEED", 1)?;
     let only = opt("--profile").map(|p| p.to_lowercase());
     let rtt = opt("--rtt").map(|v| v.parse()).transpose()?;
-    let a: Args = (trials, seed, only, argv.iter().any(|a| a == "--timeline"), rtt);
+    let a: Args = (
+        trials,
+        seed,
+        only,
+        argv.iter().any(|a| a == "--timeline"),
+        rtt,
+    );
     let rt = tokio::runtime::Runtime::new()?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("blackout: {trials} trials per profile, seed {seed}, {cores} cores, voter RTT {rtt:?} ms");
+    println!(
+        "blackout: {trials} trials per profile, seed {seed}, {cores} cores, voter RTT {rtt:?} ms"
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut lat, mut wire) = (Vec::new(), Vec::new());
     for p in PROFILES.iter() {
