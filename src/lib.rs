@@ -6,6 +6,7 @@
 
 pub mod actuators;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod demo;

@@ -18,14 +18,42 @@ command -v exabgp >/dev/null || need_pkgs+=(exabgp)
 command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
 command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need_pkgs+=(criu)
 command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
+# promtool, for tests/metrics.rs (a live node's /metrics, the contrib/ alert rules and the
+# dashboard's queries). Debian ships it in the prometheus package.
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need_pkgs[*]}"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    # Only promtool is wanted: where systemd runs, the package also starts a Prometheus server.
+    if [[ " ${need_pkgs[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   else
     echo "missing packages: ${need_pkgs[*]} (install them or run as root)" >&2
   fi
 fi
+
+# Lint gates, first: formatting and clippy with warnings as errors, over every target. The
+# components come with rustup; install them when missing (as root or in CI only, like the
+# packages above).
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if { [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; } && command -v rustup >/dev/null; then
+      echo "installing the $component component"
+      rustup component add "$component"
+    else
+      echo "missing the $component component: rustup component add $component" >&2
+      exit 1
+    fi
+  fi
+done
+
+echo "== cargo fmt --check"
+cargo fmt --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
 
 # The chaos scenarios (tests/chaos.rs) run in their own step at the end, with their timelines
 # shown; the step below skips them.
@@ -41,6 +69,12 @@ echo "== end to end: demo blackout of site a (fast profile)"
 cargo run --quiet -- demo --fast --blackout a --at 2 --exit-after-verdict | tail -n 1 | tee /tmp/quorate-demo-result.json
 grep -q '"verdict":"down"' /tmp/quorate-demo-result.json
 echo "end-to-end: 1 passed, 0 failed"
+
+# The Debian package (packaging/README.md): release build, cargo deb, dpkg -i, systemd-analyze
+# verify and security on the installed unit, the installed quorate --version, then a purge.
+# Installs cargo-deb when missing (as root or in CI). Without root it only builds the package.
+echo "== package: build, install, verify and purge the .deb"
+packaging/ci.sh
 
 # Fuzzing (fuzz/README.md): every parser of outside input from its committed corpus, 60 s in
 # all; a crash fails the suite. Installs cargo-fuzz when missing (as root or in CI). The

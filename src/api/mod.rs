@@ -12,7 +12,7 @@ pub use serve::{Limits, ServeStats};
 
 pub use operator::{parse_operator_body, OperatorCall};
 
-use crate::node::snapshot::{NodeSnapshot, SiteView};
+use crate::node::snapshot::{NodeSnapshot, PeerView, SiteView};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,8 @@ type Snap = watch::Receiver<Arc<NodeSnapshot>>;
 struct AppState {
     snapshot: Snap,
     commands: mpsc::Sender<crate::node::Command>,
-    serve_stats: Arc<ServeStats>,
+    /// Everything `/metrics` shows, the snapshot included.
+    metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl FromRef<AppState> for Snap {
@@ -68,6 +69,7 @@ fn router_with(
     limits: Limits,
     serve_stats: Arc<ServeStats>,
 ) -> Router {
+    let metrics = Arc::new(metrics::registry(snapshot.clone(), &serve_stats));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -95,7 +97,7 @@ fn router_with(
         .with_state(AppState {
             snapshot,
             commands,
-            serve_stats,
+            metrics,
         })
 }
 
@@ -150,10 +152,20 @@ fn staleness(snap: &NodeSnapshot, now: Instant) -> Option<String> {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    let snap = s.snapshot.borrow().clone();
-    let mut text = metrics::render(&snap);
-    metrics::render_rest(&mut text, &s.serve_stats);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    match metrics::encode(&s.metrics) {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the metrics could not be encoded: {e}"),
+        ),
+    }
+}
+
+/// Peers whose fleet file hash (as last reported) differs from this node's.
+fn fleet_mismatch(snap: &NodeSnapshot) -> impl Iterator<Item = &PeerView> {
+    snap.peers
+        .iter()
+        .filter(|p| p.fleet_hash.as_ref().is_some_and(|h| *h != snap.fleet_hash))
 }
 
 fn site_summary(v: &SiteView) -> Value {
@@ -172,12 +184,7 @@ fn site_summary(v: &SiteView) -> Value {
 
 async fn status(State(s): State<Snap>) -> Json<Value> {
     let snap = s.borrow().clone();
-    let mismatched: Vec<_> = snap
-        .peers
-        .iter()
-        .filter(|p| p.fleet_hash.as_ref().is_some_and(|h| *h != snap.fleet_hash))
-        .map(|p| p.node.clone())
-        .collect();
+    let mismatched: Vec<_> = fleet_mismatch(&snap).map(|p| p.node.clone()).collect();
     Json(json!({
         "node": snap.node,
         "site": snap.site,

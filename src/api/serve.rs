@@ -17,9 +17,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -50,15 +51,15 @@ impl Default for Limits {
     }
 }
 
-/// What the bounds cut off, for `/metrics`.
+/// What the bounds cut off: live counters, registered as they are with `/metrics`.
 #[derive(Debug, Default)]
 pub struct ServeStats {
     /// Connections closed to make room for a new one (idle or still sending their headers).
-    pub evicted: AtomicU64,
+    pub evicted: Counter,
     /// New connections refused: every open one was inside a handler.
-    pub refused: AtomicU64,
+    pub refused: Counter,
     /// Connections closed because a request head did not arrive in time.
-    pub header_timeouts: AtomicU64,
+    pub header_timeouts: Counter,
 }
 
 struct Conn {
@@ -94,7 +95,7 @@ impl Table {
                 .map(|(id, _)| *id)?;
             let c = self.conns.remove(&victim).expect("found above");
             c.evict.notify_one();
-            stats.evicted.fetch_add(1, Ordering::Relaxed);
+            stats.evicted.inc();
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -156,7 +157,7 @@ pub async fn run(
         };
         let admitted = lock(&table).admit(limits.max_connections, &stats);
         let Some((id, in_flight, evict)) = admitted else {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+            stats.refused.inc();
             continue;
         };
         let (app, table, stats, stop) =
@@ -206,7 +207,7 @@ async fn serve_connection(
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     if e.is_timeout() {
-                        stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                        stats.header_timeouts.inc();
                     }
                     tracing::debug!(error = %e, "REST connection ended");
                 }
@@ -237,7 +238,7 @@ mod tests {
         let (c, c_busy, _) = t.admit(2, &stats).unwrap();
         assert!(t.conns.contains_key(&a) && t.conns.contains_key(&c));
         assert!(!t.conns.contains_key(&b));
-        assert_eq!(stats.evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.evicted.get(), 1);
         // The evicted connection's task is told (a permit waits for it).
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

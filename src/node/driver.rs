@@ -28,7 +28,11 @@ const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Retention runs this often besides at start: records age in days, so an hour is prompt.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
+/// Starts the node; `watchdog` is the service manager's, pinged from the event loop.
+pub(super) async fn spawn(
+    spec: NodeSpec,
+    watchdog: Option<super::service::Watchdog>,
+) -> Result<NodeHandle, NodeError> {
     let me = spec
         .fleet
         .node(&spec.node)
@@ -80,6 +84,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(NodeSnapshot::default()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let commands = commands::Commands::new();
+    let reload = Arc::new(tokio::sync::Notify::new());
 
     let api_addr = if spec.serve_api {
         let listener = tokio::net::TcpListener::bind(me.api)
@@ -145,6 +150,8 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         dirty: true,
         step_tx,
         commands,
+        reload: reload.clone(),
+        watchdog,
     };
     driver.carry_out();
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
@@ -165,6 +172,7 @@ pub(super) async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
         mesh_addr,
         snapshot: snap_rx,
         stop: stop_tx,
+        reload,
         task,
     })
 }
@@ -238,6 +246,9 @@ struct Driver {
     dirty: bool,
     step_tx: mpsc::UnboundedSender<crate::core::node::StepDone>,
     commands: commands::Commands,
+    /// Asks for the fleet file to be re-read at once, changed or not (SIGHUP).
+    reload: Arc<tokio::sync::Notify>,
+    watchdog: Option<super::service::Watchdog>,
 }
 
 impl Driver {
@@ -275,6 +286,7 @@ impl Driver {
     ) {
         // The snapshot is published at least this often, so that a stale one means a dead loop.
         let heartbeat = self.fleet().timing.status_interval;
+        let reload = self.reload.clone();
         loop {
             if *stop.borrow() {
                 break;
@@ -289,6 +301,10 @@ impl Driver {
             if self.dirty {
                 wake = wake.min(self.last_publish + PUBLISH_EVERY);
             }
+            if let Some(w) = &self.watchdog {
+                wake = wake.min(w.due());
+            }
+            let mut reload_asked = false;
             tokio::select! {
                 biased;
                 _ = stop.changed() => {}
@@ -314,13 +330,14 @@ impl Driver {
                         self.feed(Input::Command { id, command: cmd.kind });
                     }
                 }
+                _ = reload.notified() => reload_asked = true,
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             self.feed(Input::Tick);
             let now = Instant::now();
-            if now >= self.next_reload_check {
+            if reload_asked || now >= self.next_reload_check {
                 self.next_reload_check = now + RELOAD_CHECK_EVERY;
-                self.check_fleet_file();
+                self.check_fleet_file(reload_asked);
             }
             if now >= self.next_prune {
                 self.next_prune = now + PRUNE_EVERY;
@@ -335,6 +352,10 @@ impl Driver {
                 || now >= self.last_publish + heartbeat
             {
                 self.publish(now);
+            }
+            // Only a loop that turns pings: a stalled one gets the node restarted.
+            if let Some(w) = &mut self.watchdog {
+                w.ping_if_due(now);
             }
         }
         info!(node = %self.core.me().id, "node stopping");
@@ -474,6 +495,8 @@ impl Driver {
     /// Runs one attempt of a step in a task of its own; its result comes back as an input.
     fn start_step(&self, s: StartStep) {
         let tx = self.step_tx.clone();
+        // The attempt's end is logged under the node's span, like the node's other lines.
+        let span = tracing::Span::current();
         tokio::spawn(async move {
             let ctx = crate::actuators::StepContext {
                 site: s.site.clone(),
@@ -485,17 +508,19 @@ impl Driver {
                 params: s.params.clone(),
             };
             let (ok, detail) = call_actuator(s.actuator, &ctx).await;
+            span.in_scope(|| log_attempt(&s, ok));
             let _ = tx.send(s.done(ok, detail));
         });
     }
 
-    /// Re-reads the fleet file when it changed; a bad file is reported and the running fleet kept.
-    fn check_fleet_file(&mut self) {
+    /// Re-reads the fleet file when it changed, or when `asked` (SIGHUP) whatever its mtime
+    /// says; a bad file is reported and the running fleet kept.
+    fn check_fleet_file(&mut self, asked: bool) {
         let Some(path) = self.spec.fleet_path.clone() else {
             return;
         };
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        if mtime == self.fleet_mtime {
+        if mtime == self.fleet_mtime && !asked {
             return;
         }
         self.fleet_mtime = mtime;
@@ -510,6 +535,9 @@ impl Driver {
             }
         };
         if fleet.hash == self.fleet().hash {
+            if asked {
+                info!(hash = %short(&fleet.hash), "fleet file re-read on request; unchanged");
+            }
             // Valid again and the version that runs: an earlier refusal no longer applies.
             if self.fleet_error.take().is_some() {
                 self.dirty = true;
@@ -578,6 +606,17 @@ async fn call_actuator(
         format!("{}\n{}", outcome.detail, outcome.output_tail)
     };
     (outcome.ok, detail)
+}
+
+/// One line per step attempt, with the fields of docs/install.md (site, run_id, step).
+fn log_attempt(s: &StartStep, ok: bool) {
+    let kind = match s.purpose {
+        StepPurpose::Run => "failover",
+        StepPurpose::Isolation => "isolation",
+        StepPurpose::Drill { .. } => "drill",
+    };
+    info!(site = %s.site, run_id = s.run, step = %s.name, attempt = s.attempt, kind, ok,
+          "step attempt finished");
 }
 
 fn short(hash: &str) -> &str {

@@ -6,6 +6,7 @@
 //! and `quorate run` exits non-zero for the process supervisor to restart it.
 
 mod driver;
+mod service;
 pub mod snapshot;
 
 pub use crate::core::node::{Command as CommandKind, CommandOk, CommandReply, OperatorError};
@@ -95,6 +96,8 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(String),
     /// The driver task ended while the node should run; the node was stopped.
     #[error("the node's driver {0}; the node stopped")]
     DriverEnded(String),
@@ -113,6 +116,7 @@ pub struct NodeHandle {
     pub mesh_addr: SocketAddr,
     snapshot: watch::Receiver<Arc<NodeSnapshot>>,
     stop: watch::Sender<bool>,
+    reload: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -125,6 +129,12 @@ impl NodeHandle {
         self.snapshot.clone()
     }
 
+    /// Re-reads the fleet file at once, changed or not (what SIGHUP does to `quorate run`);
+    /// an invalid file is reported and the running fleet kept, as with a change on disk.
+    pub fn reload_fleet(&self) {
+        self.reload.notify_one();
+    }
+
     /// Stops the node and waits until its sockets are released.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -134,15 +144,34 @@ impl NodeHandle {
 
 /// Starts a node: opens its store, binds its mesh and REST sockets, and runs its driver.
 pub async fn spawn(spec: NodeSpec) -> Result<NodeHandle, NodeError> {
-    driver::spawn(spec).await
+    driver::spawn(spec, None).await
 }
 
 /// Runs a node until `shutdown` turns true (the `quorate run` entry point). Returns
-/// `DriverEnded` if the driver task panics or stops before that.
+/// `DriverEnded` if the driver task panics or stops before that. Under systemd it reports
+/// READY=1 once the mesh and REST listen and pings the watchdog from the event loop; SIGHUP
+/// re-reads the fleet file at once.
 pub async fn run(spec: NodeSpec, mut shutdown: watch::Receiver<bool>) -> Result<(), NodeError> {
-    let mut handle = spawn(spec).await?;
+    // Before anything else: a SIGHUP that came without a handler would end the process.
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| NodeError::Signal(e.to_string()))?;
+    let watchdog = service::Watchdog::from_env(Instant::now());
+    let mut handle = driver::spawn(spec, watchdog).await?;
+    service::ready(&format!("node {} running", handle.node));
+    #[cfg(unix)]
+    {
+        let reload = handle.reload.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: re-reading the fleet file");
+                reload.notify_one();
+            }
+        });
+    }
     match supervise(&mut handle.task, &mut shutdown).await {
         Ok(()) => {
+            service::stopping();
             handle.shutdown().await;
             Ok(())
         }

@@ -195,6 +195,11 @@ pub struct SiteView {
     /// No automatic failover of this site starts on this node before this time (RFC 3339,
     /// UTC); set with POST /v1/sites/{id}/maintenance.
     pub maintenance_until: Option<String>,
+    /// `hold_down_until` and `maintenance_until` as Unix milliseconds, for `/metrics`.
+    #[serde(skip)]
+    pub hold_down_until_unix_ms: Option<i64>,
+    #[serde(skip)]
+    pub maintenance_until_unix_ms: Option<i64>,
     /// "automatic", or "manual: <why>" when the watch opted into single_vantage = "manual".
     pub failover: String,
     pub electorate: Vec<NodeId>,

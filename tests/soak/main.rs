@@ -1,5 +1,6 @@
 //! Soak: the namespace testbed (`testbed/testbed`) under steady chaos for N minutes, then a
-//! verdict on what happened. Run it with `testbed/testbed soak --minutes N` (README "Soak").
+//! verdict on what happened. Run it with `testbed/testbed soak --minutes N` ("Soak" in
+//! docs/chaos-testing.md).
 //!
 //! - 5 % random loss on every WAN path (nftables `numgen random` at the hub), all the time;
 //! - every 30 s a random running node (any role, any site) is SIGKILLed and started 3 s later;

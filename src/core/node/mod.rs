@@ -609,7 +609,7 @@ impl NodeCore {
                 });
             }
             PersistFailed::Run { site, run, error } => {
-                error!(%site, run, %error, "cannot make the run durable; this node sends and starts nothing more for it");
+                error!(%site, run_id = run, %error, "cannot make the run durable; this node sends and starts nothing more for it");
                 self.runs.broken(&site, run);
                 let key = (site, run);
                 self.actions.retain(|a| match a {

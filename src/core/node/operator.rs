@@ -418,7 +418,7 @@ impl NodeCore {
     /// passing or a newer run of the site is known: then it comes too late to start.
     fn on_lock_decided(&mut self, now: Now, site: &SiteId, d: Decided, lead: bool) {
         let v = d.value;
-        info!(%site, gen = d.gen, run = v.run, leader = %v.leader, trigger = v.trigger.as_str(), "operator lock decided");
+        info!(%site, gen = d.gen, run_id = v.run, leader = %v.leader, trigger = v.trigger.as_str(), "operator lock decided");
         if v.leader != self.me.id
             || self.replicas.record(site, v.run).is_some()
             || self.runs.busy(site) == Some(v.run)
@@ -433,14 +433,14 @@ impl NodeCore {
         // it against the newer one as it did before the lock.
         let waiting = self.operator.locking.contains_key(site);
         if !lead || (newer && !waiting) {
-            warn!(%site, gen = d.gen, run = v.run, "the operator lock gave this node a run it learned of too late; not starting it");
+            warn!(%site, gen = d.gen, run_id = v.run, "the operator lock gave this node a run it learned of too late; not starting it");
             return;
         }
         let Some(spec) = self.run_spec(site, v.trigger) else {
-            warn!(%site, run = v.run, "the operator lock gave this node a run, but this fleet has no plan for the site; not running it");
+            warn!(%site, run_id = v.run, "the operator lock gave this node a run, but this fleet has no plan for the site; not running it");
             return;
         };
-        warn!(%site, epoch = v.run, trigger = v.trigger.as_str(), forced = v.forced, "operator run started");
+        warn!(%site, run_id = v.run, trigger = v.trigger.as_str(), forced = v.forced, "operator run started");
         self.lead_run(now, site, v.run, v.trigger, v.forced, now.wall, Vec::new());
         let p = Pipeline::new(spec, site.clone(), v.run, false, now);
         self.runs.insert_running((site.clone(), v.run), p);
@@ -455,9 +455,9 @@ impl NodeCore {
             ProposalEnd::Won(d) => {
                 match (&call.reason, call.force) {
                     (Some(reason), force) => {
-                        warn!(%site, epoch = d.value.run, reason, force, "manually initiated failover started")
+                        warn!(%site, run_id = d.value.run, reason, force, "manually initiated failover started")
                     }
-                    _ => warn!(%site, epoch = d.value.run, "failback started"),
+                    _ => warn!(%site, run_id = d.value.run, "failback started"),
                 }
                 Ok(CommandOk::RunStarted {
                     site: site.clone(),
@@ -469,7 +469,7 @@ impl NodeCore {
                 })
             }
             ProposalEnd::Lost(d) => {
-                info!(%site, run = d.value.run, leader = %d.value.leader, "another call took the operator lock");
+                info!(%site, run_id = d.value.run, leader = %d.value.leader, "another call took the operator lock");
                 Err(OperatorError::LockTaken {
                     site: site.clone(),
                     run: d.value.run,
@@ -577,7 +577,7 @@ impl NodeCore {
         self.check_idle(&site)?;
         let epoch = self.fresh_epoch(&site)?;
         let bound = drill_bound(&plan.pipeline);
-        info!(%site, epoch, "drill started (dry run)");
+        info!(%site, run_id = epoch, "drill started (dry run)");
         let pipeline = Pipeline::new(plan.pipeline, site.clone(), epoch, true, now);
         self.operator.drills.insert(
             id,
@@ -650,7 +650,7 @@ impl NodeCore {
                         }
                     }
                     PipelineAction::Finished(report) => {
-                        info!(%site, epoch = run, outcome = %report.outcome.summary(), "drill finished");
+                        info!(%site, run_id = run, outcome = %report.outcome.summary(), "drill finished");
                         self.operator.drills.remove(&id);
                         self.actions.push_back(Action::Reply {
                             id,

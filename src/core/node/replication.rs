@@ -31,7 +31,7 @@ impl NodeCore {
                     .hold_refusals
                     .insert((record.site.clone(), record.run))
                 {
-                    warn!(site = %record.site, run = record.run, earlier = other, leader = %from,
+                    warn!(site = %record.site, run_id = record.run, earlier = other, leader = %from,
                           "not holding a new automatic run: run {other} of the site began within hold_down");
                 }
                 return;
@@ -139,7 +139,7 @@ impl NodeCore {
                     journal,
                     start_at,
                 } => {
-                    warn!(%site, run, term, entries = journal.len(), trigger = trigger.as_str(),
+                    warn!(%site, run_id = run, term, entries = journal.len(), trigger = trigger.as_str(),
                           "taking over a failover run whose leader went silent");
                     self.go_on(now, site, run, trigger, term, journal, start_at);
                 }
@@ -147,7 +147,7 @@ impl NodeCore {
                     self.refused(now, &from, &site, reason)
                 }
                 ReplicaAction::Yield { site, run, to } => {
-                    warn!(%site, run, new_leader = %to.proposer, term = to.epoch,
+                    warn!(%site, run_id = run, new_leader = %to.proposer, term = to.epoch,
                           "another voter leads this failover run now; this node stops running it");
                     self.runs.stop(&(site, run));
                 }
@@ -178,7 +178,7 @@ impl NodeCore {
     /// `Dropped` end, replicated like any entry), so every member releases the site's
     /// hold-down and nobody takes the run over.
     pub(super) fn drop_run(&mut self, now: Now, key: &(SiteId, u64), why: &str) {
-        info!(site = %key.0, run = key.1, "failover dropped before its first step: {why}");
+        info!(site = %key.0, run_id = key.1, "failover dropped before its first step: {why}");
         self.runs.stop(key);
         let Some(term) = self.replicas.record(&key.0, key.1).map(|r| r.term()) else {
             return;
@@ -210,7 +210,7 @@ fn log_send(to: &NodeId, msg: &RunMsg) {
         RunMsg::Prepare {
             site, run, ballot, ..
         } => {
-            info!(%site, run, term = ballot.epoch, member = %to,
+            info!(%site, run_id = run, term = ballot.epoch, member = %to,
                   "the run's leader went silent: asking to take the run over");
         }
         RunMsg::Promise {
@@ -221,7 +221,7 @@ fn log_send(to: &NodeId, msg: &RunMsg) {
             promised,
             ..
         } => {
-            info!(%site, run, candidate = %ballot.proposer, term = ballot.epoch,
+            info!(%site, run_id = run, candidate = %ballot.proposer, term = ballot.epoch,
                   promised = promised.epoch, "takeover refused: the leader is still heard or a higher term was promised");
         }
         _ => {}

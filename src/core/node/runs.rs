@@ -357,7 +357,7 @@ impl NodeCore {
             .cloned()
             .collect();
         for r in led {
-            info!(site = %r.site, run = r.run, term = r.term(), entries = r.journal.len(), "resuming a failover run this node leads");
+            info!(site = %r.site, run_id = r.run, term = r.term(), entries = r.journal.len(), "resuming a failover run this node leads");
             let term = r.term();
             self.go_on(now, r.site, r.run, r.trigger, term, r.journal, r.start_at);
         }
@@ -376,7 +376,7 @@ impl NodeCore {
         start_at: WallTime,
     ) {
         let Some(spec) = self.run_spec(&site, trigger) else {
-            warn!(%site, run, "leading a failover run but this fleet has no plan for the site; not running it");
+            warn!(%site, run_id = run, "leading a failover run but this fleet has no plan for the site; not running it");
             return;
         };
         let key = (site.clone(), run);
@@ -428,7 +428,7 @@ impl NodeCore {
             let Some(spec) = self.run_spec(&key.0, record.trigger) else {
                 continue;
             };
-            info!(site = %key.0, epoch = key.1, term = record.term(), "failover run started");
+            info!(site = %key.0, run_id = key.1, term = record.term(), "failover run started");
             if record.journal.is_empty() {
                 self.runs.unbegun.insert(key.clone());
             }
@@ -487,7 +487,7 @@ impl NodeCore {
                         }
                     }
                     PipelineAction::Finished(report) => {
-                        info!(site = %report.site, epoch = report.epoch, outcome = %report.outcome.summary(), "failover run finished");
+                        info!(site = %report.site, run_id = report.epoch, outcome = %report.outcome.summary(), "failover run finished");
                         self.runs.running.remove(&key);
                         self.runs.pending.remove(&key);
                         self.runs.finished.push_back(report);
@@ -521,7 +521,7 @@ impl NodeCore {
                 continue;
             }
             if let Some(why) = self.superseded(&key.0, key.1) {
-                warn!(site = %key.0, run = key.1, "{why}; this run stops here");
+                warn!(site = %key.0, run_id = key.1, "{why}; this run stops here");
                 self.runs.stop(&key);
                 any = true;
                 continue;
@@ -548,13 +548,13 @@ impl NodeCore {
                 if let Some(refusal) = self.anycast_refusal(&s).filter(|_| !self.broken.anycast) {
                     // Refused steps fail without being carried out; the pipeline decides what
                     // that means (retry, abort, continue or compensate).
-                    warn!(site = %s.site, run = s.run, step = %s.name, "{refusal}");
+                    warn!(site = %s.site, run_id = s.run, step = %s.name, "{refusal}");
                     if let Some(p) = self.runs.running.get_mut(&key) {
                         p.handle_result(now, s.step, s.attempt, false, refusal.to_string());
                     }
                     continue;
                 }
-                info!(site = %s.site, run = s.run, term = s.term, step = %s.name, attempt = s.attempt, "failover step started");
+                info!(site = %s.site, run_id = s.run, term = s.term, step = %s.name, attempt = s.attempt, "failover step started");
                 self.actions.push_back(Action::StartStep(s));
             }
         }

@@ -122,6 +122,21 @@ impl Driver {
         }
         let wall_now = unix_ms();
         let to_wall = |x: Time| wall_now + (x.as_micros() as i64 - t.as_micros() as i64) / 1000;
+        // The later of: hold-down after the newest DOWN verdict, and after the newest
+        // automatic run this node knows of.
+        let hold_down_until = self
+            .core
+            .voter()
+            .hold_down_until(site)
+            .filter(|_| verdict.is_some_and(|v| v.outcome() == Outcome::Down))
+            .into_iter()
+            .chain(self.core.runs().hold_down_until(site))
+            .max()
+            .filter(|x| *x > t)
+            .map(to_wall);
+        let maintenance_until = self
+            .core
+            .maintenance_until(site, WallTime::from_millis(wall_now));
         SiteView {
             id: site.clone(),
             opinion: self.core.pinger().opinion(site).as_api_str(),
@@ -130,22 +145,10 @@ impl Driver {
             slot: verdict.map(|v| v.slot),
             leader: verdict.map(|v| v.value.leader.clone()),
             decided_at: verdict.and_then(|v| self.observed.learned_at.get(&(site.clone(), v.slot))).map(|ms| rfc3339(*ms)),
-            // The later of: hold-down after the newest DOWN verdict, and after the newest
-            // automatic run this node knows of.
-            hold_down_until: self
-                .core
-                .voter()
-                .hold_down_until(site)
-                .filter(|_| verdict.is_some_and(|v| v.outcome() == Outcome::Down))
-                .into_iter()
-                .chain(self.core.runs().hold_down_until(site))
-                .max()
-                .filter(|x| *x > t)
-                .map(|x| rfc3339(to_wall(x))),
-            maintenance_until: self
-                .core
-                .maintenance_until(site, WallTime::from_millis(wall_now))
-                .map(rfc3339),
+            hold_down_until: hold_down_until.map(rfc3339),
+            maintenance_until: maintenance_until.map(rfc3339),
+            hold_down_until_unix_ms: hold_down_until,
+            maintenance_until_unix_ms: maintenance_until,
             failover: match sv {
                 SingleVantage::Refuse => "automatic".to_string(),
                 SingleVantage::Manual => "manual: single_vantage = \"manual\": one site holds a majority of the \
