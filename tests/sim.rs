@@ -171,7 +171,7 @@ fn a_step_of_an_older_run_after_a_newer_run_began_is_caught() {
         }),
         ..failover_with(b)
     };
-    caught(cfg, 0..300, ViolationKind::StaleRunActed);
+    caught(cfg, 0..600, ViolationKind::StaleRunActed);
 }
 
 #[test]

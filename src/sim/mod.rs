@@ -519,6 +519,8 @@ pub struct Summary {
     pub false_verdicts: u64,
     pub undecided_rounds: u64,
     pub contradicted_rounds: u64,
+    pub fast_decided: u64,
+    pub classic_decided: u64,
     pub restarts: u64,
     /// Run steps started, effects recorded and runs journaled as finished (failover scenario).
     pub steps_started: u64,
@@ -590,6 +592,11 @@ impl fmt::Display for Summary {
             self.contradicted_rounds,
             self.restarts,
             self.blackouts_undisseminated
+        )?;
+        writeln!(
+            f,
+            "slots decided: {} in the fast round, {} after a classic round started",
+            self.fast_decided, self.classic_decided
         )?;
         writeln!(
             f,
@@ -682,6 +689,8 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
                 }
                 sum.undecided_rounds += rep.counters.undecided_rounds;
                 sum.contradicted_rounds += rep.counters.contradicted_rounds;
+                sum.fast_decided += rep.counters.fast_decided;
+                sum.classic_decided += rep.counters.classic_decided;
                 sum.restarts += rep.counters.restarts;
                 sum.steps_started += rep.counters.steps_started;
                 sum.effects += rep.counters.effects;

@@ -20,10 +20,10 @@ use crate::core::quorum::Electorate;
 use crate::core::types::{NodeId, Now, SiteId, Time, WallTime};
 use crate::core::voter::{RoundOutcome, VoterAction};
 use crate::store::{MemoryStore, Storage};
-use crate::wire::{self, Datagram, MaintenanceWindow, Message, VoteMsg};
+use crate::wire::{self, Datagram, MaintenanceWindow, Message};
 use rand::rngs::StdRng;
 use rand::RngCore;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ pub struct Counters {
     pub events: u64,
     pub undecided_rounds: u64,
     pub contradicted_rounds: u64,
+    /// Slots decided before any classic round of theirs started (the fast round), and after.
+    pub fast_decided: u64,
+    pub classic_decided: u64,
     pub conflicts: u64,
     pub restarts: u64,
     pub decode_errors: u64,
@@ -112,6 +115,8 @@ pub struct World {
     pub liar: Option<usize>,
     pub(super) next_command: u64,
     pub(super) orphan: super::orphan::Orphan,
+    /// (site, slot) for which some node started a classic round.
+    classic_slots: BTreeSet<(SiteId, u64)>,
 }
 
 impl World {
@@ -154,6 +159,7 @@ impl World {
             liar: None,
             next_command: 0,
             orphan: Default::default(),
+            classic_slots: BTreeSet::new(),
         }
     }
 
@@ -327,7 +333,7 @@ impl World {
                 Ok(msg) => {
                     if let Message::Vote(m) = &msg {
                         if self.trace_len > 0 {
-                            let line = describe(m);
+                            let line = super::net::describe(m);
                             let to_id = self.nodes[to].id.clone();
                             self.log(|| format!("{from_id} -> {to_id} {line}"));
                         }
@@ -522,6 +528,9 @@ impl World {
                 self.log(|| {
                     format!("{me} round started: {site} slot {slot} {target:?} epoch {epoch} attempt {attempt}")
                 });
+                if attempt > 0 {
+                    self.classic_slots.insert((site, slot));
+                }
             }
             Observation::Voter(VoterAction::RoundEnded(r)) => {
                 match r.outcome {
@@ -550,6 +559,13 @@ impl World {
                         verdict.value.leader
                     )
                 });
+                let key = (verdict.site.clone(), verdict.slot);
+                if !self.checker.commits.contains_key(&key) {
+                    match self.classic_slots.contains(&key) {
+                        true => self.counters.classic_decided += 1,
+                        false => self.counters.fast_decided += 1,
+                    }
+                }
                 self.on_commit_for_orphan(i, &verdict);
                 self.checker.on_commit(now, &me, &verdict, &self.faults)?;
             }
@@ -757,44 +773,5 @@ impl World {
             }
         }
         Ok(())
-    }
-}
-
-fn describe(m: &VoteMsg) -> String {
-    match m {
-        VoteMsg::Prepare {
-            site, slot, ballot, ..
-        } => format!("Prepare {site} slot {slot} epoch {}", ballot.epoch),
-        VoteMsg::Promise {
-            site,
-            slot,
-            ballot,
-            ok,
-            opinion,
-            ..
-        } => format!(
-            "Promise {site} slot {slot} epoch {} ok={ok} opinion={:?} age={}ms",
-            ballot.epoch, opinion.opinion, opinion.evidence_age_ms
-        ),
-        VoteMsg::Accept {
-            site, slot, ballot, ..
-        } => format!("Accept {site} slot {slot} epoch {}", ballot.epoch),
-        VoteMsg::AcceptReply {
-            site,
-            slot,
-            ballot,
-            ok,
-            ..
-        } => format!(
-            "AcceptReply {site} slot {slot} epoch {} ok={ok}",
-            ballot.epoch
-        ),
-        VoteMsg::Commit { verdict } => format!(
-            "Commit {} slot {} {:?} epoch {}",
-            verdict.site,
-            verdict.slot,
-            verdict.outcome(),
-            verdict.epoch()
-        ),
     }
 }

@@ -443,6 +443,9 @@ impl NodeCore {
         for v in status.verdicts {
             self.voter.learn_from(now.mono, &from, v);
         }
+        if !self.abstains() {
+            self.voter.resolve_leads(now.mono, &self.pinger);
+        }
         self.learn_maintenance(now, &from, status.maintenance);
         self.peers.heard(
             now.mono,
@@ -517,7 +520,9 @@ impl NodeCore {
     }
 
     fn on_voter_action(&mut self, now: Now, a: VoterAction) {
-        if self.voting_disabled.is_some() && !matches!(a, VoterAction::Committed { .. }) {
+        if self.voting_disabled.is_some()
+            && !matches!(a, VoterAction::Committed { .. } | VoterAction::Lead { .. })
+        {
             return;
         }
         match a {
@@ -553,6 +558,12 @@ impl NodeCore {
                     // Led elsewhere: its leader may die before its register reaches anyone.
                     self.expect_run(now, &site, epoch, &leader);
                 }
+            }
+            VoterAction::Lead { ref verdict } => {
+                let (site, epoch) = (verdict.site.clone(), verdict.epoch());
+                info!(%site, epoch, "this node leads the verdict it learned: its own opinion is DOWN too");
+                self.observe(Observation::Voter(a));
+                self.on_down_verdict_led_here(now, &site, epoch);
             }
             VoterAction::Refused { from, site, reason } => self.refused(now, &from, &site, reason),
             other => self.observe(Observation::Voter(other)),
