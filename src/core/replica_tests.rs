@@ -688,3 +688,23 @@ fn a_forgotten_expected_run_leaves_nothing_behind() {
     assert!(c.persisted.is_empty());
     assert!(!c.node("b2").is_expected(&site(), 7));
 }
+
+/// The fast round's named leader still sees the site up: it is alive but registers nothing.
+/// The others take the run over (it answers their takeover like any member), and when it
+/// leads at last (its own Pinger sees the site DOWN), the run is already someone else's.
+#[test]
+fn a_named_leader_that_leads_after_the_takeover_starts_no_second_run() {
+    let mut c = Cluster::new();
+    expect_from_b1(&mut c);
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.leads.len(), 1, "{:?}", c.leads);
+    let (who, term, _) = c.leads[0].clone();
+    assert_eq!(term, 8);
+    // b1 promised the takeover: it holds the run, at the higher term.
+    assert_eq!(c.node("b1").record(&site(), 7).unwrap().term(), 8);
+    c.start("b1", 7);
+    c.run_for(Duration::from_secs(1));
+    assert!(!c.node("b1").is_leader(&site(), 7));
+    assert!(c.node(who.0.as_str()).is_leader(&site(), 7));
+    assert_eq!(c.leads.len(), 1);
+}

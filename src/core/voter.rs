@@ -594,6 +594,7 @@ mod fast;
 mod guard;
 mod proposer;
 
+pub use fast::fast_leader;
 pub use guard::fleet_electorates;
 
 #[cfg(test)]

@@ -84,6 +84,10 @@ pub struct FaultModel {
     /// The leader a DOWN verdict of the judged site names crashes as the verdict is first
     /// committed, before its run's register leaves (see `sim::orphan`).
     pub commit_crash: Option<CommitCrash>,
+    /// The leader the fast round names for the judged site's first slot still hears the
+    /// site's Indicators through its blackout (a stale path answers its probes): its own
+    /// Pinger sees the site UP, so it never leads the verdict (see `sim::orphan`).
+    pub blind_leader: bool,
     pub operator: Vec<OperatorCall>,
     /// When every fault but a site's blackout has stopped (failover scenario).
     pub calm: Option<Time>,
@@ -105,6 +109,7 @@ impl FaultModel {
             wall_steps: Vec::new(),
             leader_crashes: Vec::new(),
             commit_crash: None,
+            blind_leader: false,
             operator: Vec::new(),
             calm: None,
             steps: StepProfile::default(),
@@ -484,6 +489,8 @@ fn draw_failover(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
             lasts,
             after_broadcast: own.random_bool(0.5),
         });
+    } else if permanent && f.operator.is_empty() {
+        f.blind_leader = own.random_bool(0.5);
     }
     let everyone: Vec<&NodeId> = l.voters.iter().flat_map(|(_, v)| v).collect();
     for _ in 0..rng.random_range(0..3) {

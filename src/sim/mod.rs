@@ -526,7 +526,8 @@ pub struct Summary {
     pub steps_started: u64,
     pub effects: u64,
     pub runs_finished: u64,
-    /// DOWN verdicts whose leader crashed as they were committed (`sim::orphan`).
+    /// DOWN verdicts whose leader crashed as they were committed or saw the site up
+    /// (`sim::orphan`).
     pub orphaned: u64,
     /// Wake-ups a core asked for at a deadline already past (see `Counters::overdue_wakeups`).
     pub overdue_wakeups: u64,
@@ -600,7 +601,7 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "failover: {} steps started, {} effects, {} runs finished, {} verdicts orphaned by their leader's crash",
+            "failover: {} steps started, {} effects, {} runs finished, {} verdicts orphaned (leader crashed as they committed, or saw the site up)",
             self.steps_started, self.effects, self.runs_finished, self.orphaned
         )?;
         let k = &self.known;

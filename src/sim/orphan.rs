@@ -1,5 +1,7 @@
 //! The orphaned verdict: the leader a committed DOWN verdict names dies before its run's
-//! register reaches anyone (`FaultModel::commit_crash`), so no member holds a copy of the run.
+//! register reaches anyone (`FaultModel::commit_crash`), or, named in advance by the fast
+//! round, keeps seeing the site UP and never leads it (`FaultModel::blind_leader`), so no
+//! member holds a copy of the run.
 //! The electorate must still run it: every member that learned the verdict expects the run
 //! and takes it over when no register comes (`core::replica::expected`). The check, once
 //! faults have stopped for the settle bound: the verdict, if still the newest of its site, has
@@ -10,8 +12,10 @@ use super::invariants::{Check, ViolationKind};
 use super::net::EventKind;
 use super::world::World;
 use crate::core::node::Action;
+use crate::core::quorum::Electorate;
 use crate::core::types::{NodeId, Outcome, SiteId, Time, Verdict};
-use crate::wire::Message;
+use crate::core::voter::fast_leader;
+use crate::wire::{Datagram, Message};
 
 /// What the orphaned-verdict fault did in one world.
 #[derive(Clone, Debug, Default)]
@@ -27,9 +31,10 @@ impl World {
     /// Node `i` observes the commit of `verdict`: the first commit anywhere of the judged
     /// site's first DOWN verdict fires the fault.
     pub(super) fn on_commit_for_orphan(&mut self, i: usize, verdict: &Verdict) {
-        let Some(crash) = self.faults.commit_crash else {
+        let crash = self.faults.commit_crash;
+        if crash.is_none() && !self.faults.blind_leader {
             return;
-        };
+        }
         let judged = &self.fleet.sites[0].id;
         if self.orphan.fired.is_some()
             || &verdict.site != judged
@@ -42,6 +47,10 @@ impl World {
             return;
         }
         let leader = verdict.value.leader.clone();
+        if self.faults.blind_leader && self.index(&leader) != self.blind_node() {
+            // Decided by a classic round naming a leader that sees the site DOWN: no orphan.
+            return;
+        }
         self.orphan.fired = Some((
             verdict.site.clone(),
             verdict.slot,
@@ -49,7 +58,7 @@ impl World {
             leader.clone(),
         ));
         self.counters.orphaned += 1;
-        let Some(l) = self.index(&leader) else {
+        let (Some(crash), Some(l)) = (crash, self.index(&leader)) else {
             return;
         };
         let (start, end) = (self.now, self.now + crash.lasts);
@@ -66,6 +75,37 @@ impl World {
             self.log(|| format!("{leader}, named leader of the verdict, crashes as it commits"));
             self.crash_now(l);
         }
+    }
+
+    /// The node the fast round names to lead the judged site's first slot.
+    fn blind_node(&self) -> Option<usize> {
+        let site = &self.fleet.sites[0].id;
+        let e = Electorate::new(self.fleet.electorate(site));
+        self.index(&fast_leader(site, 0, &e)?)
+    }
+
+    /// Node `i` probes `indicator`: with the blind-leader fault, a probe of the judged site's
+    /// Indicators by the named leader is answered while the site is dark, as a stale path
+    /// would. True when answered so.
+    pub(super) fn ghost_answer(&mut self, i: usize, indicator: &NodeId, nonce: u64) -> bool {
+        if !self.faults.blind_leader || self.blind_node() != Some(i) {
+            return false;
+        }
+        let site = self.fleet.sites[0].id.clone();
+        let Some(to) = self.index(indicator) else {
+            return false;
+        };
+        if self.nodes[to].site != site || !self.faults.blackout_during(&site, self.now, self.now) {
+            return false;
+        }
+        let d = Datagram::Answer {
+            nonce,
+            sent_us: self.now.0,
+        };
+        let now = self.now;
+        self.net
+            .send_datagram(&mut self.q, &self.faults, &mut self.rng, now, to, i, &d);
+        true
     }
 
     /// Before node `i` carries out `a`: true when the pending fault crashes it now (`a` and
@@ -117,6 +157,10 @@ impl World {
         if run.is_some_and(|r| r.finished.is_some()) {
             return Ok(());
         }
+        let how = match self.faults.blind_leader {
+            true => "seeing the site up",
+            false => "crashed as it committed",
+        };
         let what = match run {
             None => "no member ever registered its run",
             Some(r) if r.begun.is_none() => "its run was registered but never began",
@@ -124,7 +168,7 @@ impl World {
         };
         Err((
             ViolationKind::VerdictNotRun,
-            format!("DOWN verdict {site} epoch {epoch} (leader {leader}, crashed as it committed): {what}"),
+            format!("DOWN verdict {site} epoch {epoch} (leader {leader}, {how}): {what}"),
         ))
     }
 }

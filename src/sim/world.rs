@@ -376,6 +376,9 @@ impl World {
             }
             match a {
                 Action::SendProbe { indicator, nonce } => {
+                    if self.ghost_answer(i, &indicator, nonce) {
+                        continue;
+                    }
                     let to = self.index(&indicator);
                     match to.filter(|to| self.connected(i, *to)) {
                         Some(to) => {

@@ -406,6 +406,8 @@ impl NodeCore {
                 self.runs.waiting.insert(key, until);
                 return;
             }
+            // Not begun: its verdict is checked again when its first start is released.
+            self.runs.unbegun.insert(key.clone());
         }
         let p = Pipeline::take_over(spec, site, run, term, false, &journal, now);
         self.runs.running.insert(key, p);

@@ -68,7 +68,7 @@ pub(super) fn is_fast(b: &Ballot) -> bool {
 /// and by a hash of the site, so that consecutive slots and different sites spread the lead.
 /// The hash is written out (FNV-1a) rather than taken from std: every node of the fleet must
 /// compute the same leader whatever it was built with.
-pub(super) fn fast_leader(site: &SiteId, slot: u64, electorate: &Electorate) -> Option<NodeId> {
+pub fn fast_leader(site: &SiteId, slot: u64, electorate: &Electorate) -> Option<NodeId> {
     let n = electorate.len() as u64;
     if n == 0 {
         return None;
