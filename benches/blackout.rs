@@ -7,8 +7,11 @@
 //! bound to its `mesh_bind`) that sizes every datagram on the connections other nodes dial to
 //! a3, plus every node's mesh counters over the same window.
 //!
-//!   cargo bench --bench blackout [-- --trials N --seed S --profile drl|fast --timeline]
+//!   cargo bench --bench blackout [-- --trials N --seed S --profile drl|fast --timeline --rtt MS]
 //!
+//! `--rtt MS` puts the voters of a's electorate behind `quorate::relay` with a one-way delay
+//! of MS/2 on every packet between them (the vote crosses a WAN of that round-trip time); the
+//! Pingers still probe a's Indicators directly, so detection itself is unchanged.
 //! BLACKOUT_TRIALS (default 20) and BLACKOUT_SEED (default 1) set --trials and --seed.
 
 use anyhow::{bail, Context, Result};
@@ -51,8 +54,8 @@ fn ms(at: Instant, t0: Instant) -> f64 {
     at.saturating_duration_since(t0).as_secs_f64() * 1000.0
 }
 
-/// (trials, seed, only this profile, print timelines)
-type Args = (usize, u64, Option<String>, bool);
+/// (trials, seed, only this profile, print timelines, round-trip time between voters in ms)
+type Args = (usize, u64, Option<String>, bool, Option<u64>);
 
 fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
@@ -64,10 +67,19 @@ fn main() -> Result<()> {
     let trials = num("--trials", "BLACKOUT_TRIALS", 20)? as usize;
     let seed = num("--seed", "BLACKOUT_SEED", 1)?;
     let only = opt("--profile").map(|p| p.to_lowercase());
-    let a: Args = (trials, seed, only, argv.iter().any(|a| a == "--timeline"));
+    let rtt = opt("--rtt").map(|v| v.parse()).transpose()?;
+    let a: Args = (
+        trials,
+        seed,
+        only,
+        argv.iter().any(|a| a == "--timeline"),
+        rtt,
+    );
     let rt = tokio::runtime::Runtime::new()?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("blackout: {trials} trials per profile, seed {seed}, {cores} cores");
+    println!(
+        "blackout: {trials} trials per profile, seed {seed}, {cores} cores, voter RTT {rtt:?} ms"
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut lat, mut wire) = (Vec::new(), Vec::new());
     for p in PROFILES.iter() {
@@ -158,8 +170,35 @@ fn sorted(m: &BTreeMap<NodeId, f64>) -> Vec<f64> {
     v
 }
 
+/// `text` with the voters of site a bound to port 7411 of their mesh IP, and the relay routes
+/// from their fleet `mesh` address (what peers dial) to there.
+fn voters_behind_relay(text: &str) -> Result<(String, Vec<(SocketAddr, SocketAddr)>)> {
+    let f = quorate::config::Fleet::parse(text)?;
+    let mut out = text.to_string();
+    let mut routes = Vec::new();
+    for id in f.electorate(&SiteId::from("a")) {
+        let public = f.node(&id).context("a voter of a")?.mesh;
+        let bind = SocketAddr::new(public.ip(), 7411);
+        let line = format!("mesh  = \"{public}\"");
+        if !out.contains(&line) {
+            bail!("{id}'s mesh line not found");
+        }
+        out = out.replace(&line, &format!("{line}\nmesh_bind = \"{bind}\""));
+        routes.push((public, bind));
+    }
+    Ok((out, routes))
+}
+
 async fn detection(p: &Profile, a: &Args, rng: &mut StdRng) -> Result<Vec<Trial>> {
-    let mut fleet = LocalFleet::start(&relocate(p.1, 40), None, false).await?;
+    let mut text = relocate(p.1, 40);
+    let mut relay = None;
+    if let Some(rtt) = a.4 {
+        let (t, routes) = voters_behind_relay(&text)?;
+        let r = quorate::relay::Relay::start(routes).await?;
+        r.set_delay(Duration::from_micros(rtt * 500));
+        (text, relay) = (t, Some(r));
+    }
+    let mut fleet = LocalFleet::start(&text, None, false).await?;
     let mut events = fleet.take_events().context("events already taken")?;
     let site = SiteId::from("a");
     let majority = fleet.fleet.electorate(&site).len() / 2 + 1;
@@ -194,6 +233,9 @@ async fn detection(p: &Profile, a: &Args, rng: &mut StdRng) -> Result<Vec<Trial>
         trials.push(t);
     }
     fleet.shutdown().await;
+    if let Some(r) = relay {
+        r.shutdown().await;
+    }
     Ok(trials)
 }
 

@@ -8,7 +8,8 @@ use crate::core::replica::RunMsg;
 use crate::core::types::{Accepted, Ballot, NodeId, Opinion, SiteId, Value, Verdict};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change of the messages below.
+/// Bumped on any incompatible change of the messages below (3: `VoteMsg::FastAccept` and the
+/// service health of status messages).
 pub const WIRE_VERSION: u8 = 3;
 /// Largest datagram (probe or answer) we send or accept, before QUIC framing.
 pub const MAX_DATAGRAM: usize = 48;
@@ -129,6 +130,18 @@ pub enum VoteMsg {
     },
     /// The slot is decided; sent to every peer.
     Commit { verdict: Verdict },
+    /// "I accepted `value` in the fast round of `slot`", to every member of the electorate:
+    /// the sender's own acceptance (made durable before it was sent) of the one value the
+    /// slot's fast ballot may hold, with the sender's opinion now and the age of the evidence
+    /// behind it. Sent again when that opinion leaves the slot's outcome (the acceptance then
+    /// counts no more at those who hear it) and when it comes back.
+    FastAccept {
+        site: SiteId,
+        slot: u64,
+        value: Value,
+        opinion: Opinion,
+        evidence_age_ms: u32,
+    },
 }
 
 /// Stream messages; one message per QUIC unidirectional stream.
@@ -191,6 +204,7 @@ impl Message {
             Message::Vote(VoteMsg::Accept { .. }) => "vote/accept",
             Message::Vote(VoteMsg::AcceptReply { .. }) => "vote/accept-reply",
             Message::Vote(VoteMsg::Commit { .. }) => "vote/commit",
+            Message::Vote(VoteMsg::FastAccept { .. }) => "vote/fast-accept",
             Message::Run(RunMsg::Append { .. }) => "run/append",
             Message::Run(RunMsg::Heartbeat { .. }) => "run/heartbeat",
             Message::Run(RunMsg::Ack { .. }) => "run/ack",

@@ -150,6 +150,7 @@ fn a_voter_whose_store_holds_epoch_7_refuses_lower_ballots() {
         revote_after: Duration::from_millis(600),
         retry_after: Duration::from_millis(20),
         hold_down: Duration::from_secs(300),
+        fast_round: true,
     };
     let mut v = Voter::new(
         cfg,

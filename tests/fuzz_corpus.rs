@@ -61,6 +61,39 @@ fn every_committed_corpus_file_passes_its_target() {
     eprintln!("{ran} corpus files passed");
 }
 
+/// A wire version change turns every committed wire input into a version error, which the
+/// fuzzer then never gets past: the corpora must speak the version this build speaks, and
+/// hold every kind of stream message.
+#[test]
+fn the_wire_corpora_speak_the_current_wire_version_and_cover_every_message_kind() {
+    use quorate::wire::{decode_message, WIRE_VERSION};
+    for target in ["wire_datagram", "wire_message"] {
+        let all = files(&fuzz_dir().join("corpus").join(target));
+        let current = all
+            .iter()
+            .filter(|f| std::fs::read(f).unwrap().first() == Some(&WIRE_VERSION))
+            .count();
+        assert!(
+            current * 10 >= all.len() * 9,
+            "fuzz/corpus/{target}: {current} of {} files carry wire version {WIRE_VERSION}",
+            all.len()
+        );
+    }
+    let kinds: std::collections::BTreeSet<&str> =
+        files(&fuzz_dir().join("corpus").join("wire_message"))
+            .iter()
+            .filter_map(|f| decode_message(&std::fs::read(f).unwrap()).ok())
+            .map(|m| m.kind())
+            .collect();
+    for (_, m) in seeds::messages() {
+        assert!(
+            kinds.contains(m.kind()),
+            "no {} message in fuzz/corpus/wire_message",
+            m.kind()
+        );
+    }
+}
+
 #[test]
 fn every_regression_input_passes_its_target() {
     let (ran, failures) = replay("regressions");
@@ -258,6 +291,13 @@ mod seeds {
             }),
             Message::Vote(VoteMsg::Commit {
                 verdict: verdict(4),
+            }),
+            Message::Vote(VoteMsg::FastAccept {
+                site: site(),
+                slot: 4,
+                value: verdict(4).value,
+                opinion: Opinion::Down,
+                evidence_age_ms: 87,
             }),
             Message::Run(RunMsg::Append {
                 record: record(),

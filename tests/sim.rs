@@ -171,7 +171,9 @@ fn a_step_of_an_older_run_after_a_newer_run_began_is_caught() {
         }),
         ..failover_with(b)
     };
-    caught(cfg, 0..300, ViolationKind::StaleRunActed);
+    // Few worlds show it since a run taken over before its first step checks its verdict
+    // again when that step is released (the verdict check stops most stale runs first).
+    caught(cfg, 1825..1831, ViolationKind::StaleRunActed);
 }
 
 #[test]
@@ -196,7 +198,7 @@ fn steps_started_before_a_majority_holds_them_are_caught_acting_twice() {
         start_unreplicated: true,
         ..BrokenRules::default()
     };
-    caught(failover_with(b), 95..98, ViolationKind::DuplicateEffect);
+    caught(failover_with(b), 15..18, ViolationKind::DuplicateEffect);
 }
 
 #[test]
@@ -214,7 +216,45 @@ fn a_run_whose_lost_leader_is_never_taken_over_is_caught() {
         takeover: true,
         ..BrokenRules::default()
     };
-    caught(failover_with(b), 80..90, ViolationKind::RunNotCompleted);
+    caught(failover_with(b), 25..28, ViolationKind::RunNotCompleted);
+}
+
+/// The leader a DOWN verdict names crashes as the verdict commits, before its register
+/// leaves, or (named by the fast round) keeps seeing the site up: with no member expecting
+/// the run, nobody ever runs it.
+#[test]
+fn a_verdict_whose_leader_never_registers_its_run_is_caught_unrun() {
+    let b = BrokenRules {
+        expect_runs: true,
+        ..BrokenRules::default()
+    };
+    caught(failover_with(b), 0..40, ViolationKind::VerdictNotRun);
+    let sum = run_many(&failover_with(b), 0..40);
+    for how in ["crashed as it committed", "seeing the site up"] {
+        assert!(
+            sum.violations
+                .iter()
+                .any(|v| v.kind == ViolationKind::VerdictNotRun && v.detail.contains(how)),
+            "no unrun verdict whose leader was {how}: {sum}"
+        );
+    }
+}
+
+/// The same fault with the electorate expecting the run: every orphaned verdict is run.
+#[test]
+fn every_orphaned_verdict_is_run_by_the_electorate() {
+    let cfg = SimConfig {
+        liars: true,
+        ..failover_with(BrokenRules::default())
+    };
+    let sum = run_many(&cfg, 0..400);
+    if let Some(v) = sum.violations.first() {
+        panic!("{v}\n{}", v.trace.join("\n"));
+    }
+    assert!(
+        sum.orphaned > 30,
+        "too few orphaned verdicts to judge: {sum}"
+    );
 }
 
 #[test]

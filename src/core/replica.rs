@@ -374,6 +374,10 @@ struct Replica {
     /// until it is whole: were a partial copy labeled with the newer ballot, a takeover would
     /// prefer it to a longer copy of an older ballot and lose entries a majority held.
     staged: Option<(Ballot, Vec<JournalEntry>)>,
+    /// Expected, not heard of: a committed DOWN verdict names the run's leader, whose register
+    /// has not arrived (see `Replicas::expect`). Never persisted while set; the first `Persist`
+    /// of the record (the leader's register, a promise, a takeover) makes it a copy.
+    placeholder: bool,
 }
 
 impl Replica {
@@ -386,6 +390,7 @@ impl Replica {
             last_heard,
             retry_at: None,
             staged: None,
+            placeholder: false,
         }
     }
 
@@ -470,15 +475,30 @@ impl Replicas {
     }
 
     pub fn poll_action(&mut self) -> Option<ReplicaAction> {
-        self.actions.pop_front()
+        let a = self.actions.pop_front()?;
+        if let ReplicaAction::Persist(rec) = &a {
+            // Durable from now on: an expected run becomes a copy like any other.
+            if let Some(r) = self.runs.get_mut(&(rec.site.clone(), rec.run)) {
+                r.placeholder = false;
+            }
+        }
+        Some(a)
     }
 
+    /// The copy this node holds of a run (an expected run it has not heard of is none).
     pub fn record(&self, site: &SiteId, run: u64) -> Option<&RunRecord> {
-        self.runs.get(&(site.clone(), run)).map(|r| &r.record)
+        self.runs
+            .get(&(site.clone(), run))
+            .filter(|r| !r.placeholder)
+            .map(|r| &r.record)
     }
 
+    /// Every copy this node holds (expected runs not heard of excluded).
     pub fn records(&self) -> impl Iterator<Item = &RunRecord> {
-        self.runs.values().map(|r| &r.record)
+        self.runs
+            .values()
+            .filter(|r| !r.placeholder)
+            .map(|r| &r.record)
     }
 
     pub fn is_leader(&self, site: &SiteId, run: u64) -> bool {
@@ -754,6 +774,7 @@ impl Replicas {
     }
 }
 
+mod expected;
 mod messages;
 
 #[cfg(test)]

@@ -598,3 +598,113 @@ fn wire_size(msg: &RunMsg) -> usize {
 
 #[path = "replica_bounded_tests.rs"]
 mod bounded;
+
+/// b2 and c1 learned a DOWN verdict of epoch 7 led by b1 and expect its run.
+fn expect_from_b1(c: &mut Cluster) {
+    let e = c.electorate.clone();
+    let now = c.now;
+    for m in ["b2", "c1"] {
+        assert!(c
+            .node(m)
+            .expect(now, site(), 7, id("b1"), WallTime(0), e.clone()));
+    }
+    // The leader itself expects nothing of its own verdict, and nothing twice.
+    assert!(!c
+        .node("b1")
+        .expect(now, site(), 7, id("b1"), WallTime(0), e.clone()));
+    assert!(!c
+        .node("b2")
+        .expect(now, site(), 7, id("b1"), WallTime(0), e));
+}
+
+#[test]
+fn an_expected_run_whose_leader_never_registers_is_taken_over_once_above_its_first_ballot() {
+    let mut c = Cluster::new();
+    c.down.push(id("b1"));
+    expect_from_b1(&mut c);
+    c.settle();
+    // Nothing happened yet: not on disk, not shown.
+    assert!(c.persisted.is_empty(), "{:?}", c.persisted);
+    assert!(c.node("b2").record(&site(), 7).is_none());
+    assert_eq!(c.node("b2").records().count(), 0);
+    assert!(c.node("b2").is_expected(&site(), 7));
+    assert_eq!(c.node("b2").expected().count(), 1);
+    c.run_for(Duration::from_millis(900));
+    assert!(c.leads.is_empty(), "no takeover within the lease");
+    c.run_for(Duration::from_secs(4));
+    assert_eq!(c.leads.len(), 1, "exactly one takeover: {:?}", c.leads);
+    let (who, term, journal) = c.leads[0].clone();
+    assert_ne!(who, id("b1"));
+    assert_eq!(term, 8, "one above the verdict leader's first ballot");
+    assert!(journal.is_empty());
+    // Taken over, the run is a durable copy at both members.
+    for m in ["b2", "c1"] {
+        assert!(!c.node(m).is_expected(&site(), 7));
+        assert_eq!(c.node(m).record(&site(), 7).unwrap().term(), 8);
+        assert_eq!(c.persisted[&id(m)].promised.epoch, 8);
+    }
+    // The first leader comes back and sends its register late, at the lower term: refused,
+    // it yields and can never get a step acknowledged.
+    c.down.clear();
+    c.start("b1", 7);
+    c.run_for(Duration::from_millis(500));
+    assert!(c.yields.iter().any(|(n, b)| *n == id("b1") && b.epoch == 8));
+    assert!(!c.node("b1").is_leader(&site(), 7));
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    assert!(!c.node("b1").replicated(&site(), 7));
+    assert_eq!(c.leads.len(), 1);
+}
+
+#[test]
+fn the_leaders_register_fills_an_expected_run_and_nobody_takes_over() {
+    let mut c = Cluster::new();
+    expect_from_b1(&mut c);
+    // The register comes late, but within the lease.
+    c.run_for(Duration::from_millis(600));
+    assert!(c.persisted.is_empty());
+    c.start("b1", 7);
+    for m in ["b2", "c1"] {
+        assert!(!c.node(m).is_expected(&site(), 7));
+        let r = c.node(m).record(&site(), 7).expect("a copy now");
+        assert_eq!(r.journal_ballot, ballot(7, "b1"));
+        assert_eq!(c.persisted[&id(m)].run, 7);
+    }
+    c.append("b1", entry(7, 0, JournalKind::Started));
+    assert!(c.node("b1").replicated(&site(), 7));
+    c.run_for(Duration::from_secs(10));
+    assert!(c.leads.is_empty(), "takeovers: {:?}", c.leads);
+    assert!(c.node("b1").is_leader(&site(), 7));
+}
+
+#[test]
+fn a_forgotten_expected_run_leaves_nothing_behind() {
+    let mut c = Cluster::new();
+    c.down.push(id("b1"));
+    expect_from_b1(&mut c);
+    c.node("b2").forget_expected(|_| false);
+    c.node("c1").forget_expected(|_| false);
+    c.run_for(Duration::from_secs(5));
+    assert!(c.leads.is_empty());
+    assert!(c.persisted.is_empty());
+    assert!(!c.node("b2").is_expected(&site(), 7));
+}
+
+/// The fast round's named leader still sees the site up: it is alive but registers nothing.
+/// The others take the run over (it answers their takeover like any member), and when it
+/// leads at last (its own Pinger sees the site DOWN), the run is already someone else's.
+#[test]
+fn a_named_leader_that_leads_after_the_takeover_starts_no_second_run() {
+    let mut c = Cluster::new();
+    expect_from_b1(&mut c);
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.leads.len(), 1, "{:?}", c.leads);
+    let (who, term, _) = c.leads[0].clone();
+    assert_eq!(term, 8);
+    // b1 promised the takeover: it holds the run, at the higher term.
+    assert_eq!(c.node("b1").record(&site(), 7).unwrap().term(), 8);
+    c.start("b1", 7);
+    c.run_for(Duration::from_secs(1));
+    assert!(!c.node("b1").is_leader(&site(), 7));
+    assert!(c.node(who.0.as_str()).is_leader(&site(), 7));
+    assert_eq!(c.leads.len(), 1);
+}

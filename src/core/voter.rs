@@ -36,6 +36,8 @@ pub struct VoterConfig {
     /// Pause between undecided rounds.
     pub retry_after: Duration,
     pub hold_down: Duration,
+    /// Take part in each slot's fast round before any classic round (see `voter::fast`).
+    pub fast_round: bool,
 }
 
 impl VoterConfig {
@@ -47,6 +49,7 @@ impl VoterConfig {
             revote_after: t.revote_after,
             retry_after: t.probe_interval,
             hold_down: t.hold_down,
+            fast_round: true,
         }
     }
 }
@@ -132,6 +135,11 @@ pub enum VoterAction {
         verdict: Verdict,
         by_me: bool,
     },
+    /// This node leads the pipeline of a DOWN verdict it learned (rather than counted) and that
+    /// names it as leader: its own Pinger now sees the site DOWN as well.
+    Lead {
+        verdict: Verdict,
+    },
     /// A message from `from` about `site` was refused and changed nothing: its sender may not
     /// originate what it says, or a number in it is out of bounds.
     Refused {
@@ -149,7 +157,8 @@ struct Poll {
     deadline: Time,
     promises: Count,
     opinions: Count,
-    highest_accepted: Option<Accepted>,
+    /// What each member that promised this ballot had accepted for the slot.
+    reports: BTreeMap<NodeId, Accepted>,
     answers: BTreeMap<NodeId, Answer>,
 }
 
@@ -193,6 +202,10 @@ struct SiteVote {
     deferred_until: Option<Time>,
     /// Highest epoch other voters reported promising; the next ballot outbids it.
     seen_epoch: u64,
+    /// This voter's part in the fast round of the pending slot.
+    fast_try: Option<fast::FastTry>,
+    /// Fast-round acceptances heard for the pending slot.
+    tally: fast::Tally,
 }
 
 pub struct Voter {
@@ -211,6 +224,9 @@ pub struct Voter {
     ahead: BTreeMap<SiteId, BTreeMap<NodeId, Verdict>>,
     /// When each site's DOWN verdict was learned, for hold-down.
     down_learned_at: BTreeMap<SiteId, Time>,
+    /// DOWN verdicts naming this node as leader that it learned from a peer: led once its own
+    /// opinion is DOWN too (`fast::resolve_leads`).
+    lead_pending: BTreeMap<SiteId, Verdict>,
     next_round_id: u64,
     rng: StdRng,
     actions: VecDeque<VoterAction>,
@@ -239,6 +255,7 @@ impl Voter {
             fleet: BTreeMap::new(),
             ahead: BTreeMap::new(),
             down_learned_at: BTreeMap::new(),
+            lead_pending: BTreeMap::new(),
             next_round_id: 1,
             rng: StdRng::seed_from_u64(seed),
             actions: VecDeque::new(),
@@ -276,6 +293,8 @@ impl Voter {
                     retry_at: None,
                     deferred_until: None,
                     seen_epoch: 0,
+                    fast_try: None,
+                    tally: fast::Tally::default(),
                 },
             };
             self.sites.insert(site, sv);
@@ -377,8 +396,10 @@ impl Voter {
             sv.attempts = 0;
             sv.conflicts = 0;
             sv.retry_at = None;
+            self.withdraw_fast(now, site, &report);
         }
         self.maybe_start(now, site, ops);
+        self.resolve_leads(now, ops);
     }
 
     pub fn handle_timeout(&mut self, now: Time, ops: &impl OpinionSource) {
@@ -411,6 +432,7 @@ impl Voter {
             }
             self.maybe_start(now, &site, ops);
         }
+        self.resolve_leads(now, ops);
     }
 
     /// A vote message from `from`; one its sender may not send is refused whole.
@@ -478,6 +500,13 @@ impl Voter {
                 self.on_accept_reply(now, from, &site, slot, &ballot, ok, promised);
             }
             VoteMsg::Commit { verdict } => self.learn_from(now, from, verdict),
+            VoteMsg::FastAccept {
+                site,
+                slot,
+                value,
+                opinion,
+                evidence_age_ms,
+            } => self.on_fast_accept(now, from, &site, slot, value, opinion, evidence_age_ms),
         }
         let sites: Vec<SiteId> = self.sites.keys().cloned().collect();
         for s in sites {
@@ -485,6 +514,7 @@ impl Voter {
                 self.maybe_start(now, &s, ops);
             }
         }
+        self.resolve_leads(now, ops);
     }
 
     /// A verdict this node committed itself, or read back from its store: learned without
@@ -503,6 +533,14 @@ impl Voter {
         }
         if verdict.outcome() == Outcome::Down {
             self.down_learned_at.insert(site.clone(), now);
+        }
+        self.lead_pending.remove(&site);
+        if !by_me
+            && verdict.outcome() == Outcome::Down
+            && verdict.value.leader == self.me
+            && self.sites.contains_key(&site)
+        {
+            self.lead_pending.insert(site.clone(), verdict.clone());
         }
         self.known.insert(site.clone(), verdict.clone());
         self.actions.push_back(VoterAction::Committed {
@@ -526,6 +564,7 @@ impl Voter {
         sv.retry_at = None;
         sv.held.retain(|h| h.slot > verdict.slot);
         sv.answered.retain(|h| h.slot > verdict.slot);
+        sv.fast_try = None;
     }
 }
 
@@ -551,9 +590,11 @@ impl Outcome {
 }
 
 mod acceptor;
+mod fast;
 mod guard;
 mod proposer;
 
+pub use fast::fast_leader;
 pub use guard::fleet_electorates;
 
 #[cfg(test)]
@@ -563,3 +604,7 @@ mod tests;
 #[cfg(test)]
 #[path = "voter/guard_tests.rs"]
 mod guard_tests;
+
+#[cfg(test)]
+#[path = "voter/fast_tests.rs"]
+mod fast_tests;

@@ -22,6 +22,7 @@ pub(super) fn cfg() -> VoterConfig {
         revote_after: ms(3000),
         retry_after: ms(100),
         hold_down: ms(300_000),
+        fast_round: true,
     }
 }
 
@@ -50,19 +51,20 @@ impl OpinionSource for Ops {
 }
 
 /// Voters judging site `a`, a FIFO network between them, and everything they emitted.
-struct World {
-    now: Time,
-    voters: BTreeMap<NodeId, Voter>,
-    ops: BTreeMap<NodeId, Ops>,
-    queue: VecDeque<(NodeId, NodeId, VoteMsg)>,
-    down: BTreeSet<NodeId>,
-    persisted: Vec<(NodeId, Durable)>,
-    committed: Vec<(NodeId, Verdict)>,
-    rounds: Vec<(NodeId, RoundRecord)>,
+pub(super) struct World {
+    pub(super) now: Time,
+    pub(super) voters: BTreeMap<NodeId, Voter>,
+    pub(super) ops: BTreeMap<NodeId, Ops>,
+    pub(super) queue: VecDeque<(NodeId, NodeId, VoteMsg)>,
+    pub(super) down: BTreeSet<NodeId>,
+    pub(super) persisted: Vec<(NodeId, Durable)>,
+    pub(super) committed: Vec<(NodeId, Verdict)>,
+    pub(super) rounds: Vec<(NodeId, RoundRecord)>,
+    pub(super) leads: Vec<(NodeId, Verdict)>,
 }
 
 impl World {
-    fn new(names: &[&str]) -> World {
+    pub(super) fn new(names: &[&str]) -> World {
         let electorate = Electorate::new(names.iter().map(|s| n(s)));
         let mut voters = BTreeMap::new();
         let mut ops = BTreeMap::new();
@@ -87,11 +89,23 @@ impl World {
             persisted: vec![],
             committed: vec![],
             rounds: vec![],
+            leads: vec![],
         }
     }
 
+    /// The same voters with the fast round off: every slot goes through the classic round.
+    pub(super) fn classic(mut self) -> World {
+        for v in self.voters.values_mut() {
+            v.set_config(VoterConfig {
+                fast_round: false,
+                ..cfg()
+            });
+        }
+        self
+    }
+
     /// Sets `who`'s opinion of a and tells its voter, as the driver does on a change.
-    fn opinion(&mut self, who: &str, op: Opinion) {
+    pub(super) fn opinion(&mut self, who: &str, op: Opinion) {
         self.ops.get_mut(&n(who)).unwrap().set(op, 10);
         let ops = self.ops[&n(who)].clone();
         self.voters
@@ -101,7 +115,7 @@ impl World {
         self.collect(&n(who));
     }
 
-    fn collect(&mut self, who: &NodeId) {
+    pub(super) fn collect(&mut self, who: &NodeId) {
         let names: Vec<NodeId> = self.voters.keys().cloned().collect();
         while let Some(act) = self.voters.get_mut(who).unwrap().poll_action() {
             match act {
@@ -116,12 +130,13 @@ impl World {
                     self.committed.push((who.clone(), verdict))
                 }
                 VoterAction::RoundEnded(r) => self.rounds.push((who.clone(), r)),
+                VoterAction::Lead { verdict } => self.leads.push((who.clone(), verdict)),
                 VoterAction::RoundStarted { .. } | VoterAction::Refused { .. } => {}
             }
         }
     }
 
-    fn deliver_one(&mut self) -> bool {
+    pub(super) fn deliver_one(&mut self) -> bool {
         let Some((from, to, msg)) = self.queue.pop_front() else {
             return false;
         };
@@ -137,12 +152,12 @@ impl World {
         true
     }
 
-    fn deliver_all(&mut self) {
+    pub(super) fn deliver_all(&mut self) {
         while self.deliver_one() {}
     }
 
     /// Advances time to `until`, firing timers and delivering messages instantly.
-    fn run_until(&mut self, until: Time) {
+    pub(super) fn run_until(&mut self, until: Time) {
         loop {
             self.deliver_all();
             let next = self
@@ -178,20 +193,20 @@ impl World {
         self.now = until;
     }
 
-    fn verdict_of(&self, who: &str) -> Option<Verdict> {
+    pub(super) fn verdict_of(&self, who: &str) -> Option<Verdict> {
         self.voters[&n(who)].verdict(&a()).cloned()
     }
 
-    fn outcomes(&self) -> Vec<RoundOutcome> {
+    pub(super) fn outcomes(&self) -> Vec<RoundOutcome> {
         self.rounds.iter().map(|(_, r)| r.outcome).collect()
     }
 }
 
-const FOUR: [&str; 4] = ["b1", "b2", "c1", "c2"];
+pub(super) const FOUR: [&str; 4] = ["b1", "b2", "c1", "c2"];
 
 #[test]
 fn a_down_opinion_starts_a_round_with_exact_actions() {
-    let mut w = World::new(&FOUR);
+    let mut w = World::new(&FOUR).classic();
     w.ops.get_mut(&n("b1")).unwrap().set(Opinion::Down, 10);
     let ops = w.ops[&n("b1")].clone();
     let v = w.voters.get_mut(&n("b1")).unwrap();
@@ -238,7 +253,7 @@ fn a_down_opinion_starts_a_round_with_exact_actions() {
 
 #[test]
 fn a_majority_of_down_opinions_commits_one_verdict_that_every_voter_learns() {
-    let mut w = World::new(&FOUR);
+    let mut w = World::new(&FOUR).classic();
     for v in ["b2", "c1", "c2"] {
         w.opinion(v, Opinion::Down);
         w.run_until(w.now);
@@ -294,7 +309,7 @@ fn a_voter_that_contradicts_is_counted_and_two_contradictions_of_four_end_the_ro
 
 #[test]
 fn a_false_positive_round_is_not_repeated_before_revote_after() {
-    let mut w = World::new(&["b1", "c1", "c2"]);
+    let mut w = World::new(&["b1", "c1", "c2"]).classic();
     w.opinion("c1", Opinion::Up);
     w.opinion("c2", Opinion::Up);
     w.opinion("b1", Opinion::Down);
@@ -515,7 +530,7 @@ fn a_restarted_voter_proposes_above_its_durable_promise() {
 
 #[test]
 fn a_suspecting_voter_holds_its_answer_until_its_own_opinion_settles() {
-    let mut w = World::new(&["b1", "c1", "c2"]);
+    let mut w = World::new(&["b1", "c1", "c2"]).classic();
     w.opinion("c1", Opinion::Suspect);
     w.opinion("c2", Opinion::Suspect);
     w.opinion("b1", Opinion::Down);
@@ -534,7 +549,7 @@ fn a_suspecting_voter_holds_its_answer_until_its_own_opinion_settles() {
 
 #[test]
 fn stale_evidence_does_not_count_as_a_down_vote() {
-    let mut w = World::new(&["b1", "c1", "c2"]);
+    let mut w = World::new(&["b1", "c1", "c2"]).classic();
     w.ops.get_mut(&n("c1")).unwrap().set(Opinion::Down, 5000);
     w.ops.get_mut(&n("c2")).unwrap().set(Opinion::Down, 5000);
     w.opinion("b1", Opinion::Down);

@@ -36,6 +36,18 @@ pub struct Outage {
     pub crash: bool,
 }
 
+/// The leader named by the judged site's first DOWN verdict crashes as the verdict is first
+/// committed anywhere: when it committed it itself, before it carries out anything after the
+/// commit (or only after the Commit broadcast), so its run's register reaches nobody.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitCrash {
+    /// How long it stays down (beyond the horizon: for good).
+    pub lasts: Duration,
+    /// The Commit broadcast still leaves (the others learn the verdict from it rather than by
+    /// recovering it in a round of their own).
+    pub after_broadcast: bool,
+}
+
 /// An operator's call at a node, at a point of true time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperatorCall {
@@ -69,6 +81,13 @@ pub struct FaultModel {
     pub wall_steps: Vec<(NodeId, Time, i64)>,
     /// At each time, whichever node leads a run of the judged site crashes for the duration.
     pub leader_crashes: Vec<(Time, Duration)>,
+    /// The leader a DOWN verdict of the judged site names crashes as the verdict is first
+    /// committed, before its run's register leaves (see `sim::orphan`).
+    pub commit_crash: Option<CommitCrash>,
+    /// The leader the fast round names for the judged site's first slot still hears the
+    /// site's Indicators through its blackout (a stale path answers its probes): its own
+    /// Pinger sees the site UP, so it never leads the verdict (see `sim::orphan`).
+    pub blind_leader: bool,
     pub operator: Vec<OperatorCall>,
     /// When every fault but a site's blackout has stopped (failover scenario).
     pub calm: Option<Time>,
@@ -89,6 +108,8 @@ impl FaultModel {
             outages: Vec::new(),
             wall_steps: Vec::new(),
             leader_crashes: Vec::new(),
+            commit_crash: None,
+            blind_leader: false,
             operator: Vec::new(),
             calm: None,
             steps: StepProfile::default(),
@@ -452,6 +473,24 @@ fn draw_failover(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
             end: s + ms(rng.random_range(100..1000)),
             crash: false,
         });
+    }
+    // Drawn apart from the seed's main stream, so that the other faults of a seed stay as
+    // they were before this fault existed.
+    let permanent =
+        f.blackouts.len() == 1 && f.blackouts[0].site == a && f.blackouts[0].end.is_none();
+    let mut own = <StdRng as rand::SeedableRng>::seed_from_u64(f.seed ^ 0x0c0ff1ce);
+    if permanent && f.operator.is_empty() && own.random_bool(0.5) {
+        let lasts = if own.random_bool(0.5) {
+            l.horizon.since(Time::ZERO)
+        } else {
+            ms(own.random_range(300..3000))
+        };
+        f.commit_crash = Some(CommitCrash {
+            lasts,
+            after_broadcast: own.random_bool(0.5),
+        });
+    } else if permanent && f.operator.is_empty() {
+        f.blind_leader = own.random_bool(0.5);
     }
     let everyone: Vec<&NodeId> = l.voters.iter().flat_map(|(_, v)| v).collect();
     for _ in 0..rng.random_range(0..3) {

@@ -39,6 +39,9 @@ pub enum ViolationKind {
     IsolationLate,
     /// A node stored or recorded something a lying member forged.
     ForgeryAccepted,
+    /// A committed DOWN verdict whose leader died before registering its run got no run that
+    /// began and finished once faults stopped.
+    VerdictNotRun,
 }
 
 /// One site's electorate as the checker sees it: voters with their sites.

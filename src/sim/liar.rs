@@ -1,13 +1,16 @@
 //! A lying member: an indicator-only node (inside the judged site, authenticated like any
 //! member, but entitled to originate nothing but probe answers) that sends forged verdicts
 //! (`Commit`, status `verdicts`), forged maintenance calls in its status, and forged run
-//! registers (`Append`) and lease renewals (`Heartbeat`). Every forged number is at least
-//! `FORGED_FROM` and every forged maintenance call is remembered, so the world recognises a
-//! forgery that a node accepted and stored. The trust model says none may change anything.
+//! registers (`Append`) and lease renewals (`Heartbeat`), and fast-round acceptances
+//! (`FastAccept`) for a DOWN slot. Every forged number is at least `FORGED_FROM` (but half of
+//! the acceptances, which carry slot 0's fast value exactly as a voter would: counted, one
+//! could tip a vote into a false verdict, which the checker catches) and every forged
+//! maintenance call is remembered, so the world recognises a forgery that a node accepted and
+//! stored. The trust model says none may change anything.
 
 use crate::core::pipeline::{JournalEntry, JournalKind, Phase, StepRef};
 use crate::core::replica::{RunMsg, RunRecord, RunTrigger};
-use crate::core::types::{Ballot, NodeId, Outcome, SiteId, Value, Verdict, WallTime};
+use crate::core::types::{Ballot, NodeId, Opinion, Outcome, SiteId, Value, Verdict, WallTime};
 use crate::wire::{MaintenanceWindow, Message, PeerStatus, VoteMsg};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -37,8 +40,21 @@ pub fn forge(
             leader: leader.clone(),
         },
     };
-    match rng.random_range(0..5) {
+    match rng.random_range(0..6) {
         0 => Message::Vote(VoteMsg::Commit { verdict }),
+        // As plausible as it gets: the very value a voter accepts in slot 0's fast round, or
+        // in a later even slot's.
+        5 => Message::Vote(VoteMsg::FastAccept {
+            site: site.clone(),
+            slot: if n % 2 == 0 { 0 } else { n & !1 },
+            value: Value {
+                outcome: Outcome::Down,
+                epoch: if n % 2 == 0 { 1 } else { n },
+                leader,
+            },
+            opinion: Opinion::Down,
+            evidence_age_ms: 0,
+        }),
         1 => Message::Status(PeerStatus {
             node: liar.clone(),
             fleet_hash: String::new(),

@@ -8,12 +8,14 @@
 
 pub mod actuator;
 mod calls;
+mod cli;
 pub mod failover;
 pub mod faults;
 pub mod fleet;
 pub mod invariants;
 pub mod liar;
 pub mod net;
+mod orphan;
 pub mod world;
 
 use crate::config::Timing;
@@ -35,6 +37,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 use world::{Counters, Node, World};
+
+pub use cli::{cli, SimArgs};
 
 /// When every fault of the failover scenario but a site's blackout has stopped.
 pub const FAILOVER_CALM: Duration = Duration::from_secs(11);
@@ -444,7 +448,9 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> Result<SeedReport, Violation> {
                 let site = w.fleet.sites[0].id.clone();
                 let bound = settle_bound(&w.fleet, &site);
                 let calm = Time::ZERO + FAILOVER_CALM;
-                w.failover.check_settled(w.now, calm, bound, &w.faults)
+                w.failover
+                    .check_settled(w.now, calm, bound, &w.faults)
+                    .and_then(|()| w.check_orphan(calm))
             }
         };
         if let Err((kind, detail)) = r {
@@ -513,11 +519,16 @@ pub struct Summary {
     pub false_verdicts: u64,
     pub undecided_rounds: u64,
     pub contradicted_rounds: u64,
+    pub fast_decided: u64,
+    pub classic_decided: u64,
     pub restarts: u64,
     /// Run steps started, effects recorded and runs journaled as finished (failover scenario).
     pub steps_started: u64,
     pub effects: u64,
     pub runs_finished: u64,
+    /// DOWN verdicts whose leader crashed as they were committed or saw the site up
+    /// (`sim::orphan`).
+    pub orphaned: u64,
     /// Wake-ups a core asked for at a deadline already past (see `Counters::overdue_wakeups`).
     pub overdue_wakeups: u64,
     /// Known core defects seen (see `SimConfig::strict`).
@@ -585,8 +596,13 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "failover: {} steps started, {} effects, {} runs finished",
-            self.steps_started, self.effects, self.runs_finished
+            "slots decided: {} in the fast round, {} after a classic round started",
+            self.fast_decided, self.classic_decided
+        )?;
+        writeln!(
+            f,
+            "failover: {} steps started, {} effects, {} runs finished, {} verdicts orphaned (leader crashed as they committed, or saw the site up)",
+            self.steps_started, self.effects, self.runs_finished, self.orphaned
         )?;
         let k = &self.known;
         writeln!(
@@ -674,10 +690,13 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
                 }
                 sum.undecided_rounds += rep.counters.undecided_rounds;
                 sum.contradicted_rounds += rep.counters.contradicted_rounds;
+                sum.fast_decided += rep.counters.fast_decided;
+                sum.classic_decided += rep.counters.classic_decided;
                 sum.restarts += rep.counters.restarts;
                 sum.steps_started += rep.counters.steps_started;
                 sum.effects += rep.counters.effects;
                 sum.runs_finished += rep.counters.runs_finished;
+                sum.orphaned += rep.counters.orphaned;
                 sum.overdue_wakeups += rep.counters.overdue_wakeups;
                 let k = &rep.counters.known;
                 sum.known.retry_overlaps += k.retry_overlaps;
@@ -700,108 +719,4 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
     }
     sum.wall = start.elapsed();
     sum
-}
-
-/// Options of `quorate sim`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct SimArgs {
-    /// Number of seeds to run (0..N).
-    #[arg(long, default_value_t = 1000)]
-    pub seeds: u64,
-    /// Run only this seed (reproduces a reported failure exactly).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Sites of the simulated fleet.
-    #[arg(long, default_value_t = 3)]
-    pub sites: usize,
-    /// Voters in each site.
-    #[arg(long, default_value_t = 2)]
-    pub voters_per_site: usize,
-    /// Indicators in each site.
-    #[arg(long, default_value_t = 3)]
-    pub indicators_per_site: usize,
-    /// Datagram loss probability (0..1).
-    #[arg(long)]
-    pub loss: Option<f64>,
-    /// blackout, wan-cut, loss, crash-restart, flap, mixed, failover or all.
-    #[arg(long, default_value = "all")]
-    pub scenario: String,
-    /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
-    #[arg(long)]
-    pub fast: bool,
-    /// Report the known core defects the checker recognises as violations too.
-    #[arg(long)]
-    pub strict: bool,
-    /// A lying indicator-only node sends forged verdicts, maintenance calls and run
-    /// messages in the failover scenario (the cores do not refuse them all yet).
-    #[arg(long)]
-    pub liars: bool,
-}
-
-/// `quorate sim`: prints the summary; on a violation prints the seed, what broke and the
-/// trace, and returns false.
-pub fn cli(a: &SimArgs) -> Result<bool, String> {
-    let mut cfg = SimConfig {
-        sites: a.sites,
-        voters_per_site: a.voters_per_site.max(1),
-        indicators_per_site: a.indicators_per_site,
-        strict: a.strict,
-        liars: a.liars,
-        ..SimConfig::default()
-    };
-    if a.sites < 3 {
-        return Err("--sites must be at least 3 (two judged sites and a witness)".into());
-    }
-    if a.sites > 8 {
-        return Err("--sites is at most 8".into());
-    }
-    if let Some(p) = a.loss {
-        if !(0.0..1.0).contains(&p) {
-            return Err(format!("--loss {p} must be in [0, 1)"));
-        }
-        cfg.loss = p;
-        cfg.loss_scenario = p;
-    }
-    cfg.scenario = match a.scenario.as_str() {
-        "all" => None,
-        s => Some(Scenario::parse(s).ok_or_else(|| {
-            let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown scenario {s:?}; one of: all {}", names.join(" "))
-        })?),
-    };
-    if a.fast {
-        cfg = cfg.fast();
-    }
-    let range = match a.seed {
-        Some(s) => s..s + 1,
-        None => 0..a.seeds,
-    };
-    let sum = run_many(&cfg, range);
-    println!("{sum}");
-    if let Some(v) = sum.violations.first() {
-        println!("\nVIOLATION {v}");
-        let mut repro = format!(
-            "quorate sim --seed {} --scenario {} --sites {} --voters-per-site {} --indicators-per-site {}",
-            v.seed, v.scenario, a.sites, a.voters_per_site, a.indicators_per_site
-        );
-        if let Some(p) = a.loss {
-            repro += &format!(" --loss {p}");
-        }
-        if a.fast {
-            repro += " --fast";
-        }
-        if a.strict {
-            repro += " --strict";
-        }
-        if a.liars {
-            repro += " --liars";
-        }
-        println!("reproduce: {repro}");
-        println!("last {} trace lines:", v.trace.len());
-        for l in &v.trace {
-            println!("  {l}");
-        }
-        return Ok(false);
-    }
-    Ok(true)
 }

@@ -5,7 +5,7 @@
 
 use super::faults::FaultModel;
 use crate::core::types::{NodeId, SiteId, Time};
-use crate::wire::{self, Datagram, Message};
+use crate::wire::{self, Datagram, Message, VoteMsg};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::cmp::Ordering;
@@ -235,5 +235,55 @@ impl Net {
             .cloned()
             .zip(self.traffic.iter().copied())
             .collect()
+    }
+}
+
+/// One vote message in a trace line.
+pub fn describe(m: &VoteMsg) -> String {
+    match m {
+        VoteMsg::Prepare {
+            site, slot, ballot, ..
+        } => format!("Prepare {site} slot {slot} epoch {}", ballot.epoch),
+        VoteMsg::Promise {
+            site,
+            slot,
+            ballot,
+            ok,
+            opinion,
+            ..
+        } => format!(
+            "Promise {site} slot {slot} epoch {} ok={ok} opinion={:?} age={}ms",
+            ballot.epoch, opinion.opinion, opinion.evidence_age_ms
+        ),
+        VoteMsg::Accept {
+            site, slot, ballot, ..
+        } => format!("Accept {site} slot {slot} epoch {}", ballot.epoch),
+        VoteMsg::AcceptReply {
+            site,
+            slot,
+            ballot,
+            ok,
+            ..
+        } => format!(
+            "AcceptReply {site} slot {slot} epoch {} ok={ok}",
+            ballot.epoch
+        ),
+        VoteMsg::FastAccept {
+            site,
+            slot,
+            value,
+            opinion,
+            evidence_age_ms,
+        } => format!(
+            "FastAccept {site} slot {slot} epoch {} leader {} opinion={opinion:?} age={evidence_age_ms}ms",
+            value.epoch, value.leader
+        ),
+        VoteMsg::Commit { verdict } => format!(
+            "Commit {} slot {} {:?} epoch {}",
+            verdict.site,
+            verdict.slot,
+            verdict.outcome(),
+            verdict.epoch()
+        ),
     }
 }

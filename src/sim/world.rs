@@ -20,10 +20,10 @@ use crate::core::quorum::Electorate;
 use crate::core::types::{NodeId, Now, SiteId, Time, WallTime};
 use crate::core::voter::{RoundOutcome, VoterAction};
 use crate::store::{MemoryStore, Storage};
-use crate::wire::{self, Datagram, MaintenanceWindow, Message, VoteMsg};
+use crate::wire::{self, Datagram, MaintenanceWindow, Message};
 use rand::rngs::StdRng;
 use rand::RngCore;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,12 +73,16 @@ pub struct Counters {
     pub events: u64,
     pub undecided_rounds: u64,
     pub contradicted_rounds: u64,
+    /// Slots decided before any classic round of theirs started (the fast round), and after.
+    pub fast_decided: u64,
+    pub classic_decided: u64,
     pub conflicts: u64,
     pub restarts: u64,
     pub decode_errors: u64,
     pub steps_started: u64,
     pub effects: u64,
     pub runs_finished: u64,
+    pub orphaned: u64,
     pub forgeries: u64,
     /// Times a core asked to be woken at a deadline already past (a busy loop for a driver).
     pub overdue_wakeups: u64,
@@ -110,6 +114,9 @@ pub struct World {
     /// The lying member, when the scenario has one.
     pub liar: Option<usize>,
     pub(super) next_command: u64,
+    pub(super) orphan: super::orphan::Orphan,
+    /// (site, slot) for which some node started a classic round.
+    classic_slots: BTreeSet<(SiteId, u64)>,
 }
 
 impl World {
@@ -151,6 +158,8 @@ impl World {
             operator_windows: Vec::new(),
             liar: None,
             next_command: 0,
+            orphan: Default::default(),
+            classic_slots: BTreeSet::new(),
         }
     }
 
@@ -325,7 +334,7 @@ impl World {
                 Ok(msg) => {
                     if let Message::Vote(m) = &msg {
                         if self.trace_len > 0 {
-                            let line = describe(m);
+                            let line = super::net::describe(m);
                             let to_id = self.nodes[to].id.clone();
                             self.log(|| format!("{from_id} -> {to_id} {line}"));
                         }
@@ -363,8 +372,14 @@ impl World {
     pub(super) fn carry_out(&mut self, i: usize) -> Check {
         let now = self.now;
         while let Some(a) = self.nodes[i].core.as_mut().and_then(|c| c.poll_action()) {
+            if self.crashes_before(i, &a) {
+                break;
+            }
             match a {
                 Action::SendProbe { indicator, nonce } => {
+                    if self.ghost_answer(i, &indicator, nonce) {
+                        continue;
+                    }
                     let to = self.index(&indicator);
                     match to.filter(|to| self.connected(i, *to)) {
                         Some(to) => {
@@ -453,12 +468,12 @@ impl World {
                 }
                 Action::AppendJournal(e) => {
                     let me = self.nodes[i].id.clone();
-                    if matches!(
-                        e.kind,
-                        crate::core::pipeline::JournalKind::RunFinished { .. }
-                    ) {
+                    if let crate::core::pipeline::JournalKind::RunFinished { outcome } = &e.kind {
                         self.counters.runs_finished += 1;
-                        self.log(|| format!("{me} journals the end of run {}-{}", e.site, e.epoch));
+                        let how = outcome.summary();
+                        self.log(|| {
+                            format!("{me} journals the end of run {}-{}: {how}", e.site, e.epoch)
+                        });
                     }
                     self.failover.on_journal(now, &e);
                     self.nodes[i]
@@ -517,6 +532,9 @@ impl World {
                 self.log(|| {
                     format!("{me} round started: {site} slot {slot} {target:?} epoch {epoch} attempt {attempt}")
                 });
+                if attempt > 0 {
+                    self.classic_slots.insert((site, slot));
+                }
             }
             Observation::Voter(VoterAction::RoundEnded(r)) => {
                 match r.outcome {
@@ -545,6 +563,14 @@ impl World {
                         verdict.value.leader
                     )
                 });
+                let key = (verdict.site.clone(), verdict.slot);
+                if !self.checker.commits.contains_key(&key) {
+                    match self.classic_slots.contains(&key) {
+                        true => self.counters.classic_decided += 1,
+                        false => self.counters.fast_decided += 1,
+                    }
+                }
+                self.on_commit_for_orphan(i, &verdict);
                 self.checker.on_commit(now, &me, &verdict, &self.faults)?;
             }
             Observation::Voter(_) => {}
@@ -675,7 +701,7 @@ impl World {
     }
 
     /// Crashes node `i` (dynamic faults use this too).
-    fn crash(&mut self, i: usize) {
+    pub(super) fn crash_now(&mut self, i: usize) {
         let now = self.now;
         let n = &mut self.nodes[i];
         n.up = false;
@@ -709,7 +735,7 @@ impl World {
             let n = &mut self.nodes[i];
             if n.up && !want_up {
                 if crash {
-                    self.crash(i);
+                    self.crash_now(i);
                 } else {
                     let n = &mut self.nodes[i];
                     n.up = false;
@@ -721,7 +747,7 @@ impl World {
                 self.log(|| format!("{id} {how}"));
             } else if !n.up && crash && n.frozen {
                 // A frozen node that crashes loses its memory and its backlog.
-                self.crash(i);
+                self.crash_now(i);
             } else if !n.up && want_up {
                 n.up = true;
                 if !n.frozen {
@@ -751,44 +777,5 @@ impl World {
             }
         }
         Ok(())
-    }
-}
-
-fn describe(m: &VoteMsg) -> String {
-    match m {
-        VoteMsg::Prepare {
-            site, slot, ballot, ..
-        } => format!("Prepare {site} slot {slot} epoch {}", ballot.epoch),
-        VoteMsg::Promise {
-            site,
-            slot,
-            ballot,
-            ok,
-            opinion,
-            ..
-        } => format!(
-            "Promise {site} slot {slot} epoch {} ok={ok} opinion={:?} age={}ms",
-            ballot.epoch, opinion.opinion, opinion.evidence_age_ms
-        ),
-        VoteMsg::Accept {
-            site, slot, ballot, ..
-        } => format!("Accept {site} slot {slot} epoch {}", ballot.epoch),
-        VoteMsg::AcceptReply {
-            site,
-            slot,
-            ballot,
-            ok,
-            ..
-        } => format!(
-            "AcceptReply {site} slot {slot} epoch {} ok={ok}",
-            ballot.epoch
-        ),
-        VoteMsg::Commit { verdict } => format!(
-            "Commit {} slot {} {:?} epoch {}",
-            verdict.site,
-            verdict.slot,
-            verdict.outcome(),
-            verdict.epoch()
-        ),
     }
 }

@@ -167,6 +167,9 @@ pub struct BrokenRules {
     pub takeover_delay: bool,
     /// No member takes over a run whose leader went silent.
     pub takeover: bool,
+    /// No member expects the run of a DOWN verdict led elsewhere: a leader that dies before
+    /// its register leaves orphans the verdict.
+    pub expect_runs: bool,
 }
 
 /// One node's decisions (see the module doc).
@@ -446,6 +449,9 @@ impl NodeCore {
         for v in status.verdicts {
             self.voter.learn_from(now.mono, &from, v);
         }
+        if !self.abstains() {
+            self.voter.resolve_leads(now.mono, &self.pinger);
+        }
         self.learn_maintenance(now, &from, status.maintenance);
         self.peers.heard(
             now.mono,
@@ -520,7 +526,9 @@ impl NodeCore {
     }
 
     fn on_voter_action(&mut self, now: Now, a: VoterAction) {
-        if self.voting_disabled.is_some() && !matches!(a, VoterAction::Committed { .. }) {
+        if self.voting_disabled.is_some()
+            && !matches!(a, VoterAction::Committed { .. } | VoterAction::Lead { .. })
+        {
             return;
         }
         match a {
@@ -547,10 +555,21 @@ impl NodeCore {
                 let led_here = by_me
                     && verdict.outcome() == Outcome::Down
                     && verdict.value.leader == self.me.id;
+                let leader = verdict.value.leader.clone();
+                let down = verdict.outcome() == Outcome::Down;
                 self.observe(Observation::Voter(a));
                 if led_here {
                     self.on_down_verdict_led_here(now, &site, epoch);
+                } else if down && leader != self.me.id {
+                    // Led elsewhere: its leader may die before its register reaches anyone.
+                    self.expect_run(now, &site, epoch, &leader);
                 }
+            }
+            VoterAction::Lead { ref verdict } => {
+                let (site, epoch) = (verdict.site.clone(), verdict.epoch());
+                info!(%site, epoch, "this node leads the verdict it learned: its own opinion is DOWN too");
+                self.observe(Observation::Voter(a));
+                self.on_down_verdict_led_here(now, &site, epoch);
             }
             VoterAction::Refused { from, site, reason } => self.refused(now, &from, &site, reason),
             other => self.observe(Observation::Voter(other)),

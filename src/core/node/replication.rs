@@ -1,6 +1,7 @@
 //! The node core's side of run replication (`core::replica`): run messages in, with the
 //! electorate's hold-down check on new automatic runs; takeovers of runs whose leader went
-//! silent when they still need running; the replication core's actions out (registers to the
+//! silent when they still need running, and of runs a learned DOWN verdict names whose leader
+//! never registered them (expected runs); the replication core's actions out (registers to the
 //! disk, messages to the electorate, leading a run taken over, yielding to a higher term);
 //! and what a node notes when it first hears of a run (its takeover delay, the site's
 //! hold-down) or gives one up before its first step.
@@ -21,17 +22,20 @@ impl NodeCore {
             debug!(peer = %from, %site, "run message for a site this fleet does not watch; ignored");
             return;
         }
-        if let RunMsg::Append { record, .. } = &msg {
-            if let Some(other) = self.held_down_by(now, record) {
+        let new_run = match &msg {
+            RunMsg::Append { record, .. } => Some((record.run, record.trigger)),
+            // A takeover of a run this node never heard of (its leader died before its
+            // register reached anyone): the promise would make this node hold it.
+            RunMsg::Prepare { run, trigger, .. } => Some((*run, *trigger)),
+            _ => None,
+        };
+        if let Some((run, trigger)) = new_run {
+            if let Some(other) = self.held_down_by(now, &site, run, trigger) {
                 // Hold-down, enforced by the electorate: a run needs a majority holding its
                 // start before it acts, and every majority holds a member that knows the
                 // earlier run, also when the new run's leader missed it (it was down).
-                if self
-                    .runs
-                    .hold_refusals
-                    .insert((record.site.clone(), record.run))
-                {
-                    warn!(site = %record.site, run_id = record.run, earlier = other, leader = %from,
+                if self.runs.hold_refusals.insert((site.clone(), run)) {
+                    warn!(%site, run_id = run, earlier = other, leader = %from,
                           "not holding a new automatic run: run {other} of the site began within hold_down");
                 }
                 return;
@@ -41,24 +45,57 @@ impl NodeCore {
         self.replicas.handle(now.mono, from, msg, &e);
     }
 
-    /// The earlier automatic run of `record`'s site that holds a new automatic run down, if
-    /// any: one this node heard of less than `hold_down` ago and that was not dropped. A run
-    /// this node already holds a copy of is never refused (it was admitted before).
-    fn held_down_by(&self, now: Now, record: &RunRecord) -> Option<u64> {
-        if record.trigger != RunTrigger::Verdict
+    /// The earlier automatic run of `site` that holds new automatic run `run` down, if any:
+    /// one this node heard of less than `hold_down` ago and that was not dropped. A run this
+    /// node already holds a copy of is never refused (it was admitted before).
+    fn held_down_by(&self, now: Now, site: &SiteId, run: u64, trigger: RunTrigger) -> Option<u64> {
+        if trigger != RunTrigger::Verdict
             || self.broken.hold_down
-            || self.replicas.record(&record.site, record.run).is_some()
+            || self.replicas.record(site, run).is_some()
         {
             return None;
         }
         self.runs
             .hold_until
             .iter()
-            .filter(|((s, run), until)| {
-                s == &record.site && *run < record.run && now.mono < **until
-            })
-            .map(|((_, run), _)| *run)
+            .filter(|((s, r), until)| s == site && *r < run && now.mono < **until)
+            .map(|((_, r), _)| *r)
             .max()
+    }
+
+    /// A DOWN verdict this node learned through the vote and does not lead: when this node
+    /// would run the site's failover had it led it, it expects the run's register from the
+    /// verdict's leader, and takes the run over if none comes within the lease (see
+    /// `core::replica::expected`). Only the voter's committed verdicts come here, never a
+    /// peer's run message.
+    pub(super) fn expect_run(&mut self, now: Now, site: &SiteId, epoch: u64, leader: &NodeId) {
+        if self.replicas.record(site, epoch).is_some()
+            || self.broken.takeover
+            || self.broken.expect_runs
+        {
+            return;
+        }
+        let delay = match self.automatic_run(now, site) {
+            Ok(delay) => delay,
+            Err(why) => {
+                debug!(%site, epoch, ?why, "not expecting a failover run of this verdict");
+                return;
+            }
+        };
+        let e = self.electorate(site);
+        let start_at = now.wall + delay;
+        if self
+            .replicas
+            .expect(now.mono, site.clone(), epoch, leader.clone(), start_at, e)
+        {
+            // The takeover delay of a run taken over counts from here, as for a register.
+            self.runs
+                .first_heard
+                .entry((site.clone(), epoch))
+                .or_insert(now.mono);
+            info!(%site, run_id = epoch, %leader, lease_ms = self.replicas.config().lease.as_millis() as u64,
+                  "expecting the failover run of a DOWN verdict led by another voter; taken over if its register does not come within the lease");
+        }
     }
 
     /// Heartbeats, and takeovers of runs whose leader went silent and that still need running.
@@ -66,9 +103,15 @@ impl NodeCore {
         if self.replicas.poll_timeout().is_none_or(|w| w > now.mono) {
             return;
         }
+        // An expected run whose verdict was replaced is no longer due: forgotten, never sent.
+        let voter = &self.voter;
+        self.replicas.forget_expected(|r| {
+            voter.verdict(&r.site).map(|v| (v.outcome(), v.epoch())) == Some((Outcome::Down, r.run))
+        });
         let eligible: BTreeSet<(SiteId, u64)> = self
             .replicas
             .records()
+            .chain(self.replicas.expected())
             .filter(|r| self.may_take_over(now, r))
             .map(|r| (r.site.clone(), r.run))
             .collect();
@@ -96,6 +139,18 @@ impl NodeCore {
             if (w.single_vantage == SingleVantage::Manual && !self.broken.single_vantage)
                 || (self.operator.maintenance_until(&r.site, now.wall).is_some()
                     && !self.broken.maintenance)
+            {
+                return false;
+            }
+            // Expected, never heard of: the hold-down of any other run this node heard of
+            // since holds it too (checked when it was expected, and again now).
+            if self.replicas.is_expected(&r.site, r.run)
+                && !self.broken.hold_down
+                && self
+                    .runs
+                    .hold_until
+                    .iter()
+                    .any(|((s, run), until)| s == &r.site && *run != r.run && now.mono < *until)
             {
                 return false;
             }

@@ -243,36 +243,51 @@ impl NodeCore {
         StartStep::from_action(site, run, a, params, purpose)
     }
 
-    /// A DOWN verdict led by this node was committed: schedule its pipeline.
-    pub(super) fn on_down_verdict_led_here(&mut self, now: Now, site: &SiteId, epoch: u64) {
+    /// Why an automatic failover of `site` must not be armed now, if it must not; otherwise
+    /// the takeover delay it waits out. The same rules decide whether this node leads a DOWN
+    /// verdict's run and whether it expects the run of one led elsewhere.
+    pub(super) fn automatic_run(&self, now: Now, site: &SiteId) -> Result<Duration, NotArmed> {
         if let Some(why) = &self.retired {
-            warn!(%site, epoch, "failover not scheduled: {why}");
-            return;
+            return Err(NotArmed::Retired(why.clone()));
         }
         if let Some(until) = self
             .operator
             .maintenance_until(site, now.wall)
             .filter(|_| !self.broken.maintenance)
         {
-            warn!(%site, epoch, until_unix_ms = until, "failover not scheduled: the site is in maintenance");
-            return;
+            return Err(NotArmed::Maintenance { until });
         }
         let Some(plan) = self.automatic_plan(site) else {
-            if self
+            let planned = self
                 .fleet
                 .watch(site)
                 .and_then(|w| w.plan.as_ref())
-                .is_some()
-            {
-                warn!(%site, epoch, "failover waits for an operator: single_vantage = \"manual\"");
-            }
-            return;
+                .is_some();
+            return Err(if planned {
+                NotArmed::Manual
+            } else {
+                NotArmed::NoPlan
+            });
         };
         let delay = if self.broken.takeover_delay {
             Duration::ZERO
         } else {
             plan.takeover_delay
         };
+        if !self.runs.seen_up.contains(site) {
+            return Err(NotArmed::NeverSeenUp);
+        }
+        let held = self.runs.hold_down_until(site).filter(|u| now.mono < *u);
+        if let Some(until) = held.filter(|_| !self.broken.hold_down) {
+            return Err(NotArmed::HeldDown {
+                left: until.since(now.mono),
+            });
+        }
+        Ok(delay)
+    }
+
+    /// A DOWN verdict led by this node was committed: schedule its pipeline.
+    pub(super) fn on_down_verdict_led_here(&mut self, now: Now, site: &SiteId, epoch: u64) {
         let key = (site.clone(), epoch);
         if self.runs.running.contains_key(&key) || self.runs.waiting.contains_key(&key) {
             return;
@@ -282,18 +297,13 @@ impl NodeCore {
             // replication core decides who leads it.
             return;
         }
-        if !self.runs.seen_up.contains(site) {
-            warn!(%site, epoch, "failover not armed: this site has not been seen up since this node started \
-                  (a fleet being brought up, not a disaster); use POST /v1/failovers to run it by hand");
-            return;
-        }
-        let held = self.runs.hold_down_until(site).filter(|u| now.mono < *u);
-        if let Some(until) = held.filter(|_| !self.broken.hold_down) {
-            let left = until.since(now.mono);
-            warn!(%site, epoch, left_s = left.as_secs(), hold_down_s = self.fleet.timing.hold_down.as_secs(),
-                  "refused by the hold-down rule: a failover of this site already ran within hold_down");
-            return;
-        }
+        let delay = match self.automatic_run(now, site) {
+            Ok(delay) => delay,
+            Err(why) => {
+                why.log(site, epoch, self.fleet.timing.hold_down);
+                return;
+            }
+        };
         info!(%site, epoch, delay_ms = delay.as_millis() as u64, "failover scheduled after the takeover delay");
         self.lead_run(
             now,
@@ -396,6 +406,8 @@ impl NodeCore {
                 self.runs.waiting.insert(key, until);
                 return;
             }
+            // Not begun: its verdict is checked again when its first start is released.
+            self.runs.unbegun.insert(key.clone());
         }
         let forced = self.replicas.record(&site, run).is_some_and(|r| r.forced);
         let p = Pipeline::take_over_forced(spec, site, run, term, false, forced, &journal, now);
@@ -628,6 +640,47 @@ impl NodeCore {
             .map(|newer| {
                 format!("refused by the epoch fence: run {newer} of site {site} has begun after run {run}")
             })
+    }
+}
+
+/// Why an automatic failover is not armed for a DOWN verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum NotArmed {
+    /// This node is not in the running fleet file.
+    Retired(String),
+    /// The site is in maintenance until this wall time (Unix ms).
+    Maintenance { until: i64 },
+    /// `single_vantage = "manual"`: an operator starts the run.
+    Manual,
+    /// The site's watch has no plan.
+    NoPlan,
+    /// Not seen up since this node started: a fleet being brought up.
+    NeverSeenUp,
+    /// A run of the site began within hold-down; this much of it is left.
+    HeldDown { left: Duration },
+}
+
+impl NotArmed {
+    /// Says why a verdict this node leads starts no failover.
+    fn log(&self, site: &SiteId, epoch: u64, hold_down: Duration) {
+        match self {
+            NotArmed::Retired(why) => warn!(%site, epoch, "failover not scheduled: {why}"),
+            NotArmed::Maintenance { until } => {
+                warn!(%site, epoch, until_unix_ms = until, "failover not scheduled: the site is in maintenance")
+            }
+            NotArmed::Manual => {
+                warn!(%site, epoch, "failover waits for an operator: single_vantage = \"manual\"")
+            }
+            NotArmed::NoPlan => {}
+            NotArmed::NeverSeenUp => {
+                warn!(%site, epoch, "failover not armed: this site has not been seen up since this node started \
+                      (a fleet being brought up, not a disaster); use POST /v1/failovers to run it by hand")
+            }
+            NotArmed::HeldDown { left } => {
+                warn!(%site, epoch, left_s = left.as_secs(), hold_down_s = hold_down.as_secs(),
+                      "refused by the hold-down rule: a failover of this site already ran within hold_down")
+            }
+        }
     }
 }
 

@@ -308,3 +308,125 @@ fn an_automatic_run_holds_its_site_down_until_its_leader_drops_it() {
         Some(at(30).mono + std::time::Duration::from_secs(300))
     );
 }
+
+/// Ticks `c` every 20 ms from `from` to `to` (ms) and returns every action.
+fn tick_through(c: &mut NodeCore, from: u64, to: u64) -> Vec<Action> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < to {
+        t += 20;
+        c.handle(at(t), Input::Tick);
+        out.extend(drain(c));
+    }
+    out
+}
+
+/// The takeover Prepares `actions` send for run `run` of site a, as (to, term).
+fn prepares(actions: &[Action], run: u64) -> Vec<(NodeId, u64)> {
+    use crate::core::replica::RunMsg;
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                msg: Message::Run(RunMsg::Prepare { run: r, ballot, .. }),
+            } if *r == run => Some((to.clone(), ballot.epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_down_verdict_whose_leader_never_registers_its_run_is_taken_over_after_the_lease() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a = SiteId::from("a");
+    b1.handle(at(10), status("c1", Opinion::Up));
+    // Committed by the electorate, naming c1, which dies before its register leaves.
+    b1.handle(at(60), forged_down_commit("c2", "c1"));
+    let learned = drain(&mut b1);
+    // Expected, not yet heard of: nothing stored, shown or held down.
+    assert!(
+        !learned.iter().any(|a| matches!(a, Action::SaveRun(_))),
+        "{learned:?}"
+    );
+    assert!(b1.replicas().is_expected(&a, 1));
+    assert_eq!(b1.replicas().records().count(), 0);
+    assert_eq!(b1.runs().hold_down_until(&a), None);
+    // Within the lease (600 ms): no campaign.
+    let early = tick_through(&mut b1, 60, 600);
+    assert!(prepares(&early, 1).is_empty(), "{early:?}");
+    // Past it, b1 (first in rank after the silent leader) asks for term 2.
+    let late = tick_through(&mut b1, 600, 1_000);
+    let asked = prepares(&late, 1);
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked.iter().all(|(_, term)| *term == 2));
+    // Its promise to itself is durable before any Prepare leaves, and the run now holds the
+    // site down: a takeover may act.
+    let first_save = late
+        .iter()
+        .position(|a| matches!(a, Action::SaveRun(r) if r.promised.epoch == 2))
+        .expect("the promise is saved");
+    let first_send = late
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: Message::Run(_),
+                    ..
+                }
+            )
+        })
+        .expect("sent");
+    assert!(first_save < first_send);
+    assert!(b1.runs().hold_down_until(&a).is_some());
+    assert!(!b1.replicas().is_expected(&a, 1));
+}
+
+#[test]
+fn a_down_verdict_within_hold_down_of_an_earlier_run_is_not_expected() {
+    use crate::core::pipeline::JournalKind;
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a = SiteId::from("a");
+    b1.handle(at(10), status("c1", Opinion::Up));
+    b1.handle(at(20), register(1, "c2", vec![JournalKind::Started]));
+    drain(&mut b1);
+    let mut commit = forged_down_commit("c2", "c1");
+    if let Input::Message {
+        msg: Message::Vote(VoteMsg::Commit { verdict }),
+        ..
+    } = &mut commit
+    {
+        verdict.value.epoch = 3;
+    }
+    b1.handle(at(40), commit);
+    assert!(!b1.replicas().is_expected(&a, 3));
+    let later = tick_through(&mut b1, 40, 2_000);
+    assert!(prepares(&later, 3).is_empty(), "{later:?}");
+}
+
+#[test]
+fn a_down_verdict_of_a_site_in_maintenance_is_not_expected() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a = SiteId::from("a");
+    b1.handle(at(10), status("c1", Opinion::Up));
+    let until = at(10).wall.as_millis() + 3_600_000;
+    b1.handle(
+        at(20),
+        Input::Command {
+            id: 1,
+            command: Command::SetMaintenance {
+                site: a.clone(),
+                until_unix_ms: until,
+            },
+        },
+    );
+    drain(&mut b1);
+    b1.handle(at(40), forged_down_commit("c2", "c1"));
+    assert!(!b1.replicas().is_expected(&a, 1));
+    let later = tick_through(&mut b1, 40, 2_000);
+    assert!(prepares(&later, 1).is_empty(), "{later:?}");
+}

@@ -184,6 +184,8 @@ impl Replicas {
             changed = true;
         }
         r.last_heard = Some(now);
+        // The expected register arrived: the copy is the leader's now, and durable.
+        changed |= r.placeholder;
         if changed {
             self.actions
                 .push_back(ReplicaAction::Persist(r.record.clone()));

@@ -161,6 +161,16 @@ impl Voter {
             } => *slot <= MAX_EPOCH && in_bounds(ballot) && in_bounds(promised),
             // The verdict itself is checked when it is learned.
             VoteMsg::Commit { .. } => true,
+            // The sender speaks for itself only: the message names no acceptor.
+            VoteMsg::FastAccept { slot, value, .. } => {
+                if !e.contains(&value.leader) {
+                    return Err(Refusal::LeaderNotInElectorate);
+                }
+                if value.outcome != Outcome::of_slot(*slot) {
+                    return Err(Refusal::OutcomeOfSlot);
+                }
+                *slot <= MAX_EPOCH && value.epoch <= MAX_EPOCH
+            }
         };
         if ok {
             Ok(())
@@ -176,7 +186,8 @@ pub(super) fn site_of(msg: &VoteMsg) -> &SiteId {
         VoteMsg::Prepare { site, .. }
         | VoteMsg::Promise { site, .. }
         | VoteMsg::Accept { site, .. }
-        | VoteMsg::AcceptReply { site, .. } => site,
+        | VoteMsg::AcceptReply { site, .. }
+        | VoteMsg::FastAccept { site, .. } => site,
         VoteMsg::Commit { verdict } => &verdict.site,
     }
 }

@@ -22,6 +22,9 @@ impl Voter {
         if !self.supports(&report, target) {
             return;
         }
+        if let fast::FastStep::Wait = self.fast_step(now, site, slot, &report) {
+            return;
+        }
         // Epochs reach SQLite as i64: at the bound no new ballot is possible, and no round
         // starts rather than wrap around.
         let Some(epoch) = self
@@ -52,9 +55,12 @@ impl Voter {
             deadline: now + self.cfg.vote_timeout,
             promises: Count::new(),
             opinions: Count::new(),
-            highest_accepted: sv.durable.accepted.clone().filter(|a| a.slot == slot),
+            reports: BTreeMap::new(),
             answers: BTreeMap::new(),
         };
+        if let Some(a) = sv.durable.accepted.clone().filter(|a| a.slot == slot) {
+            poll.reports.insert(me.clone(), a);
+        }
         poll.promises.vote(&sv.electorate, &me, true);
         poll.opinions.vote(&sv.electorate, &me, true);
         poll.answers.insert(
@@ -147,14 +153,10 @@ impl Voter {
             return;
         }
         p.promises.vote(&sv.electorate, from, ok);
-        if let Some(a) = accepted.filter(|a| a.slot == slot && ok) {
-            if p.highest_accepted
-                .as_ref()
-                .is_none_or(|h| h.ballot < a.ballot)
-            {
-                p.highest_accepted = Some(a);
-            }
-        }
+        match accepted.filter(|a| a.slot == slot && ok) {
+            Some(a) => p.reports.insert(from.clone(), a),
+            None => p.reports.remove(from),
+        };
         if yes || no {
             p.opinions.vote(&sv.electorate, from, yes);
         }
@@ -208,13 +210,30 @@ impl Voter {
             return;
         }
         let (slot, ballot) = (p.slot, p.ballot.clone());
-        let value = match &p.highest_accepted {
-            Some(a) => a.value.clone(),
-            None => Value {
-                outcome: Outcome::of_slot(slot),
-                epoch: ballot.epoch,
-                leader: self.me.clone(),
-            },
+        let own = Value {
+            outcome: Outcome::of_slot(slot),
+            epoch: ballot.epoch,
+            leader: self.me.clone(),
+        };
+        let value = match p.reports.values().max_by(|x, y| x.ballot.cmp(&y.ballot)) {
+            None => own,
+            Some(top) if !fast::is_fast(&top.ballot) => top.value.clone(),
+            Some(top) => {
+                // The fast ballot is the highest accepted: more than one value may sit in it
+                // (voters that disagreed on the electorate); re-propose the one a majority may
+                // have chosen, or wait for answers that tell which.
+                let at_top = p.reports.values().filter(|a| a.ballot == top.ballot);
+                let chosen = fast::possibly_chosen(
+                    at_top.map(|a| &a.value),
+                    p.promises.yes(),
+                    &sv.electorate,
+                );
+                match chosen.as_slice() {
+                    [] => own,
+                    [v] => v.clone(),
+                    _ => return,
+                }
+            }
         };
         self.end_round(now, site, RoundOutcome::Majority);
         let me = self.me.clone();

@@ -196,6 +196,7 @@ impl Driver {
             VoterAction::Persist { .. }
             | VoterAction::Send { .. }
             | VoterAction::Broadcast { .. }
+            | VoterAction::Lead { .. }
             | VoterAction::Refused { .. } => {}
         }
     }
