@@ -951,6 +951,313 @@ async fn missing_drbdadm_is_named() {
     assert!(out.output_tail.contains("drbd-utils"), "{out:?}");
 }
 
+// ---------------------------------------------------------------- virtual IP
+
+/// Stand-in ip: device D exists when $STANDIN_IP/D.link exists (its content is the flags,
+/// e.g. "UP,LOWER_UP"), its addresses are the lines of $STANDIN_IP/D.addrs ("inet A/L");
+/// `ip netns list` lists $STANDIN_IP/netns, `ip netns exec NS CMD` runs CMD.
+const IP: &str = r#"#!/bin/sh
+echo "ip $*" >> "$STANDIN_LOG"
+if [ "$1" = -n ]; then
+	grep -qx "$2" "$STANDIN_IP/netns" 2>/dev/null || { echo "Cannot open network namespace \"$2\"" >&2; exit 1; }
+	shift 2
+fi
+if [ "$1" = netns ]; then
+	case $2 in
+	list) cat "$STANDIN_IP/netns" 2>/dev/null; exit 0 ;;
+	exec) shift 3; exec "$@" ;;
+	esac
+fi
+[ "$1" = -o ] && shift
+case $1 in -4 | -6) shift ;; esac
+obj=$1 verb=$2
+case $obj in
+link)
+	dev=$4
+	[ -f "$STANDIN_IP/$dev.link" ] || { echo "Device \"$dev\" does not exist." >&2; exit 1; }
+	echo "2: $dev: <BROADCAST,MULTICAST,$(cat "$STANDIN_IP/$dev.link")> mtu 1500 qdisc noqueue state UP" ;;
+address)
+	case $verb in
+	show)
+		dev=$4
+		[ -f "$STANDIN_IP/$dev.link" ] || { echo "Device \"$dev\" does not exist." >&2; exit 1; }
+		while read -r fam cidr; do
+			echo "2: $dev    $fam $cidr scope global $dev\       valid_lft forever preferred_lft forever"
+		done < "$STANDIN_IP/$dev.addrs" ;;
+	add)
+		cidr=$3 dev=$5
+		grep -q " $cidr\$" "$STANDIN_IP/$dev.addrs" && { echo "RTNETLINK answers: File exists" >&2; exit 2; }
+		echo "inet $cidr" >> "$STANDIN_IP/$dev.addrs" ;;
+	del)
+		cidr=$3 dev=$5
+		grep -q " $cidr\$" "$STANDIN_IP/$dev.addrs" || { echo "RTNETLINK answers: Cannot assign requested address" >&2; exit 2; }
+		grep -v " $cidr\$" "$STANDIN_IP/$dev.addrs" > "$STANDIN_IP/$dev.tmp"
+		mv "$STANDIN_IP/$dev.tmp" "$STANDIN_IP/$dev.addrs" ;;
+	esac ;;
+*) exit 1 ;;
+esac
+"#;
+
+/// Stand-in arping of iputils: `-V` names iputils, every other call is recorded.
+const ARPING: &str = r#"#!/bin/sh
+case $1 in -V) echo "arping from iputils 20221126"; exit 0 ;; esac
+echo "arping $*" >> "$STANDIN_LOG"
+"#;
+
+const VIP: &str = "198.18.50.10/24";
+
+/// A bench with the stand-in ip and arping and one device, l2, up and without address.
+fn vip_bench() -> (Bench, Map<String, Value>) {
+    let bench = Bench::new();
+    bench.stand_in("ip", IP);
+    bench.stand_in("arping", ARPING);
+    std::fs::create_dir(bench.path("ip")).unwrap();
+    std::fs::write(bench.path("ip/l2.link"), "UP,LOWER_UP").unwrap();
+    std::fs::write(bench.path("ip/l2.addrs"), "").unwrap();
+    let mut env = bench.env();
+    env.insert("STANDIN_IP".into(), bench.s("ip").into());
+    (bench, env)
+}
+
+fn addresses(bench: &Bench) -> String {
+    std::fs::read_to_string(bench.path("ip/l2.addrs")).unwrap()
+}
+
+#[tokio::test]
+async fn vip_add_adds_the_address_then_sends_gratuitous_arp_once_per_key() {
+    let (bench, env) = vip_bench();
+    let argv = [recipe("vip-add.sh"), VIP.into(), "l2".into()];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = run_step(&argv, &env, "vip-add-b", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+    let garp = "arping -U -c 1 -I l2 198.18.50.10".to_string();
+    assert_eq!(
+        bench.calls(),
+        vec![
+            "ip -o link show dev l2".to_string(),
+            "ip -o -4 address show dev l2".to_string(),
+            format!("ip address add {VIP} dev l2"),
+            garp.clone(),
+            garp.clone(),
+            garp,
+        ]
+    );
+    assert!(
+        out.output_tail.contains(&format!(
+            "added {VIP} on l2 and announced it (site=a epoch=7 step=vip-add-b key=a/7/vip-add-b)"
+        )),
+        "{out:?}"
+    );
+    let records = bench.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = std::fs::read_to_string(&records[0]).unwrap();
+    assert!(
+        record.contains(&format!("done: added {VIP} on l2")),
+        "{record}"
+    );
+
+    // The same key again: nothing is called, the address is not added twice.
+    let calls = bench.calls();
+    let again = run_step(&argv, &env, "vip-add-b", false).await;
+    assert!(
+        again.ok
+            && again
+                .output_tail
+                .contains("already done for idempotency key a/7/vip-add-b"),
+        "{again:?}"
+    );
+    assert_eq!(bench.calls(), calls);
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+}
+
+#[tokio::test]
+async fn vip_add_of_an_address_already_there_announces_it_without_adding() {
+    let (bench, env) = vip_bench();
+    std::fs::write(bench.path("ip/l2.addrs"), format!("inet {VIP}\n")).unwrap();
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "--count", "1", VIP, "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains(&format!("{VIP} was already on l2; announced")),
+        "{out:?}"
+    );
+    assert!(!bench.calls().iter().any(|c| c.contains("address add")));
+    assert_eq!(
+        bench.calls().last().unwrap(),
+        "arping -U -c 1 -I l2 198.18.50.10"
+    );
+}
+
+#[tokio::test]
+async fn vip_dry_runs_only_read() {
+    let (bench, env) = vip_bench();
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail.contains(&format!(
+            "would run: ip address add {VIP} dev l2; arping -U -c 1 -I l2 198.18.50.10 (3 times, 0.2 s apart)"
+        )),
+        "{out:?}"
+    );
+    std::fs::write(bench.path("ip/l2.addrs"), format!("inet {VIP}\n")).unwrap();
+    let out = run_step(
+        &[&recipe("vip-remove.sh"), VIP, "l2"],
+        &env,
+        "vip-remove-a",
+        true,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains(&format!("would run: ip address del {VIP} dev l2")),
+        "{out:?}"
+    );
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+    assert!(
+        bench
+            .calls()
+            .iter()
+            .all(|c| c.contains(" show ") || c.contains("link show")),
+        "{:?}",
+        bench.calls()
+    );
+    assert!(bench.records().is_empty(), "a dry run recorded something");
+}
+
+#[tokio::test]
+async fn vip_remove_then_its_compensation_puts_the_address_back() {
+    let (bench, env) = vip_bench();
+    std::fs::write(
+        bench.path("ip/l2.addrs"),
+        format!("inet 198.18.50.1/24\ninet {VIP}\n"),
+    )
+    .unwrap();
+    let remove = [recipe("vip-remove.sh"), VIP.into(), "l2".into()];
+    let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+    let out = run_step(&remove, &env, "vip-remove-a", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(addresses(&bench), "inet 198.18.50.1/24\n");
+    assert!(
+        out.output_tail.contains(&format!("removed {VIP} from l2")),
+        "{out:?}"
+    );
+    // Nothing there (a retry under another key, a host that lost it): success.
+    let out = run_step(&remove, &env, "vip-remove-a-2", false).await;
+    assert!(
+        out.ok && out.output_tail.contains("nothing to remove"),
+        "{out:?}"
+    );
+    // The failback: the compensation adds it back and announces it.
+    let out = run_step(
+        &[&recipe("vip-add.sh"), VIP, "l2"],
+        &env,
+        "vip-add-a",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        addresses(&bench),
+        format!("inet 198.18.50.1/24\ninet {VIP}\n")
+    );
+}
+
+#[tokio::test]
+async fn vip_recipes_act_inside_the_named_network_namespace() {
+    let (bench, mut env) = vip_bench();
+    std::fs::write(bench.path("ip/netns"), "svc-b\n").unwrap();
+    env.insert("VIP_NETNS".into(), "svc-b".into());
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "--count", "1", VIP, "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains("on l2 in network namespace svc-b and announced it"),
+        "{out:?}"
+    );
+    let calls = bench.calls();
+    assert!(
+        calls.contains(&format!("ip -n svc-b address add {VIP} dev l2")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"ip netns exec svc-b timeout 0.2 /dev/null".replace(
+            "/dev/null",
+            &format!("{} -U -c 1 -I l2 198.18.50.10", bench.s("bin/arping"))
+        )),
+        "{calls:?}"
+    );
+
+    env.insert("VIP_NETNS".into(), "svc-x".into());
+    let out = run_step(
+        &[&recipe("vip-remove.sh"), VIP, "l2"],
+        &env,
+        "vip-remove-x",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(
+        out.output_tail
+            .contains("network namespace svc-x not found"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn vip_refusals_are_named() {
+    let (bench, mut env) = vip_bench();
+    // A device that does not exist, or is down: nothing to act on.
+    let out = run_step(
+        &[&recipe("vip-add.sh"), VIP, "eth9"],
+        &env,
+        "vip-add-b",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(out.output_tail.contains("device eth9 not found"), "{out:?}");
+    std::fs::write(bench.path("ip/l2.link"), "").unwrap();
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert_exit(&out, 6);
+    assert!(out.output_tail.contains("device l2 is down"), "{out:?}");
+    std::fs::write(bench.path("ip/l2.link"), "UP,LOWER_UP").unwrap();
+    // Not an address.
+    for bad in ["198.18.50/24", "198.18.50.10/33", "host.example"] {
+        let out = run_step(&[&recipe("vip-add.sh"), bad, "l2"], &env, "vip-add-b", true).await;
+        assert_exit(&out, 2);
+    }
+    // No arping of iputils.
+    env.insert("ARPING".into(), "/nonexistent/arping".into());
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert_exit(&out, 3);
+    assert!(
+        out.output_tail.contains("install iputils-arping"),
+        "{out:?}"
+    );
+    env.insert("ARPING".into(), "/bin/true".into());
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert_exit(&out, 3);
+    assert!(
+        out.output_tail.contains("is not iputils' arping"),
+        "{out:?}"
+    );
+    assert_eq!(addresses(&bench), "");
+}
+
 // ---------------------------------------------------------------- common
 
 #[tokio::test]

@@ -373,8 +373,9 @@ vip_check_device() {
 	fi
 	out=$(vip_ip -o link show dev "$VIP_DEV" 2>&1) || die "$EX_NOT_FOUND" "device $VIP_DEV" \
 		"not found$VIP_WHERE: $out"
-	case $out in
-	*'<'*UP*'>'* | *'<'*UP) ;;
+	flags=$(printf '%s' "$out" | sed -n 's/^[^<]*<\([^>]*\)>.*/\1/p' | head -n 1)
+	case ",$flags," in
+	*,UP,*) ;;
 	*) die "$EX_NOT_FOUND" "device $VIP_DEV$VIP_WHERE is down ($(printf '%s' "$out" |
 		sed 's/^[0-9]*: //' | cut -c 1-80)): bring it up first" ;;
 	esac
