@@ -1388,6 +1388,45 @@ fn the_readme_examples_are_valid_steps() {
     assert!(confirms >= 1, "no fence example in the README");
 }
 
+/// The recipes the exec steps of an example fleet file call; each exists in config/recipes/.
+fn recipes_called_by(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("config").join(file)).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    let mut steps = Vec::new();
+    steps_of(&doc, &mut steps);
+    let mut used = Vec::new();
+    for (kind, params) in &steps {
+        if kind != "exec" {
+            continue;
+        }
+        let program = params["argv"][0].as_str().unwrap();
+        let Some(name) = program.strip_prefix("/usr/share/quorate/recipes/") else {
+            continue;
+        };
+        let path = root().join("config/recipes").join(name);
+        assert!(path.exists(), "{file}: {program}: no config/recipes/{name}");
+        used.push(name.to_string());
+    }
+    used
+}
+
+#[test]
+fn the_vip_move_plan_calls_the_vip_recipes() {
+    // Two steps and their compensations, and the isolation step.
+    let mut used = recipes_called_by("vip-move.toml");
+    used.sort();
+    assert_eq!(
+        used,
+        [
+            "vip-add.sh",
+            "vip-add.sh",
+            "vip-remove.sh",
+            "vip-remove.sh",
+            "vip-remove.sh"
+        ]
+    );
+}
+
 #[test]
 fn the_gmpls_migration_plan_calls_the_recipes() {
     let text = std::fs::read_to_string(root().join("config/gmpls-migration.toml")).unwrap();
