@@ -981,17 +981,21 @@ address)
 	show)
 		dev=$4
 		[ -f "$STANDIN_IP/$dev.link" ] || { echo "Device \"$dev\" does not exist." >&2; exit 1; }
-		while read -r fam cidr; do
-			echo "2: $dev    $fam $cidr scope global $dev\       valid_lft forever preferred_lft forever"
+		while read -r fam cidr flags; do
+			echo "2: $dev    $fam $cidr scope global ${flags:+$flags }$dev\       valid_lft forever preferred_lft forever"
 		done < "$STANDIN_IP/$dev.addrs" ;;
 	add)
 		cidr=$3 dev=$5
 		grep -q " $cidr\$" "$STANDIN_IP/$dev.addrs" && { echo "RTNETLINK answers: File exists" >&2; exit 2; }
-		echo "inet $cidr" >> "$STANDIN_IP/$dev.addrs" ;;
+		case $cidr in
+		# IPv6: DAD ends at once, or fails when STANDIN_DAD=failed (another host holds it).
+		*:*) echo "inet6 $cidr${STANDIN_DAD:+ $STANDIN_DAD}" >> "$STANDIN_IP/$dev.addrs" ;;
+		*) echo "inet $cidr" >> "$STANDIN_IP/$dev.addrs" ;;
+		esac ;;
 	del)
 		cidr=$3 dev=$5
-		grep -q " $cidr\$" "$STANDIN_IP/$dev.addrs" || { echo "RTNETLINK answers: Cannot assign requested address" >&2; exit 2; }
-		grep -v " $cidr\$" "$STANDIN_IP/$dev.addrs" > "$STANDIN_IP/$dev.tmp"
+		grep -q " $cidr\( .*\)\{0,1\}\$" "$STANDIN_IP/$dev.addrs" || { echo "RTNETLINK answers: Cannot assign requested address" >&2; exit 2; }
+		grep -v " $cidr\( .*\)\{0,1\}\$" "$STANDIN_IP/$dev.addrs" > "$STANDIN_IP/$dev.tmp"
 		mv "$STANDIN_IP/$dev.tmp" "$STANDIN_IP/$dev.addrs" ;;
 	esac ;;
 *) exit 1 ;;
@@ -1215,6 +1219,61 @@ async fn vip_recipes_act_inside_the_named_network_namespace() {
             .contains("network namespace svc-x not found"),
         "{out:?}"
     );
+}
+
+#[tokio::test]
+async fn vip_add_of_an_ipv6_address_lets_the_kernel_advertise_it_and_refuses_a_duplicate() {
+    let (bench, env) = vip_bench();
+    bench.stand_in(
+        "sysctl",
+        "#!/bin/sh\necho \"sysctl $*\" >> \"$STANDIN_LOG\"\n",
+    );
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "2001:db8::10/64", "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains("2001:db8::10 passed DAD on l2: the kernel advertised it (unsolicited NA)"),
+        "{out:?}"
+    );
+    let calls = bench.calls();
+    assert_eq!(
+        calls[2..4],
+        [
+            "sysctl -w net.ipv6.conf.l2.ndisc_notify=1".to_string(),
+            "ip address add 2001:db8::10/64 dev l2".to_string()
+        ],
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("arping")), "{calls:?}");
+
+    // Another host holds the address: DAD fails, the address is taken off again, exit 7.
+    let (bench, mut env) = vip_bench();
+    bench.stand_in("sysctl", "#!/bin/sh\n");
+    env.insert("STANDIN_DAD".into(), "dadfailed tentative".into());
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "2001:db8::10/64", "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert_exit(&out, 7);
+    assert!(
+        out.output_tail
+            .contains("another host on the segment of l2 holds 2001:db8::10"),
+        "{out:?}"
+    );
+    assert_eq!(addresses(&bench), "");
+    assert!(bench
+        .records()
+        .iter()
+        .all(|r| r.to_string_lossy().ends_with(".started")));
 }
 
 #[tokio::test]
