@@ -1002,10 +1002,17 @@ address)
 esac
 "#;
 
-/// Stand-in arping of iputils: `-V` names iputils, every other call is recorded.
+/// Stand-in arping of iputils: `-V` names iputils, every other call is recorded; `-D`
+/// (duplicate address detection) finds the host STANDIN_ARP_OWNER (a MAC) when it is set.
 const ARPING: &str = r#"#!/bin/sh
 case $1 in -V) echo "arping from iputils 20221126"; exit 0 ;; esac
 echo "arping $*" >> "$STANDIN_LOG"
+if [ "$1" = -D ] && [ -n "$STANDIN_ARP_OWNER" ]; then
+	for last; do :; done
+	echo "ARPING $last from 0.0.0.0 l2"
+	echo "Unicast reply from $last [$STANDIN_ARP_OWNER]  0.612ms"
+	exit 1
+fi
 "#;
 
 const VIP: &str = "198.18.50.10/24";
@@ -1274,6 +1281,44 @@ async fn vip_add_of_an_ipv6_address_lets_the_kernel_advertise_it_and_refuses_a_d
         .records()
         .iter()
         .all(|r| r.to_string_lossy().ends_with(".started")));
+}
+
+#[tokio::test]
+async fn vip_add_refuse_duplicate_asks_the_segment_first() {
+    let (bench, mut env) = vip_bench();
+    env.insert("STANDIN_ARP_OWNER".into(), "02:00:5E:00:00:0A".into());
+    let argv = [
+        recipe("vip-add.sh"),
+        "--refuse-duplicate".into(),
+        VIP.into(),
+        "l2".into(),
+    ];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    for dry_run in [true, false] {
+        let out = run_step(&argv, &env, "vip-add-b", dry_run).await;
+        assert_exit(&out, 7);
+        assert!(
+            out.output_tail.contains(
+                "another host (02:00:5E:00:00:0A) on the segment of l2 still answers for 198.18.50.10"
+            ),
+            "{out:?}"
+        );
+    }
+    assert_eq!(addresses(&bench), "");
+    assert!(
+        !bench.calls().iter().any(|c| c.starts_with("arping -U")),
+        "{:?}",
+        bench.calls()
+    );
+
+    // Nobody answers: added and announced.
+    env.remove("STANDIN_ARP_OWNER");
+    let out = run_step(&argv, &env, "vip-add-b", false).await;
+    assert!(out.ok, "{out:?}");
+    assert!(bench
+        .calls()
+        .contains(&"arping -D -c 2 -w 1 -I l2 198.18.50.10".to_string()));
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
 }
 
 #[tokio::test]

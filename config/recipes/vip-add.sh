@@ -1,7 +1,7 @@
 #!/bin/sh
 # vip-add.sh: bring a service's virtual IP up on this host and tell the segment where it is.
 #
-#   vip-add.sh [--count N] ADDRESS[/LEN] DEVICE
+#   vip-add.sh [--count N] [--refuse-duplicate] ADDRESS[/LEN] DEVICE
 #
 # Adds ADDRESS (default length /32, or /128 for IPv6) to DEVICE with `ip address add`, then
 # makes the neighbours of the shared L2 segment (the stretched VLAN) send to this host:
@@ -13,6 +13,11 @@
 #         ndisc_notify=1 is set before the address is added, and the kernel advertises it
 #         once duplicate address detection found nobody else holding it (no extra package).
 #         A duplicate (the old owner still holds it) fails DAD: exit 7, the address removed.
+# --refuse-duplicate (IPv4): first asks the segment whether another host still answers for
+# ADDRESS (`arping -D -c 2 -w 1`, duplicate address detection: probes that change no cache,
+# about 1 s when nobody answers) and refuses with exit 7, naming the MAC that answered. Use it
+# for a planned move, where the old owner may still hold the address; a lost site cannot
+# answer and the wait only lengthens the outage. IPv6 always runs DAD.
 # An address already on DEVICE is announced again and not added twice. The compensation (and
 # the failback) is vip-remove.sh with the same arguments.
 #
@@ -22,9 +27,10 @@
 
 . "$(dirname -- "$0")/common.sh"
 
-usage() { die "$EX_USAGE" "usage: $RECIPE [--count N] ADDRESS[/LEN] DEVICE"; }
+usage() { die "$EX_USAGE" "usage: $RECIPE [--count N] [--refuse-duplicate] ADDRESS[/LEN] DEVICE"; }
 
 count=3
+refuse_duplicate=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--count)
@@ -32,6 +38,7 @@ while [ $# -gt 0 ]; do
 		count=$2
 		shift
 		;;
+	--refuse-duplicate) refuse_duplicate=1 ;;
 	--) shift && break ;;
 	-*) usage ;;
 	*) break ;;
@@ -66,8 +73,22 @@ if vip_present; then
 	exit "$EX_OK"
 fi
 
+dad=
+if [ -n "$refuse_duplicate" ] && [ "$VIP_FAMILY" = 4 ]; then
+	# arping -D exits 1 when a reply came: someone else holds the address.
+	if out=$(vip_in_ns "$ARPING_BIN" -D -c 2 -w 1 -I "$VIP_DEV" "$VIP_ADDR" 2>&1); then
+		dad="no other host answers for $VIP_ADDR; "
+	else
+		owner=$(printf '%s\n' "$out" | sed -n 's/.*reply from [^ ]* \[\([^]]*\)\].*/\1/p' | head -n 1)
+		[ -n "$owner" ] || die "$EX_FAILED" "duplicate address detection for $VIP_ADDR on" \
+			"$VIP_DEV$VIP_WHERE failed (arping -D: $out)"
+		die "$EX_CONFLICT" "another host ($owner) on the segment of $VIP_DEV still answers for" \
+			"$VIP_ADDR: remove it there first (vip-remove.sh); not added here"
+	fi
+fi
+
 if is_dry_run; then
-	say "dry run: $VIP_DEV$VIP_WHERE is up to take $VIP_CIDR; would run: ip address add" \
+	say "dry run: ${dad}$VIP_DEV$VIP_WHERE is up to take $VIP_CIDR; would run: ip address add" \
 		"$VIP_CIDR dev $VIP_DEV; $announce"
 	exit "$EX_OK"
 fi
