@@ -951,6 +951,417 @@ async fn missing_drbdadm_is_named() {
     assert!(out.output_tail.contains("drbd-utils"), "{out:?}");
 }
 
+// ---------------------------------------------------------------- virtual IP
+
+/// Stand-in ip: device D exists when $STANDIN_IP/D.link exists (its content is the flags,
+/// e.g. "UP,LOWER_UP"), its addresses are the lines of $STANDIN_IP/D.addrs ("inet A/L");
+/// `ip netns list` lists $STANDIN_IP/netns, `ip netns exec NS CMD` runs CMD.
+const IP: &str = r#"#!/bin/sh
+echo "ip $*" >> "$STANDIN_LOG"
+if [ "$1" = -n ]; then
+	grep -qx "$2" "$STANDIN_IP/netns" 2>/dev/null || { echo "Cannot open network namespace \"$2\"" >&2; exit 1; }
+	shift 2
+fi
+if [ "$1" = netns ]; then
+	case $2 in
+	list) cat "$STANDIN_IP/netns" 2>/dev/null; exit 0 ;;
+	exec) shift 3; exec "$@" ;;
+	esac
+fi
+[ "$1" = -o ] && shift
+case $1 in -4 | -6) shift ;; esac
+obj=$1 verb=$2
+case $obj in
+link)
+	dev=$4
+	[ -f "$STANDIN_IP/$dev.link" ] || { echo "Device \"$dev\" does not exist." >&2; exit 1; }
+	echo "2: $dev: <BROADCAST,MULTICAST,$(cat "$STANDIN_IP/$dev.link")> mtu 1500 qdisc noqueue state UP" ;;
+address)
+	case $verb in
+	show)
+		dev=$4
+		[ -f "$STANDIN_IP/$dev.link" ] || { echo "Device \"$dev\" does not exist." >&2; exit 1; }
+		while read -r fam cidr flags; do
+			echo "2: $dev    $fam $cidr scope global ${flags:+$flags }$dev\       valid_lft forever preferred_lft forever"
+		done < "$STANDIN_IP/$dev.addrs" ;;
+	add)
+		cidr=$3 dev=$5
+		grep -q " $cidr\$" "$STANDIN_IP/$dev.addrs" && { echo "RTNETLINK answers: File exists" >&2; exit 2; }
+		case $cidr in
+		# IPv6: DAD ends at once, or fails when STANDIN_DAD=failed (another host holds it).
+		*:*) echo "inet6 $cidr${STANDIN_DAD:+ $STANDIN_DAD}" >> "$STANDIN_IP/$dev.addrs" ;;
+		*) echo "inet $cidr" >> "$STANDIN_IP/$dev.addrs" ;;
+		esac ;;
+	del)
+		cidr=$3 dev=$5
+		grep -q " $cidr\( .*\)\{0,1\}\$" "$STANDIN_IP/$dev.addrs" || { echo "RTNETLINK answers: Cannot assign requested address" >&2; exit 2; }
+		grep -v " $cidr\( .*\)\{0,1\}\$" "$STANDIN_IP/$dev.addrs" > "$STANDIN_IP/$dev.tmp"
+		mv "$STANDIN_IP/$dev.tmp" "$STANDIN_IP/$dev.addrs" ;;
+	esac ;;
+*) exit 1 ;;
+esac
+"#;
+
+/// Stand-in arping of iputils: `-V` names iputils, every other call is recorded; `-D`
+/// (duplicate address detection) finds the host STANDIN_ARP_OWNER (a MAC) when it is set.
+const ARPING: &str = r#"#!/bin/sh
+case $1 in -V) echo "arping from iputils 20221126"; exit 0 ;; esac
+echo "arping $*" >> "$STANDIN_LOG"
+if [ "$1" = -D ] && [ -n "$STANDIN_ARP_OWNER" ]; then
+	for last; do :; done
+	echo "ARPING $last from 0.0.0.0 l2"
+	echo "Unicast reply from $last [$STANDIN_ARP_OWNER]  0.612ms"
+	exit 1
+fi
+"#;
+
+const VIP: &str = "198.18.50.10/24";
+
+/// A bench with the stand-in ip and arping and one device, l2, up and without address.
+fn vip_bench() -> (Bench, Map<String, Value>) {
+    let bench = Bench::new();
+    bench.stand_in("ip", IP);
+    bench.stand_in("arping", ARPING);
+    std::fs::create_dir(bench.path("ip")).unwrap();
+    std::fs::write(bench.path("ip/l2.link"), "UP,LOWER_UP").unwrap();
+    std::fs::write(bench.path("ip/l2.addrs"), "").unwrap();
+    let mut env = bench.env();
+    env.insert("STANDIN_IP".into(), bench.s("ip").into());
+    (bench, env)
+}
+
+fn addresses(bench: &Bench) -> String {
+    std::fs::read_to_string(bench.path("ip/l2.addrs")).unwrap()
+}
+
+#[tokio::test]
+async fn vip_add_adds_the_address_then_sends_gratuitous_arp_once_per_key() {
+    let (bench, env) = vip_bench();
+    let argv = [recipe("vip-add.sh"), VIP.into(), "l2".into()];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = run_step(&argv, &env, "vip-add-b", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+    let garp = "arping -U -c 1 -I l2 198.18.50.10".to_string();
+    assert_eq!(
+        bench.calls(),
+        vec![
+            "ip -o link show dev l2".to_string(),
+            "ip -o -4 address show dev l2".to_string(),
+            format!("ip address add {VIP} dev l2"),
+            garp.clone(),
+            garp.clone(),
+            garp,
+        ]
+    );
+    assert!(
+        out.output_tail.contains(&format!(
+            "added {VIP} on l2 and announced it (site=a epoch=7 step=vip-add-b key=a/7/vip-add-b)"
+        )),
+        "{out:?}"
+    );
+    let records = bench.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = std::fs::read_to_string(&records[0]).unwrap();
+    assert!(
+        record.contains(&format!("done: added {VIP} on l2")),
+        "{record}"
+    );
+
+    // The same key again: nothing is called, the address is not added twice.
+    let calls = bench.calls();
+    let again = run_step(&argv, &env, "vip-add-b", false).await;
+    assert!(
+        again.ok
+            && again
+                .output_tail
+                .contains("already done for idempotency key a/7/vip-add-b"),
+        "{again:?}"
+    );
+    assert_eq!(bench.calls(), calls);
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+}
+
+#[tokio::test]
+async fn vip_add_of_an_address_already_there_announces_it_without_adding() {
+    let (bench, env) = vip_bench();
+    std::fs::write(bench.path("ip/l2.addrs"), format!("inet {VIP}\n")).unwrap();
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "--count", "1", VIP, "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains(&format!("{VIP} was already on l2; announced")),
+        "{out:?}"
+    );
+    assert!(!bench.calls().iter().any(|c| c.contains("address add")));
+    assert_eq!(
+        bench.calls().last().unwrap(),
+        "arping -U -c 1 -I l2 198.18.50.10"
+    );
+}
+
+#[tokio::test]
+async fn vip_dry_runs_only_read() {
+    let (bench, env) = vip_bench();
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail.contains(&format!(
+            "would run: ip address add {VIP} dev l2; arping -U -c 1 -I l2 198.18.50.10 (3 times, 0.2 s apart)"
+        )),
+        "{out:?}"
+    );
+    std::fs::write(bench.path("ip/l2.addrs"), format!("inet {VIP}\n")).unwrap();
+    let out = run_step(
+        &[&recipe("vip-remove.sh"), VIP, "l2"],
+        &env,
+        "vip-remove-a",
+        true,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains(&format!("would run: ip address del {VIP} dev l2")),
+        "{out:?}"
+    );
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+    assert!(
+        bench
+            .calls()
+            .iter()
+            .all(|c| c.contains(" show ") || c.contains("link show")),
+        "{:?}",
+        bench.calls()
+    );
+    assert!(bench.records().is_empty(), "a dry run recorded something");
+}
+
+#[tokio::test]
+async fn vip_remove_then_its_compensation_puts_the_address_back() {
+    let (bench, env) = vip_bench();
+    std::fs::write(
+        bench.path("ip/l2.addrs"),
+        format!("inet 198.18.50.1/24\ninet {VIP}\n"),
+    )
+    .unwrap();
+    let remove = [recipe("vip-remove.sh"), VIP.into(), "l2".into()];
+    let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+    let out = run_step(&remove, &env, "vip-remove-a", false).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(addresses(&bench), "inet 198.18.50.1/24\n");
+    assert!(
+        out.output_tail.contains(&format!("removed {VIP} from l2")),
+        "{out:?}"
+    );
+    // Nothing there (a retry under another key, a host that lost it): success.
+    let out = run_step(&remove, &env, "vip-remove-a-2", false).await;
+    assert!(
+        out.ok && out.output_tail.contains("nothing to remove"),
+        "{out:?}"
+    );
+    // The failback: the compensation adds it back and announces it.
+    let out = run_step(
+        &[&recipe("vip-add.sh"), VIP, "l2"],
+        &env,
+        "vip-add-a",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        addresses(&bench),
+        format!("inet 198.18.50.1/24\ninet {VIP}\n")
+    );
+}
+
+#[tokio::test]
+async fn vip_recipes_act_inside_the_named_network_namespace() {
+    let (bench, mut env) = vip_bench();
+    std::fs::write(bench.path("ip/netns"), "svc-b\n").unwrap();
+    env.insert("VIP_NETNS".into(), "svc-b".into());
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "--count", "1", VIP, "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains("on l2 in network namespace svc-b and announced it"),
+        "{out:?}"
+    );
+    let calls = bench.calls();
+    assert!(
+        calls.contains(&format!("ip -n svc-b address add {VIP} dev l2")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"ip netns exec svc-b timeout 0.2 /dev/null".replace(
+            "/dev/null",
+            &format!("{} -U -c 1 -I l2 198.18.50.10", bench.s("bin/arping"))
+        )),
+        "{calls:?}"
+    );
+
+    env.insert("VIP_NETNS".into(), "svc-x".into());
+    let out = run_step(
+        &[&recipe("vip-remove.sh"), VIP, "l2"],
+        &env,
+        "vip-remove-x",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(
+        out.output_tail
+            .contains("network namespace svc-x not found"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn vip_add_of_an_ipv6_address_lets_the_kernel_advertise_it_and_refuses_a_duplicate() {
+    let (bench, env) = vip_bench();
+    bench.stand_in(
+        "sysctl",
+        "#!/bin/sh\necho \"sysctl $*\" >> \"$STANDIN_LOG\"\n",
+    );
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "2001:db8::10/64", "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.output_tail
+            .contains("2001:db8::10 passed DAD on l2: the kernel advertised it (unsolicited NA)"),
+        "{out:?}"
+    );
+    let calls = bench.calls();
+    assert_eq!(
+        calls[2..4],
+        [
+            "sysctl -w net.ipv6.conf.l2.ndisc_notify=1".to_string(),
+            "ip address add 2001:db8::10/64 dev l2".to_string()
+        ],
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("arping")), "{calls:?}");
+
+    // Another host holds the address: DAD fails, the address is taken off again, exit 7.
+    let (bench, mut env) = vip_bench();
+    bench.stand_in("sysctl", "#!/bin/sh\n");
+    env.insert("STANDIN_DAD".into(), "dadfailed tentative".into());
+    let out = run_step(
+        &[&recipe("vip-add.sh"), "2001:db8::10/64", "l2"],
+        &env,
+        "vip-add-b",
+        false,
+    )
+    .await;
+    assert_exit(&out, 7);
+    assert!(
+        out.output_tail
+            .contains("another host on the segment of l2 holds 2001:db8::10"),
+        "{out:?}"
+    );
+    assert_eq!(addresses(&bench), "");
+    assert!(bench
+        .records()
+        .iter()
+        .all(|r| r.to_string_lossy().ends_with(".started")));
+}
+
+#[tokio::test]
+async fn vip_add_refuse_duplicate_asks_the_segment_first() {
+    let (bench, mut env) = vip_bench();
+    env.insert("STANDIN_ARP_OWNER".into(), "02:00:5E:00:00:0A".into());
+    let argv = [
+        recipe("vip-add.sh"),
+        "--refuse-duplicate".into(),
+        VIP.into(),
+        "l2".into(),
+    ];
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    for dry_run in [true, false] {
+        let out = run_step(&argv, &env, "vip-add-b", dry_run).await;
+        assert_exit(&out, 7);
+        assert!(
+            out.output_tail.contains(
+                "another host (02:00:5E:00:00:0A) on the segment of l2 still answers for 198.18.50.10"
+            ),
+            "{out:?}"
+        );
+    }
+    assert_eq!(addresses(&bench), "");
+    assert!(
+        !bench.calls().iter().any(|c| c.starts_with("arping -U")),
+        "{:?}",
+        bench.calls()
+    );
+
+    // Nobody answers: added and announced.
+    env.remove("STANDIN_ARP_OWNER");
+    let out = run_step(&argv, &env, "vip-add-b", false).await;
+    assert!(out.ok, "{out:?}");
+    assert!(bench
+        .calls()
+        .contains(&"arping -D -c 2 -w 1 -I l2 198.18.50.10".to_string()));
+    assert_eq!(addresses(&bench), format!("inet {VIP}\n"));
+}
+
+#[tokio::test]
+async fn vip_refusals_are_named() {
+    let (bench, mut env) = vip_bench();
+    // A device that does not exist, or is down: nothing to act on.
+    let out = run_step(
+        &[&recipe("vip-add.sh"), VIP, "eth9"],
+        &env,
+        "vip-add-b",
+        true,
+    )
+    .await;
+    assert_exit(&out, 6);
+    assert!(out.output_tail.contains("device eth9 not found"), "{out:?}");
+    std::fs::write(bench.path("ip/l2.link"), "").unwrap();
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert_exit(&out, 6);
+    assert!(out.output_tail.contains("device l2 is down"), "{out:?}");
+    std::fs::write(bench.path("ip/l2.link"), "UP,LOWER_UP").unwrap();
+    // Not an address.
+    for bad in ["198.18.50/24", "198.18.50.10/33", "host.example"] {
+        let out = run_step(&[&recipe("vip-add.sh"), bad, "l2"], &env, "vip-add-b", true).await;
+        assert_exit(&out, 2);
+    }
+    // No arping of iputils.
+    env.insert("ARPING".into(), "/nonexistent/arping".into());
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert_exit(&out, 3);
+    assert!(
+        out.output_tail.contains("install iputils-arping"),
+        "{out:?}"
+    );
+    env.insert("ARPING".into(), "/bin/true".into());
+    let out = run_step(&[&recipe("vip-add.sh"), VIP, "l2"], &env, "vip-add-b", true).await;
+    assert_exit(&out, 3);
+    assert!(
+        out.output_tail.contains("is not iputils' arping"),
+        "{out:?}"
+    );
+    assert_eq!(addresses(&bench), "");
+}
+
 // ---------------------------------------------------------------- common
 
 #[tokio::test]
@@ -1079,6 +1490,45 @@ fn the_readme_examples_are_valid_steps() {
         }
     }
     assert!(confirms >= 1, "no fence example in the README");
+}
+
+/// The recipes the exec steps of an example fleet file call; each exists in config/recipes/.
+fn recipes_called_by(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("config").join(file)).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    let mut steps = Vec::new();
+    steps_of(&doc, &mut steps);
+    let mut used = Vec::new();
+    for (kind, params) in &steps {
+        if kind != "exec" {
+            continue;
+        }
+        let program = params["argv"][0].as_str().unwrap();
+        let Some(name) = program.strip_prefix("/usr/share/quorate/recipes/") else {
+            continue;
+        };
+        let path = root().join("config/recipes").join(name);
+        assert!(path.exists(), "{file}: {program}: no config/recipes/{name}");
+        used.push(name.to_string());
+    }
+    used
+}
+
+#[test]
+fn the_vip_move_plan_calls_the_vip_recipes() {
+    // Two steps and their compensations, and the isolation step.
+    let mut used = recipes_called_by("vip-move.toml");
+    used.sort();
+    assert_eq!(
+        used,
+        [
+            "vip-add.sh",
+            "vip-add.sh",
+            "vip-remove.sh",
+            "vip-remove.sh",
+            "vip-remove.sh"
+        ]
+    );
 }
 
 #[test]

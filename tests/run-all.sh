@@ -16,6 +16,8 @@ command -v jq >/dev/null || need_pkgs+=(jq)
 command -v gobgpd >/dev/null || need_pkgs+=(gobgpd)
 command -v exabgp >/dev/null || need_pkgs+=(exabgp)
 command -v wireguard-go >/dev/null || need_pkgs+=(wireguard-go)
+# The VIP recipes' gratuitous ARP (config/recipes/vip-add.sh, tests/vip_move.rs).
+command -v arping >/dev/null || need_pkgs+=(iputils-arping)
 command -v criu >/dev/null || [ -x /usr/sbin/criu ] || need_pkgs+=(criu)
 command -v wg >/dev/null || need_pkgs+=(wireguard-tools)
 # Python's venv, for schemathesis (tests/schemathesis.sh installs it from PyPI).
@@ -111,6 +113,10 @@ cargo run --quiet -- sim --seeds 10000 --scenario all --liars
 # namespaces). Needs root; without it the tests say so and pass. Results: target/chaos/*.json.
 echo "== chaos scenarios on the namespace testbed"
 QUORATE_CHAOS_SEPARATE=0 cargo test --test chaos -- --nocapture --test-threads=1 2>&1
+# The VIP move (tests/vip_move.rs): its own namespaces, a client's TCP session across the
+# move of a service's virtual IP from a to b; prints the outage. Results: target/chaos/vip-move.json.
+echo "== the VIP move on namespaces"
+QUORATE_CHAOS_SEPARATE=0 cargo test --test vip_move -- --nocapture 2>&1
 
 # Soak on the namespace testbed (testbed/testbed soak, harness tests/soak): 5 minutes of 5 %
 # loss on every WAN path, a random node killed and restarted every 30 s, and one blackout of a

@@ -291,3 +291,142 @@ drbd_set_role() {
 	mark_done "made$todo $TARGET${already:+ (already $TARGET:$already)}"
 	say "done ($(context))"
 }
+
+# --- Virtual IP ---------------------------------------------------------------------------
+
+# Parses ADDRESS[/LEN] ($1) and DEVICE ($2); sets VIP_ADDR, VIP_CIDR (with the default length
+# /32 or /128), VIP_FAMILY (4 or 6), VIP_DEV, VIP_NS (VIP_NETNS or empty) and VIP_WHERE (" in
+# network namespace NS" or empty, for messages).
+vip_parse() {
+	VIP_ADDR=${1%%/*}
+	case $1 in */*) len=${1#*/} ;; *) len= ;; esac
+	case $VIP_ADDR in
+	*:*)
+		VIP_FAMILY=6
+		printf '%s' "$VIP_ADDR" | grep -Eq '^[0-9A-Fa-f:.]+$' ||
+			die "$EX_USAGE" "'$1' is not an IPv6 address"
+		max=128
+		;;
+	*)
+		VIP_FAMILY=4
+		printf '%s' "$VIP_ADDR" | grep -Eq '^([0-9]{1,3}\.){3}[0-9]{1,3}$' ||
+			die "$EX_USAGE" "'$1' is not an IPv4 address (ADDRESS[/LEN], e.g. 198.19.254.10/32)"
+		max=32
+		;;
+	esac
+	len=${len:-$max}
+	case $len in '' | *[!0-9]*) die "$EX_USAGE" "bad prefix length in '$1'" ;; esac
+	[ "$len" -le "$max" ] || die "$EX_USAGE" "prefix length $len in '$1' is longer than $max"
+	VIP_CIDR=$VIP_ADDR/$len
+	VIP_DEV=$2
+	case $VIP_DEV in '' | -* | */* | *[[:space:]]*) die "$EX_USAGE" "bad device name '$2'" ;; esac
+	VIP_NS=${VIP_NETNS:-}
+	VIP_WHERE=${VIP_NS:+ in network namespace $VIP_NS}
+}
+
+# `ip` (IP=/path, or ip on PATH) in VIP_NETNS when it is set.
+vip_ip() {
+	if [ -n "$VIP_NS" ]; then
+		"$IP_BIN" -n "$VIP_NS" "$@"
+	else
+		"$IP_BIN" "$@"
+	fi
+}
+
+# A program run in VIP_NETNS when it is set.
+vip_in_ns() {
+	if [ -n "$VIP_NS" ]; then
+		"$IP_BIN" netns exec "$VIP_NS" "$@"
+	else
+		"$@"
+	fi
+}
+
+vip_sysctl() { vip_in_ns sysctl "$@"; }
+
+# Finds ip (iproute2); sets IP_BIN.
+vip_check_programs() {
+	name=${IP:-ip}
+	IP_BIN=$(program "$name") || die "$EX_MISSING" "ip not found (looked for '$name' on" \
+		"PATH=$PATH): install iproute2, or set IP=/path/to/ip"
+}
+
+# Finds arping of iputils (ARPING=/path, or arping on PATH); sets ARPING_BIN. The arping of
+# the `arping` package (Thomas Habets) takes other options: refused by name.
+vip_check_arping() {
+	name=${ARPING:-arping}
+	ARPING_BIN=$(program "$name") || die "$EX_MISSING" "arping not found (looked for '$name'" \
+		"on PATH=$PATH): install iputils-arping (apt-get install iputils-arping), or set" \
+		"ARPING=/path/to/arping"
+	version=$("$ARPING_BIN" -V 2>&1) || true
+	case $version in
+	*iputils*) ;;
+	*) die "$EX_MISSING" "$ARPING_BIN is not iputils' arping ('arping -V': $(printf '%s' \
+		"$version" | head -n 1)): install iputils-arping, or set ARPING=/path/to/iputils/arping" ;;
+	esac
+}
+
+# DEVICE exists (in VIP_NETNS) and is up.
+vip_check_device() {
+	if [ -n "$VIP_NS" ] && ! "$IP_BIN" netns list 2>/dev/null | cut -d ' ' -f 1 | grep -qx "$VIP_NS"; then
+		die "$EX_NOT_FOUND" "network namespace $VIP_NS not found ('ip netns list')"
+	fi
+	out=$(vip_ip -o link show dev "$VIP_DEV" 2>&1) || die "$EX_NOT_FOUND" "device $VIP_DEV" \
+		"not found$VIP_WHERE: $out"
+	flags=$(printf '%s' "$out" | sed -n 's/^[^<]*<\([^>]*\)>.*/\1/p' | head -n 1)
+	case ",$flags," in
+	*,UP,*) ;;
+	*) die "$EX_NOT_FOUND" "device $VIP_DEV$VIP_WHERE is down ($(printf '%s' "$out" |
+		sed 's/^[0-9]*: //' | cut -c 1-80)): bring it up first" ;;
+	esac
+}
+
+# Is VIP_ADDR on VIP_DEV?
+vip_present() {
+	vip_ip -o "-$VIP_FAMILY" address show dev "$VIP_DEV" 2>/dev/null |
+		awk -v a="$VIP_ADDR" '{ for (i = 1; i < NF; i++) if ($i == "inet" || $i == "inet6") { split($(i + 1), p, "/"); if (p[1] == a) found = 1 } } END { exit !found }'
+}
+
+# Tells the segment that VIP_ADDR is here: gratuitous ARP ($1 packets) for IPv4; for IPv6
+# waits until DAD ends (the kernel then sends the unsolicited NA), failing on a duplicate.
+vip_announce() {
+	if [ "$VIP_FAMILY" = 4 ]; then
+		# One packet per call, 0.2 s apart: the first leaves at once, the others cover a lost
+		# one. arping sends at start, then lingers a whole second (its -i and -w take whole
+		# seconds only); `timeout` ends it after 0.2 s (exit 124: the packet is out), while
+		# an arping that cannot send (bad device, no permission) fails at once.
+		n=0
+		while [ "$n" -lt "$1" ]; do
+			rc=0
+			out=$(vip_in_ns timeout 0.2 "$ARPING_BIN" -U -c 1 -I "$VIP_DEV" "$VIP_ADDR" 2>&1) ||
+				rc=$?
+			[ "$rc" = 0 ] || [ "$rc" = 124 ] || die "$EX_FAILED" "gratuitous ARP for" \
+				"$VIP_ADDR on $VIP_DEV$VIP_WHERE failed (arping -U exited $rc: $out); the" \
+				"address is on $VIP_DEV, retry to announce it"
+			n=$((n + 1))
+		done
+		say "gratuitous ARP for $VIP_ADDR sent on $VIP_DEV ($1 packets, 0.2 s apart)"
+		return 0
+	fi
+	i=0
+	while :; do
+		flags=$(vip_ip -o -6 address show dev "$VIP_DEV" 2>/dev/null |
+			awk -v a="$VIP_ADDR" '{ split($4, p, "/"); if (p[1] == a) print }')
+		case $flags in
+		*dadfailed*)
+			vip_ip address del "$VIP_CIDR" dev "$VIP_DEV" >/dev/null 2>&1 || true
+			die "$EX_CONFLICT" "another host on the segment of $VIP_DEV holds $VIP_ADDR" \
+				"(duplicate address detection failed): remove it there first; not added here"
+			;;
+		*tentative*) ;;
+		'') die "$EX_FAILED" "$VIP_ADDR vanished from $VIP_DEV$VIP_WHERE during DAD" ;;
+		*)
+			say "$VIP_ADDR passed DAD on $VIP_DEV: the kernel advertised it (unsolicited NA)"
+			return 0
+			;;
+		esac
+		i=$((i + 1))
+		[ "$i" -le 100 ] || die "$EX_FAILED" "$VIP_ADDR still tentative on $VIP_DEV after 10 s"
+		sleep 0.1
+	done
+}
