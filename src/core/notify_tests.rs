@@ -59,7 +59,13 @@ fn call(attempt: u32) -> NotifyAction {
 #[test]
 fn the_leader_calls_at_once_and_tells_the_other_voters_when_it_succeeded() {
     let mut me = Notifications::new(n("a1"), config());
-    me.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    me.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     assert_eq!(drain(&mut me), vec![call(1)]);
     me.call_done(t(5), "verdict/b/4/down", "pager", true);
     assert_eq!(
@@ -80,7 +86,13 @@ fn a_follower_takes_over_after_the_lease_and_its_rank() {
     let mut a2 = Notifications::new(n("a2"), config());
     let mut c1 = Notifications::new(n("c1"), config());
     for f in [&mut a2, &mut c1] {
-        f.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+        f.event(
+            t(0),
+            down_verdict(),
+            &n("a1"),
+            Some(&electorate()),
+            &[target()],
+        );
         assert!(drain(f).is_empty(), "a follower waits for the leader");
     }
     // a2 is first of the followers (rank 0), c1 one stagger later.
@@ -96,8 +108,20 @@ fn a_follower_takes_over_after_the_lease_and_its_rank() {
 #[test]
 fn a_sent_note_from_a_voter_cancels_the_takeover() {
     let mut a2 = Notifications::new(n("a2"), config());
-    a2.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
-    let noted = a2.note_sent(&n("a1"), &site(), "verdict/b/4/down", "pager", &electorate());
+    a2.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
+    let noted = a2.note_sent(
+        &n("a1"),
+        &site(),
+        "verdict/b/4/down",
+        "pager",
+        &electorate(),
+    );
     assert_eq!(noted, Ok(()));
     a2.handle_timeout(t(10_000));
     assert!(drain(&mut a2).is_empty());
@@ -108,17 +132,41 @@ fn a_sent_note_from_a_voter_cancels_the_takeover() {
 #[test]
 fn a_note_that_arrives_before_the_event_still_keeps_this_node_quiet() {
     let mut a2 = Notifications::new(n("a2"), config());
-    a2.note_sent(&n("a1"), &site(), "verdict/b/4/down", "pager", &electorate())
-        .unwrap();
-    a2.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    a2.note_sent(
+        &n("a1"),
+        &site(),
+        "verdict/b/4/down",
+        "pager",
+        &electorate(),
+    )
+    .unwrap();
+    a2.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     assert_eq!(a2.pending(), 0);
 }
 
 #[test]
 fn a_forged_sent_note_from_a_non_member_is_refused_and_changes_nothing() {
     let mut a2 = Notifications::new(n("a2"), config());
-    a2.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
-    let noted = a2.note_sent(&n("x9"), &site(), "verdict/b/4/down", "pager", &electorate());
+    a2.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
+    let noted = a2.note_sent(
+        &n("x9"),
+        &site(),
+        "verdict/b/4/down",
+        "pager",
+        &electorate(),
+    );
     assert_eq!(noted, Err(NoteRefused::NotInElectorate));
     a2.handle_timeout(t(600));
     assert_eq!(drain(&mut a2), vec![call(1)]);
@@ -135,7 +183,13 @@ fn an_oversized_note_is_refused() {
 #[test]
 fn a_note_for_another_site_does_not_cancel() {
     let mut a2 = Notifications::new(n("a2"), config());
-    a2.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    a2.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     let other = SiteId("a".to_string());
     a2.note_sent(&n("a1"), &other, "verdict/b/4/down", "pager", &electorate())
         .unwrap();
@@ -145,7 +199,13 @@ fn a_note_for_another_site_does_not_cancel() {
 #[test]
 fn a_failed_call_is_retried_with_doubling_backoff_then_given_up() {
     let mut me = Notifications::new(n("a1"), config());
-    me.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    me.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     assert_eq!(drain(&mut me), vec![call(1)]);
     me.call_done(t(10), "verdict/b/4/down", "pager", false);
     assert_eq!(me.poll_timeout(), Some(t(110)));
@@ -164,7 +224,13 @@ fn a_failed_call_is_retried_with_doubling_backoff_then_given_up() {
 #[test]
 fn a_node_outside_the_electorate_holds_nothing() {
     let mut x = Notifications::new(n("x9"), config());
-    x.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    x.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     assert_eq!(x.pending(), 0);
 }
 
@@ -194,10 +260,22 @@ fn only_notifiers_that_want_the_event_and_its_site_are_called() {
 #[test]
 fn the_same_event_twice_is_called_once() {
     let mut me = Notifications::new(n("a1"), config());
-    me.event(t(0), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    me.event(
+        t(0),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     me.call_done(t(1), "verdict/b/4/down", "pager", true);
     drain(&mut me);
-    me.event(t(2), down_verdict(), &n("a1"), Some(&electorate()), &[target()]);
+    me.event(
+        t(2),
+        down_verdict(),
+        &n("a1"),
+        Some(&electorate()),
+        &[target()],
+    );
     assert!(drain(&mut me).is_empty());
 }
 

@@ -364,6 +364,7 @@ impl World {
         let now = self.now;
         while let Some(a) = self.nodes[i].core.as_mut().and_then(|c| c.poll_action()) {
             match a {
+                Action::Notify(_) => {}
                 Action::SendProbe { indicator, nonce } => {
                     let to = self.index(&indicator);
                     match to.filter(|to| self.connected(i, *to)) {

@@ -146,6 +146,16 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         |s| s.counters.persist_errors,
     ),
     (
+        "notifications_sent",
+        "Calls of [[notify]] notifiers that succeeded, from this node.",
+        |s| s.counters.notifications_sent,
+    ),
+    (
+        "notifications_failed",
+        "Calls of [[notify]] notifiers that failed (each attempt), from this node.",
+        |s| s.counters.notifications_failed,
+    ),
+    (
         "tilts",
         "Times this node started distrusting its clocks.",
         |s| s.tilt.tilts,
