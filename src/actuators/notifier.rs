@@ -35,7 +35,9 @@ pub async fn call(notifier: &Notifier, event: &Event) -> StepOutcome {
         }
         ActuatorKind::Exec => match ExecActuator::from_params(&notifier.params) {
             Ok(a) => {
-                let json = serde_json::to_vec(event).unwrap_or_default();
+                // One line, so that a script may `read` it.
+                let mut json = serde_json::to_vec(event).unwrap_or_default();
+                json.push(b'\n');
                 a.execute_with_input(&ctx, Some(json)).await
             }
             Err(e) => StepOutcome::failed(format!("cannot build the notifier: {e}"), ""),
@@ -76,4 +78,76 @@ pub fn summary(event: &Event) -> String {
         event.kind.as_str(),
         event.detail
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::notify::EventKind;
+    use std::time::Duration;
+
+    fn event() -> Event {
+        Event {
+            kind: EventKind::VerdictChanged,
+            site: "a".into(),
+            epoch: 7,
+            detail: "down".into(),
+            idempotency_key: "verdict/a/7/down".into(),
+            at_unix_ms: 1,
+        }
+    }
+
+    fn exec(command: String, timeout: Duration) -> Notifier {
+        Notifier {
+            name: "script".into(),
+            kind: ActuatorKind::Exec,
+            on: EventKind::ALL.to_vec(),
+            sites: None,
+            timeout,
+            retries: 0,
+            backoff: Duration::from_secs(1),
+            params: serde_json::json!({"shell": true, "command": command}),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exec_notifier_reads_the_event_on_stdin_with_its_key_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("seen");
+        let n = exec(
+            format!(
+                "cat > {0}; echo \"$QUORATE_IDEMPOTENCY_KEY $QUORATE_STEP $QUORATE_SITE\" >> {0}",
+                out.display()
+            ),
+            Duration::from_secs(10),
+        );
+        let outcome = call(&n, &event()).await;
+        assert!(outcome.ok, "{outcome:?}");
+        let seen = std::fs::read_to_string(&out).unwrap();
+        let (json, env) = seen.split_once('\n').expect("the event, then the env line");
+        let json: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(json["idempotency_key"], "verdict/a/7/down");
+        assert_eq!(json["kind"], "verdict_changed");
+        assert_eq!(env.trim(), "verdict/a/7/down verdict_changed a");
+    }
+
+    #[tokio::test]
+    async fn an_exec_notifier_that_hangs_is_killed_at_its_timeout() {
+        let n = exec("sleep 30".into(), Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let outcome = call(&n, &event()).await;
+        assert!(!outcome.ok);
+        assert!(outcome.detail.contains("timed out"), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_webhook_body_keeps_the_operators_keys_and_adds_the_event_and_a_text() {
+        let mut n = exec(String::new(), Duration::from_secs(1));
+        n.params = serde_json::json!({"url": "https://h/x", "body": {"channel": "#ops"}});
+        let b = body(&n, &event());
+        assert_eq!(b["channel"], "#ops");
+        assert_eq!(b["site"], "a");
+        assert_eq!(b["text"], "quorate: site a verdict_changed: down (epoch 7)");
+    }
 }

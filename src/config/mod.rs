@@ -586,3 +586,6 @@ mod checks_tests;
 
 #[cfg(test)]
 mod fence_tests;
+
+#[cfg(test)]
+mod notify_tests;
