@@ -221,3 +221,30 @@ async fn a_verdict_whose_leader_is_lost_before_it_sent_is_notified_by_another_vo
     assert_eq!(took_over, 1.0, "exactly one surviving voter sent it");
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_failover_run_is_notified_once_with_its_run_key() {
+    init_tracing();
+    let (receiver, url) = Receiver::start(false).await;
+    let watch_a = "takeover_delay_s = 0.5\nself_fence_after_s = 0.2\n\
+                   [[watch.pipeline.step]]\nname = \"promote-b\"\nkind = \"exec\"\n\
+                   timeout_s = 5\nretries = 0\nargv = [\"/bin/false\"]\n";
+    let notify = format!(
+        "\n[[notify]]\nname = \"hook\"\nkind = \"http\"\nurl = \"{url}\"\n\
+         on = [\"run_failed\", \"run_succeeded\"]\nretries = 0\n"
+    );
+    let text = fleet_watching_a(249, "", watch_a, &notify);
+    let mut f = start(&text).await;
+    let rest = Rest::new();
+    let voters = apis(&f, &A_VOTERS);
+    wait_opinion(&rest, &voters, "a", "up").await;
+    f.stop_site(&site("a")).await;
+    let down = wait_verdict(&rest, &voters, "a", "down").await;
+    let key = format!("run/a-{}/failed", down.epoch);
+    let seen = first_request(&receiver, &key).await;
+    assert_eq!(seen.body["kind"], "run_failed", "{:?}", seen.body);
+    tokio::time::sleep(SETTLE).await;
+    let all = receiver.with_key("run/");
+    assert_eq!(all.len(), 1, "one request per key: {all:?}");
+    f.shutdown().await;
+}

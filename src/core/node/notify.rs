@@ -11,7 +11,7 @@ use crate::core::notify::{
 use crate::core::pipeline::JournalKind;
 use crate::core::replica::ReplicaConfig;
 use crate::core::trust::Refusal;
-use crate::core::types::{NodeId, Now, Outcome, SiteId, Verdict};
+use crate::core::types::{NodeId, Now, Outcome, SiteId, Verdict, WallTime};
 use crate::wire::{MaintenanceWindow, Message, NotifiedMsg};
 
 /// One call of a notifier the driver makes; its end comes back as `Input::NotifyDone`.
@@ -76,44 +76,64 @@ impl NodeCore {
         self.notify.event(now.mono, event, &me, None, &targets);
     }
 
-    /// Runs this node finished (the `RunFinished` journal entries it queued): it notifies.
+    /// Runs that finished: the `RunFinished` journal entries this node queued (it is the
+    /// run's leader) and the finished run registers it is storing (a copy from the leader,
+    /// which the other voters hold and take over like a verdict's notification).
     fn notify_finished_runs(&mut self, now: Now) {
-        let finished: Vec<(SiteId, u64, bool, String)> = self
+        let finished: Vec<(SiteId, u64, NodeId, bool, String, WallTime)> = self
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::AppendJournal(e) => match &e.kind {
-                    JournalKind::RunFinished { outcome } => Some((
-                        e.site.clone(),
-                        e.epoch,
-                        outcome.is_success(),
-                        outcome.summary(),
-                    )),
-                    _ => None,
-                },
+                Action::AppendJournal(e) => Some((e, self.me.id.clone())),
+                Action::SaveRun(r) => r
+                    .journal
+                    .iter()
+                    .rev()
+                    .find(|e| matches!(e.kind, JournalKind::RunFinished { .. }))
+                    .map(|e| (e, r.leader().clone())),
+                _ => None,
+            })
+            .filter_map(|(e, leader)| match &e.kind {
+                JournalKind::RunFinished { outcome } => Some((
+                    e.site.clone(),
+                    e.epoch,
+                    leader,
+                    outcome.is_success(),
+                    outcome.summary(),
+                    e.at,
+                )),
                 _ => None,
             })
             .collect();
         if finished.is_empty() {
             return;
         }
-        let (me, targets) = (self.me.id.clone(), self.fleet.notify_targets());
-        for (site, epoch, ok, summary) in finished {
+        let targets = self.fleet.notify_targets();
+        // A register stored again long after its run ended (a restart, a late ballot) is old
+        // news: only its leader, at the time, notified it.
+        let fresh = notify_config(&self.fleet).lease.saturating_mul(10);
+        for (site, epoch, leader, ok, summary, ended) in finished {
+            let age = now.wall.as_micros().saturating_sub(ended.as_micros());
+            if leader != self.me.id && age > fresh.as_micros() as u64 {
+                continue;
+            }
             let (kind, state) = if ok {
                 (EventKind::RunSucceeded, "succeeded")
             } else {
                 (EventKind::RunFailed, "failed")
             };
+            let electorate = self.electorate(&site);
             let event = Event {
                 kind,
                 idempotency_key: run_key(&site, epoch, state),
                 site,
                 epoch,
                 detail: summary,
-                at_unix_ms: now.wall.as_millis(),
+                at_unix_ms: ended.as_millis(),
             };
-            // The event's key makes a second look at the same queued entry a no-op.
-            self.notify.event(now.mono, event, &me, None, &targets);
+            // The event's key makes a second look at the same queued action a no-op.
+            self.notify
+                .event(now.mono, event, &leader, Some(&electorate), &targets);
         }
     }
 
