@@ -1,7 +1,8 @@
 //! `[[notify]]` on a loopback fleet, against a stand-in webhook receiver that records every
 //! request with its `Idempotency-Key`: a blackout's DOWN verdict reaches it once per key, a
 //! `single_vantage = "manual"` watch's DOWN verdict notifies, and a verdict whose leader is
-//! stopped while its call hangs is still notified, by another voter with the same key.
+//! stopped while its call hangs is still notified, by another voter with the same key; a
+//! failed run and a maintenance call are each notified once.
 
 mod common;
 
@@ -246,5 +247,49 @@ async fn a_failed_failover_run_is_notified_once_with_its_run_key() {
     tokio::time::sleep(SETTLE).await;
     let all = receiver.with_key("run/");
     assert_eq!(all.len(), 1, "one request per key: {all:?}");
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_call_is_notified_once_by_the_node_that_took_it() {
+    init_tracing();
+    let (receiver, url) = Receiver::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "notify-token-5e1d\n").unwrap();
+    let text = format!(
+        "{}\n[api]\ntoken_file = \"{}\"\n\n[[notify]]\nname = \"hook\"\nkind = \"http\"\n\
+         url = \"{url}\"\non = [\"maintenance_set\", \"maintenance_ended\"]\nretries = 0\n",
+        fleet_text(250),
+        token.display()
+    );
+    let f = start(&text).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let at = format!("http://{}/v1/sites/b/maintenance", api(&f, "c1"));
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let resp = client
+            .request(method.clone(), &at)
+            .bearer_auth("notify-token-5e1d")
+            .json(&serde_json::json!({ "duration_s": 600 }))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("maintenance answers");
+        assert_eq!(resp.status().as_u16(), 200, "{method}");
+    }
+    let set = first_request(&receiver, "maintenance/b/").await;
+    assert_eq!(set.body["kind"], "maintenance_set", "{:?}", set.body);
+    let ended = eventually("the end of the window", || async {
+        receiver
+            .with_key("maintenance/b/")
+            .into_iter()
+            .find(|s| s.key.ends_with("/ended"))
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    assert_eq!(ended.body["kind"], "maintenance_ended");
+    tokio::time::sleep(SETTLE).await;
+    let all = receiver.with_key("maintenance/");
+    assert_eq!(all.len(), 2, "one request per call: {all:?}");
     f.shutdown().await;
 }
