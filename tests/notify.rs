@@ -220,6 +220,19 @@ async fn a_verdict_whose_leader_is_lost_before_it_sent_is_notified_by_another_vo
             .unwrap_or(0.0);
     }
     assert_eq!(took_over, 1.0, "exactly one surviving voter sent it");
+    let mut taken_over = 0.0;
+    for (name, addr) in &voters {
+        if *name != down.leader {
+            taken_over += rest
+                .metric(*addr, "quorate_notifications_taken_over_total")
+                .await
+                .unwrap_or(0.0);
+        }
+    }
+    assert_eq!(
+        taken_over, 1.0,
+        "counted as a takeover by the voter that made it"
+    );
     f.shutdown().await;
 }
 

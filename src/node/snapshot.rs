@@ -291,6 +291,10 @@ pub struct Counters {
     pub notifications_sent: u64,
     /// Calls of `[[notify]]` notifiers that failed (each attempt).
     pub notifications_failed: u64,
+    /// Notifications this node called for another sender that had not said it sent them.
+    pub notifications_taken_over: u64,
+    /// Notifications this node held and dropped on another voter's "sent" note.
+    pub notifications_cancelled: u64,
     /// Messages refused because the sender may not originate them, by `Refusal::as_str`.
     pub refused: BTreeMap<&'static str, u64>,
 }

@@ -156,6 +156,16 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         |s| s.counters.notifications_failed,
     ),
     (
+        "notifications_taken_over",
+        "Notifications this node called for a leader that had not said it sent them.",
+        |s| s.counters.notifications_taken_over,
+    ),
+    (
+        "notifications_cancelled",
+        "Notifications this node held and dropped on another voter's sent note.",
+        |s| s.counters.notifications_cancelled,
+    ),
+    (
         "tilts",
         "Times this node started distrusting its clocks.",
         |s| s.tilt.tilts,

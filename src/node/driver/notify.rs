@@ -14,10 +14,6 @@ pub(super) struct NotifyDone {
 
 impl Driver {
     pub(super) fn start_notify(&self, call: NotifyCall) {
-        let me = self.core.me().id.clone();
-        crate::failpoint::reached(me.as_str(), || {
-            format!("notify:{}", call.event.idempotency_key)
-        });
         let tx = self.notify_tx.clone();
         let notifier = self.core.fleet().notifier(&call.notifier).cloned();
         let span = tracing::Span::current();
