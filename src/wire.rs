@@ -155,6 +155,18 @@ pub enum Message {
     Run(RunMsg),
     /// The operator lock of a site between the members of its electorate.
     Lock(crate::core::oplock::LockMsg),
+    /// "I called this notifier for this event": the other voters of the site's electorate do
+    /// not take the notification over (see `core::notify`).
+    Notified(NotifiedMsg),
+}
+
+/// A notification sent, told to the voters of its site's electorate. Key and notifier are at
+/// most `core::notify::MAX_NOTE_FIELD` bytes each; longer ones are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifiedMsg {
+    pub site: SiteId,
+    pub key: String,
+    pub notifier: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -211,6 +223,7 @@ impl Message {
             Message::Run(RunMsg::Prepare { .. }) => "run/prepare",
             Message::Run(RunMsg::Promise { .. }) => "run/promise",
             Message::Lock(_) => "lock",
+            Message::Notified(_) => "notified",
         }
     }
 }

@@ -13,7 +13,9 @@
 //! must then check what they would do and change nothing. Scripts that cannot rehearse should
 //! set `dry_run = "skip"`.
 
-use super::process::{describe_status, run_process, Leftovers, ProcessResult, SAFE_PATH};
+use super::process::{
+    describe_status, run_process_with_input, Leftovers, ProcessResult, SAFE_PATH,
+};
 use super::{Actuator, ActuatorKind, Params, StepContext, StepFuture, StepOutcome};
 use std::path::PathBuf;
 use tokio::process::Command;
@@ -78,6 +80,15 @@ impl ExecActuator {
     }
 
     async fn execute(&self, ctx: &StepContext) -> StepOutcome {
+        self.execute_with_input(ctx, None).await
+    }
+
+    /// Runs the program once with `input` on its stdin (a notifier's event as JSON).
+    pub(crate) async fn execute_with_input(
+        &self,
+        ctx: &StepContext,
+        input: Option<Vec<u8>>,
+    ) -> StepOutcome {
         if ctx.dry_run && self.skip_in_dry_run {
             return StepOutcome::skipped_dry_run();
         }
@@ -98,7 +109,7 @@ impl ExecActuator {
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
-        let run = run_process(cmd, ctx.timeout, Leftovers::Kill).await;
+        let run = run_process_with_input(cmd, input, ctx.timeout, Leftovers::Kill).await;
         let what = &self.argv[0];
         match run.result {
             ProcessResult::Exited(status) if status.success() => {

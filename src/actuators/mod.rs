@@ -25,6 +25,7 @@ mod bgp_params;
 pub mod confirm;
 pub mod exec;
 pub mod http;
+pub mod notifier;
 pub mod process;
 pub mod route_lock;
 pub mod url_display;

@@ -94,11 +94,27 @@ pub(crate) fn describe_status(status: ExitStatus) -> String {
 /// timeout kills the whole group, and when the program exits deals with what it left in its
 /// group as `leftovers` says. The caller builds `cmd`'s environment (see `cli_command`).
 pub(crate) async fn run_process(
-    mut cmd: Command,
+    cmd: Command,
     timeout: Duration,
     leftovers: Leftovers,
 ) -> ProcessRun {
-    cmd.stdin(Stdio::null())
+    run_process_with_input(cmd, None, timeout, leftovers).await
+}
+
+/// As `run_process`, with `input` written to the program's stdin and stdin then closed (a
+/// notifier's event); a program that does not read it is not held up by it.
+pub(crate) async fn run_process_with_input(
+    mut cmd: Command,
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+    leftovers: Leftovers,
+) -> ProcessRun {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -117,6 +133,14 @@ pub(crate) async fn run_process(
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .and_then(Pid::from_raw);
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        // Written aside, so that a program that fills its stdout before reading stdin cannot
+        // deadlock with us; the pipe closes when the write ends (or fails: the program quit).
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = pipe.write_all(&input).await;
+        });
+    }
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut tail = Tail::default();

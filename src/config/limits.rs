@@ -62,6 +62,14 @@ pub const MAX_NODES: usize = 5_000;
 pub const MAX_WATCHES: usize = 1_000;
 /// `[[anycast]]` tables in a fleet.
 pub const MAX_ANYCAST: usize = 1_000;
+/// `[[notify]]` tables in a fleet.
+pub const MAX_NOTIFIERS: usize = 64;
+/// A `[[notify]]`'s `timeout_ms`: one call of a notifier.
+pub const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
+/// A `[[notify]]`'s `retries`.
+pub const MAX_NOTIFY_RETRIES: u64 = 100;
+/// A `[[notify]]`'s `backoff_ms`.
+pub const MAX_NOTIFY_BACKOFF: Duration = HOUR;
 /// Step tables of one watch: prechecks, steps, compensations, post and isolation steps.
 pub const MAX_STEPS_PER_WATCH: usize = 1_000;
 

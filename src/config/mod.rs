@@ -172,6 +172,8 @@ pub struct Fleet {
     pub api: ApiSettings,
     /// `[[site.check]]` of every site and each watch's `judge`.
     pub service: ServicePlan,
+    /// `[[notify]]`: who is told of verdicts, runs and maintenance calls.
+    pub notify: Vec<Notifier>,
     /// Hex SHA-256 of the file's text: the fleet version nodes compare.
     pub hash: String,
     /// The file's text as read.
@@ -203,11 +205,13 @@ mod anycast;
 mod checks;
 mod fence;
 pub mod limits;
+pub mod notify;
 mod plan;
 mod raw;
 mod validate;
 
 pub use checks::{CheckKind, ServiceCheck, ServicePlan};
+pub use notify::Notifier;
 pub use plan::{FailoverPlan, STEP_KEYS};
 use raw::*;
 
@@ -278,6 +282,7 @@ impl Fleet {
         let mut anycast_problems = Vec::new();
         let anycast = anycast::declarations(raw.anycast, &sites, &mut anycast_problems);
         let nodes = raw.nodes.into_iter().map(RawNode::into_node).collect();
+        let notify = notify::build_notifiers(raw.notify, &sites, &mut problems);
         // Plan problems are reported after the fleet's own, in file order.
         let mut plan_problems = Vec::new();
         let watches = raw
@@ -335,6 +340,7 @@ impl Fleet {
                 })
                 .unwrap_or_default(),
             service,
+            notify,
             hash: hex_sha256(text),
             source: text.to_string(),
         };
@@ -580,3 +586,6 @@ mod checks_tests;
 
 #[cfg(test)]
 mod fence_tests;
+
+#[cfg(test)]
+mod notify_tests;

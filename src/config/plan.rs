@@ -609,7 +609,7 @@ pub(super) fn seconds(v: &toml::Value) -> Option<Duration> {
 }
 
 /// A TOML value as the JSON the actuators read. Dates become strings.
-fn to_json(v: toml::Value) -> Value {
+pub(super) fn to_json(v: toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s),
         toml::Value::Integer(n) => Value::from(n),

@@ -17,6 +17,9 @@ pub(super) struct RawFleet {
     pub(super) api: Option<RawApi>,
     #[serde(default)]
     pub(super) anycast: Vec<RawAnycast>,
+    /// `[[notify]]`: checked in `notify`, whose keys include the actuator's own.
+    #[serde(default)]
+    pub(super) notify: Vec<toml::Table>,
 }
 
 /// `[[anycast]]`: a prefix that several sites may announce, kept announced by at least one.

@@ -9,6 +9,7 @@ pub mod health;
 pub mod maintenance;
 pub mod net_prefix;
 pub mod node;
+pub mod notify;
 pub mod oplock;
 pub mod pinger;
 pub mod pipeline;

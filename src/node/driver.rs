@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn, Instrument};
 
 pub(super) mod commands;
+mod notify;
 mod observe;
 mod service_checks;
 mod view;
@@ -127,6 +128,7 @@ pub(super) async fn spawn(
     };
 
     let (step_tx, step_rx) = mpsc::unbounded_channel();
+    let (notify_tx, notify_rx) = mpsc::unbounded_channel();
     let mut observed = observe::Observed::default();
     for h in &history {
         observed.learned_at.insert(
@@ -155,6 +157,7 @@ pub(super) async fn spawn(
         last_publish: origin - PUBLISH_EVERY,
         dirty: true,
         step_tx,
+        notify_tx,
         commands,
         reload: reload.clone(),
         watchdog,
@@ -168,7 +171,7 @@ pub(super) async fn spawn(
     let span = tracing::info_span!("node", node = %me.id);
     let task = tokio::spawn(
         async move {
-            driver.run(mesh_rx, step_rx, stop_rx).await;
+            driver.run(mesh_rx, step_rx, notify_rx, stop_rx).await;
             mesh.shutdown().await;
         }
         .instrument(span),
@@ -252,6 +255,7 @@ struct Driver {
     last_publish: Instant,
     dirty: bool,
     step_tx: mpsc::UnboundedSender<crate::core::node::StepDone>,
+    notify_tx: mpsc::UnboundedSender<notify::NotifyDone>,
     commands: commands::Commands,
     /// Asks for the fleet file to be re-read at once, changed or not (SIGHUP).
     reload: Arc<tokio::sync::Notify>,
@@ -291,6 +295,7 @@ impl Driver {
         &mut self,
         mut mesh_rx: MeshInbox,
         mut step_rx: mpsc::UnboundedReceiver<crate::core::node::StepDone>,
+        mut notify_rx: mpsc::UnboundedReceiver<notify::NotifyDone>,
         mut stop: watch::Receiver<bool>,
     ) {
         // The snapshot is published at least this often, so that a stale one means a dead loop.
@@ -331,6 +336,11 @@ impl Driver {
                 done = step_rx.recv() => {
                     if let Some(done) = done {
                         self.feed(Input::StepDone(done));
+                    }
+                }
+                done = notify_rx.recv() => {
+                    if let Some(done) = done {
+                        self.notify_done(done);
                     }
                 }
                 cmd = self.commands.rx.recv() => {
@@ -495,6 +505,7 @@ impl Driver {
                     self.observe(o);
                     self.dirty = true;
                 }
+                Action::Notify(call) => self.start_notify(call),
             }
         }
     }

@@ -287,6 +287,14 @@ pub struct Counters {
     pub fleet_reloads: u64,
     pub fleet_reload_errors: u64,
     pub persist_errors: u64,
+    /// Calls of `[[notify]]` notifiers that succeeded.
+    pub notifications_sent: u64,
+    /// Calls of `[[notify]]` notifiers that failed (each attempt).
+    pub notifications_failed: u64,
+    /// Notifications this node called for another sender that had not said it sent them.
+    pub notifications_taken_over: u64,
+    /// Notifications this node held and dropped on another voter's "sent" note.
+    pub notifications_cancelled: u64,
     /// Messages refused because the sender may not originate them, by `Refusal::as_str`.
     pub refused: BTreeMap<&'static str, u64>,
 }

@@ -376,6 +376,7 @@ impl World {
                 break;
             }
             match a {
+                Action::Notify(_) => {}
                 Action::SendProbe { indicator, nonce } => {
                     if self.ghost_answer(i, &indicator, nonce) {
                         continue;

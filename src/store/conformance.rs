@@ -203,6 +203,7 @@ fn fleet(variant: u32) -> Fleet {
         watches,
         api: Default::default(),
         service: Default::default(),
+        notify: Vec::new(),
         hash,
         source,
     }

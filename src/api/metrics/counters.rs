@@ -146,6 +146,26 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         |s| s.counters.persist_errors,
     ),
     (
+        "notifications_sent",
+        "Calls of [[notify]] notifiers that succeeded, from this node.",
+        |s| s.counters.notifications_sent,
+    ),
+    (
+        "notifications_failed",
+        "Calls of [[notify]] notifiers that failed (each attempt), from this node.",
+        |s| s.counters.notifications_failed,
+    ),
+    (
+        "notifications_taken_over",
+        "Notifications this node called for a leader that had not said it sent them.",
+        |s| s.counters.notifications_taken_over,
+    ),
+    (
+        "notifications_cancelled",
+        "Notifications this node held and dropped on another voter's sent note.",
+        |s| s.counters.notifications_cancelled,
+    ),
+    (
         "tilts",
         "Times this node started distrusting its clocks.",
         |s| s.tilt.tilts,

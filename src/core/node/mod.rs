@@ -15,15 +15,18 @@ pub mod operator;
 pub mod runs;
 
 mod isolation;
+mod notify;
 pub mod peers;
 mod replication;
 mod tilt;
 
 pub use isolation::IsolationState;
+pub use notify::NotifyCall;
 pub use operator::{Command, CommandOk, CommandReply, OperatorError};
 pub use runs::{Runs, StartStep, StepDone, StepPurpose};
 pub use tilt::Tilt;
 
+use super::notify::Notifications;
 use super::oplock::{LockConfig, LockState, OpLock};
 use super::pinger::{Pinger, PingerAction, PingerConfig};
 use super::pipeline::JournalEntry;
@@ -77,6 +80,12 @@ pub enum Input {
     Reload(Arc<Fleet>),
     /// A write the core asked for failed.
     PersistFailed(PersistFailed),
+    /// A call of a notifier ended (`Action::Notify`).
+    NotifyDone {
+        key: String,
+        notifier: String,
+        ok: bool,
+    },
 }
 
 /// A write that failed, and what it was for.
@@ -133,6 +142,8 @@ pub enum Action {
     },
     /// Something worth counting, showing or putting on a timeline; no decision hangs on it.
     Observe(Observation),
+    /// Call one notifier once with one event; report it with `Input::NotifyDone`.
+    Notify(NotifyCall),
 }
 
 /// What the driver may count and show.
@@ -186,6 +197,7 @@ pub struct NodeCore {
     peers: peers::Peers,
     tilt: Tilt,
     refusals: Refusals,
+    notify: Notifications,
     /// Set when a promise could not be made durable: this node no longer votes.
     voting_disabled: Option<String>,
     /// Set when the running fleet file no longer lists this node: it votes and acts no more.
@@ -239,6 +251,7 @@ impl NodeCore {
                 seed ^ 0x10c4,
             ),
             refusals: Refusals::default(),
+            notify: Notifications::new(me.clone(), notify::notify_config(&fleet)),
             voting_disabled: None,
             retired: None,
             next_status: now.mono,
@@ -290,6 +303,9 @@ impl NodeCore {
     pub fn refusals(&self) -> &Refusals {
         &self.refusals
     }
+    pub fn notifications(&self) -> &Notifications {
+        &self.notify
+    }
     /// Why this node does not vote, if it does not: a failed durable write, or retirement.
     pub fn voting_disabled(&self) -> Option<&str> {
         self.voting_disabled.as_deref().or(self.retired.as_deref())
@@ -338,6 +354,7 @@ impl NodeCore {
         at(self.operator.poll_timeout());
         at(self.oplock.poll_timeout());
         at(self.tilt.poll_timeout());
+        at(self.notify.poll_timeout());
         Some(wake)
     }
 
@@ -362,6 +379,9 @@ impl NodeCore {
             Input::Command { id, command } => self.on_command(now, id, command),
             Input::Reload(fleet) => self.reload(now, fleet),
             Input::PersistFailed(f) => self.on_persist_failed(f),
+            Input::NotifyDone { key, notifier, ok } => {
+                self.notify.call_done(now.mono, &key, &notifier, ok)
+            }
         }
         self.drain(now);
     }
@@ -411,6 +431,7 @@ impl NodeCore {
         self.on_run_timers(now);
         self.on_isolation_timers(now);
         self.on_operator_timers(now);
+        self.notify.handle_timeout(t);
     }
 
     fn on_message(&mut self, now: Now, from: NodeId, msg: Message) {
@@ -423,6 +444,7 @@ impl NodeCore {
             }
             Message::Run(m) => self.on_run_msg(now, &from, m),
             Message::Lock(m) => self.on_lock_msg(now, &from, m),
+            Message::Notified(m) => self.on_notified(now, &from, m),
         }
     }
 
@@ -499,6 +521,7 @@ impl NodeCore {
             any |= self.drain_isolation(now);
             any |= self.drain_oplock(now);
             any |= self.release_replicated_steps(now);
+            any |= self.drain_notify(now);
             if !any {
                 break;
             }
@@ -557,6 +580,7 @@ impl NodeCore {
                     && verdict.value.leader == self.me.id;
                 let leader = verdict.value.leader.clone();
                 let down = verdict.outcome() == Outcome::Down;
+                self.notify_verdict(now, verdict);
                 self.observe(Observation::Voter(a));
                 if led_here {
                     self.on_down_verdict_led_here(now, &site, epoch);
@@ -670,6 +694,7 @@ impl NodeCore {
                 fleet.timing.status_interval,
             ));
         self.tilt.set_budget(fleet.timing.probe_budget());
+        self.notify.set_config(notify::notify_config(&fleet));
         self.oplock
             .set_config(LockConfig::from_timing(&fleet.timing));
         self.isolation = IsolationState::reloaded(self.isolation.take(), &fleet, &me, t);

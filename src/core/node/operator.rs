@@ -498,7 +498,8 @@ impl NodeCore {
             until_unix_ms,
             &e,
         )?;
-        self.store_maintenance(w);
+        self.store_maintenance(w.clone());
+        self.notify_maintenance(now, &w, false);
         warn!(%site, until_unix_ms, "maintenance: no automatic failover of this site starts in the fleet");
         Ok(CommandOk::Maintenance {
             site: site.clone(),
@@ -519,7 +520,8 @@ impl NodeCore {
             .operator
             .maintenance
             .end_by_operator(now.wall.as_millis(), site, &e)?;
-        self.store_maintenance(w);
+        self.store_maintenance(w.clone());
+        self.notify_maintenance(now, &w, true);
         Ok(CommandOk::Maintenance {
             site: site.clone(),
             until_unix_ms: None,

@@ -429,4 +429,55 @@ fn a_down_verdict_of_a_site_in_maintenance_is_not_expected() {
     assert!(!b1.replicas().is_expected(&a, 1));
     let later = tick_through(&mut b1, 40, 2_000);
     assert!(prepares(&later, 1).is_empty(), "{later:?}");
+
+const NOTIFIER: &str = "[[notify]]\nname = \"hook\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/hook\"\non = [\"verdict_changed\"]\n";
+
+/// Ticks `c` every 50 ms from `from_ms` to `to_ms`, returning the notifier calls it asks for.
+fn notify_calls(c: &mut NodeCore, from_ms: u64, to_ms: u64) -> Vec<NotifyCall> {
+    let mut calls = Vec::new();
+    for ms in (from_ms..=to_ms).step_by(50) {
+        c.handle(at(ms), Input::Tick);
+        calls.extend(drain(c).into_iter().filter_map(|a| match a {
+            Action::Notify(call) => Some(call),
+            _ => None,
+        }));
+    }
+    calls
+}
+
+fn notified(from: &str, key: &str) -> Input {
+    Input::Message {
+        from: NodeId::from(from),
+        msg: Message::Notified(crate::wire::NotifiedMsg {
+            site: SiteId::from("a"),
+            key: key.to_string(),
+            notifier: "hook".to_string(),
+        }),
+    }
+}
+
+#[test]
+fn a_voter_takes_over_a_verdicts_notification_unless_a_voter_says_it_was_sent() {
+    let f = fleet(NOTIFIER);
+    // c1 learns a DOWN verdict of a led by b1; a3 (site a, no voter of a) forges a note.
+    let mut c1 = core_of(&f, "c1");
+    c1.handle(at(10), status("b2", Opinion::Up));
+    c1.handle(at(60), forged_down_commit("b2", "b1"));
+    assert!(notify_calls(&mut c1, 60, 60).is_empty(), "b1 sends first");
+    c1.handle(at(100), notified("a3", "verdict/a/1/down"));
+    assert_eq!(c1.refusals().count(Refusal::NotInElectorate), 1);
+    // Lease 600 ms, then one heartbeat (150 ms) per rank: c1 is second after b2.
+    assert!(notify_calls(&mut c1, 150, 800).is_empty());
+    let calls = notify_calls(&mut c1, 850, 900);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].event.idempotency_key, "verdict/a/1/down");
+    assert_eq!(calls[0].notifier, "hook");
+
+    // The same, but b1 says it sent it: nothing to take over.
+    let mut c2 = core_of(&f, "c2");
+    c2.handle(at(10), status("b2", Opinion::Up));
+    c2.handle(at(60), forged_down_commit("b2", "b1"));
+    c2.handle(at(100), notified("b1", "verdict/a/1/down"));
+    assert!(notify_calls(&mut c2, 150, 1500).is_empty());
+    assert_eq!(c2.notifications().pending(), 0);
 }

@@ -49,6 +49,9 @@ impl Driver {
             .counts()
             .map(|(r, n)| (r.as_str(), n))
             .collect();
+        let notify = self.core.notifications().counts();
+        counters.notifications_taken_over = notify.taken_over;
+        counters.notifications_cancelled = notify.cancelled;
         let roles = self.core.me().roles;
         NodeSnapshot {
             node: self.core.me().id.clone(),

@@ -168,8 +168,8 @@ impl SqliteStore {
             }
         }
         // Not stored in their own tables: read back from the stored text.
-        let (api, service) = Fleet::parse(&source)
-            .map(|f| (f.api, f.service))
+        let (api, service, notify) = Fleet::parse(&source)
+            .map(|f| (f.api, f.service, f.notify))
             .unwrap_or_default();
         Ok(Some(Fleet {
             timing: timing_from_rows(&timing)?,
@@ -178,6 +178,7 @@ impl SqliteStore {
             watches,
             api,
             service,
+            notify,
             hash,
             source,
         }))
