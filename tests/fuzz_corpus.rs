@@ -299,6 +299,11 @@ mod seeds {
                 opinion: Opinion::Down,
                 evidence_age_ms: 87,
             }),
+            Message::Notified(quorate::wire::NotifiedMsg {
+                site: site(),
+                key: "verdict/a/4/down".to_string(),
+                notifier: "pager".to_string(),
+            }),
             Message::Run(RunMsg::Append {
                 record: record(),
                 from: 0,

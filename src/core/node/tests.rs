@@ -429,6 +429,7 @@ fn a_down_verdict_of_a_site_in_maintenance_is_not_expected() {
     assert!(!b1.replicas().is_expected(&a, 1));
     let later = tick_through(&mut b1, 40, 2_000);
     assert!(prepares(&later, 1).is_empty(), "{later:?}");
+}
 
 const NOTIFIER: &str = "[[notify]]\nname = \"hook\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/hook\"\non = [\"verdict_changed\"]\n";
 
