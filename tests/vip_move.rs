@@ -571,53 +571,31 @@ async fn a_plan_moves_the_vip_from_a_to_b_and_a_client_reconnects_to_the_restart
     result.insert("sessions".into(), json!(sessions));
     result.insert("steps".into(), json!(steps));
 
-    // The failback. POST /v1/failbacks runs the plan's compensations, but only once a verdict
-    // of a is UP, and a planned move with a up leaves no verdict of a at all (409 "no verdict
-    // of site a is known yet"). So the compensations run here through the exec actuator, in
-    // the order a failback runs them (reverse): the VIP off b, the service at b stopped, the
-    // VIP back on a.
-    let (code, refused) = post(b1, "/v1/failbacks", json!({"site": "a"})).await;
-    println!("POST /v1/failbacks: {code} {refused}");
-    let env_b = {
-        let mut env = env_a.clone();
-        env.insert("VIP_NETNS".into(), ns("b").into());
-        env
-    };
-    let mut back_steps = vec![];
-    for (name, argv, env) in [
-        (
-            "vip-off-b",
-            vec![recipe("vip-remove.sh"), vip.clone(), "l2".into()],
-            &env_b,
-        ),
-        (
-            "stop-service-b",
-            vec![
-                "/bin/sh".into(),
-                svc.clone(),
-                "stop".into(),
-                "b".into(),
-                ns("b"),
-            ],
-            &Map::new(),
-        ),
-        (
-            "vip-back-on-a",
-            vec![recipe("vip-add.sh"), vip.clone(), "l2".into()],
-            &env_a,
-        ),
-    ] {
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let out = step(&argv, env, name, false).await;
-        back_steps.push(format!(
-            "{name}: {}",
-            out.output_tail.trim().replace('\n', " | ")
-        ));
-        assert!(out.ok, "{name}: {out:?}");
-    }
+    // The failback: POST /v1/failbacks runs the plan's compensations, newest step first (the
+    // VIP off b, the service at b stopped, the VIP back on a). A planned move with a up leaves
+    // no verdict of a; the node's own Pinger seeing a up lets the failback go.
+    let (code, started) = post(b1, "/v1/failbacks", json!({"site": "a"})).await;
+    assert_eq!(
+        code, 202,
+        "POST /v1/failbacks after a planned move: {started}"
+    );
+    assert_eq!(started["trigger"], "failback", "{started}");
+    let back_id = started["id"].as_str().unwrap().to_string();
+    let back = finished_run(&rest, b1, &back_id).await;
+    let back_steps = steps_of(&back);
     for l in &back_steps {
-        println!("failback {l}");
+        println!("failback {back_id} {l}");
     }
+    assert_eq!(back["state"], "succeeded", "{back}");
+    let names: Vec<&str> = back["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        ["vip-off-b", "stop-service-b", "vip-back-on-a"],
+        "{back}"
+    );
     result.insert("failback_steps".into(), json!(back_steps));
     assert!(
         addrs("a").contains(VIP) && !addrs("b").contains(VIP),

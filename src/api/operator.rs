@@ -194,7 +194,8 @@ pub(super) async fn drill(State(s): State<AppState>, headers: HeaderMap, bytes: 
     .await
 }
 
-/// Fails a site back: runs the compensations of its plan once its verdict is up again.
+/// Fails a site back: runs the compensations of its plan once its verdict is up again (or,
+/// never judged DOWN, as after a planned move, once this node's Pinger sees it up).
 #[utoipa::path(post, path = "/v1/failbacks", tag = "operator",
     security(("bearer" = [])),
     request_body = SiteBody,

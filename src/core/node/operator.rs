@@ -21,7 +21,7 @@ use crate::core::oplock::{Decided, LockAction, LockError, LockMsg, LockValue, Pr
 use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
 use crate::core::replica::RunTrigger;
 use crate::core::trust::MAX_EPOCH;
-use crate::core::types::{NodeId, Now, Outcome, SiteId, Time, WallTime};
+use crate::core::types::{NodeId, Now, Opinion, Outcome, SiteId, Time, WallTime};
 use crate::wire::{MaintenanceWindow, Message};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -96,7 +96,7 @@ pub enum OperatorError {
         outcome: &'static str,
         epoch: u64,
     },
-    #[error("no verdict of site {0} is known yet; fail back once it is up")]
+    #[error("no verdict of site {0} is known yet and this node's Pinger does not see it up; fail back once it does")]
     NoVerdictYet(SiteId),
     #[error("node {node} is not a voter of site {site}'s electorate; call one of its members: {members}")]
     NotEntitled {
@@ -368,6 +368,10 @@ impl NodeCore {
                     epoch,
                 })
             }
+            // Never judged DOWN: a planned move (`quorate failover` while both sites were up)
+            // leaves no verdict to wait for. What this node sees itself decides then; the
+            // vote would not start on a site its Pingers see up either.
+            None if self.pinger.report(site, now.mono).opinion == Opinion::Up => {}
             None => return Err(OperatorError::NoVerdictYet(site.clone())),
         }
         if failback_spec(&plan.pipeline).steps.is_empty() {
