@@ -7,7 +7,9 @@
 //! every node of site a, times the DOWN commit at every surviving voter (b1, b2, c1, c2),
 //! restarts a and waits until the fleet is UP again. Every DOWN verdict no blackout explains
 //! (for b, or for a once it was UP again) is a false verdict. The goal per RTT: p50 at most
-//! the 0 ms figure + RTT/2 + 10 ms.
+//! the 0 ms figure + RTT/2 + 10 ms, both end to end and for the vote alone (the majority-th
+//! DOWN opinion of the electorate -> DOWN at every surviving voter), since a's last answers
+//! reach the other sites' Pingers up to RTT/2 after the blackout whatever the vote does.
 //!
 //!   cargo bench --bench wan
 //!   WAN_TRIALS=20 WAN_RTTS=0,10,30,80 WAN_LOSS=5 WAN_PROFILE=fast cargo bench --bench wan
@@ -45,8 +47,9 @@ where
     }
 }
 
-/// Per RTT: (rtt ms, detection ms per trial, false verdicts, seconds observed).
-type Row = (u64, Vec<f64>, usize, f64);
+/// Per RTT: (rtt ms, detection ms per trial, vote ms per trial, false verdicts, seconds
+/// observed).
+type Row = (u64, Vec<f64>, Vec<f64>, usize, f64);
 
 fn main() -> Result<()> {
     let trials: usize = env("WAN_TRIALS", 10)?;
@@ -109,7 +112,8 @@ async fn run(text: &str, rtts: &[u64], trials: usize, loss: u8, seed: u64) -> Re
         let secs = t.elapsed().as_secs_f64();
         let fv = w.trials.false_verdicts.len();
         println!("RTT {rtt} ms: {fv} false verdicts in {secs:.0} s");
-        rows.push((rtt, std::mem::take(&mut w.trials.detection_ms), fv, secs));
+        let t = std::mem::take(&mut w.trials);
+        rows.push((rtt, t.detection_ms, t.vote_ms, fv, secs));
     }
     let stats = relay.stats();
     println!(
@@ -131,17 +135,9 @@ fn report(profile: &str, loss: u8, rows: &[Row]) {
         .iter()
         .find(|r| r.0 == 0)
         .map(|r| summary(r.1.iter().copied()).1);
-    for (rtt, v, fv, secs) in rows {
+    for (rtt, v, _, fv, secs) in rows {
         let (n, p50, p99, max, mean) = summary(v.iter().copied());
-        let goal = match base {
-            Some(b) if *rtt > 0 => {
-                let limit = b + *rtt as f64 / 2.0 + 10.0;
-                let verdict = if p50 <= limit { "met" } else { "MISSED" };
-                format!("≤ {limit:.1}: {verdict} (+{:.1} over 0 ms)", p50 - b)
-            }
-            Some(_) => "(reference)".to_string(),
-            None => "- (no 0 ms row)".to_string(),
-        };
+        let goal = goal(base, *rtt, p50);
         row!(
             rtt,
             n,
@@ -153,5 +149,35 @@ fn report(profile: &str, loss: u8, rows: &[Row]) {
             format!("{secs:.0}"),
             goal
         );
+    }
+    println!(
+        "\nThe vote alone: the majority-th DOWN opinion of the electorate (taken by a surviving \
+         voter's own Pinger) -> DOWN committed at every surviving voter. The blackout's last \
+         answers still cross the WAN for up to RTT/2 after it, so the Pingers of b and c see \
+         it later by that much; this leaves that out.\n"
+    );
+    println!("| RTT (ms) | trials | p50 (ms) | p99 (ms) | max (ms) | mean (ms) | goal: p50 ≤ p50(0 ms) + RTT/2 + 10 |");
+    println!("|---:|---:|---:|---:|---:|---:|---|");
+    let base = rows
+        .iter()
+        .find(|r| r.0 == 0)
+        .map(|r| summary(r.2.iter().copied()).1);
+    for (rtt, _, v, _, _) in rows {
+        let (n, p50, p99, max, mean) = summary(v.iter().copied());
+        let goal = goal(base, *rtt, p50);
+        row!(rtt, n, f1(p50), f1(p99), f1(max), f1(mean), goal);
+    }
+}
+
+/// The goal of one RTT's row: p50 at most the 0 ms row's p50 (`base`) + RTT/2 + 10 ms.
+fn goal(base: Option<f64>, rtt: u64, p50: f64) -> String {
+    match base {
+        Some(b) if rtt > 0 => {
+            let limit = b + rtt as f64 / 2.0 + 10.0;
+            let verdict = if p50 <= limit { "met" } else { "MISSED" };
+            format!("≤ {limit:.1}: {verdict} (+{:.1} over 0 ms)", p50 - b)
+        }
+        Some(_) => "(reference)".to_string(),
+        None => "- (no 0 ms row)".to_string(),
     }
 }

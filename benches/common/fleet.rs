@@ -8,7 +8,7 @@ use quorate::core::types::{NodeId, Outcome, SiteId};
 use quorate::localfleet::LocalFleet;
 use quorate::node::{EventKind, NodeEvent};
 use rand::{rngs::StdRng, Rng};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -39,6 +39,10 @@ pub async fn settle(f: &LocalFleet, when: &str) -> Result<()> {
 pub struct Trials {
     /// Per trial, ms from the blackout to the DOWN verdict committed at every surviving voter.
     pub detection_ms: Vec<f64>,
+    /// Per trial, ms from the majority-th DOWN opinion of the surviving voters' own Pingers (a
+    /// majority of the electorate) to the DOWN verdict committed at every surviving voter:
+    /// what the vote itself costs.
+    pub vote_ms: Vec<f64>,
     /// DOWN verdicts no blackout explains: for another site, or for the blacked-out site
     /// after the fleet had committed it UP again (counted once per verdict slot).
     pub false_verdicts: BTreeSet<(SiteId, u64)>,
@@ -91,14 +95,19 @@ impl Watcher {
     }
 
     /// Reads events until every node of `voters` committed `want` for `site`; returns when
-    /// the last one did.
+    /// the last one did, and when each of `voters` took the matching opinion, in order.
     pub async fn committed(
         &mut self,
         site: &SiteId,
         voters: &[NodeId],
         want: Outcome,
-    ) -> Result<Instant> {
+    ) -> Result<(Instant, Vec<Instant>)> {
         let mut seen = BTreeSet::new();
+        let mut opinions: BTreeMap<NodeId, Instant> = BTreeMap::new();
+        let opinion = match want {
+            Outcome::Down => "down",
+            _ => "up",
+        };
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let ev = tokio::time::timeout_at(deadline, self.events.recv()).await;
@@ -106,16 +115,25 @@ impl Watcher {
                 bail!("no {want:?} verdict for {site} at every voter: only {seen:?}");
             };
             self.note(&ev);
-            if let EventKind::Verdict {
-                site: s, outcome, ..
-            } = &ev.kind
-            {
-                if s == site && *outcome == want && voters.contains(&ev.node) {
+            match &ev.kind {
+                EventKind::Opinion {
+                    site: s,
+                    opinion: o,
+                    ..
+                } if s == site && *o == opinion && voters.contains(&ev.node) => {
+                    opinions.entry(ev.node.clone()).or_insert(ev.at);
+                }
+                EventKind::Verdict {
+                    site: s, outcome, ..
+                } if s == site && *outcome == want && voters.contains(&ev.node) => {
                     seen.insert(ev.node.clone());
                     if seen.len() == voters.len() {
-                        return Ok(ev.at);
+                        let mut at: Vec<Instant> = opinions.into_values().collect();
+                        at.sort();
+                        return Ok((ev.at, at));
                     }
                 }
+                _ => {}
             }
         }
     }
@@ -132,6 +150,7 @@ pub async fn blackouts(
     rng: &mut StdRng,
     label: &str,
 ) -> Result<()> {
+    let majority = fleet.fleet.electorate(site).len() / 2 + 1;
     for i in 1..=trials {
         w.idle(Duration::from_millis(rng.random_range(0..1000)))
             .await;
@@ -139,10 +158,20 @@ pub async fn blackouts(
         let t0 = Instant::now();
         let stopped = fleet.stop_site(site).await;
         let voters = fleet.running_voters();
-        let down = w.committed(site, &voters, Outcome::Down).await?;
+        let (down, opinions) = w.committed(site, &voters, Outcome::Down).await?;
         let ms = down.saturating_duration_since(t0).as_secs_f64() * 1000.0;
-        println!("{label} trial {i:2}: blackout -> DOWN at every voter {ms:6.1} ms");
+        // The vote could start once a majority of the electorate saw the site DOWN; a verdict
+        // learned before (a voter's own opinion late) costs nothing more.
+        let vote = opinions
+            .get(majority - 1)
+            .map(|o| down.saturating_duration_since(*o).as_secs_f64() * 1000.0);
+        let shown = vote.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+        println!(
+            "{label} trial {i:2}: blackout -> DOWN at every voter {ms:6.1} ms, \
+             majority-th DOWN opinion -> every voter {shown}"
+        );
         w.trials.detection_ms.push(ms);
+        w.trials.vote_ms.extend(vote);
         for id in &stopped {
             restart(fleet, id).await?;
         }
