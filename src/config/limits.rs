@@ -70,6 +70,10 @@ pub const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const MAX_NOTIFY_RETRIES: u64 = 100;
 /// A `[[notify]]`'s `backoff_ms`.
 pub const MAX_NOTIFY_BACKOFF: Duration = HOUR;
+/// `[[alarm_source]]` tables in a fleet.
+pub const MAX_ALARM_SOURCES: usize = 256;
+/// Sites one `[[alarm_source]]` may speak for.
+pub const MAX_ALARM_SOURCE_SITES: usize = 64;
 /// Step tables of one watch: prechecks, steps, compensations, post and isolation steps.
 pub const MAX_STEPS_PER_WATCH: usize = 1_000;
 

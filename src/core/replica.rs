@@ -52,14 +52,30 @@ pub enum RunTrigger {
     Manual,
     /// `POST /v1/failbacks`: the compensations of the plan's steps, newest step first.
     Failback,
+    /// An alarm of a site whose watch has `on_alarm = "prestage"`: the plan's prestage steps.
+    Prestage,
+    /// The last alarm of a prestaged site cleared: the compensations of the prestage steps,
+    /// newest first.
+    Unstage,
+    /// An alarm of a site whose watch has `on_alarm = "failover"`: the site's plan.
+    Alarm,
 }
 
 impl RunTrigger {
+    /// An automatic failover (a verdict's, or an alarm's): a second one of the site waits out
+    /// hold-down.
+    pub fn holds_down(self) -> bool {
+        matches!(self, RunTrigger::Verdict | RunTrigger::Alarm)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunTrigger::Verdict => "verdict",
             RunTrigger::Manual => "manual",
             RunTrigger::Failback => "failback",
+            RunTrigger::Prestage => "prestage",
+            RunTrigger::Unstage => "unstage",
+            RunTrigger::Alarm => "alarm",
         }
     }
 }

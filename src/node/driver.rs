@@ -56,6 +56,7 @@ pub(super) async fn spawn(
         runs: store.run_records()?,
         maintenance: store.maintenance()?,
         locks: store.load_locks()?,
+        alarms: store.alarms()?,
     };
     let history = store.verdicts(None, HISTORY_KEPT)?;
 
@@ -478,6 +479,12 @@ impl Driver {
                 Action::SaveMaintenance(w) => {
                     if let Err(e) = self.store.save_maintenance(&w) {
                         error!(site = %w.site, error = %e, "cannot store the maintenance window");
+                    }
+                    self.dirty = true;
+                }
+                Action::SaveAlarm(a) => {
+                    if let Err(e) = self.store.save_alarm(&a) {
+                        error!(site = %a.site, source = %a.source, error = %e, "cannot store the alarm");
                     }
                     self.dirty = true;
                 }

@@ -210,6 +210,7 @@ impl World {
             runs: n.store.run_records().map_err(store)?,
             maintenance: n.store.maintenance().map_err(store)?,
             locks: n.store.load_locks().map_err(store)?,
+            alarms: n.store.alarms().map_err(store)?,
         };
         let mut core = NodeCore::new(self.fleet.clone(), &n.id, boot, now, seed)
             .expect("every simulated node is in the fleet");
@@ -493,6 +494,13 @@ impl World {
                     self.nodes[i]
                         .store
                         .save_maintenance(&w)
+                        .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
+                }
+                Action::SaveAlarm(a) => {
+                    let me = self.nodes[i].id.clone();
+                    self.nodes[i]
+                        .store
+                        .save_alarm(&a)
                         .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
                 }
                 Action::PersistLock { site, state } => {

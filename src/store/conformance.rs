@@ -204,6 +204,7 @@ fn fleet(variant: u32) -> Fleet {
         api: Default::default(),
         service: Default::default(),
         notify: Vec::new(),
+        alarm_sources: Vec::new(),
         hash,
         source,
     }
