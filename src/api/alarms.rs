@@ -46,7 +46,8 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
 
 /// Reads `POST /v1/alarms`.
 pub fn parse_raise(bytes: &[u8]) -> Result<CommandKind, String> {
-    let b: AlarmBody = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let b: AlarmBody =
+        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))?;
     check_fields(&b.source, &b.reason)?;
     Ok(CommandKind::Alarm(crate::core::node::AlarmCall {
         site: SiteId(b.site),
@@ -173,8 +174,10 @@ pub(super) async fn hook(
             StatusCode::UNAUTHORIZED,
             format!("this hook needs an Authorization: Bearer TOKEN header with the token of alarm source {name:?} (its token_file)"),
         );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("a header"));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("a header"),
+        );
         return r;
     }
     let b: AlarmHookBody = match json(&bytes) {
@@ -211,18 +214,27 @@ mod tests {
 
     #[test]
     fn a_raise_body_names_the_field_at_fault() {
-        let ok = parse_raise(br#"{"site":"a","source":"fire-a","severity":"critical","reason":"smoke"}"#);
+        let ok = parse_raise(
+            br#"{"site":"a","source":"fire-a","severity":"critical","reason":"smoke"}"#,
+        );
         assert!(matches!(ok, Ok(CommandKind::Alarm(c)) if c.raised && c.source == "fire-a"));
-        let e = parse_raise(br#"{"site":"a","source":"fire a","severity":"critical"}"#).unwrap_err();
+        let e =
+            parse_raise(br#"{"site":"a","source":"fire a","severity":"critical"}"#).unwrap_err();
         assert!(e.starts_with("source "), "{e}");
         let e = parse_raise(br#"{"site":"a","source":"f","severity":"fatal"}"#).unwrap_err();
-        assert!(e.contains("severity") || e.contains("unknown variant"), "{e}");
+        assert!(
+            e.contains("severity") || e.contains("unknown variant"),
+            "{e}"
+        );
         let long = format!(
             r#"{{"site":"a","source":"f","severity":"warning","reason":"{}"}}"#,
             "x".repeat(MAX_REASON_LEN + 1)
         );
-        assert!(parse_raise(long.as_bytes()).unwrap_err().starts_with("reason"));
-        let e = parse_raise(br#"{"site":"a","source":"f","severity":"warning","extra":1}"#).unwrap_err();
+        assert!(parse_raise(long.as_bytes())
+            .unwrap_err()
+            .starts_with("reason"));
+        let e = parse_raise(br#"{"site":"a","source":"f","severity":"warning","extra":1}"#)
+            .unwrap_err();
         assert!(e.contains("extra"), "{e}");
     }
 }

@@ -79,7 +79,9 @@ pub mod words {
 
     /// What started a failover run.
     pub fn trigger() -> Object {
-        of(&["verdict", "manual", "failback", "prestage", "unstage", "alarm"])
+        of(&[
+            "verdict", "manual", "failback", "prestage", "unstage", "alarm",
+        ])
     }
 
     /// Where a failover run is.
@@ -402,7 +404,12 @@ pub struct AlarmBody {
     #[schema(example = "a")]
     pub site: String,
     /// Who raises it: letters, digits, '-', '_', '.'; at most 64 bytes.
-    #[schema(example = "fire-a", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$")]
+    #[schema(
+        example = "fire-a",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]+$"
+    )]
     pub source: String,
     pub severity: crate::wire::AlarmSeverity,
     /// Why, in words; at most 512 bytes.

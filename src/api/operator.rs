@@ -341,9 +341,9 @@ fn status_of(e: &OperatorError) -> StatusCode {
         OperatorError::Alarm(AlarmError::BadSource(_) | AlarmError::ReasonTooLong) => {
             StatusCode::BAD_REQUEST
         }
-        OperatorError::Alarm(AlarmError::TooManySources { .. } | AlarmError::NoLaterStamp { .. }) => {
-            StatusCode::CONFLICT
-        }
+        OperatorError::Alarm(
+            AlarmError::TooManySources { .. } | AlarmError::NoLaterStamp { .. },
+        ) => StatusCode::CONFLICT,
         OperatorError::LockUndecided { .. } | OperatorError::LockUnavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -87,7 +87,9 @@ pub(super) fn build_sources(
         }
         for s in &r.sites {
             if !sites.iter().any(|k| k.id.0 == *s) {
-                problems.push(format!("{at}.sites names {s:?}, which is not a [[site]] id"));
+                problems.push(format!(
+                    "{at}.sites names {s:?}, which is not a [[site]] id"
+                ));
             }
         }
         let kind = match (r.kind.as_str(), r.token_file) {
@@ -152,8 +154,11 @@ mod tests {
         assert!(p.contains("alarm_source[1].name"), "{p}");
         assert!(p.contains("alarm_source[1].sites names \"z\""), "{p}");
         assert!(p.contains("alarm_source[1].kind = \"snmp\""), "{p}");
-        let text = format!("{FLEET}\n[[alarm_source]]\nname = \"x\"\nsites = [\"a\"]\nkind = \"http\"\n");
-        assert!(problems(&text).join("\n").contains("alarm_source[1].token_file is missing"));
+        let text =
+            format!("{FLEET}\n[[alarm_source]]\nname = \"x\"\nsites = [\"a\"]\nkind = \"http\"\n");
+        assert!(problems(&text)
+            .join("\n")
+            .contains("alarm_source[1].token_file is missing"));
         let text = FLEET.replace("on_alarm = \"prestage\"", "on_alarm = \"panic\"");
         assert!(problems(&text).join("\n").contains("on_alarm = \"panic\""));
     }

@@ -148,7 +148,11 @@ impl Alarms {
     }
 
     /// Alarms read back from the store; one outside the bounds is dropped and returned.
-    pub fn load(&mut self, now_wall_ms: i64, stored: impl IntoIterator<Item = Alarm>) -> Vec<Alarm> {
+    pub fn load(
+        &mut self,
+        now_wall_ms: i64,
+        stored: impl IntoIterator<Item = Alarm>,
+    ) -> Vec<Alarm> {
         let mut dropped = Vec::new();
         for a in stored {
             let sources = self.sources(&a.site);

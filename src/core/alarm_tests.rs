@@ -1,7 +1,11 @@
 use super::*;
 
 fn electorate() -> Electorate {
-    Electorate::new(vec![NodeId::from("b1"), NodeId::from("c1"), NodeId::from("c2")])
+    Electorate::new(vec![
+        NodeId::from("b1"),
+        NodeId::from("c1"),
+        NodeId::from("c2"),
+    ])
 }
 
 fn alarm(source: &str, raised: bool, at: i64) -> Alarm {
@@ -44,7 +48,15 @@ fn only_members_of_the_electorate_originate_alarms() {
     // An outsider cannot call at all.
     let outsider = Alarms::new(NodeId::from("a1"));
     assert!(matches!(
-        outsider.call(NOW, &SiteId::from("a"), "fire", AlarmSeverity::Critical, "", true, &e),
+        outsider.call(
+            NOW,
+            &SiteId::from("a"),
+            "fire",
+            AlarmSeverity::Critical,
+            "",
+            true,
+            &e
+        ),
         Err(AlarmError::NotOperatorNode { .. })
     ));
 }
@@ -55,7 +67,10 @@ fn bounds_are_refused_not_clamped() {
     let e = electorate();
     let b1 = NodeId::from("b1");
     let ahead = alarm("fire", true, NOW + MAX_SKEW_MS + 1);
-    assert_eq!(alarms.learn(NOW, &b1, &ahead, &e), Err(Refusal::FromTheFuture));
+    assert_eq!(
+        alarms.learn(NOW, &b1, &ahead, &e),
+        Err(Refusal::FromTheFuture)
+    );
     let long = Alarm {
         reason: "x".repeat(MAX_REASON_LEN + 1),
         ..alarm("fire", true, NOW)
@@ -74,19 +89,43 @@ fn sources_per_site_are_bounded() {
     let e = electorate();
     for i in 0..MAX_SOURCES_PER_SITE {
         let a = alarms
-            .call(NOW, &SiteId::from("a"), &format!("s{i}"), AlarmSeverity::Warning, "", true, &e)
+            .call(
+                NOW,
+                &SiteId::from("a"),
+                &format!("s{i}"),
+                AlarmSeverity::Warning,
+                "",
+                true,
+                &e,
+            )
             .unwrap();
         alarms.stored(a);
     }
     assert_eq!(
-        alarms.call(NOW, &SiteId::from("a"), "one-more", AlarmSeverity::Warning, "", true, &e),
+        alarms.call(
+            NOW,
+            &SiteId::from("a"),
+            "one-more",
+            AlarmSeverity::Warning,
+            "",
+            true,
+            &e
+        ),
         Err(AlarmError::TooManySources {
             site: SiteId::from("a")
         })
     );
     // A known source may still be cleared, and a peer's new source is refused.
     assert!(alarms
-        .call(NOW, &SiteId::from("a"), "s0", AlarmSeverity::Warning, "", false, &e)
+        .call(
+            NOW,
+            &SiteId::from("a"),
+            "s0",
+            AlarmSeverity::Warning,
+            "",
+            false,
+            &e
+        )
         .is_ok());
     assert_eq!(
         alarms.learn(NOW, &NodeId::from("c1"), &alarm("new", true, NOW), &e),
@@ -109,7 +148,15 @@ fn the_newest_call_per_source_wins_and_calls_outrank_what_is_known() {
     assert!(alarms.is_raised(&SiteId::from("a")));
     // A call here is stamped after the known one even when this clock is behind.
     let clear = alarms
-        .call(NOW, &SiteId::from("a"), "fire", AlarmSeverity::Critical, "all clear", false, &e)
+        .call(
+            NOW,
+            &SiteId::from("a"),
+            "fire",
+            AlarmSeverity::Critical,
+            "all clear",
+            false,
+            &e,
+        )
         .unwrap();
     assert_eq!(clear.set_at_unix_ms, NOW + 10_001);
     alarms.stored(clear);
@@ -124,7 +171,10 @@ fn stored_alarms_out_of_bounds_are_dropped_on_load() {
     let mut alarms = Alarms::new(NodeId::from("b1"));
     let dropped = alarms.load(
         NOW,
-        vec![alarm("fire", true, NOW), alarm("power", true, NOW + MAX_SKEW_MS + 1)],
+        vec![
+            alarm("fire", true, NOW),
+            alarm("power", true, NOW + MAX_SKEW_MS + 1),
+        ],
     );
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0].source, "power");
@@ -136,15 +186,27 @@ fn an_episode_prestages_once_and_unstages_once() {
     use RunTrigger::*;
     let p = OnAlarm::Prestage;
     // Raised on a site at rest: prestage.
-    assert_eq!(reaction(p, true, true, None, false), Some(Reaction::Prestage));
-    assert_eq!(reaction(p, true, true, Some(Failback), false), Some(Reaction::Prestage));
-    assert_eq!(reaction(p, true, true, Some(Unstage), false), Some(Reaction::Prestage));
+    assert_eq!(
+        reaction(p, true, true, None, false),
+        Some(Reaction::Prestage)
+    );
+    assert_eq!(
+        reaction(p, true, true, Some(Failback), false),
+        Some(Reaction::Prestage)
+    );
+    assert_eq!(
+        reaction(p, true, true, Some(Unstage), false),
+        Some(Reaction::Prestage)
+    );
     // Once prestaged, more raised alarms of the episode ask nothing more.
     assert_eq!(reaction(p, true, true, Some(Prestage), false), None);
     // Without prestage steps there is nothing to run.
     assert_eq!(reaction(p, false, true, None, false), None);
     // The last clear unstages a prestaged site, once.
-    assert_eq!(reaction(p, true, false, Some(Prestage), false), Some(Reaction::Unstage));
+    assert_eq!(
+        reaction(p, true, false, Some(Prestage), false),
+        Some(Reaction::Unstage)
+    );
     assert_eq!(reaction(p, true, false, Some(Unstage), false), None);
     assert_eq!(reaction(p, true, false, None, false), None);
     // A failover since the prestage (by a verdict, or through the lock) is never undone.
@@ -160,8 +222,14 @@ fn an_episode_prestages_once_and_unstages_once() {
 fn failover_on_alarm_runs_once_and_notify_runs_nothing() {
     use RunTrigger::*;
     let f = OnAlarm::Failover;
-    assert_eq!(reaction(f, false, true, None, false), Some(Reaction::Failover));
-    assert_eq!(reaction(f, false, true, Some(Prestage), false), Some(Reaction::Failover));
+    assert_eq!(
+        reaction(f, false, true, None, false),
+        Some(Reaction::Failover)
+    );
+    assert_eq!(
+        reaction(f, false, true, Some(Prestage), false),
+        Some(Reaction::Failover)
+    );
     assert_eq!(reaction(f, false, true, Some(Alarm), false), None);
     assert_eq!(reaction(f, false, true, None, true), None);
     assert_eq!(reaction(f, false, false, Some(Alarm), false), None);

@@ -75,7 +75,11 @@ impl NodeCore {
         &self.alarm.alarms
     }
 
-    pub(super) fn alarm_call(&mut self, now: Now, c: AlarmCall) -> Result<CommandOk, OperatorError> {
+    pub(super) fn alarm_call(
+        &mut self,
+        now: Now,
+        c: AlarmCall,
+    ) -> Result<CommandOk, OperatorError> {
         if self.fleet.watch(&c.site).is_none() {
             return Err(OperatorError::UnknownSite(c.site));
         }
@@ -129,7 +133,13 @@ impl NodeCore {
             kind,
             site: a.site.clone(),
             epoch: 0,
-            detail: format!("{} {} from {}: {}", a.severity.as_str(), kind.as_str(), a.source, a.reason),
+            detail: format!(
+                "{} {} from {}: {}",
+                a.severity.as_str(),
+                kind.as_str(),
+                a.source,
+                a.reason
+            ),
             idempotency_key: format!(
                 "alarm/{}/{}/{}/{}",
                 a.site,
