@@ -297,7 +297,67 @@ async fn a_fire_alarm_prestages_once_and_its_clearing_unstages_once() {
     );
     let active = rest.metric(c1, "quorate_alarms_active{site=\"a\"}").await;
     assert_eq!(active, Some(0.0));
+
+    // The CLI raises, lists and clears like the REST calls (a prestage again, then unstage).
+    let env = [
+        ("QUORATE_API", c1.to_string()),
+        ("QUORATE_TOKEN_FILE", dir.join("op").display().to_string()),
+    ];
+    let raised = quorate(
+        &[
+            "alarm", "raise", "a", "--source", "ops", "--reason", "drill",
+        ],
+        &env,
+    )
+    .await;
+    assert!(raised.contains("raised"), "{raised}");
+    let listed = quorate(&["alarm", "list"], &env).await;
+    let row = listed
+        .lines()
+        .find(|l| l.contains("ops"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.contains("raised") && row.contains("critical") && row.contains("c1"),
+        "{listed}"
+    );
+    let status = quorate(&["status"], &env).await;
+    assert!(status.contains("a: critical alarm from ops"), "{status}");
+    let cleared = quorate(&["alarm", "clear", "a", "--source", "ops"], &env).await;
+    assert!(cleared.contains("cleared"), "{cleared}");
+    eventually("the second episode's unstage", || async {
+        match (count(dir, "reserve"), count(dir, "release")) {
+            (2, 2) => Ok(()),
+            other => Err(format!("{other:?}: {:?}", lines(dir))),
+        }
+    })
+    .await;
     f.shutdown().await;
+}
+
+/// Runs the `quorate` binary with `env`; its stdout, or a panic with stderr.
+async fn quorate(args: &[&str], env: &[(&str, String)]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quorate"))
+            .args(&args)
+            .envs(env)
+            .output()
+            .expect("the binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "quorate {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    })
+    .await
+    .expect("the command finishes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
