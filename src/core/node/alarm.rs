@@ -310,3 +310,7 @@ impl NodeCore {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "alarm_tests.rs"]
+mod tests;
