@@ -450,3 +450,50 @@ async fn a_prestage_whose_leader_is_killed_midway_runs_once_at_another_voter() {
     drop(children);
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_poller_raises_and_clears_by_its_exit_code_and_a_failed_poll_changes_nothing() {
+    init_tracing();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let state = dir.join("ups-state");
+    std::fs::write(&state, "0").unwrap();
+    let poller = format!(
+        "\n[[alarm_source]]\nname = \"ups-a\"\nsites = [\"a\"]\nkind = \"exec\"\nnodes = [\"b1\"]\n\
+         interval_s = 0.2\ntimeout_s = 0.2\nargv = [\"/bin/sh\", \"-c\", {:?}]\n",
+        format!("echo \"on battery since $(date +%s) for $QUORATE_ALARM_SITES\"; exit $(cat {})", state.display())
+    );
+    let text = fleet(125, dir, "notify", 0.0) + &poller;
+    let f = LocalFleet::start(&text, None, true)
+        .await
+        .expect("the fleet starts");
+    let rest = Rest::new();
+    let c2 = api(&f, "c2");
+    let ups = |want: &'static str| {
+        let rest = &rest;
+        async move {
+            let l = rest.try_get(c2, "/v1/alarms").await?;
+            let a = l["alarms"]
+                .as_array()
+                .and_then(|l| l.iter().find(|a| a["source"] == "ups-a").cloned());
+            match a {
+                Some(a) if a["state"] == want => Ok(a),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    };
+    std::fs::write(&state, "1").unwrap();
+    let a = eventually("the poller's alarm raised, at c2", || ups("raised")).await;
+    assert_eq!(a["by"], "b1", "{a}");
+    assert_eq!(a["severity"], "critical", "{a}");
+    assert!(a["reason"].as_str().unwrap().ends_with("for a"), "{a}");
+    // A failed poll (exit 7) is no reading: the alarm stays raised.
+    std::fs::write(&state, "7").unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ups("raised")
+        .await
+        .expect("still raised after failed polls");
+    std::fs::write(&state, "0").unwrap();
+    eventually("the poller's alarm cleared, at c2", || ups("cleared")).await;
+    f.shutdown().await;
+}

@@ -33,8 +33,8 @@ pub(super) async fn list(State(s): State<Snap>) -> Json<AlarmList> {
 /// Checks a body's fields as the core will, so that the 400 names the field.
 fn check_fields(source: &str, reason: &str) -> Result<(), String> {
     check_source(source).map_err(|e| format!("source {e}"))?;
-    if reason.len() > MAX_REASON_LEN {
-        return Err(format!("reason is longer than {MAX_REASON_LEN} bytes"));
+    if reason.chars().count() > MAX_REASON_LEN {
+        return Err(format!("reason is longer than {MAX_REASON_LEN} characters"));
     }
     Ok(())
 }
@@ -92,7 +92,8 @@ pub(super) async fn raise(State(s): State<AppState>, headers: HeaderMap, bytes: 
     security(("bearer" = [])),
     params(
         ("site" = String, Path, description = "A site id of the fleet file", example = "a"),
-        ("source" = String, Path, description = "The alarm's source", example = "fire-a"),
+        ("source" = String, Path, description = "The alarm's source", example = "fire-a",
+            min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$"),
     ),
     responses(
         (status = 200, description = "The alarm as it now stands", body = AlarmView),
@@ -132,7 +133,8 @@ pub(super) async fn clear(
 /// bearer token (the first line of its `token_file`), which is good for nothing else.
 #[utoipa::path(post, path = "/v1/alarms/hooks/{name}", tag = "alarm source",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "The [[alarm_source]] name", example = "fire-a")),
+    params(("name" = String, Path, description = "The [[alarm_source]] name", example = "fire-a",
+        min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]+$")),
     request_body = AlarmHookBody,
     responses(
         (status = 200, description = "The alarm as it now stands", body = AlarmView),
@@ -160,8 +162,9 @@ pub(super) async fn hook(
         .alarm_sources
         .iter()
         .find(|src| src.name == name)
-        .map(|src| match &src.kind {
-            AlarmSourceKind::Http { token_file } => token_file.clone(),
+        .and_then(|src| match &src.kind {
+            AlarmSourceKind::Http { token_file } => Some(token_file.clone()),
+            AlarmSourceKind::Exec { .. } => None,
         });
     let Some(token_file) = token_file else {
         return error(

@@ -412,7 +412,7 @@ pub struct AlarmBody {
     )]
     pub source: String,
     pub severity: crate::wire::AlarmSeverity,
-    /// Why, in words; at most 512 bytes.
+    /// Why, in words; at most 512 characters.
     #[schema(example = "smoke detected in hall 2", max_length = 512)]
     #[serde(default)]
     pub reason: String,
@@ -430,7 +430,7 @@ pub struct AlarmHookBody {
     /// Default "critical"; kept from the raised alarm on a clear.
     #[serde(default)]
     pub severity: Option<crate::wire::AlarmSeverity>,
-    /// At most 512 bytes.
+    /// At most 512 characters.
     #[schema(example = "smoke detected in hall 2", max_length = 512)]
     #[serde(default)]
     pub reason: String,

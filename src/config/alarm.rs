@@ -2,7 +2,10 @@
 //! sites (`core::alarm`). A source of `kind = "http"` calls `POST /v1/alarms/hooks/{name}`
 //! with its own bearer token (the first line of `token_file`, read on every call): that token
 //! raises and clears alarms of the source's `sites` only, and nothing else, so a fire panel
-//! can hold a credential that cannot start a failover or touch another site.
+//! can hold a credential that cannot start a failover or touch another site. A source of
+//! `kind = "exec"` is a poller: its `argv` runs on each of its `nodes` (voters of the
+//! electorates of all its sites) every `interval_s`, within `timeout_s`, and its exit code
+//! says whether its sites' alarm is raised (`node::alarm_poll` has the contract).
 
 use super::limits;
 use crate::core::alarm::check_source;
@@ -10,6 +13,7 @@ use crate::core::types::SiteId;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One `[[alarm_source]]` as written.
 #[derive(Deserialize)]
@@ -19,7 +23,16 @@ pub(super) struct RawAlarmSource {
     sites: Vec<String>,
     kind: String,
     token_file: Option<PathBuf>,
+    argv: Option<Vec<String>>,
+    nodes: Option<Vec<String>>,
+    interval_s: Option<f64>,
+    timeout_s: Option<f64>,
 }
+
+/// An exec source polls this often unless `interval_s` says otherwise.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// One poll may take this long unless `timeout_s` says otherwise (and at most the interval).
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One `[[alarm_source]]`, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +49,13 @@ pub enum AlarmSourceKind {
     /// Calls `POST /v1/alarms/hooks/{name}` with the first line of `token_file` as its bearer
     /// token.
     Http { token_file: PathBuf },
+    /// Runs `argv` on each of `nodes` every `interval`, killed after `timeout`.
+    Exec {
+        argv: Vec<String>,
+        nodes: Vec<crate::core::types::NodeId>,
+        interval: Duration,
+        timeout: Duration,
+    },
 }
 
 impl AlarmSource {
@@ -54,6 +74,7 @@ impl super::Fleet {
 pub(super) fn build_sources(
     raw: Vec<RawAlarmSource>,
     sites: &[super::Site],
+    nodes: &[super::Node],
     problems: &mut Vec<String>,
 ) -> Vec<AlarmSource> {
     if let Some(p) = limits::too_many("[[alarm_source]]", raw.len(), limits::MAX_ALARM_SOURCES) {
@@ -92,17 +113,43 @@ pub(super) fn build_sources(
                 ));
             }
         }
-        let kind = match (r.kind.as_str(), r.token_file) {
-            ("http", Some(token_file)) => Some(AlarmSourceKind::Http { token_file }),
-            ("http", None) => {
-                problems.push(format!(
-                    "{at}.token_file is missing: an http source needs the file whose first \
-                     line is its own bearer token"
-                ));
-                None
+        let kind = match r.kind.as_str() {
+            "http" => {
+                for (key, set) in [
+                    ("argv", r.argv.is_some()),
+                    ("nodes", r.nodes.is_some()),
+                    ("interval_s", r.interval_s.is_some()),
+                    ("timeout_s", r.timeout_s.is_some()),
+                ] {
+                    if set {
+                        problems.push(format!(
+                            "{at}.{key} is for kind = \"exec\" sources; an http source calls its hook"
+                        ));
+                    }
+                }
+                match r.token_file {
+                    Some(token_file) => Some(AlarmSourceKind::Http { token_file }),
+                    None => {
+                        problems.push(format!(
+                            "{at}.token_file is missing: an http source needs the file whose \
+                             first line is its own bearer token"
+                        ));
+                        None
+                    }
+                }
             }
-            (other, _) => {
-                problems.push(format!("{at}.kind = {other:?} is not \"http\""));
+            "exec" => exec_kind(
+                &at,
+                r.argv,
+                r.nodes,
+                r.interval_s,
+                r.timeout_s,
+                r.token_file.is_some(),
+                nodes,
+                problems,
+            ),
+            other => {
+                problems.push(format!("{at}.kind = {other:?} is not \"http\" or \"exec\""));
                 None
             }
         };
@@ -118,6 +165,119 @@ pub(super) fn build_sources(
         }
     }
     out
+}
+
+/// The keys of an exec source, checked.
+#[allow(clippy::too_many_arguments)]
+fn exec_kind(
+    at: &str,
+    argv: Option<Vec<String>>,
+    names: Option<Vec<String>>,
+    interval_s: Option<f64>,
+    timeout_s: Option<f64>,
+    has_token_file: bool,
+    nodes: &[super::Node],
+    problems: &mut Vec<String>,
+) -> Option<AlarmSourceKind> {
+    let before = problems.len();
+    if has_token_file {
+        problems.push(format!(
+            "{at}.token_file is for kind = \"http\" sources; an exec source is run, not called"
+        ));
+    }
+    let argv = argv.unwrap_or_default();
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        problems.push(format!(
+            "{at}.argv is missing or empty: name the program and its arguments"
+        ));
+    }
+    let names = names.unwrap_or_default();
+    if names.is_empty() {
+        problems.push(format!(
+            "{at}.nodes is missing or empty: name the voters that run the poller"
+        ));
+    }
+    for n in &names {
+        if !nodes.iter().any(|k| k.id.0 == *n) {
+            problems.push(format!(
+                "{at}.nodes names {n:?}, which is not a [[node]] id"
+            ));
+        }
+    }
+    let mut secs =
+        |key: &str, v: Option<f64>, default: Duration, max: Duration| -> Option<Duration> {
+            let Some(v) = v else { return Some(default) };
+            match Duration::try_from_secs_f64(v) {
+                Ok(d) if !d.is_zero() && d <= max => Some(d),
+                _ => {
+                    problems.push(format!(
+                        "{at}.{key} = {v} must be more than 0 and at most {} s",
+                        max.as_secs()
+                    ));
+                    None
+                }
+            }
+        };
+    let interval = secs(
+        "interval_s",
+        interval_s,
+        DEFAULT_POLL_INTERVAL,
+        limits::MAX_ALARM_POLL_INTERVAL,
+    );
+    let timeout = secs(
+        "timeout_s",
+        timeout_s,
+        DEFAULT_POLL_TIMEOUT,
+        limits::MAX_ALARM_POLL_TIMEOUT,
+    );
+    let (Some(interval), Some(timeout)) = (interval, timeout) else {
+        return None;
+    };
+    let timeout = if timeout_s.is_none() {
+        timeout.min(interval)
+    } else {
+        timeout
+    };
+    if timeout > interval {
+        problems.push(format!(
+            "{at}.timeout_s ({} s) is longer than interval_s ({} s): one poll must end before the next",
+            timeout.as_secs_f64(),
+            interval.as_secs_f64()
+        ));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(AlarmSourceKind::Exec {
+        argv,
+        nodes: names.into_iter().map(crate::core::types::NodeId).collect(),
+        interval,
+        timeout,
+    })
+}
+
+/// An exec source's nodes must be voters of the electorate of every site it speaks for: an
+/// alarm about a site is accepted only there.
+pub(super) fn check_poller_nodes(fleet: &super::Fleet, problems: &mut Vec<String>) {
+    for (i, s) in fleet.alarm_sources.iter().enumerate() {
+        let AlarmSourceKind::Exec { nodes, .. } = &s.kind else {
+            continue;
+        };
+        for site in &s.sites {
+            let electorate = fleet.electorate(site);
+            for n in nodes.iter().filter(|n| !electorate.contains(n)) {
+                problems.push(format!(
+                    "alarm_source[{i}].nodes names {n}, which is not a voter of site {site}'s \
+                     electorate: an alarm about {site} is accepted only by {}",
+                    electorate
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -151,14 +311,54 @@ mod tests {
             "{FLEET}\n[[alarm_source]]\nname = \"fire a\"\nsites = [\"z\"]\nkind = \"snmp\"\n"
         );
         let p = problems(&text).join("\n");
-        assert!(p.contains("alarm_source[1].name"), "{p}");
-        assert!(p.contains("alarm_source[1].sites names \"z\""), "{p}");
-        assert!(p.contains("alarm_source[1].kind = \"snmp\""), "{p}");
+        assert!(p.contains("alarm_source[2].name"), "{p}");
+        assert!(p.contains("alarm_source[2].sites names \"z\""), "{p}");
+        assert!(p.contains("alarm_source[2].kind = \"snmp\""), "{p}");
+        let exec = |extra: &str| {
+            format!("{FLEET}\n[[alarm_source]]\nname = \"ups-x\"\nsites = [\"a\"]\nkind = \"exec\"\n{extra}\n")
+        };
+        let ok = Fleet::parse(&exec(
+            "argv = [\"/bin/true\"]\nnodes = [\"b1\", \"c1\"]\ninterval_s = 2",
+        ))
+        .unwrap();
+        assert!(matches!(
+            &ok.alarm_source("ups-x").unwrap().kind,
+            super::AlarmSourceKind::Exec { interval, timeout, .. }
+                if interval.as_secs() == 2 && timeout.as_secs() == 2
+        ));
+        let p = problems(&exec(
+            "argv = []\nnodes = [\"a1\", \"zz\"]\ninterval_s = 5\ntimeout_s = 9",
+        ))
+        .join("\n");
+        assert!(
+            p.contains("alarm_source[2].argv is missing or empty"),
+            "{p}"
+        );
+        assert!(p.contains("alarm_source[2].nodes names \"zz\""), "{p}");
+        assert!(
+            p.contains("alarm_source[2].timeout_s (9 s) is longer than interval_s"),
+            "{p}"
+        );
+        let p = problems(&exec("argv = [\"/bin/true\"]\nnodes = [\"a1\"]")).join("\n");
+        assert!(
+            p.contains(
+                "alarm_source[2].nodes names a1, which is not a voter of site a's electorate"
+            ),
+            "{p}"
+        );
+        let p = problems(&exec(
+            "argv = [\"/bin/true\"]\nnodes = [\"b1\"]\ninterval_s = 0",
+        ))
+        .join("\n");
+        assert!(
+            p.contains("alarm_source[2].interval_s = 0 must be more than 0"),
+            "{p}"
+        );
         let text =
             format!("{FLEET}\n[[alarm_source]]\nname = \"x\"\nsites = [\"a\"]\nkind = \"http\"\n");
         assert!(problems(&text)
             .join("\n")
-            .contains("alarm_source[1].token_file is missing"));
+            .contains("alarm_source[2].token_file is missing"));
         let text = FLEET.replace("on_alarm = \"prestage\"", "on_alarm = \"panic\"");
         assert!(problems(&text).join("\n").contains("on_alarm = \"panic\""));
     }

@@ -284,9 +284,9 @@ impl Fleet {
         // Reported after the fleet's own problems and before the plans'.
         let mut anycast_problems = Vec::new();
         let anycast = anycast::declarations(raw.anycast, &sites, &mut anycast_problems);
-        let nodes = raw.nodes.into_iter().map(RawNode::into_node).collect();
+        let nodes: Vec<Node> = raw.nodes.into_iter().map(RawNode::into_node).collect();
         let notify = notify::build_notifiers(raw.notify, &sites, &mut problems);
-        let alarm_sources = alarm::build_sources(raw.alarm_source, &sites, &mut problems);
+        let alarm_sources = alarm::build_sources(raw.alarm_source, &sites, &nodes, &mut problems);
         // Plan problems are reported after the fleet's own, in file order.
         let mut plan_problems = Vec::new();
         let watches = raw
@@ -351,6 +351,7 @@ impl Fleet {
             source: text.to_string(),
         };
         fleet.check(&mut problems);
+        alarm::check_poller_nodes(&fleet, &mut problems);
         checks::check_judges(&fleet.service, &fleet.watches, &mut problems);
         problems.append(&mut anycast_problems);
         problems.append(&mut plan_problems);

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 /// The longest source name, in bytes.
 pub const MAX_SOURCE_LEN: usize = 64;
-/// The longest reason, in bytes.
+/// The longest reason, in characters (at most four bytes each).
 pub const MAX_REASON_LEN: usize = 512;
 /// How many sources one site's alarms may come from (raised or cleared, each kept as the
 /// newest call of its source).
@@ -60,7 +60,7 @@ pub enum AlarmError {
     NotOperatorNode { me: NodeId, site: SiteId },
     #[error("source {0}")]
     BadSource(String),
-    #[error("reason is longer than {MAX_REASON_LEN} bytes")]
+    #[error("reason is longer than {MAX_REASON_LEN} characters")]
     ReasonTooLong,
     #[error("site {site} has alarms of {MAX_SOURCES_PER_SITE} sources already; clear and reuse one of them")]
     TooManySources { site: SiteId },
@@ -90,7 +90,7 @@ pub fn check_source(source: &str) -> Result<(), String> {
 
 /// The bounds every alarm is held to, from a caller or a peer.
 fn check_fields(a: &Alarm) -> Result<(), Refusal> {
-    if check_source(&a.source).is_err() || a.reason.len() > MAX_REASON_LEN {
+    if check_source(&a.source).is_err() || a.reason.chars().count() > MAX_REASON_LEN {
         return Err(Refusal::TooLarge);
     }
     Ok(())
@@ -220,7 +220,7 @@ impl Alarms {
             });
         }
         check_source(source).map_err(AlarmError::BadSource)?;
-        if reason.len() > MAX_REASON_LEN {
+        if reason.chars().count() > MAX_REASON_LEN {
             return Err(AlarmError::ReasonTooLong);
         }
         let key = (site.clone(), source.to_string());

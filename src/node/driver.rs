@@ -128,6 +128,13 @@ pub(super) async fn spawn(
         None
     };
 
+    tokio::spawn(super::alarm_poll::run(
+        me.id.clone(),
+        snap_rx.clone(),
+        commands.sender(),
+        stop_rx.clone(),
+    ));
+
     let (step_tx, step_rx) = mpsc::unbounded_channel();
     let (notify_tx, notify_rx) = mpsc::unbounded_channel();
     let mut observed = observe::Observed::default();
