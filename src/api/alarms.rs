@@ -39,9 +39,8 @@ fn check_fields(source: &str, reason: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
 /// Reads `POST /v1/alarms`.
@@ -185,7 +184,7 @@ pub(super) async fn hook(
     }
     let b: AlarmHookBody = match json(&bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let raised = match b.state.as_str() {
         "raised" => true,
