@@ -100,10 +100,10 @@ pub(super) async fn raise(State(s): State<AppState>, headers: HeaderMap, bytes: 
         (status = 401, description = "No bearer token, or a wrong one", body = ErrorBody),
         (status = 403, description = "Mutating calls are disabled (no [api] token_file), or \
             this node is not a voter of the site's electorate", body = ErrorBody),
-        (status = 404, description = "No such watched site", body = ErrorBody),
-        (status = 408, description = "No answer within the request timeout (empty body)"),
-        (status = 409, description = "Too many sources for the site, or no later stamp left",
+        (status = 404, description = "No such watched site, or no alarm of it from this source",
             body = ErrorBody),
+        (status = 408, description = "No answer within the request timeout (empty body)"),
+        (status = 409, description = "No later stamp left", body = ErrorBody),
         (status = 503, description = "The node is stopping", body = ErrorBody),
     ))]
 pub(super) async fn clear(
@@ -141,8 +141,8 @@ pub(super) async fn clear(
         (status = 401, description = "No bearer token, or not this source's", body = ErrorBody),
         (status = 403, description = "The source may not speak for the site, or this node is \
             not a voter of the site's electorate", body = ErrorBody),
-        (status = 404, description = "No such http alarm source, or no such watched site",
-            body = ErrorBody),
+        (status = 404, description = "No such http alarm source, no such watched site, or \
+            (clearing) no alarm of the site from this source", body = ErrorBody),
         (status = 408, description = "No answer within the request timeout (empty body)"),
         (status = 409, description = "Too many sources for the site, or no later stamp left",
             body = ErrorBody),

@@ -337,6 +337,7 @@ fn status_of(e: &OperatorError) -> StatusCode {
         OperatorError::Maintenance(MaintenanceError::NoLaterStamp { .. }) => StatusCode::CONFLICT,
         OperatorError::Maintenance(_) => StatusCode::BAD_REQUEST,
         OperatorError::SourceNotEntitled { .. } => StatusCode::FORBIDDEN,
+        OperatorError::NoSuchAlarm { .. } => StatusCode::NOT_FOUND,
         OperatorError::Alarm(AlarmError::NotOperatorNode { .. }) => StatusCode::FORBIDDEN,
         OperatorError::Alarm(AlarmError::BadSource(_) | AlarmError::ReasonTooLong) => {
             StatusCode::BAD_REQUEST

@@ -27,6 +27,10 @@ use tracing::{info, warn};
 /// the driver gives operator calls, so that no answer reaches a caller.
 const ALARM_CALL_IDS: u64 = 1 << 62;
 
+/// A learned alarm call older than this is not notified again here (its notification was
+/// sent, or taken over, by the members that held it when it was made).
+const NOTIFY_FRESH_MS: i64 = 60_000;
+
 /// What this node keeps of alarms.
 pub struct AlarmState {
     pub alarms: Alarms,
@@ -96,6 +100,12 @@ impl NodeCore {
             }
         }
         self.entitled(&c.site)?;
+        if !c.raised && self.alarm.alarms.get(&c.site, &c.source).is_none() {
+            return Err(OperatorError::NoSuchAlarm {
+                site: c.site,
+                name: c.source,
+            });
+        }
         let e = self.electorate(&c.site);
         let a = self.alarm.alarms.call(
             now.wall.as_millis(),
@@ -108,21 +118,24 @@ impl NodeCore {
         )?;
         warn!(site = %a.site, source = %a.source, severity = a.severity.as_str(), raised = a.raised, reason = %a.reason,
               "alarm {}", if a.raised { "raised" } else { "cleared" });
-        self.store_alarm(now, a.clone());
+        self.store_alarm(now, a.clone(), true);
         self.send_alarms_to_electorate(&a);
         self.react_to_alarms(now);
         Ok(CommandOk::Alarm(a))
     }
 
-    /// Durable first, then in effect, then notified (the node that accepted the call sends
-    /// the notification; the electorate takes it over if it cannot).
-    fn store_alarm(&mut self, now: Now, a: Alarm) {
+    /// Durable first, then in effect, then notified when `notify` (the node that accepted the
+    /// call sends the notification; the electorate takes it over if it cannot).
+    fn store_alarm(&mut self, now: Now, a: Alarm, notify: bool) {
         self.actions.push_back(Action::SaveAlarm(a.clone()));
         let was = self.alarm.alarms.is_raised(&a.site);
         self.alarm.alarms.stored(a.clone());
         let is = self.alarm.alarms.is_raised(&a.site);
         if was != is {
             info!(site = %a.site, raised = is, "alarm episode of the site {}", if is { "began" } else { "ended" });
+        }
+        if !notify {
+            return;
         }
         let kind = if a.raised {
             EventKind::AlarmRaised
@@ -207,7 +220,11 @@ impl NodeCore {
                 Ok(Learned::Stale) => {}
                 Ok(Learned::Newer { raised }) => {
                     info!(site = %a.site, source = %a.source, raised, peer = %from, "alarm learned from the electorate");
-                    self.store_alarm(now, a);
+                    // A call learned long after it was made (this node was away) was notified
+                    // by then; only a fresh one is held for a takeover of its notification.
+                    let fresh =
+                        now.wall.as_millis().saturating_sub(a.set_at_unix_ms) < NOTIFY_FRESH_MS;
+                    self.store_alarm(now, a, fresh);
                 }
                 Err(why) => self.refused(now, from, &a.site, why),
             }

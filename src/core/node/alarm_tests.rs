@@ -162,6 +162,26 @@ fn only_a_voter_of_the_electorate_and_an_entitled_source_raise_alarms() {
     ));
     assert_eq!(saved(&actions), 0);
 
+    // Nothing to clear: refused, and no source slot is used up.
+    let clear = Command::Alarm(AlarmCall {
+        raised: false,
+        ..match call(None, "typo") {
+            Command::Alarm(c) => c,
+            _ => unreachable!(),
+        }
+    });
+    b1.handle(
+        at(15),
+        Input::Command {
+            id: 9,
+            command: clear,
+        },
+    );
+    assert!(matches!(
+        reply(&drain(&mut b1)),
+        Err(OperatorError::NoSuchAlarm { .. })
+    ));
+
     // The operator's call: stored, sent to the other members of a's electorate, and the
     // prestage asked of the operator lock at once.
     b1.handle(

@@ -114,6 +114,8 @@ pub enum OperatorError {
     Alarm(#[from] crate::core::alarm::AlarmError),
     #[error("alarm source {name:?} may not raise or clear alarms of site {site} (its token speaks only for the sites of its [[alarm_source]], under its own name)")]
     SourceNotEntitled { name: String, site: SiteId },
+    #[error("no alarm of site {site} from source {name:?} is known; nothing to clear")]
+    NoSuchAlarm { site: SiteId, name: String },
     #[error("no epoch is left for site {0}: every epoch up to the highest allowed is used")]
     EpochsExhausted(SiteId),
     #[error(
