@@ -159,7 +159,8 @@ pub enum Message {
     /// not take the notification over (see `core::notify`).
     Notified(NotifiedMsg),
     /// The newest alarm calls per (site, source) the sender knows, to the voters of each
-    /// site's electorate (see `core::alarm`). Last, so that earlier encodings stay the same.
+    /// site's electorate (see `core::alarm`): at most `MAX_SOURCES_PER_SITE` per message, one
+    /// site's. Last, so that earlier encodings stay the same.
     Alarms(Vec<Alarm>),
 }
 

@@ -180,17 +180,21 @@ impl NodeCore {
     }
 
     /// Every status interval: each member of an electorate gets the calls this node knows of
-    /// that electorate's sites (anti-entropy; the newest call wins at the receiver).
+    /// that electorate's sites (anti-entropy; the newest call wins at the receiver), one
+    /// message per site, so that a message holds at most `MAX_SOURCES_PER_SITE` calls.
     pub(super) fn send_alarms(&mut self) {
-        let mut by_peer: BTreeMap<NodeId, Vec<Alarm>> = BTreeMap::new();
+        let mut by_peer: BTreeMap<(NodeId, SiteId), Vec<Alarm>> = BTreeMap::new();
         for a in self.alarm.alarms.all() {
             for m in self.fleet.electorate(&a.site) {
                 if m != self.me.id {
-                    by_peer.entry(m).or_default().push(a.clone());
+                    by_peer
+                        .entry((m, a.site.clone()))
+                        .or_default()
+                        .push(a.clone());
                 }
             }
         }
-        for (to, alarms) in by_peer {
+        for ((to, _), alarms) in by_peer {
             self.actions.push_back(Action::Send {
                 to,
                 msg: Message::Alarms(alarms),
@@ -202,8 +206,7 @@ impl NodeCore {
     /// originate it (see `core::alarm::admit`); this node keeps only alarms of sites whose
     /// electorate it is in.
     pub(super) fn learn_alarms(&mut self, now: Now, from: &NodeId, alarms: Vec<Alarm>) {
-        let most = MAX_SOURCES_PER_SITE.saturating_mul(self.fleet.watches.len().max(1));
-        if alarms.len() > most {
+        if alarms.len() > MAX_SOURCES_PER_SITE {
             self.refused(now, from, &self.me.site.clone(), Refusal::TooLarge);
             return;
         }
@@ -236,7 +239,10 @@ impl NodeCore {
     pub(super) fn react_to_alarms(&mut self, now: Now) {
         // A deadline passed is no deadline: poll_timeout must not keep returning it.
         self.alarm.retry_at.retain(|_, t| *t > now.mono);
-        let sites: Vec<SiteId> = self.fleet.watches.iter().map(|w| w.site.clone()).collect();
+        // Only sites with alarm calls can need a run: this runs on every tick.
+        let sites: std::collections::BTreeSet<SiteId> =
+            self.alarm.alarms.all().map(|a| a.site.clone()).collect();
+        self.alarm.due.retain(|s, _| sites.contains(s));
         for site in sites {
             match self.due_reaction(&site) {
                 Some(r) => self.ask_for(now, &site, r),

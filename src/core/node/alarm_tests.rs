@@ -12,6 +12,12 @@ fn fleet() -> Arc<Fleet> {
     let cut = text.find("[[watch]]").expect("the fleet has watches");
     let text = format!(
         r#"{head}
+[[notify]]
+name = "pager"
+kind = "exec"
+on = ["alarm_raised", "alarm_cleared"]
+argv = ["/bin/true"]
+
 [[alarm_source]]
 name = "fire-b"
 sites = ["b"]
@@ -225,4 +231,17 @@ fn only_a_voter_of_the_electorate_and_an_entitled_source_raise_alarms() {
         "the lock is asked of the electorate: {actions:?}"
     );
     assert!(b1.oplock().proposing(&SiteId::from("a")));
+    // The voter that accepted the call notifies it.
+    let notes: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notify(call) => Some(call.event.idempotency_key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{actions:?}");
+    assert!(
+        notes[0].starts_with("alarm/a/fire-a/") && notes[0].ends_with("/raised"),
+        "{notes:?}"
+    );
 }
