@@ -497,11 +497,12 @@ impl World {
                         .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
                 }
                 Action::SaveAlarm(a) => {
+                    // The world makes no alarm calls: a stored alarm is a forgery accepted.
                     let me = self.nodes[i].id.clone();
-                    self.nodes[i]
-                        .store
-                        .save_alarm(&a)
-                        .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
+                    return Err((
+                        ViolationKind::ForgeryAccepted,
+                        format!("{me} stored an alarm no operator or source raised: {a:?}"),
+                    ));
                 }
                 Action::PersistLock { site, state } => {
                     let me = self.nodes[i].id.clone();
