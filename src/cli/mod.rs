@@ -372,6 +372,7 @@ Examples:
         /// Who raises it: letters, digits, '-', '_', '.'.
         #[arg(long)]
         source: String,
+        /// How grave it is (shown and notified; the watch's on_alarm decides what it does).
         #[arg(long, value_enum, default_value_t = AlarmSeverityArg::Critical)]
         severity: AlarmSeverityArg,
         /// Why, in words.
@@ -385,7 +386,9 @@ Examples:
 Examples:
   quorate alarm clear a --source fire-a --api 127.0.2.1:7501 --token-file /etc/quorate/api.token")]
     Clear {
+        /// The site the alarm is about.
         site: String,
+        /// The source whose alarm is cleared.
         #[arg(long)]
         source: String,
         #[command(flatten)]
@@ -402,9 +405,12 @@ Examples:
     },
 }
 
+/// An alarm's severity on the command line.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum AlarmSeverityArg {
+    /// Worth knowing.
     Warning,
+    /// The site may soon be lost.
     Critical,
 }
 
