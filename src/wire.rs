@@ -158,6 +158,47 @@ pub enum Message {
     /// "I called this notifier for this event": the other voters of the site's electorate do
     /// not take the notification over (see `core::notify`).
     Notified(NotifiedMsg),
+    /// The newest alarm calls per (site, source) the sender knows, to the voters of each
+    /// site's electorate (see `core::alarm`): at most `MAX_SOURCES_PER_SITE` per message, one
+    /// site's. Last, so that earlier encodings stay the same.
+    Alarms(Vec<Alarm>),
+}
+
+/// An alarm of automatic equipment (fire panel, power monitor) about a site: evidence that
+/// the site may soon be lost, raised or cleared by one `source`. The call with the newest
+/// `set_at_unix_ms` per (site, source) wins everywhere; strings are bounded by
+/// `core::alarm` (longer ones are refused).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub site: SiteId,
+    /// The alarm source (`[[alarm_source]]` name, or an operator-given name).
+    pub source: String,
+    pub severity: AlarmSeverity,
+    pub reason: String,
+    /// True while raised; false once cleared.
+    pub raised: bool,
+    pub set_at_unix_ms: i64,
+    /// The voter that accepted the call (from the caller or the source).
+    pub by: NodeId,
+}
+
+/// How grave an alarm is; shown and notified, the watch's `on_alarm` decides what it does.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmSeverity {
+    Warning,
+    Critical,
+}
+
+impl AlarmSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmSeverity::Warning => "warning",
+            AlarmSeverity::Critical => "critical",
+        }
+    }
 }
 
 /// A notification sent, told to the voters of its site's electorate. Key and notifier are at
@@ -224,6 +265,7 @@ impl Message {
             Message::Run(RunMsg::Promise { .. }) => "run/promise",
             Message::Lock(_) => "lock",
             Message::Notified(_) => "notified",
+            Message::Alarms(_) => "alarms",
         }
     }
 }

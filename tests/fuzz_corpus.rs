@@ -304,6 +304,15 @@ mod seeds {
                 key: "verdict/a/4/down".to_string(),
                 notifier: "pager".to_string(),
             }),
+            Message::Alarms(vec![quorate::wire::Alarm {
+                site: site(),
+                source: "fire-a".to_string(),
+                severity: quorate::wire::AlarmSeverity::Critical,
+                reason: "smoke in hall 2".to_string(),
+                raised: true,
+                set_at_unix_ms: 1_796_300_000_000,
+                by: NodeId::from("b1"),
+            }]),
             Message::Run(RunMsg::Append {
                 record: record(),
                 from: 0,

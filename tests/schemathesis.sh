@@ -96,6 +96,14 @@ argv = ["true"]
 
 [api]
 token_file = "$WORK/api.token"
+
+# The fire panel's hook shares the operator token here, so that the run's one bearer header
+# reaches it too (a real fleet gives each source a token of its own).
+[[alarm_source]]
+name = "fire-a"
+sites = ["a"]
+kind = "http"
+token_file = "$WORK/api.token"
 EOF
 } > "$WORK/fleet.toml"
 echo "schemathesis-$RANDOM-$RANDOM" > "$WORK/api.token"
@@ -142,4 +150,8 @@ done
 runs=$(curl -fsS "http://$API/v1/failovers" | grep -o '"id":"a-[0-9]*"' | wc -l)
 echo "failover runs of site a led by b1 after the run: $runs"
 [ "$runs" -gt 0 ] || { echo "no operator call reached the node" >&2; status=1; }
+# And the alarm calls: the examples raised alarms of a at b1.
+alarms=$(curl -fsS "http://$API/v1/alarms" | grep -o '"source":"[^"]*"' | wc -l)
+echo "alarm calls of site a known at b1 after the run: $alarms"
+[ "$alarms" -gt 0 ] || { echo "no alarm call reached the node" >&2; status=1; }
 exit "$status"

@@ -43,6 +43,11 @@ fn holds(headers: &HeaderMap, path: Option<&Path>) -> bool {
     }
 }
 
+/// Whether the caller presents the token in `path` (an alarm source's).
+pub fn holds_token(headers: &HeaderMap, path: &Path) -> bool {
+    holds(headers, Some(path))
+}
+
 /// Refuses the call unless it carries the configured operator bearer token.
 #[allow(clippy::result_large_err)]
 pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {

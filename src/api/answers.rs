@@ -53,6 +53,16 @@ pub mod words {
         of(&["up", "down", "unknown"])
     }
 
+    /// What an alarm of a site does.
+    pub fn on_alarm() -> Object {
+        of(&["notify", "prestage", "failover"])
+    }
+
+    /// Whether an alarm call raised or cleared its alarm.
+    pub fn alarm_state() -> Object {
+        of(&["raised", "cleared"])
+    }
+
     /// A site's committed verdict, "none" before the first.
     pub fn verdict() -> Object {
         of(&["up", "down", "none"])
@@ -69,7 +79,9 @@ pub mod words {
 
     /// What started a failover run.
     pub fn trigger() -> Object {
-        of(&["verdict", "manual", "failback"])
+        of(&[
+            "verdict", "manual", "failback", "prestage", "unstage", "alarm",
+        ])
     }
 
     /// Where a failover run is.
@@ -166,6 +178,11 @@ pub struct SiteSummary {
     pub hold_down_until: Option<String>,
     /// No automatic failover of this site starts on this node before this time.
     pub maintenance_until: Option<String>,
+    /// What an alarm of the site does: "notify", "prestage" or "failover".
+    #[schema(schema_with = words::on_alarm)]
+    pub on_alarm: &'static str,
+    /// The raised alarms of the site.
+    pub alarms: Vec<crate::node::snapshot::AlarmView>,
 }
 
 impl SiteSummary {
@@ -181,8 +198,17 @@ impl SiteSummary {
             judge: v.judge,
             hold_down_until: v.hold_down_until.clone(),
             maintenance_until: v.maintenance_until.clone(),
+            on_alarm: v.on_alarm,
+            alarms: v.alarms.clone(),
         }
     }
+}
+
+/// `GET /v1/alarms`: every alarm call this node knows, raised or cleared (the newest per site
+/// and source).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlarmList {
+    pub alarms: Vec<crate::node::snapshot::AlarmView>,
 }
 
 /// `GET /v1/status`: this node, its peers and the sites it watches.
@@ -313,6 +339,7 @@ pub enum CommandAnswer {
     RunStarted(RunStarted),
     Drill(DrillReport),
     Maintenance(Maintenance),
+    Alarm(crate::node::snapshot::AlarmView),
 }
 
 impl CommandAnswer {
@@ -350,6 +377,7 @@ impl CommandAnswer {
                 site: site.clone(),
                 maintenance_until: until_unix_ms.map(crate::node::snapshot::rfc3339),
             }),
+            CommandOk::Alarm(a) => CommandAnswer::Alarm(crate::node::snapshot::AlarmView::of(a)),
         }
     }
 }
@@ -367,6 +395,45 @@ pub struct FailoverBody {
     /// Lets the run's bgp steps break the anycast rule (leave a prefix announced nowhere).
     #[serde(default)]
     pub force: bool,
+}
+
+/// `POST /v1/alarms`: raises an alarm of a site.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmBody {
+    #[schema(example = "a")]
+    pub site: String,
+    /// Who raises it: letters, digits, '-', '_', '.'; at most 64 bytes.
+    #[schema(
+        example = "fire-a",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._-]+$"
+    )]
+    pub source: String,
+    pub severity: crate::wire::AlarmSeverity,
+    /// Why, in words; at most 512 characters.
+    #[schema(example = "smoke detected in hall 2", max_length = 512)]
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /v1/alarms/hooks/{name}`: an alarm source raises or clears its alarm of a site.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmHookBody {
+    #[schema(example = "a")]
+    pub site: String,
+    /// "raised" or "cleared".
+    #[schema(schema_with = words::alarm_state)]
+    pub state: String,
+    /// Default "critical"; kept from the raised alarm on a clear.
+    #[serde(default)]
+    pub severity: Option<crate::wire::AlarmSeverity>,
+    /// At most 512 characters.
+    #[schema(example = "smoke detected in hall 2", max_length = 512)]
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// `POST /v1/drills`, `POST /v1/failbacks`

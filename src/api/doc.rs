@@ -167,6 +167,10 @@ mod tests {
             ("POST", "/v1/drills"),
             ("POST", "/v1/sites/{id}/maintenance"),
             ("DELETE", "/v1/sites/{id}/maintenance"),
+            ("GET", "/v1/alarms"),
+            ("POST", "/v1/alarms"),
+            ("DELETE", "/v1/alarms/{site}/{source}"),
+            ("POST", "/v1/alarms/hooks/{name}"),
         ];
         for (m, p) in expected {
             assert!(
@@ -181,7 +185,9 @@ mod tests {
         let (cmd_tx, _cmd_rx) = tokio::sync::mpsc::channel(1);
         let app = crate::api::router(rx, cmd_tx);
         for (method, path) in &ops {
-            let uri = path.replace("{id}", "x");
+            let uri = ["{id}", "{site}", "{source}", "{name}"]
+                .iter()
+                .fold(path.clone(), |p, param| p.replace(param, "x"));
             let req = Request::builder()
                 .method(Method::from_bytes(method.as_bytes()).unwrap())
                 .uri(&uri)

@@ -288,7 +288,7 @@ struct Client {
 pub(super) struct StreamEvent {
     /// `STREAM-SEQ`: send it back as `Last-Event-ID` to resume after this event.
     id: Option<String>,
-    /// The event's kind: verdict, opinion, round, run, step, maintenance, hold_down,
+    /// The event's kind: verdict, opinion, round, run, step, maintenance, hold_down, alarm,
     /// fleet_mismatch, peer, hello, reset or lagged.
     event: Option<String>,
     /// The event as JSON: `kind`, `node`, `at` and the kind's own fields.

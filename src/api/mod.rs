@@ -4,6 +4,7 @@
 //! stuck driver, and a supervisor must hear that the node no longer works.
 
 mod access;
+mod alarms;
 mod answers;
 mod doc;
 pub mod events;
@@ -102,6 +103,9 @@ fn routes(limits: Limits) -> OpenApiRouter<AppState> {
             operator::end_maintenance
         ))
         .routes(routes!(read::failover))
+        .routes(routes!(alarms::list, alarms::raise))
+        .routes(routes!(alarms::clear))
+        .routes(routes!(alarms::hook))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

@@ -9,6 +9,7 @@ use super::answers::{
     SiteBody, MAX_MAINTENANCE_S, MIN_MAINTENANCE_S,
 };
 use super::{error, AppState};
+use crate::core::alarm::AlarmError;
 use crate::core::maintenance::MaintenanceError;
 use crate::core::types::SiteId;
 use crate::node::{Command, CommandKind, OperatorError};
@@ -115,7 +116,7 @@ fn command(call: OperatorCall, path_site: &str, bytes: &Bytes) -> Result<Command
 }
 
 /// Sends `kind` to the driver loop and turns its reply into a response.
-async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
+pub(super) async fn send(state: &AppState, kind: CommandKind, ok: StatusCode) -> Response {
     let (reply, answer) = oneshot::channel();
     if state.commands.send(Command { kind, reply }).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
@@ -336,6 +337,15 @@ fn status_of(e: &OperatorError) -> StatusCode {
         }
         OperatorError::Maintenance(MaintenanceError::NoLaterStamp { .. }) => StatusCode::CONFLICT,
         OperatorError::Maintenance(_) => StatusCode::BAD_REQUEST,
+        OperatorError::SourceNotEntitled { .. } => StatusCode::FORBIDDEN,
+        OperatorError::NoSuchAlarm { .. } => StatusCode::NOT_FOUND,
+        OperatorError::Alarm(AlarmError::NotOperatorNode { .. }) => StatusCode::FORBIDDEN,
+        OperatorError::Alarm(AlarmError::BadSource(_) | AlarmError::ReasonTooLong) => {
+            StatusCode::BAD_REQUEST
+        }
+        OperatorError::Alarm(
+            AlarmError::TooManySources { .. } | AlarmError::NoLaterStamp { .. },
+        ) => StatusCode::CONFLICT,
         OperatorError::LockUndecided { .. } | OperatorError::LockUnavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -112,6 +112,7 @@ pub fn main() -> ExitCode {
             end,
             op,
         } => maintenance(&site, duration, until, end, &op),
+        Cmd::Alarm { cmd } => alarm(cmd),
         Cmd::Sim(args) => match crate::sim::cli(&args) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::FAILURE,
@@ -245,6 +246,39 @@ fn failovers(read: &ReadArgs, id: Option<&str>, token_file: Option<&Path>) -> an
         (Output::Json, _) => print_json(&answer),
         (Output::Table, Some(_)) => print(&render::run(&answer, now)),
         (Output::Table, None) => print(&render::failovers(&answer, now)),
+    }
+}
+
+fn alarm(cmd: super::AlarmCmd) -> anyhow::Result<()> {
+    use super::{AlarmCmd, AlarmSeverityArg};
+    match cmd {
+        AlarmCmd::Raise {
+            site,
+            source,
+            severity,
+            reason,
+            op,
+        } => {
+            let severity = match severity {
+                AlarmSeverityArg::Warning => "warning",
+                AlarmSeverityArg::Critical => "critical",
+            };
+            let body = serde_json::json!({
+                "site": site, "source": source, "severity": severity, "reason": reason,
+            });
+            operator_call(&op, reqwest::Method::POST, "/v1/alarms", Some(body))
+        }
+        AlarmCmd::Clear { site, source, op } => {
+            let path = format!("/v1/alarms/{site}/{source}");
+            operator_call(&op, reqwest::Method::DELETE, &path, None)
+        }
+        AlarmCmd::List { read } => {
+            let answer = rest::get(&read.node, "/v1/alarms", None)?;
+            match read.output {
+                Output::Json => print_json(&answer),
+                Output::Table => print(&render::alarms(&answer, SystemTime::now())),
+            }
+        }
     }
 }
 

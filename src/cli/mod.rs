@@ -289,6 +289,19 @@ Examples:
         #[command(flatten)]
         op: OperatorArgs,
     },
+    /// Raise, clear or list alarms of sites (docs/alarms.md).
+    ///
+    /// An alarm is evidence that a site may soon be lost (fire, power); what it does is the
+    /// watch's on_alarm: notify, prestage or failover.
+    #[command(after_help = "\
+Examples:
+  quorate alarm raise a --source fire-a --severity critical --reason \"smoke in hall 2\" --api 127.0.2.1:7501 --token-file /etc/quorate/api.token
+  quorate alarm clear a --source fire-a --api 127.0.2.1:7501 --token-file /etc/quorate/api.token
+  quorate alarm list --api 127.0.2.1:7501")]
+    Alarm {
+        #[command(subcommand)]
+        cmd: AlarmCmd,
+    },
     /// Return to the primary once its verdict is UP again.
     ///
     /// Runs the compensation of every step of the plan that has one, newest step first.
@@ -345,6 +358,60 @@ pub struct OperatorArgs {
     /// Print a table (default) or the node's JSON answer.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlarmCmd {
+    /// Raise an alarm of a site (the same source again restamps it).
+    #[command(after_help = "\
+Examples:
+  quorate alarm raise a --source fire-a --severity critical --reason \"smoke in hall 2\" --api 127.0.2.1:7501 --token-file /etc/quorate/api.token")]
+    Raise {
+        /// The site the alarm is about.
+        site: String,
+        /// Who raises it: letters, digits, '-', '_', '.'.
+        #[arg(long)]
+        source: String,
+        /// How grave it is (shown and notified; the watch's on_alarm decides what it does).
+        #[arg(long, value_enum, default_value_t = AlarmSeverityArg::Critical)]
+        severity: AlarmSeverityArg,
+        /// Why, in words.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Clear the alarm of a site from one source.
+    #[command(after_help = "\
+Examples:
+  quorate alarm clear a --source fire-a --api 127.0.2.1:7501 --token-file /etc/quorate/api.token")]
+    Clear {
+        /// The site the alarm is about.
+        site: String,
+        /// The source whose alarm is cleared.
+        #[arg(long)]
+        source: String,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// List the alarm calls a node knows, raised and cleared.
+    #[command(after_help = "\
+Examples:
+  quorate alarm list --api 127.0.2.1:7501
+  quorate alarm list --api 127.0.2.1:7501 --output json")]
+    List {
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+/// An alarm's severity on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AlarmSeverityArg {
+    /// Worth knowing.
+    Warning,
+    /// The site may soon be lost.
+    Critical,
 }
 
 #[derive(Subcommand, Debug)]

@@ -185,6 +185,17 @@ pub fn status(status: &Value, failovers: Option<&Value>, now: SystemTime) -> Str
                 when(&s["hold_down_until"], now)
             ));
         }
+        for a in list(s, "alarms") {
+            notes.push(format!(
+                "{id}: {} alarm from {} since {} ({}): {} (on_alarm = {})",
+                cell(&a["severity"]),
+                cell(&a["source"]),
+                when(&a["set_at"], now),
+                cell(&a["by"]),
+                cell(&a["reason"]),
+                cell(&s["on_alarm"]),
+            ));
+        }
     }
     out.push_str(&finish(sites, &[3]));
     for n in notes {
@@ -339,6 +350,25 @@ pub fn site(site: &Value, now: SystemTime) -> String {
 }
 
 /// `GET /v1/verdicts`: one line per verdict, newest first.
+/// `GET /v1/alarms`: one line per site and source, newest call first.
+pub fn alarms(answer: &Value, now: SystemTime) -> String {
+    let mut rows: Vec<&Value> = list(answer, "alarms").iter().collect();
+    rows.sort_by(|a, b| b["set_at"].as_str().cmp(&a["set_at"].as_str()));
+    let mut t = table(&["site", "source", "state", "severity", "set", "by", "reason"]);
+    for a in rows {
+        t.add_row(vec![
+            cell(&a["site"]),
+            cell(&a["source"]),
+            cell(&a["state"]),
+            cell(&a["severity"]),
+            when(&a["set_at"], now),
+            cell(&a["by"]),
+            cell(&a["reason"]),
+        ]);
+    }
+    finish(t, &[])
+}
+
 pub fn verdicts(answer: &Value, now: SystemTime) -> String {
     let verdicts = list(answer, "verdicts");
     if verdicts.is_empty() {

@@ -70,6 +70,14 @@ pub const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const MAX_NOTIFY_RETRIES: u64 = 100;
 /// A `[[notify]]`'s `backoff_ms`.
 pub const MAX_NOTIFY_BACKOFF: Duration = HOUR;
+/// `[[alarm_source]]` tables in a fleet.
+pub const MAX_ALARM_SOURCES: usize = 256;
+/// Sites one `[[alarm_source]]` may speak for.
+pub const MAX_ALARM_SOURCE_SITES: usize = 64;
+/// An exec `[[alarm_source]]`'s `interval_s`: more than 0 .. 1 h.
+pub const MAX_ALARM_POLL_INTERVAL: Duration = HOUR;
+/// An exec `[[alarm_source]]`'s `timeout_s`: more than 0 .. 60 s (and at most its interval).
+pub const MAX_ALARM_POLL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Step tables of one watch: prechecks, steps, compensations, post and isolation steps.
 pub const MAX_STEPS_PER_WATCH: usize = 1_000;
 

@@ -174,6 +174,8 @@ pub struct Fleet {
     pub service: ServicePlan,
     /// `[[notify]]`: who is told of verdicts, runs and maintenance calls.
     pub notify: Vec<Notifier>,
+    /// `[[alarm_source]]`: equipment that may raise alarms about named sites.
+    pub alarm_sources: Vec<alarm::AlarmSource>,
     /// Hex SHA-256 of the file's text: the fleet version nodes compare.
     pub hash: String,
     /// The file's text as read.
@@ -201,6 +203,7 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+pub mod alarm;
 mod anycast;
 mod checks;
 mod fence;
@@ -281,8 +284,9 @@ impl Fleet {
         // Reported after the fleet's own problems and before the plans'.
         let mut anycast_problems = Vec::new();
         let anycast = anycast::declarations(raw.anycast, &sites, &mut anycast_problems);
-        let nodes = raw.nodes.into_iter().map(RawNode::into_node).collect();
+        let nodes: Vec<Node> = raw.nodes.into_iter().map(RawNode::into_node).collect();
         let notify = notify::build_notifiers(raw.notify, &sites, &mut problems);
+        let alarm_sources = alarm::build_sources(raw.alarm_source, &sites, &nodes, &mut problems);
         // Plan problems are reported after the fleet's own, in file order.
         let mut plan_problems = Vec::new();
         let watches = raw
@@ -297,6 +301,7 @@ impl Fleet {
                     self_fence_after_s: w.self_fence_after_s,
                     pipeline: w.pipeline,
                     isolation: w.isolation,
+                    on_alarm: w.on_alarm,
                 };
                 Watch {
                     plan: plan::build_plan(
@@ -341,10 +346,12 @@ impl Fleet {
                 .unwrap_or_default(),
             service,
             notify,
+            alarm_sources,
             hash: hex_sha256(text),
             source: text.to_string(),
         };
         fleet.check(&mut problems);
+        alarm::check_poller_nodes(&fleet, &mut problems);
         checks::check_judges(&fleet.service, &fleet.watches, &mut problems);
         problems.append(&mut anycast_problems);
         problems.append(&mut plan_problems);

@@ -10,6 +10,7 @@ use super::raw::RawPipeline;
 use super::{Site, Timing};
 use crate::actuators::bgp::BgpParams;
 use crate::actuators::ActuatorKind;
+use crate::core::alarm::OnAlarm;
 use crate::core::anycast::{AnycastPrefix, BgpEffect};
 use crate::core::pipeline::{OnFailure, PipelineSpec, StepSpec};
 use crate::core::types::SiteId;
@@ -38,6 +39,11 @@ pub struct FailoverPlan {
     /// The effect of every bgp step that has a `site` key, by step name (prechecks, steps,
     /// compensations, post and isolation steps). See `bgp_effect`.
     pub bgp_effects: BTreeMap<String, BgpEffect>,
+    /// `[[watch.pipeline.prestage]]`: steps (with compensations) that prepare the move when an
+    /// alarm of the site is raised and never cut over (see `core::alarm`).
+    pub prestage: Vec<StepSpec>,
+    /// What an alarm of the site does (`on_alarm`).
+    pub on_alarm: OnAlarm,
 }
 
 impl FailoverPlan {
@@ -68,6 +74,7 @@ pub(super) struct RawPlan {
     pub(super) self_fence_after_s: Option<f64>,
     pub(super) pipeline: Option<RawPipeline>,
     pub(super) isolation: Vec<toml::Table>,
+    pub(super) on_alarm: Option<String>,
 }
 
 /// Converts and checks the plan of the watch on `site`. Every problem is pushed; the plan is
@@ -93,7 +100,29 @@ pub(super) fn build_plan(
         confirming: false,
     };
     let has_plan = raw.pipeline.is_some() || !raw.isolation.is_empty();
+    let on_alarm = match raw.on_alarm.as_deref() {
+        None | Some("notify") => OnAlarm::Notify,
+        Some("prestage") => OnAlarm::Prestage,
+        Some("failover") => OnAlarm::Failover,
+        Some(other) => {
+            b.problem(format!(
+                "on_alarm = {other:?} is not one of \"notify\", \"prestage\", \"failover\""
+            ));
+            OnAlarm::Notify
+        }
+    };
     if !has_plan {
+        if on_alarm != OnAlarm::Notify {
+            b.problem(format!(
+                "on_alarm = \"{}\" needs a failover plan: add [watch.pipeline] steps{}",
+                on_alarm.as_str(),
+                if on_alarm == OnAlarm::Prestage {
+                    " and [[watch.pipeline.prestage]] steps"
+                } else {
+                    ""
+                }
+            ));
+        }
         for (key, value) in [
             ("takeover_delay_s", raw.takeover_delay_s),
             ("self_fence_after_s", raw.self_fence_after_s),
@@ -130,6 +159,7 @@ pub(super) fn build_plan(
         return None;
     }
     let mut pipeline = PipelineSpec::default();
+    let mut prestage = Vec::new();
     if let Some(p) = raw.pipeline {
         if p.precheck.is_empty() && p.step.is_empty() && p.post.is_empty() && p.fence.is_empty() {
             b.problem(
@@ -142,6 +172,14 @@ pub(super) fn build_plan(
         pipeline.fences = b.fences(p.fence);
         pipeline.steps = b.phase("pipeline.step", p.step, true);
         pipeline.post = b.phase("pipeline.post", p.post, false);
+        prestage = b.phase("pipeline.prestage", p.prestage, true);
+    }
+    if on_alarm == OnAlarm::Prestage && prestage.is_empty() {
+        b.problem(
+            "on_alarm = \"prestage\" but the watch has no [[watch.pipeline.prestage]] step; add \
+             one or set on_alarm = \"notify\""
+                .to_string(),
+        );
     }
     let isolation = b.phase("isolation", raw.isolation, false);
     if let (Some(t), Some(f)) = (takeover, fence) {
@@ -203,6 +241,8 @@ pub(super) fn build_plan(
         self_fence_after: fence?,
         anycast: anycast.to_vec(),
         bgp_effects: effects,
+        prestage,
+        on_alarm,
     })
 }
 
@@ -595,6 +635,7 @@ fn step_count(raw: &RawPlan) -> Option<usize> {
         with_compensations(&p.precheck)
             + with_compensations(&p.step)
             + with_compensations(&p.post)
+            + with_compensations(&p.prestage)
             + 2 * p.fence.len()
     });
     Some(pipeline + raw.isolation.len()).filter(|n| *n > 0)

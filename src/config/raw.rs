@@ -20,6 +20,9 @@ pub(super) struct RawFleet {
     /// `[[notify]]`: checked in `notify`, whose keys include the actuator's own.
     #[serde(default)]
     pub(super) notify: Vec<toml::Table>,
+    /// `[[alarm_source]]`: checked in `alarm`.
+    #[serde(default)]
+    pub(super) alarm_source: Vec<super::alarm::RawAlarmSource>,
 }
 
 /// `[[anycast]]`: a prefix that several sites may announce, kept announced by at least one.
@@ -118,6 +121,8 @@ pub(super) struct RawWatch {
     /// Step tables; read by `plan`, which splits the common keys from the actuator params.
     #[serde(default)]
     pub(super) isolation: Vec<toml::Table>,
+    /// "notify" (default), "prestage" or "failover": what an alarm of the site does.
+    pub(super) on_alarm: Option<String>,
 }
 
 /// `[watch.pipeline]`: each entry is a step table (common keys plus actuator params).
@@ -133,6 +138,9 @@ pub(super) struct RawPipeline {
     /// Fences of the old primary, each with its `confirm` table; run after the prechecks.
     #[serde(default)]
     pub(super) fence: Vec<toml::Table>,
+    /// Steps run when an alarm of the site is raised (`on_alarm = "prestage"`).
+    #[serde(default)]
+    pub(super) prestage: Vec<toml::Table>,
 }
 
 #[derive(Deserialize, Default)]

@@ -3,6 +3,7 @@
 //! simulator and the unit tests all run exactly the same logic.
 
 pub mod actuator_kind;
+pub mod alarm;
 pub mod anycast;
 pub mod fence;
 pub mod health;

@@ -31,15 +31,19 @@ pub enum EventKind {
     RunSucceeded,
     MaintenanceSet,
     MaintenanceEnded,
+    AlarmRaised,
+    AlarmCleared,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::VerdictChanged,
         EventKind::RunFailed,
         EventKind::RunSucceeded,
         EventKind::MaintenanceSet,
         EventKind::MaintenanceEnded,
+        EventKind::AlarmRaised,
+        EventKind::AlarmCleared,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,8 @@ impl EventKind {
             EventKind::RunSucceeded => "run_succeeded",
             EventKind::MaintenanceSet => "maintenance_set",
             EventKind::MaintenanceEnded => "maintenance_ended",
+            EventKind::AlarmRaised => "alarm_raised",
+            EventKind::AlarmCleared => "alarm_cleared",
         }
     }
 

@@ -43,27 +43,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-/// What started a run; a member taking it over rebuilds the same steps from it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RunTrigger {
-    /// A DOWN verdict: the site's plan.
-    Verdict,
-    /// `POST /v1/failovers`: the site's plan.
-    Manual,
-    /// `POST /v1/failbacks`: the compensations of the plan's steps, newest step first.
-    Failback,
-}
-
-impl RunTrigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunTrigger::Verdict => "verdict",
-            RunTrigger::Manual => "manual",
-            RunTrigger::Failback => "failback",
-        }
-    }
-}
-
 /// What a member keeps of one run, on disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -776,6 +755,9 @@ impl Replicas {
 
 mod expected;
 mod messages;
+mod trigger;
+
+pub use trigger::RunTrigger;
 
 #[cfg(test)]
 #[path = "replica/trust_tests.rs"]

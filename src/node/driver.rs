@@ -56,6 +56,7 @@ pub(super) async fn spawn(
         runs: store.run_records()?,
         maintenance: store.maintenance()?,
         locks: store.load_locks()?,
+        alarms: store.alarms()?,
     };
     let history = store.verdicts(None, HISTORY_KEPT)?;
 
@@ -126,6 +127,13 @@ pub(super) async fn spawn(
     } else {
         None
     };
+
+    tokio::spawn(super::alarm_poll::run(
+        me.id.clone(),
+        snap_rx.clone(),
+        commands.sender(),
+        stop_rx.clone(),
+    ));
 
     let (step_tx, step_rx) = mpsc::unbounded_channel();
     let (notify_tx, notify_rx) = mpsc::unbounded_channel();
@@ -478,6 +486,12 @@ impl Driver {
                 Action::SaveMaintenance(w) => {
                     if let Err(e) = self.store.save_maintenance(&w) {
                         error!(site = %w.site, error = %e, "cannot store the maintenance window");
+                    }
+                    self.dirty = true;
+                }
+                Action::SaveAlarm(a) => {
+                    if let Err(e) = self.store.save_alarm(&a) {
+                        error!(site = %a.site, source = %a.source, error = %e, "cannot store the alarm");
                     }
                     self.dirty = true;
                 }

@@ -5,6 +5,7 @@
 //! live on as a REST server showing a frozen picture, so `run` stops it and returns an error
 //! and `quorate run` exits non-zero for the process supervisor to restart it.
 
+mod alarm_poll;
 mod driver;
 mod service;
 pub mod snapshot;

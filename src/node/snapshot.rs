@@ -37,6 +37,11 @@ pub struct NodeSnapshot {
     pub service_health: &'static str,
     /// This node's own service checks, in file order.
     pub service_checks: Vec<crate::health::CheckView>,
+    /// Every alarm call this node knows, raised or cleared (the newest per site and source).
+    pub alarms: Vec<AlarmView>,
+    /// `[[alarm_source]]` of the running fleet: the hooks read each source's token file.
+    #[serde(skip)]
+    pub alarm_sources: Vec<crate::config::alarm::AlarmSource>,
     /// `[api] token_file` of the running fleet: read by the REST API on each mutating call.
     #[serde(skip)]
     pub api_token_file: Option<std::path::PathBuf>,
@@ -185,6 +190,37 @@ pub struct PeerView {
     pub last_seen_ms_ago: Option<u64>,
 }
 
+/// One alarm call: the newest of its site and source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AlarmView {
+    pub site: SiteId,
+    #[schema(example = "fire-a")]
+    pub source: String,
+    pub severity: crate::wire::AlarmSeverity,
+    /// "raised" or "cleared".
+    #[schema(schema_with = crate::api::words::alarm_state)]
+    pub state: &'static str,
+    pub reason: String,
+    /// When the call was made (RFC 3339, UTC).
+    pub set_at: String,
+    /// The voter that accepted the call.
+    pub by: NodeId,
+}
+
+impl AlarmView {
+    pub fn of(a: &crate::wire::Alarm) -> AlarmView {
+        AlarmView {
+            site: a.site.clone(),
+            source: a.source.clone(),
+            severity: a.severity,
+            state: if a.raised { "raised" } else { "cleared" },
+            reason: a.reason.clone(),
+            set_at: rfc3339(a.set_at_unix_ms),
+            by: a.by.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SiteView {
     pub id: SiteId,
@@ -214,6 +250,11 @@ pub struct SiteView {
     pub maintenance_until_unix_ms: Option<i64>,
     /// "automatic", or "manual: <why>" when the watch opted into single_vantage = "manual".
     pub failover: String,
+    /// What an alarm of the site does: "notify", "prestage" or "failover".
+    #[schema(schema_with = crate::api::words::on_alarm)]
+    pub on_alarm: &'static str,
+    /// The raised alarms of the site (evidence, not a verdict), by source.
+    pub alarms: Vec<AlarmView>,
     pub electorate: Vec<NodeId>,
     pub majority: usize,
     /// Every Pinger's view of every Indicator, as last reported to this node.

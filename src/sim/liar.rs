@@ -2,7 +2,8 @@
 //! member, but entitled to originate nothing but probe answers) that sends forged verdicts
 //! (`Commit`, status `verdicts`), forged maintenance calls in its status, and forged run
 //! registers (`Append`) and lease renewals (`Heartbeat`), and fast-round acceptances
-//! (`FastAccept`) for a DOWN slot. Every forged number is at least `FORGED_FROM` (but half of
+//! (`FastAccept`) for a DOWN slot, and alarms of its site said to be accepted by a voter of
+//! the electorate (the world makes no alarm calls, so any alarm a node stores is forged). Every forged number is at least `FORGED_FROM` (but half of
 //! the acceptances, which carry slot 0's fast value exactly as a voter would: counted, one
 //! could tip a vote into a false verdict, which the checker catches) and every forged
 //! maintenance call is remembered, so the world recognises a forgery that a node accepted and
@@ -40,7 +41,16 @@ pub fn forge(
             leader: leader.clone(),
         },
     };
-    match rng.random_range(0..6) {
+    match rng.random_range(0..7) {
+        6 => Message::Alarms(vec![crate::wire::Alarm {
+            site: site.clone(),
+            source: "forged".to_string(),
+            severity: crate::wire::AlarmSeverity::Critical,
+            reason: "a fire only the liar sees".to_string(),
+            raised: true,
+            set_at_unix_ms: wall.as_millis() + rng.random_range(0..1000),
+            by: leader,
+        }]),
         0 => Message::Vote(VoteMsg::Commit { verdict }),
         // As plausible as it gets: the very value a voter accepts in slot 0's fast round, or
         // in a later even slot's.

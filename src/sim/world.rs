@@ -210,6 +210,7 @@ impl World {
             runs: n.store.run_records().map_err(store)?,
             maintenance: n.store.maintenance().map_err(store)?,
             locks: n.store.load_locks().map_err(store)?,
+            alarms: n.store.alarms().map_err(store)?,
         };
         let mut core = NodeCore::new(self.fleet.clone(), &n.id, boot, now, seed)
             .expect("every simulated node is in the fleet");
@@ -494,6 +495,14 @@ impl World {
                         .store
                         .save_maintenance(&w)
                         .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
+                }
+                Action::SaveAlarm(a) => {
+                    // The world makes no alarm calls: a stored alarm is a forgery accepted.
+                    let me = self.nodes[i].id.clone();
+                    return Err((
+                        ViolationKind::ForgeryAccepted,
+                        format!("{me} stored an alarm no operator or source raised: {a:?}"),
+                    ));
                 }
                 Action::PersistLock { site, state } => {
                     let me = self.nodes[i].id.clone();

@@ -77,6 +77,7 @@ conformance!(
     saving_the_same_fleet_twice_keeps_one_history_row,
     a_changed_fleet_adds_a_history_row_and_replaces_the_registry,
     returning_to_an_earlier_fleet_makes_it_current_without_a_new_history_row,
+    the_newest_alarm_call_per_site_and_source_is_kept_across_reopen,
 );
 
 fn site(s: &str) -> SiteId {
@@ -204,6 +205,7 @@ fn fleet(variant: u32) -> Fleet {
         api: Default::default(),
         service: Default::default(),
         notify: Vec::new(),
+        alarm_sources: Vec::new(),
         hash,
         source,
     }
@@ -458,4 +460,31 @@ fn returning_to_an_earlier_fleet_makes_it_current_without_a_new_history_row(mut 
     assert_eq!(history.len(), 2);
     assert_eq!(s.fleet_hash().unwrap(), Some(a.hash.clone()));
     assert_eq!(s.load_fleet().unwrap(), Some(a));
+}
+
+fn the_newest_alarm_call_per_site_and_source_is_kept_across_reopen(mut h: impl Harness) {
+    use crate::wire::{Alarm, AlarmSeverity};
+    let alarm = |source: &str, raised: bool, at: i64| Alarm {
+        site: site("par"),
+        source: source.to_string(),
+        severity: AlarmSeverity::Critical,
+        reason: "smoke".into(),
+        raised,
+        set_at_unix_ms: at,
+        by: NodeId::from("ams-1"),
+    };
+    let mut s = h.open();
+    assert!(s.alarms().unwrap().is_empty());
+    assert!(s.save_alarm(&alarm("fire", true, 10)).unwrap());
+    assert!(s.save_alarm(&alarm("power", true, 5)).unwrap());
+    // An older call of the same source is not news; a newer one replaces it.
+    assert!(!s.save_alarm(&alarm("fire", false, 9)).unwrap());
+    assert!(!s.save_alarm(&alarm("fire", false, 10)).unwrap());
+    assert!(s.save_alarm(&alarm("fire", false, 11)).unwrap());
+    drop(s);
+    let s = h.open();
+    assert_eq!(
+        s.alarms().unwrap(),
+        vec![alarm("fire", false, 11), alarm("power", true, 5)]
+    );
 }

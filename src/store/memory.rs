@@ -12,7 +12,7 @@ use crate::core::oplock::LockState;
 use crate::core::pipeline::{JournalEntry, JournalKind};
 use crate::core::replica::RunRecord;
 use crate::core::types::{Durable, SiteId, Verdict};
-use crate::wire::MaintenanceWindow;
+use crate::wire::{Alarm, MaintenanceWindow};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,6 +35,7 @@ struct State {
     /// Run registers, without their journals (those live in `journal`).
     registers: BTreeMap<(SiteId, u64), RunRecord>,
     maintenance: BTreeMap<SiteId, MaintenanceWindow>,
+    alarms: BTreeMap<(SiteId, String), Alarm>,
     locks: BTreeMap<SiteId, LockState>,
 }
 
@@ -264,6 +265,24 @@ impl Storage for MemoryStore {
 
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
         Ok(self.state().maintenance.values().cloned().collect())
+    }
+
+    fn save_alarm(&mut self, a: &Alarm) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let key = (a.site.clone(), a.source.clone());
+        if state
+            .alarms
+            .get(&key)
+            .is_some_and(|s| s.set_at_unix_ms >= a.set_at_unix_ms)
+        {
+            return Ok(false);
+        }
+        state.alarms.insert(key, a.clone());
+        Ok(true)
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        Ok(self.state().alarms.values().cloned().collect())
     }
 
     fn load_locks(&self) -> Result<BTreeMap<SiteId, LockState>, StoreError> {

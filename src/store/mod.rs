@@ -11,7 +11,7 @@ use crate::core::oplock::LockState;
 use crate::core::pipeline::{JournalEntry, JournalKind, RunOutcome};
 use crate::core::replica::RunRecord;
 use crate::core::types::{Ballot, Durable, SiteId, Verdict, WallTime};
-use crate::wire::MaintenanceWindow;
+use crate::wire::{Alarm, MaintenanceWindow};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -199,6 +199,13 @@ pub trait Storage: Send {
 
     /// The stored maintenance call of every site, ordered by site.
     fn maintenance(&self) -> Result<Vec<MaintenanceWindow>, StoreError>;
+
+    /// Keeps the newest alarm call of (`a.site`, `a.source`); an older call than the stored
+    /// one is ignored (Ok(false)). Durable when it returns Ok(true).
+    fn save_alarm(&mut self, a: &Alarm) -> Result<bool, StoreError>;
+
+    /// The stored alarm call of every (site, source), ordered by site and source.
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError>;
 
     /// This member's acceptor state of every site's operator lock.
     fn load_locks(&self) -> Result<BTreeMap<SiteId, LockState>, StoreError>;

@@ -12,7 +12,7 @@ use crate::core::oplock::LockState;
 use crate::core::pipeline::JournalEntry;
 use crate::core::replica::RunRecord;
 use crate::core::types::{Accepted, Ballot, Durable, NodeId, Outcome, SiteId, Value, Verdict};
-use crate::wire::MaintenanceWindow;
+use crate::wire::{Alarm, MaintenanceWindow};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::fs;
@@ -179,6 +179,17 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE journal;
     ALTER TABLE journal_v6 RENAME TO journal;
     CREATE UNIQUE INDEX journal_one_outcome ON journal (site, epoch) WHERE kind = 'run_finished';
+    ",
+    // v7: the newest alarm call per (site, source), raised or cleared, shared across the
+    // site's electorate. `record` is the whole `wire::Alarm` as JSON.
+    "
+    CREATE TABLE alarms (
+        site      TEXT NOT NULL,
+        source    TEXT NOT NULL,
+        set_at_ms INTEGER NOT NULL,
+        record    TEXT NOT NULL,
+        PRIMARY KEY (site, source)
+    ) STRICT;
     ",
 ];
 
@@ -509,6 +520,37 @@ impl Storage for SqliteStore {
         )?;
         tx.commit()?;
         Ok(n > 0)
+    }
+
+    fn save_alarm(&mut self, a: &Alarm) -> Result<bool, StoreError> {
+        let record = serde_json::to_string(a)
+            .map_err(|e| StoreError::Corrupt(format!("alarm cannot be encoded: {e}")))?;
+        let tx = self.write_txn()?;
+        let n = tx.execute(
+            "INSERT INTO alarms (site, source, set_at_ms, record) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (site, source) DO UPDATE SET set_at_ms = excluded.set_at_ms,
+                                                      record = excluded.record
+             WHERE excluded.set_at_ms > alarms.set_at_ms",
+            params![a.site.as_str(), a.source, a.set_at_unix_ms, record],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT record FROM alarms ORDER BY site, source")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for text in rows {
+            let text = text?;
+            out.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("alarms.record {text:?}: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 
     fn load_locks(&self) -> Result<BTreeMap<SiteId, LockState>, StoreError> {

@@ -37,6 +37,7 @@ pub const KINDS: &[&str] = &[
     "step",
     "maintenance",
     "hold_down",
+    "alarm",
     "fleet_mismatch",
     "peer",
     "lagged",
@@ -72,9 +73,35 @@ pub fn diff(prev: &NodeSnapshot, next: &NodeSnapshot) -> Vec<Change> {
             &mut out,
         );
     }
+    alarms(prev, next, &mut out);
     runs(prev, next, &mut out);
     peers(prev, next, &mut out);
     out
+}
+
+/// Alarm calls new since `prev` (raised or cleared), by site and source.
+fn alarms(prev: &NodeSnapshot, next: &NodeSnapshot, out: &mut Vec<Change>) {
+    for a in &next.alarms {
+        let known = prev
+            .alarms
+            .iter()
+            .find(|p| p.site == a.site && p.source == a.source);
+        if known.is_some_and(|p| p.set_at == a.set_at && p.state == a.state) {
+            continue;
+        }
+        out.push(Change::new(
+            "alarm",
+            json!({
+                "site": a.site,
+                "source": a.source,
+                "state": a.state,
+                "severity": a.severity,
+                "reason": a.reason,
+                "set_at": a.set_at,
+                "by": a.by,
+            }),
+        ));
+    }
 }
 
 /// New entries of the verdict history, each with the verdict of its site it replaces.

@@ -167,6 +167,14 @@ fn sites(s: &NodeSnapshot, out: &mut Out) -> fmt::Result {
             .map(|v| ([v.id.as_str()], unix_s(v.maintenance_until_unix_ms))),
     )?;
     out.gauges(
+        "alarms_active",
+        "Raised alarms of the site (one per source): evidence that it may soon be lost; what they do is the watch's on_alarm.",
+        ["site"],
+        sites
+            .iter()
+            .map(|v| ([v.id.as_str()], v.alarms.len() as u64)),
+    )?;
+    out.gauges(
         "site_hold_down_until_timestamp_seconds",
         "End of the site's hold-down (no second automatic failover before it), Unix seconds; 0 when none.",
         ["site"],

@@ -29,6 +29,8 @@ fn site(id: &str, verdict: &'static str, epoch: Option<u64>) -> SiteView {
         maintenance_until: None,
         hold_down_until_unix_ms: None,
         maintenance_until_unix_ms: None,
+        on_alarm: "notify",
+        alarms: Vec::new(),
         failover: "automatic".to_string(),
         electorate: Vec::new(),
         majority: 0,

@@ -8,7 +8,7 @@ const MIN_EVENT_REFRESH_MS = 250;
 const EVENTS_KEPT = 40;
 // Every event /v1/events sends (src/api/events/diff.rs, KINDS).
 const KINDS = ['hello', 'reset', 'verdict', 'opinion', 'round', 'run', 'step', 'maintenance',
-  'hold_down', 'fleet_mismatch', 'peer', 'lagged'];
+  'hold_down', 'alarm', 'fleet_mismatch', 'peer', 'lagged'];
 
 let lastRefresh = 0;
 let inFlight = null;
@@ -101,6 +101,11 @@ function drawSites(st, details) {
       ['judged by', s.judge === 'service' ? 'service checks' : 'host answers'],
       ['hold-down until', when(s.hold_down_until)],
       ['maintenance until', when(s.maintenance_until)],
+      ['on alarm', dash(s.on_alarm)],
+      ['alarms', (s.alarms || []).length
+        ? s.alarms.map((a) => h('span', { class: `alarm sev-${a.severity}` },
+          `${a.severity} from ${a.source} since ${when(a.set_at)}: ${a.reason || '–'}`))
+        : 'none'],
     ];
     return h('article', {
       class: `card site v-${s.verdict}`,
@@ -245,6 +250,7 @@ function eventLine(kind, d) {
     case 'run': return `run ${d.id}: ${d.was_state ? d.was_state + ' → ' : ''}${d.state} (term ${d.term}, leader ${d.leader})`;
     case 'step': return `run ${d.run} step ${d.index} ${d.name}: attempt ${d.attempts}, ${d.finished_at ? (d.ok ? 'ok' : 'failed') : 'running'}`;
     case 'maintenance': case 'hold_down': return `site ${d.site}: ${kind.replace('_', '-')} ${d.state}${d.until ? ' until ' + when(d.until) : ''}`;
+    case 'alarm': return `site ${d.site}: ${d.severity} alarm from ${d.source} ${d.state}${d.reason ? ': ' + d.reason : ''}`;
     case 'fleet_mismatch': return `peer ${d.peer}: fleet file ${d.state === 'appeared' ? 'differs' : 'matches again'}`;
     case 'peer': return `peer ${d.peer} (site ${d.site}) ${d.reachable ? 'reachable' : 'unreachable'}`;
     case 'hello': return `following node ${d.node}`;

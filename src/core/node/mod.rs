@@ -11,6 +11,7 @@
 //! carried out; if it fails, the driver reports `Input::PersistFailed` before polling further,
 //! and the core drops what it had queued behind it.
 
+pub mod alarm;
 pub mod operator;
 pub mod runs;
 
@@ -20,6 +21,7 @@ pub mod peers;
 mod replication;
 mod tilt;
 
+pub use alarm::AlarmCall;
 pub use isolation::IsolationState;
 pub use notify::NotifyCall;
 pub use operator::{Command, CommandOk, CommandReply, OperatorError};
@@ -51,6 +53,7 @@ pub struct Boot {
     pub runs: Vec<RunRecord>,
     pub maintenance: Vec<MaintenanceWindow>,
     pub locks: BTreeMap<SiteId, LockState>,
+    pub alarms: Vec<crate::wire::Alarm>,
 }
 
 /// Everything that happens to a node, as its driver reports it.
@@ -129,6 +132,8 @@ pub enum Action {
     SaveRun(RunRecord),
     AppendJournal(JournalEntry),
     SaveMaintenance(MaintenanceWindow),
+    /// The newest alarm call of its (site, source) (`Storage::save_alarm`).
+    SaveAlarm(crate::wire::Alarm),
     /// This member's operator lock state of `site` (`Storage::save_lock`).
     PersistLock {
         site: SiteId,
@@ -193,6 +198,7 @@ pub struct NodeCore {
     runs: Runs,
     isolation: Option<IsolationState>,
     operator: operator::OperatorState,
+    alarm: alarm::AlarmState,
     oplock: OpLock,
     peers: peers::Peers,
     tilt: Tilt,
@@ -244,6 +250,7 @@ impl NodeCore {
             tilt: Tilt::new(now, fleet.timing.probe_budget()),
             peers: peers::Peers::default(),
             operator: operator::OperatorState::new(me, boot.maintenance, now),
+            alarm: alarm::AlarmState::new(me, boot.alarms, now),
             oplock: OpLock::new(
                 me.clone(),
                 LockConfig::from_timing(&fleet.timing),
@@ -355,6 +362,7 @@ impl NodeCore {
         at(self.oplock.poll_timeout());
         at(self.tilt.poll_timeout());
         at(self.notify.poll_timeout());
+        at(self.alarm.poll_timeout());
         Some(wake)
     }
 
@@ -425,8 +433,10 @@ impl NodeCore {
         }
         if t >= self.next_status {
             self.send_status(now);
+            self.send_alarms();
             self.next_status = t + self.fleet.timing.status_interval;
         }
+        self.react_to_alarms(now);
         self.on_replica_timers(now);
         self.on_run_timers(now);
         self.on_isolation_timers(now);
@@ -445,6 +455,7 @@ impl NodeCore {
             Message::Run(m) => self.on_run_msg(now, &from, m),
             Message::Lock(m) => self.on_lock_msg(now, &from, m),
             Message::Notified(m) => self.on_notified(now, &from, m),
+            Message::Alarms(m) => self.learn_alarms(now, &from, m),
         }
     }
 

@@ -53,6 +53,8 @@ pub enum Command {
     Failback {
         site: SiteId,
     },
+    /// Raise or clear an alarm of a site (`core::alarm`).
+    Alarm(super::alarm::AlarmCall),
 }
 
 /// What a command did.
@@ -75,6 +77,8 @@ pub enum CommandOk {
         site: SiteId,
         until_unix_ms: Option<i64>,
     },
+    /// The alarm call as it now stands, fleet-wide.
+    Alarm(crate::wire::Alarm),
 }
 
 /// Why a command was refused; nothing changed.
@@ -106,6 +110,12 @@ pub enum OperatorError {
     },
     #[error(transparent)]
     Maintenance(#[from] MaintenanceError),
+    #[error(transparent)]
+    Alarm(#[from] crate::core::alarm::AlarmError),
+    #[error("alarm source {name:?} may not raise or clear alarms of site {site} (its token speaks only for the sites of its [[alarm_source]], under its own name)")]
+    SourceNotEntitled { name: String, site: SiteId },
+    #[error("no alarm of site {site} from source {name:?} is known; nothing to clear")]
+    NoSuchAlarm { site: SiteId, name: String },
     #[error("no epoch is left for site {0}: every epoch up to the highest allowed is used")]
     EpochsExhausted(SiteId),
     #[error(
@@ -212,6 +222,7 @@ impl NodeCore {
                 until_unix_ms,
             } => self.set_maintenance(now, &site, until_unix_ms),
             Command::EndMaintenance { site } => self.end_maintenance(now, &site),
+            Command::Alarm(call) => self.alarm_call(now, call),
         };
         self.actions.push_back(Action::Reply { id, reply });
     }
@@ -230,7 +241,7 @@ impl NodeCore {
     /// Operator calls about a site are accepted only by a voter of its electorate: only its
     /// members take part in the site's runs and may originate its maintenance windows
     /// (docs/trust.md), so the call could take effect nowhere else.
-    fn entitled(&self, site: &SiteId) -> Result<(), OperatorError> {
+    pub(super) fn entitled(&self, site: &SiteId) -> Result<(), OperatorError> {
         let members = self.fleet.electorate(site);
         if members.contains(&self.me.id) {
             return Ok(());
@@ -290,7 +301,7 @@ impl NodeCore {
 
     /// Proposes a run of `trigger` led by this node for the next generation of the site's
     /// operator lock; command `id` is answered when the generation is decided.
-    fn propose_run(
+    pub(super) fn propose_run(
         &mut self,
         now: Now,
         id: u64,
@@ -446,6 +457,10 @@ impl NodeCore {
         };
         warn!(%site, run_id = v.run, trigger = v.trigger.as_str(), forced = v.forced, "operator run started");
         self.lead_run(now, site, v.run, v.trigger, v.forced, now.wall, Vec::new());
+        if v.trigger.holds_down() {
+            let until = now.mono + self.fleet.timing.hold_down;
+            self.runs.hold_until.insert((site.clone(), v.run), until);
+        }
         let p = Pipeline::new_forced(spec, site.clone(), v.run, false, v.forced, now);
         self.runs.insert_running((site.clone(), v.run), p);
     }
@@ -457,11 +472,13 @@ impl NodeCore {
         };
         let reply = match end {
             ProposalEnd::Won(d) => {
-                match (&call.reason, call.force) {
-                    (Some(reason), force) => {
+                match (call.trigger, &call.reason, call.force) {
+                    (RunTrigger::Manual, Some(reason), force) => {
                         warn!(%site, run_id = d.value.run, reason, force, "manually initiated failover started")
                     }
-                    _ => warn!(%site, run_id = d.value.run, "failback started"),
+                    (t, _, _) => {
+                        warn!(%site, run_id = d.value.run, trigger = t.as_str(), "operator-lock run started")
+                    }
                 }
                 Ok(CommandOk::RunStarted {
                     site: site.clone(),

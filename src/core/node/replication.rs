@@ -218,7 +218,7 @@ impl NodeCore {
     fn note_run(&mut self, now: Now, r: &RunRecord) {
         let key = (r.site.clone(), r.run);
         self.runs.first_heard.entry(key.clone()).or_insert(now.mono);
-        if r.trigger != RunTrigger::Verdict {
+        if !r.trigger.holds_down() {
             return;
         }
         if r.is_dropped() {

@@ -213,8 +213,10 @@ impl NodeCore {
     pub fn run_spec(&self, site: &SiteId, trigger: RunTrigger) -> Option<PipelineSpec> {
         let plan = self.fleet.watch(site)?.plan.as_ref()?;
         Some(match trigger {
-            RunTrigger::Verdict | RunTrigger::Manual => plan.pipeline.clone(),
+            RunTrigger::Verdict | RunTrigger::Manual | RunTrigger::Alarm => plan.pipeline.clone(),
             RunTrigger::Failback => failback_spec(&plan.pipeline),
+            RunTrigger::Prestage => prestage_spec(plan),
+            RunTrigger::Unstage => failback_spec(&prestage_spec(plan)),
         })
     }
 
@@ -349,7 +351,7 @@ impl NodeCore {
         let hold_down = self.fleet.timing.hold_down;
         for r in records {
             self.voter.observe_epoch(&r.site, r.term());
-            if r.trigger == RunTrigger::Verdict && !r.is_dropped() {
+            if r.trigger.holds_down() && !r.is_dropped() {
                 // Hold-down across a restart can only be judged on the wall clock; a clock
                 // stepped back cannot stretch it beyond one hold_down.
                 let began = r.journal.first().map_or(r.start_at, |e| e.at);
@@ -681,6 +683,14 @@ impl NotArmed {
                       "refused by the hold-down rule: a failover of this site already ran within hold_down")
             }
         }
+    }
+}
+
+/// The prestage steps of a plan as a run of their own (they never cut over).
+pub fn prestage_spec(plan: &FailoverPlan) -> PipelineSpec {
+    PipelineSpec {
+        steps: plan.prestage.clone(),
+        ..PipelineSpec::default()
     }
 }
 

@@ -93,6 +93,8 @@ impl Driver {
                 .as_ref()
                 .map(|c| c.views())
                 .unwrap_or_default(),
+            alarms: self.core.alarms().all().map(AlarmView::of).collect(),
+            alarm_sources: fleet.alarm_sources.clone(),
             api_token_file: fleet.api.token_file.clone(),
             api_read_token_file: fleet.api.read_token_file.clone(),
             published_at: Some(now),
@@ -170,6 +172,11 @@ impl Driver {
                     electorate, so a cut between it and this site would look like a disaster; failover waits for an operator"
                     .to_string(),
             },
+            on_alarm: fleet
+                .watch(site)
+                .and_then(|w| w.plan.as_ref())
+                .map_or("notify", |p| p.on_alarm.as_str()),
+            alarms: self.core.alarms().raised(site).map(AlarmView::of).collect(),
             electorate,
             majority,
             evidence,

@@ -168,8 +168,8 @@ impl SqliteStore {
             }
         }
         // Not stored in their own tables: read back from the stored text.
-        let (api, service, notify) = Fleet::parse(&source)
-            .map(|f| (f.api, f.service, f.notify))
+        let (api, service, notify, alarm_sources) = Fleet::parse(&source)
+            .map(|f| (f.api, f.service, f.notify, f.alarm_sources))
             .unwrap_or_default();
         Ok(Some(Fleet {
             timing: timing_from_rows(&timing)?,
@@ -179,6 +179,7 @@ impl SqliteStore {
             api,
             service,
             notify,
+            alarm_sources,
             hash,
             source,
         }))

@@ -141,7 +141,7 @@ fn a_v1_database_is_upgraded_in_place_and_keeps_its_data() {
         .unwrap();
     }
     let mut store = SqliteStore::open(tmp.path()).unwrap();
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
     assert!(store.load_locks().unwrap().is_empty());
     assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);
 
@@ -333,7 +333,7 @@ fn a_v5_journal_is_kept_when_v6_adds_the_fence_phases() {
         .unwrap();
     }
     let mut store = SqliteStore::open(tmp.path()).unwrap();
-    assert_eq!(user_version(&store.conn).unwrap(), 6);
+    assert_eq!(user_version(&store.conn).unwrap(), SCHEMA_VERSION);
     let par = SiteId::from("par");
     let fence = JournalEntry {
         step: StepRef::new(Phase::Fence, 0),

@@ -14,6 +14,8 @@ fn site(id: &str) -> SiteView {
         maintenance_until: None,
         hold_down_until_unix_ms: None,
         maintenance_until_unix_ms: None,
+        on_alarm: "notify",
+        alarms: Vec::new(),
         failover: "automatic".into(),
         judge: "host",
         electorate: vec![],

@@ -1,0 +1,247 @@
+//! Alarms at the node core, driven by hand: who may raise them, what a peer's alarm must be
+//! to be learned, and what an accepted call sends.
+
+use super::*;
+use crate::config::Fleet;
+use crate::core::node::{Boot, Command, Input, NodeCore};
+use crate::core::types::Now;
+use std::sync::Arc;
+
+fn fleet() -> Arc<Fleet> {
+    let text = crate::demo::THREE_SITES_FAST;
+    let cut = text.find("[[watch]]").expect("the fleet has watches");
+    let text = format!(
+        r#"{head}
+[[notify]]
+name = "pager"
+kind = "exec"
+on = ["alarm_raised", "alarm_cleared"]
+argv = ["/bin/true"]
+
+[[alarm_source]]
+name = "fire-b"
+sites = ["b"]
+kind = "http"
+token_file = "/nonexistent"
+
+[[watch]]
+site = "a"
+by = ["b", "c"]
+takeover_delay_s = 2
+self_fence_after_s = 0.5
+on_alarm = "prestage"
+[[watch.pipeline.prestage]]
+name = "reserve"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/true"]
+[[watch.pipeline.step]]
+name = "promote-b"
+kind = "exec"
+timeout_s = 5
+argv = ["/bin/true"]
+
+[[watch]]
+site = "b"
+by = ["a", "c"]
+"#,
+        head = &text[..cut]
+    );
+    Arc::new(Fleet::parse(&text).expect("the test fleet is valid"))
+}
+
+fn at(ms: u64) -> Now {
+    Now::at_micros(ms * 1000)
+}
+
+fn core_of(f: &Arc<Fleet>, node: &str) -> NodeCore {
+    NodeCore::new(f.clone(), &NodeId::from(node), Boot::default(), at(0), 7).expect("in the fleet")
+}
+
+fn drain(c: &mut NodeCore) -> Vec<Action> {
+    std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+fn alarm(by: &str, at_ms: i64) -> Alarm {
+    Alarm {
+        site: SiteId::from("a"),
+        source: "fire-a".into(),
+        severity: AlarmSeverity::Critical,
+        reason: "smoke".into(),
+        raised: true,
+        set_at_unix_ms: at_ms,
+        by: NodeId::from(by),
+    }
+}
+
+fn from(peer: &str, alarms: Vec<Alarm>) -> Input {
+    Input::Message {
+        from: NodeId::from(peer),
+        msg: Message::Alarms(alarms),
+    }
+}
+
+fn saved(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::SaveAlarm(_)))
+        .count()
+}
+
+fn reply(actions: &[Action]) -> CommandReply {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Reply { reply, .. } => Some(reply.clone()),
+            _ => None,
+        })
+        .expect("the command is answered")
+}
+
+use super::super::CommandReply;
+
+#[test]
+fn a_peer_alarm_is_learned_only_from_the_electorate_and_within_bounds() {
+    let f = fleet();
+    let mut c1 = core_of(&f, "c1");
+    drain(&mut c1);
+    // An Indicator host inside a, with as valid a certificate as any.
+    c1.handle(at(10), from("a3", vec![alarm("a3", 0)]));
+    // A member passing on a call it says an outsider accepted.
+    c1.handle(at(20), from("b1", vec![alarm("a1", 0)]));
+    // Stamped far ahead of c1's clock (the wall clock starts at 0 here).
+    c1.handle(at(30), from("b1", vec![alarm("b1", 3_600_000)]));
+    let actions = drain(&mut c1);
+    assert_eq!(saved(&actions), 0, "{actions:?}");
+    assert!(!c1.alarms().is_raised(&SiteId::from("a")));
+    assert_eq!(c1.refusals().count(Refusal::NotOperatorNode), 2);
+    assert_eq!(c1.refusals().count(Refusal::FromTheFuture), 1);
+
+    // A member's call within bounds is stored, then in effect; the same again is no news.
+    c1.handle(at(40), from("b1", vec![alarm("b1", 0)]));
+    assert_eq!(saved(&drain(&mut c1)), 1);
+    assert!(c1.alarms().is_raised(&SiteId::from("a")));
+    c1.handle(at(50), from("b2", vec![alarm("b1", 0)]));
+    assert_eq!(saved(&drain(&mut c1)), 0);
+}
+
+#[test]
+fn only_a_voter_of_the_electorate_and_an_entitled_source_raise_alarms() {
+    let f = fleet();
+    let call = |via: Option<&str>, source: &str| {
+        Command::Alarm(AlarmCall {
+            site: SiteId::from("a"),
+            source: source.into(),
+            severity: AlarmSeverity::Critical,
+            reason: "smoke".into(),
+            raised: true,
+            via: via.map(str::to_string),
+        })
+    };
+    let mut a1 = core_of(&f, "a1");
+    drain(&mut a1);
+    a1.handle(
+        at(10),
+        Input::Command {
+            id: 1,
+            command: call(None, "ops"),
+        },
+    );
+    assert!(matches!(
+        reply(&drain(&mut a1)),
+        Err(OperatorError::NotEntitled { .. })
+    ));
+
+    let mut b1 = core_of(&f, "b1");
+    drain(&mut b1);
+    b1.handle(
+        at(10),
+        Input::Command {
+            id: 1,
+            command: call(Some("fire-b"), "fire-b"),
+        },
+    );
+    let actions = drain(&mut b1);
+    assert!(matches!(
+        reply(&actions),
+        Err(OperatorError::SourceNotEntitled { .. })
+    ));
+    assert_eq!(saved(&actions), 0);
+
+    // Nothing to clear: refused, and no source slot is used up.
+    let clear = Command::Alarm(AlarmCall {
+        raised: false,
+        ..match call(None, "typo") {
+            Command::Alarm(c) => c,
+            _ => unreachable!(),
+        }
+    });
+    b1.handle(
+        at(15),
+        Input::Command {
+            id: 9,
+            command: clear,
+        },
+    );
+    assert!(matches!(
+        reply(&drain(&mut b1)),
+        Err(OperatorError::NoSuchAlarm { .. })
+    ));
+
+    // The operator's call: stored, sent to the other members of a's electorate, and the
+    // prestage asked of the operator lock at once.
+    b1.handle(
+        at(20),
+        Input::Command {
+            id: 2,
+            command: call(None, "fire-a"),
+        },
+    );
+    let actions = drain(&mut b1);
+    assert!(
+        matches!(reply(&actions), Ok(CommandOk::Alarm(a)) if a.raised && a.by == NodeId::from("b1"))
+    );
+    assert_eq!(saved(&actions), 1);
+    let mut sent: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                msg: Message::Alarms(_),
+            } => Some(to.to_string()),
+            _ => None,
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["b2", "c1", "c2"]);
+    let locks = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: Message::Lock(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        locks >= 3,
+        "the lock is asked of the electorate: {actions:?}"
+    );
+    assert!(b1.oplock().proposing(&SiteId::from("a")));
+    // The voter that accepted the call notifies it.
+    let notes: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notify(call) => Some(call.event.idempotency_key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{actions:?}");
+    assert!(
+        notes[0].starts_with("alarm/a/fire-a/") && notes[0].ends_with("/raised"),
+        "{notes:?}"
+    );
+}
