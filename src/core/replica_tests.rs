@@ -604,17 +604,35 @@ fn expect_from_b1(c: &mut Cluster) {
     let e = c.electorate.clone();
     let now = c.now;
     for m in ["b2", "c1"] {
-        assert!(c
-            .node(m)
-            .expect(now, site(), 7, id("b1"), WallTime(0), e.clone()));
+        assert!(c.node(m).expect(
+            now,
+            site(),
+            7,
+            id("b1"),
+            (RunTrigger::Verdict, false),
+            WallTime(0),
+            e.clone()
+        ));
     }
     // The leader itself expects nothing of its own verdict, and nothing twice.
-    assert!(!c
-        .node("b1")
-        .expect(now, site(), 7, id("b1"), WallTime(0), e.clone()));
-    assert!(!c
-        .node("b2")
-        .expect(now, site(), 7, id("b1"), WallTime(0), e));
+    assert!(!c.node("b1").expect(
+        now,
+        site(),
+        7,
+        id("b1"),
+        (RunTrigger::Verdict, false),
+        WallTime(0),
+        e.clone()
+    ));
+    assert!(!c.node("b2").expect(
+        now,
+        site(),
+        7,
+        id("b1"),
+        (RunTrigger::Verdict, false),
+        WallTime(0),
+        e
+    ));
 }
 
 #[test]

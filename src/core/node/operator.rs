@@ -434,10 +434,13 @@ impl NodeCore {
     fn on_lock_decided(&mut self, now: Now, site: &SiteId, d: Decided, lead: bool) {
         let v = d.value;
         info!(%site, gen = d.gen, run_id = v.run, leader = %v.leader, trigger = v.trigger.as_str(), "operator lock decided");
-        if v.leader != self.me.id
-            || self.replicas.record(site, v.run).is_some()
-            || self.runs.busy(site) == Some(v.run)
-        {
+        if v.leader != self.me.id {
+            if lead {
+                self.expect_lock_run(now, site, &v);
+            }
+            return;
+        }
+        if self.replicas.record(site, v.run).is_some() || self.runs.busy(site) == Some(v.run) {
             return;
         }
         let newer = self

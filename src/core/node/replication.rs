@@ -8,6 +8,7 @@
 
 use super::{Action, NodeCore};
 use crate::config::SingleVantage;
+use crate::core::oplock::LockValue;
 use crate::core::pipeline::{JournalEntry, JournalKind, StepRef};
 use crate::core::replica::{ReplicaAction, RunMsg, RunRecord, RunTrigger};
 use crate::core::types::{NodeId, Now, Outcome, SiteId};
@@ -84,10 +85,15 @@ impl NodeCore {
         };
         let e = self.electorate(site);
         let start_at = now.wall + delay;
-        if self
-            .replicas
-            .expect(now.mono, site.clone(), epoch, leader.clone(), start_at, e)
-        {
+        if self.replicas.expect(
+            now.mono,
+            site.clone(),
+            epoch,
+            leader.clone(),
+            (RunTrigger::Verdict, false),
+            start_at,
+            e,
+        ) {
             // The takeover delay of a run taken over counts from here, as for a register.
             self.runs
                 .first_heard
@@ -98,15 +104,57 @@ impl NodeCore {
         }
     }
 
+    /// A run the operator lock decided for another leader: expected as a verdict's run is, so
+    /// that a leader dying between the decision and its register leaves the run to another
+    /// member rather than to no one. Called only for decisions learned as current (the
+    /// leader's commit, or this node's own proposal forced to the value), never for a decision
+    /// taught in passing.
+    pub(super) fn expect_lock_run(&mut self, now: Now, site: &SiteId, v: &LockValue) {
+        if v.leader == self.me.id
+            || self.replicas.record(site, v.run).is_some()
+            || self
+                .replicas
+                .records()
+                .any(|r| &r.site == site && r.run > v.run)
+            || self.run_spec(site, v.trigger).is_none()
+            || self.broken.takeover
+            || self.broken.expect_runs
+        {
+            return;
+        }
+        let e = self.electorate(site);
+        if self.replicas.expect(
+            now.mono,
+            site.clone(),
+            v.run,
+            v.leader.clone(),
+            (v.trigger, v.forced),
+            now.wall,
+            e,
+        ) {
+            self.runs
+                .first_heard
+                .entry((site.clone(), v.run))
+                .or_insert(now.mono);
+            info!(%site, run_id = v.run, leader = %v.leader, trigger = v.trigger.as_str(),
+                  "expecting the run the operator lock gave another voter; taken over if its register does not come within the lease");
+        }
+    }
+
     /// Heartbeats, and takeovers of runs whose leader went silent and that still need running.
     pub(super) fn on_replica_timers(&mut self, now: Now) {
         if self.replicas.poll_timeout().is_none_or(|w| w > now.mono) {
             return;
         }
-        // An expected run whose verdict was replaced is no longer due: forgotten, never sent.
-        let voter = &self.voter;
-        self.replicas.forget_expected(|r| {
-            voter.verdict(&r.site).map(|v| (v.outcome(), v.epoch())) == Some((Outcome::Down, r.run))
+        // An expected run whose verdict (or lock decision) was replaced is no longer due:
+        // forgotten, never sent.
+        let (voter, oplock) = (&self.voter, &self.oplock);
+        self.replicas.forget_expected(|r| match r.trigger {
+            RunTrigger::Verdict => {
+                voter.verdict(&r.site).map(|v| (v.outcome(), v.epoch()))
+                    == Some((Outcome::Down, r.run))
+            }
+            _ => oplock.decided(&r.site).map(|d| d.value.run) == Some(r.run),
         });
         let eligible: BTreeSet<(SiteId, u64)> = self
             .replicas

@@ -1,6 +1,7 @@
 //! The node core driven by hand: exact inputs, exact time, and the actions it answers with.
 
 use super::*;
+use crate::core::replica::RunTrigger;
 use crate::core::types::{Value, Verdict};
 use crate::wire::{OpinionReport, VoteMsg};
 
@@ -481,4 +482,70 @@ fn a_voter_takes_over_a_verdicts_notification_unless_a_voter_says_it_was_sent() 
     c2.handle(at(100), notified("b1", "verdict/a/1/down"));
     assert!(notify_calls(&mut c2, 150, 1500).is_empty());
     assert_eq!(c2.notifications().pending(), 0);
+}
+
+/// A Commit of the operator lock from `from` deciding generation `gen`: run `run` of site a
+/// led by `leader`.
+fn lock_commit(from: &str, gen: u64, run: u64, leader: &str) -> Input {
+    use crate::core::oplock::{Decided, LockMsg, LockValue};
+    Input::Message {
+        from: NodeId::from(from),
+        msg: Message::Lock(LockMsg::Commit {
+            site: SiteId::from("a"),
+            decided: Decided {
+                gen,
+                value: LockValue {
+                    run,
+                    leader: NodeId::from(leader),
+                    trigger: RunTrigger::Manual,
+                    forced: false,
+                },
+            },
+        }),
+    }
+}
+
+#[test]
+fn a_locked_run_whose_leader_never_registers_it_is_taken_over_after_the_lease() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a = SiteId::from("a");
+    b1.handle(at(10), status("c1", Opinion::Up));
+    // The lock decided a manual run of a led by c1, which dies before its register leaves.
+    b1.handle(at(60), lock_commit("c2", 1, 5, "c1"));
+    let learned = drain(&mut b1);
+    assert!(
+        !learned.iter().any(|a| matches!(a, Action::SaveRun(_))),
+        "{learned:?}"
+    );
+    assert!(b1.replicas().is_expected(&a, 5));
+    assert_eq!(b1.replicas().records().count(), 0);
+    // Within the lease: no campaign; past it, b1 asks for a term above the run's first.
+    let early = tick_through(&mut b1, 60, 600);
+    assert!(prepares(&early, 5).is_empty(), "{early:?}");
+    let late = tick_through(&mut b1, 600, 1_000);
+    let asked = prepares(&late, 5);
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked.iter().all(|(_, term)| *term == 6), "{asked:?}");
+    let saved = late.iter().find_map(|a| match a {
+        Action::SaveRun(r) if r.run == 5 => Some(r.trigger),
+        _ => None,
+    });
+    assert_eq!(saved, Some(RunTrigger::Manual), "{late:?}");
+}
+
+#[test]
+fn a_locked_run_replaced_by_a_newer_decision_is_forgotten_unsent() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a = SiteId::from("a");
+    b1.handle(at(10), status("c1", Opinion::Up));
+    b1.handle(at(60), lock_commit("c2", 1, 5, "c1"));
+    drain(&mut b1);
+    assert!(b1.replicas().is_expected(&a, 5));
+    // The next generation names b1 itself: the first run is no longer due here.
+    b1.handle(at(100), lock_commit("c2", 2, 6, "b1"));
+    let late = tick_through(&mut b1, 100, 1_000);
+    assert!(prepares(&late, 5).is_empty(), "{late:?}");
+    assert!(!b1.replicas().is_expected(&a, 5));
 }

@@ -17,6 +17,11 @@
 //!   the first `Persist` of the record (a promise, a takeover) makes it a durable copy;
 //! - a late register of the first leader, below a promised term, is refused as any message of
 //!   a lower ballot is, and the leader yields.
+//!
+//! A run the operator lock decided (a manual failover, a failback, an alarm's prestage,
+//! unstage or failover) has the same gap: its leader learns the decision and registers the run,
+//! and may die in between. Every other member that learns the decision (the leader's commit,
+//! or its own later proposal forced to the decided value) expects the run the same way.
 
 use super::*;
 
@@ -25,14 +30,16 @@ impl Replicas {
     /// this node already holds a copy (or expects it), it holds a placeholder whose lease runs
     /// from `now`. `start_at` is when the leader would start its first step (the takeover
     /// delay from the verdict). The caller decides that the run is due (a committed DOWN
-    /// verdict this node learned through the vote, and the run armed here): a peer's message
-    /// never creates one.
+    /// verdict this node learned through the vote, or a decision of the operator lock, and the
+    /// run armed here): a peer's message alone never creates one.
+    #[allow(clippy::too_many_arguments)]
     pub fn expect(
         &mut self,
         now: Time,
         site: SiteId,
         run: u64,
         leader: NodeId,
+        (trigger, forced): (RunTrigger, bool),
         start_at: WallTime,
         electorate: Electorate,
     ) -> bool {
@@ -47,11 +54,11 @@ impl Replicas {
         let record = RunRecord {
             site,
             run,
-            trigger: RunTrigger::Verdict,
+            trigger,
             promised: ballot.clone(),
             journal_ballot: ballot,
             journal: Vec::new(),
-            forced: false,
+            forced,
             start_at,
         };
         let mut r = Replica::follower(record, electorate, Some(now));
