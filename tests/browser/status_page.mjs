@@ -29,6 +29,7 @@ const bin = process.env.QUORATE_BIN || join(repo, 'target/debug/quorate');
 const { chromium } = await import(process.env.PLAYWRIGHT_CORE || 'playwright-core');
 const OCTET = 235;
 const PAGE_LAG_MS = 2000;
+const TOKEN = 'status-page-test-token';
 const TOTAL_MS = 120 * 1000;
 const artifacts = join(repo, 'target/artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -118,7 +119,11 @@ kind = "exec"
 timeout_s = 5
 argv = ["/bin/sh", "-c", "sleep 0.8; echo promoted b at term $QUORATE_EPOCH"]
 `;
-  return text.replace(watchA, watchA + plan);
+  // The operator token, so that the test may raise an alarm of a (its watch keeps the
+  // default on_alarm = "notify": shown, no run).
+  writeFileSync(join(work, 'api.token'), `${TOKEN}\n`);
+  const api = `\n[api]\ntoken_file = '${join(work, 'api.token')}'\n`;
+  return text.replace(watchA, watchA + plan) + api;
 }
 
 // Certificates, then one `quorate run` per node; returns each node's site and REST address.
@@ -190,6 +195,22 @@ async function main() {
   const before = await getJson(`${base}/v1/sites/a`);
   if (before.verdict === 'down') fail('site a is DOWN before its blackout');
   console.log(`page shows sites ${sites.join(', ')}; site a ${before.verdict}`);
+
+  // A fire alarm of a raised at b1: the card of a and the event list show it, live.
+  const raised = await fetch(`${base}/v1/alarms`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ site: 'a', source: 'fire-panel', severity: 'critical', reason: 'smoke in hall 2' }),
+    signal: AbortSignal.timeout(3000),
+  });
+  if (raised.status !== 200) fail(`POST /v1/alarms: ${raised.status} ${await raised.text()}`);
+  await page.waitForSelector('[data-site="a"] .alarm.sev-critical', { timeout: PAGE_LAG_MS + 1000 })
+    .catch(() => fail('the card of a does not show the raised alarm'));
+  const alarmText = await page.textContent('[data-site="a"] .alarm.sev-critical');
+  if (!alarmText.includes('fire-panel') || !alarmText.includes('smoke in hall 2')) fail(`the alarm reads ${alarmText}`);
+  await page.waitForSelector('#events li.e-alarm', { timeout: PAGE_LAG_MS + 1000 })
+    .catch(() => fail('the event list does not show the alarm'));
+  console.log(`page: alarm of a shown (${alarmText.trim()})`);
 
   // The page notes the moment its card for a turns DOWN; a marker shows it was never reloaded.
   await page.evaluate(() => {
