@@ -333,9 +333,8 @@ async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
     .unwrap();
     assert!(answered_within(WAIT).await, "the first Indicator answers");
 
-    // The Indicator crashes (no close on the wire) and comes back on the same address. Its
-    // connection has been up for more than a handshake timeout (a younger one is not
-    // replaced: two nodes must not keep re-dialing each other).
+    // The Indicator crashes (no close on the wire) and comes back on the same address. It
+    // is the lower id of the pair: it dials afresh and its new connection replaces the old.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     tokio::task::spawn_blocking(move || drop(first))
         .await
