@@ -14,10 +14,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_between_two_sites_is_an_internal_false_positive_not_a_verdict() {
     init_tracing();
-    let (text, routes) = behind_relay(
-        &fleet_text(221),
-        &["a1", "a2", "a3", "b1", "b2", "b3"],
-    );
+    let (text, routes) = behind_relay(&fleet_text(221), &["a1", "a2", "a3", "b1", "b2", "b3"]);
     let relay = Relay::start(routes).await.expect("the relay binds");
     let f = LocalFleet::start(&text, None, true)
         .await

@@ -26,8 +26,8 @@ const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const REFUSED_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// Longest wait for the peer's Ready packet before the connection counts as up anyway.
 const PROBE_READY_WAIT: Duration = Duration::from_secs(1);
-/// How long the higher node id of a pair waits, with no connection, before it dials too: the
-/// lower one dials at once, and on a LAN its connection is up well within this.
+/// How long the higher node id of a pair waits, with no connection, before it dials again:
+/// the lower one dials at once, and on a LAN its connection is up well within this.
 const DIAL_GRACE: Duration = Duration::from_millis(400);
 
 /// The mesh-wide shutdown signal, plus the per-peer one for a dialer's peer.
@@ -118,15 +118,18 @@ fn refusal(error: &ConnectionError) -> Option<String> {
 }
 
 /// Keeps the pair's connection with `peer` up until the peer is removed or the mesh stops:
-/// dials whenever the pair has none. The lower node id dials at once; the higher waits
-/// `DIAL_GRACE` first, so that usually only one end dials (and when both do, `install` keeps
-/// one connection by a rule both ends agree on).
+/// dials whenever the pair has none. The lower node id dials at once; the higher one too
+/// when it starts (it may have restarted, and the lower one would only notice on its next
+/// packet), but later waits `DIAL_GRACE` first, so that when both lose their connection only
+/// one usually dials. When both do, `Shared::install` keeps one connection by a rule both
+/// ends agree on.
 pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64, stop: Stop) {
     let mut stop = stop;
     let Some(mut linked) = shared.linked(&peer, generation) else {
         return;
     };
     let i_dial_first = shared.me < peer;
+    let mut dialed_before = false;
     let mut pause = shared.redial_every;
     let mut down_since = Instant::now();
     let mut warned = false;
@@ -135,7 +138,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
             _ = stop.wait() => break,
             result = linked.wait_for(|up| !*up) => if result.is_err() { break },
         }
-        if !i_dial_first {
+        if !i_dial_first && dialed_before {
             tokio::select! {
                 _ = stop.wait() => break,
                 _ = linked.wait_for(|up| *up) => continue,
@@ -146,6 +149,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
         else {
             break;
         };
+        dialed_before = true;
         let attempt = dial(&endpoint, addr, &peer, shared.handshake_timeout);
         let result = tokio::select! {
             _ = stop.wait() => break,

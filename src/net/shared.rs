@@ -504,7 +504,11 @@ mod tests {
     fn kept_by(me: &str, peer: &str, existing_by_me: bool, new_by_me: bool) -> &'static str {
         let (me, peer) = (NodeId::from(me), NodeId::from(peer));
         let keep_existing = keeps_existing(&me, &peer, existing_by_me, new_by_me);
-        let by_me = if keep_existing { existing_by_me } else { new_by_me };
+        let by_me = if keep_existing {
+            existing_by_me
+        } else {
+            new_by_me
+        };
         match (by_me, me < peer) {
             (true, true) | (false, false) => "dialed by the lower",
             _ => "dialed by the higher",
