@@ -1,5 +1,7 @@
 //! The QUIC mesh over loopback: probes and messages between fleet members, refusal of
-//! strangers, resilience to garbage frames, and a clean shutdown.
+//! strangers, resilience to garbage frames, a clean shutdown, one connection per pair of
+//! nodes for both directions, and a peer that crashed and restarted (either end of its pair)
+//! reachable again at once although idle connections live 30 s.
 
 use quorate::core::types::NodeId;
 use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox};
