@@ -7,7 +7,7 @@
 
 use super::admission::Throttled;
 use super::mesh::{close_code, MeshEvent};
-use super::shared::{bump, Install, Shared};
+use super::shared::{bump, Install, Shared, LINGER};
 use super::tls::{identify_caller, IdentityError};
 use crate::core::types::NodeId;
 use crate::wire::{self, decode_message, WireError};
@@ -294,6 +294,10 @@ async fn run_link(
         }
         Install::Kept => {
             tracing::debug!(peer = %peer, %addr, "the pair keeps its connection dialed by the lower id");
+            tokio::select! {
+                _ = serve(shared, &conn, peer, stop.clone()) => {}
+                _ = tokio::time::sleep(LINGER) => {}
+            }
             conn.close(
                 close_code::REPLACED.into(),
                 b"the pair keeps the connection dialed by the lower node id",

@@ -313,21 +313,18 @@ impl ProbeSessions {
                     health: packet.health,
                     at,
                 };
-                let peer = s.peer.clone();
-                drop(t);
-                if !self.inbox.push(&peer, event, PROBE_LEN) {
-                    tracing::debug!(peer = %peer, "probe answer dropped: the peer's queue is full");
-                }
-                None
+                Some(Reply::Deliver(s.peer.clone(), event))
             }
         }
     }
 }
 
-/// What a received probe packet makes this node send back to its source.
+/// What a received probe packet makes this node do: send something back to its source, or
+/// hand an answer to the node.
 enum Reply {
     Answer([u8; PROBE_LEN]),
     Ready([u8; PROBE_LEN]),
+    Deliver(NodeId, MeshEvent),
 }
 
 fn health_byte(h: ServiceHealth) -> u8 {
@@ -406,6 +403,8 @@ impl ProbeSocket {
     fn take_probes(&self, bufs: &mut [IoSliceMut<'_>], metas: &mut [RecvMeta], n: usize) -> usize {
         let at = Instant::now();
         let mut kept = 0;
+        // The batch's answers go to the node together: one lock, one wake-up.
+        let mut answers = Vec::new();
         for i in 0..n {
             let meta = metas[i];
             let stride = if meta.stride == 0 {
@@ -424,6 +423,7 @@ impl ProbeSocket {
                     match self.sessions.receive(&buf[read..end], at) {
                         Some(Reply::Answer(answer)) => self.answer(meta.addr, meta.dst_ip, &answer),
                         Some(Reply::Ready(ready)) => self.greet(meta.addr, &ready),
+                        Some(Reply::Deliver(peer, event)) => answers.push((peer, event, PROBE_LEN)),
                         None => {}
                     }
                 } else {
@@ -440,6 +440,15 @@ impl ProbeSocket {
             bufs.swap(kept, i);
             metas[kept] = RecvMeta { len: write, ..meta };
             kept += 1;
+        }
+        if !answers.is_empty() {
+            let dropped = self.sessions.inbox.push_all(&mut answers);
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    "probe answers dropped: their peers' queues are full"
+                );
+            }
         }
         kept
     }

@@ -37,6 +37,11 @@ pub(super) struct Counters {
     pub replaced_connections: AtomicU64,
 }
 
+/// How long a connection its pair stopped using stays open: nothing is sent on it any more,
+/// but what the peer sent on it meanwhile (it may have chosen it a moment before this end
+/// chose the other, when both dialed) is still read.
+pub(super) const LINGER: Duration = Duration::from_secs(1);
+
 /// Longest a shutdown waits for the connections to drain and the socket to be released.
 const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(3);
 
@@ -268,11 +273,19 @@ impl Shared {
         let replaced = old.is_some();
         if let Some(old) = old {
             bump(&self.counters.replaced_connections);
-            old.conn.close(
-                close_code::REPLACED.into(),
-                b"replaced by the pair's newer connection",
-            );
             tracing::debug!(peer = %peer, "the pair's older connection replaced");
+            let old = old.conn;
+            self.spawn(move |mut stop| async move {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = old.closed() => {}
+                    _ = tokio::time::sleep(LINGER) => {}
+                }
+                old.close(
+                    close_code::REPLACED.into(),
+                    b"replaced by the pair's newer connection",
+                );
+            });
         }
         // The accepting end opens its sessions last (its handshake completes after the
         // dialer's), so it speaks first; the dialer answers with its own Ready.
