@@ -321,6 +321,8 @@ impl ProbeSessions {
 
 /// What a received probe packet makes this node do: send something back to its source, or
 /// hand an answer to the node.
+// Lives on the stack for one packet: boxing the event would cost an allocation per answer.
+#[allow(clippy::large_enum_variant)]
 enum Reply {
     Answer([u8; PROBE_LEN]),
     Ready([u8; PROBE_LEN]),
