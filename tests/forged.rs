@@ -2,7 +2,7 @@
 //! very site a being judged, is as valid as any: with it, an impostor on the mesh sends a
 //! forged DOWN Commit of the live site a (leader: a real voter), a Status with that verdict
 //! and a maintenance window stamped at the end of time, a Prepare, and a run Append and
-//! Heartbeat with the highest term. A real voter (b2's certificate) then sends what a member
+//! Heartbeat with the highest term. A real voter (b1's certificate) then sends what a member
 //! may not either: numbers out of bounds, a slot two ahead, a leader outside the electorate.
 //! Nothing of it is believed, every node stays healthy, `/metrics` counts the refusals, and a
 //! real blackout of a still commits DOWN at every voter.
@@ -173,27 +173,29 @@ async fn forged_verdicts_maintenance_and_run_messages_are_refused_and_a_real_bla
         .await;
     }
 
-    // b2, a real voter of a, to b1: what no member may claim either.
-    let (endpoint, conn) = connect_as(&f, "b2", "b1").await;
-    let mut up_in_a_down_slot = down_of_a(0, 7, "b2");
+    // b1, a real voter of a, to c1: what no member may claim either. (A pair of nodes keeps
+    // one connection, and one dialed by the higher id never replaces one dialed by the
+    // lower: the impostor speaks for the lower id of its pair, as a3 does above.)
+    let (endpoint, conn) = connect_as(&f, "b1", "c1").await;
+    let mut up_in_a_down_slot = down_of_a(0, 7, "b1");
     up_in_a_down_slot.value.outcome = Outcome::Up;
     for m in [
-        commit(down_of_a(0, u64::MAX, "b2")),
-        commit(down_of_a(2, 7, "b2")),
+        commit(down_of_a(0, u64::MAX, "b1")),
+        commit(down_of_a(2, 7, "b1")),
         commit(down_of_a(0, 7, "a3")),
         commit(up_in_a_down_slot),
-        forged_status(&f, "b2", down_of_a(0, u64::MAX, "b2")),
+        forged_status(&f, "b1", down_of_a(0, u64::MAX, "b1")),
     ]
     .into_iter()
-    .chain(run_with_term(u64::MAX, "b2"))
+    .chain(run_with_term(u64::MAX, "b1"))
     {
         send(&conn, &m).await;
     }
     impostors.push((endpoint, conn));
     wait_refusals(
         &rest,
-        "b1",
-        api(&f, "b1"),
+        "c1",
+        api(&f, "c1"),
         &[
             "number_out_of_bounds",
             "slot_too_far",

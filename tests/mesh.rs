@@ -1,5 +1,7 @@
 //! The QUIC mesh over loopback: probes and messages between fleet members, refusal of
-//! strangers, resilience to garbage frames, and a clean shutdown.
+//! strangers, resilience to garbage frames, a clean shutdown, one connection per pair of
+//! nodes for both directions, and a peer that crashed and restarted (either end of its pair)
+//! reachable again at once although idle connections live 30 s.
 
 use quorate::core::types::NodeId;
 use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox};
@@ -173,7 +175,15 @@ async fn probes_are_answered_and_messages_round_trip_between_fleet_members() {
     let got = next_event(&mut p_rx, WAIT, message_from).await;
     assert_eq!(got, Some((i.clone(), status("indicator"))));
 
-    // Bytes on the wire per probe: only probes (and the ACKs they carry) flow in this window.
+    // Bytes on the wire per probe: only probes (and the ACKs they carry) flow in this window,
+    // once the race of dials at the start is settled: the pinger (the higher id) dialed too
+    // when it started, and its connection, completed when the indicator came up, is dropped
+    // after lingering a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually("one connection each", || {
+        pinger.live_connections() == 1 && indicator.live_connections() == 1
+    })
+    .await;
     const PROBES: u64 = 200;
     let before = pinger.stats();
     for k in 0..PROBES {
@@ -360,11 +370,11 @@ async fn garbage_frames_are_counted_and_the_connection_keeps_working() {
         nonce: 5,
         sent_us: 6,
     });
-    // The mesh carries no QUIC datagrams (probes travel beside QUIC): even a well-formed
-    // old-style probe datagram is garbage.
+    // The mesh carries no QUIC datagrams (probes travel beside QUIC) but empty ones, its
+    // liveness checks: even a well-formed old-style probe datagram is garbage.
+    conn.send_datagram(Vec::new().into()).unwrap();
     let bad_datagrams = [
         probe.clone(),
-        Vec::new(),
         probe[..probe.len() - 1].to_vec(),
         vec![wire::WIRE_VERSION; wire::MAX_DATAGRAM + 20],
         noise(1, 30),
@@ -470,4 +480,173 @@ async fn dropping_the_last_handle_stops_the_mesh_and_frees_its_port() {
     })
     .await;
     b.shutdown().await;
+}
+
+/// Every node a Pinger and an Indicator, each peer of the others.
+async fn full_mesh(dir: &TempDir, ids: &[&str], long: bool) -> Vec<(Mesh, MeshInbox)> {
+    let addrs: Vec<SocketAddr> = ids.iter().map(|_| free_addr()).collect();
+    let mut nodes = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let peers: Vec<(&str, SocketAddr)> = ids
+            .iter()
+            .zip(&addrs)
+            .filter(|(other, _)| *other != id)
+            .map(|(other, addr)| (*other, *addr))
+            .collect();
+        let mut cfg = config(id, addrs[k], paths(dir.path(), id), &peers);
+        cfg.answer_probes = true;
+        if long {
+            cfg = long_timers(cfg);
+        }
+        nodes.push(start(cfg).await);
+    }
+    nodes
+}
+
+/// Idle connections that live long: a stale one would linger for 30 s.
+fn long_timers(mut cfg: MeshConfig) -> MeshConfig {
+    cfg.idle_timeout = Duration::from_secs(30);
+    cfg.keep_alive = Duration::from_secs(10);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_of_nodes_holds_exactly_one_connection_for_both_directions() {
+    init_tracing();
+    let ids = ["a", "b", "c"];
+    let dir = fleet(&ids);
+    let mut nodes = full_mesh(&dir, &ids, false).await;
+    eventually("every pair to connect", || {
+        nodes.iter().all(|(m, _)| m.connected().len() == 2)
+    })
+    .await;
+    // Past the higher ids' dial grace and any race of dials: one connection per pair stays.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for ((mesh, _), id) in nodes.iter().zip(ids) {
+        assert_eq!(
+            mesh.live_connections(),
+            2,
+            "{id} holds one connection per peer"
+        );
+    }
+
+    // Both directions of each pair carry probes and messages over that one connection.
+    for from in 0..ids.len() {
+        for to in 0..ids.len() {
+            if from == to {
+                continue;
+            }
+            let (sender, target) = (nodes[from].0.clone(), n(ids[to]));
+            let nonce = (from * 10 + to) as u64;
+            assert!(sender.send_probe(&target, nonce, 7));
+            let got = next_event(&mut nodes[from].1, WAIT, answer).await;
+            assert_eq!(got, Some((target.clone(), nonce, 7)), "{from} probes {to}");
+            sender.send(&target, &status(ids[from]));
+            let got = next_event(&mut nodes[to].1, WAIT, message_from).await;
+            assert_eq!(got, Some((n(ids[from]), status(ids[from]))));
+        }
+    }
+    for ((mesh, _), id) in nodes.iter().zip(ids) {
+        assert_eq!(mesh.live_connections(), 2, "{id}: still one per peer");
+        let s = mesh.stats();
+        assert_eq!(s.malformed_datagrams, 0, "{id}: {s:?}");
+    }
+    for (mesh, _) in nodes.drain(..) {
+        mesh.shutdown().await;
+    }
+}
+
+/// Starts a mesh on its own runtime and thread; dropping the runtime makes it vanish without
+/// a word on the wire, as a crashed process would.
+fn crashable(cfg: MeshConfig) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mesh, inbox) = rt.block_on(Mesh::start(cfg)).unwrap();
+    rt.spawn(async move {
+        let _keep = (mesh, inbox);
+        std::future::pending::<()>().await;
+    });
+    rt
+}
+
+/// `crashed` (one of a pair, with long idle timers) crashes and restarts on the same address:
+/// both directions work again within a few seconds, over one connection.
+async fn a_crashed_and_restarted_peer_is_reachable_again_promptly(crashed: &str) {
+    init_tracing();
+    let dir = fleet(&["a", "b"]);
+    let other = if crashed == "a" { "b" } else { "a" };
+    let (ca, oa) = (free_addr(), free_addr());
+    let (stays, mut s_rx) = start(long_timers(config(
+        other,
+        oa,
+        paths(dir.path(), other),
+        &[(crashed, ca)],
+    )))
+    .await;
+    let crashed_cfg = long_timers(config(
+        crashed,
+        ca,
+        paths(dir.path(), crashed),
+        &[(other, oa)],
+    ));
+    let first = tokio::task::spawn_blocking({
+        let cfg = crashed_cfg.clone();
+        move || crashable(cfg)
+    })
+    .await
+    .unwrap();
+    eventually("the pair to connect", || {
+        stays.connected() == vec![n(crashed)]
+    })
+    .await;
+    // Up for a while: nothing about the connection is young when the peer crashes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::task::spawn_blocking(move || drop(first))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (back, mut b_rx) = start(crashed_cfg).await;
+    let restarted = Instant::now();
+
+    // Messages each way, until one arrives each way.
+    let (to_back, to_stays) = (n(crashed), n(other));
+    let (mut heard_back, mut heard_stays) = (false, false);
+    let deadline = restarted + Duration::from_secs(5);
+    while !(heard_back && heard_stays) {
+        assert!(
+            Instant::now() < deadline,
+            "{crashed} restarted: not reachable both ways within 5 s (idle timeout 30 s): \
+             heard by the restarted node {heard_back}, by its peer {heard_stays}"
+        );
+        stays.send(&to_back, &status(other));
+        back.send(&to_stays, &status(crashed));
+        let pick = |e: MeshEvent| message_from(e).map(|(from, _)| from);
+        let window = Duration::from_millis(100);
+        heard_back |= next_event(&mut b_rx, window, pick).await == Some(to_stays.clone());
+        heard_stays |= next_event(&mut s_rx, window, pick).await == Some(to_back.clone());
+    }
+    println!(
+        "{crashed} reachable both ways {:?} after its restart",
+        restarted.elapsed()
+    );
+    eventually("one connection each", || {
+        stays.live_connections() == 1 && back.live_connections() == 1
+    })
+    .await;
+    assert_eq!(stays.connected(), vec![to_back]);
+    back.shutdown().await;
+    stays.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_lower_id_which_dials_is_reachable_again_promptly() {
+    a_crashed_and_restarted_peer_is_reachable_again_promptly("a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_higher_id_which_waits_to_be_dialed_is_reachable_again_promptly() {
+    a_crashed_and_restarted_peer_is_reachable_again_promptly("b").await;
 }

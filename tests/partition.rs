@@ -1,19 +1,20 @@
 //! A cut between two sites is not a disaster: when b cannot reach a but c can, b's voters
 //! see a DOWN, the electorate contradicts them (an internal false positive) and no verdict is
-//! committed. a's nodes sit behind a UDP relay that cuts b off.
+//! committed. a's and b's nodes sit behind a UDP relay that cuts them off from each other,
+//! both ways (a pair of nodes shares one connection, which either side may have dialed).
 
 mod common;
 
 use common::*;
 use quorate::localfleet::LocalFleet;
 use quorate::relay::Relay;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_between_two_sites_is_an_internal_false_positive_not_a_verdict() {
     init_tracing();
-    let (text, routes) = behind_relay(&fleet_text(221), &["a1", "a2", "a3"]);
+    let (text, routes) = behind_relay(&fleet_text(221), &["a1", "a2", "a3", "b1", "b2", "b3"]);
     let relay = Relay::start(routes).await.expect("the relay binds");
     let f = LocalFleet::start(&text, None, true)
         .await
@@ -22,11 +23,15 @@ async fn a_cut_between_two_sites_is_an_internal_false_positive_not_a_verdict() {
     let voters = apis(&f, &A_VOTERS);
     wait_opinion(&rest, &voters, "a", "up").await;
 
-    let b_ips: Vec<IpAddr> = ["b1", "b2", "b3"]
-        .iter()
-        .map(|id| f.fleet.node(&n(id)).expect("b node").mesh.ip())
-        .collect();
-    relay.block(&b_ips, relay.public_addrs());
+    let mesh = |ids: [&str; 3]| -> Vec<SocketAddr> {
+        ids.iter()
+            .map(|id| f.fleet.node(&n(id)).expect("a node of the fleet").mesh)
+            .collect()
+    };
+    let (a_public, b_public) = (mesh(["a1", "a2", "a3"]), mesh(["b1", "b2", "b3"]));
+    let ips = |addrs: &[SocketAddr]| -> Vec<IpAddr> { addrs.iter().map(|a| a.ip()).collect() };
+    relay.block(&ips(&b_public), &a_public);
+    relay.block(&ips(&a_public), &b_public);
 
     let (b1, b2, c1) = (api(&f, "b1"), api(&f, "b2"), api(&f, "c1"));
     wait_opinion(&rest, &apis(&f, &["b1", "b2"]), "a", "down").await;

@@ -192,7 +192,7 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
     }
 
     // A bare QUIC client holding b2's valid certificate, with b2 itself stopped: b1 keeps one
-    // incoming connection per peer, so the real b2 redialling would replace this one.
+    // connection per peer, so the real b2's connection would stand in the way of this one.
     f.stop_node(&n("b2")).await;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("client");
     let b2_paths = CertPaths::in_dir(&f.certs_dir, &n("b2"));
@@ -208,10 +208,10 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
         sent_us: 6,
     });
     // The mesh carries no QUIC datagrams (probes travel beside QUIC, authenticated with keys
-    // of the connection): even a well-formed old-style probe datagram is garbage.
+    // of the connection) but empty ones, its liveness checks: even a well-formed old-style
+    // probe datagram is garbage.
     let bad_datagrams = [
         probe.clone(),
-        Vec::new(),
         probe[..probe.len() - 1].to_vec(),
         vec![wire::WIRE_VERSION; wire::MAX_DATAGRAM + 20],
         noise(1, 30),

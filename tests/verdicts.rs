@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use quorate::localfleet::LocalFleet;
 use quorate::node::EventKind;
-use quorate::relay::Relay;
+use quorate::relay::{LinkFaults, Relay};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -162,7 +162,9 @@ async fn three_of_four_voters_still_reach_the_verdict() {
     f.shutdown().await;
 }
 
-/// The voters of a reach each other through a relay that delays every packet by 30 ms, so
+/// The voters of a reach each other through a relay that delays every packet between them by
+/// 30 ms (not their probes of a's Indicators, which a pair's one connection may carry
+/// through the relay too when the Indicator dialed it), so
 /// the Prepare of the first voter to see the blackout arrives after the others saw it too:
 /// several voters propose for the same slot at once. Exactly one value must be committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +172,13 @@ async fn concurrent_proposers_commit_exactly_one_epoch() {
     init_tracing();
     let (text, routes) = behind_relay(&fleet_text(214), &A_VOTERS);
     let relay = Relay::start(routes).await.expect("the relay binds");
-    relay.set_delay(Duration::from_millis(30));
+    // The relay's public addresses are the voters' (each voter's mesh IP is its own).
+    let voter_ips: Vec<std::net::IpAddr> = relay.public_addrs().iter().map(|a| a.ip()).collect();
+    let between_voters = LinkFaults {
+        delay: Duration::from_millis(30),
+        loss_percent: 0,
+    };
+    relay.set_link(&voter_ips, relay.public_addrs(), between_voters);
     let mut f = LocalFleet::start(&text, None, true)
         .await
         .expect("the fleet starts");

@@ -82,6 +82,41 @@ impl InboxShared {
         true
     }
 
+    /// Queues several events (peer, event, bytes) under one lock and with one wake-up: a
+    /// receive batch's probe answers. Returns how many were dropped (counted per peer).
+    pub fn push_all(&self, events: &mut Vec<(NodeId, MeshEvent, usize)>) -> usize {
+        if !self.receiver_alive.load(Ordering::Relaxed) {
+            events.clear();
+            return 0;
+        }
+        let mut s = lock(&self.state);
+        if s.closed {
+            events.clear();
+            return 0;
+        }
+        let mut dropped = 0;
+        for (peer, event, bytes) in events.drain(..) {
+            let q = match s.queues.get_mut(&peer) {
+                Some(q) => q,
+                None => s.queues.entry(peer.clone()).or_default(),
+            };
+            if q.events.len() >= PEER_QUEUE_EVENTS || q.bytes + bytes > PEER_QUEUE_BYTES {
+                *s.drops.entry(peer).or_default() += 1;
+                dropped += 1;
+                continue;
+            }
+            let was_empty = q.events.is_empty();
+            q.events.push_back((event, bytes));
+            q.bytes += bytes;
+            if was_empty {
+                s.ready.push_back(peer);
+            }
+        }
+        drop(s);
+        self.notify.notify_one();
+        dropped
+    }
+
     /// Queues a connection event; false when even that queue is full (the node is stuck).
     pub fn push_control(&self, event: MeshEvent) -> bool {
         let mut s = lock(&self.state);

@@ -1,13 +1,13 @@
-//! The work done per connection: dialing and re-dialing one peer, accepting and identifying
-//! callers, and serving a live connection (one message per unidirectional stream; its probe
-//! session opened while it lives). Nothing here decides what a message means; a bad frame is counted
+//! The work done per connection: dialing and re-dialing one peer when the pair has no
+//! connection, accepting and identifying callers, and serving the pair's one connection in
+//! both directions (one message per unidirectional stream; its two probe sessions open while
+//! it lives). Nothing here decides what a message means; a bad frame is counted
 //! and dropped, and never costs the connection. What a peer sends goes into its own queue of
 //! the inbox; a full queue drops it (counted there) without slowing anyone else down.
 
 use super::admission::Throttled;
 use super::mesh::{close_code, MeshEvent};
-use super::probe_socket::End;
-use super::shared::{bump, Shared};
+use super::shared::{bump, Install, Shared, LINGER};
 use super::tls::{identify_caller, IdentityError};
 use crate::core::types::NodeId;
 use crate::wire::{self, decode_message, WireError};
@@ -24,8 +24,11 @@ const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between dials to a peer that keeps refusing our certificate (or whose
 /// certificate we refuse): no point in a handshake every `redial_every` for a config error.
 const REFUSED_PAUSE_MAX: Duration = Duration::from_secs(5);
-/// Longest wait for the acceptor's Ready packet before the connection counts as up anyway.
+/// Longest wait for the peer's Ready packet before the connection counts as up anyway.
 const PROBE_READY_WAIT: Duration = Duration::from_secs(1);
+/// How long the higher node id of a pair waits, with no connection, before it dials again:
+/// the lower one dials at once, and on a LAN its connection is up well within this.
+const DIAL_GRACE: Duration = Duration::from_millis(400);
 
 /// The mesh-wide shutdown signal, plus the per-peer one for a dialer's peer.
 #[derive(Clone)]
@@ -114,17 +117,39 @@ fn refusal(error: &ConnectionError) -> Option<String> {
     }
 }
 
-/// Keeps one outgoing connection to `peer` up until the peer is removed or the mesh stops.
+/// Keeps the pair's connection with `peer` up until the peer is removed or the mesh stops:
+/// dials whenever the pair has none. The lower node id dials at once; the higher one too
+/// when it starts (it may have restarted, and the lower one would only notice on its next
+/// packet), but later waits `DIAL_GRACE` first, so that when both lose their connection only
+/// one usually dials. When both do, `Shared::install` keeps one connection by a rule both
+/// ends agree on.
 pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64, stop: Stop) {
     let mut stop = stop;
+    let Some(mut linked) = shared.linked(&peer, generation) else {
+        return;
+    };
+    let i_dial_first = shared.me < peer;
+    let mut dialed_before = false;
     let mut pause = shared.redial_every;
     let mut down_since = Instant::now();
     let mut warned = false;
     loop {
+        tokio::select! {
+            _ = stop.wait() => break,
+            result = linked.wait_for(|up| !*up) => if result.is_err() { break },
+        }
+        if !i_dial_first && dialed_before {
+            tokio::select! {
+                _ = stop.wait() => break,
+                _ = linked.wait_for(|up| *up) => continue,
+                _ = tokio::time::sleep(DIAL_GRACE) => {}
+            }
+        }
         let (Some(addr), Some(endpoint)) = (shared.peer_addr(&peer, generation), shared.endpoint())
         else {
             break;
         };
+        dialed_before = true;
         let attempt = dial(&endpoint, addr, &peer, shared.handshake_timeout);
         let result = tokio::select! {
             _ = stop.wait() => break,
@@ -140,12 +165,17 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
                     tracing::info!(peer = %peer, %addr, "peer reachable again");
                 }
                 let on_probation = pause > shared.redial_every;
-                let refused =
-                    run_outgoing(&shared, &peer, generation, conn, &mut stop, on_probation).await;
-                pause = if refused {
-                    (pause * 2).clamp(shared.redial_every, REFUSED_PAUSE_MAX)
-                } else {
-                    shared.redial_every
+                let dialed = Dialed {
+                    generation,
+                    on_probation,
+                };
+                let ran = run_link(&shared, &peer, conn, Some(dialed), &mut stop).await;
+                pause = match ran {
+                    Ran::Refused => (pause * 2).clamp(shared.redial_every, REFUSED_PAUSE_MAX),
+                    // It was the pair's connection for a while and ended: the peer restarted,
+                    // timed out or was reset. Dial again at once.
+                    Ran::Linked(lasted) if lasted > shared.redial_every => Duration::ZERO,
+                    _ => shared.redial_every,
                 };
                 down_since = Instant::now();
                 warned = false;
@@ -172,6 +202,10 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
                 }
             }
         }
+        if pause.is_zero() {
+            pause = shared.redial_every;
+            continue;
+        }
         tokio::select! {
             _ = stop.wait() => break,
             _ = tokio::time::sleep(pause) => {}
@@ -179,58 +213,107 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
     }
 }
 
-/// Serves our outgoing connection until it ends; true when the peer refused us.
+/// A connection this node dialed: for the slot of `generation`, after a refusal when
+/// `on_probation`.
+struct Dialed {
+    generation: u64,
+    on_probation: bool,
+}
+
+/// How a connection ended.
+enum Ran {
+    /// The peer refused our certificate.
+    Refused,
+    /// It was the pair's connection for this long.
+    Linked(Duration),
+    /// The pair kept another connection, the peer is gone, or the mesh stops.
+    Unused,
+}
+
+/// Serves a connection with `peer` (`dialed` by this node, or accepted) until it ends, as
+/// the pair's connection if its slot takes it.
 ///
 /// In TLS 1.3 the dialer finishes its handshake before the peer has judged its certificate,
 /// so a refusal arrives just after "connected". After a refusal (`on_probation`), the next
-/// connection is announced only once it has stayed open for a handshake timeout: a node that
+/// connection is offered only once it has stayed open for a handshake timeout: a node that
 /// keeps being refused does not flap between PeerConnected and PeerLost.
-async fn run_outgoing(
+async fn run_link(
     shared: &Arc<Shared>,
     peer: &NodeId,
-    generation: u64,
     conn: Connection,
+    dialed: Option<Dialed>,
     stop: &mut Stop,
-    on_probation: bool,
-) -> bool {
+) -> Ran {
     shared.track(&conn);
     let addr = conn.remote_address();
-    let admitted = !on_probation
+    let admitted = !dialed.as_ref().is_some_and(|d| d.on_probation)
         || tokio::select! {
             _ = stop.wait() => false,
             _ = conn.closed() => false,
             _ = tokio::time::sleep(shared.handshake_timeout) => true,
         };
-    let session = admitted
-        .then(|| shared.open_probe_session(&conn, peer, End::Dialer))
-        .flatten();
-    // The acceptor opens its end of the probe session once it has identified us, a little
-    // after our handshake finished: probes sent before would be dropped, so the peer counts
-    // as connected once it said so (or after a bounded wait, should that packet be lost).
-    let ready = match &session {
-        Some(opened) => tokio::select! {
-            _ = stop.wait() => false,
-            _ = conn.closed() => false,
-            _ = opened.ready.notified() => true,
-            _ = tokio::time::sleep(PROBE_READY_WAIT) => true,
-        },
-        None => admitted,
+    let generation = dialed.as_ref().map(|d| d.generation);
+    let install = if admitted {
+        shared.install(peer, generation, &conn, dialed.is_some())
+    } else {
+        Install::Gone
     };
-    let announced = ready && shared.install_outgoing(peer, generation, &conn);
-    if announced {
-        tracing::info!(peer = %peer, %addr, "connected to peer");
-        shared.emit(MeshEvent::PeerConnected(peer.clone()));
-        serve(shared, &conn, peer, stop.clone()).await;
-        shared.uninstall_outgoing(peer, &conn);
-    }
-    if let Some(opened) = session {
-        shared.probes.close(opened.discriminator);
+    let mut ran = Ran::Unused;
+    let mut lost = false;
+    match install {
+        Install::Installed { session, replaced } => {
+            let since = Instant::now();
+            // The peer opens its sessions once it has identified us too: probes sent before
+            // would be dropped, so the peer counts as connected once it said so (or after a
+            // bounded wait, should that packet be lost). A replacement keeps the peer
+            // connected (it restarted; its answers resume as soon as it is ready).
+            let ready = replaced
+                || match &session {
+                    Some(opened) => tokio::select! {
+                        _ = stop.wait() => false,
+                        _ = conn.closed() => false,
+                        _ = opened.ready.notified() => true,
+                        _ = tokio::time::sleep(PROBE_READY_WAIT) => true,
+                    },
+                    None => true,
+                };
+            if ready && shared.announce(peer, &conn) {
+                tracing::info!(peer = %peer, %addr, "connected to peer");
+                shared.emit(MeshEvent::PeerConnected(peer.clone()));
+            } else if replaced {
+                tracing::debug!(peer = %peer, %addr, "the pair's connection replaced");
+            }
+            if ready {
+                serve(shared, &conn, peer, stop.clone()).await;
+            }
+            lost = shared.uninstall(peer, &conn);
+            if let Some(opened) = session {
+                shared.probes.close(opened.discriminators);
+            }
+            ran = Ran::Linked(since.elapsed());
+        }
+        Install::Kept => {
+            tracing::debug!(peer = %peer, %addr, "the pair keeps its connection dialed by the lower id");
+            tokio::select! {
+                _ = serve(shared, &conn, peer, stop.clone()) => {}
+                _ = tokio::time::sleep(LINGER) => {}
+            }
+            conn.close(
+                close_code::REPLACED.into(),
+                b"the pair keeps the connection dialed by the lower node id",
+            );
+        }
+        // Removed from the peer list between the caller's identification and now.
+        Install::Gone if dialed.is_none() && !shared.shutting_down() => {
+            reject(shared, &conn, addr, IdentityError::NotAPeer(peer.clone()));
+        }
+        Install::Gone => {}
     }
     let ended = conn.close_reason();
     close_when_done(shared, &conn);
     shared.untrack(&conn);
     if shared.shutting_down() {
-        return false;
+        return Ran::Unused;
     }
     let refused = ended.as_ref().and_then(refusal);
     if let Some(reason) = &refused {
@@ -239,14 +322,17 @@ async fn run_outgoing(
         } else {
             tracing::debug!(peer = %peer, %addr, %reason, "peer refused this node");
         }
-    } else if announced {
+    } else if lost {
         let reason = ended.as_ref().map(|r| r.to_string()).unwrap_or_default();
         tracing::info!(peer = %peer, %addr, %reason, "lost peer");
     }
-    if announced {
+    if lost {
         shared.emit(MeshEvent::PeerLost(peer.clone()));
     }
-    refused.is_some()
+    if refused.is_some() && dialed.is_some() {
+        return Ran::Refused;
+    }
+    ran
 }
 
 /// Accepts callers until the endpoint closes. A caller whose source address is not yet
@@ -339,27 +425,18 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming, mut stop: Stop
         }
         Ok(Ok(conn)) => conn,
     };
-    shared.track(&conn);
     let identified = identify_caller(&conn, &shared.me, |node| shared.is_peer(node));
     let peer = match identified {
-        Ok(peer) if shared.install_incoming(&peer, &conn) => Some(peer),
-        // Removed from the peer list between the check and now.
-        Ok(peer) => reject(&shared, &conn, addr, IdentityError::NotAPeer(peer)),
-        Err(why) => reject(&shared, &conn, addr, why),
-    };
-    let Some(peer) = peer else {
-        shared.untrack(&conn);
-        return;
+        Ok(peer) => peer,
+        Err(why) => {
+            shared.track(&conn);
+            reject(&shared, &conn, addr, why);
+            shared.untrack(&conn);
+            return;
+        }
     };
     tracing::debug!(peer = %peer, %addr, "accepted peer connection");
-    let session = shared.open_probe_session(&conn, &peer, End::Acceptor);
-    serve(&shared, &conn, &peer, stop).await;
-    shared.uninstall_incoming(&peer, &conn);
-    if let Some(opened) = session {
-        shared.probes.close(opened.discriminator);
-    }
-    close_when_done(&shared, &conn);
-    shared.untrack(&conn);
+    run_link(&shared, &peer, conn, None, &mut stop).await;
 }
 
 /// Closes a connection we stopped serving (a no-op if it already ended), saying why.
@@ -372,16 +449,10 @@ fn close_when_done(shared: &Shared, conn: &Connection) {
     conn.close(close_code::NORMAL.into(), why);
 }
 
-fn reject(
-    shared: &Shared,
-    conn: &Connection,
-    addr: SocketAddr,
-    why: IdentityError,
-) -> Option<NodeId> {
+fn reject(shared: &Shared, conn: &Connection, addr: SocketAddr, why: IdentityError) {
     let reason = why.to_string();
     conn.close(close_code::REJECTED.into(), reason.as_bytes());
     refuse(shared, addr, &reason);
-    None
 }
 
 /// Reads datagrams and streams from `conn` until it ends or the mesh (or peer) stops.
@@ -408,9 +479,13 @@ async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Sto
     while readers.join_next().await.is_some() {}
 }
 
-/// The mesh sends no QUIC datagrams (probes travel beside QUIC, see `probe_socket`): one
-/// arriving is a peer speaking another protocol version, or garbage.
+/// The mesh sends no QUIC datagrams (probes travel beside QUIC, see `probe_socket`) but an
+/// empty one, the liveness check of `Shared::install`: anything else is a peer speaking
+/// another protocol version, or garbage.
 fn on_datagram(shared: &Shared, peer: &NodeId, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
     bump(&shared.counters.malformed_datagrams);
     tracing::debug!(peer = %peer, len = bytes.len(), "QUIC datagram dropped: the mesh uses none");
 }

@@ -1,13 +1,19 @@
-//! The mesh transport: one QUIC endpoint per node, one outgoing connection per peer (kept up
-//! by a dialer task), messages as one unidirectional stream each, and probes as authenticated
-//! UDP packets on the same socket, keyed from each connection's TLS session (`probe`,
-//! `probe_socket`). It
-//! owns sockets, connections and the tasks around them; it makes no decision about what a
-//! probe or message means, and it never blocks its caller: what cannot be sent is counted.
+//! The mesh transport: one QUIC endpoint per node, one connection per pair of nodes carrying
+//! both directions (dialed by the lower node id, see `link::dial_loop` and
+//! `shared::keeps_existing`), messages as one unidirectional stream each, and probes as
+//! authenticated UDP packets on the same socket, keyed from each connection's TLS session
+//! (`probe`, `probe_socket`). It owns sockets, connections and the tasks around them; it makes
+//! no decision about what a probe or message means, and it never blocks its caller: what
+//! cannot be sent is counted.
+//!
+//! A node's stateless-reset key is derived from its private key (`tls::stateless_keys`), so it is
+//! the same after a restart: a peer still holding a connection to the previous process gets
+//! a reset it can verify on its next packet, instead of believing the connection alive until
+//! its idle timeout.
 //!
 //! What a peer can make this node hold is bounded (see "Bounded resources" in
 //! docs/trust.md): QUIC flow-control windows and stream counts sized from the largest
-//! legitimate message, one incoming connection per peer, a per-peer queue into the node
+//! legitimate message, one connection per peer, a per-peer queue into the node
 //! (`inbox`), and a handshake meter in front of the TLS handshake (`admission`).
 
 use super::certs::CertPaths;
@@ -19,6 +25,7 @@ use super::tls::{self, TlsError};
 use crate::core::types::NodeId;
 use crate::wire::{encode_message, Message};
 use quinn::{Endpoint, EndpointConfig, Runtime, TokioRuntime};
+use quinn_proto::HashedConnectionIdGenerator;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,11 +61,8 @@ pub mod close_code {
     pub const PEER_REMOVED: u32 = 2;
     /// The peer's address changed; the connection will be re-dialed.
     pub const READDRESSED: u32 = 3;
-    /// The same peer connected again; its newer connection replaces this one.
+    /// The pair keeps another connection: a newer one, or the one the lower node id dialed.
     pub const REPLACED: u32 = 4;
-    /// The peer connected to us afresh (it likely restarted): this outgoing connection to it
-    /// is replaced by a new dial.
-    pub const REDIAL: u32 = 5;
 }
 
 #[derive(Clone, Debug)]
@@ -72,7 +76,7 @@ pub struct MeshConfig {
     pub answer_probes: bool,
     pub idle_timeout: Duration,
     pub keep_alive: Duration,
-    /// How often a missing outgoing connection is retried; a dial gives up after 5 times this.
+    /// How often a missing connection is retried; a dial gives up after 5 times this.
     pub redial_every: Duration,
 }
 
@@ -93,9 +97,9 @@ pub enum MeshEvent {
     },
     /// A stream message arrived.
     Message { from: NodeId, msg: Message },
-    /// The outgoing connection to this peer is up: probes and messages to it can be sent.
+    /// The connection with this peer is up: probes and messages to it can be sent.
     PeerConnected(NodeId),
-    /// The outgoing connection to this peer is gone; it is being re-dialed.
+    /// The connection with this peer is gone; it is being re-dialed.
     PeerLost(NodeId),
 }
 
@@ -130,7 +134,8 @@ pub struct MeshStats {
     pub address_validations: u64,
     /// Connection attempts refused by the handshake meter (per source IP or node-wide).
     pub throttled_handshakes: u64,
-    /// Incoming connections closed because the same peer connected again.
+    /// Connections closed because their pair replaced them with another (a newer one, or
+    /// the one the lower node id dialed).
     pub replaced_connections: u64,
     /// Events of each peer dropped because its queue into the node was full (every peer
     /// listed, zero included).
@@ -242,8 +247,13 @@ impl Mesh {
         let socket = Arc::new(ProbeSocket::new(socket, sessions.clone()));
         let socket_weak = Arc::downgrade(&socket);
         // Peers must keep the QUIC fixed bit set: a datagram with it clear is a probe packet.
-        let mut endpoint_config = EndpointConfig::default();
-        endpoint_config.grease_quic_bit(false);
+        let keys = tls::stateless_keys(&cfg.certs)?;
+        let mut endpoint_config = EndpointConfig::new(Arc::new(keys.reset));
+        endpoint_config
+            .cid_generator(move || {
+                Box::new(HashedConnectionIdGenerator::from_key(keys.connection_ids))
+            })
+            .grease_quic_bit(false);
         let mut endpoint =
             Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
                 .map_err(bind_err)?;
@@ -263,7 +273,7 @@ impl Mesh {
     }
 
     /// Non-blocking: sends an authenticated probe to `to` through the mesh socket. Returns
-    /// false (and counts a send failure) when there is no live outgoing connection (whose
+    /// false (and counts a send failure) when there is no live connection with it (whose
     /// session keys the probe) or the socket refused the packet.
     pub fn send_probe(&self, to: &NodeId, nonce: u64, sent_us: u64) -> bool {
         match self.shared.probe_socket() {
@@ -281,12 +291,12 @@ impl Mesh {
         self.shared.probes.set_health(health);
     }
 
-    /// Non-blocking: writes one encoded message on a new unidirectional stream of the outgoing
-    /// connection to `to`, from a spawned task. Failures are counted and logged at debug.
+    /// Non-blocking: writes one encoded message on a new unidirectional stream of the
+    /// connection with `to`, from a spawned task. Failures are counted and logged at debug.
     /// Each message travels alone: two messages to the same peer may arrive in either order.
     pub fn send(&self, to: &NodeId, msg: &Message) {
         let shared = &self.shared;
-        let Some(conn) = shared.outgoing(to) else {
+        let Some(conn) = shared.link(to) else {
             bump(&shared.counters.send_failures);
             tracing::debug!(peer = %to, "message not sent: no connection");
             return;
@@ -335,9 +345,15 @@ impl Mesh {
         self.shared.set_peers(peers);
     }
 
-    /// Peers whose outgoing connection is up (those `send_probe` and `send` can reach).
+    /// Peers whose connection is up (those `send_probe` and `send` can reach).
     pub fn connected(&self) -> Vec<NodeId> {
         self.shared.connected()
+    }
+
+    /// QUIC connections this node holds now, in any state: one per connected peer, plus
+    /// briefly one a pair is about to drop (a race of dials, a replaced connection).
+    pub fn live_connections(&self) -> usize {
+        self.shared.live_connections()
     }
 
     pub fn stats(&self) -> MeshStats {

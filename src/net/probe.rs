@@ -4,16 +4,18 @@
 //!
 //! Keys come from the mutual-TLS session of the QUIC connection between the two nodes
 //! (RFC 5705 / RFC 8446 §7.5 exporter), so a probe speaks for the certificate identity that
-//! opened the connection, and its keys die with the connection. The prober (the dialer) and
-//! the answerer (the acceptor) seal with different keys, and the kind byte is under the MAC
-//! too: a probe reflected back at its sender is not an answer.
+//! holds the connection, and its keys die with the connection. One connection joins a pair of
+//! nodes and carries two sessions, one per direction of probing, each bound to who probes
+//! whom (the exporter context names the Pinger and the Indicator). Within a session the
+//! prober and the answerer seal with different keys, and the kind byte is under the MAC too:
+//! a probe reflected back at its sender is not an answer.
 //!
 //! Layout, 52 bytes, big endian:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0 | kind: 0x01 probe, 0x02 answer, 0x03 ready (bits 0xc0 clear: never a QUIC v1 packet) |
-//! | 1 | version (2) |
+//! | 1 | version (3) |
 //! | 2 | answer: the Indicator's service health (0 unchecked, 1 passing, 2 failing, 3 pending); probe and ready: zero |
 //! | 3 | zero |
 //! | 4..12 | discriminator of the session (from the exporter) |
@@ -23,9 +25,11 @@
 //! | 36..52 | HMAC-SHA256 over bytes 0..36, first 16 bytes |
 //!
 //! Version 2 gave byte 2 its meaning. The health sits under the MAC, so nobody on the path can
-//! turn a failing service into a passing one or back. Nodes of versions 1 and 2 derive
-//! different keys (the exporter label names the version) and refuse each other's packets: a
-//! fleet moves to a new probe version all at once, as it does to a new wire version.
+//! turn a failing service into a passing one or back. Version 3 binds the keys to the Pinger
+//! and the Indicator instead of the connection's dialer and acceptor (one connection per pair
+//! of nodes carries both directions). Nodes of different versions derive different keys (the
+//! exporter label names the version) and refuse each other's packets: a fleet moves to a new
+//! probe version all at once, as it does to a new wire version.
 
 use crate::core::health::ServiceHealth;
 use crate::core::types::NodeId;
@@ -34,9 +38,9 @@ use ring::hmac;
 /// Length of every probe packet, probe or answer.
 pub const PROBE_LEN: usize = 52;
 /// The TLS exporter label of the probe keys; bump the version with any layout change.
-pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v2";
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v3";
 /// The packet version this node speaks.
-pub const PROBE_VERSION: u8 = 2;
+pub const PROBE_VERSION: u8 = 3;
 /// Replays are refused within this many sequence numbers of the newest one seen; older
 /// packets are refused outright.
 pub const REPLAY_WINDOW: u64 = 64;
@@ -60,12 +64,13 @@ pub fn is_probe_datagram(first_byte: u8) -> bool {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Pinger (the connection's dialer) -> Indicator (its acceptor).
+    /// Pinger -> Indicator.
     Probe,
     /// Indicator -> Pinger: the probe's nonce and sent_us echoed.
     Answer,
-    /// Acceptor -> dialer, once: "my end of the session is open, probe away" (nonce and
-    /// sent_us zero). Sealed with the answer key.
+    /// Indicator -> Pinger: "my end of the session is open, probe away" (nonce and sent_us
+    /// zero), sent when the session opens and once more on the Pinger's first Ready of the
+    /// other direction (see `probe_socket`). Sealed with the answer key.
     Ready,
 }
 
@@ -200,12 +205,13 @@ pub fn seal(packet: &ProbePacket, key: &hmac::Key) -> [u8; PROBE_LEN] {
     b
 }
 
-/// The keys of one connection's probe session, the same on both ends.
+/// The keys of one probe session (one direction of probing over one connection), the same
+/// on both ends.
 pub struct SessionKeys {
     pub discriminator: u64,
-    /// Seals probes (dialer -> acceptor).
+    /// Seals probes (Pinger -> Indicator).
     pub probe: hmac::Key,
-    /// Seals answers (acceptor -> dialer).
+    /// Seals answers and ready packets (Indicator -> Pinger).
     pub answer: hmac::Key,
 }
 
@@ -227,23 +233,24 @@ impl SessionKeys {
         }
     }
 
-    /// Derives the keys of `conn` (a connection `dialer` opened to `acceptor`): both ends get
-    /// the same keys, which nobody without that TLS session can compute.
+    /// Derives the keys with which `pinger` probes `indicator` over `conn` (a connection
+    /// between the two, whichever dialed): both ends get the same keys, which nobody without
+    /// that TLS session can compute. The other direction has its own, unrelated keys.
     pub fn derive(
         conn: &quinn::Connection,
-        dialer: &NodeId,
-        acceptor: &NodeId,
+        pinger: &NodeId,
+        indicator: &NodeId,
     ) -> Result<SessionKeys, quinn::crypto::ExportKeyingMaterialError> {
         let mut material = [0u8; MATERIAL_LEN];
-        conn.export_keying_material(&mut material, EXPORTER_LABEL, &context(dialer, acceptor))?;
+        conn.export_keying_material(&mut material, EXPORTER_LABEL, &context(pinger, indicator))?;
         Ok(SessionKeys::from_material(&material))
     }
 }
 
-/// Binds the keys to who dialed whom (length-prefixed, so no two pairs share a context).
-fn context(dialer: &NodeId, acceptor: &NodeId) -> Vec<u8> {
-    let mut c = Vec::with_capacity(4 + dialer.as_str().len() + acceptor.as_str().len());
-    for id in [dialer.as_str(), acceptor.as_str()] {
+/// Binds the keys to who probes whom (length-prefixed, so no two pairs share a context).
+fn context(pinger: &NodeId, indicator: &NodeId) -> Vec<u8> {
+    let mut c = Vec::with_capacity(4 + pinger.as_str().len() + indicator.as_str().len());
+    for id in [pinger.as_str(), indicator.as_str()] {
         c.extend_from_slice(&(id.len() as u16).to_be_bytes());
         c.extend_from_slice(id.as_bytes());
     }

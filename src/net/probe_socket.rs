@@ -5,9 +5,9 @@
 //! probes cost one MAC and one system call per packet instead of a QUIC packet each way, and
 //! operators open no second port.
 //!
-//! It owns the probe sessions (one per live connection, keyed by the discriminator the two
-//! ends derived from the connection's TLS session) and their counters; it decides nothing
-//! about what an answer means.
+//! It owns the probe sessions (two per live connection, one per direction of probing, keyed
+//! by the discriminator the two ends derived from the connection's TLS session) and their
+//! counters; it decides nothing about what an answer means.
 
 use super::inbox::InboxShared;
 use super::mesh::MeshEvent;
@@ -58,39 +58,46 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Which end of the connection this node is: the dialer probes, the acceptor answers.
+/// What this node is in one probe session: the Pinger probes, the Indicator answers. Every
+/// connection carries two sessions, one with each node as the Pinger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum End {
-    Dialer,
-    Acceptor,
+pub(super) enum Role {
+    Pinger,
+    Indicator,
 }
 
 struct Session {
     peer: NodeId,
-    end: End,
+    role: Role,
     keys: SessionKeys,
     remote: SocketAddr,
     /// Sequence number of the next packet this node sends in its direction.
     next_seq: u64,
     window: ReplayWindow,
-    /// Dialer: notified when the acceptor says its end is open.
+    /// The session of the other direction on the same connection.
+    sibling: u64,
+    /// Pinger: notified when the Indicator says its end is open.
     ready: Arc<Notify>,
+    /// Pinger: a Ready arrived already (only the first is echoed).
+    heard_ready: bool,
 }
 
-/// A session just opened.
+/// The two sessions of a connection just opened.
 pub(super) struct Opened {
-    pub discriminator: u64,
-    /// Dialer: resolves once the acceptor's end is open (its Ready packet arrived).
+    /// Both sessions, for `close` when the connection ends.
+    pub discriminators: [u64; 2],
+    /// Resolves once the peer's end of our Pinger session is open (its Ready packet arrived).
     pub ready: Arc<Notify>,
-    /// Acceptor: the Ready packet to send to the dialer.
-    pub greeting: Option<(SocketAddr, [u8; PROBE_LEN])>,
+    /// The Ready packet of our Indicator session, to send to the peer (by the accepting end;
+    /// the dialing end sends its own in answer to the peer's).
+    pub greeting: (SocketAddr, [u8; PROBE_LEN]),
 }
 
 #[derive(Default)]
 struct Table {
     by_discriminator: HashMap<u64, Session>,
-    /// The session of each peer's outgoing connection, where probes to it go.
-    outgoing: HashMap<NodeId, u64>,
+    /// Each peer's session in which this node is the Pinger: where probes to it go.
+    pinging: HashMap<NodeId, u64>,
 }
 
 /// Why a connection has no probe session.
@@ -120,6 +127,19 @@ impl std::fmt::Debug for ProbeSessions {
             .field("me", &self.me)
             .finish_non_exhaustive()
     }
+}
+
+fn ready_packet(discriminator: u64, s: &mut Session) -> [u8; PROBE_LEN] {
+    let ready = ProbePacket {
+        kind: Kind::Ready,
+        discriminator,
+        seq: s.next_seq,
+        nonce: 0,
+        sent_us: 0,
+        health: ServiceHealth::Unchecked,
+    };
+    s.next_seq += 1;
+    probe::seal(&ready, &s.keys.answer)
 }
 
 impl ProbeSessions {
@@ -152,66 +172,61 @@ impl ProbeSessions {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts the probe session of a connection with `peer` that just came up; its
-    /// discriminator is for `close` when the connection ends.
-    pub fn open(&self, conn: &Connection, peer: &NodeId, end: End) -> Result<Opened, SessionError> {
-        let (dialer, acceptor) = match end {
-            End::Dialer => (&self.me, peer),
-            End::Acceptor => (peer, &self.me),
+    /// Starts the two probe sessions of a connection with `peer` that just came up (one in
+    /// which this node probes the peer, one in which the peer probes this node); their
+    /// discriminators are for `close` when the connection ends.
+    pub fn open(&self, conn: &Connection, peer: &NodeId) -> Result<Opened, SessionError> {
+        let export = |pinger: &NodeId, indicator: &NodeId| {
+            SessionKeys::derive(conn, pinger, indicator)
+                .map_err(|e| SessionError::Export(format!("{e:?}")))
         };
-        let keys = SessionKeys::derive(conn, dialer, acceptor)
-            .map_err(|e| SessionError::Export(format!("{e:?}")))?;
-        let discriminator = keys.discriminator;
+        let pinging = export(&self.me, peer)?;
+        let answering = export(peer, &self.me)?;
+        let (p, a) = (pinging.discriminator, answering.discriminator);
         let remote = conn.remote_address();
         let mut t = self.lock();
-        if t.by_discriminator.contains_key(&discriminator) {
+        if p == a || t.by_discriminator.contains_key(&p) || t.by_discriminator.contains_key(&a) {
             return Err(SessionError::Collision);
         }
-        let greeting = (end == End::Acceptor).then(|| {
-            let ready = ProbePacket {
-                kind: Kind::Ready,
-                discriminator,
-                seq: 1,
-                nonce: 0,
-                sent_us: 0,
-                health: ServiceHealth::Unchecked,
-            };
-            (remote, probe::seal(&ready, &keys.answer))
-        });
         let ready = Arc::new(Notify::new());
-        t.by_discriminator.insert(
-            discriminator,
-            Session {
-                peer: peer.clone(),
-                end,
-                keys,
-                remote,
-                next_seq: if greeting.is_some() { 2 } else { 1 },
-                window: ReplayWindow::default(),
-                ready: ready.clone(),
-            },
-        );
-        if end == End::Dialer {
-            t.outgoing.insert(peer.clone(), discriminator);
-        }
+        let session = |role, keys, sibling| Session {
+            peer: peer.clone(),
+            role,
+            keys,
+            remote,
+            next_seq: 1,
+            window: ReplayWindow::default(),
+            sibling,
+            ready: ready.clone(),
+            heard_ready: false,
+        };
+        let mut indicator = session(Role::Indicator, answering, p);
+        let greeting = (remote, ready_packet(a, &mut indicator));
+        t.by_discriminator
+            .insert(p, session(Role::Pinger, pinging, a));
+        t.by_discriminator.insert(a, indicator);
+        t.pinging.insert(peer.clone(), p);
         Ok(Opened {
-            discriminator,
+            discriminators: [p, a],
             ready,
             greeting,
         })
     }
 
-    /// Ends a session: its keys are gone, its packets are refused from now on.
-    pub fn close(&self, discriminator: u64) {
+    /// Ends the sessions of a connection: their keys are gone, their packets are refused from
+    /// now on.
+    pub fn close(&self, discriminators: [u64; 2]) {
         let mut t = self.lock();
-        if let Some(s) = t.by_discriminator.remove(&discriminator) {
-            if t.outgoing.get(&s.peer) == Some(&discriminator) {
-                t.outgoing.remove(&s.peer);
+        for discriminator in discriminators {
+            if let Some(s) = t.by_discriminator.remove(&discriminator) {
+                if t.pinging.get(&s.peer) == Some(&discriminator) {
+                    t.pinging.remove(&s.peer);
+                }
             }
         }
     }
 
-    /// A sealed probe to `to` and where to send it; None without a live outgoing session.
+    /// A sealed probe to `to` and where to send it; None without a live session.
     pub fn seal_probe(
         &self,
         to: &NodeId,
@@ -219,7 +234,7 @@ impl ProbeSessions {
         sent_us: u64,
     ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
         let mut t = self.lock();
-        let discriminator = *t.outgoing.get(to)?;
+        let discriminator = *t.pinging.get(to)?;
         let s = t.by_discriminator.get_mut(&discriminator)?;
         let packet = ProbePacket {
             kind: Kind::Probe,
@@ -233,8 +248,8 @@ impl ProbeSessions {
         Some((s.remote, probe::seal(&packet, &s.keys.probe)))
     }
 
-    /// Handles one probe packet; returns the answer to send back, if any.
-    fn receive(&self, bytes: &[u8], at: Instant) -> Option<[u8; PROBE_LEN]> {
+    /// Handles one probe packet; returns what to send back, if anything.
+    fn receive(&self, bytes: &[u8], at: Instant) -> Option<Reply> {
         let c = &self.counters;
         let Ok(unverified) = probe::parse(bytes) else {
             bump(&c.unauthenticated);
@@ -245,11 +260,11 @@ impl ProbeSessions {
             bump(&c.unauthenticated);
             return None;
         };
-        // A probe is only valid towards the acceptor, an answer only towards the dialer; each
-        // direction has its own key.
-        let key = match (unverified.kind(), s.end) {
-            (Kind::Probe, End::Acceptor) => &s.keys.probe,
-            (Kind::Answer | Kind::Ready, End::Dialer) => &s.keys.answer,
+        // A probe is only valid towards the Indicator, an answer (or ready) only towards the
+        // Pinger; each direction has its own key.
+        let key = match (unverified.kind(), s.role) {
+            (Kind::Probe, Role::Indicator) => &s.keys.probe,
+            (Kind::Answer | Kind::Ready, Role::Pinger) => &s.keys.answer,
             _ => {
                 bump(&c.unauthenticated);
                 return None;
@@ -276,11 +291,18 @@ impl ProbeSessions {
                     ..packet
                 };
                 s.next_seq += 1;
-                Some(probe::seal(&answer, &s.keys.answer))
+                Some(Reply::Answer(probe::seal(&answer, &s.keys.answer)))
             }
             Kind::Ready => {
                 s.ready.notify_one();
-                None
+                // The accepting end greets first (see `Shared::install`); the first Ready
+                // heard is answered with ours, so both ends learn the other is open.
+                if std::mem::replace(&mut s.heard_ready, true) {
+                    return None;
+                }
+                let sibling = s.sibling;
+                let ours = t.by_discriminator.get_mut(&sibling)?;
+                Some(Reply::Ready(ready_packet(sibling, ours)))
             }
             Kind::Answer => {
                 bump(&c.answers_received);
@@ -291,15 +313,20 @@ impl ProbeSessions {
                     health: packet.health,
                     at,
                 };
-                let peer = s.peer.clone();
-                drop(t);
-                if !self.inbox.push(&peer, event, PROBE_LEN) {
-                    tracing::debug!(peer = %peer, "probe answer dropped: the peer's queue is full");
-                }
-                None
+                Some(Reply::Deliver(s.peer.clone(), event))
             }
         }
     }
+}
+
+/// What a received probe packet makes this node do: send something back to its source, or
+/// hand an answer to the node.
+// Lives on the stack for one packet: boxing the event would cost an allocation per answer.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    Answer([u8; PROBE_LEN]),
+    Ready([u8; PROBE_LEN]),
+    Deliver(NodeId, MeshEvent),
 }
 
 fn health_byte(h: ServiceHealth) -> u8 {
@@ -344,7 +371,8 @@ impl ProbeSocket {
         }
     }
 
-    /// Sends an acceptor's Ready packet (best effort: the dialer waits a bounded time).
+    /// Sends the Ready packet of a session just opened (best effort: the peer waits a bounded
+    /// time).
     pub fn greet(&self, to: SocketAddr, ready: &[u8]) {
         if let Err(e) = self.send(to, None, ready) {
             bump(&self.sessions.counters.send_failures);
@@ -377,6 +405,8 @@ impl ProbeSocket {
     fn take_probes(&self, bufs: &mut [IoSliceMut<'_>], metas: &mut [RecvMeta], n: usize) -> usize {
         let at = Instant::now();
         let mut kept = 0;
+        // The batch's answers go to the node together: one lock, one wake-up.
+        let mut answers = Vec::new();
         for i in 0..n {
             let meta = metas[i];
             let stride = if meta.stride == 0 {
@@ -392,8 +422,11 @@ impl ProbeSocket {
                     let udp = &self.sessions.counters.udp;
                     bump(&udp[2]);
                     udp[3].fetch_add((end - read) as u64, Ordering::Relaxed);
-                    if let Some(answer) = self.sessions.receive(&buf[read..end], at) {
-                        self.answer(meta.addr, meta.dst_ip, &answer);
+                    match self.sessions.receive(&buf[read..end], at) {
+                        Some(Reply::Answer(answer)) => self.answer(meta.addr, meta.dst_ip, &answer),
+                        Some(Reply::Ready(ready)) => self.greet(meta.addr, &ready),
+                        Some(Reply::Deliver(peer, event)) => answers.push((peer, event, PROBE_LEN)),
+                        None => {}
                     }
                 } else {
                     buf.copy_within(read..end, write);
@@ -409,6 +442,15 @@ impl ProbeSocket {
             bufs.swap(kept, i);
             metas[kept] = RecvMeta { len: write, ..meta };
             kept += 1;
+        }
+        if !answers.is_empty() {
+            let dropped = self.sessions.inbox.push_all(&mut answers);
+            if dropped > 0 {
+                tracing::debug!(
+                    dropped,
+                    "probe answers dropped: their peers' queues are full"
+                );
+            }
         }
         kept
     }

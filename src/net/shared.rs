@@ -1,4 +1,4 @@
-//! State shared by the mesh's tasks: the peer table with each peer's connections, the
+//! State shared by the mesh's tasks: the peer table with each pair's one connection, the
 //! inbox, the handshake meter, the counters, the traffic totals and the task accounting that
 //! makes shutdown complete. Locks here are plain mutexes over plain data and are never held
 //! across an await.
@@ -7,7 +7,7 @@ use super::admission::{Admission, Throttled};
 use super::inbox::InboxShared;
 use super::link::{self, Stop};
 use super::mesh::{close_code, MeshConfig, MeshEvent};
-use super::probe_socket::{End, Opened, ProbeSessions, ProbeSocket};
+use super::probe_socket::{Opened, ProbeSessions, ProbeSocket};
 use crate::core::types::NodeId;
 use quinn::{Connection, Endpoint};
 use std::collections::HashMap;
@@ -33,9 +33,14 @@ pub(super) struct Counters {
     pub address_validations: AtomicU64,
     /// Connection attempts refused by the handshake meter, before any cryptography.
     pub throttled_handshakes: AtomicU64,
-    /// Incoming connections closed because the same peer connected again.
+    /// Connections closed because their pair replaced them with another.
     pub replaced_connections: AtomicU64,
 }
+
+/// How long a connection its pair stopped using stays open: nothing is sent on it any more,
+/// but what the peer sent on it meanwhile (it may have chosen it a moment before this end
+/// chose the other, when both dialed) is still read.
+pub(super) const LINGER: Duration = Duration::from_secs(1);
 
 /// Longest a shutdown waits for the connections to drain and the socket to be released.
 const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(3);
@@ -64,14 +69,52 @@ fn udp_totals(conn: &Connection) -> [u64; 4] {
 pub(super) struct PeerSlot {
     addr: SocketAddr,
     generation: u64,
-    outgoing: Option<Connection>,
-    /// When `outgoing` was installed.
-    outgoing_since: Instant,
-    /// The peer's newest connection to us. A peer dials again only once its connection
-    /// ended (or it restarted), so a newer one replaces the older: one peer identity holds
-    /// one incoming connection, however often it reconnects.
-    incoming: Option<Connection>,
+    /// The pair's one connection, whichever end dialed it.
+    link: Option<Link>,
+    /// Whether the peer was announced as connected (PeerConnected) and not lost since. A
+    /// connection replaced by a newer one keeps the peer connected.
+    announced: bool,
+    /// Whether `link` is set: the dialer waits on it for the pair to lose its connection.
+    linked: watch::Sender<bool>,
     stop: watch::Sender<bool>,
+}
+
+struct Link {
+    conn: Connection,
+    dialed_by_me: bool,
+}
+
+/// What became of a connection offered to its pair's slot.
+pub(super) enum Install {
+    /// It is the pair's connection now, with its probe sessions (None when their keys could
+    /// not be derived: the connection then carries no probes). `replaced`: the pair had
+    /// another, now closed.
+    Installed {
+        session: Option<Opened>,
+        replaced: bool,
+    },
+    /// The pair keeps its other connection, dialed by the lower node id; close this one.
+    /// That connection was just sent a liveness check: if it is stale (the peer restarted),
+    /// the peer's stateless reset ends it at once and the lower id dials afresh.
+    Kept,
+    /// The peer is no longer in the peer list (or was re-added since this dial started).
+    Gone,
+}
+
+/// Whether a pair keeps its `existing` connection when another one comes up. Both ends
+/// decide alike, knowing only who dialed which: a connection dialed by the higher node id
+/// never replaces one dialed by the lower (their dials raced, or the higher one lost its
+/// connection without the lower noticing: the liveness check settles that); otherwise the
+/// newer connection replaces the older, since a node dials only when it has no connection
+/// with the peer, so the one it had is dead on its side (it restarted, or it timed out).
+pub(super) fn keeps_existing(
+    me: &NodeId,
+    peer: &NodeId,
+    existing_dialed_by_me: bool,
+    new_dialed_by_me: bool,
+) -> bool {
+    let dialed_by_lower = |by_me: bool| if by_me { me < peer } else { peer < me };
+    dialed_by_lower(existing_dialed_by_me) && !dialed_by_lower(new_dialed_by_me)
 }
 
 /// Everything the tasks share; they hold it by `Arc` and never hold a lock across an await.
@@ -97,6 +140,10 @@ pub(super) struct Shared {
     warned: Mutex<HashMap<String, Instant>>,
     /// The runtime `start` ran on, so callers on other threads can still send.
     runtime: tokio::runtime::Handle,
+}
+
+fn is_link(slot: &PeerSlot, conn: &Connection) -> bool {
+    slot.link.as_ref().map(|l| l.conn.stable_id()) == Some(conn.stable_id())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,24 +212,6 @@ impl Shared {
         self.socket.upgrade()
     }
 
-    /// Starts the probe session of a connection that came up with `peer` (the acceptor tells
-    /// the dialer its end is open); None (logged) when its keys cannot be derived, and then the
-    /// connection carries no probes.
-    pub fn open_probe_session(&self, conn: &Connection, peer: &NodeId, end: End) -> Option<Opened> {
-        match self.probes.open(conn, peer, end) {
-            Ok(opened) => {
-                if let (Some((to, ready)), Some(socket)) = (&opened.greeting, self.probe_socket()) {
-                    socket.greet(*to, ready);
-                }
-                Some(opened)
-            }
-            Err(error) => {
-                tracing::warn!(peer = %peer, %error, "no probe session on this connection");
-                None
-            }
-        }
-    }
-
     pub fn endpoint(&self) -> Option<Endpoint> {
         lock(&self.endpoint).clone()
     }
@@ -198,69 +227,106 @@ impl Shared {
         Some(slot.addr)
     }
 
-    pub fn install_outgoing(&self, peer: &NodeId, generation: u64, conn: &Connection) -> bool {
+    /// Offers a connection that came up with `peer` (dialed by this node for the slot of
+    /// `generation`, or accepted) to the pair's slot; see `keeps_existing` for which one a
+    /// pair keeps. The probe sessions of an installed connection are opened under the same
+    /// lock, so that probes to the peer always use the pair's current connection.
+    pub fn install(
+        &self,
+        peer: &NodeId,
+        generation: Option<u64>,
+        conn: &Connection,
+        dialed_by_me: bool,
+    ) -> Install {
         let mut peers = lock(&self.peers);
-        match peers.get_mut(peer).filter(|s| s.generation == generation) {
-            Some(slot) => {
-                slot.outgoing = Some(conn.clone());
-                slot.outgoing_since = Instant::now();
+        let Some(slot) = peers
+            .get_mut(peer)
+            .filter(|s| generation.is_none_or(|g| s.generation == g))
+        else {
+            return Install::Gone;
+        };
+        let existing = slot
+            .link
+            .as_ref()
+            .filter(|l| l.conn.close_reason().is_none());
+        if let Some(existing) = existing {
+            if keeps_existing(&self.me, peer, existing.dialed_by_me, dialed_by_me) {
+                // An empty datagram: answered by a stateless reset if the peer no longer has
+                // that connection (see `tls::stateless_keys`), ignored by a live peer.
+                let _ = existing.conn.send_datagram(bytes::Bytes::new());
+                return Install::Kept;
+            }
+        }
+        let session = match self.probes.open(conn, peer) {
+            Ok(opened) => Some(opened),
+            Err(error) => {
+                tracing::warn!(peer = %peer, %error, "no probe session on this connection");
+                None
+            }
+        };
+        let old = slot.link.replace(Link {
+            conn: conn.clone(),
+            dialed_by_me,
+        });
+        slot.linked.send_replace(true);
+        drop(peers);
+        let replaced = old.is_some();
+        if let Some(old) = old {
+            bump(&self.counters.replaced_connections);
+            tracing::debug!(peer = %peer, "the pair's older connection replaced");
+            let old = old.conn;
+            self.spawn(move |mut stop| async move {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = old.closed() => {}
+                    _ = tokio::time::sleep(LINGER) => {}
+                }
+                old.close(
+                    close_code::REPLACED.into(),
+                    b"replaced by the pair's newer connection",
+                );
+            });
+        }
+        // The accepting end opens its sessions last (its handshake completes after the
+        // dialer's), so it speaks first; the dialer answers with its own Ready.
+        if let (Some(opened), Some(socket), false) = (&session, self.probe_socket(), dialed_by_me) {
+            let (to, ready) = &opened.greeting;
+            socket.greet(*to, ready);
+        }
+        Install::Installed { session, replaced }
+    }
+
+    /// Announces the peer as connected over `conn`: true the first time since it was last
+    /// lost, while `conn` is still the pair's connection.
+    pub fn announce(&self, peer: &NodeId, conn: &Connection) -> bool {
+        let mut peers = lock(&self.peers);
+        match peers.get_mut(peer) {
+            Some(slot) if is_link(slot, conn) && !slot.announced => {
+                slot.announced = true;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
-    pub fn uninstall_outgoing(&self, peer: &NodeId, conn: &Connection) {
-        if let Some(slot) = lock(&self.peers).get_mut(peer) {
-            if slot.outgoing.as_ref().map(|c| c.stable_id()) == Some(conn.stable_id()) {
-                slot.outgoing = None;
-            }
-        }
-    }
-
-    /// Records an accepted connection of `peer`, so that removing the peer closes it, and
-    /// closes the peer's older incoming connection if it had one.
-    pub fn install_incoming(&self, peer: &NodeId, conn: &Connection) -> bool {
+    /// Removes `conn` from its pair's slot if it is still the pair's connection; true when
+    /// the peer is lost with it (it had been announced).
+    pub fn uninstall(&self, peer: &NodeId, conn: &Connection) -> bool {
         let mut peers = lock(&self.peers);
-        let Some(slot) = peers.get_mut(peer) else {
+        let Some(slot) = peers.get_mut(peer).filter(|s| is_link(s, conn)) else {
             return false;
         };
-        if let Some(old) = slot.incoming.replace(conn.clone()) {
-            // Only a replaced connection that still looked alive says the peer restarted; one
-            // already closing (the peer closed it on purpose) does not, or two nodes would
-            // keep re-dialing each other.
-            let peer_restarted = old.close_reason().is_none();
-            // The peer dialed again while its old connection looked alive here: it most
-            // likely restarted, and then our outgoing connection leads to its previous
-            // incarnation (whose stateless resets we cannot check) and would only end at the
-            // idle timeout, carrying probes nobody can verify. Dial it afresh, unless that
-            // connection is itself brand new (two nodes must not keep replacing each other).
-            let stale = slot
-                .outgoing
-                .as_ref()
-                .filter(|_| peer_restarted)
-                .filter(|_| slot.outgoing_since.elapsed() > self.handshake_timeout)
-                .cloned();
-            drop(peers);
-            bump(&self.counters.replaced_connections);
-            old.close(
-                close_code::REPLACED.into(),
-                b"replaced by a newer connection",
-            );
-            if let Some(stale) = stale {
-                stale.close(close_code::REDIAL.into(), b"peer reconnected: redialing");
-            }
-            tracing::debug!(peer = %peer, "older incoming connection replaced");
-        }
-        true
+        slot.link = None;
+        slot.linked.send_replace(false);
+        std::mem::replace(&mut slot.announced, false)
     }
 
-    pub fn uninstall_incoming(&self, peer: &NodeId, conn: &Connection) {
-        if let Some(slot) = lock(&self.peers).get_mut(peer) {
-            if slot.incoming.as_ref().map(|c| c.stable_id()) == Some(conn.stable_id()) {
-                slot.incoming = None;
-            }
-        }
+    /// Whether the pair has a connection, to wait on (None once the slot of `generation` is
+    /// gone).
+    pub fn linked(&self, peer: &NodeId, generation: u64) -> Option<watch::Receiver<bool>> {
+        let peers = lock(&self.peers);
+        let slot = peers.get(peer).filter(|s| s.generation == generation)?;
+        Some(slot.linked.subscribe())
     }
 
     /// Whether a validated caller at `ip` may start a handshake now.
@@ -268,8 +334,14 @@ impl Shared {
         lock(&self.admission).admit(ip, Instant::now())
     }
 
-    pub fn outgoing(&self, peer: &NodeId) -> Option<Connection> {
-        lock(&self.peers).get(peer)?.outgoing.clone()
+    /// The pair's connection with `peer`, to send on.
+    pub fn link(&self, peer: &NodeId) -> Option<Connection> {
+        Some(lock(&self.peers).get(peer)?.link.as_ref()?.conn.clone())
+    }
+
+    /// QUIC connections this node holds (handshaken, not yet closed), whatever their state.
+    pub fn live_connections(&self) -> usize {
+        lock(&self.traffic).live.len()
     }
 
     pub fn track(&self, conn: &Connection) {
@@ -323,8 +395,9 @@ impl Shared {
                 }
                 tracing::info!(peer = %node, "peer removed from the mesh");
                 slot.stop.send_replace(true);
-                for conn in slot.outgoing.iter().chain(slot.incoming.iter()) {
-                    conn.close(close_code::PEER_REMOVED.into(), b"peer removed");
+                if let Some(link) = &slot.link {
+                    link.conn
+                        .close(close_code::PEER_REMOVED.into(), b"peer removed");
                 }
                 false
             });
@@ -333,8 +406,9 @@ impl Shared {
                     if slot.addr != addr {
                         tracing::info!(peer = %node, old = %slot.addr, new = %addr, "peer address changed");
                         slot.addr = addr;
-                        if let Some(conn) = &slot.outgoing {
-                            conn.close(close_code::READDRESSED.into(), b"readdressed");
+                        if let Some(link) = &slot.link {
+                            link.conn
+                                .close(close_code::READDRESSED.into(), b"readdressed");
                         }
                     }
                     continue;
@@ -346,9 +420,9 @@ impl Shared {
                     PeerSlot {
                         addr,
                         generation,
-                        outgoing: None,
-                        outgoing_since: Instant::now(),
-                        incoming: None,
+                        link: None,
+                        announced: false,
+                        linked: watch::channel(false).0,
                         stop,
                     },
                 );
@@ -368,7 +442,7 @@ impl Shared {
     pub fn connected(&self) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> = lock(&self.peers)
             .iter()
-            .filter(|(_, slot)| slot.outgoing.is_some())
+            .filter(|(_, slot)| slot.link.is_some() && slot.announced)
             .map(|(node, _)| node.clone())
             .collect();
         nodes.sort();
@@ -431,5 +505,63 @@ impl Shared {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keeps_existing;
+    use crate::core::types::NodeId;
+
+    /// Which connection each end keeps when both exist: (dialed by a, dialed by b).
+    fn kept_by(me: &str, peer: &str, existing_by_me: bool, new_by_me: bool) -> &'static str {
+        let (me, peer) = (NodeId::from(me), NodeId::from(peer));
+        let keep_existing = keeps_existing(&me, &peer, existing_by_me, new_by_me);
+        let by_me = if keep_existing {
+            existing_by_me
+        } else {
+            new_by_me
+        };
+        match (by_me, me < peer) {
+            (true, true) | (false, false) => "dialed by the lower",
+            _ => "dialed by the higher",
+        }
+    }
+
+    #[test]
+    fn both_ends_keep_the_connection_dialed_by_the_lower_id_whatever_came_first() {
+        // a < b. Both dialed; each end saw them in either order.
+        for a_saw_own_first in [true, false] {
+            for b_saw_own_first in [true, false] {
+                let at_a = if a_saw_own_first {
+                    kept_by("a", "b", true, false)
+                } else {
+                    kept_by("a", "b", false, true)
+                };
+                let at_b = if b_saw_own_first {
+                    kept_by("b", "a", true, false)
+                } else {
+                    kept_by("b", "a", false, true)
+                };
+                assert_eq!(at_a, "dialed by the lower");
+                assert_eq!(at_b, "dialed by the lower");
+            }
+        }
+    }
+
+    #[test]
+    fn a_newer_connection_replaces_an_older_one_unless_the_higher_id_dialed_it_over_the_lower() {
+        let (a, b) = (NodeId::from("a"), NodeId::from("b"));
+        // The lower id dials again (it restarted, or its connection died): replaced at b.
+        assert!(!keeps_existing(&b, &a, false, false));
+        // The higher id dials again over its own older connection: replaced at a.
+        assert!(!keeps_existing(&a, &b, false, false));
+        // The higher id dials while the lower still holds the one it dialed: kept at both
+        // ends (the lower one checks that connection, which a restarted b resets).
+        assert!(keeps_existing(&a, &b, true, false));
+        assert!(keeps_existing(&b, &a, false, true));
+        // The lower id's dial replaces one the higher dialed.
+        assert!(!keeps_existing(&a, &b, false, true));
+        assert!(!keeps_existing(&b, &a, true, false));
     }
 }

@@ -110,6 +110,37 @@ pub fn client_config(paths: &CertPaths) -> Result<quinn::ClientConfig, TlsError>
     Ok(quinn::ClientConfig::new(Arc::new(quic)))
 }
 
+/// What lets a restarted node reset its previous process's connections: the QUIC
+/// stateless-reset key and the key that marks the connection ids the node issues.
+pub struct StatelessKeys {
+    /// HMAC key of the reset tokens (RFC 9000 §10.3: a token is an HMAC of the connection id).
+    pub reset: ring::hmac::Key,
+    /// Key of the connection ids this node issues: an id not marked with it is dropped
+    /// without a reset (quinn's `HashedConnectionIdGenerator`).
+    pub connection_ids: u64,
+}
+
+/// The node's stateless keys, derived from its private key so that they survive a restart: a
+/// peer still holding a connection to this node's previous process then gets a stateless
+/// reset it can verify on its next packet, and drops that connection at once instead of at
+/// its idle timeout. (Random keys, quinn's default, change with every process: the new one
+/// would drop the old connection ids as forged, and its resets would not verify.) The
+/// derivation is one-way: these keys reveal nothing of the private key, and nobody without
+/// the private key can compute them.
+pub fn stateless_keys(paths: &CertPaths) -> Result<StatelessKeys, TlsError> {
+    use ring::hmac;
+    let key = load_key(&paths.node_key)?;
+    let extract = hmac::Key::new(hmac::HMAC_SHA256, key.secret_der());
+    let reset = hmac::sign(&extract, b"quorate mesh stateless reset key v1");
+    let ids = hmac::sign(&extract, b"quorate mesh connection id key v1");
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&ids.as_ref()[..8]);
+    Ok(StatelessKeys {
+        reset: hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref()),
+        connection_ids: u64::from_be_bytes(first),
+    })
+}
+
 /// Why an accepted connection does not speak for a node of this fleet.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {

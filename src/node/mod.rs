@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// A mesh connection that hears nothing for this long is closed and re-dialed. Liveness of
-/// a site is judged by probes, not by connections, so this could be much longer (and the
-/// keep-alive with it, which costs a Pinger CPU per connection), but with 30 s a restarted
-/// voter's vote rounds stay undecided for seconds (tests/durability.rs): not yet.
-pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
-/// A mesh connection with nothing to send pings its peer this often.
-pub const MESH_KEEP_ALIVE: Duration = Duration::from_millis(500);
+/// a site is judged by probes, not by connections, so this can be long: a peer that restarts
+/// resets its peers' connections to its previous process at once (its stateless-reset key is
+/// derived from its node key) and its pair's connection is dialed afresh; see `net::mesh`.
+pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A mesh connection with nothing to send pings its peer this often: keeps NAT bindings and
+/// the idle timer alive, and costs a Pinger CPU per connection.
+pub const MESH_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
