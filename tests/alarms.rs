@@ -299,9 +299,10 @@ async fn a_fire_alarm_prestages_once_and_its_clearing_unstages_once() {
     assert_eq!(active, Some(0.0));
 
     // The CLI raises, lists and clears like the REST calls (a prestage again, then unstage).
+    let (c1_text, op_token) = (c1.to_string(), dir.join("op").display().to_string());
     let env = [
-        ("QUORATE_API", c1.to_string()),
-        ("QUORATE_TOKEN_FILE", dir.join("op").display().to_string()),
+        ("QUORATE_API", c1_text.as_str()),
+        ("QUORATE_TOKEN_FILE", op_token.as_str()),
     ];
     let raised = quorate(
         &[
@@ -333,31 +334,6 @@ async fn a_fire_alarm_prestages_once_and_its_clearing_unstages_once() {
     })
     .await;
     f.shutdown().await;
-}
-
-/// Runs the `quorate` binary with `env`; its stdout, or a panic with stderr.
-async fn quorate(args: &[&str], env: &[(&str, String)]) -> String {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quorate"))
-            .args(&args)
-            .envs(env)
-            .output()
-            .expect("the binary runs");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "quorate {args:?} failed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    })
-    .await
-    .expect("the command finishes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

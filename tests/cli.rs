@@ -10,7 +10,6 @@ use quorate::localfleet::LocalFleet;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 const TOKEN: &str = "cli-token-91ad";
 
@@ -25,34 +24,6 @@ fn fleet(octet: u8, token: &Path) -> String {
          argv = [\"/bin/sh\", \"-c\", \"echo promoted at epoch $QUORATE_EPOCH\"]\n",
         &format!("\n[api]\ntoken_file = '{}'\n", token.display()),
     )
-}
-
-/// Runs the binary with `args` and `env` (and nothing of this process's QUORATE_*
-/// variables); returns its stdout, panicking with its stderr when it fails.
-async fn quorate(args: &[&str], env: &[(&str, &str)]) -> String {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_quorate"))
-            .args(&args)
-            .env_remove("QUORATE_API")
-            .env_remove("QUORATE_TOKEN_FILE")
-            .envs(env)
-            .output()
-            .expect("the binary runs");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "quorate {args:?} failed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    })
-    .await
-    .expect("the command finishes")
 }
 
 /// The line of `table` whose first cell is `first`, split into its cells.

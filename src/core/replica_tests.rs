@@ -603,36 +603,17 @@ mod bounded;
 fn expect_from_b1(c: &mut Cluster) {
     let e = c.electorate.clone();
     let now = c.now;
+    let mut expect = |m: &str| {
+        let verdict = (RunTrigger::Verdict, false);
+        c.node(m)
+            .expect(now, site(), 7, id("b1"), verdict, WallTime(0), e.clone())
+    };
     for m in ["b2", "c1"] {
-        assert!(c.node(m).expect(
-            now,
-            site(),
-            7,
-            id("b1"),
-            (RunTrigger::Verdict, false),
-            WallTime(0),
-            e.clone()
-        ));
+        assert!(expect(m));
     }
     // The leader itself expects nothing of its own verdict, and nothing twice.
-    assert!(!c.node("b1").expect(
-        now,
-        site(),
-        7,
-        id("b1"),
-        (RunTrigger::Verdict, false),
-        WallTime(0),
-        e.clone()
-    ));
-    assert!(!c.node("b2").expect(
-        now,
-        site(),
-        7,
-        id("b1"),
-        (RunTrigger::Verdict, false),
-        WallTime(0),
-        e
-    ));
+    assert!(!expect("b1"));
+    assert!(!expect("b2"));
 }
 
 #[test]

@@ -363,3 +363,31 @@ pub fn behind_relay(text: &str, nodes: &[&str]) -> (String, Vec<(SocketAddr, Soc
     );
     (out, routes)
 }
+
+/// Runs the `quorate` binary with `args` and `env` (and nothing of this process's QUORATE_API
+/// or QUORATE_TOKEN_FILE); returns its stdout, panicking with its stderr when it fails.
+pub async fn quorate(args: &[&str], env: &[(&str, &str)]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quorate"))
+            .args(&args)
+            .env_remove("QUORATE_API")
+            .env_remove("QUORATE_TOKEN_FILE")
+            .envs(env)
+            .output()
+            .expect("the binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "quorate {args:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    })
+    .await
+    .expect("the command finishes")
+}
