@@ -266,13 +266,24 @@ impl NodeCore {
                 && !r.is_dropped()
                 && last.is_none_or(|l| r.run > l.run)
         });
-        reaction(
+        let r = reaction(
             plan.on_alarm,
             !plan.prestage.is_empty(),
             self.alarm.alarms.is_raised(site),
             last.map(|l| l.trigger),
             failed_over,
-        )
+        )?;
+        // An unstage undoes the prestage run the lock decided: it waits until this node knows
+        // that run ended. Decided is not run (its leader may have died as the lock decided it,
+        // and its takeover is still to come): compensating it first would undo nothing, and
+        // the prestage, taken over later, would stand with no unstage left to undo it.
+        if r == Reaction::Unstage {
+            let run = last.map(|l| l.run)?;
+            self.replicas
+                .record(site, run)
+                .filter(|x| x.is_finished())?;
+        }
+        Some(r)
     }
 
     fn ask_for(&mut self, now: Now, site: &SiteId, r: Reaction) {
