@@ -266,6 +266,14 @@ impl NodeCore {
                 && !r.is_dropped()
                 && last.is_none_or(|l| r.run > l.run)
         });
+        // A DOWN verdict newer than the decision has its run due, whether or not its register
+        // reached this node yet (its leader may be down, or this node just restarted): an
+        // unstage decided now would take a newer epoch and fence that failover out.
+        let judged_down = self.voter.verdict(site).is_some_and(|v| {
+            v.outcome() == crate::core::types::Outcome::Down
+                && last.is_none_or(|l| v.epoch() > l.run)
+        });
+        let failed_over = failed_over || judged_down;
         let r = reaction(
             plan.on_alarm,
             !plan.prestage.is_empty(),

@@ -278,11 +278,12 @@ fn the_last_clear_unstages_only_a_prestage_whose_run_has_ended() {
     };
     let mut cleared = alarm("b1", 1_000);
     cleared.raised = false;
-    let asks_the_lock = |runs: Vec<RunRecord>| {
+    let asks_the_lock = |runs: Vec<RunRecord>, verdicts: Vec<crate::core::types::Verdict>| {
         let boot = Boot {
             locks: [(site.clone(), lock.clone())].into(),
             alarms: vec![cleared.clone()],
             runs,
+            verdicts,
             ..Boot::default()
         };
         let mut b1 = NodeCore::new(f.clone(), &NodeId::from("b1"), boot, at(2_000), 7)
@@ -301,7 +302,7 @@ fn the_last_clear_unstages_only_a_prestage_whose_run_has_ended() {
         })
     };
     assert!(
-        !asks_the_lock(Vec::new()),
+        !asks_the_lock(Vec::new(), Vec::new()),
         "an unstage was asked for while the prestage it undoes has not run"
     );
     let finished = RunRecord {
@@ -329,7 +330,22 @@ fn the_last_clear_unstages_only_a_prestage_whose_run_has_ended() {
         start_at: WallTime::from_micros(1_000_000),
     };
     assert!(
-        asks_the_lock(vec![finished]),
+        asks_the_lock(vec![finished.clone()], Vec::new()),
         "the clearing unstages a prestage whose run has ended"
+    );
+    // The site was judged DOWN since (epoch 2, after the prestage's run 1): its failover is
+    // due, even before this member holds its run's register, and relies on the prestage.
+    let down = crate::core::types::Verdict {
+        site: site.clone(),
+        slot: 0,
+        value: crate::core::types::Value {
+            outcome: crate::core::types::Outcome::Down,
+            epoch: 2,
+            leader: c1.clone(),
+        },
+    };
+    assert!(
+        !asks_the_lock(vec![finished], vec![down]),
+        "an unstage was asked for although a DOWN verdict of the site came after the prestage"
     );
 }
