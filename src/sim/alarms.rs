@@ -103,7 +103,9 @@ pub fn draw(
             let left = until.since(t).as_millis().max(301) as u64;
             AcceptCrash {
                 lasts: Duration::from_millis(rng.random_range(300..left.clamp(301, 3000))),
-                before_sends: rng.random_bool(0.5),
+                // Only a clear is lost with its node for a while: a raise known to one
+                // crashed node alone would make an episode the world's and not the fleet's.
+                before_sends: !raise && rng.random_bool(0.5),
             }
         });
         f.calls.push(AlarmCallPlan {
@@ -195,7 +197,7 @@ pub struct AlarmLedger {
     raised: BTreeSet<String>,
     pub episodes: Vec<Episode>,
     /// Run -> when its lock decision was first durable anywhere.
-    decided: BTreeMap<u64, Time>,
+    decided: BTreeMap<u64, (Time, RunTrigger)>,
     newest_gen: u64,
     /// The node that accepted a call crashes after its next `SaveAlarm`.
     pending_crash: Option<usize>,
@@ -247,7 +249,8 @@ impl World {
                     format!("{who}, outside {site}'s electorate, accepted an alarm call: {a:?}"),
                 ));
             }
-            self.accepted(&site, a);
+            self.alarms.calls.push(a.clone());
+            self.accepted(&site, a, self.now);
             if let Some(crash) = call.crash {
                 let (start, end) = (self.now, self.now + crash.lasts);
                 self.faults.outages.push(super::faults::Outage {
@@ -269,8 +272,9 @@ impl World {
         self.carry_out(i)
     }
 
-    /// A call a node accepted: the episodes as the world made them.
-    fn accepted(&mut self, site: &SiteId, a: Alarm) {
+    /// A call a node accepted, in effect in the fleet from `now`: the episodes as the world
+    /// made them.
+    fn accepted(&mut self, site: &SiteId, a: Alarm, now: Time) {
         let l = &mut self.alarms;
         l.figures.accepted += 1;
         let was = !l.raised.is_empty();
@@ -279,7 +283,6 @@ impl World {
         } else {
             l.raised.remove(&a.source);
         }
-        let now = self.now;
         match (was, !l.raised.is_empty()) {
             (false, true) => {
                 l.figures.episodes += 1;
@@ -297,7 +300,6 @@ impl World {
             }
             _ => {}
         }
-        l.calls.push(a);
         let n = l.episodes.len();
         self.log(|| format!("the world's alarm episodes of {site}: {n}"));
     }
@@ -350,7 +352,11 @@ impl World {
         }
         self.alarms.newest_gen = d.gen;
         let now = self.now;
-        self.alarms.decided.entry(d.value.run).or_insert(now);
+        self.alarms
+            .decided
+            .entry(d.value.run)
+            .or_insert((now, d.value.trigger));
+        self.note_reused_epochs();
         let (gen, leader) = (d.gen, d.value.leader.clone());
         let trigger = d.value.trigger;
         self.log(|| format!("{me} makes lock decision {gen} durable: {trigger:?} led by {leader}"));
@@ -376,10 +382,27 @@ impl World {
         Ok(l == i)
     }
 
+    /// A lock decision whose run epoch a run of another trigger was registered under (the
+    /// known defect `KnownDefects::reused_epochs`): the two runs cannot be told apart.
+    fn note_reused_epochs(&mut self) {
+        let site = self.fleet.sites[0].id.clone();
+        for (run, (_, trigger)) in &self.alarms.decided {
+            let key = (site.clone(), *run);
+            let other = self
+                .failover
+                .runs
+                .get(&key)
+                .is_some_and(|r| r.trigger != *trigger);
+            if other && self.failover.reused.insert(key) {
+                self.failover.known.reused_epochs += 1;
+            }
+        }
+    }
+
     /// The episode a run of the first site belongs to.
     fn episode_of(&self, run: u64) -> Option<usize> {
         let site = &self.fleet.sites[0].id;
-        let at = self.alarms.decided.get(&run).copied().or_else(|| {
+        let at = self.alarms.decided.get(&run).map(|d| d.0).or_else(|| {
             let r = self.failover.runs.get(&(site.clone(), run));
             r.map(|r| r.registered)
         })?;
@@ -392,15 +415,21 @@ impl World {
         if e.site != site || e.purpose != crate::core::node::StepPurpose::Run {
             return Ok(());
         }
-        let Some(trigger) = self
-            .failover
-            .runs
-            .get(&(site.clone(), e.run))
-            .map(|r| r.trigger)
-        else {
-            return Ok(());
+        // Prestage and unstage effects are known by their steps' names (no other plan step
+        // bears them), alarm runs by their register.
+        let trigger = match e.name.as_str() {
+            super::fleet::PRESTAGE_STEP => RunTrigger::Prestage,
+            super::fleet::UNSTAGE_STEP => RunTrigger::Unstage,
+            _ => match self.failover.runs.get(&(site.clone(), e.run)) {
+                Some(r) => r.trigger,
+                None => return Ok(()),
+            },
         };
         let what = format!("{} (run {}, {:?})", e.idempotency_key, e.run, trigger);
+        self.note_reused_epochs();
+        if self.failover.reused.contains(&(site.clone(), e.run)) {
+            return Ok(());
+        }
         let ep = self.episode_of(e.run);
         match trigger {
             RunTrigger::Prestage => {
@@ -428,14 +457,36 @@ impl World {
             RunTrigger::Unstage => {
                 self.alarms.figures.unstaged += 1;
                 let Some(k) = self.alarms.standing.take() else {
+                    // The prestage it undoes shared its epoch with another run (counted).
+                    let mut undone = self.alarms.decided.range(..e.run).rev();
+                    let undone = undone.find(|(_, d)| d.1 == RunTrigger::Prestage);
+                    let reused = &self.failover.reused;
+                    if undone.is_some_and(|(run, _)| reused.contains(&(site.clone(), *run))) {
+                        return Ok(());
+                    }
+                    // It aborted with no effect (the world failed or timed out every attempt
+                    // of its step): undoing what such an attempt may have begun is the safe
+                    // side. Counted.
+                    let aborted = undone.is_some_and(|(run, _)| {
+                        let r = self.failover.runs.get(&(site.clone(), *run));
+                        r.is_some_and(|r| r.finished.is_some())
+                    });
+                    if aborted {
+                        self.alarms.figures.prestage_failed += 1;
+                        return Ok(());
+                    }
                     return Err((
                         ViolationKind::AlarmRun,
                         format!("{what}: an unstage compensation acted with no prestage standing"),
                     ));
                 };
                 let since = self.alarms.episodes[k].start;
-                let failover = self.failover.runs.iter().find(|((s, _), r)| {
-                    *s == site
+                // A run whose epoch another run reused (a known defect, counted) is not told
+                // apart from it: its begin may be the other run's.
+                let reused = &self.failover.reused;
+                let failover = self.failover.runs.iter().find(|(key, r)| {
+                    key.0 == site
+                        && !reused.contains(key)
                         && matches!(
                             r.trigger,
                             RunTrigger::Verdict | RunTrigger::Manual | RunTrigger::Alarm
@@ -501,18 +552,21 @@ impl World {
         let failed_over = self.failover.runs.iter().any(|((s, _), r)| {
             *s == site && r.trigger != RunTrigger::Prestage && r.trigger != RunTrigger::Unstage
         });
-        if up < members.len() / 2 + 1 || failed_over {
+        let reused = self.failover.reused.iter().any(|(s, _)| *s == site);
+        if up < members.len() / 2 + 1 || failed_over || reused {
             return Ok(());
         }
-        // A prestage run of the episode that finished although every attempt of its step
-        // failed: the world's doing, not the core's.
-        let failed = self.failover.runs.iter().any(|((s, run), r)| {
-            *s == site
-                && r.trigger == RunTrigger::Prestage
-                && r.finished.is_some()
-                && self.episode_of(*run) == Some(k)
-        });
-        if failed {
+        // The newest prestage or unstage run is a prestage that finished without effect: the
+        // world failed its step's every attempt (or timed them out), not the core's doing.
+        let newest = self
+            .failover
+            .runs
+            .iter()
+            .filter(|((s, _), r)| {
+                *s == site && matches!(r.trigger, RunTrigger::Prestage | RunTrigger::Unstage)
+            })
+            .max_by_key(|((_, run), _)| *run);
+        if newest.is_some_and(|(_, r)| r.trigger == RunTrigger::Prestage && r.finished.is_some()) {
             self.alarms.figures.prestage_failed += 1;
             return Ok(());
         }

@@ -654,8 +654,8 @@ impl fmt::Display for Summary {
         let k = &self.known;
         writeln!(
             f,
-            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}; overdue wake-ups (deadlines a core did not clear): {}",
-            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, self.overdue_wakeups
+            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}, lock runs registered under a verdict run's epoch: {}; overdue wake-ups (deadlines a core did not clear): {}",
+            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, k.reused_epochs, self.overdue_wakeups
         )?;
         writeln!(f, "{}", self.alarms)?;
         let speed: Vec<String> = self
@@ -751,6 +751,7 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
                 sum.known.resume_overlaps += k.resume_overlaps;
                 sum.known.stale_begins += k.stale_begins;
                 sum.known.unrecorded_fences += k.unrecorded_fences;
+                sum.known.reused_epochs += k.reused_epochs;
                 sum.alarms.add(&rep.counters.alarms);
                 for t in rep.traffic.values() {
                     msgs += t.sent_msgs;
