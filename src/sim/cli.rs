@@ -47,10 +47,6 @@ pub fn cli(a: &SimArgs) -> Result<bool, String> {
         indicators_per_site: a.indicators_per_site,
         strict: a.strict,
         liars: a.liars,
-        trace_lines: std::env::var("XTRACE")
-            .ok()
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(50),
         ..SimConfig::default()
     };
     if a.sites < 3 {
