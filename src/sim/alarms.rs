@@ -1,8 +1,8 @@
 //! Alarms in the simulated world: the operator and an entitled source (`fleet::ALARM_SOURCE`)
 //! raise and clear alarms of the first site at voters of its electorate (now and then at a
 //! node outside it, which must refuse), through the same `Command::Alarm` the driver hands the
-//! core; the voter that accepted a call may crash right after it (before or after its sends
-//! leave), and the leader a lock decision of the site names may crash as the decision is
+//! core; the voter that accepted a call may crash right after it (after its sends left, or, for
+//! a clear, before anything leaves), and the leader a lock decision of the site names may crash as the decision is
 //! first made durable anywhere. The world keeps the episodes as it made the calls (first
 //! raised to last cleared) and checks, from the actuator's effects, never from a core's
 //! beliefs:
@@ -15,8 +15,9 @@
 //! - liveness, once faults have stopped for `settle_bound` plus the lock's bound times the
 //!   electorate's size plus three (every member's stagger and a retry): an episode still
 //!   raised then, with a majority of the electorate up since faults stopped and no failover
-//!   of the site since it began, has its prestage standing (or a prestage run of it that
-//!   finished without effect because the world failed every attempt: counted);
+//!   of the site since it began, has its prestage standing (or the newest prestage or unstage
+//!   run is a prestage that ended without effect because the world failed every attempt:
+//!   counted);
 //! - a stored alarm is one a world call made (anything else was forged), and a node outside
 //!   the electorate accepts no call.
 //!
