@@ -79,6 +79,9 @@ pub fn cli(a: &SimArgs) -> Result<bool, String> {
     let sum = run_many(&cfg, range);
     println!("{sum}");
     if let Some(v) = sum.violations.first() {
+        for o in sum.violations.iter().skip(1).take(20) {
+            println!("also: {o}");
+        }
         println!("\nVIOLATION {v}");
         let mut repro = format!(
             "quorate sim --seed {} --scenario {} --sites {} --voters-per-site {} --indicators-per-site {}",

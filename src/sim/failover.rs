@@ -91,6 +91,8 @@ pub struct FailoverChecker {
     /// Takeovers that began while a cut-off site still announced because every node of it
     /// had used up its isolation attempts on step failures: not the core's fault, counted.
     pub isolation_exhausted: u64,
+    /// Runs registered under an epoch another run of the site had (`KnownDefects`).
+    pub reused: BTreeSet<(SiteId, u64)>,
 }
 
 /// Defects of the core this checker recognises by their signature. With `strict` off they are
@@ -112,6 +114,12 @@ pub struct KnownDefects {
     /// by self-fencing: isolation steps are not in the anycast ledger and are not undone on
     /// reconnecting, so the rule still counted that site's announcement.
     pub unrecorded_fences: u64,
+    /// Two runs of one site registered under one epoch (a different trigger): a member that
+    /// proposes a lock run (an alarm's, an operator's) picks the run's epoch above what it
+    /// knows itself, and the lock's acceptors do not check it, so a member that has not heard
+    /// of a new DOWN verdict yet (it just restarted) can take that verdict's epoch, and the
+    /// two runs share one register key.
+    pub reused_epochs: u64,
 }
 
 impl FailoverChecker {
@@ -138,6 +146,7 @@ impl FailoverChecker {
             fenced: BTreeSet::new(),
             isolating: BTreeMap::new(),
             isolation_exhausted: 0,
+            reused: BTreeSet::new(),
         }
     }
 
@@ -152,6 +161,20 @@ impl FailoverChecker {
                     r.term()
                 ),
             ));
+        }
+        if let Some(seen) = self.runs.get(&(r.site.clone(), r.run)) {
+            if seen.trigger != r.trigger && self.reused.insert((r.site.clone(), r.run)) {
+                if self.strict {
+                    return Err((
+                        ViolationKind::StaleRunActed,
+                        format!(
+                            "{node} registers run {}-{} ({:?}) under the epoch of a {:?} run",
+                            r.site, r.run, r.trigger, seen.trigger
+                        ),
+                    ));
+                }
+                self.known.reused_epochs += 1;
+            }
         }
         self.runs.entry((r.site.clone(), r.run)).or_insert(RunSeen {
             trigger: r.trigger,
@@ -440,7 +463,11 @@ impl FailoverChecker {
     /// a newer run of its site began (the epoch fence stops it).
     pub fn check_settled(&self, now: Time, calm: Time, bound: Duration, f: &FaultModel) -> Check {
         for ((site, run), r) in &self.runs {
-            if r.begun.is_none() || r.finished.is_some() {
+            // A reused epoch (a known defect, counted) names two runs: not told apart.
+            if r.begun.is_none()
+                || r.finished.is_some()
+                || self.reused.contains(&(site.clone(), *run))
+            {
                 continue;
             }
             // Only a majority of the electorate, up since faults stopped, owes completion.

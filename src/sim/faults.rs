@@ -93,6 +93,8 @@ pub struct FaultModel {
     pub calm: Option<Time>,
     /// How the stand-in actuator's attempts behave.
     pub steps: StepProfile,
+    /// Alarm calls of the first site and the crashes around them (`sim::alarms`).
+    pub alarms: super::alarms::AlarmFaults,
 }
 
 impl FaultModel {
@@ -113,6 +115,7 @@ impl FaultModel {
             operator: Vec::new(),
             calm: None,
             steps: StepProfile::default(),
+            alarms: Default::default(),
         }
     }
 
@@ -170,10 +173,14 @@ pub enum Scenario {
     /// A judged site with a failover plan: the run under leader crashes, partitions, loss,
     /// wall-clock steps, operator calls and (behind a flag) a lying member.
     Failover,
+    /// The first site's plan with `on_alarm = "prestage"` or `"failover"`: alarm calls at
+    /// its electorate, crashes of the voter that accepted one and of the leader a lock
+    /// decision names, leader crashes, cuts, loss, freezes and sometimes the site's blackout.
+    Alarm,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Blackout,
         Scenario::WanCut,
         Scenario::Loss,
@@ -181,6 +188,7 @@ impl Scenario {
         Scenario::Flap,
         Scenario::Mixed,
         Scenario::Failover,
+        Scenario::Alarm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -192,6 +200,7 @@ impl Scenario {
             Scenario::Flap => "flap",
             Scenario::Mixed => "mixed",
             Scenario::Failover => "failover",
+            Scenario::Alarm => "alarm",
         }
     }
 
@@ -354,8 +363,67 @@ pub fn draw(scenario: Scenario, l: &Layout, loss: f64, rng: &mut StdRng, seed: u
             }
         }
         Scenario::Failover => draw_failover(&mut f, l, loss, rng),
+        Scenario::Alarm => draw_alarm(&mut f, l, loss, rng),
     }
     f
+}
+
+/// The alarm scenario's faults besides the calls (`sim::alarms::draw`): loss, cuts between
+/// the watching sites, leader crashes, a freeze, and in a third of the worlds the first site's
+/// blackout (for good or for a while), all over by `calm` but a blackout for good.
+fn draw_alarm(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
+    f.loss = loss.max(rng.random_range(0.0..0.05));
+    f.calm = Some(l.calm);
+    f.steps = l.steps;
+    let a = l.sites[0].clone();
+    let calm = l.calm.0 / 1000;
+    if rng.random_bool(0.3) {
+        let start = at(rng, 2000, calm - 4000);
+        let end = rng
+            .random_bool(0.5)
+            .then(|| start + ms(rng.random_range(1000..3000)));
+        f.blackouts.push(Blackout {
+            site: a.clone(),
+            start,
+            end,
+        });
+    }
+    for _ in 0..rng.random_range(0..3) {
+        let t = at(rng, 1000, calm - 2500);
+        f.leader_crashes.push((t, ms(rng.random_range(300..2500))));
+    }
+    let watchers: Vec<&NodeId> = l
+        .voters
+        .iter()
+        .filter(|(s, _)| *s != a)
+        .flat_map(|(_, v)| v)
+        .collect();
+    if rng.random_bool(0.5) && l.sites.len() > 2 {
+        let (b, c) = (&l.sites[1], &l.sites[l.sites.len() - 1]);
+        let s = at(rng, 1000, calm - 2500);
+        let e = s + ms(rng.random_range(300..2000));
+        let one_way = rng.random_bool(0.5);
+        for (x, y) in [(b, c), (c, b)]
+            .into_iter()
+            .take(if one_way { 1 } else { 2 })
+        {
+            f.partitions.push(Partition {
+                from: x.clone(),
+                to: y.clone(),
+                start: s,
+                end: e,
+            });
+        }
+    }
+    if rng.random_bool(0.3) {
+        let s = at(rng, 1000, calm - 2000);
+        f.outages.push(Outage {
+            node: watchers[rng.random_range(0..watchers.len())].clone(),
+            start: s,
+            end: s + ms(rng.random_range(100..1000)),
+            crash: false,
+        });
+    }
 }
 
 /// The failover scenario: the first site (with a plan) is blacked out, maybe twice (hold-down),

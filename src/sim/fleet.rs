@@ -34,8 +34,22 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// The TOML of the layout. `plans` adds the failover scenario's plans.
-pub fn toml(timing: &Timing, sites: &[SiteId], nodes: &[LayoutNode], plans: bool) -> String {
+/// What an alarm of the first site does (the alarm scenario's fleets), and the source that
+/// may speak for it.
+pub const ALARM_SOURCE: &str = "fire-a";
+/// The prestage step of the first site's plan, and its compensation.
+pub const PRESTAGE_STEP: &str = "reserve-bandwidth";
+pub const UNSTAGE_STEP: &str = "cancel-bandwidth";
+
+/// The TOML of the layout. `plans` adds the failover scenario's plans; `on_alarm` (with
+/// plans) the first site's `on_alarm`, its prestage step and an alarm source for it.
+pub fn toml(
+    timing: &Timing,
+    sites: &[SiteId],
+    nodes: &[LayoutNode],
+    plans: bool,
+    on_alarm: Option<&str>,
+) -> String {
     let mut t = String::new();
     let hold_down_s = timing.hold_down.as_secs().max(1);
     let _ = writeln!(
@@ -79,6 +93,13 @@ pub fn toml(timing: &Timing, sites: &[SiteId], nodes: &[LayoutNode], plans: bool
             roles.join(", ")
         );
     }
+    if let (true, Some(_)) = (plans, on_alarm) {
+        let _ = writeln!(
+            t,
+            "[[alarm_source]]\nname = \"{ALARM_SOURCE}\"\nsites = [\"{}\"]\nkind = \"http\"\ntoken_file = \"/etc/quorate/{ALARM_SOURCE}.token\"\n",
+            sites[0]
+        );
+    }
     if plans {
         let _ = writeln!(
             t,
@@ -94,7 +115,7 @@ pub fn toml(timing: &Timing, sites: &[SiteId], nodes: &[LayoutNode], plans: bool
             .collect();
         let _ = writeln!(t, "[[watch]]\nsite = \"{s}\"\nby = [{}]", by.join(", "));
         if plans && i == 0 {
-            t += &primary_plan(&sites[0], &sites[1]);
+            t += &primary_plan(&sites[0], &sites[1], on_alarm);
         } else if plans && i == 1 {
             t += &manual_plan();
         }
@@ -104,12 +125,17 @@ pub fn toml(timing: &Timing, sites: &[SiteId], nodes: &[LayoutNode], plans: bool
 }
 
 /// The primary's plan, in the order of config/dr-openstack.toml with short timeouts.
-fn primary_plan(a: &SiteId, b: &SiteId) -> String {
+fn primary_plan(a: &SiteId, b: &SiteId, on_alarm: Option<&str>) -> String {
+    let (on_alarm, prestage) = match on_alarm {
+        Some(mode) => (format!("on_alarm = \"{mode}\"\n"), prestage()),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"takeover_delay_s = {takeover}
 self_fence_after_s = {fence}
-
+{on_alarm}
 [watch.pipeline]
+{prestage}
 [[watch.pipeline.precheck]]
 name = "orchestrator-ready"
 kind = "exec"
@@ -215,6 +241,27 @@ prefixes = ["{ANYCAST_PREFIX}"]
     )
 }
 
+/// The alarm scenario's prestage step: reserve bandwidth, released by its compensation.
+fn prestage() -> String {
+    format!(
+        r#"[[watch.pipeline.prestage]]
+name = "{PRESTAGE_STEP}"
+kind = "exec"
+timeout_s = 0.4
+retries = 2
+backoff_ms = 100
+argv = ["/bin/true"]
+[watch.pipeline.prestage.compensation]
+name = "{UNSTAGE_STEP}"
+kind = "exec"
+timeout_s = 0.4
+retries = 2
+backoff_ms = 100
+argv = ["/bin/true"]
+"#
+    )
+}
+
 /// A plan that only an operator may start.
 fn manual_plan() -> String {
     format!(
@@ -235,8 +282,14 @@ argv = ["/bin/true"]
 }
 
 /// The fleet of the layout; a layout the fleet file rules refuse is a simulator bug.
-pub fn build(timing: &Timing, sites: &[SiteId], nodes: &[LayoutNode], plans: bool) -> Fleet {
-    let text = toml(timing, sites, nodes, plans);
+pub fn build(
+    timing: &Timing,
+    sites: &[SiteId],
+    nodes: &[LayoutNode],
+    plans: bool,
+    on_alarm: Option<&str>,
+) -> Fleet {
+    let text = toml(timing, sites, nodes, plans, on_alarm);
     Fleet::parse(&text)
         .unwrap_or_else(|e| panic!("the simulated fleet file is invalid: {e}\n{text}"))
 }

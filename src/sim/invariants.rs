@@ -42,6 +42,11 @@ pub enum ViolationKind {
     /// A committed DOWN verdict whose leader died before registering its run got no run that
     /// began and finished once faults stopped.
     VerdictNotRun,
+    /// A prestage step acted twice in one alarm episode, an unstage acted with no prestage
+    /// standing or after a failover began, or two alarm failover runs acted in one episode.
+    AlarmRun,
+    /// An alarm episode still raised once runs must have settled has no prestage standing.
+    AlarmNotActed,
 }
 
 /// One site's electorate as the checker sees it: voters with their sites.

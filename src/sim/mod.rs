@@ -7,6 +7,7 @@
 //! clock (except to report the simulator's own speed) or touches the network or the disk.
 
 pub mod actuator;
+pub mod alarms;
 mod calls;
 mod cli;
 pub mod failover;
@@ -167,6 +168,18 @@ fn site_name(i: usize) -> SiteId {
     SiteId(((b'a' + i as u8) as char).to_string())
 }
 
+/// The alarm scenario's extra settling time: every member's stagger before it asks the lock
+/// (its bound times its rank plus one), and a retry after an undecided proposal (twice the
+/// bound) on top: the lock's bound times the electorate's size plus three.
+fn alarm_bound(fleet: &crate::config::Fleet, site: &SiteId, alarm: bool) -> Duration {
+    let lock = crate::core::oplock::LockConfig::from_timing(&fleet.timing);
+    let members = fleet.electorate(site).len() as u32;
+    match alarm {
+        true => lock.bound * (members + 3),
+        false => Duration::ZERO,
+    }
+}
+
 /// How long after `calm` every run that began must have completed: a lost leader's lease and
 /// the stagger of every candidate, one failed campaign, then every attempt of every step of
 /// the plan (compensations included) timing out with the longest backoffs, and a second.
@@ -200,6 +213,15 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
     let judged_sites = &sites[..nsites - 1];
     let scenario = cfg.scenario_of(seed);
     let failover = scenario == Scenario::Failover;
+    let alarm = scenario == Scenario::Alarm;
+    let plans = failover || alarm;
+    // Drawn apart from the seed's main stream, so that the other faults stay as they were.
+    let on_alarm = match scenario {
+        Scenario::Alarm if seed % 5 < 3 => Some("prestage"),
+        Scenario::Alarm => Some("failover"),
+        Scenario::Mixed => Some("notify"),
+        _ => None,
+    };
     // Nodes: per site, K voters (with an Indicator on judged sites), then indicator-only nodes.
     let mut nodes: Vec<fleet::LayoutNode> = Vec::new();
     for (si, s) in sites.iter().enumerate() {
@@ -224,10 +246,10 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
         }
     }
     let mut timing = cfg.timing.clone();
-    if failover {
+    if plans {
         timing.status_interval = fleet::STATUS_INTERVAL;
     }
-    let fleet = Arc::new(fleet::build(&timing, &sites, &nodes, failover));
+    let fleet = Arc::new(fleet::build(&timing, &sites, &nodes, plans, on_alarm));
     let judged: Vec<Judged> = judged_sites
         .iter()
         .map(|x| Judged {
@@ -254,9 +276,9 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
             (s.clone(), v)
         })
         .collect();
-    let settle = settle_bound(&fleet, &sites[0]);
+    let settle = settle_bound(&fleet, &sites[0]) + alarm_bound(&fleet, &sites[0], alarm);
     let calm = Time::ZERO + FAILOVER_CALM;
-    let horizon = if failover {
+    let horizon = if plans {
         (calm + settle + Duration::from_millis(500)).max(Time::ZERO + cfg.horizon)
     } else {
         Time::ZERO + cfg.horizon
@@ -275,6 +297,18 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
         cfg.loss
     };
     let mut faults = faults::draw(scenario, &layout, loss, &mut rng, seed);
+    if on_alarm.is_some() {
+        let members = fleet.electorate(&sites[0]);
+        let outsider = voters[0].1[0].clone();
+        let until = if alarm {
+            calm
+        } else {
+            Time::ZERO + cfg.horizon
+        };
+        let from = Time::ZERO + Duration::from_millis(300);
+        let until = Time(until.0.saturating_sub(1_000_000));
+        faults.alarms = alarms::draw(seed, &members, &outsider, from, until, true);
+    }
     // One outage per node at a time keeps each outage's meaning plain.
     let mut kept: Vec<faults::Outage> = Vec::new();
     for o in faults.outages.drain(..) {
@@ -365,10 +399,13 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
     for (k, c) in faults.operator.iter().enumerate() {
         q.push(c.at, EventKind::Operator { k });
     }
-    if failover {
+    for (k, c) in faults.alarms.calls.iter().enumerate() {
+        q.push(c.at, EventKind::AlarmCall { k });
+    }
+    if plans {
         q.push(calm + settle, EventKind::RunsSettled);
     }
-    let liar = (failover && cfg.liars)
+    let liar = (plans && cfg.liars)
         .then(|| nodes.iter().position(|n| n.site == sites[0] && !n.voter))
         .flatten();
     if liar.is_some() {
@@ -390,6 +427,11 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
         cfg.trace_lines,
     );
     w.liar = liar;
+    w.alarms.mode = w
+        .fleet
+        .watch(&sites[0])
+        .and_then(|x| x.plan.as_ref())
+        .map(|p| p.on_alarm);
     for i in 0..w.nodes.len() {
         w.boot(i).expect("a fresh store boots");
     }
@@ -444,13 +486,16 @@ pub fn run_seed(cfg: &SimConfig, seed: u64) -> Result<SeedReport, Violation> {
             EventKind::LeaderCrash { k } => w.on_leader_crash(k),
             EventKind::Operator { k } => w.on_operator(k),
             EventKind::Liar => w.on_liar(),
+            EventKind::AlarmCall { k } => w.on_alarm_call(k),
             EventKind::RunsSettled => {
                 let site = w.fleet.sites[0].id.clone();
-                let bound = settle_bound(&w.fleet, &site);
+                let alarm = scenario == Scenario::Alarm;
+                let bound = settle_bound(&w.fleet, &site) + alarm_bound(&w.fleet, &site, alarm);
                 let calm = Time::ZERO + FAILOVER_CALM;
                 w.failover
                     .check_settled(w.now, calm, bound, &w.faults)
                     .and_then(|()| w.check_orphan(calm))
+                    .and_then(|()| w.check_alarms_settled(calm))
             }
         };
         if let Err((kind, detail)) = r {
@@ -499,6 +544,7 @@ fn report(w: &World, seed: u64, scenario: Scenario, horizon: Time) -> SeedReport
         detect_all_us: all,
         counters: Counters {
             known: w.failover.known,
+            alarms: w.alarms.figures,
             ..w.counters.clone()
         },
         traffic: w.net.by_node(&ids),
@@ -533,6 +579,7 @@ pub struct Summary {
     pub overdue_wakeups: u64,
     /// Known core defects seen (see `SimConfig::strict`).
     pub known: failover::KnownDefects,
+    pub alarms: alarms::AlarmFigures,
     /// Time spent per scenario, summed over threads.
     pub scenario_wall: BTreeMap<&'static str, Duration>,
     pub msgs_per_node_per_s: f64,
@@ -607,9 +654,10 @@ impl fmt::Display for Summary {
         let k = &self.known;
         writeln!(
             f,
-            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}; overdue wake-ups (deadlines a core did not clear): {}",
-            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, self.overdue_wakeups
+            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}, lock runs registered under a verdict run's epoch: {}; overdue wake-ups (deadlines a core did not clear): {}",
+            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, k.reused_epochs, self.overdue_wakeups
         )?;
+        writeln!(f, "{}", self.alarms)?;
         let speed: Vec<String> = self
             .scenario_wall
             .iter()
@@ -703,6 +751,8 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
                 sum.known.resume_overlaps += k.resume_overlaps;
                 sum.known.stale_begins += k.stale_begins;
                 sum.known.unrecorded_fences += k.unrecorded_fences;
+                sum.known.reused_epochs += k.reused_epochs;
+                sum.alarms.add(&rep.counters.alarms);
                 for t in rep.traffic.values() {
                     msgs += t.sent_msgs;
                     bytes += t.sent_bytes;

@@ -38,6 +38,8 @@ pub enum EventKind {
     Operator { k: usize },
     /// The lying member sends a forgery.
     Liar,
+    /// An alarm call (`k` in the fault model's alarm calls).
+    AlarmCall { k: usize },
     /// Faults stopped a bound ago: every run that began must have completed.
     RunsSettled,
 }

@@ -88,6 +88,7 @@ pub struct Counters {
     pub overdue_wakeups: u64,
     /// Known core defects seen (see `SimConfig::strict`).
     pub known: super::failover::KnownDefects,
+    pub alarms: super::alarms::AlarmFigures,
 }
 
 pub struct World {
@@ -115,6 +116,7 @@ pub struct World {
     pub liar: Option<usize>,
     pub(super) next_command: u64,
     pub(super) orphan: super::orphan::Orphan,
+    pub alarms: super::alarms::AlarmLedger,
     /// (site, slot) for which some node started a classic round.
     classic_slots: BTreeSet<(SiteId, u64)>,
 }
@@ -159,6 +161,7 @@ impl World {
             liar: None,
             next_command: 0,
             orphan: Default::default(),
+            alarms: Default::default(),
             classic_slots: BTreeSet::new(),
         }
     }
@@ -497,19 +500,14 @@ impl World {
                         .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
                 }
                 Action::SaveAlarm(a) => {
-                    // The world makes no alarm calls: a stored alarm is a forgery accepted.
-                    let me = self.nodes[i].id.clone();
-                    return Err((
-                        ViolationKind::ForgeryAccepted,
-                        format!("{me} stored an alarm no operator or source raised: {a:?}"),
-                    ));
+                    if self.save_alarm(i, a)? {
+                        break;
+                    }
                 }
                 Action::PersistLock { site, state } => {
-                    let me = self.nodes[i].id.clone();
-                    self.nodes[i]
-                        .store
-                        .save_lock(&site, &state)
-                        .map_err(|e| (ViolationKind::Store, format!("{me}: {e}")))?;
+                    if self.persist_lock(i, &site, &state)? {
+                        break;
+                    }
                 }
                 Action::StartStep(s) => self.start_step(i, s)?,
                 Action::Reply { id, reply } => {
@@ -693,6 +691,7 @@ impl World {
                 ));
             }
             self.failover.on_effect(now, &e, &self.faults)?;
+            self.on_alarm_effect(&e)?;
         }
         let Some(done) = done else { return Ok(()) };
         let a = &self.actuator.attempts[id];

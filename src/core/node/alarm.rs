@@ -266,13 +266,32 @@ impl NodeCore {
                 && !r.is_dropped()
                 && last.is_none_or(|l| r.run > l.run)
         });
-        reaction(
+        // A DOWN verdict newer than the decision has its run due, whether or not its register
+        // reached this node yet (its leader may be down, or this node just restarted): an
+        // unstage decided now would take a newer epoch and fence that failover out.
+        let judged_down = self.voter.verdict(site).is_some_and(|v| {
+            v.outcome() == crate::core::types::Outcome::Down
+                && last.is_none_or(|l| v.epoch() > l.run)
+        });
+        let failed_over = failed_over || judged_down;
+        let r = reaction(
             plan.on_alarm,
             !plan.prestage.is_empty(),
             self.alarm.alarms.is_raised(site),
             last.map(|l| l.trigger),
             failed_over,
-        )
+        )?;
+        // An unstage undoes the prestage run the lock decided: it waits until this node knows
+        // that run ended. Decided is not run (its leader may have died as the lock decided it,
+        // and its takeover is still to come): compensating it first would undo nothing, and
+        // the prestage, taken over later, would stand with no unstage left to undo it.
+        if r == Reaction::Unstage {
+            let run = last.map(|l| l.run)?;
+            self.replicas
+                .record(site, run)
+                .filter(|x| x.is_finished())?;
+        }
+        Some(r)
     }
 
     fn ask_for(&mut self, now: Now, site: &SiteId, r: Reaction) {

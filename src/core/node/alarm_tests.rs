@@ -245,3 +245,107 @@ fn only_a_voter_of_the_electorate_and_an_entitled_source_raise_alarms() {
         "{notes:?}"
     );
 }
+
+/// A prestage the lock decided, whose run this member has not seen end (its leader died as
+/// the lock decided it; the takeover is still to come), is not unstaged when the last alarm
+/// clears: the unstage would compensate what has not acted yet, and the prestage, taken over
+/// later, would then stand with nothing left to undo it. Once the run's end is known here,
+/// the clearing unstages.
+#[test]
+fn the_last_clear_unstages_only_a_prestage_whose_run_has_ended() {
+    use crate::core::oplock::{Decided, LockState, LockValue};
+    use crate::core::pipeline::{JournalEntry, JournalKind, Phase, RunOutcome, StepRef};
+    use crate::core::replica::{RunRecord, RunTrigger};
+    use crate::core::types::{Ballot, WallTime};
+    let f = fleet();
+    let (site, c1) = (SiteId::from("a"), NodeId::from("c1"));
+    let ballot = Ballot {
+        epoch: 1,
+        proposer: c1.clone(),
+    };
+    let lock = LockState {
+        promised: ballot.clone(),
+        accepted: None,
+        decided: Some(Decided {
+            gen: 1,
+            value: LockValue {
+                run: 1,
+                leader: c1.clone(),
+                trigger: RunTrigger::Prestage,
+                forced: false,
+            },
+        }),
+    };
+    let mut cleared = alarm("b1", 1_000);
+    cleared.raised = false;
+    let asks_the_lock = |runs: Vec<RunRecord>, verdicts: Vec<crate::core::types::Verdict>| {
+        let boot = Boot {
+            locks: [(site.clone(), lock.clone())].into(),
+            alarms: vec![cleared.clone()],
+            runs,
+            verdicts,
+            ..Boot::default()
+        };
+        let mut b1 = NodeCore::new(f.clone(), &NodeId::from("b1"), boot, at(2_000), 7)
+            .expect("in the fleet");
+        drain(&mut b1);
+        b1.handle(at(2_010), Input::Tick);
+        let actions = drain(&mut b1);
+        actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: Message::Lock(_),
+                    ..
+                }
+            )
+        })
+    };
+    assert!(
+        !asks_the_lock(Vec::new(), Vec::new()),
+        "an unstage was asked for while the prestage it undoes has not run"
+    );
+    let finished = RunRecord {
+        site: site.clone(),
+        run: 1,
+        trigger: RunTrigger::Prestage,
+        promised: ballot.clone(),
+        journal_ballot: ballot,
+        journal: vec![JournalEntry {
+            site: site.clone(),
+            epoch: 1,
+            term: 1,
+            step: StepRef::new(Phase::Step, 0),
+            name: "reserve".into(),
+            attempt: 1,
+            at: WallTime::from_micros(1_500_000),
+            kind: JournalKind::RunFinished {
+                outcome: RunOutcome::Succeeded {
+                    continued: Vec::new(),
+                    post_failed: Vec::new(),
+                },
+            },
+        }],
+        forced: false,
+        start_at: WallTime::from_micros(1_000_000),
+    };
+    assert!(
+        asks_the_lock(vec![finished.clone()], Vec::new()),
+        "the clearing unstages a prestage whose run has ended"
+    );
+    // The site was judged DOWN since (epoch 2, after the prestage's run 1): its failover is
+    // due, even before this member holds its run's register, and relies on the prestage.
+    let down = crate::core::types::Verdict {
+        site: site.clone(),
+        slot: 0,
+        value: crate::core::types::Value {
+            outcome: crate::core::types::Outcome::Down,
+            epoch: 2,
+            leader: c1.clone(),
+        },
+    };
+    assert!(
+        !asks_the_lock(vec![finished], vec![down]),
+        "an unstage was asked for although a DOWN verdict of the site came after the prestage"
+    );
+}
