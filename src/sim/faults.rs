@@ -180,6 +180,22 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// What `--scenario all` runs, seed by seed in turn: every scenario whose invariants the
+    /// cores keep. `Alarm` is left out while it still finds violations (a prestage acted twice
+    /// in one episode when voters disagree on whether the last alarm was cleared, and a lock
+    /// run's epoch taken from what its proposer alone knows; docs/simulation.md): run it with
+    /// `--scenario alarm`.
+    pub const GATED: [Scenario; 7] = [
+        Scenario::Blackout,
+        Scenario::WanCut,
+        Scenario::Loss,
+        Scenario::CrashRestart,
+        Scenario::Flap,
+        Scenario::Mixed,
+        Scenario::Failover,
+    ];
+
+    /// Every scenario, by name.
     pub const ALL: [Scenario; 8] = [
         Scenario::Blackout,
         Scenario::WanCut,
