@@ -739,8 +739,10 @@ async fn send_batched(
         let iov = [std::io::IoSlice::new(payload)];
         let mut at = 0;
         while at < chunk.len() {
-            let mut controls: Vec<SendAncillaryBuffer> =
-                chunk[at..].iter().map(|_| SendAncillaryBuffer::default()).collect();
+            let mut controls: Vec<SendAncillaryBuffer> = chunk[at..]
+                .iter()
+                .map(|_| SendAncillaryBuffer::default())
+                .collect();
             let mut msgs: Vec<MMsgHdr> = addrs[at..]
                 .iter()
                 .zip(controls.iter_mut())

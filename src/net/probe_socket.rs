@@ -2,8 +2,9 @@
 //! datagram whose first byte has the QUIC fixed bit (0x40) clear is a probe packet, handled
 //! right here in the receive path (a probe answered through the same socket, an answer handed
 //! to the inbox), and never reaches quinn. Everything else passes through untouched. So
-//! probes cost one MAC and one system call per packet instead of a QUIC packet each way, and
-//! operators open no second port.
+//! probes cost one MAC and at most one system call per packet instead of a QUIC packet each
+//! way (a Pinger's round is sent in batches, `probe_batch`), and operators open no second
+//! port.
 //!
 //! It owns the probe sessions (two per live connection, one per direction of probing, keyed
 //! by the discriminator the two ends derived from the connection's TLS session) and their
