@@ -650,3 +650,97 @@ async fn a_restarted_lower_id_which_dials_is_reachable_again_promptly() {
 async fn a_restarted_higher_id_which_waits_to_be_dialed_is_reachable_again_promptly() {
     a_crashed_and_restarted_peer_is_reachable_again_promptly("b").await;
 }
+
+/// A Pinger's round as one batch: more probes than one `sendmmsg` chunk (64), to a dozen
+/// Indicators, with a peer of the fleet that is down (no session) in the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_probes_to_many_peers_is_sent_and_answered_and_a_peer_without_session_is_reported(
+) {
+    init_tracing();
+    const INDICATORS: usize = 12;
+    const PROBES: usize = 150;
+    let names: Vec<String> = (0..INDICATORS).map(|i| format!("ind-{i:02}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.extend(["down", "pinger"]);
+    let dir = fleet(&all);
+    let addrs: Vec<SocketAddr> = all.iter().map(|_| free_addr()).collect();
+    let peers_of = |me: &str| -> Vec<(&str, SocketAddr)> {
+        all.iter()
+            .zip(&addrs)
+            .filter(|(id, _)| **id != me)
+            .map(|(id, addr)| (*id, *addr))
+            .collect()
+    };
+    let pinger_addr = addrs[all.len() - 1];
+    let (pinger, mut p_rx) = start(config(
+        "pinger",
+        pinger_addr,
+        paths(dir.path(), "pinger"),
+        &peers_of("pinger"),
+    ))
+    .await;
+    let mut indicators = Vec::new();
+    for (k, id) in names.iter().enumerate() {
+        let mut cfg = config(
+            id,
+            addrs[k],
+            paths(dir.path(), id),
+            &[("pinger", pinger_addr)],
+        );
+        cfg.answer_probes = true;
+        indicators.push(start(cfg).await);
+    }
+    let ids: Vec<NodeId> = names.iter().map(|id| n(id)).collect();
+    eventually("every indicator connected", || {
+        let connected = pinger.connected();
+        ids.iter().all(|id| connected.contains(id))
+    })
+    .await;
+
+    // Round-robin over the Indicators; the peer that is down sits in the second chunk.
+    const DOWN_AT: usize = 70;
+    let probes: Vec<(NodeId, u64, u64)> = (0..PROBES)
+        .map(|k| {
+            let to = if k == DOWN_AT {
+                n("down")
+            } else {
+                ids[k % INDICATORS].clone()
+            };
+            (to, 5000 + k as u64, 7 * k as u64)
+        })
+        .collect();
+    let before = pinger.stats();
+    let not_sent = pinger.send_probes(&probes);
+    assert_eq!(not_sent, vec![DOWN_AT], "only the probe without a session");
+    let after = pinger.stats();
+    let sent = (PROBES - 1) as u64;
+    assert_eq!(after.probes_sent - before.probes_sent, sent);
+    assert_eq!(after.send_failures - before.send_failures, 1);
+    assert!(after.udp_tx_datagrams - before.udp_tx_datagrams >= sent);
+    assert!(after.udp_tx_bytes - before.udp_tx_bytes >= sent * 52);
+
+    let mut answered = Vec::new();
+    while answered.len() < PROBES - 1 {
+        let (from, nonce, sent_us) = next_event(&mut p_rx, WAIT, answer)
+            .await
+            .expect("an answer to every probe sent");
+        let k = (nonce - 5000) as usize;
+        assert_eq!(from, probes[k].0, "answered by the Indicator probed");
+        assert_eq!(sent_us, 7 * k as u64, "sent_us echoed untouched");
+        answered.push(k);
+    }
+    answered.sort_unstable();
+    let expected: Vec<usize> = (0..PROBES).filter(|k| *k != DOWN_AT).collect();
+    assert_eq!(answered, expected);
+    let answered_by: u64 = indicators
+        .iter()
+        .map(|(m, _)| m.stats().probes_answered_by_me)
+        .sum();
+    assert_eq!(answered_by, sent);
+    assert_eq!(pinger.stats().probe_unauthenticated, 0);
+
+    pinger.shutdown().await;
+    for (m, _) in &indicators {
+        m.shutdown().await;
+    }
+}

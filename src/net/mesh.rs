@@ -24,7 +24,7 @@ use super::shared::{bump, Shared};
 use super::tls::{self, TlsError};
 use crate::core::types::NodeId;
 use crate::wire::{encode_message, Message};
-use quinn::{Endpoint, EndpointConfig, Runtime, TokioRuntime};
+use quinn::{Endpoint, EndpointConfig, TokioRuntime};
 use quinn_proto::HashedConnectionIdGenerator;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -243,8 +243,8 @@ impl Mesh {
         let runtime = Arc::new(TokioRuntime);
         let inbox = InboxShared::new();
         let sessions = ProbeSessions::new(cfg.me.clone(), cfg.answer_probes, inbox.clone());
-        let socket = runtime.wrap_udp_socket(socket).map_err(bind_err)?;
-        let socket = Arc::new(ProbeSocket::new(socket, sessions.clone()));
+        let socket = ProbeSocket::new(socket, &*runtime, sessions.clone()).map_err(bind_err)?;
+        let socket = Arc::new(socket);
         let socket_weak = Arc::downgrade(&socket);
         // Peers must keep the QUIC fixed bit set: a datagram with it clear is a probe packet.
         let keys = tls::stateless_keys(&cfg.certs)?;
@@ -281,6 +281,22 @@ impl Mesh {
             None => {
                 bump(&self.shared.probes.counters.send_failures);
                 false
+            }
+        }
+    }
+
+    /// Non-blocking: sends a batch of authenticated probes `(to, nonce, sent_us)` through the
+    /// mesh socket, on Linux with `sendmmsg` (many destinations per system call). Returns the
+    /// indexes (in order) of those not sent, each counted as a send failure: no live
+    /// connection with that peer, or the socket refused the packet (its buffer full: then
+    /// every later probe of the batch too).
+    pub fn send_probes(&self, probes: &[(NodeId, u64, u64)]) -> Vec<usize> {
+        match self.shared.probe_socket() {
+            Some(socket) => socket.send_probes(probes),
+            None => {
+                let failures = &self.shared.probes.counters.send_failures;
+                failures.fetch_add(probes.len() as u64, Ordering::Relaxed);
+                (0..probes.len()).collect()
             }
         }
     }

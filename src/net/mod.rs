@@ -10,6 +10,7 @@ mod inbox;
 mod link;
 pub mod mesh;
 pub mod probe;
+mod probe_batch;
 mod probe_socket;
 mod shared;
 pub mod tls;

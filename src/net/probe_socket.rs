@@ -2,8 +2,9 @@
 //! datagram whose first byte has the QUIC fixed bit (0x40) clear is a probe packet, handled
 //! right here in the receive path (a probe answered through the same socket, an answer handed
 //! to the inbox), and never reaches quinn. Everything else passes through untouched. So
-//! probes cost one MAC and one system call per packet instead of a QUIC packet each way, and
-//! operators open no second port.
+//! probes cost one MAC and at most one system call per packet instead of a QUIC packet each
+//! way (a Pinger's round is sent in batches, `probe_batch`), and operators open no second
+//! port.
 //!
 //! It owns the probe sessions (two per live connection, one per direction of probing, keyed
 //! by the discriminator the two ends derived from the connection's TLS session) and their
@@ -12,6 +13,7 @@
 use super::inbox::InboxShared;
 use super::mesh::MeshEvent;
 use super::probe::{self, Kind, ProbePacket, ReplayWindow, SessionKeys, PROBE_LEN};
+use super::probe_batch::BatchSender;
 use crate::core::health::ServiceHealth;
 use crate::core::types::NodeId;
 use quinn::udp::{RecvMeta, Transmit};
@@ -233,7 +235,33 @@ impl ProbeSessions {
         nonce: u64,
         sent_us: u64,
     ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
+        Self::seal_in(&mut self.lock(), to, nonce, sent_us)
+    }
+
+    /// Seals a batch of probes `(to, nonce, sent_us)` under one lock: the sealed ones, each
+    /// with its index in `probes`, go to `sealed`; the indexes of those to peers without a
+    /// live session go to `no_session`.
+    pub fn seal_probes(
+        &self,
+        probes: &[(NodeId, u64, u64)],
+        sealed: &mut Vec<(usize, SocketAddr, [u8; PROBE_LEN])>,
+        no_session: &mut Vec<usize>,
+    ) {
         let mut t = self.lock();
+        for (i, (to, nonce, sent_us)) in probes.iter().enumerate() {
+            match Self::seal_in(&mut t, to, *nonce, *sent_us) {
+                Some((destination, bytes)) => sealed.push((i, destination, bytes)),
+                None => no_session.push(i),
+            }
+        }
+    }
+
+    fn seal_in(
+        t: &mut Table,
+        to: &NodeId,
+        nonce: u64,
+        sent_us: u64,
+    ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
         let discriminator = *t.pinging.get(to)?;
         let s = t.by_discriminator.get_mut(&discriminator)?;
         let packet = ProbePacket {
@@ -342,12 +370,52 @@ fn health_byte(h: ServiceHealth) -> u8 {
 #[derive(Debug)]
 pub(super) struct ProbeSocket {
     inner: Arc<dyn AsyncUdpSocket>,
+    /// The same socket, for a Pinger's rounds of probes in batches.
+    batch: BatchSender,
     sessions: Arc<ProbeSessions>,
 }
 
 impl ProbeSocket {
-    pub fn new(inner: Arc<dyn AsyncUdpSocket>, sessions: Arc<ProbeSessions>) -> ProbeSocket {
-        ProbeSocket { inner, sessions }
+    /// `socket` is the mesh socket: quinn gets it (through `runtime`), with the probe
+    /// packets taken out of what it receives.
+    pub fn new(
+        socket: std::net::UdpSocket,
+        runtime: &dyn quinn::Runtime,
+        sessions: Arc<ProbeSessions>,
+    ) -> io::Result<ProbeSocket> {
+        let batch = BatchSender::new(&socket)?;
+        let inner = runtime.wrap_udp_socket(socket)?;
+        Ok(ProbeSocket {
+            inner,
+            batch,
+            sessions,
+        })
+    }
+
+    /// Sends a batch of probes `(to, nonce, sent_us)`, in as few system calls as the platform
+    /// allows (`probe_batch`); returns the indexes of those not sent (counted), for lack of a
+    /// session or because the socket refused them, in order.
+    pub fn send_probes(&self, probes: &[(NodeId, u64, u64)]) -> Vec<usize> {
+        let c = &self.sessions.counters;
+        let mut sealed = Vec::with_capacity(probes.len());
+        let mut not_sent = Vec::new();
+        self.sessions
+            .seal_probes(probes, &mut sealed, &mut not_sent);
+        let packets: Vec<(SocketAddr, [u8; PROBE_LEN])> =
+            sealed.iter().map(|&(_, to, bytes)| (to, bytes)).collect();
+        let sent = self.batch.send(&packets, |i, e| {
+            let index = sealed[i].0;
+            tracing::debug!(peer = %probes[index].0, error = %e, "probe not sent");
+            not_sent.push(index);
+        });
+        let udp = &c.udp;
+        udp[0].fetch_add(sent as u64, Ordering::Relaxed);
+        udp[1].fetch_add((sent * PROBE_LEN) as u64, Ordering::Relaxed);
+        c.probes_sent.fetch_add(sent as u64, Ordering::Relaxed);
+        c.send_failures
+            .fetch_add(not_sent.len() as u64, Ordering::Relaxed);
+        not_sent.sort_unstable();
+        not_sent
     }
 
     /// Sends a probe to `to` now; false (counted) when there is no session or the socket
@@ -519,7 +587,7 @@ impl AsyncUdpSocket for ProbeSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quinn::{Runtime, TokioRuntime};
+    use quinn::TokioRuntime;
 
     fn meta(len: usize, stride: usize) -> RecvMeta {
         RecvMeta {
@@ -534,9 +602,8 @@ mod tests {
     #[tokio::test]
     async fn probe_segments_are_cut_out_of_gro_batches_and_the_rest_compacted() {
         let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let inner = TokioRuntime.wrap_udp_socket(std_socket).unwrap();
         let sessions = ProbeSessions::new(NodeId::from("me"), true, InboxShared::new());
-        let socket = ProbeSocket::new(inner, sessions.clone());
+        let socket = ProbeSocket::new(std_socket, &TokioRuntime, sessions.clone()).unwrap();
 
         // Batch 0: QUIC, probe, QUIC (the last segment shorter), stride 52.
         // Batch 1: one probe alone. Batch 2: one QUIC datagram.

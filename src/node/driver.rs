@@ -419,15 +419,26 @@ impl Driver {
     /// Carries out every action the core queued, in order.
     fn carry_out(&mut self) {
         let me = self.core.me().id.clone();
-        while let Some(a) = self.core.poll_action() {
+        // Consecutive probes (a Pinger's round: one to each Indicator) go out together, in
+        // as few system calls as the mesh can; the batch is sent before any other action, so
+        // the order of everything else is kept.
+        let mut probes = Vec::new();
+        loop {
+            let Some(a) = self.core.poll_action() else {
+                if probes.is_empty() {
+                    break;
+                }
+                // Probes not sent go back to the core, which may act on them.
+                self.send_probes(&mut probes);
+                continue;
+            };
+            if !probes.is_empty() && !matches!(a, Action::SendProbe { .. }) {
+                self.send_probes(&mut probes);
+            }
             match a {
                 Action::SendProbe { indicator, nonce } => {
                     let t = self.time(Instant::now());
-                    if !self.mesh.send_probe(&indicator, nonce, t.as_micros()) {
-                        let now = self.now();
-                        self.core
-                            .handle(now, Input::ProbeNotSent { indicator, nonce });
-                    }
+                    probes.push((indicator, nonce, t.as_micros()));
                 }
                 Action::Send { to, msg } => self.mesh.send(&to, &msg),
                 Action::Broadcast { msg } => {
@@ -522,6 +533,21 @@ impl Driver {
                 Action::Notify(call) => self.start_notify(call),
             }
         }
+    }
+
+    /// Sends a batch of probes `(indicator, nonce, sent_us)` and empties it; those not sent
+    /// (no connection, or the socket full) go back to the core.
+    fn send_probes(&mut self, probes: &mut Vec<(NodeId, u64, u64)>) {
+        let not_sent = self.mesh.send_probes(probes);
+        if !not_sent.is_empty() {
+            let now = self.now();
+            for i in not_sent {
+                let (indicator, nonce, _) = std::mem::take(&mut probes[i]);
+                self.core
+                    .handle(now, Input::ProbeNotSent { indicator, nonce });
+            }
+        }
+        probes.clear();
     }
 
     fn run_write_failed(&mut self, site: crate::core::types::SiteId, run: u64, error: String) {
