@@ -106,7 +106,7 @@ fuzz/ci.sh
 # 10,000 seeded faulty worlds through the real node core, failover runs and a lying member
 # included (about two minutes on the debug build); exits non-zero on any invariant violation
 # and prints the command that replays the seed (`quorate sim --seed S --scenario NAME`).
-echo "== simulator: 10,000 seeds across every scenario"
+echo "== simulator: 10,000 seeds across every scenario but alarm (docs/simulation.md, \"Alarms\")"
 cargo run --quiet -- sim --seeds 10000 --scenario all --liars
 
 # Chaos scenarios on the network-namespace testbed, one at a time (they share the testbed's
