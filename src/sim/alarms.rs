@@ -25,7 +25,6 @@
 //! anywhere (or, if no decision was seen, when its register was first written).
 
 use super::invariants::{Check, ViolationKind};
-use super::net::EventKind;
 use super::world::World;
 use crate::core::alarm::OnAlarm;
 use crate::core::node::{AlarmCall, Command, Input};
@@ -253,14 +252,7 @@ impl World {
             self.alarms.calls.push(a.clone());
             self.accepted(&site, a, self.now);
             if let Some(crash) = call.crash {
-                let (start, end) = (self.now, self.now + crash.lasts);
-                self.faults.outages.push(super::faults::Outage {
-                    node: who.clone(),
-                    start,
-                    end,
-                    crash: true,
-                });
-                self.q.push(end, EventKind::Faults);
+                self.schedule_crash(who.clone(), crash.lasts);
                 if crash.before_sends {
                     self.alarms.pending_crash = Some(i);
                 } else {
@@ -370,13 +362,7 @@ impl World {
         if !self.nodes[l].up && !self.nodes[l].frozen {
             return Ok(false);
         }
-        self.faults.outages.push(super::faults::Outage {
-            node: leader.clone(),
-            start: now,
-            end: now + lasts,
-            crash: true,
-        });
-        self.q.push(now + lasts, EventKind::Faults);
+        self.schedule_crash(leader.clone(), lasts);
         self.alarms.figures.decision_crashes += 1;
         self.log(|| format!("{leader}, named by lock decision {gen}, crashes as it is made"));
         self.crash_now(l);

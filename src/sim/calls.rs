@@ -25,15 +25,21 @@ impl World {
         let Some(i) = leader else { return Ok(()) };
         let id = self.nodes[i].id.clone();
         self.log(|| format!("{id}, leading a run, crashes"));
+        self.schedule_crash(id, lasts);
+        self.apply_faults()
+    }
+
+    /// `node` is down from now for `lasts`, as a crash (it restarts from its store); the
+    /// caller applies the faults when it is ready to.
+    pub(super) fn schedule_crash(&mut self, node: crate::core::types::NodeId, lasts: Duration) {
         let (start, end) = (self.now, self.now + lasts);
         self.faults.outages.push(super::faults::Outage {
-            node: id,
+            node,
             start,
             end,
             crash: true,
         });
         self.q.push(end, EventKind::Faults);
-        self.apply_faults()
     }
 
     /// An operator call at its node (ignored while the node is down: the call fails).

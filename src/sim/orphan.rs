@@ -9,7 +9,6 @@
 //! it acts once per step is the duplicate-effect check's.
 
 use super::invariants::{Check, ViolationKind};
-use super::net::EventKind;
 use super::world::World;
 use crate::core::node::Action;
 use crate::core::quorum::Electorate;
@@ -61,14 +60,7 @@ impl World {
         let (Some(crash), Some(l)) = (crash, self.index(&leader)) else {
             return;
         };
-        let (start, end) = (self.now, self.now + crash.lasts);
-        self.faults.outages.push(super::faults::Outage {
-            node: leader.clone(),
-            start,
-            end,
-            crash: true,
-        });
-        self.q.push(end, EventKind::Faults);
+        self.schedule_crash(leader.clone(), crash.lasts);
         if l == i {
             self.orphan.pending = Some((i, crash.after_broadcast));
         } else if self.nodes[l].up || self.nodes[l].frozen {
