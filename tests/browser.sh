@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 
 PLAYWRIGHT_VERSION=1.65.2
 for tool in node npm; do
-  command -v "$tool" >/dev/null || { echo "browser test: $tool is missing (apt-get install nodejs npm)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "browser test: $tool is missing (Debian packages nodejs and npm)" >&2; exit 1; }
 done
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-[ -x "$CHROMIUM" ] || { echo "browser test: $CHROMIUM is missing (apt-get install chromium)" >&2; exit 1; }
+[ -x "$CHROMIUM" ] || { echo "browser test: $CHROMIUM is missing (Debian package chromium)" >&2; exit 1; }
 
 deps=target/browser
 mkdir -p "$deps"
