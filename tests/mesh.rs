@@ -11,6 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+#[path = "common/crashable.rs"]
+mod crashable;
+use crashable::crashable;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn n(id: &str) -> NodeId {
@@ -554,22 +558,6 @@ async fn a_pair_of_nodes_holds_exactly_one_connection_for_both_directions() {
     for (mesh, _) in nodes.drain(..) {
         mesh.shutdown().await;
     }
-}
-
-/// Starts a mesh on its own runtime and thread; dropping the runtime makes it vanish without
-/// a word on the wire, as a crashed process would.
-fn crashable(cfg: MeshConfig) -> tokio::runtime::Runtime {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (mesh, inbox) = rt.block_on(Mesh::start(cfg)).unwrap();
-    rt.spawn(async move {
-        let _keep = (mesh, inbox);
-        std::future::pending::<()>().await;
-    });
-    rt
 }
 
 /// `crashed` (one of a pair, with long idle timers) crashes and restarts on the same address:

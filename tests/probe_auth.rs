@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::net::UdpSocket;
 
+#[path = "common/crashable.rs"]
+mod crashable;
+use crashable::crashable;
+
 const WAIT: Duration = Duration::from_secs(10);
 /// How long to wait for something that must not happen.
 const QUIET: Duration = Duration::from_millis(400);
@@ -272,23 +276,6 @@ async fn a_node_that_is_not_an_indicator_does_not_answer_and_no_session_means_no
     b.shutdown().await;
 }
 
-/// Starts an Indicator mesh on its own runtime and thread; dropping the runtime makes it
-/// vanish without a word on the wire, as a crashed process would.
-fn indicator_in_own_runtime(cfg: MeshConfig) -> tokio::runtime::Runtime {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (mesh, inbox) = rt.block_on(Mesh::start(cfg)).unwrap();
-    // Kept alive as long as the runtime: leaked into it.
-    rt.spawn(async move {
-        let _keep = (mesh, inbox);
-        std::future::pending::<()>().await;
-    });
-    rt
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
     init_tracing();
@@ -327,7 +314,7 @@ async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
 
     let first = tokio::task::spawn_blocking({
         let cfg = icfg();
-        move || indicator_in_own_runtime(cfg)
+        move || crashable(cfg)
     })
     .await
     .unwrap();
@@ -344,7 +331,7 @@ async fn a_restarted_indicator_is_probed_again_long_before_the_idle_timeout() {
     let before = pinger.stats().answers_received;
     let second = tokio::task::spawn_blocking({
         let cfg = icfg();
-        move || indicator_in_own_runtime(cfg)
+        move || crashable(cfg)
     })
     .await
     .unwrap();
