@@ -40,7 +40,7 @@ use super::quorum::Electorate;
 use super::trust::MAX_EPOCH;
 use super::types::{Ballot, NodeId, SiteId, Time, WallTime};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// What a member keeps of one run, on disk.
@@ -309,6 +309,8 @@ enum Role {
     Candidate {
         ballot: Ballot,
         promises: BTreeMap<NodeId, Option<Promised>>,
+        /// Members that refused: the candidacy ends once a majority can no longer grant it.
+        refused: BTreeSet<NodeId>,
         since: Time,
     },
     Leader {
@@ -616,6 +618,7 @@ impl Replicas {
         let keys: Vec<(SiteId, u64)> = self.runs.keys().cloned().collect();
         for key in keys {
             let stagger = self.stagger(&self.runs[&key]);
+            let jitter = self.jitter(&self.runs[&key]);
             let lease = self.config.lease;
             let heartbeat = self.config.heartbeat;
             let me = self.me.clone();
@@ -661,7 +664,7 @@ impl Replicas {
                     if now >= *since + lease {
                         // No majority answered: try again later.
                         r.role = Role::Follower;
-                        r.retry_at = Some(now + lease / 2 + stagger);
+                        r.retry_at = Some(now + lease / 2 + stagger + jitter);
                     }
                 }
                 Role::Follower => {
@@ -683,18 +686,31 @@ impl Replicas {
         }
     }
 
-    /// Members other than the silent leader, in id order, wait one heartbeat more per rank.
+    /// Members other than the silent leader, in id order, wait one heartbeat more per rank;
+    /// the silent leader itself (back from a restart, its lease lost) comes last: sharing the
+    /// first rank, it started every candidacy at the same moment as the first member, and the
+    /// two split the grants round after round.
     fn stagger(&self, r: &Replica) -> Duration {
         let leader = r.record.leader();
-        let rank = r
-            .electorate
-            .members()
-            .filter(|m| *m != leader)
-            .position(|m| *m == self.me)
-            .unwrap_or(0);
+        let others: Vec<&NodeId> = r.electorate.members().filter(|m| *m != leader).collect();
+        let rank = others
+            .iter()
+            .position(|m| **m == self.me)
+            .unwrap_or(others.len());
         self.config
             .heartbeat
             .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX))
+    }
+
+    /// A pause of up to half a lease, different for each member, run and term: members that
+    /// lost a candidacy together do not all come back at the same moment (a rank alone did
+    /// not keep them apart when their copies named different leaders).
+    fn jitter(&self, r: &Replica) -> Duration {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.me, &r.record.site, r.record.run, r.record.term()).hash(&mut h);
+        let half = (self.config.lease / 2).as_micros().max(1) as u64;
+        Duration::from_micros(h.finish() % half)
     }
 
     fn start_takeover(&mut self, now: Time, key: &(SiteId, u64)) {
@@ -715,6 +731,7 @@ impl Replicas {
         r.role = Role::Candidate {
             ballot: ballot.clone(),
             promises,
+            refused: BTreeSet::new(),
             since: now,
         };
         self.actions

@@ -707,3 +707,48 @@ fn a_named_leader_that_leads_after_the_takeover_starts_no_second_run() {
     assert!(c.node(who.0.as_str()).is_leader(&site(), 7));
     assert_eq!(c.leads.len(), 1);
 }
+
+/// Every member, the silent leader back from a restart among them, campaigns at the same
+/// moment for the same term, and keeps doing so as its timers say: one of them leads soon.
+#[test]
+fn candidates_that_campaign_together_elect_one_leader_soon() {
+    let members = ["b1", "b2", "c1", "c2"];
+    let e = Electorate::new(members.iter().map(|m| id(m)));
+    let mut nodes: BTreeMap<NodeId, Replicas> = members
+        .iter()
+        .map(|m| (id(m), Replicas::new(id(m), CONFIG)))
+        .collect();
+    let rec = record(3, "c2");
+    for r in nodes.values_mut() {
+        r.load(ms(0), rec.clone(), e.clone());
+    }
+    let mut now = ms(5000);
+    for r in nodes.values_mut() {
+        r.start_takeover_for_test(now, &(site(), 3));
+    }
+    let mut leads = Vec::new();
+    let end = now + Duration::from_secs(20);
+    while now < end && leads.is_empty() {
+        // Every message of a round arrives in the same fixed order, 10 ms later.
+        for _ in 0..10 {
+            let mut mail = Vec::new();
+            for (n, r) in nodes.iter_mut() {
+                while let Some(a) = r.poll_action() {
+                    match a {
+                        ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
+                        ReplicaAction::Lead { term, .. } => leads.push((n.clone(), term)),
+                        _ => {}
+                    }
+                }
+            }
+            for (from, to, msg) in mail {
+                nodes.get_mut(&to).unwrap().handle(now, &from, msg, &e);
+            }
+        }
+        now = now + Duration::from_millis(10);
+        for r in nodes.values_mut() {
+            r.tick(now, |_| true);
+        }
+    }
+    assert_eq!(leads.len(), 1, "no leader within 20 s, or two: {leads:?}");
+}

@@ -383,6 +383,7 @@ impl Replicas {
         let Role::Candidate {
             ballot: mine,
             promises,
+            refused,
             ..
         } = role
         else {
@@ -392,16 +393,25 @@ impl Replicas {
             return;
         }
         if !ok {
-            // Another candidate got there first, or the member still hears the leader: every
-            // member's grant may be needed, so try again later, above what it promised.
-            r.role = Role::Follower;
-            let stagger = self.stagger(&self.runs[&key]);
-            let r = self.runs.get_mut(&key).expect("checked above");
-            r.retry_at = Some(now + self.config.lease / 2 + stagger);
+            // Another candidate got there first, or the member still hears the leader. Unless
+            // it promised a higher ballot, the others may still grant a majority (ending at the
+            // first refusal, candidates that woke together refused each other forever); once
+            // they cannot, try again later, above what was promised.
+            refused.insert(from.clone());
+            let mut hopeless = refused.len() > r.electorate.len() - r.electorate.majority();
             if promised > r.record.promised {
+                // A higher ballot was promised there: this node promises it too (its copy's
+                // promise is its own acceptor's), which ends its own lower candidacy.
                 r.record.promised = promised;
                 self.actions
                     .push_back(ReplicaAction::Persist(r.record.clone()));
+                hopeless = true;
+            }
+            if hopeless {
+                let stagger = self.stagger(&self.runs[&key]) + self.jitter(&self.runs[&key]);
+                let r = self.runs.get_mut(&key).expect("checked above");
+                r.role = Role::Follower;
+                r.retry_at = Some(now + self.config.lease / 2 + stagger);
             }
             return;
         }
