@@ -175,11 +175,12 @@ impl NodeCore {
         if w.plan.is_none() || self.holds_steps() || self.broken.takeover {
             return false;
         }
-        // A newer run of the site replaced this one.
+        // A newer run of the site replaced this one (one dropped before its first step
+        // changed nothing, and replaces nothing).
         if self
             .replicas
             .records()
-            .any(|o| o.site == r.site && o.run > r.run)
+            .any(|o| o.site == r.site && o.run > r.run && !o.is_dropped())
         {
             return false;
         }

@@ -636,7 +636,8 @@ impl NodeCore {
         }
         self.replicas
             .records()
-            .filter(|o| &o.site == site && o.run > run && !o.journal.is_empty())
+            // A run dropped before its first step never reached an actuator: it fences nothing.
+            .filter(|o| &o.site == site && o.run > run && !o.journal.is_empty() && !o.is_dropped())
             .map(|o| o.run)
             .max()
             .map(|newer| {
