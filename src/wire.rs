@@ -9,8 +9,9 @@ use crate::core::types::{Accepted, Ballot, NodeId, Opinion, SiteId, Value, Verdi
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the messages below (3: `VoteMsg::FastAccept` and the
-/// service health of status messages).
-pub const WIRE_VERSION: u8 = 3;
+/// service health of status messages; 4: alarms, the operator lock's value naming the alarm
+/// calls it was decided on, and its Promise telling the acceptor's floor).
+pub const WIRE_VERSION: u8 = 4;
 /// Largest datagram (probe or answer) we send or accept, before QUIC framing.
 pub const MAX_DATAGRAM: usize = 48;
 /// Largest stream message we send or accept.

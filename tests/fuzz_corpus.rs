@@ -103,7 +103,7 @@ fn every_regression_input_passes_its_target() {
 
 mod seeds {
     use quorate::core::health::ServiceHealth;
-    use quorate::core::oplock::{Decided, LockAccepted, LockMsg, LockValue};
+    use quorate::core::oplock::{AlarmStamp, Decided, LockAccepted, LockMsg, LockValue, SiteView};
     use quorate::core::pipeline::{JournalEntry, JournalKind, Phase, RunOutcome, StepRef};
     use quorate::core::replica::{RunMsg, RunRecord, RunTrigger};
     use quorate::core::types::{
@@ -220,10 +220,15 @@ mod seeds {
 
     fn lock_value() -> LockValue {
         LockValue {
-            run: 7,
+            run: 8,
             leader: NodeId::from("b1"),
-            trigger: RunTrigger::Manual,
+            trigger: RunTrigger::Prestage,
             forced: false,
+            alarms: vec![AlarmStamp {
+                source: "fire-a".into(),
+                set_at_unix_ms: 1_767_225_600_000,
+                raised: true,
+            }],
         }
     }
 
@@ -369,6 +374,11 @@ mod seeds {
                     value: lock_value(),
                 }),
                 decided: None,
+                view: SiteView {
+                    epoch: 9,
+                    down: Some(9),
+                    alarms: lock_value().alarms,
+                },
             }),
             Message::Lock(LockMsg::Accept {
                 site: site(),

@@ -330,7 +330,9 @@ fn status_of(e: &OperatorError) -> StatusCode {
         | OperatorError::NotUpYet { .. }
         | OperatorError::NoVerdictYet(_)
         | OperatorError::LockTaken { .. }
-        | OperatorError::LockBusy(_) => StatusCode::CONFLICT,
+        | OperatorError::LockBusy(_)
+        | OperatorError::VerdictNewer { .. }
+        | OperatorError::AlarmsNewer(_) => StatusCode::CONFLICT,
         OperatorError::NotEntitled { .. } => StatusCode::FORBIDDEN,
         OperatorError::Maintenance(MaintenanceError::NotOperatorNode { .. }) => {
             StatusCode::FORBIDDEN

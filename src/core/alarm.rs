@@ -15,6 +15,7 @@
 //! Wall time comes in as milliseconds since the Unix epoch; this module never reads a clock.
 
 use super::maintenance::MAX_SKEW_MS;
+use super::oplock::AlarmStamp;
 use super::quorum::Electorate;
 use super::replica::RunTrigger;
 use super::trust::Refusal;
@@ -288,6 +289,30 @@ impl Alarms {
 
     pub fn is_raised(&self, site: &SiteId) -> bool {
         self.raised(site).next().is_some()
+    }
+
+    /// The newest stamp of each source of `site`, sorted by source: the basis a lock value
+    /// names (see `LockValue::alarms`).
+    pub fn stamps(&self, site: &SiteId) -> Vec<AlarmStamp> {
+        self.calls
+            .values()
+            .filter(|a| &a.site == site)
+            .map(|a| AlarmStamp {
+                source: a.source.clone(),
+                set_at_unix_ms: a.set_at_unix_ms,
+                raised: a.raised,
+            })
+            .collect()
+    }
+
+    /// Whether this node knows, for every source of `basis`, a call at least that new: what
+    /// it sees of the site then includes everything the basis's decision was made on.
+    pub fn dominates(&self, site: &SiteId, basis: &[AlarmStamp]) -> bool {
+        basis.iter().all(|b| {
+            self.calls
+                .get(&(site.clone(), b.source.clone()))
+                .is_some_and(|a| a.set_at_unix_ms >= b.set_at_unix_ms)
+        })
     }
 }
 

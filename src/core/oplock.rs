@@ -13,9 +13,11 @@
 //! are accepted only from members of the site's electorate, with numbers bounded by
 //! `MAX_EPOCH`. Pure: no clock, no IO; the caller passes time and carries out actions in order.
 
+use super::alarm::MAX_SOURCES_PER_SITE;
 use super::quorum::Electorate;
+use super::replica::RunTrigger;
 use super::trust::{Refusal, MAX_EPOCH};
-use super::types::{Ballot, NodeId, SiteId, Time};
+use super::types::{Ballot, EpochKind, NodeId, SiteId, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -30,6 +32,14 @@ pub enum ProposalEnd {
     Lost(Decided),
     /// No decision within the bound (members unreachable, or endless duels).
     Undecided { bound: Duration },
+    /// Given up before asking for acceptance: the electorate knows a DOWN verdict (of this
+    /// epoch) newer than the lock's last decision, so the alarm reaction asked for is moot
+    /// (the verdict's failover is due), and a run above that verdict would fence it out.
+    Outrun { verdict: u64 },
+    /// Given up before asking for acceptance: the electorate knows alarm calls newer than
+    /// this node's that no longer ask for the reaction (a clear this node has not learned,
+    /// or an alarm of another source still raised).
+    Outdated,
     /// This node cannot keep its acceptor state durable; it takes no part any more.
     Broken(String),
 }
@@ -107,7 +117,7 @@ impl LockConfig {
 
 enum Phase {
     Prepare {
-        promises: BTreeMap<NodeId, Option<LockAccepted>>,
+        promises: BTreeMap<NodeId, (Option<LockAccepted>, SiteView)>,
         refused: BTreeSet<NodeId>,
     },
     Accept {
@@ -139,6 +149,8 @@ pub struct OpLock {
     me: NodeId,
     config: LockConfig,
     states: BTreeMap<SiteId, LockState>,
+    /// What this node knows of each site beyond the lock, as the node last told it.
+    views: BTreeMap<SiteId, SiteView>,
     proposals: BTreeMap<SiteId, Proposal>,
     broken: Option<String>,
     rng: StdRng,
@@ -157,6 +169,7 @@ impl OpLock {
             me,
             config,
             states,
+            views: BTreeMap::new(),
             proposals: BTreeMap::new(),
             broken: None,
             rng: StdRng::seed_from_u64(seed),
@@ -170,6 +183,17 @@ impl OpLock {
 
     pub fn config(&self) -> LockConfig {
         self.config
+    }
+
+    /// What this node now knows of `site` beyond the lock: its Promises carry it, and its
+    /// own proposals' values are fitted to it. The node tells it before every call about the
+    /// site.
+    pub fn set_view(&mut self, site: &SiteId, view: SiteView) {
+        self.views.insert(site.clone(), view);
+    }
+
+    fn view(&self, site: &SiteId) -> SiteView {
+        self.views.get(site).cloned().unwrap_or_default()
     }
 
     pub fn poll_action(&mut self) -> Option<LockAction> {
@@ -352,13 +376,20 @@ impl OpLock {
                 promised,
                 accepted,
                 decided,
+                view,
             } => {
                 if let Some(d) = decided {
                     let mine = self.proposals.get(&site).is_some_and(|p| p.gen == d.gen);
                     self.learn(&site, d, mine);
                 }
                 let accepted = accepted.filter(|a| a.gen == gen);
-                self.on_promise(now, &site, from, gen, &ballot, ok, promised, accepted);
+                let answer = PromiseAnswer {
+                    ok,
+                    promised,
+                    accepted,
+                    view,
+                };
+                self.on_promise(now, &site, from, gen, &ballot, answer);
             }
             LockMsg::AcceptReply {
                 site,
@@ -420,6 +451,7 @@ impl OpLock {
 
     /// The acceptor's answer to a Prepare (persisting a higher promise first).
     fn on_prepare(&mut self, site: &SiteId, gen: u64, ballot: Ballot) -> LockMsg {
+        let view = self.view(site);
         let s = self.states.entry(site.clone()).or_default();
         if s.decided_gen() >= gen {
             return LockMsg::Promise {
@@ -430,6 +462,7 @@ impl OpLock {
                 promised: s.promised.clone(),
                 accepted: None,
                 decided: s.decided.clone(),
+                view,
             };
         }
         let raised = ballot > s.promised;
@@ -444,6 +477,7 @@ impl OpLock {
             promised: s.promised.clone(),
             accepted: s.accepted.clone().filter(|a| a.gen == gen),
             decided: None,
+            view,
         };
         if raised {
             self.persist(site);
@@ -579,15 +613,21 @@ impl OpLock {
             ok,
             promised,
             accepted,
+            view,
             ..
         } = mine
         {
             let me = self.me.clone();
-            self.on_promise(now, site, &me, gen, &ballot, ok, promised, accepted);
+            let answer = PromiseAnswer {
+                ok,
+                promised,
+                accepted,
+                view,
+            };
+            self.on_promise(now, site, &me, gen, &ballot, answer);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_promise(
         &mut self,
         now: Time,
@@ -595,37 +635,57 @@ impl OpLock {
         from: &NodeId,
         gen: u64,
         ballot: &Ballot,
-        ok: bool,
-        promised: Ballot,
-        accepted: Option<LockAccepted>,
+        answer: PromiseAnswer,
     ) {
+        let last_run = self.decided(site).map_or(0, |d| d.value.run);
         let Some(p) = self.proposals.get_mut(site) else {
             return;
         };
         if p.gen != gen || p.ballot != *ballot {
             return;
         }
-        p.highest_seen = p.highest_seen.clone().max(promised);
+        p.highest_seen = p.highest_seen.clone().max(answer.promised);
         let majority = p.electorate.majority();
         let members = p.electorate.len();
         let Phase::Prepare { promises, refused } = &mut p.phase else {
             return;
         };
-        if ok {
-            promises.insert(from.clone(), accepted);
+        if answer.ok {
+            promises.insert(from.clone(), (answer.accepted, answer.view));
         } else {
             refused.insert(from.clone());
         }
         if promises.len() >= majority {
-            // Standard Paxos: the value accepted under the highest ballot, else our own.
-            let value = promises
+            // Standard Paxos: the value accepted under the highest ballot, kept as it was
+            // accepted (it may have been chosen); else our own, fitted to the promises.
+            let forced = promises
                 .values()
-                .flatten()
+                .filter_map(|(a, _)| a.as_ref())
                 .max_by(|a, b| a.ballot.cmp(&b.ballot))
-                .map_or_else(|| p.own.clone(), |a| a.value.clone());
+                .map(|a| a.value.clone());
+            let value = match forced {
+                Some(v) => v,
+                None => {
+                    let views: Vec<&SiteView> = promises.values().map(|(_, v)| v).collect();
+                    match fit_own(&p.own, &views, last_run, self.config.bound) {
+                        Ok(v) => v,
+                        Err(end) => return self.end_proposal(site, end),
+                    }
+                }
+            };
             self.start_accept(now, site, value);
         } else if refused.len() > members - majority {
             self.pause(now, site);
+        }
+    }
+
+    fn end_proposal(&mut self, site: &SiteId, end: ProposalEnd) {
+        if let Some(p) = self.proposals.remove(site) {
+            self.actions.push_back(LockAction::Ended {
+                site: site.clone(),
+                id: p.id,
+                end,
+            });
         }
     }
 
@@ -746,9 +806,89 @@ impl OpLock {
     }
 }
 
+/// An acceptor's Promise, as its proposer weighs it.
+struct PromiseAnswer {
+    ok: bool,
+    promised: Ballot,
+    accepted: Option<LockAccepted>,
+    view: SiteView,
+}
+
+/// The proposer's own value, once a majority promised with nothing accepted, fitted to what
+/// the promisers know (every majority holds a member that accepted each verdict, and, unless
+/// the member that took it crashed before telling anyone, one that holds each alarm call):
+/// - its run goes above every epoch they know of the site: a member that just restarted may
+///   not know a verdict the others committed, and a run sharing a verdict's epoch would be two
+///   runs under one journal key;
+/// - an alarm reaction is dropped when they know a DOWN verdict newer than the lock's last
+///   decision (`last_run`): that verdict's failover is due, and a run above it would fence it
+///   out;
+/// - an alarm reaction is dropped when the newest calls they know (with the proposer's own)
+///   do not ask for it: a prestage or alarm failover needs an alarm still raised, an unstage
+///   none;
+/// - its basis becomes those newest calls, so that later reactions wait for members to learn
+///   them.
+fn fit_own(
+    own: &LockValue,
+    views: &[&SiteView],
+    last_run: u64,
+    bound: Duration,
+) -> Result<LockValue, ProposalEnd> {
+    let alarms = newest_calls(
+        own.alarms
+            .iter()
+            .chain(views.iter().flat_map(|v| &v.alarms)),
+    );
+    let raised = alarms.iter().any(|a| a.raised);
+    match own.trigger {
+        RunTrigger::Prestage | RunTrigger::Unstage | RunTrigger::Alarm => {
+            let down = views
+                .iter()
+                .filter_map(|v| v.down)
+                .filter(|d| *d > last_run);
+            if let Some(verdict) = down.max() {
+                return Err(ProposalEnd::Outrun { verdict });
+            }
+            if raised == (own.trigger == RunTrigger::Unstage) {
+                return Err(ProposalEnd::Outdated);
+            }
+        }
+        RunTrigger::Verdict | RunTrigger::Manual | RunTrigger::Failback => {}
+    }
+    let known = views.iter().map(|v| v.epoch).max().unwrap_or(0);
+    let run = match EpochKind::LockRun.above(known) {
+        Some(above) => own.run.max(above),
+        None => return Err(ProposalEnd::Undecided { bound }),
+    };
+    Ok(LockValue {
+        run,
+        alarms,
+        ..own.clone()
+    })
+}
+
+/// The newest call per source among `calls`, sorted by source; at most
+/// `MAX_SOURCES_PER_SITE` of them (the newest, should members know different sources).
+pub fn newest_calls<'a>(calls: impl Iterator<Item = &'a AlarmStamp>) -> Vec<AlarmStamp> {
+    let mut newest: BTreeMap<&str, &AlarmStamp> = BTreeMap::new();
+    for c in calls {
+        let e = newest.entry(c.source.as_str()).or_insert(c);
+        if c.set_at_unix_ms > e.set_at_unix_ms {
+            *e = c;
+        }
+    }
+    let mut out: Vec<AlarmStamp> = newest.into_values().cloned().collect();
+    if out.len() > MAX_SOURCES_PER_SITE {
+        out.sort_by_key(|a| std::cmp::Reverse(a.set_at_unix_ms));
+        out.truncate(MAX_SOURCES_PER_SITE);
+        out.sort();
+    }
+    out
+}
+
 mod messages;
 use messages::check;
-pub use messages::{Decided, LockAccepted, LockMsg, LockState, LockValue};
+pub use messages::{AlarmStamp, Decided, LockAccepted, LockMsg, LockState, LockValue, SiteView};
 
 #[cfg(test)]
 #[path = "oplock_tests.rs"]

@@ -32,6 +32,7 @@ fn value(run: u64, leader: &str, trigger: RunTrigger) -> LockValue {
         leader: n(leader),
         trigger,
         forced: false,
+        alarms: Vec::new(),
     }
 }
 
@@ -601,6 +602,34 @@ fn a_restarted_member_proposes_after_the_generation_it_stored() {
 
 #[test]
 fn a_lock_message_stays_small() {
+    let bare = LockMsg::Promise {
+        site: site(),
+        gen: 1,
+        ballot: ballot(1, "b1"),
+        ok: true,
+        promised: ballot(1, "b1"),
+        accepted: None,
+        decided: None,
+        view: SiteView::default(),
+    };
+    let bytes = crate::wire::encode_message(&crate::wire::Message::Lock(bare)).unwrap();
+    assert!(bytes.len() < 64, "{} bytes", bytes.len());
+    // The most an alarm basis and a view may hold: every source of a site, names at their
+    // longest, in the accepted value, the decided one and the view.
+    let alarms: Vec<AlarmStamp> = (0..crate::core::alarm::MAX_SOURCES_PER_SITE)
+        .map(|i| AlarmStamp {
+            source: format!(
+                "{i:02}{}",
+                "s".repeat(crate::core::alarm::MAX_SOURCE_LEN - 2)
+            ),
+            set_at_unix_ms: i64::MAX,
+            raised: true,
+        })
+        .collect();
+    let full = |v: LockValue| LockValue {
+        alarms: alarms.clone(),
+        ..v
+    };
     let msg = crate::wire::Message::Lock(LockMsg::Promise {
         site: site(),
         gen: MAX_EPOCH,
@@ -610,22 +639,30 @@ fn a_lock_message_stays_small() {
         accepted: Some(LockAccepted {
             gen: MAX_EPOCH,
             ballot: ballot(MAX_EPOCH, "some-voter-with-a-long-name"),
-            value: value(
+            value: full(value(
                 MAX_EPOCH,
                 "some-voter-with-a-long-name",
                 RunTrigger::Failback,
-            ),
+            )),
         }),
         decided: Some(Decided {
             gen: MAX_EPOCH,
-            value: value(
+            value: full(value(
                 MAX_EPOCH,
                 "some-voter-with-a-long-name",
                 RunTrigger::Failback,
-            ),
+            )),
         }),
+        view: SiteView {
+            epoch: MAX_EPOCH,
+            down: Some(MAX_EPOCH),
+            alarms: alarms.clone(),
+        },
     });
     let bytes = crate::wire::encode_message(&msg).expect("a lock message fits");
-    assert!(bytes.len() < 512, "{} bytes", bytes.len());
+    assert!(bytes.len() < 8 * 1024, "{} bytes", bytes.len());
     assert_eq!(crate::wire::decode_message(&bytes).unwrap(), msg);
 }
+
+#[path = "oplock_view_tests.rs"]
+mod view;

@@ -171,6 +171,41 @@ impl Outcome {
     }
 }
 
+/// Which of a site's two deciders gave a run its epoch. A site's verdicts and its operator
+/// lock's runs share one epoch space (a run's journal key and its fencing token), each picking
+/// above the newest it knows; but a member may pick without knowing the other's newest (it
+/// just restarted, a commit was lost, the fast round's epoch is fixed in advance), so they
+/// take disjoint halves of it: verdicts odd epochs, operator-lock runs even ones. Two runs
+/// then never share an epoch, whatever either knew.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochKind {
+    Verdict,
+    LockRun,
+}
+
+impl EpochKind {
+    /// The lowest epoch of this kind above `e`, if one is left below the bound.
+    pub fn above(self, e: u64) -> Option<u64> {
+        let next = e.checked_add(1)?;
+        let odd = self == EpochKind::Verdict;
+        let next = if (next % 2 == 1) == odd {
+            next
+        } else {
+            next.checked_add(1)?
+        };
+        (next <= crate::core::trust::MAX_EPOCH).then_some(next)
+    }
+
+    /// The kind an epoch belongs to.
+    pub fn of(epoch: u64) -> EpochKind {
+        if epoch % 2 == 1 {
+            EpochKind::Verdict
+        } else {
+            EpochKind::LockRun
+        }
+    }
+}
+
 /// A proposal number: ordered by epoch, then by proposer id so that two proposers never
 /// share a ballot. The epoch part is what operators and actuators see.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ use super::operator::{CommandOk, OperatorError};
 use super::{Action, NodeCore};
 use crate::core::alarm::{reaction, Alarms, Learned, Reaction, MAX_SOURCES_PER_SITE};
 use crate::core::notify::{Event, EventKind};
+use crate::core::oplock::{newest_calls, AlarmStamp};
 use crate::core::replica::RunTrigger;
 use crate::core::trust::Refusal;
 use crate::core::types::{NodeId, Now, SiteId, Time};
@@ -260,6 +261,11 @@ impl NodeCore {
             return None;
         }
         let last = self.oplock.decided(site).map(|d| &d.value);
+        // A decision made on calls this node has not all learned (a clear that reached
+        // another member first) is not second-guessed: this node waits until it knows them.
+        if last.is_some_and(|l| !self.alarm.alarms.dominates(site, &l.alarms)) {
+            return None;
+        }
         let failed_over = self.replicas.records().any(|r| {
             &r.site == site
                 && r.trigger == RunTrigger::Verdict
@@ -292,6 +298,16 @@ impl NodeCore {
                 .filter(|x| x.is_finished())?;
         }
         Some(r)
+    }
+
+    /// The basis of a lock value this node proposes for `site`: the calls it knows, which
+    /// include everything the last decision was made on when it asks for an alarm reaction
+    /// (`due_reaction` checked); for an operator's run they may not, and then the newer call
+    /// of each source is kept, so that each decision's basis is at least its predecessor's.
+    pub(super) fn alarm_basis(&self, site: &SiteId) -> Vec<AlarmStamp> {
+        let own = self.alarm.alarms.stamps(site);
+        let last = self.oplock.decided(site).map(|d| d.value.alarms.as_slice());
+        newest_calls(own.iter().chain(last.unwrap_or_default()))
     }
 
     fn ask_for(&mut self, now: Now, site: &SiteId, r: Reaction) {

@@ -273,6 +273,7 @@ fn the_last_clear_unstages_only_a_prestage_whose_run_has_ended() {
                 leader: c1.clone(),
                 trigger: RunTrigger::Prestage,
                 forced: false,
+                alarms: Vec::new(),
             },
         }),
     };
@@ -347,5 +348,74 @@ fn the_last_clear_unstages_only_a_prestage_whose_run_has_ended() {
     assert!(
         !asks_the_lock(vec![finished], vec![down]),
         "an unstage was asked for although a DOWN verdict of the site came after the prestage"
+    );
+}
+
+#[test]
+fn a_member_that_missed_the_call_a_decision_was_made_on_waits_until_it_learns_it() {
+    use crate::core::oplock::{AlarmStamp, Decided, LockState, LockValue};
+    use crate::core::replica::RunTrigger;
+    use crate::core::types::Ballot;
+    let f = fleet();
+    let (site, c1) = (SiteId::from("a"), NodeId::from("c1"));
+    // The lock's newest decision unstaged site a on fire-a's clear stamped 1 500, which c1
+    // took and b1 has not learned: b1 still holds fire-a raised at 1 000.
+    let lock = LockState {
+        promised: Ballot {
+            epoch: 2,
+            proposer: c1.clone(),
+        },
+        accepted: None,
+        decided: Some(Decided {
+            gen: 2,
+            value: LockValue {
+                run: 2,
+                leader: c1.clone(),
+                trigger: RunTrigger::Unstage,
+                forced: false,
+                alarms: vec![AlarmStamp {
+                    source: "fire-a".into(),
+                    set_at_unix_ms: 1_500,
+                    raised: false,
+                }],
+            },
+        }),
+    };
+    let asks_the_lock = |held: Alarm, learned: Option<Alarm>| {
+        let boot = Boot {
+            locks: [(site.clone(), lock.clone())].into(),
+            alarms: vec![held],
+            ..Boot::default()
+        };
+        let mut b1 = NodeCore::new(f.clone(), &NodeId::from("b1"), boot, at(2_000), 7)
+            .expect("in the fleet");
+        if let Some(a) = learned {
+            b1.handle(at(2_000), from("c1", vec![a]));
+        }
+        drain(&mut b1);
+        b1.handle(at(2_010), Input::Tick);
+        drain(&mut b1).iter().any(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: Message::Lock(_),
+                    ..
+                }
+            )
+        })
+    };
+    assert!(
+        !asks_the_lock(alarm("b1", 1_000), None),
+        "a prestage was asked for on an alarm the decision already saw cleared"
+    );
+    let mut clear = alarm("c1", 1_500);
+    clear.raised = false;
+    assert!(
+        !asks_the_lock(alarm("b1", 1_000), Some(clear)),
+        "once it learns the clear, nothing is due"
+    );
+    assert!(
+        asks_the_lock(alarm("b1", 1_900), None),
+        "a raise newer than the decision's basis begins a new episode"
     );
 }

@@ -241,6 +241,11 @@ impl NodeCore {
         );
         // Verdicts of every watched site are learned only from its electorate.
         voter.set_electorates(fleet_electorates(&fleet));
+        // The operator lock's runs this member accepted or learned are fencing tokens of
+        // their site: its vote ballots go above them, also after a restart.
+        for (site, state) in &boot.locks {
+            state.runs().for_each(|run| voter.observe_epoch(site, run));
+        }
         let replicas = Replicas::new(
             me.clone(),
             ReplicaConfig::from_status_interval(fleet.timing.status_interval),

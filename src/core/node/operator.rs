@@ -17,11 +17,12 @@ use super::runs::{failback_spec, StepDone, StepPurpose};
 use super::{Action, NodeCore};
 use crate::config::FailoverPlan;
 use crate::core::maintenance::{Learned, Maintenance, MaintenanceError};
-use crate::core::oplock::{Decided, LockAction, LockError, LockMsg, LockValue, ProposalEnd};
+use crate::core::oplock::{
+    Decided, LockAction, LockError, LockMsg, LockValue, ProposalEnd, SiteView,
+};
 use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
 use crate::core::replica::RunTrigger;
-use crate::core::trust::MAX_EPOCH;
-use crate::core::types::{NodeId, Now, Opinion, Outcome, SiteId, Time, WallTime};
+use crate::core::types::{EpochKind, NodeId, Now, Opinion, Outcome, SiteId, Time, WallTime};
 use crate::wire::{MaintenanceWindow, Message};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -139,6 +140,10 @@ pub enum OperatorError {
     LockUndecided { site: SiteId, bound_ms: u64 },
     #[error("this node cannot keep its operator lock state durable ({0}); call another voter")]
     LockUnavailable(String),
+    #[error("site {site} was judged DOWN (epoch {epoch}) after the lock's last run; its failover, not the alarm's run, is due")]
+    VerdictNewer { site: SiteId, epoch: u64 },
+    #[error("the electorate knows newer alarm calls of site {0} than this node, and they do not ask for this run")]
+    AlarmsNewer(SiteId),
 }
 
 /// The reply to a command.
@@ -273,6 +278,48 @@ impl NodeCore {
 
     /// One above every epoch this node knows for `site`.
     fn fresh_epoch(&self, site: &SiteId) -> Result<u64, OperatorError> {
+        EpochKind::LockRun
+            .above(self.known_epoch(site))
+            .ok_or_else(|| OperatorError::EpochsExhausted(site.clone()))
+    }
+
+    /// What this node tells the operator lock of `site` beyond the lock (see `SiteView`).
+    pub(super) fn site_view(&self, now: Now, site: &SiteId) -> SiteView {
+        // The newest DOWN verdict: the committed one, or an older one whose failover's
+        // register this node holds (an UP verdict since does not undo that failover).
+        let committed = self
+            .voter
+            .verdict(site)
+            .filter(|v| v.outcome() == Outcome::Down)
+            .map(|v| v.epoch());
+        let run = self
+            .replicas
+            .records()
+            .filter(|r| &r.site == site && r.trigger == RunTrigger::Verdict && !r.is_dropped())
+            .map(|r| r.run)
+            .max();
+        // A DOWN value this node accepted for the slot still open, while its own Pinger does
+        // not see the site up: that verdict may be committing now, and a run decided above
+        // its epoch would fence its failover out. (Once this node sees the site up again, the
+        // round is over and no longer holds alarm reactions back.)
+        let pending = self
+            .voter
+            .durable(site)
+            .and_then(|d| d.accepted.as_ref())
+            .filter(|a| a.value.outcome == Outcome::Down)
+            .filter(|a| self.voter.verdict(site).is_none_or(|v| a.slot > v.slot))
+            .filter(|_| self.pinger.report(site, now.mono).opinion != Opinion::Up)
+            .map(|a| a.value.epoch);
+        let down = committed.max(run).max(pending);
+        SiteView {
+            epoch: self.known_epoch(site),
+            down,
+            alarms: self.alarm.alarms.stamps(site),
+        }
+    }
+
+    /// The highest epoch this node knows for `site`: verdicts, votes, runs, the lock.
+    fn known_epoch(&self, site: &SiteId) -> u64 {
         let mut e = self.voter.verdict(site).map_or(0, |v| v.epoch());
         if let Some(d) = self.voter.durable(site) {
             e = e.max(d.promised.epoch);
@@ -293,10 +340,7 @@ impl NodeCore {
             .filter(|r| &r.site == site)
             .map(|r| r.epoch);
         e = here.chain(finished).fold(e, u64::max);
-        e = e.max(self.oplock.known_epoch(site));
-        e.checked_add(1)
-            .filter(|e| *e <= MAX_EPOCH)
-            .ok_or_else(|| OperatorError::EpochsExhausted(site.clone()))
+        e.max(self.oplock.known_epoch(site))
     }
 
     /// Proposes a run of `trigger` led by this node for the next generation of the site's
@@ -321,8 +365,11 @@ impl NodeCore {
             leader: self.me.id.clone(),
             trigger,
             forced,
+            alarms: self.alarm_basis(site),
         };
         let electorate = self.electorate(site);
+        let view = self.site_view(now, site);
+        self.oplock.set_view(site, view);
         match self
             .oplock
             .propose(now.mono, site.clone(), electorate, own, id)
@@ -395,6 +442,10 @@ impl NodeCore {
     pub(super) fn on_lock_msg(&mut self, now: Now, from: &NodeId, msg: LockMsg) {
         let site = msg.site().clone();
         let electorate = self.fleet.watch(&site).map(|_| self.electorate(&site));
+        if electorate.is_some() {
+            let view = self.site_view(now, &site);
+            self.oplock.set_view(&site, view);
+        }
         self.oplock.handle(now.mono, from, msg, electorate.as_ref());
     }
 
@@ -405,6 +456,12 @@ impl NodeCore {
             any = true;
             match a {
                 LockAction::Persist { site, state } => {
+                    // A run this member accepted or learned is a fencing token of the site:
+                    // its next vote ballots go above it (and it takes no part in a fast round
+                    // below it).
+                    state
+                        .runs()
+                        .for_each(|run| self.voter.observe_epoch(&site, run));
                     self.actions.push_back(Action::PersistLock { site, state })
                 }
                 LockAction::Send { to, msg } => self.actions.push_back(Action::Send {
@@ -506,6 +563,17 @@ impl NodeCore {
                 bound_ms: bound.as_millis() as u64,
             }),
             ProposalEnd::Broken(why) => Err(OperatorError::LockUnavailable(why)),
+            ProposalEnd::Outrun { verdict } => {
+                info!(%site, verdict, "the electorate knows a newer DOWN verdict; the alarm's run is not asked for");
+                Err(OperatorError::VerdictNewer {
+                    site: site.clone(),
+                    epoch: verdict,
+                })
+            }
+            ProposalEnd::Outdated => {
+                info!(%site, "the electorate knows newer alarm calls that do not ask for this run; not asked for");
+                Err(OperatorError::AlarmsNewer(site.clone()))
+            }
         };
         self.actions.push_back(Action::Reply { id: call.id, reply });
     }
@@ -620,6 +688,11 @@ impl NodeCore {
 
     pub(super) fn on_operator_timers(&mut self, now: Now) {
         if self.oplock.poll_timeout().is_some_and(|t| t <= now.mono) {
+            let sites: Vec<SiteId> = self.operator.locking.keys().cloned().collect();
+            for site in sites {
+                let view = self.site_view(now, &site);
+                self.oplock.set_view(&site, view);
+            }
             self.oplock.tick(now.mono);
         }
         let over: Vec<u64> = self

@@ -499,6 +499,7 @@ fn lock_commit(from: &str, gen: u64, run: u64, leader: &str) -> Input {
                     leader: NodeId::from(leader),
                     trigger: RunTrigger::Manual,
                     forced: false,
+                    alarms: Vec::new(),
                 },
             },
         }),

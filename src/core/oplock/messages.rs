@@ -3,6 +3,7 @@
 //! rules every incoming message passes before the lock looks at it (a member of the site's
 //! electorate, speaking for itself, about runs led by members, with numbers in bounds).
 
+use crate::core::alarm::{check_source, MAX_SOURCES_PER_SITE};
 use crate::core::quorum::Electorate;
 use crate::core::replica::RunTrigger;
 use crate::core::trust::{Refusal, MAX_EPOCH};
@@ -19,6 +20,33 @@ pub struct LockValue {
     pub trigger: RunTrigger,
     /// The operator forced it: the anycast rule does not hold back its bgp steps.
     pub forced: bool,
+    /// The site's alarm calls the proposer knew of (newest stamp per source, sorted by
+    /// source): an alarm reaction is asked for only by a member whose own calls are at least
+    /// this new, so that a member that missed a call cannot undo the decision made on it
+    /// (see `core::node::alarm`). Each decision's basis is at least its predecessor's.
+    #[serde(default)]
+    pub alarms: Vec<AlarmStamp>,
+}
+
+/// One source's newest alarm call (its stamp, and whether it raised or cleared the alarm).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AlarmStamp {
+    pub source: String,
+    pub set_at_unix_ms: i64,
+    pub raised: bool,
+}
+
+/// What an acceptor knows of its site beyond the lock, told in its Promise so that the
+/// proposer's own value fits what the electorate knows: `epoch` is the highest epoch it
+/// knows of the site (verdicts, votes promised or accepted, runs, the lock), `down` the epoch
+/// of the newest DOWN verdict it knows (committed, or whose failover's register it holds: an
+/// UP verdict since does not undo that failover), `alarms` the newest call of each source of
+/// the site (sorted by source).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteView {
+    pub epoch: u64,
+    pub down: Option<u64>,
+    pub alarms: Vec<AlarmStamp>,
 }
 
 /// Generation `gen` of a site's lock decided `value`.
@@ -52,6 +80,12 @@ impl LockState {
     pub(super) fn decided_gen(&self) -> u64 {
         self.decided.as_ref().map_or(0, |d| d.gen)
     }
+
+    /// The runs this member accepted or learned decided: fencing tokens of the site.
+    pub fn runs(&self) -> impl Iterator<Item = u64> + '_ {
+        let accepted = self.accepted.iter().map(|a| a.value.run);
+        accepted.chain(self.decided.iter().map(|d| d.value.run))
+    }
 }
 
 /// Messages of the lock between the members of a site's electorate.
@@ -75,6 +109,8 @@ pub enum LockMsg {
         accepted: Option<LockAccepted>,
         /// Set when this acceptor knows `gen` (or a later generation) decided.
         decided: Option<Decided>,
+        /// What this acceptor knows of the site beyond the lock.
+        view: SiteView,
     },
     /// Phase 2.
     Accept {
@@ -114,11 +150,18 @@ pub(super) fn check(from: &NodeId, msg: &LockMsg, e: &Electorate) -> Result<(), 
     if !e.contains(from) {
         return Err(Refusal::NotInElectorate);
     }
+    let stamps_ok = |alarms: &[AlarmStamp]| {
+        alarms.len() <= MAX_SOURCES_PER_SITE
+            && alarms.windows(2).all(|w| w[0].source < w[1].source)
+            && alarms.iter().all(|a| check_source(&a.source).is_ok())
+    };
     let value_ok = |v: &LockValue| {
         if v.run > MAX_EPOCH || v.run == 0 {
             Err(Refusal::NumberOutOfBounds)
         } else if !e.contains(&v.leader) {
             Err(Refusal::LeaderNotInElectorate)
+        } else if !stamps_ok(&v.alarms) {
+            Err(Refusal::TooLarge)
         } else {
             Ok(())
         }
@@ -176,10 +219,17 @@ pub(super) fn check(from: &NodeId, msg: &LockMsg, e: &Electorate) -> Result<(), 
             promised,
             accepted,
             decided,
+            view,
             ..
         } => {
             gen_ok(*gen, ballot)?;
             gen_ok(*gen, promised)?;
+            if view.epoch > MAX_EPOCH || view.down.is_some_and(|d| d > view.epoch) {
+                return Err(Refusal::NumberOutOfBounds);
+            }
+            if !stamps_ok(&view.alarms) {
+                return Err(Refusal::TooLarge);
+            }
             if let Some(a) = accepted {
                 gen_ok(a.gen, &a.ballot)?;
                 value_ok(&a.value)?;

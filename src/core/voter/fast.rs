@@ -24,7 +24,7 @@
 //! fencing token of the site, as a classic ballot would be, and above everything it promised.
 
 use super::*;
-use crate::core::trust::MAX_EPOCH;
+use crate::core::types::EpochKind;
 
 /// Acceptances one voter received in the fast round of one slot, by sender.
 #[derive(Default)]
@@ -49,10 +49,7 @@ pub(super) struct FastTry {
 
 /// The fast ballot of the slot after `prev`: `None` at the epoch bound.
 pub(super) fn fast_ballot(prev: Option<&Verdict>) -> Option<Ballot> {
-    let epoch = prev
-        .map_or(0, |v| v.value.epoch)
-        .checked_add(1)
-        .filter(|e| *e <= MAX_EPOCH)?;
+    let epoch = EpochKind::Verdict.above(prev.map_or(0, |v| v.value.epoch))?;
     Some(Ballot {
         epoch,
         proposer: NodeId::default(),

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::core::trust::MAX_EPOCH;
+use crate::core::types::EpochKind;
 
 impl Voter {
     pub(super) fn maybe_start(&mut self, now: Time, site: &SiteId, ops: &impl OpinionSource) {
@@ -27,11 +28,7 @@ impl Voter {
         }
         // Epochs reach SQLite as i64: at the bound no new ballot is possible, and no round
         // starts rather than wrap around.
-        let Some(epoch) = self
-            .max_epoch_seen(site)
-            .checked_add(1)
-            .filter(|e| *e <= MAX_EPOCH)
-        else {
+        let Some(epoch) = EpochKind::Verdict.above(self.max_epoch_seen(site)) else {
             return;
         };
         let ballot = Ballot {

@@ -28,6 +28,7 @@ fn value(run: u64, leader: &str) -> LockValue {
         leader: NodeId(leader.to_string()),
         trigger: RunTrigger::Manual,
         forced: false,
+        alarms: Vec::new(),
     }
 }
 
