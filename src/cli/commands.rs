@@ -113,11 +113,15 @@ pub fn main() -> ExitCode {
             op,
         } => maintenance(&site, duration, until, end, &op),
         Cmd::Alarm { cmd } => alarm(cmd),
-        Cmd::Sim(args) => match crate::sim::cli(&args) {
-            Ok(true) => return ExitCode::SUCCESS,
-            Ok(false) => return ExitCode::FAILURE,
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
+        Cmd::Sim(args) => {
+            // Silent unless asked: RUST_LOG=info shows the simulated cores' own logs.
+            init_logs("off", LogFormat::Text);
+            match crate::sim::cli(&args) {
+                Ok(true) => return ExitCode::SUCCESS,
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        }
         Cmd::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "quorate", &mut std::io::stdout());

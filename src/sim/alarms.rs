@@ -14,8 +14,9 @@
 //! - with `on_alarm = "failover"`, at most one alarm run acts per episode;
 //! - liveness, once faults have stopped for `settle_bound` plus the lock's bound times the
 //!   electorate's size plus three (every member's stagger and a retry): an episode still
-//!   raised then, with a majority of the electorate up since faults stopped and no failover
-//!   of the site since it began, has its prestage standing (or the newest prestage or unstage
+//!   raised then, with a majority of the electorate up since faults stopped, no failover
+//!   of the site since it began and no DOWN verdict newer than the lock's last decision (it
+//!   holds reactions back), has its prestage standing (or the newest prestage or unstage
 //!   run is a prestage that ended without effect because the world failed every attempt:
 //!   counted);
 //! - a stored alarm is one a world call made (anything else was forged), and a node outside
@@ -514,8 +515,8 @@ impl World {
     }
 
     /// Liveness, once runs must have settled: an episode still raised, with a majority of
-    /// the electorate up since `calm` and no failover of the site since it began, has its
-    /// prestage standing.
+    /// the electorate up since `calm`, no failover of the site since it began and no DOWN
+    /// verdict newer than the lock's last decision, has its prestage standing.
     pub fn check_alarms_settled(&mut self, calm: Time) -> Check {
         if self.alarms.mode != Some(OnAlarm::Prestage) {
             return Ok(());
@@ -540,7 +541,14 @@ impl World {
             *s == site && r.trigger != RunTrigger::Prestage && r.trigger != RunTrigger::Unstage
         });
         let reused = self.failover.reused.iter().any(|(s, _)| *s == site);
-        if up < members.len() / 2 + 1 || failed_over || reused {
+        // A DOWN verdict newer than the lock's last decision holds alarm reactions back (its
+        // failover is due), even where its leader does not start it (it never saw the site
+        // up since it restarted).
+        let last_run = self.alarms.decided.keys().max().copied().unwrap_or(0);
+        let judged_down = self.checker.commits.iter().any(|((s, _), (v, _))| {
+            *s == site && v.outcome == crate::core::types::Outcome::Down && v.epoch > last_run
+        });
+        if up < members.len() / 2 + 1 || failed_over || reused || judged_down {
             return Ok(());
         }
         // The newest prestage or unstage run is a prestage that finished without effect: the

@@ -23,7 +23,8 @@ pub struct SimArgs {
     /// Datagram loss probability (0..1).
     #[arg(long)]
     pub loss: Option<f64>,
-    /// blackout, wan-cut, loss, crash-restart, flap, mixed, failover or all.
+    /// blackout, wan-cut, loss, crash-restart, flap, mixed, failover, alarm, or all (each in
+    /// turn).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Use the fast profile (20 ms probes) instead of the DRL timings (100 ms).
@@ -32,10 +33,13 @@ pub struct SimArgs {
     /// Report the known core defects the checker recognises as violations too.
     #[arg(long)]
     pub strict: bool,
-    /// A lying indicator-only node sends forged verdicts, maintenance calls and run
-    /// messages in the failover scenario (the cores do not refuse them all yet).
+    /// A lying indicator-only node sends forged verdicts, maintenance calls, run messages
+    /// and alarms in the failover and alarm scenarios; every core must refuse them.
     #[arg(long)]
     pub liars: bool,
+    /// How many of the last trace lines a violation prints.
+    #[arg(long, default_value_t = 50)]
+    pub trace_lines: usize,
 }
 
 /// `quorate sim`: prints the summary; on a violation prints the seed, what broke and the
@@ -47,6 +51,7 @@ pub fn cli(a: &SimArgs) -> Result<bool, String> {
         indicators_per_site: a.indicators_per_site,
         strict: a.strict,
         liars: a.liars,
+        trace_lines: a.trace_lines,
         ..SimConfig::default()
     };
     if a.sites < 3 {

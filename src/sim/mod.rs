@@ -116,7 +116,7 @@ impl SimConfig {
 
     pub fn scenario_of(&self, seed: u64) -> Scenario {
         self.scenario
-            .unwrap_or(Scenario::GATED[(seed % Scenario::GATED.len() as u64) as usize])
+            .unwrap_or(Scenario::ALL[(seed % Scenario::ALL.len() as u64) as usize])
     }
 
     /// Detection bound: one probe budget until every Pinger sees the site DOWN,
