@@ -173,7 +173,7 @@ fn a_step_of_an_older_run_after_a_newer_run_began_is_caught() {
     };
     // Few worlds show it since a run taken over before its first step checks its verdict
     // again when that step is released (the verdict check stops most stale runs first).
-    caught(cfg, 1825..1831, ViolationKind::StaleRunActed);
+    caught(cfg, 3684..3727, ViolationKind::StaleRunActed);
 }
 
 #[test]
