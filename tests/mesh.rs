@@ -732,3 +732,47 @@ async fn a_batch_of_probes_to_many_peers_is_sent_and_answered_and_a_peer_without
         m.shutdown().await;
     }
 }
+
+/// A node with more peers than it dials at once (`MAX_CONCURRENT_DIALS`) still reaches all of
+/// them, one connection each: the dials wait their turn instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_more_peers_than_it_dials_at_once_connects_to_all_of_them() {
+    init_tracing();
+    const PEERS: usize = 100;
+    assert!(PEERS > quorate::net::mesh::MAX_CONCURRENT_DIALS);
+    // "a" is the lowest id: the pair's connection is the one it dials.
+    let names: Vec<String> = (0..PEERS).map(|i| format!("p-{i:03}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("a");
+    let dir = fleet(&all);
+    let hub_addr = free_addr();
+    let mut peers = Vec::new();
+    let mut listed = Vec::new();
+    for id in &names {
+        let cfg = long_timers(config(
+            id,
+            free_addr(),
+            paths(dir.path(), id),
+            &[("a", hub_addr)],
+        ));
+        let (mesh, rx) = start(cfg).await;
+        listed.push((id.as_str(), mesh.local_addr()));
+        peers.push((mesh, rx));
+    }
+    let (hub, _hub_rx) = start(long_timers(config(
+        "a",
+        hub_addr,
+        paths(dir.path(), "a"),
+        &listed,
+    )))
+    .await;
+    eventually("every peer connected", || hub.connected().len() == PEERS).await;
+    // Past the peers' dial grace: the pairs settled on one connection each.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hub.live_connections(), PEERS);
+    assert_eq!(hub.connected().len(), PEERS);
+    hub.shutdown().await;
+    for (mesh, _) in &peers {
+        mesh.shutdown().await;
+    }
+}

@@ -21,8 +21,69 @@ const CONTROL_QUEUE_EVENTS: usize = 4096;
 
 #[derive(Default)]
 struct PeerQueue {
-    events: VecDeque<(MeshEvent, usize)>,
+    events: VecDeque<Queued>,
     bytes: usize,
+}
+
+/// One queued event, small: a queue keeps its room once it had events (every peer's does,
+/// at a Pinger: a probe answer each round), and a `MeshEvent` is a few hundred bytes.
+enum Queued {
+    /// The events of nearly every round, kept inline; the sender is the queue's peer.
+    Answer {
+        nonce: u64,
+        sent_us: u64,
+        health: crate::core::health::ServiceHealth,
+        at: std::time::Instant,
+        bytes: u32,
+    },
+    Other(Box<MeshEvent>, usize),
+}
+
+impl Queued {
+    fn new(event: MeshEvent, bytes: usize) -> Queued {
+        match event {
+            MeshEvent::ProbeAnswer {
+                nonce,
+                sent_us,
+                health,
+                at,
+                ..
+            } => Queued::Answer {
+                nonce,
+                sent_us,
+                health,
+                at,
+                bytes: bytes.try_into().unwrap_or(u32::MAX),
+            },
+            other => Queued::Other(Box::new(other), bytes),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Queued::Answer { bytes, .. } => *bytes as usize,
+            Queued::Other(_, bytes) => *bytes,
+        }
+    }
+
+    fn into_event(self, from: &NodeId) -> MeshEvent {
+        match self {
+            Queued::Answer {
+                nonce,
+                sent_us,
+                health,
+                at,
+                ..
+            } => MeshEvent::ProbeAnswer {
+                from: from.clone(),
+                nonce,
+                sent_us,
+                health,
+                at,
+            },
+            Queued::Other(event, _) => *event,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -72,7 +133,7 @@ impl InboxShared {
             return false;
         }
         let was_empty = q.events.is_empty();
-        q.events.push_back((event, bytes));
+        q.events.push_back(Queued::new(event, bytes));
         q.bytes += bytes;
         if was_empty {
             s.ready.push_back(peer.clone());
@@ -106,7 +167,7 @@ impl InboxShared {
                 continue;
             }
             let was_empty = q.events.is_empty();
-            q.events.push_back((event, bytes));
+            q.events.push_back(Queued::new(event, bytes));
             q.bytes += bytes;
             if was_empty {
                 s.ready.push_back(peer);
@@ -159,10 +220,11 @@ impl InboxShared {
             let Some(q) = s.queues.get_mut(&peer) else {
                 continue;
             };
-            let Some((event, bytes)) = q.events.pop_front() else {
+            let Some(queued) = q.events.pop_front() else {
                 continue;
             };
-            q.bytes -= bytes;
+            q.bytes -= queued.bytes();
+            let event = queued.into_event(&peer);
             if !q.events.is_empty() {
                 s.ready.push_back(peer);
             }

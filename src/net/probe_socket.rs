@@ -97,7 +97,9 @@ pub(super) struct Opened {
 
 #[derive(Default)]
 struct Table {
-    by_discriminator: HashMap<u64, Session>,
+    /// Boxed: a session is a few hundred bytes (two HMAC keys), and a map keeps room for up
+    /// to twice its entries; two sessions per connection, at a thousand connections.
+    by_discriminator: HashMap<u64, Box<Session>>,
     /// Each peer's session in which this node is the Pinger: where probes to it go.
     pinging: HashMap<NodeId, u64>,
 }
@@ -205,8 +207,8 @@ impl ProbeSessions {
         let mut indicator = session(Role::Indicator, answering, p);
         let greeting = (remote, ready_packet(a, &mut indicator));
         t.by_discriminator
-            .insert(p, session(Role::Pinger, pinging, a));
-        t.by_discriminator.insert(a, indicator);
+            .insert(p, Box::new(session(Role::Pinger, pinging, a)));
+        t.by_discriminator.insert(a, Box::new(indicator));
         t.pinging.insert(peer.clone(), p);
         Ok(Opened {
             discriminators: [p, a],
