@@ -226,7 +226,12 @@ fn transport_config(cfg: &MeshConfig) -> Result<Arc<quinn::TransportConfig>, Mes
         .max_concurrent_uni_streams(MAX_CONCURRENT_STREAMS.into())
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window(CONNECTION_WINDOW.into())
-        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        // QUIC's minimum MTU (1,200 B) fits every network, so no path MTU search: its larger
+        // packets would make every connection keep a send buffer twice that size, for
+        // messages that are small (the largest, a replica Append batch, only takes a few
+        // more packets) while probes travel beside QUIC anyway.
+        .mtu_discovery_config(None);
     Ok(Arc::new(t))
 }
 
