@@ -145,7 +145,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
                 _ = tokio::time::sleep(DIAL_GRACE) => {}
             }
         }
-        // Few handshakes at once (see `MAX_CONCURRENT_DIALS`); the pair may have got its
+        // Few handshakes at once (see `MAX_CONCURRENT_HANDSHAKES`); the pair may have got its
         // connection, accepted, while this one waited for its turn.
         let turn = tokio::select! {
             _ = stop.wait() => break,
@@ -410,6 +410,12 @@ fn refuse(shared: &Shared, addr: SocketAddr, reason: &str) {
 
 async fn handle_incoming(shared: Arc<Shared>, incoming: Box<Incoming>, mut stop: Stop) {
     let addr = incoming.remote_address();
+    // Few handshakes at once, as for dials (`MAX_CONCURRENT_HANDSHAKES`); meanwhile quinn
+    // holds the attempt and the caller repeats its first packet.
+    let turn = tokio::select! {
+        _ = stop.wait() => return,
+        turn = shared.accept_turn() => turn,
+    };
     // Boxed: the handshake's state is large and done with once the link is served.
     let handshake = Box::pin(tokio::time::timeout(shared.handshake_timeout, *incoming));
     let conn = match tokio::select! {
@@ -440,6 +446,7 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Box<Incoming>, mut stop:
         }
         Ok(Ok(conn)) => conn,
     };
+    drop(turn);
     let identified = identify_caller(&conn, &shared.me, |node| shared.is_peer(node));
     let peer = match identified {
         Ok(peer) => peer,

@@ -48,13 +48,15 @@ pub const CONNECTION_WINDOW: u32 = 8 * STREAM_WINDOW;
 /// QUIC datagrams waiting to be read per connection. The mesh sends none (probes travel
 /// beside QUIC): whatever a peer sends is counted as malformed and dropped.
 pub const DATAGRAM_BUFFER: usize = 4 * 1024;
-/// Outgoing handshakes in progress at once. A handshake holds tens of KiB (QUIC and TLS
-/// state, keys, the peer's certificate chain) until it completes or times out, and a node
-/// starting up dials all its peers: a thousand at once made the start, not the connections,
-/// set the process's memory (the allocator keeps what the burst used). A LAN handshake
-/// takes about a millisecond, so this many at once still connect a thousand peers within a
-/// second; only dials to unreachable peers wait, a handshake timeout per round of them.
-pub const MAX_CONCURRENT_DIALS: usize = 64;
+/// Handshakes in progress at once, of those this node dials and of those it accepts (each).
+/// A handshake holds tens of KiB (QUIC and TLS state, keys, the peer's certificate chain)
+/// until it completes or times out, and a fleet starting up dials all at once: at a Pinger
+/// of a thousand Indicators, a thousand handshakes each way made the start, not the
+/// connections, set the process's memory (the allocator keeps what the burst used). A LAN
+/// handshake takes about a millisecond, so this many at once still connect a thousand peers
+/// within a second; dials to unreachable peers wait, a handshake timeout per round of them,
+/// and a caller waiting its turn repeats its first packet, which quinn holds meanwhile.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
 
 /// Connection attempts quinn holds before this node looked at them (Retry or refuse).
 const MAX_INCOMING: usize = 1024;
