@@ -745,8 +745,15 @@ async fn a_hub_connects_to_more_peers_than_it_handshakes_with_at_once(hub_dials:
     let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
     all.push(hub);
     let dir = fleet(&all);
-    let hub_addr = free_addr();
-    let peer_addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+    // An address of its own for each node, reserved before any binds: ports of one IP
+    // could be handed out twice.
+    let own_addr = |k: usize| {
+        let ip = std::net::Ipv4Addr::new(127, 0, 3 + (k / 250) as u8, (k % 250) as u8 + 1);
+        let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        socket.local_addr().unwrap()
+    };
+    let hub_addr = own_addr(PEERS);
+    let peer_addrs: Vec<SocketAddr> = (0..PEERS).map(own_addr).collect();
     let listed: Vec<(&str, SocketAddr)> = names
         .iter()
         .map(String::as_str)

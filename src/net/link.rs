@@ -152,6 +152,9 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
             turn = shared.dial_turn() => turn,
         };
         if *linked.borrow() {
+            // As if this dial had been made: the pair is connected, which is what the start's
+            // dial of the higher id is for; later losses wait `DIAL_GRACE` as usual.
+            dialed_before = true;
             continue;
         }
         let (Some(addr), Some(endpoint)) = (shared.peer_addr(&peer, generation), shared.endpoint())
