@@ -732,3 +732,74 @@ async fn a_batch_of_probes_to_many_peers_is_sent_and_answered_and_a_peer_without
         m.shutdown().await;
     }
 }
+
+/// A hub with more peers than it handshakes with at once (`MAX_CONCURRENT_HANDSHAKES`, each
+/// way) still connects to all of them, one connection each: the handshakes wait their turn
+/// instead of failing. `hub_dials`: the hub has the lowest id and dials (its peers are up
+/// first); otherwise the highest, and all its peers dial it at once (it is up first).
+async fn a_hub_connects_to_more_peers_than_it_handshakes_with_at_once(hub_dials: bool) {
+    init_tracing();
+    const PEERS: usize = quorate::net::mesh::MAX_CONCURRENT_HANDSHAKES + 8;
+    let hub = if hub_dials { "a" } else { "z" };
+    let names: Vec<String> = (0..PEERS).map(|i| format!("p-{i:03}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push(hub);
+    let dir = fleet(&all);
+    // An address of its own for each node, reserved before any binds: ports of one IP
+    // could be handed out twice.
+    let own_addr = |k: usize| {
+        let ip = std::net::Ipv4Addr::new(127, 0, 3 + (k / 250) as u8, (k % 250) as u8 + 1);
+        let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        socket.local_addr().unwrap()
+    };
+    let hub_addr = own_addr(PEERS);
+    let peer_addrs: Vec<SocketAddr> = (0..PEERS).map(own_addr).collect();
+    let listed: Vec<(&str, SocketAddr)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(peer_addrs.iter().copied())
+        .collect();
+    let hub_config = long_timers(config(hub, hub_addr, paths(dir.path(), hub), &listed));
+    let mut hub_mesh = None;
+    if !hub_dials {
+        hub_mesh = Some(start(hub_config.clone()).await);
+    }
+    let mut peers = Vec::new();
+    for (id, addr) in &listed {
+        let cfg = long_timers(config(id, *addr, paths(dir.path(), id), &[(hub, hub_addr)]));
+        peers.push(start(cfg).await);
+    }
+    if hub_dials {
+        hub_mesh = Some(start(hub_config).await);
+    }
+    let (hub_mesh, _hub_rx) = hub_mesh.expect("hub started");
+    // Generous: here all the peers' handshakes share this test's two threads, and the hub
+    // meters callers from one source IP (`admission`).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while hub_mesh.connected().len() < PEERS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {PEERS} peers connected",
+            hub_mesh.connected().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the peers' dial grace: the pairs settled on one connection each.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hub_mesh.live_connections(), PEERS);
+    assert_eq!(hub_mesh.connected().len(), PEERS);
+    hub_mesh.shutdown().await;
+    for (mesh, _) in &peers {
+        mesh.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dialing_more_peers_than_it_handshakes_with_at_once_reaches_them_all() {
+    a_hub_connects_to_more_peers_than_it_handshakes_with_at_once(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dialed_by_more_peers_than_it_handshakes_with_at_once_accepts_them_all() {
+    a_hub_connects_to_more_peers_than_it_handshakes_with_at_once(false).await;
+}

@@ -6,7 +6,8 @@
 
 use super::mesh::MeshEvent;
 use crate::core::types::NodeId;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -21,14 +22,57 @@ const CONTROL_QUEUE_EVENTS: usize = 4096;
 
 #[derive(Default)]
 struct PeerQueue {
-    events: VecDeque<(MeshEvent, usize)>,
+    events: VecDeque<Queued>,
     bytes: usize,
+}
+
+/// An authenticated probe answer as the receive path hands it over: the event without its
+/// sender (the queue's peer), small enough to queue inline.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Answer {
+    pub nonce: u64,
+    pub sent_us: u64,
+    pub health: crate::core::health::ServiceHealth,
+    pub at: std::time::Instant,
+}
+
+impl Answer {
+    /// What an answer weighs against its peer's byte budget: its packet.
+    const BYTES: usize = super::probe::PROBE_LEN;
+
+    fn into_event(self, from: NodeId) -> MeshEvent {
+        MeshEvent::ProbeAnswer {
+            from,
+            nonce: self.nonce,
+            sent_us: self.sent_us,
+            health: self.health,
+            at: self.at,
+        }
+    }
+}
+
+/// One queued event, small: a queue keeps its room once it had events (every peer's does,
+/// at a Pinger: an answer each round), and a `MeshEvent` is a few hundred bytes.
+enum Queued {
+    /// The events of nearly every round, kept inline.
+    Answer(Answer),
+    Other(Box<MeshEvent>, usize),
+}
+
+impl Queued {
+    fn bytes(&self) -> usize {
+        match self {
+            Queued::Answer(_) => Answer::BYTES,
+            Queued::Other(_, bytes) => *bytes,
+        }
+    }
 }
 
 #[derive(Default)]
 struct State {
     control: VecDeque<MeshEvent>,
-    queues: HashMap<NodeId, PeerQueue>,
+    /// Fx: hashed once or twice per probe answer; keys are the fleet's node ids.
+    queues: FxHashMap<NodeId, PeerQueue>,
     /// Peers with something queued, in the order they are served next.
     ready: VecDeque<NodeId>,
     /// Events dropped because the peer's queue was full; every peer of the list has an entry.
@@ -72,7 +116,7 @@ impl InboxShared {
             return false;
         }
         let was_empty = q.events.is_empty();
-        q.events.push_back((event, bytes));
+        q.events.push_back(Queued::Other(Box::new(event), bytes));
         q.bytes += bytes;
         if was_empty {
             s.ready.push_back(peer.clone());
@@ -82,32 +126,32 @@ impl InboxShared {
         true
     }
 
-    /// Queues several events (peer, event, bytes) under one lock and with one wake-up: a
-    /// receive batch's probe answers. Returns how many were dropped (counted per peer).
-    pub fn push_all(&self, events: &mut Vec<(NodeId, MeshEvent, usize)>) -> usize {
+    /// Queues probe answers (from each peer) under one lock and with one wake-up: a receive
+    /// batch's. Returns how many were dropped (counted per peer); `answers` is left empty.
+    pub fn push_answers(&self, answers: &mut Vec<(NodeId, Answer)>) -> usize {
         if !self.receiver_alive.load(Ordering::Relaxed) {
-            events.clear();
+            answers.clear();
             return 0;
         }
         let mut s = lock(&self.state);
         if s.closed {
-            events.clear();
+            answers.clear();
             return 0;
         }
         let mut dropped = 0;
-        for (peer, event, bytes) in events.drain(..) {
+        for (peer, answer) in answers.drain(..) {
             let q = match s.queues.get_mut(&peer) {
                 Some(q) => q,
                 None => s.queues.entry(peer.clone()).or_default(),
             };
-            if q.events.len() >= PEER_QUEUE_EVENTS || q.bytes + bytes > PEER_QUEUE_BYTES {
+            if q.events.len() >= PEER_QUEUE_EVENTS || q.bytes + Answer::BYTES > PEER_QUEUE_BYTES {
                 *s.drops.entry(peer).or_default() += 1;
                 dropped += 1;
                 continue;
             }
             let was_empty = q.events.is_empty();
-            q.events.push_back((event, bytes));
-            q.bytes += bytes;
+            q.events.push_back(Queued::Answer(answer));
+            q.bytes += Answer::BYTES;
             if was_empty {
                 s.ready.push_back(peer);
             }
@@ -159,14 +203,25 @@ impl InboxShared {
             let Some(q) = s.queues.get_mut(&peer) else {
                 continue;
             };
-            let Some((event, bytes)) = q.events.pop_front() else {
+            let Some(queued) = q.events.pop_front() else {
                 continue;
             };
-            q.bytes -= bytes;
-            if !q.events.is_empty() {
-                s.ready.push_back(peer);
-            }
-            return Ok(event);
+            q.bytes -= queued.bytes();
+            let more = !q.events.is_empty();
+            return Ok(match queued {
+                Queued::Other(event, _) => {
+                    if more {
+                        s.ready.push_back(peer);
+                    }
+                    *event
+                }
+                // The peer's turn is handed on, or its name to the event: one copy of it.
+                Queued::Answer(answer) if more => {
+                    s.ready.push_back(peer.clone());
+                    answer.into_event(peer)
+                }
+                Queued::Answer(answer) => answer.into_event(peer),
+            });
         }
         Err(s.closed)
     }
@@ -250,6 +305,61 @@ mod tests {
         assert_eq!(shared.drops()[&quiet], 0);
         let first: Vec<String> = (0..4).map(|_| sender(&inbox.try_recv().unwrap())).collect();
         assert_eq!(first, ["noisy", "quiet", "noisy", "quiet"]);
+        let mut rest = 0;
+        while inbox.try_recv().is_some() {
+            rest += 1;
+        }
+        assert_eq!(rest, PEER_QUEUE_EVENTS - 2);
+    }
+
+    fn answer(nonce: u64) -> Answer {
+        Answer {
+            nonce,
+            sent_us: nonce * 10,
+            health: crate::core::health::ServiceHealth::Passing,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn probe_answers_come_out_as_their_peers_events_in_turn_and_a_full_queue_drops_them() {
+        let shared = InboxShared::new();
+        let mut inbox = MeshInbox::new(shared.clone());
+        let (a, b) = (NodeId::from("a"), NodeId::from("b"));
+        shared.set_peers([&a, &b].into_iter());
+        let mut batch: Vec<(NodeId, Answer)> = (0..PEER_QUEUE_EVENTS as u64 + 3)
+            .map(|k| (a.clone(), answer(k)))
+            .collect();
+        batch.push((b.clone(), answer(1000)));
+        assert_eq!(shared.push_answers(&mut batch), 3);
+        assert!(batch.is_empty());
+        assert_eq!(shared.drops()[&a], 3);
+        shared.push(&b, msg("b", 7), 10);
+        let got: Vec<(String, Option<u64>)> = (0..4)
+            .map(|_| match inbox.try_recv().unwrap() {
+                MeshEvent::ProbeAnswer {
+                    from,
+                    nonce,
+                    sent_us,
+                    health,
+                    ..
+                } => {
+                    assert_eq!(sent_us, nonce * 10);
+                    assert_eq!(health, crate::core::health::ServiceHealth::Passing);
+                    (from.to_string(), Some(nonce))
+                }
+                other => (sender(&other), None),
+            })
+            .collect();
+        let expected = [
+            ("a", Some(0)),
+            ("b", Some(1000)),
+            ("a", Some(1)),
+            ("b", None),
+        ];
+        let expected: Vec<(String, Option<u64>)> =
+            expected.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+        assert_eq!(got, expected);
         let mut rest = 0;
         while inbox.try_recv().is_some() {
             rest += 1;

@@ -145,17 +145,31 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
                 _ = tokio::time::sleep(DIAL_GRACE) => {}
             }
         }
+        // Few handshakes at once (see `MAX_CONCURRENT_HANDSHAKES`); the pair may have got its
+        // connection, accepted, while this one waited for its turn.
+        let turn = tokio::select! {
+            _ = stop.wait() => break,
+            turn = shared.dial_turn() => turn,
+        };
+        if *linked.borrow() {
+            // As if this dial had been made: the pair is connected, which is what the start's
+            // dial of the higher id is for; later losses wait `DIAL_GRACE` as usual.
+            dialed_before = true;
+            continue;
+        }
         let (Some(addr), Some(endpoint)) = (shared.peer_addr(&peer, generation), shared.endpoint())
         else {
             break;
         };
         dialed_before = true;
-        let attempt = dial(&endpoint, addr, &peer, shared.handshake_timeout);
+        // Boxed, like the link below: this task lives as long as the peer, mostly waiting,
+        // and a future holds room for its largest state (a node holds one per peer).
+        let attempt = Box::pin(dial(&endpoint, addr, &peer, shared.handshake_timeout));
         let result = tokio::select! {
             _ = stop.wait() => break,
             result = attempt => result,
         };
-        drop(endpoint);
+        drop((endpoint, turn));
         if shared.shutting_down() {
             break;
         }
@@ -169,7 +183,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
                     generation,
                     on_probation,
                 };
-                let ran = run_link(&shared, &peer, conn, Some(dialed), &mut stop).await;
+                let ran = Box::pin(run_link(&shared, &peer, conn, Some(dialed), &mut stop)).await;
                 pause = match ran {
                     Ran::Refused => (pause * 2).clamp(shared.redial_every, REFUSED_PAUSE_MAX),
                     // It was the pair's connection for a while and ended: the peer restarted,
@@ -352,6 +366,9 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint, mut sto
             continue;
         };
         let task_shared = shared.clone();
+        // Boxed: an async fn keeps its arguments for its whole life, and the attempt is
+        // large, while the task lives as long as the connection.
+        let incoming = Box::new(incoming);
         shared.spawn(move |stop| handle_incoming(task_shared, incoming, stop));
     }
 }
@@ -394,9 +411,16 @@ fn refuse(shared: &Shared, addr: SocketAddr, reason: &str) {
     }
 }
 
-async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming, mut stop: Stop) {
+async fn handle_incoming(shared: Arc<Shared>, incoming: Box<Incoming>, mut stop: Stop) {
     let addr = incoming.remote_address();
-    let handshake = tokio::time::timeout(shared.handshake_timeout, incoming);
+    // Few handshakes at once, as for dials (`MAX_CONCURRENT_HANDSHAKES`); meanwhile quinn
+    // holds the attempt and the caller repeats its first packet.
+    let turn = tokio::select! {
+        _ = stop.wait() => return,
+        turn = shared.accept_turn() => turn,
+    };
+    // Boxed: the handshake's state is large and done with once the link is served.
+    let handshake = Box::pin(tokio::time::timeout(shared.handshake_timeout, *incoming));
     let conn = match tokio::select! {
         _ = stop.wait() => return,
         result = handshake => result,
@@ -425,6 +449,7 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming, mut stop: Stop
         }
         Ok(Ok(conn)) => conn,
     };
+    drop(turn);
     let identified = identify_caller(&conn, &shared.me, |node| shared.is_peer(node));
     let peer = match identified {
         Ok(peer) => peer,

@@ -48,6 +48,17 @@ pub const CONNECTION_WINDOW: u32 = 8 * STREAM_WINDOW;
 /// QUIC datagrams waiting to be read per connection. The mesh sends none (probes travel
 /// beside QUIC): whatever a peer sends is counted as malformed and dropped.
 pub const DATAGRAM_BUFFER: usize = 4 * 1024;
+/// Handshakes in progress at once, of those this node dials and of those it accepts (each).
+/// A handshake holds tens of KiB (QUIC and TLS state, keys, the peer's certificate chain)
+/// until it completes or times out, and a fleet starting up dials all at once: at a Pinger
+/// of a thousand Indicators, a thousand handshakes each way made the start, not the
+/// connections, set the process's memory (the allocator keeps what the burst used). A LAN
+/// handshake takes milliseconds, so a thousand peers still connect within seconds (as fast
+/// as without the bound in docs/performance.md); dials to unreachable peers wait, a
+/// handshake timeout per round of them, and a caller waiting its turn repeats its first
+/// packet, which quinn holds meanwhile.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
+
 /// Connection attempts quinn holds before this node looked at them (Retry or refuse).
 const MAX_INCOMING: usize = 1024;
 
@@ -218,7 +229,12 @@ fn transport_config(cfg: &MeshConfig) -> Result<Arc<quinn::TransportConfig>, Mes
         .max_concurrent_uni_streams(MAX_CONCURRENT_STREAMS.into())
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window(CONNECTION_WINDOW.into())
-        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        // QUIC's minimum MTU (1,200 B) fits every network, so no path MTU search: its larger
+        // packets would make every connection keep a send buffer twice that size, for
+        // messages that are small (the largest, a replica Append batch, only takes a few
+        // more packets) while probes travel beside QUIC anyway.
+        .mtu_discovery_config(None);
     Ok(Arc::new(t))
 }
 
