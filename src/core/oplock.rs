@@ -13,11 +13,9 @@
 //! are accepted only from members of the site's electorate, with numbers bounded by
 //! `MAX_EPOCH`. Pure: no clock, no IO; the caller passes time and carries out actions in order.
 
-use super::alarm::MAX_SOURCES_PER_SITE;
 use super::quorum::Electorate;
-use super::replica::RunTrigger;
 use super::trust::{Refusal, MAX_EPOCH};
-use super::types::{Ballot, EpochKind, NodeId, SiteId, Time};
+use super::types::{Ballot, NodeId, SiteId, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -449,78 +447,6 @@ impl OpLock {
         });
     }
 
-    /// The acceptor's answer to a Prepare (persisting a higher promise first).
-    fn on_prepare(&mut self, site: &SiteId, gen: u64, ballot: Ballot) -> LockMsg {
-        let view = self.view(site);
-        let s = self.states.entry(site.clone()).or_default();
-        if s.decided_gen() >= gen {
-            return LockMsg::Promise {
-                site: site.clone(),
-                gen,
-                ballot,
-                ok: false,
-                promised: s.promised.clone(),
-                accepted: None,
-                decided: s.decided.clone(),
-                view,
-            };
-        }
-        let raised = ballot > s.promised;
-        if raised {
-            s.promised = ballot.clone();
-        }
-        let msg = LockMsg::Promise {
-            site: site.clone(),
-            gen,
-            ok: s.promised == ballot,
-            ballot,
-            promised: s.promised.clone(),
-            accepted: s.accepted.clone().filter(|a| a.gen == gen),
-            decided: None,
-            view,
-        };
-        if raised {
-            self.persist(site);
-        }
-        msg
-    }
-
-    /// The acceptor's answer to an Accept (persisting the acceptance first).
-    fn on_accept(&mut self, site: &SiteId, gen: u64, ballot: Ballot, value: LockValue) -> LockMsg {
-        let s = self.states.entry(site.clone()).or_default();
-        if s.decided_gen() >= gen {
-            return LockMsg::AcceptReply {
-                site: site.clone(),
-                gen,
-                ballot,
-                ok: false,
-                promised: s.promised.clone(),
-                decided: s.decided.clone(),
-            };
-        }
-        let ok = ballot >= s.promised;
-        if ok {
-            s.promised = ballot.clone();
-            s.accepted = Some(LockAccepted {
-                gen,
-                ballot: ballot.clone(),
-                value,
-            });
-        }
-        let msg = LockMsg::AcceptReply {
-            site: site.clone(),
-            gen,
-            ballot,
-            ok,
-            promised: s.promised.clone(),
-            decided: None,
-        };
-        if ok {
-            self.persist(site);
-        }
-        msg
-    }
-
     /// A decided generation: kept (durably) if newer than what this node knows, and it ends
     /// this node's proposal for that generation or an earlier one.
     fn learn(&mut self, site: &SiteId, decided: Decided, lead: bool) {
@@ -806,86 +732,10 @@ impl OpLock {
     }
 }
 
-/// An acceptor's Promise, as its proposer weighs it.
-struct PromiseAnswer {
-    ok: bool,
-    promised: Ballot,
-    accepted: Option<LockAccepted>,
-    view: SiteView,
-}
-
-/// The proposer's own value, once a majority promised with nothing accepted, fitted to what
-/// the promisers know (every majority holds a member that accepted each verdict, and, unless
-/// the member that took it crashed before telling anyone, one that holds each alarm call):
-/// - its run goes above every epoch they know of the site: a member that just restarted may
-///   not know a verdict the others committed, and a run sharing a verdict's epoch would be two
-///   runs under one journal key;
-/// - an alarm reaction is dropped when they know a DOWN verdict newer than the lock's last
-///   decision (`last_run`): that verdict's failover is due, and a run above it would fence it
-///   out;
-/// - an alarm reaction is dropped when the newest calls they know (with the proposer's own)
-///   do not ask for it: a prestage or alarm failover needs an alarm still raised, an unstage
-///   none;
-/// - its basis becomes those newest calls, so that later reactions wait for members to learn
-///   them.
-fn fit_own(
-    own: &LockValue,
-    views: &[&SiteView],
-    last_run: u64,
-    bound: Duration,
-) -> Result<LockValue, ProposalEnd> {
-    let alarms = newest_calls(
-        own.alarms
-            .iter()
-            .chain(views.iter().flat_map(|v| &v.alarms)),
-    );
-    let raised = alarms.iter().any(|a| a.raised);
-    match own.trigger {
-        RunTrigger::Prestage | RunTrigger::Unstage | RunTrigger::Alarm => {
-            let down = views
-                .iter()
-                .filter_map(|v| v.down)
-                .filter(|d| *d > last_run);
-            if let Some(verdict) = down.max() {
-                return Err(ProposalEnd::Outrun { verdict });
-            }
-            if raised == (own.trigger == RunTrigger::Unstage) {
-                return Err(ProposalEnd::Outdated);
-            }
-        }
-        RunTrigger::Verdict | RunTrigger::Manual | RunTrigger::Failback => {}
-    }
-    let known = views.iter().map(|v| v.epoch).max().unwrap_or(0);
-    let run = match EpochKind::LockRun.above(known) {
-        Some(above) => own.run.max(above),
-        None => return Err(ProposalEnd::Undecided { bound }),
-    };
-    Ok(LockValue {
-        run,
-        alarms,
-        ..own.clone()
-    })
-}
-
-/// The newest call per source among `calls`, sorted by source; at most
-/// `MAX_SOURCES_PER_SITE` of them (the newest, should members know different sources).
-pub fn newest_calls<'a>(calls: impl Iterator<Item = &'a AlarmStamp>) -> Vec<AlarmStamp> {
-    let mut newest: BTreeMap<&str, &AlarmStamp> = BTreeMap::new();
-    for c in calls {
-        let e = newest.entry(c.source.as_str()).or_insert(c);
-        if c.set_at_unix_ms > e.set_at_unix_ms {
-            *e = c;
-        }
-    }
-    let mut out: Vec<AlarmStamp> = newest.into_values().cloned().collect();
-    if out.len() > MAX_SOURCES_PER_SITE {
-        out.sort_by_key(|a| std::cmp::Reverse(a.set_at_unix_ms));
-        out.truncate(MAX_SOURCES_PER_SITE);
-        out.sort();
-    }
-    out
-}
-
+mod acceptor;
+mod fit;
+pub use fit::newest_calls;
+use fit::{fit_own, PromiseAnswer};
 mod messages;
 use messages::check;
 pub use messages::{AlarmStamp, Decided, LockAccepted, LockMsg, LockState, LockValue, SiteView};

@@ -3,6 +3,7 @@
 //! value that may have been chosen stays exactly as it was accepted.
 
 use super::*;
+use crate::core::types::EpochKind;
 
 fn stamp(source: &str, at: i64, raised: bool) -> AlarmStamp {
     AlarmStamp {
