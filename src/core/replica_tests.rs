@@ -356,22 +356,7 @@ fn competing_candidates_never_both_win_an_epoch() {
     let mut leads = Vec::new();
     // Deliver in a scrambled but fixed order.
     for _ in 0..20 {
-        let mut mail = Vec::new();
-        for (n, r) in nodes.iter_mut() {
-            while let Some(a) = r.poll_action() {
-                match a {
-                    ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
-                    ReplicaAction::Lead { term, .. } => leads.push((n.clone(), term)),
-                    _ => {}
-                }
-            }
-        }
-        mail.reverse();
-        for (from, to, msg) in mail {
-            if to != id("v1") {
-                nodes.get_mut(&to).unwrap().handle(now, &from, msg, &e);
-            }
-        }
+        pump(&mut nodes, &e, now, Some(&id("v1")), &mut leads);
     }
     let mut terms: Vec<u64> = leads.iter().map(|(_, t)| *t).collect();
     terms.sort();
@@ -381,6 +366,33 @@ fn competing_candidates_never_both_win_an_epoch() {
         leads.len(),
         "two winners of one term: {leads:?}"
     );
+}
+
+/// One round of mail: every queued message is delivered, the newest first (except to `cut`);
+/// every `Lead` is noted with its term.
+fn pump(
+    nodes: &mut BTreeMap<NodeId, Replicas>,
+    e: &Electorate,
+    now: Time,
+    cut: Option<&NodeId>,
+    leads: &mut Vec<(NodeId, u64)>,
+) {
+    let mut mail = Vec::new();
+    for (n, r) in nodes.iter_mut() {
+        while let Some(a) = r.poll_action() {
+            match a {
+                ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
+                ReplicaAction::Lead { term, .. } => leads.push((n.clone(), term)),
+                _ => {}
+            }
+        }
+    }
+    mail.reverse();
+    for (from, to, msg) in mail {
+        if Some(&to) != cut {
+            nodes.get_mut(&to).unwrap().handle(now, &from, msg, e);
+        }
+    }
 }
 
 impl Replicas {
@@ -731,19 +743,7 @@ fn candidates_that_campaign_together_elect_one_leader_soon() {
     while now < end && leads.is_empty() {
         // Every message of a round arrives in the same fixed order, 10 ms later.
         for _ in 0..10 {
-            let mut mail = Vec::new();
-            for (n, r) in nodes.iter_mut() {
-                while let Some(a) = r.poll_action() {
-                    match a {
-                        ReplicaAction::Send { to, msg } => mail.push((n.clone(), to, msg)),
-                        ReplicaAction::Lead { term, .. } => leads.push((n.clone(), term)),
-                        _ => {}
-                    }
-                }
-            }
-            for (from, to, msg) in mail {
-                nodes.get_mut(&to).unwrap().handle(now, &from, msg, &e);
-            }
+            pump(&mut nodes, &e, now, None, &mut leads);
         }
         now = now + Duration::from_millis(10);
         for r in nodes.values_mut() {

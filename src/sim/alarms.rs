@@ -529,14 +529,7 @@ impl World {
             return Ok(());
         }
         let site = self.fleet.sites[0].id.clone();
-        let members = self.fleet.electorate(&site);
-        let up = members
-            .iter()
-            .filter(|m| {
-                let s = &self.fleet.node(m).expect("member").site;
-                !self.faults.down_during(m, s, calm, self.now)
-            })
-            .count();
+        let up = self.faults.majority_up(&self.fleet, &site, calm, self.now);
         let failed_over = self.failover.runs.iter().any(|((s, _), r)| {
             *s == site && r.trigger != RunTrigger::Prestage && r.trigger != RunTrigger::Unstage
         });
@@ -548,7 +541,7 @@ impl World {
         let judged_down = self.checker.commits.iter().any(|((s, _), (v, _))| {
             *s == site && v.outcome == crate::core::types::Outcome::Down && v.epoch > last_run
         });
-        if up < members.len() / 2 + 1 || failed_over || reused || judged_down {
+        if !up || failed_over || reused || judged_down {
             return Ok(());
         }
         // The newest prestage or unstage run is a prestage that finished without effect: the

@@ -471,15 +471,7 @@ impl FailoverChecker {
                 continue;
             }
             // Only a majority of the electorate, up since faults stopped, owes completion.
-            let members = self.fleet.electorate(site);
-            let up = members
-                .iter()
-                .filter(|m| {
-                    let s = &self.fleet.node(m).expect("member").site;
-                    !f.down_during(m, s, calm, now)
-                })
-                .count();
-            if up < members.len() / 2 + 1 {
+            if !f.majority_up(&self.fleet, site, calm, now) {
                 continue;
             }
             let replaced = self

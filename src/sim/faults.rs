@@ -151,6 +151,27 @@ impl FaultModel {
             .any(|o| &o.site == site && o.start <= b && o.end.is_none_or(|e| a < e))
     }
 
+    /// Was a majority of `site`'s electorate in `fleet` available throughout `[a, b]`? Only
+    /// such a majority owes progress (a run completed, an alarm acted on).
+    pub fn majority_up(
+        &self,
+        fleet: &crate::config::Fleet,
+        site: &SiteId,
+        a: Time,
+        b: Time,
+    ) -> bool {
+        let members = fleet.electorate(site);
+        let up = members
+            .iter()
+            .filter(|m| {
+                fleet
+                    .node(m)
+                    .is_some_and(|n| !self.down_during(m, &n.site, a, b))
+            })
+            .count();
+        up > members.len() / 2
+    }
+
     /// Is `node` of `site` unavailable (blackout, crash or freeze) at some time in `[a, b]`?
     pub fn down_during(&self, node: &NodeId, site: &SiteId, a: Time, b: Time) -> bool {
         self.blackout_during(site, a, b)

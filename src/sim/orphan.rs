@@ -133,15 +133,7 @@ impl World {
             .commits
             .keys()
             .any(|(s, n)| s == site && n > slot);
-        let members = self.fleet.electorate(site);
-        let up = members
-            .iter()
-            .filter(|m| {
-                let s = &self.fleet.node(m).expect("member").site;
-                !self.faults.down_during(m, s, calm, self.now)
-            })
-            .count();
-        if replaced || up < members.len() / 2 + 1 {
+        if replaced || !self.faults.majority_up(&self.fleet, site, calm, self.now) {
             return Ok(());
         }
         let run = self.failover.runs.get(&(site.clone(), *epoch));
