@@ -251,6 +251,24 @@ fn at(rng: &mut StdRng, lo_ms: u64, hi_ms: u64) -> Time {
     Time::ZERO + ms(rng.random_range(lo_ms..hi_ms))
 }
 
+/// A blackout of `site` from `start`: for good half of the time, else for a time drawn from
+/// `lasts_ms`.
+fn blackout_from(
+    rng: &mut StdRng,
+    site: &SiteId,
+    start: Time,
+    lasts_ms: std::ops::Range<u64>,
+) -> Blackout {
+    let end = rng
+        .random_bool(0.5)
+        .then(|| start + ms(rng.random_range(lasts_ms)));
+    Blackout {
+        site: site.clone(),
+        start,
+        end,
+    }
+}
+
 /// Draws the faults of `scenario` for one seed. `loss` is the datagram loss of the run.
 pub fn draw(scenario: Scenario, l: &Layout, loss: f64, rng: &mut StdRng, seed: u64) -> FaultModel {
     let mut f = FaultModel::calm(seed);
@@ -401,14 +419,7 @@ fn draw_alarm(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
     let calm = l.calm.0 / 1000;
     if rng.random_bool(0.3) {
         let start = at(rng, 2000, calm - 4000);
-        let end = rng
-            .random_bool(0.5)
-            .then(|| start + ms(rng.random_range(1000..3000)));
-        f.blackouts.push(Blackout {
-            site: a.clone(),
-            start,
-            end,
-        });
+        f.blackouts.push(blackout_from(rng, &a, start, 1000..3000));
     }
     for _ in 0..rng.random_range(0..3) {
         let t = at(rng, 1000, calm - 2500);
@@ -467,14 +478,9 @@ fn draw_failover(f: &mut FaultModel, l: &Layout, loss: f64, rng: &mut StdRng) {
     let start = at(rng, 1500, 3000);
     match rng.random_range(0..10) {
         0..=5 => {
-            let end = rng
-                .random_bool(0.5)
-                .then(|| start + ms(rng.random_range(5500..7500)));
-            f.blackouts.push(Blackout {
-                site: a.clone(),
-                start,
-                end,
-            });
+            let b = blackout_from(rng, &a, start, 5500..7500);
+            let end = b.end;
+            f.blackouts.push(b);
             if let Some(e) = end {
                 if rng.random_bool(0.6) {
                     f.blackouts.push(Blackout {

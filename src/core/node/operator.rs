@@ -283,8 +283,15 @@ impl NodeCore {
             .ok_or_else(|| OperatorError::EpochsExhausted(site.clone()))
     }
 
+    /// Tells the operator lock what this node now knows of `site`, before the lock answers or
+    /// proposes anything about it.
+    fn tell_lock_view(&mut self, now: Now, site: &SiteId) {
+        let view = self.site_view(now, site);
+        self.oplock.set_view(site, view);
+    }
+
     /// What this node tells the operator lock of `site` beyond the lock (see `SiteView`).
-    pub(super) fn site_view(&self, now: Now, site: &SiteId) -> SiteView {
+    fn site_view(&self, now: Now, site: &SiteId) -> SiteView {
         // The newest DOWN verdict: the committed one, or an older one whose failover's
         // register this node holds (an UP verdict since does not undo that failover).
         let committed = self
@@ -368,8 +375,7 @@ impl NodeCore {
             alarms: self.alarm_basis(site),
         };
         let electorate = self.electorate(site);
-        let view = self.site_view(now, site);
-        self.oplock.set_view(site, view);
+        self.tell_lock_view(now, site);
         match self
             .oplock
             .propose(now.mono, site.clone(), electorate, own, id)
@@ -443,8 +449,7 @@ impl NodeCore {
         let site = msg.site().clone();
         let electorate = self.fleet.watch(&site).map(|_| self.electorate(&site));
         if electorate.is_some() {
-            let view = self.site_view(now, &site);
-            self.oplock.set_view(&site, view);
+            self.tell_lock_view(now, &site);
         }
         self.oplock.handle(now.mono, from, msg, electorate.as_ref());
     }
@@ -690,8 +695,7 @@ impl NodeCore {
         if self.oplock.poll_timeout().is_some_and(|t| t <= now.mono) {
             let sites: Vec<SiteId> = self.operator.locking.keys().cloned().collect();
             for site in sites {
-                let view = self.site_view(now, &site);
-                self.oplock.set_view(&site, view);
+                self.tell_lock_view(now, &site);
             }
             self.oplock.tick(now.mono);
         }
