@@ -490,6 +490,27 @@ impl Drive {
         self.origin + Duration::from_micros(t.as_micros())
     }
 
+    /// Runs until `until` as a task on a worker of `rt`, as the node's driver runs (spawned,
+    /// not on the thread that blocks on the runtime), so that a wake-up from the mesh's
+    /// receive path costs what it costs in a node.
+    fn run_spawned(
+        mut self,
+        rt: &tokio::runtime::Runtime,
+        mesh: &Mesh,
+        mut rx: MeshInbox,
+        until: Instant,
+    ) -> (Drive, MeshInbox) {
+        let mesh = mesh.clone();
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                self.run(&mesh, &mut rx, until).await;
+                (self, rx)
+            })
+            .await
+            .expect("Pinger task")
+        })
+    }
+
     async fn run(&mut self, mesh: &Mesh, rx: &mut MeshInbox, until: Instant) {
         loop {
             let wake = self.instant(self.pinger.poll_timeout()).min(until);
@@ -879,9 +900,9 @@ fn parent() {
     // 1. Steady state with the Pinger.
     let origin = Instant::now();
     let mut drive = pinger_for(&ids, interval, timeout, origin);
-    rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + warmup));
+    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + warmup);
     let a = snap(&mesh, &mut guard, Some(&drive.pinger));
-    rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + steady));
+    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + steady);
     let b = snap(&mesh, &mut guard, Some(&drive.pinger));
     let rss = status_kib("VmRSS:");
     let hwm = status_kib("VmHWM:");
@@ -893,13 +914,20 @@ fn parent() {
     // 2. The same rate through the mesh alone.
     rt.block_on(settle(&mut rx, Duration::from_millis(500)));
     let a = snap(&mesh, &mut guard, None);
-    let answers = rt.block_on(mesh_only(
-        &mesh,
-        &mut rx,
-        &ids,
-        interval,
-        Instant::now() + phase,
-    ));
+    let answers;
+    (answers, rx) = {
+        let (mesh, ids) = (mesh.clone(), ids.clone());
+        let until = Instant::now() + phase;
+        // On a worker of the runtime, as the node's driver runs.
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let answers = mesh_only(&mesh, &mut rx, &ids, interval, until).await;
+                (answers, rx)
+            })
+            .await
+            .expect("mesh-only task")
+        })
+    };
     let b = snap(&mesh, &mut guard, None);
     let mesh_w = Window::between(&a, &b, tck, answers);
     eprintln!("mesh only: {mesh_w:?}");
@@ -917,9 +945,9 @@ fn parent() {
     for &us in &max_intervals {
         rt.block_on(settle(&mut rx, Duration::from_millis(500)));
         let mut drive = pinger_for(&ids, Duration::from_micros(us), timeout, origin);
-        rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + Duration::from_secs(1)));
+        (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + Duration::from_secs(1));
         let a = snap(&mesh, &mut guard, Some(&drive.pinger));
-        rt.block_on(drive.run(&mesh, &mut rx, Instant::now() + phase));
+        (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + phase);
         let b = snap(&mesh, &mut guard, Some(&drive.pinger));
         let w = Window::between(&a, &b, tck, 0);
         eprintln!("max rate at {us} us: {w:?}");
