@@ -133,6 +133,8 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
     let mut pause = shared.redial_every;
     let mut down_since = Instant::now();
     let mut warned = false;
+    // The last dial timed out or could not reach the peer.
+    let mut silent = false;
     loop {
         tokio::select! {
             _ = stop.wait() => break,
@@ -145,11 +147,12 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
                 _ = tokio::time::sleep(DIAL_GRACE) => {}
             }
         }
-        // Few handshakes at once (see `MAX_CONCURRENT_HANDSHAKES`); the pair may have got its
-        // connection, accepted, while this one waited for its turn.
+        // Few handshakes at once (see `MAX_CONCURRENT_HANDSHAKES`, and `turns` for peers
+        // that did not answer); the pair may have got its connection, accepted, while this one
+        // waited for its turn.
         let turn = tokio::select! {
             _ = stop.wait() => break,
-            turn = shared.dial_turn() => turn,
+            turn = shared.turns.dial(silent) => turn,
         };
         if *linked.borrow() {
             // As if this dial had been made: the pair is connected, which is what the start's
@@ -173,6 +176,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
         if shared.shutting_down() {
             break;
         }
+        silent = matches!(result, Err(DialFailure::Unreachable(_)));
         match result {
             Ok(conn) => {
                 if warned {
@@ -417,7 +421,7 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Box<Incoming>, mut stop:
     // holds the attempt and the caller repeats its first packet.
     let turn = tokio::select! {
         _ = stop.wait() => return,
-        turn = shared.accept_turn() => turn,
+        turn = shared.turns.accept() => turn,
     };
     // Boxed: the handshake's state is large and done with once the link is served.
     let handshake = Box::pin(tokio::time::timeout(shared.handshake_timeout, *incoming));

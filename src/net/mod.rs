@@ -14,6 +14,7 @@ mod probe_batch;
 mod probe_socket;
 mod shared;
 pub mod tls;
+mod turns;
 
 pub use certs::{CertError, CertPaths};
 pub use inbox::{MeshInbox, PEER_QUEUE_BYTES, PEER_QUEUE_EVENTS};

@@ -8,6 +8,7 @@ use super::inbox::InboxShared;
 use super::link::{self, Stop};
 use super::mesh::{close_code, MeshConfig, MeshEvent};
 use super::probe_socket::{Opened, ProbeSessions, ProbeSocket};
+use super::turns::HandshakeTurns;
 use crate::core::types::NodeId;
 use quinn::{Connection, Endpoint};
 use std::collections::HashMap;
@@ -126,10 +127,7 @@ pub(super) struct Shared {
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub inbox: Arc<InboxShared>,
-    /// Turns for handshakes this node dials, and for those it accepts: apart, so that a
-    /// node's own dials never keep it from accepting its peers' (nor the reverse).
-    dials: tokio::sync::Semaphore,
-    accepts: tokio::sync::Semaphore,
+    pub turns: HandshakeTurns,
     pub counters: Counters,
     admission: Mutex<Admission>,
     endpoint: Mutex<Option<Endpoint>>,
@@ -171,8 +169,7 @@ impl Shared {
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.redial_every * 5,
             inbox,
-            dials: tokio::sync::Semaphore::new(super::mesh::MAX_CONCURRENT_HANDSHAKES),
-            accepts: tokio::sync::Semaphore::new(super::mesh::MAX_CONCURRENT_HANDSHAKES),
+            turns: HandshakeTurns::new(super::mesh::MAX_CONCURRENT_HANDSHAKES),
             counters: Counters::default(),
             admission: Mutex::new(Admission::new(Instant::now())),
             endpoint: Mutex::new(Some(endpoint)),
@@ -211,17 +208,6 @@ impl Shared {
             drop(guard);
         });
         true
-    }
-
-    /// Waits for this dialer's turn to start a handshake; the turn lasts until it is dropped.
-    pub async fn dial_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        // Never closed: `None` would only let the dial go ahead.
-        self.dials.acquire().await.ok()
-    }
-
-    /// The same for a handshake with a caller.
-    pub async fn accept_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.accepts.acquire().await.ok()
     }
 
     /// The mesh socket, until it is released at shutdown.
