@@ -62,7 +62,9 @@ mod tests {
     use std::time::Duration;
 
     async fn gets_turn<F: std::future::Future>(f: F) -> Option<F::Output> {
-        tokio::time::timeout(Duration::from_millis(50), f).await.ok()
+        tokio::time::timeout(Duration::from_millis(50), f)
+            .await
+            .ok()
     }
 
     async fn fresh_turns(turns: &HandshakeTurns) -> Vec<DialTurn<'_>> {
@@ -80,7 +82,11 @@ mod tests {
         while let Some(t) = gets_turn(turns.dial(true)).await {
             suspects.push(t);
         }
-        assert_eq!(suspects.len(), 4, "suspect dials hold at most half the turns");
+        assert_eq!(
+            suspects.len(),
+            4,
+            "suspect dials hold at most half the turns"
+        );
         let fresh = fresh_turns(&turns).await;
         assert_eq!(fresh.len(), 4, "the other half stays for other peers");
         // Every turn held: the next dial waits until one ends.
