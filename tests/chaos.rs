@@ -1631,13 +1631,26 @@ fn testbed_down_leaves_nothing() {
     let _ = testbed_try(&["down"]);
     let _guard = DownGuard;
 
-    // An interrupted `up`: SIGINT while it builds the network or starts the routers.
-    let child = testbed_cmd(&["up"])
+    // An interrupted `up`: SIGINT while it builds the network or starts the routers, that is
+    // once its first namespace exists (a fixed delay could land after a fast machine's `up`
+    // had finished, when Ctrl-C rightly tears nothing down).
+    let mut child = testbed_cmd(&["up"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("testbed up starts");
-    std::thread::sleep(Duration::from_millis(1500));
+    let first_ns = format!("{}a", ns_prefix());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+        let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        if String::from_utf8_lossy(&ns.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(first_ns.as_str()))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
