@@ -490,9 +490,8 @@ impl Drive {
         self.origin + Duration::from_micros(t.as_micros())
     }
 
-    /// Runs until `until` as a task on a worker of `rt`, as the node's driver runs (spawned,
-    /// not on the thread that blocks on the runtime), so that a wake-up from the mesh's
-    /// receive path costs what it costs in a node.
+    /// Runs until `until` on a worker of `rt` (`on_worker`), so that a wake-up from the
+    /// mesh's receive path costs what it costs in a node.
     fn run_spawned(
         mut self,
         rt: &tokio::runtime::Runtime,
@@ -501,13 +500,9 @@ impl Drive {
         until: Instant,
     ) -> (Drive, MeshInbox) {
         let mesh = mesh.clone();
-        rt.block_on(async move {
-            tokio::spawn(async move {
-                self.run(&mesh, &mut rx, until).await;
-                (self, rx)
-            })
-            .await
-            .expect("Pinger task")
+        on_worker(rt, async move {
+            self.run(&mesh, &mut rx, until).await;
+            (self, rx)
         })
     }
 
@@ -790,6 +785,15 @@ async fn send_batched(
 }
 
 /// Lets in-flight answers of the previous phase arrive and be dropped.
+/// Runs `work` as a task on a worker of `rt`, as the node's driver runs (spawned, not on the
+/// thread that blocks on the runtime), and waits for its result.
+fn on_worker<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    rt.block_on(async move { tokio::spawn(work).await.expect("bench task") })
+}
+
 async fn settle(rx: &mut MeshInbox, d: Duration) {
     let until = tokio::time::Instant::now() + d;
     while let Ok(Some(_)) = tokio::time::timeout_at(until, rx.recv()).await {}
@@ -918,14 +922,9 @@ fn parent() {
     (answers, rx) = {
         let (mesh, ids) = (mesh.clone(), ids.clone());
         let until = Instant::now() + phase;
-        // On a worker of the runtime, as the node's driver runs.
-        rt.block_on(async move {
-            tokio::spawn(async move {
-                let answers = mesh_only(&mesh, &mut rx, &ids, interval, until).await;
-                (answers, rx)
-            })
-            .await
-            .expect("mesh-only task")
+        on_worker(&rt, async move {
+            let answers = mesh_only(&mesh, &mut rx, &ids, interval, until).await;
+            (answers, rx)
         })
     };
     let b = snap(&mesh, &mut guard, None);

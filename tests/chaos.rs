@@ -1303,13 +1303,21 @@ impl Drop for DownGuard {
     }
 }
 
+/// The names `ip netns list` shows (each line is a name, then maybe "(id: N)").
+fn netns_names() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
 /// Independent of the script: no namespace, root-namespace link, or process of the testbed.
 fn assert_nothing_left() {
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let ns = String::from_utf8_lossy(&ns.stdout).to_string();
+    let ns = netns_names();
     assert!(
-        !ns.lines().any(|l| l.starts_with(&ns_prefix())),
-        "namespaces left: {ns}"
+        !ns.iter().any(|n| n.starts_with(&ns_prefix())),
+        "namespaces left: {ns:?}"
     );
     let links = Command::new("ip")
         .args(["-o", "link", "show"])
@@ -1642,11 +1650,7 @@ fn testbed_down_leaves_nothing() {
     let first_ns = format!("{}a", ns_prefix());
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
-        let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-        if String::from_utf8_lossy(&ns.stdout)
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(first_ns.as_str()))
-        {
+        if netns_names().contains(&first_ns) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));

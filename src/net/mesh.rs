@@ -54,9 +54,9 @@ pub const DATAGRAM_BUFFER: usize = 4 * 1024;
 /// of a thousand Indicators, a thousand handshakes each way made the start, not the
 /// connections, set the process's memory (the allocator keeps what the burst used). A LAN
 /// handshake takes milliseconds, so a thousand peers still connect within seconds (as fast
-/// as without the bound in docs/performance.md); dials to unreachable peers wait, a
-/// handshake timeout per round of them, and may hold only half the turns (`turns`), and a
-/// caller waiting its turn repeats its first packet, which quinn holds meanwhile.
+/// as without the bound in docs/performance.md). Dials to unreachable peers wait, a
+/// handshake timeout per round of them, and hold at most half the turns (`turns`); a caller
+/// waiting its turn repeats its first packet, which quinn holds meanwhile.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
 
 /// Connection attempts quinn holds before this node looked at them (Retry or refuse).

@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// One node's handshake turns.
 pub(super) struct HandshakeTurns {
     dials: Semaphore,
-    /// Taken, before a dial turn, by a dial to a peer whose last dial timed out.
+    /// Taken, before a dial turn, by a dial to a peer that did not answer its last dial.
     suspect_dials: Semaphore,
     accepts: Semaphore,
 }
@@ -40,9 +40,10 @@ impl HandshakeTurns {
     /// Waits for a turn to dial; `suspect`: the peer did not answer its last dial.
     pub async fn dial(&self, suspect: bool) -> DialTurn<'_> {
         // The semaphores are never closed: a `None` would only let the dial go ahead.
-        let suspect = match suspect {
-            true => self.suspect_dials.acquire().await.ok(),
-            false => None,
+        let suspect = if suspect {
+            self.suspect_dials.acquire().await.ok()
+        } else {
+            None
         };
         DialTurn {
             _suspect: suspect,
