@@ -43,7 +43,7 @@ fn report(n: usize) -> OpinionReport {
         indicators_reachable: n as u32,
         indicators: (0..n.min(MAX_REPORTED_INDICATORS))
             .map(|i| IndicatorView {
-                node: NodeId(format!("a{}", i + 1)),
+                node: NodeId::from(format!("a{}", i + 1)),
                 reachable: Some(true),
                 misses: 0,
                 last_rtt_us: Some(9_500),
@@ -169,7 +169,7 @@ fn codec(c: &mut Criterion) {
 fn tally(c: &mut Criterion) {
     let mut g = c.benchmark_group("quorum_count");
     for n in [4usize, 100, 1000] {
-        let members: Vec<NodeId> = (0..n).map(|i| NodeId(format!("v{i}"))).collect();
+        let members: Vec<NodeId> = (0..n).map(|i| NodeId::from(format!("v{i}"))).collect();
         let e = Electorate::new(members.iter().cloned());
         let yes = e.majority();
         g.bench_with_input(BenchmarkId::new("tally", n), &n, |b, _| {
@@ -195,7 +195,9 @@ fn pinger(n: usize) -> Pinger {
         retries: 5,
         startup_grace: Duration::ZERO,
     };
-    let inds = (0..n).map(|i| NodeId(format!("a{}", i + 1))).collect();
+    let inds = (0..n)
+        .map(|i| NodeId::from(format!("a{}", i + 1)))
+        .collect();
     Pinger::new(cfg, vec![(SiteId::from("a"), inds)], Time::ZERO, 1)
 }
 

@@ -75,7 +75,7 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn indicator_id(i: usize) -> NodeId {
-    NodeId(format!("ind-{i:05}"))
+    NodeId::from(format!("ind-{i:05}"))
 }
 
 /// Indicator `i` listens on its own loopback address, so that the fixed port cannot collide

@@ -80,7 +80,7 @@ fn run_point(voters: usize, indicators: usize, ms: u64) -> Point {
     for (id, tr) in &rep.traffic {
         all += tr.sent_msgs;
         // Ids are the site letter and a 1-based number; the first `voters` are the voters.
-        let k: usize = id.0[1..]
+        let k: usize = id.as_str()[1..]
             .parse()
             .expect("simulated node ids are letter + number");
         if k <= voters {
@@ -183,7 +183,9 @@ fn table(title: &str, points: &[Point]) {
 
 /// RSS delta of one Pinger watching one site of `n` Indicators after one round.
 fn pinger_bytes(n: usize) -> f64 {
-    let ids: Vec<NodeId> = (0..n).map(|i| NodeId(format!("a{}", i + 1))).collect();
+    let ids: Vec<NodeId> = (0..n)
+        .map(|i| NodeId::from(format!("a{}", i + 1)))
+        .collect();
     let before = status_kib("VmRSS:");
     let cfg = PingerConfig {
         interval: Duration::from_millis(100),

@@ -373,7 +373,7 @@ fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
             let NodeCertArgs {
                 dir, node, days, ..
             } = &args;
-            let id = NodeId(node.clone());
+            let id = NodeId::from(node.clone());
             certs::issue_in(&args.ca_dir(), dir, &id, certs::lifetime_days(*days)?)?;
             println!(
                 "certificate for {node}, valid {days} days, written to {}",
@@ -384,7 +384,7 @@ fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
             let NodeCertArgs {
                 dir, node, days, ..
             } = &args;
-            let id = NodeId(node.clone());
+            let id = NodeId::from(node.clone());
             let staged =
                 certs::stage_rotation(&args.ca_dir(), dir, &id, certs::lifetime_days(*days)?)?;
             println!(
@@ -397,7 +397,7 @@ fn certs(cmd: CertsCmd) -> anyhow::Result<()> {
             );
         }
         CertsCmd::CutOver { dir, node } => {
-            certs::cut_over(&dir, &NodeId(node.clone()))?;
+            certs::cut_over(&dir, &NodeId::from(node.clone()))?;
             println!(
                 "{node}'s staged certificate is now current in {}; restart {node} to present it",
                 dir.display()
@@ -425,7 +425,7 @@ async fn run(
     if let Some(note) = fleet.api.note() {
         tracing::warn!("{note}");
     }
-    let id = NodeId(node);
+    let id = NodeId::from(node);
     if fleet.node(&id).is_none() {
         let known: Vec<String> = fleet.nodes.iter().map(|n| n.id.to_string()).collect();
         bail!(

@@ -198,7 +198,7 @@ fn exec_kind(
         ));
     }
     for n in &names {
-        if !nodes.iter().any(|k| k.id.0 == *n) {
+        if !nodes.iter().any(|k| k.id.as_str() == n.as_str()) {
             problems.push(format!(
                 "{at}.nodes names {n:?}, which is not a [[node]] id"
             ));
@@ -250,7 +250,10 @@ fn exec_kind(
     }
     Some(AlarmSourceKind::Exec {
         argv,
-        nodes: names.into_iter().map(crate::core::types::NodeId).collect(),
+        nodes: names
+            .into_iter()
+            .map(crate::core::types::NodeId::from)
+            .collect(),
         interval,
         timeout,
     })

@@ -135,7 +135,8 @@ impl ApiSettings {
     /// The certificate and key files of `node`'s HTTPS listener, `{node}` replaced by its id;
     /// None: plain HTTP.
     pub fn tls_files(&self, node: &NodeId) -> Option<(PathBuf, PathBuf)> {
-        let expand = |p: &PathBuf| PathBuf::from(p.to_string_lossy().replace("{node}", &node.0));
+        let expand =
+            |p: &PathBuf| PathBuf::from(p.to_string_lossy().replace("{node}", node.as_str()));
         Some((
             expand(self.tls_cert.as_ref()?),
             expand(self.tls_key.as_ref()?),

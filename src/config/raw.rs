@@ -229,7 +229,7 @@ impl RawNode {
             }
         }
         Node {
-            id: NodeId(self.id),
+            id: NodeId::from(self.id),
             site: SiteId(self.site),
             roles,
             mesh: self.mesh,

@@ -183,7 +183,7 @@ mod tests {
         Time::ZERO + ms(n_ms)
     }
     fn n(s: &str) -> NodeId {
-        NodeId(s.into())
+        NodeId::from(s)
     }
 
     fn fence(members: &[&str]) -> Fence {

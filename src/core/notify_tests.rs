@@ -1,7 +1,7 @@
 use super::*;
 
 fn n(s: &str) -> NodeId {
-    NodeId(s.to_string())
+    NodeId::from(s)
 }
 
 fn site() -> SiteId {

@@ -451,7 +451,6 @@ impl Pinger {
         }
         let retries = self.cfg.retries;
         let silent_at = now + self.detection_time();
-        let site_id = self.sites[si].id.clone();
         let site = &mut self.sites[si];
         let ind = &mut site.indicators[ii];
         let Some(pos) = ind.outstanding.iter().position(|&(n, _)| n == nonce) else {
@@ -482,7 +481,7 @@ impl Pinger {
                 if retries > 0 && !service_recovered {
                     self.stats.external_false_positives += 1;
                     self.actions.push_back(PingerAction::ExternalFalsePositive {
-                        site: site_id,
+                        site: site.id.clone(),
                         indicator: indicator.clone(),
                     });
                 }

@@ -10,7 +10,7 @@ fn at(n_ms: u64) -> Time {
     Time::ZERO + ms(n_ms)
 }
 fn n(s: &str) -> NodeId {
-    NodeId(s.into())
+    NodeId::from(s)
 }
 fn site() -> SiteId {
     SiteId("a".into())

@@ -102,10 +102,10 @@ mod tests {
     use super::*;
 
     fn el(n: usize) -> Electorate {
-        Electorate::new((0..n).map(|i| NodeId(format!("v{i}"))))
+        Electorate::new((0..n).map(|i| NodeId::from(format!("v{i}"))))
     }
     fn v(i: usize) -> NodeId {
-        NodeId(format!("v{i}"))
+        NodeId::from(format!("v{i}"))
     }
 
     #[test]
@@ -165,7 +165,7 @@ mod tests {
         let mut c = Count::new();
         c.vote(&e, &v(0), true);
         c.vote(&e, &v(0), true);
-        c.vote(&e, &NodeId("stranger".into()), true);
+        c.vote(&e, &NodeId::from("stranger"), true);
         assert_eq!(c.yes(), 1);
         assert_eq!(c.standing(&e), Standing::Open);
     }

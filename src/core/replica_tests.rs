@@ -2,7 +2,7 @@ use super::*;
 use crate::core::pipeline::{Phase, RunOutcome, StepRef};
 
 fn id(s: &str) -> NodeId {
-    NodeId(s.to_string())
+    NodeId::from(s)
 }
 
 fn site() -> SiteId {
@@ -219,7 +219,7 @@ fn a_silent_leader_is_replaced_once_with_a_higher_term_and_the_journal_it_replic
         1,
         "the started step is known to the new leader"
     );
-    assert!(c.node(who.0.as_str()).is_leader(&site(), 7));
+    assert!(c.node(who.as_str()).is_leader(&site(), 7));
 }
 
 #[test]
@@ -716,7 +716,7 @@ fn a_named_leader_that_leads_after_the_takeover_starts_no_second_run() {
     c.start("b1", 7);
     c.run_for(Duration::from_secs(1));
     assert!(!c.node("b1").is_leader(&site(), 7));
-    assert!(c.node(who.0.as_str()).is_leader(&site(), 7));
+    assert!(c.node(who.as_str()).is_leader(&site(), 7));
     assert_eq!(c.leads.len(), 1);
 }
 

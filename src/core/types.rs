@@ -3,11 +3,56 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A node id from the fleet file (also the DNS name in its certificate).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeId(pub String);
+///
+/// Shared, not owned: a Pinger names an Indicator in every probe it sends and every answer it
+/// gets, so a copy is a reference count, not an allocation, and two copies of one id compare
+/// equal without reading the bytes. On the wire and in storage it is the plain string.
+#[derive(Clone, Debug, Default, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for NodeId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for NodeId {}
+
+impl Hash for NodeId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(s: &str) -> Self {
+        NodeId(Arc::from(s))
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(s: String) -> Self {
+        NodeId(Arc::from(s))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A site id from the fleet file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -32,7 +77,6 @@ macro_rules! id_impls {
         }
     };
 }
-id_impls!(NodeId);
 id_impls!(SiteId);
 
 /// Virtual or real time in microseconds since an arbitrary origin chosen by the driver.
@@ -218,7 +262,7 @@ impl Ballot {
     pub fn zero() -> Ballot {
         Ballot {
             epoch: 0,
-            proposer: NodeId(String::new()),
+            proposer: NodeId::default(),
         }
     }
 }
@@ -263,4 +307,40 @@ pub struct Accepted {
 pub struct Durable {
     pub promised: Ballot,
     pub accepted: Option<Accepted>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::hash_map::DefaultHasher;
+
+    fn hash_of(id: &NodeId) -> u64 {
+        let mut h = DefaultHasher::new();
+        id.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn node_ids_are_equal_by_their_text_whether_shared_or_not() {
+        let a = NodeId::from("a1");
+        let shared = a.clone();
+        let separate = NodeId::from(String::from("a1"));
+        assert_eq!(a, shared);
+        assert_eq!(a, separate);
+        assert_eq!(hash_of(&a), hash_of(&separate));
+        assert_ne!(a, NodeId::from("a2"));
+        assert!(NodeId::from("a10") < NodeId::from("a2"), "ordered as text");
+    }
+
+    #[test]
+    fn a_node_id_is_its_plain_string_in_json_and_bincode() {
+        let id = NodeId::from("b2");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"b2\"");
+        let cfg = bincode::config::standard();
+        let as_id = bincode::serde::encode_to_vec(&id, cfg).unwrap();
+        let as_string = bincode::serde::encode_to_vec("b2", cfg).unwrap();
+        assert_eq!(as_id, as_string);
+        let (back, _): (NodeId, usize) = bincode::serde::decode_from_slice(&as_id, cfg).unwrap();
+        assert_eq!(back, id);
+    }
 }

@@ -8,7 +8,7 @@ pub(super) fn at(n_ms: u64) -> Time {
     Time::ZERO + ms(n_ms)
 }
 pub(super) fn n(s: &str) -> NodeId {
-    NodeId(s.into())
+    NodeId::from(s)
 }
 pub(super) fn a() -> SiteId {
     SiteId("a".into())

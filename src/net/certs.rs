@@ -254,7 +254,7 @@ fn issue_with(
         source,
     })?;
     let mut params =
-        CertificateParams::new(vec![node.0.clone()]).map_err(|source| CertError::Generate {
+        CertificateParams::new(vec![node.to_string()]).map_err(|source| CertError::Generate {
             what: what(),
             source,
         })?;
@@ -291,7 +291,7 @@ fn issue_with(
 /// with the CA's own files.
 fn check_node_id(node: &NodeId) -> Result<(), CertError> {
     let invalid = |reason| CertError::InvalidNodeId {
-        node: node.0.clone(),
+        node: node.to_string(),
         reason,
     };
     if node.as_str().eq_ignore_ascii_case("ca") {

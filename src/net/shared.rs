@@ -242,6 +242,12 @@ impl Shared {
         dialed_by_me: bool,
     ) -> Install {
         let mut peers = lock(&self.peers);
+        // The configured id, not the certificate's copy of it: the probe sessions name the
+        // peer in every answer, and copies of one id compare without reading the bytes.
+        let Some(peer) = peers.get_key_value(peer).map(|(id, _)| id.clone()) else {
+            return Install::Gone;
+        };
+        let peer = &peer;
         let Some(slot) = peers
             .get_mut(peer)
             .filter(|s| generation.is_none_or(|g| s.generation == g))

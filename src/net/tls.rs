@@ -199,7 +199,7 @@ pub fn node_id_of(cert: &CertificateDer<'_>) -> Result<NodeId, IdentityError> {
             });
         }
     }
-    Ok(NodeId(name))
+    Ok(NodeId::from(name))
 }
 
 /// Who is on the other end of an accepted connection, checked against `me` and the current

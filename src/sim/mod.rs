@@ -228,7 +228,7 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
         let judged = si < nsites - 1;
         for k in 0..cfg.voters_per_site {
             nodes.push(fleet::LayoutNode {
-                id: NodeId(format!("{s}{}", k + 1)),
+                id: NodeId::from(format!("{s}{}", k + 1)),
                 site: s.clone(),
                 voter: true,
                 indicator: judged,
@@ -237,7 +237,7 @@ fn build(cfg: &SimConfig, seed: u64) -> (World, Scenario, Time) {
         if judged {
             for k in cfg.voters_per_site..cfg.indicators_per_site.max(cfg.voters_per_site) {
                 nodes.push(fleet::LayoutNode {
-                    id: NodeId(format!("{s}{}", k + 1)),
+                    id: NodeId::from(format!("{s}{}", k + 1)),
                     site: s.clone(),
                     voter: false,
                     indicator: true,

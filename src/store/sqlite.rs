@@ -349,7 +349,7 @@ impl Storage for SqliteStore {
                 |r| {
                     Ok(Ballot {
                         epoch: r.get(0)?,
-                        proposer: NodeId(r.get(1)?),
+                        proposer: NodeId::from(r.get::<_, String>(1)?),
                     })
                 },
             )
@@ -588,7 +588,7 @@ fn durable_from_row(r: &Row<'_>) -> Result<(SiteId, Durable), StoreError> {
     let site = SiteId(r.get(0)?);
     let promised = Ballot {
         epoch: r.get(1)?,
-        proposer: NodeId(r.get(2)?),
+        proposer: NodeId::from(r.get::<_, String>(2)?),
     };
     let slot: Option<u64> = r.get(3)?;
     let epoch: Option<u64> = r.get(4)?;
@@ -609,12 +609,12 @@ fn durable_from_row(r: &Row<'_>) -> Result<(SiteId, Durable), StoreError> {
             slot,
             ballot: Ballot {
                 epoch,
-                proposer: NodeId(proposer),
+                proposer: NodeId::from(proposer),
             },
             value: Value {
                 outcome: parse_outcome(&outcome)?,
                 epoch: value_epoch,
-                leader: NodeId(leader),
+                leader: NodeId::from(leader),
             },
         }),
         _ => {
@@ -635,7 +635,7 @@ fn stored_verdict_from_row(r: &Row<'_>) -> Result<StoredVerdict, StoreError> {
             value: Value {
                 outcome: parse_outcome(&outcome)?,
                 epoch: r.get(3)?,
-                leader: NodeId(r.get(4)?),
+                leader: NodeId::from(r.get::<_, String>(4)?),
             },
         },
         learned_at_unix_ms: r.get(5)?,

@@ -5,7 +5,7 @@ use super::*;
 use crate::core::trust::{Refusal, MAX_EPOCH};
 
 fn id(s: &str) -> NodeId {
-    NodeId(s.to_string())
+    NodeId::from(s)
 }
 
 fn site() -> SiteId {

@@ -18,14 +18,14 @@ conformance!(
 fn ballot(epoch: u64, node: &str) -> Ballot {
     Ballot {
         epoch,
-        proposer: NodeId(node.to_string()),
+        proposer: NodeId::from(node),
     }
 }
 
 fn value(run: u64, leader: &str) -> LockValue {
     LockValue {
         run,
-        leader: NodeId(leader.to_string()),
+        leader: NodeId::from(leader.to_string()),
         trigger: RunTrigger::Manual,
         forced: false,
         alarms: Vec::new(),

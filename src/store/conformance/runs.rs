@@ -18,7 +18,7 @@ conformance!(
 fn ballot(epoch: u64, node: &str) -> Ballot {
     Ballot {
         epoch,
-        proposer: NodeId(node.to_string()),
+        proposer: NodeId::from(node),
     }
 }
 

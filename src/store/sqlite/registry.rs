@@ -122,7 +122,7 @@ impl SqliteStore {
                 let roles: String = r.get(2)?;
                 let mesh_bind: Option<String> = r.get(4)?;
                 nodes.push(Node {
-                    id: NodeId(r.get(0)?),
+                    id: NodeId::from(r.get::<_, String>(0)?),
                     site: SiteId(r.get(1)?),
                     roles: parse_roles(&roles)?,
                     mesh: parse_addr("mesh", &r.get::<_, String>(3)?)?,
