@@ -13,6 +13,9 @@
 //! Phases, on the same connections, one after the other:
 //! 1. steady: the Pinger at `PROBE_INTERVAL_MS` (100), timeout 100 ms, 5 retries, for
 //!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
+//!    then the same for `PROBE_PHASE_SECS` with the status exchange a node adds: the Pinger's
+//!    status to every Indicator and each Indicator's to the Pinger, every `PROBE_STATUS_MS`
+//!    (1000, the default status interval), over the same connections;
 //! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
 //!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
 //! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
@@ -39,6 +42,7 @@
 use quorate::core::pinger::{Pinger, PingerAction, PingerConfig};
 use quorate::core::types::{NodeId, SiteId, Time};
 use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox, MeshStats};
+use quorate::wire::{Message, OpinionReport, PeerStatus};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -245,9 +249,19 @@ fn child(args: &[String]) {
         n_up
     });
     println!("READY {} {echoes}", meshes.len());
+    let mut senders: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
+        if let Some(ms) = line.trim().strip_prefix("status ") {
+            senders.drain(..).for_each(|h| h.abort());
+            let ms: u64 = ms.parse().unwrap_or(0);
+            if ms > 0 {
+                senders = status_senders(&rt, &meshes, Duration::from_millis(ms));
+            }
+            println!("STATUS {}", senders.len());
+            continue;
+        }
         if line.trim() != "stats" {
             continue;
         }
@@ -275,6 +289,33 @@ fn child(args: &[String]) {
     }
     // No graceful shutdown: the parent is gone or done.
     std::process::exit(0);
+}
+
+/// Each Indicator's status to the Pinger every `every`, as a node's driver broadcasts it; the
+/// Indicators' sends are spread over the interval, as independent nodes' would be.
+fn status_senders(
+    rt: &tokio::runtime::Runtime,
+    meshes: &[Mesh],
+    every: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let pinger = NodeId::from(PINGER_ID);
+    let n = meshes.len().max(1) as u32;
+    meshes
+        .iter()
+        .enumerate()
+        .map(|(i, mesh)| {
+            let (mesh, pinger) = (mesh.clone(), pinger.clone());
+            let msg = Message::Status(status_of(indicator_id(i), Vec::new()));
+            let first = tokio::time::Instant::now() + every * i as u32 / n;
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval_at(first, every);
+                loop {
+                    tick.tick().await;
+                    mesh.send(&pinger, &msg);
+                }
+            })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -332,10 +373,21 @@ impl ChildGuard {
         }
     }
 
-    fn stats(&mut self) -> ChildStats {
+    fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("child stdin");
-        stdin.write_all(b"stats\n").expect("write to child");
+        writeln!(stdin, "{line}").expect("write to child");
         stdin.flush().expect("flush to child");
+    }
+
+    /// Every Indicator sends its status to the Pinger every `every` (None: stops).
+    fn statuses(&mut self, every: Option<Duration>) {
+        let ms = every.map_or(0, |d| d.as_millis());
+        self.say(&format!("status {ms}"));
+        self.line("STATUS", Duration::from_secs(30));
+    }
+
+    fn stats(&mut self) -> ChildStats {
+        self.say("stats");
         let l = self.line("STATS", Duration::from_secs(30));
         let v: Vec<u64> = l
             .split_whitespace()
@@ -479,6 +531,16 @@ struct Drive {
     origin: Instant,
     pinger: Pinger,
     actions: HashMap<&'static str, u64>,
+    /// The node's status broadcast (`NodeCore::send_status`, the driver's `Broadcast`): every
+    /// `status_every`, this node's status to every peer. None: probes alone.
+    status: Option<StatusBroadcast>,
+}
+
+struct StatusBroadcast {
+    every: Duration,
+    next: Instant,
+    peers: Vec<NodeId>,
+    sent: u64,
 }
 
 impl Drive {
@@ -508,7 +570,10 @@ impl Drive {
 
     async fn run(&mut self, mesh: &Mesh, rx: &mut MeshInbox, until: Instant) {
         loop {
-            let wake = self.instant(self.pinger.poll_timeout()).min(until);
+            let mut wake = self.instant(self.pinger.poll_timeout()).min(until);
+            if let Some(b) = &self.status {
+                wake = wake.min(b.next);
+            }
             tokio::select! {
                 biased;
                 ev = rx.recv() => {
@@ -529,6 +594,7 @@ impl Drive {
                 self.pinger.handle_timeout(t);
             }
             self.drain(mesh, now);
+            self.broadcast_status(mesh, now);
             if now >= until {
                 break;
             }
@@ -579,6 +645,26 @@ impl Drive {
 }
 
 impl Drive {
+    /// As `NodeCore::send_status` and the driver's `Broadcast`: this Pinger's reports, sent to
+    /// every peer, when due.
+    fn broadcast_status(&mut self, mesh: &Mesh, now: Instant) {
+        let t = self.time(now);
+        let Some(b) = self.status.as_mut().filter(|b| now >= b.next) else {
+            return;
+        };
+        b.next += b.every;
+        let opinions = self
+            .pinger
+            .watched_sites()
+            .map(|s| (s.clone(), self.pinger.report(s, t)))
+            .collect();
+        let msg = Message::Status(status_of(NodeId::from(PINGER_ID), opinions));
+        for peer in &b.peers {
+            mesh.send(peer, &msg);
+        }
+        b.sent += b.peers.len() as u64;
+    }
+
     fn send_probes(&mut self, mesh: &Mesh, t: Time, probes: &mut Vec<(NodeId, u64, u64)>) {
         for i in mesh.send_probes(probes) {
             let (indicator, nonce, _) = &probes[i];
@@ -601,6 +687,19 @@ fn pinger_for(ids: &[NodeId], interval: Duration, timeout: Duration, origin: Ins
         origin,
         pinger: Pinger::new(cfg, watches, now, 7),
         actions: HashMap::new(),
+        status: None,
+    }
+}
+
+/// A node's status as `NodeCore::send_status` builds it, with a fleet hash of the real
+/// length and no verdicts or maintenance calls to carry.
+fn status_of(node: NodeId, opinions: Vec<(SiteId, OpinionReport)>) -> PeerStatus {
+    PeerStatus {
+        node,
+        fleet_hash: "0".repeat(64),
+        opinions,
+        verdicts: Vec::new(),
+        maintenance: Vec::new(),
     }
 }
 
@@ -913,6 +1012,28 @@ fn parent() {
     let steady_w = Window::between(&a, &b, tck, 0);
     let steady_actions = drive.actions.clone();
     eprintln!("steady: {steady_w:?} actions {steady_actions:?}");
+
+    // 1b. The same, with the node's status exchange: each end's status to the other every
+    // status interval (what a node's every connection carries besides probes).
+    let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
+    guard.statuses(Some(status_every));
+    drive.status = Some(StatusBroadcast {
+        every: status_every,
+        next: Instant::now(),
+        peers: ids.clone(),
+        sent: 0,
+    });
+    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + status_every * 2);
+    let a = snap(&mesh, &mut guard, Some(&drive.pinger));
+    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + phase);
+    let b = snap(&mesh, &mut guard, Some(&drive.pinger));
+    guard.statuses(None);
+    let status = StatusPhase {
+        every: status_every,
+        window: Window::between(&a, &b, tck, 0),
+        rss_kib: status_kib("VmRSS:"),
+    };
+    eprintln!("with statuses: {:?}", status.window);
     drop(drive);
 
     // 2. The same rate through the mesh alone.
@@ -993,6 +1114,7 @@ fn parent() {
         n,
         interval,
         steady: steady_w,
+        status,
         mesh: mesh_w,
         idle: idle_w,
         max: max_ws,
@@ -1010,6 +1132,7 @@ struct Report {
     n: usize,
     interval: Duration,
     steady: Window,
+    status: StatusPhase,
     mesh: Window,
     idle: Window,
     max: Vec<(u64, Window)>,
@@ -1020,6 +1143,13 @@ struct Report {
     rss_before_mesh_kib: u64,
     child_rss_kib: u64,
     load: (String, String),
+}
+
+/// The steady state again, with the status exchange of phase 1b.
+struct StatusPhase {
+    every: Duration,
+    window: Window,
+    rss_kib: u64,
 }
 
 fn report(r: Report) {
@@ -1080,6 +1210,18 @@ fn report(r: Report) {
     println!(
         "| Pinger CPU per answered probe / batched floor's | ×{ratio_batched:.2} | ≤ ×2 ({}) |",
         verdict(ratio_batched <= 2.0)
+    );
+    let st = &r.status.window;
+    println!(
+        "| … with the node's status exchange (each end's status to the other every {} ms, as `timing.status_interval_ms` defaults) | {:.2} % of one core ({:.2} µs per answered probe; {} of {} answered, {} late; RSS {:.1} MiB) | ≤ 5 % ({}) |",
+        r.status.every.as_millis(),
+        st.core_pct(),
+        st.us_per_answer(),
+        st.answered,
+        st.sent,
+        st.late,
+        mib(r.status.rss_kib),
+        verdict(st.core_pct() <= 5.0),
     );
     println!(
         "| … same probes through the mesh alone, no Pinger core | {:.2} % of one core ({:.2} µs per probe sent; {} of {} answered, {} UDP receive-buffer drops) | |",
