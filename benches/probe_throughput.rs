@@ -33,7 +33,9 @@
 //! connections, keep-alives and ACKs included) on each side.
 //!
 //! Env: `PROBE_N` (Indicators, default 1000), `PROBE_BASE_PORT` (default 47000), the phase
-//! lengths above, `PROBE_KEEP_ALIVE_MS` and `PROBE_IDLE_TIMEOUT_MS` (default: the node's).
+//! lengths above, `PROBE_KEEP_ALIVE_MS` and `PROBE_IDLE_TIMEOUT_MS` (default: the node's),
+//! `PROBE_WORKERS` (the Pinger process's runtime workers, default 2: a node's runtime has
+//! one per core).
 //! The child holds one UDP socket per Indicator: `ulimit -n` must exceed
 //! N + 100 (`ulimit -n 4096` before `cargo bench` if the default is 1024).
 //!
@@ -943,6 +945,7 @@ fn parent() {
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(env("PROBE_WORKERS", 2) as usize)
         .enable_all()
         .build()
         .expect("runtime");
