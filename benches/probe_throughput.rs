@@ -542,7 +542,6 @@ struct StatusBroadcast {
     every: Duration,
     next: Instant,
     peers: Vec<NodeId>,
-    sent: u64,
 }
 
 impl Drive {
@@ -664,7 +663,6 @@ impl Drive {
         for peer in &b.peers {
             mesh.send(peer, &msg);
         }
-        b.sent += b.peers.len() as u64;
     }
 
     fn send_probes(&mut self, mesh: &Mesh, t: Time, probes: &mut Vec<(NodeId, u64, u64)>) {
@@ -1024,7 +1022,6 @@ fn parent() {
         every: status_every,
         next: Instant::now(),
         peers: ids.clone(),
-        sent: 0,
     });
     (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + status_every * 2);
     let a = snap(&mesh, &mut guard, Some(&drive.pinger));
