@@ -15,7 +15,8 @@
 //!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
 //!    then the same for `PROBE_PHASE_SECS` with the status exchange a node adds: the Pinger's
 //!    status to every Indicator and each Indicator's to the Pinger, every `PROBE_STATUS_MS`
-//!    (1000, the default status interval), over the same connections;
+//!    (1000, the default status interval), over the same connections (`PROBE_STATUS_WAYS`:
+//!    `both`, the default, or `out` or `in` for one direction only);
 //! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
 //!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
 //! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
@@ -1017,8 +1018,11 @@ fn parent() {
     // 1b. The same, with the node's status exchange: each end's status to the other every
     // status interval (what a node's every connection carries besides probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
-    guard.statuses(Some(status_every));
-    drive.status = Some(StatusBroadcast {
+    let ways = std::env::var("PROBE_STATUS_WAYS").unwrap_or_else(|_| "both".into());
+    if ways != "out" {
+        guard.statuses(Some(status_every));
+    }
+    drive.status = (ways != "in").then(|| StatusBroadcast {
         every: status_every,
         next: Instant::now(),
         peers: ids.clone(),
