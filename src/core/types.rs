@@ -58,26 +58,23 @@ impl fmt::Display for NodeId {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SiteId(pub String);
 
-macro_rules! id_impls {
-    ($t:ident) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl From<&str> for $t {
-            fn from(s: &str) -> Self {
-                $t(s.to_string())
-            }
-        }
-        impl $t {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-    };
+impl SiteId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
-id_impls!(SiteId);
+
+impl From<&str> for SiteId {
+    fn from(s: &str) -> Self {
+        SiteId(s.to_string())
+    }
+}
+
+impl fmt::Display for SiteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Virtual or real time in microseconds since an arbitrary origin chosen by the driver.
 /// The core never reads a clock: every input carries the time it happened.
