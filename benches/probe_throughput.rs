@@ -1019,6 +1019,10 @@ fn parent() {
     // status interval (what a node's every connection carries besides probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
     let ways = std::env::var("PROBE_STATUS_WAYS").unwrap_or_else(|_| "both".into());
+    assert!(
+        matches!(ways.as_str(), "both" | "out" | "in"),
+        "PROBE_STATUS_WAYS={ways}: expected both, out or in"
+    );
     if ways != "out" {
         guard.statuses(Some(status_every));
     }
