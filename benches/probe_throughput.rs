@@ -928,6 +928,12 @@ fn parent() {
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
+    // Checked before the long set-up, not when phase 1b comes.
+    let ways = std::env::var("PROBE_STATUS_WAYS").unwrap_or_else(|_| "both".into());
+    assert!(
+        matches!(ways.as_str(), "both" | "out" | "in"),
+        "PROBE_STATUS_WAYS={ways}: expected both, out or in"
+    );
     let tck = clock_ticks();
     let load_start = loadavg();
 
@@ -1018,11 +1024,6 @@ fn parent() {
     // 1b. The same, with the node's status exchange: each end's status to the other every
     // status interval (what a node's every connection carries besides probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
-    let ways = std::env::var("PROBE_STATUS_WAYS").unwrap_or_else(|_| "both".into());
-    assert!(
-        matches!(ways.as_str(), "both" | "out" | "in"),
-        "PROBE_STATUS_WAYS={ways}: expected both, out or in"
-    );
     if ways != "out" {
         guard.statuses(Some(status_every));
     }
