@@ -66,8 +66,9 @@ impl OpinionReport {
     }
 }
 
-/// A node's periodic status to every peer: liveness, fleet version and anti-entropy for
-/// committed verdicts.
+/// A Pinger's or voter's periodic status to every node it holds a connection with: liveness,
+/// fleet version, its opinions and anti-entropy for committed verdicts. Indicator-only nodes
+/// send none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
     pub node: NodeId,

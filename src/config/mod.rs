@@ -91,6 +91,20 @@ impl Node {
     pub fn mesh_bind_addr(&self) -> SocketAddr {
         self.mesh_bind.unwrap_or(self.mesh)
     }
+
+    /// Whether this node sends a periodic status: a Pinger's carries its opinions, a voter's
+    /// the verdicts it knows. An Indicator-only node answers probes and originates nothing
+    /// else (see docs/trust.md), so it has no status to send.
+    pub fn sends_status(&self) -> bool {
+        self.roles.pinger || self.roles.voter
+    }
+
+    /// Whether this node and `other` hold a mesh connection: unless both are Indicator-only
+    /// nodes, which have nothing to say to each other. So a fleet of many Indicators costs
+    /// each of them a connection per Pinger and voter, not one per node.
+    pub fn talks_with(&self, other: &Node) -> bool {
+        self.id != other.id && (self.sends_status() || other.sends_status())
+    }
 }
 
 /// Whether a watch whose electorate is dominated by one site may act on its own.
@@ -406,6 +420,15 @@ impl Fleet {
                 v
             })
             .unwrap_or_default()
+    }
+
+    /// The nodes `me` holds a mesh connection with (`Node::talks_with`), in file order; none
+    /// if `me` is not in the fleet.
+    pub fn mesh_peers<'a>(&'a self, me: &NodeId) -> impl Iterator<Item = &'a Node> + 'a {
+        let me = self.node(me);
+        self.nodes
+            .iter()
+            .filter(move |n| me.is_some_and(|m| m.talks_with(n)))
     }
 
     /// Nodes of `site` with the indicator role, sorted.

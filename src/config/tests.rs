@@ -666,3 +666,24 @@ fn an_api_beyond_loopback_without_tls_is_warned_of() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn every_pair_talks_but_two_indicator_only_nodes() {
+    let f = Fleet::parse(crate::demo::THREE_SITES).expect("the demo fleet is valid");
+    let peers = |me: &str| -> Vec<String> {
+        f.mesh_peers(&NodeId::from(me))
+            .map(|n| n.id.to_string())
+            .collect()
+    };
+    assert_eq!(peers("a3"), ["a1", "a2", "b1", "b2", "c1", "c2"]);
+    assert_eq!(
+        peers("b1"),
+        ["a1", "a2", "a3", "b2", "b3", "c1", "c2"],
+        "a Pinger-voter talks with every other node"
+    );
+    let node = |id: &str| f.node(&NodeId::from(id)).expect("in the fleet");
+    assert!(!node("a3").sends_status() && node("c1").sends_status());
+    assert!(node("a3").talks_with(node("c1")) && node("c1").talks_with(node("a3")));
+    assert!(!node("a3").talks_with(node("b3")) && !node("a3").talks_with(node("a3")));
+    assert_eq!(peers("zz").len(), 0, "a node not in the fleet talks with nobody");
+}

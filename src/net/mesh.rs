@@ -80,7 +80,8 @@ pub mod close_code {
 pub struct MeshConfig {
     pub me: NodeId,
     pub bind: SocketAddr,
-    /// Every other node of the fleet and where to dial it (an entry for `me` is ignored).
+    /// The nodes to hold a connection with and where to dial them (an entry for `me` is
+    /// ignored); a node gives its fleet's `mesh_peers`.
     pub peers: Vec<(NodeId, SocketAddr)>,
     pub certs: CertPaths,
     /// Indicator role: answer authenticated probes right in the receive path.

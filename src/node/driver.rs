@@ -224,9 +224,7 @@ fn prune(store: &mut SqliteStore, retention: &Retention) -> Result<(), crate::st
 
 fn peers_of(fleet: &Fleet, me: &NodeId) -> Vec<(NodeId, std::net::SocketAddr)> {
     fleet
-        .nodes
-        .iter()
-        .filter(|n| &n.id != me)
+        .mesh_peers(me)
         .map(|n| (n.id.clone(), n.mesh))
         .collect()
 }
@@ -411,7 +409,10 @@ impl Driver {
                 }
                 self.feed(Input::Message { from, msg });
             }
-            MeshEvent::PeerConnected(peer) => tracing::debug!(%peer, "connected"),
+            MeshEvent::PeerConnected(peer) => {
+                tracing::debug!(%peer, "connected");
+                self.feed(Input::PeerConnected(peer));
+            }
             MeshEvent::PeerLost(peer) => tracing::debug!(%peer, "connection lost"),
         }
     }
@@ -442,10 +443,8 @@ impl Driver {
                 }
                 Action::Send { to, msg } => self.mesh.send(&to, &msg),
                 Action::Broadcast { msg } => {
-                    for n in &self.core.fleet().nodes {
-                        if n.id != me {
-                            self.mesh.send(&n.id, &msg);
-                        }
+                    for n in self.core.fleet().mesh_peers(&me) {
+                        self.mesh.send(&n.id, &msg);
                     }
                 }
                 Action::PersistDurable { site, durable } => {

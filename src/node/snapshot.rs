@@ -184,7 +184,8 @@ pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
 pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
-    /// A status message arrived within three status intervals.
+    /// A status message arrived within three status intervals; for an Indicator-only peer,
+    /// which sends none, its mesh connection is up.
     pub reachable: bool,
     pub fleet_hash: Option<String>,
     pub last_seen_ms_ago: Option<u64>,

@@ -19,6 +19,7 @@ mod isolation;
 mod notify;
 pub mod peers;
 mod replication;
+mod status;
 mod tilt;
 
 pub use alarm::AlarmCall;
@@ -81,6 +82,9 @@ pub enum Input {
     Command { id: u64, command: Command },
     /// A changed, valid fleet file.
     Reload(Arc<Fleet>),
+    /// A mesh connection with this peer came up: it gets this node's status at once, rather
+    /// than at the next status interval.
+    PeerConnected(NodeId),
     /// A write the core asked for failed.
     PersistFailed(PersistFailed),
     /// A call of a notifier ended (`Action::Notify`).
@@ -117,7 +121,8 @@ pub enum Action {
         to: NodeId,
         msg: Message,
     },
-    /// To every other node of the fleet.
+    /// To every node this one holds a mesh connection with (`Node::talks_with`): every other
+    /// node, unless both are Indicator-only nodes.
     Broadcast {
         msg: Message,
     },
@@ -209,6 +214,8 @@ pub struct NodeCore {
     /// Set when the running fleet file no longer lists this node: it votes and acts no more.
     retired: Option<String>,
     next_status: Time,
+    /// Status intervals passed since start (an Indicator-only node sends only every few).
+    status_ticks: u64,
     actions: VecDeque<Action>,
     broken: BrokenRules,
 }
@@ -267,6 +274,7 @@ impl NodeCore {
             voting_disabled: None,
             retired: None,
             next_status: now.mono,
+            status_ticks: 0,
             actions: VecDeque::new(),
             runs: Runs::default(),
             broken: BrokenRules::default(),
@@ -391,6 +399,7 @@ impl NodeCore {
             Input::StepDone(done) => self.on_step_done(now, done),
             Input::Command { id, command } => self.on_command(now, id, command),
             Input::Reload(fleet) => self.reload(now, fleet),
+            Input::PeerConnected(peer) => self.on_peer_connected(now, &peer),
             Input::PersistFailed(f) => self.on_persist_failed(f),
             Input::NotifyDone { key, notifier, ok } => {
                 self.notify.call_done(now.mono, &key, &notifier, ok)
@@ -462,61 +471,6 @@ impl NodeCore {
             Message::Notified(m) => self.on_notified(now, &from, m),
             Message::Alarms(m) => self.learn_alarms(now, &from, m),
         }
-    }
-
-    fn on_status(&mut self, now: Now, from: NodeId, status: PeerStatus) {
-        if status.node != from {
-            warn!(peer = %from, claimed = %status.node, "status names another node; ignored");
-            return;
-        }
-        // Only a peer that also sees this site up counts against fencing it: a peer heard one
-        // way but unable to reach the site would vote it DOWN all the same.
-        for (s, r) in &status.opinions {
-            if r.opinion == Opinion::Up {
-                self.runs.seen_up.insert(s.clone());
-            }
-        }
-        let sees_us_up = status.opinions.iter().any(|(s, r)| {
-            s == &self.me.site && matches!(r.opinion, Opinion::Up | Opinion::Suspect)
-        });
-        if sees_us_up {
-            if let Some(iso) = self.isolation.as_mut() {
-                iso.fence.peer_seen(now.mono, &from);
-            }
-        }
-        for v in status.verdicts {
-            self.voter.learn_from(now.mono, &from, v);
-        }
-        if !self.abstains() {
-            self.voter.resolve_leads(now.mono, &self.pinger);
-        }
-        self.learn_maintenance(now, &from, status.maintenance);
-        self.peers.heard(
-            now.mono,
-            &from,
-            status.fleet_hash,
-            status.opinions,
-            &self.fleet.hash,
-        );
-    }
-
-    fn send_status(&mut self, now: Now) {
-        let t = now.mono;
-        let status = PeerStatus {
-            node: self.me.id.clone(),
-            fleet_hash: self.fleet.hash.clone(),
-            opinions: self
-                .pinger
-                .watched_sites()
-                .map(|s| (s.clone(), self.pinger.report(s, t)))
-                .collect(),
-            // The newest verdict per site: bounded by the number of sites.
-            verdicts: self.voter.verdicts().cloned().collect(),
-            maintenance: self.operator.maintenance.windows().cloned().collect(),
-        };
-        self.actions.push_back(Action::Broadcast {
-            msg: Message::Status(status),
-        });
     }
 
     /// Carries every sub-machine's actions over into the node's queue, in order, until all

@@ -550,3 +550,65 @@ fn a_locked_run_replaced_by_a_newer_decision_is_forgotten_unsent() {
     assert!(prepares(&late, 5).is_empty(), "{late:?}");
     assert!(!b1.replicas().is_expected(&a, 5));
 }
+
+/// The statuses among `actions`: `None` for a broadcast, else the node it is sent to.
+fn statuses(actions: &[Action]) -> Vec<(Option<String>, PeerStatus)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast {
+                msg: Message::Status(s),
+            } => Some((None, s.clone())),
+            Action::Send {
+                to,
+                msg: Message::Status(s),
+            } => Some((Some(to.to_string()), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet_version_to_the_voters_every_tenth(
+) {
+    let f = fleet("");
+    let (mut b1, mut a3) = (core_of(&f, "b1"), core_of(&f, "a3"));
+    let (mut from_b1, mut from_a3) = (Vec::new(), Vec::new());
+    // status_interval_ms = 100 in these fleets: 20 intervals.
+    for i in 0..20 {
+        b1.handle(at(i * 100), Input::Tick);
+        from_b1.extend(statuses(&drain(&mut b1)));
+        a3.handle(at(i * 100), Input::Tick);
+        from_a3.extend(statuses(&drain(&mut a3)));
+    }
+    assert_eq!(from_b1.len(), 20, "one broadcast per interval");
+    assert!(from_b1.iter().all(|(to, s)| to.is_none() && !s.opinions.is_empty()));
+    let voters = ["a1", "a2", "b1", "b2", "c1", "c2"];
+    let mut expected: Vec<Option<String>> = voters.iter().map(|v| Some(v.to_string())).collect();
+    expected.extend(expected.clone());
+    let to: Vec<Option<String>> = from_a3.iter().map(|(to, _)| to.clone()).collect();
+    assert_eq!(to, expected, "at the 1st and 11th interval, to each voter");
+    for (_, s) in &from_a3 {
+        assert_eq!(s.node, NodeId::from("a3"));
+        assert_eq!(s.fleet_hash, f.hash);
+        assert!(s.opinions.is_empty() && s.verdicts.is_empty() && s.maintenance.is_empty());
+    }
+}
+
+#[test]
+fn a_peer_whose_connection_comes_up_gets_the_status_at_once_if_it_is_one_to_get_it() {
+    let f = fleet("");
+    let connected = |c: &mut NodeCore, peer: &str| {
+        c.handle(at(50), Input::PeerConnected(NodeId::from(peer)));
+        statuses(&drain(c))
+            .into_iter()
+            .map(|(to, _)| to)
+            .collect::<Vec<_>>()
+    };
+    let (mut b1, mut a3) = (core_of(&f, "b1"), core_of(&f, "a3"));
+    assert_eq!(connected(&mut b1, "a3"), [Some("a3".to_string())]);
+    assert_eq!(connected(&mut a3, "b1"), [Some("b1".to_string())]);
+    // Two Indicator-only nodes do not even hold a connection; and a stranger gets nothing.
+    assert!(connected(&mut a3, "b3").is_empty());
+    assert!(connected(&mut b1, "zz").is_empty());
+}

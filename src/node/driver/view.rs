@@ -14,17 +14,22 @@ impl Driver {
         let t = self.time(now);
         let fleet = self.fleet();
         let status_horizon = fleet.timing.status_interval.saturating_mul(3);
+        let connected = self.mesh.connected();
         let peers = fleet
-            .nodes
-            .iter()
-            .filter(|n| n.id != self.core.me().id)
+            .mesh_peers(&self.core.me().id)
             .map(|n| {
                 let p = self.core.peers().get(&n.id);
                 let seen = p.and_then(|p| p.last_status).map(|s| t.since(s));
+                // An Indicator-only peer sends no status: its connection is what there is.
+                let reachable = if n.sends_status() {
+                    seen.is_some_and(|s| s <= status_horizon)
+                } else {
+                    connected.binary_search(&n.id).is_ok()
+                };
                 PeerView {
                     node: n.id.clone(),
                     site: n.site.clone(),
-                    reachable: seen.is_some_and(|s| s <= status_horizon),
+                    reachable,
                     fleet_hash: p.and_then(|p| p.fleet_hash.clone()),
                     last_seen_ms_ago: seen.map(|s| s.as_millis() as u64),
                 }
