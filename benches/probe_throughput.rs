@@ -13,10 +13,13 @@
 //! Phases, on the same connections, one after the other:
 //! 1. steady: the Pinger at `PROBE_INTERVAL_MS` (100), timeout 100 ms, 5 retries, for
 //!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
-//!    then the same for `PROBE_PHASE_SECS` with the status exchange a node adds: the Pinger's
-//!    status to every Indicator and each Indicator's to the Pinger, every `PROBE_STATUS_MS`
-//!    (1000, the default status interval), over the same connections (`PROBE_STATUS_WAYS`:
-//!    `both`, the default, or `out` or `in` for one direction only);
+//!    then the same for `PROBE_PHASE_SECS` with the status exchange a node adds, over the same
+//!    connections (`PROBE_STATUS_WAYS`): `node`, the default, as nodes do: the Pinger's
+//!    status to every Indicator every `PROBE_STATUS_MS` (1000, the default status interval),
+//!    and each Indicator-only node's (its fleet version) to the Pinger, were it a voter, every
+//!    `INDICATOR_STATUS_EVERY` intervals; `both`: full statuses both ways every interval, as
+//!    nodes did when every node sent its status to every other; `out` or `in`: one direction
+//!    of `both`;
 //! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
 //!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
 //! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
@@ -929,10 +932,10 @@ fn parent() {
         .filter_map(|v| v.trim().parse().ok())
         .collect();
     // Checked before the long set-up, not when phase 1b comes.
-    let ways = std::env::var("PROBE_STATUS_WAYS").unwrap_or_else(|_| "both".into());
+    let ways = std::env::var("PROBE_STATUS_WAYS").unwrap_or_else(|_| "node".into());
     assert!(
-        matches!(ways.as_str(), "both" | "out" | "in"),
-        "PROBE_STATUS_WAYS={ways}: expected both, out or in"
+        matches!(ways.as_str(), "node" | "both" | "out" | "in"),
+        "PROBE_STATUS_WAYS={ways}: expected node, both, out or in"
     );
     let tck = clock_ticks();
     let load_start = loadavg();
@@ -1021,11 +1024,16 @@ fn parent() {
     let steady_actions = drive.actions.clone();
     eprintln!("steady: {steady_w:?} actions {steady_actions:?}");
 
-    // 1b. The same, with the node's status exchange: each end's status to the other every
-    // status interval (what a node's every connection carries besides probes).
+    // 1b. The same, with the node's status exchange (what a node's connections carry besides
+    // probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
-    if ways != "out" {
-        guard.statuses(Some(status_every));
+    let indicators_every = match ways.as_str() {
+        "node" => Some(status_every * quorate::core::node::INDICATOR_STATUS_EVERY as u32),
+        "out" => None,
+        _ => Some(status_every),
+    };
+    if let Some(every) = indicators_every {
+        guard.statuses(Some(every));
     }
     drive.status = (ways != "in").then(|| StatusBroadcast {
         every: status_every,
@@ -1038,7 +1046,9 @@ fn parent() {
     let b = snap(&mesh, &mut guard, Some(&drive.pinger));
     guard.statuses(None);
     let status = StatusPhase {
+        ways: ways.clone(),
         every: status_every,
+        indicators_every,
         window: Window::between(&a, &b, tck, 0),
         rss_kib: status_kib("VmRSS:"),
     };
@@ -1156,7 +1166,12 @@ struct Report {
 
 /// The steady state again, with the status exchange of phase 1b.
 struct StatusPhase {
+    /// `PROBE_STATUS_WAYS`.
+    ways: String,
+    /// The Pinger's status to every Indicator (unless `ways` is `in`).
     every: Duration,
+    /// Each Indicator's status to the Pinger, if any.
+    indicators_every: Option<Duration>,
     window: Window,
     rss_kib: u64,
 }
@@ -1221,9 +1236,21 @@ fn report(r: Report) {
         verdict(ratio_batched <= 2.0)
     );
     let st = &r.status.window;
+    let out = match r.status.ways.as_str() {
+        "in" => "none".to_string(),
+        _ => format!("every {} ms", r.status.every.as_millis()),
+    };
+    let back = match (r.status.ways.as_str(), r.status.indicators_every) {
+        ("node", Some(d)) => format!(
+            "each Indicator-only node's fleet version every {} ms",
+            d.as_millis()
+        ),
+        (_, Some(d)) => format!("each Indicator's status every {} ms", d.as_millis()),
+        (_, None) => "no Indicator's".to_string(),
+    };
     println!(
-        "| … with the node's status exchange (each end's status to the other every {} ms, as `timing.status_interval_ms` defaults) | {:.2} % of one core ({:.2} µs per answered probe; {} of {} answered, {} late; RSS {:.1} MiB) | ≤ 5 % ({}) |",
-        r.status.every.as_millis(),
+        "| … with the status exchange `{}` (the Pinger's status to every Indicator {out}; {back}) | {:.2} % of one core ({:.2} µs per answered probe; {} of {} answered, {} late; RSS {:.1} MiB) | ≤ 5 % ({}) |",
+        r.status.ways,
         st.core_pct(),
         st.us_per_answer(),
         st.answered,

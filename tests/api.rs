@@ -88,6 +88,14 @@ async fn every_answer_is_json_and_errors_have_fitting_codes() {
         (&a3["node"], &a3["roles"]),
         (&json!("a3"), &json!(["indicator"]))
     );
+    // An Indicator-only node talks with the Pingers and voters only: b3 is not its peer.
+    let a3_peers: Vec<&str> = a3["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| p["node"].as_str().expect("node"))
+        .collect();
+    assert_eq!(a3_peers, ["a1", "a2", "b1", "b2", "c1", "c2"], "{a3}");
 
     let a = rest.get(b1, "/v1/sites/a").await;
     assert_eq!(a["electorate"], json!(["b1", "b2", "c1", "c2"]));

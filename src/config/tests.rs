@@ -685,5 +685,9 @@ fn every_pair_talks_but_two_indicator_only_nodes() {
     assert!(!node("a3").sends_status() && node("c1").sends_status());
     assert!(node("a3").talks_with(node("c1")) && node("c1").talks_with(node("a3")));
     assert!(!node("a3").talks_with(node("b3")) && !node("a3").talks_with(node("a3")));
-    assert_eq!(peers("zz").len(), 0, "a node not in the fleet talks with nobody");
+    assert_eq!(
+        peers("zz").len(),
+        0,
+        "a node not in the fleet talks with nobody"
+    );
 }

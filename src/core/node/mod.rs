@@ -27,6 +27,7 @@ pub use isolation::IsolationState;
 pub use notify::NotifyCall;
 pub use operator::{Command, CommandOk, CommandReply, OperatorError};
 pub use runs::{Runs, StartStep, StepDone, StepPurpose};
+pub use status::INDICATOR_STATUS_EVERY;
 pub use tilt::Tilt;
 
 use super::notify::Notifications;

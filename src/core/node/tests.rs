@@ -582,7 +582,9 @@ fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet
         from_a3.extend(statuses(&drain(&mut a3)));
     }
     assert_eq!(from_b1.len(), 20, "one broadcast per interval");
-    assert!(from_b1.iter().all(|(to, s)| to.is_none() && !s.opinions.is_empty()));
+    assert!(from_b1
+        .iter()
+        .all(|(to, s)| to.is_none() && !s.opinions.is_empty()));
     let voters = ["a1", "a2", "b1", "b2", "c1", "c2"];
     let mut expected: Vec<Option<String>> = voters.iter().map(|v| Some(v.to_string())).collect();
     expected.extend(expected.clone());
