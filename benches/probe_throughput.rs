@@ -1242,7 +1242,7 @@ fn report(r: Report) {
     };
     let back = match (r.status.ways.as_str(), r.status.indicators_every) {
         ("node", Some(d)) => format!(
-            "each Indicator-only node's fleet version every {} ms",
+            "each Indicator-only node's fleet version every {} ms, as to a voter",
             d.as_millis()
         ),
         (_, Some(d)) => format!("each Indicator's status every {} ms", d.as_millis()),
