@@ -88,22 +88,7 @@ async fn a_cut_between_two_sites_is_an_internal_false_positive_not_a_verdict() {
     relay.unblock_all();
     wait_opinion(&rest, &voters, "a", "up").await;
     let a1 = api(&f, "a1");
-    eventually("a1 to hear from b1 again", || {
-        let rest = &rest;
-        async move {
-            let status = rest.try_get(a1, "/v1/status").await?;
-            let reachable = status["peers"]
-                .as_array()
-                .and_then(|p| p.iter().find(|p| p["node"] == "b1"))
-                .map(|p| p["reachable"] == true);
-            if reachable == Some(true) {
-                Ok(())
-            } else {
-                Err(status["peers"].to_string())
-            }
-        }
-    })
-    .await;
+    wait_peer(&rest, a1, "b1", true).await;
     for (name, addr) in &voters {
         let s = rest.site(*addr, "a").await;
         assert_eq!(s["verdict"], "none", "{name}: {s}");

@@ -92,18 +92,17 @@ impl Node {
         self.mesh_bind.unwrap_or(self.mesh)
     }
 
-    /// Whether this node sends a periodic status: a Pinger's carries its opinions, a voter's
-    /// the verdicts it knows. An Indicator-only node answers probes and originates nothing
-    /// else (see docs/trust.md), so it has no status to send.
-    pub fn sends_status(&self) -> bool {
-        self.roles.pinger || self.roles.voter
+    /// Neither Pinger nor voter: the node answers probes and originates nothing else (see
+    /// docs/trust.md), so it has no opinions or verdicts to tell.
+    pub fn is_indicator_only(&self) -> bool {
+        !self.roles.pinger && !self.roles.voter
     }
 
     /// Whether this node and `other` hold a mesh connection: unless both are Indicator-only
     /// nodes, which have nothing to say to each other. So a fleet of many Indicators costs
     /// each of them a connection per Pinger and voter, not one per node.
     pub fn talks_with(&self, other: &Node) -> bool {
-        self.id != other.id && (self.sends_status() || other.sends_status())
+        self.id != other.id && !(self.is_indicator_only() && other.is_indicator_only())
     }
 }
 

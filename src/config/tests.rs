@@ -682,7 +682,7 @@ fn every_pair_talks_but_two_indicator_only_nodes() {
         "a Pinger-voter talks with every other node"
     );
     let node = |id: &str| f.node(&NodeId::from(id)).expect("in the fleet");
-    assert!(!node("a3").sends_status() && node("c1").sends_status());
+    assert!(node("a3").is_indicator_only() && !node("c1").is_indicator_only());
     assert!(node("a3").talks_with(node("c1")) && node("c1").talks_with(node("a3")));
     assert!(!node("a3").talks_with(node("b3")) && !node("a3").talks_with(node("a3")));
     assert_eq!(

@@ -85,6 +85,24 @@ where
     }
 }
 
+/// Waits until the `/v1/status` of the node at `at` lists `peer` as `reachable` (or not).
+pub async fn wait_peer(rest: &Rest, at: SocketAddr, peer: &str, reachable: bool) {
+    let what = format!("{at} to list {peer} as reachable: {reachable}");
+    eventually(&what, || async move {
+        let status = rest.try_get(at, "/v1/status").await?;
+        let entry = status["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["node"] == peer))
+            .ok_or_else(|| format!("{peer} not among the peers: {}", status["peers"]))?;
+        if entry["reachable"] == reachable {
+            Ok(())
+        } else {
+            Err(entry.to_string())
+        }
+    })
+    .await;
+}
+
 /// A REST client for the nodes' API (no proxy: everything is on loopback).
 #[derive(Clone)]
 pub struct Rest {

@@ -56,7 +56,7 @@ impl NodeCore {
     pub(super) fn send_status(&mut self, now: Now) {
         let tick = self.status_ticks;
         self.status_ticks += 1;
-        if self.me.sends_status() {
+        if !self.me.is_indicator_only() {
             let msg = Message::Status(self.status(now.mono));
             self.actions.push_back(Action::Broadcast { msg });
             return;
@@ -69,7 +69,7 @@ impl NodeCore {
             .fleet
             .nodes
             .iter()
-            .filter(|n| n.roles.voter && n.id != self.me.id)
+            .filter(|n| self.status_goes_to(n))
             .map(|n| n.id.clone())
             .collect();
         for to in voters {
@@ -81,15 +81,11 @@ impl NodeCore {
     }
 
     pub(super) fn on_peer_connected(&mut self, now: Now, peer: &NodeId) {
-        let Some(node) = self.fleet.node(peer) else {
-            return;
-        };
-        let goes_there = if self.me.sends_status() {
-            self.me.talks_with(node)
-        } else {
-            node.roles.voter
-        };
-        if goes_there {
+        if self
+            .fleet
+            .node(peer)
+            .is_some_and(|n| self.status_goes_to(n))
+        {
             self.actions.push_back(Action::Send {
                 to: peer.clone(),
                 msg: Message::Status(self.status(now.mono)),
@@ -97,8 +93,18 @@ impl NodeCore {
         }
     }
 
+    /// A Pinger's or voter's status goes to every node it talks with (what a `Broadcast`
+    /// reaches), an Indicator-only node's to the voters.
+    fn status_goes_to(&self, node: &Node) -> bool {
+        if self.me.is_indicator_only() {
+            node.roles.voter && node.id != self.me.id
+        } else {
+            self.me.talks_with(node)
+        }
+    }
+
     fn status(&self, t: Time) -> PeerStatus {
-        if !self.me.sends_status() {
+        if self.me.is_indicator_only() {
             return PeerStatus {
                 node: self.me.id.clone(),
                 fleet_hash: self.fleet.hash.clone(),

@@ -21,10 +21,10 @@ impl Driver {
                 let p = self.core.peers().get(&n.id);
                 let seen = p.and_then(|p| p.last_status).map(|s| t.since(s));
                 // An Indicator-only peer sends no status: its connection is what there is.
-                let reachable = if n.sends_status() {
-                    seen.is_some_and(|s| s <= status_horizon)
-                } else {
+                let reachable = if n.is_indicator_only() {
                     connected.binary_search(&n.id).is_ok()
+                } else {
+                    seen.is_some_and(|s| s <= status_horizon)
                 };
                 PeerView {
                     node: n.id.clone(),
