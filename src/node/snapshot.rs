@@ -184,8 +184,9 @@ pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
 pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
-    /// A status message arrived within three status intervals; for an Indicator-only peer,
-    /// which sends none, its mesh connection is up.
+    /// A status message arrived within three status intervals; for an Indicator-only peer
+    /// (whose status comes every tenth interval, and to voters only), its mesh connection is
+    /// up.
     pub reachable: bool,
     pub fleet_hash: Option<String>,
     pub last_seen_ms_ago: Option<u64>,

@@ -20,7 +20,8 @@ impl Driver {
             .map(|n| {
                 let p = self.core.peers().get(&n.id);
                 let seen = p.and_then(|p| p.last_status).map(|s| t.since(s));
-                // An Indicator-only peer sends no status: its connection is what there is.
+                // An Indicator-only peer's status comes every tenth interval, and to voters only: its
+                // connection is what shows it alive.
                 let reachable = if n.is_indicator_only() {
                     connected.binary_search(&n.id).is_ok()
                 } else {
