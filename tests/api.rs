@@ -12,6 +12,21 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
+/// The string `field` of each object in the JSON array `list`.
+fn field_of_each<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"));
+    items
+        .iter()
+        .map(|item| {
+            item[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {field} in {item}"))
+        })
+        .collect()
+}
+
 /// Asserts a JSON error answer with status `code` and a non-empty "error".
 async fn expect_error(rest: &Rest, method: Method, addr: SocketAddr, path: &str, code: u16) {
     let (got, body) = rest
@@ -75,13 +90,7 @@ async fn every_answer_is_json_and_errors_have_fitting_codes() {
         assert_eq!(p["reachable"], true, "{p}");
         assert_eq!(p["fleet_hash"], f.fleet.hash.as_str(), "{p}");
     }
-    let sites: Vec<&str> = status["sites"]
-        .as_array()
-        .expect("sites")
-        .iter()
-        .map(|s| s["id"].as_str().expect("id"))
-        .collect();
-    assert_eq!(sites, ["a", "b"]);
+    assert_eq!(field_of_each(&status["sites"], "id"), ["a", "b"]);
 
     let a3 = rest.get(api(&f, "a3"), "/v1/status").await;
     assert_eq!(
@@ -89,13 +98,11 @@ async fn every_answer_is_json_and_errors_have_fitting_codes() {
         (&json!("a3"), &json!(["indicator"]))
     );
     // An Indicator-only node talks with the Pingers and voters only: b3 is not its peer.
-    let a3_peers: Vec<&str> = a3["peers"]
-        .as_array()
-        .expect("peers")
-        .iter()
-        .map(|p| p["node"].as_str().expect("node"))
-        .collect();
-    assert_eq!(a3_peers, ["a1", "a2", "b1", "b2", "c1", "c2"], "{a3}");
+    assert_eq!(
+        field_of_each(&a3["peers"], "node"),
+        ["a1", "a2", "b1", "b2", "c1", "c2"],
+        "{a3}"
+    );
 
     let a = rest.get(b1, "/v1/sites/a").await;
     assert_eq!(a["electorate"], json!(["b1", "b2", "c1", "c2"]));

@@ -104,15 +104,9 @@ impl NodeCore {
     }
 
     fn status(&self, t: Time) -> PeerStatus {
-        if self.me.is_indicator_only() {
-            return PeerStatus {
-                node: self.me.id.clone(),
-                fleet_hash: self.fleet.hash.clone(),
-                opinions: Vec::new(),
-                verdicts: Vec::new(),
-                maintenance: Vec::new(),
-            };
-        }
+        // An Indicator-only node watches no site, and what it would relay the voters, its
+        // only readers, told it: its status is its fleet version.
+        let relays = !self.me.is_indicator_only();
         PeerStatus {
             node: self.me.id.clone(),
             fleet_hash: self.fleet.hash.clone(),
@@ -122,8 +116,16 @@ impl NodeCore {
                 .map(|s| (s.clone(), self.pinger.report(s, t)))
                 .collect(),
             // The newest verdict per site: bounded by the number of sites.
-            verdicts: self.voter.verdicts().cloned().collect(),
-            maintenance: self.operator.maintenance.windows().cloned().collect(),
+            verdicts: if relays {
+                self.voter.verdicts().cloned().collect()
+            } else {
+                Vec::new()
+            },
+            maintenance: if relays {
+                self.operator.maintenance.windows().cloned().collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
