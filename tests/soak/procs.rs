@@ -11,6 +11,11 @@ use serde::Serialize;
 pub const WARM_UP_MS: i64 = 20_000;
 /// How far the end figure may be from the start figure, either way.
 pub const FLAT_WITHIN: f64 = 0.10;
+/// The fd figures at start and end are the fewest open over this many samples. A's
+/// Indicators run their service check as a child process every 200 ms, and while it runs
+/// the node holds its pipes and pidfd: a sample may catch three more fds for a few
+/// milliseconds. A leak raises the floor; a passing child does not.
+pub const FD_FLOOR_SAMPLES: usize = 5;
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Sample {
@@ -26,13 +31,21 @@ pub struct Incarnation {
     /// Who started it: "up", "killer" or "restore" (after a blackout).
     pub started_by: String,
     pub first_seen_ms: i64,
-    /// The first sample at least WARM_UP_MS after it was first seen.
+    /// The first sample at least WARM_UP_MS after it was first seen (fds: the floor of
+    /// the first FD_FLOOR_SAMPLES from there).
     pub start: Option<Sample>,
-    /// The newest sample (at the end of the soak, or before it was killed).
+    /// The newest sample (at the end of the soak, or before it was killed; fds: the floor
+    /// of the newest FD_FLOOR_SAMPLES).
     pub end: Option<Sample>,
     pub max_rss_kib: u64,
     pub max_fds: u64,
     pub samples: u64,
+    /// Samples taken for the start figure's fd floor (up to FD_FLOOR_SAMPLES).
+    #[serde(skip)]
+    start_fd_samples: usize,
+    /// The fds of the newest FD_FLOOR_SAMPLES samples, for the end figure's floor.
+    #[serde(skip)]
+    recent_fds: std::collections::VecDeque<u64>,
     /// Alive when the soak ended.
     pub alive_at_end: bool,
 }
@@ -95,6 +108,8 @@ impl Procs {
                         max_rss_kib: 0,
                         max_fds: 0,
                         samples: 0,
+                        start_fd_samples: 0,
+                        recent_fds: Default::default(),
                         alive_at_end: false,
                     });
                     self.list.len() - 1
@@ -110,7 +125,18 @@ impl Procs {
             if inc.start.is_none() && now_ms - inc.first_seen_ms >= WARM_UP_MS {
                 inc.start = Some(s);
             }
-            inc.end = Some(s);
+            if let Some(start) = inc.start.as_mut() {
+                if inc.start_fd_samples < FD_FLOOR_SAMPLES {
+                    start.fds = start.fds.min(s.fds);
+                    inc.start_fd_samples += 1;
+                }
+            }
+            if inc.recent_fds.len() == FD_FLOOR_SAMPLES {
+                inc.recent_fds.pop_front();
+            }
+            inc.recent_fds.push_back(s.fds);
+            let floor = inc.recent_fds.iter().copied().min().unwrap_or(s.fds);
+            inc.end = Some(Sample { fds: floor, ..s });
         }
     }
 
