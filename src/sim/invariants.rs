@@ -47,6 +47,9 @@ pub enum ViolationKind {
     AlarmRun,
     /// An alarm episode still raised once runs must have settled has no prestage standing.
     AlarmNotActed,
+    /// Right after a tick, a core asked to be woken at a deadline already past: its driver
+    /// would wake again at once, in a busy loop, until some input cleared it.
+    BusyWake,
 }
 
 /// One site's electorate as the checker sees it: voters with their sites.

@@ -575,8 +575,6 @@ pub struct Summary {
     /// DOWN verdicts whose leader crashed as they were committed or saw the site up
     /// (`sim::orphan`).
     pub orphaned: u64,
-    /// Wake-ups a core asked for at a deadline already past (see `Counters::overdue_wakeups`).
-    pub overdue_wakeups: u64,
     /// Known core defects seen (see `SimConfig::strict`).
     pub known: failover::KnownDefects,
     pub alarms: alarms::AlarmFigures,
@@ -654,8 +652,8 @@ impl fmt::Display for Summary {
         let k = &self.known;
         writeln!(
             f,
-            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}, lock runs registered under a verdict run's epoch: {}; overdue wake-ups (deadlines a core did not clear): {}",
-            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, k.reused_epochs, self.overdue_wakeups
+            "known core defects (violations with --strict): retries overlapping their leader's previous attempt: {}, resumed steps overlapping the crashed process's attempt: {}, runs beginning after their leader knew a newer verdict: {}, withdraws leaving a prefix unannounced after an unrecorded self-fence: {}, lock runs registered under a verdict run's epoch: {}",
+            k.retry_overlaps, k.resume_overlaps, k.stale_begins, k.unrecorded_fences, k.reused_epochs
         )?;
         writeln!(f, "{}", self.alarms)?;
         let speed: Vec<String> = self
@@ -745,7 +743,6 @@ pub fn run_many(cfg: &SimConfig, seeds: Range<u64>) -> Summary {
                 sum.effects += rep.counters.effects;
                 sum.runs_finished += rep.counters.runs_finished;
                 sum.orphaned += rep.counters.orphaned;
-                sum.overdue_wakeups += rep.counters.overdue_wakeups;
                 let k = &rep.counters.known;
                 sum.known.retry_overlaps += k.retry_overlaps;
                 sum.known.resume_overlaps += k.resume_overlaps;

@@ -84,8 +84,6 @@ pub struct Counters {
     pub runs_finished: u64,
     pub orphaned: u64,
     pub forgeries: u64,
-    /// Times a core asked to be woken at a deadline already past (a busy loop for a driver).
-    pub overdue_wakeups: u64,
     /// Known core defects seen (see `SimConfig::strict`).
     pub known: super::failover::KnownDefects,
     pub alarms: super::alarms::AlarmFigures,
@@ -194,6 +192,7 @@ impl World {
         let now = self.now_of(i);
         let n = &mut self.nodes[i];
         n.incarnation += 1;
+        n.ticked = false;
         n.backlog.clear();
         n.down_since = None;
         if !n.voter {
@@ -227,29 +226,33 @@ impl World {
     }
 
     /// Schedules the node's next timer if it is earlier than the one armed.
-    fn arm(&mut self, i: usize) {
+    fn arm(&mut self, i: usize) -> Check {
         let now = self.now;
         let n = &mut self.nodes[i];
-        let overdue = &mut self.counters.overdue_wakeups;
-        let Some(c) = &n.core else { return };
+        let Some(c) = &n.core else { return Ok(()) };
         if !n.up {
-            return;
+            return Ok(());
         }
-        let Some(next) = c.poll_timeout() else { return };
-        // A deadline the core did not clear would wake a driver in a busy loop; the simulator
-        // counts it and looks again a millisecond later (tokio's timer granularity).
+        let Some(next) = c.poll_timeout() else {
+            return Ok(());
+        };
         let next = if next > now {
             next
         } else if n.ticked {
-            *overdue += 1;
-            now + Duration::from_millis(1)
+            // The tick did not clear the deadline: a driver would wake at once, again and
+            // again.
+            let late = now.0.saturating_sub(next.0);
+            return Err((
+                ViolationKind::BusyWake,
+                format!("{} still due {late} µs ago right after a tick", n.id),
+            ));
         } else {
             // Due, and no tick since the input: the driver ticks after every input.
             now
         };
         n.ticked = false;
         if n.timer_at.is_some_and(|t| t >= now && t <= next) {
-            return;
+            return Ok(());
         }
         n.timer_at = Some(next);
         let incarnation = n.incarnation;
@@ -260,6 +263,7 @@ impl World {
                 incarnation,
             },
         );
+        Ok(())
     }
 
     /// Hands one input to node `i`'s core and carries out what it asks.
@@ -517,8 +521,7 @@ impl World {
                 Action::Observe(o) => self.observe(i, o)?,
             }
         }
-        self.arm(i);
-        Ok(())
+        self.arm(i)
     }
 
     fn observe(&mut self, i: usize, o: Observation) -> Check {
@@ -781,7 +784,7 @@ impl World {
                             Pending::Step(done) => self.feed(i, Input::StepDone(done))?,
                         }
                     }
-                    self.arm(i);
+                    self.arm(i)?;
                 }
             }
         }
