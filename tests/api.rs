@@ -226,3 +226,33 @@ async fn a_changed_fleet_file_is_picked_up_and_an_invalid_one_reported() {
     }
     f.shutdown().await;
 }
+
+/// A crashed Indicator-only node (no close on the wire) keeps its connections alive at its
+/// peers until their idle timeout (30 s), but a node whose Pinger probes it lists it
+/// unreachable as soon as it misses its probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_indicator_only_node_is_unreachable_where_it_is_probed_before_its_connections_time_out(
+) {
+    init_tracing();
+    let mut f = LocalFleet::prepare(&fleet_text(239), None, true).expect("the fleet is prepared");
+    for node in f.fleet.nodes.clone() {
+        if node.id.as_str() != "a3" {
+            f.start_node(&node.id).await.expect("node starts");
+        }
+    }
+    let mut a3 = spawn_node(&f, "a3", &[]);
+    let rest = Rest::new();
+    // b1 probes a (its site is watched by b and c).
+    let b1 = api(&f, "b1");
+    wait_peer(&rest, b1, "a3", true).await;
+    a3.kill();
+    let killed = std::time::Instant::now();
+    wait_peer(&rest, b1, "a3", false).await;
+    let took = killed.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "b1 listed a3 unreachable only {took:?} after its kill: by its connection's idle \
+         timeout, not by its missed probes"
+    );
+    f.shutdown().await;
+}

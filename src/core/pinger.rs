@@ -83,6 +83,16 @@ enum Reach {
     Unreachable,
 }
 
+impl Reach {
+    fn known(self) -> Option<bool> {
+        match self {
+            Reach::Unknown => None,
+            Reach::Reachable => Some(true),
+            Reach::Unreachable => Some(false),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct IndicatorState {
     id: NodeId,
@@ -610,6 +620,17 @@ impl Pinger {
         self.site(site).and_then(|s| s.down_from)
     }
 
+    /// Whether `indicator`'s answers show it alive, if this Pinger probes it and has a verdict
+    /// on it yet (misses reach the detection time: unreachable).
+    pub fn reach_of(&self, indicator: &NodeId) -> Option<bool> {
+        let i = self
+            .sites
+            .iter()
+            .flat_map(|s| s.indicators.iter())
+            .find(|i| &i.id == indicator)?;
+        i.reach.known()
+    }
+
     pub fn watched_sites(&self) -> impl Iterator<Item = &SiteId> {
         self.sites.iter().map(|s| &s.id)
     }
@@ -636,11 +657,7 @@ impl Pinger {
                 .take(MAX_REPORTED_INDICATORS)
                 .map(|i| IndicatorView {
                     node: i.id.clone(),
-                    reachable: match i.reach {
-                        Reach::Unknown => None,
-                        Reach::Reachable => Some(true),
-                        Reach::Unreachable => Some(false),
-                    },
+                    reachable: i.reach.known(),
                     misses: i.misses,
                     last_rtt_us: i
                         .last_rtt

@@ -128,7 +128,10 @@ fn answered_probes_make_the_site_up_with_the_rtt_as_evidence() {
 #[test]
 fn an_indicator_is_unreachable_after_retries_consecutive_misses_and_the_site_goes_down() {
     let mut p = pinger(&["a1"]);
+    assert_eq!(p.reach_of(&n("a1")), None, "not yet probed");
     run(&mut p, Time::ZERO, at(250), &["a1"]);
+    assert_eq!(p.reach_of(&n("a1")), Some(true));
+    assert_eq!(p.reach_of(&n("b1")), None, "not probed by this Pinger");
     // a1 dies at 250 ms: the probe sent at 300 is the first one missed (at its timeout, 400),
     // the one sent at 400 the second (500). a1 last answered at 201: 3 × 100 + 25 ms later,
     // at 526, the probe sent at 500 has waited longer than the last round trip (1 ms) plus
@@ -176,6 +179,7 @@ fn an_indicator_is_unreachable_after_retries_consecutive_misses_and_the_site_goe
         Some(at(300)),
         "the streak began with the probe sent at 300 ms"
     );
+    assert_eq!(p.reach_of(&n("a1")), Some(false));
 }
 
 #[test]

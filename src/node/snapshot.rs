@@ -186,7 +186,7 @@ pub struct PeerView {
     pub site: SiteId,
     /// A status message arrived within three status intervals; for an Indicator-only peer
     /// (whose status comes every tenth interval, and to voters only), its mesh connection is
-    /// up.
+    /// up and, where this node probes it, it answers its probes.
     pub reachable: bool,
     pub fleet_hash: Option<String>,
     pub last_seen_ms_ago: Option<u64>,

@@ -20,10 +20,13 @@ impl Driver {
             .map(|n| {
                 let p = self.core.peers().get(&n.id);
                 let seen = p.and_then(|p| p.last_status).map(|s| t.since(s));
-                // An Indicator-only peer's status comes every tenth interval, and to voters only: its
-                // connection is what shows it alive.
+                // An Indicator-only peer's status comes every tenth interval, and to voters only:
+                // its connection shows it alive, and so do its probe answers where this node
+                // probes it (a crashed one, with no close on the wire, holds its connection
+                // until the idle timeout, but misses its probes within the detection time).
                 let reachable = if n.is_indicator_only() {
                     connected.binary_search(&n.id).is_ok()
+                        && self.core.pinger().reach_of(&n.id) != Some(false)
                 } else {
                     seen.is_some_and(|s| s <= status_horizon)
                 };
