@@ -12,6 +12,7 @@
 //! and the core drops what it had queued behind it.
 
 pub mod alarm;
+mod drill;
 pub mod operator;
 pub mod runs;
 

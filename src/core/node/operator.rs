@@ -1,5 +1,5 @@
 //! Operator commands, decided inside the core: a manual failover, a drill (dry run of the whole
-//! plan), maintenance windows and a failback. The REST API sends a `Command` through the
+//! plan, run by `drill`), maintenance windows and a failback. The REST API sends a `Command` through the
 //! driver and renders the `CommandReply`; it never touches the state machines, and the core
 //! knows no HTTP (the API maps `OperatorError` to status codes).
 //!
@@ -13,19 +13,19 @@
 //! answers `LockTaken`, naming that run. So two operators calling two nodes at once get one
 //! run, and no two nodes ever lead a run under the same epoch.
 
-use super::runs::{failback_spec, StepDone, StepPurpose};
+use super::drill::Drill;
+use super::runs::failback_spec;
 use super::{Action, NodeCore};
 use crate::config::FailoverPlan;
 use crate::core::maintenance::{Learned, Maintenance, MaintenanceError};
 use crate::core::oplock::{
     Decided, LockAction, LockError, LockMsg, LockValue, ProposalEnd, SiteView,
 };
-use crate::core::pipeline::{Pipeline, PipelineAction, PipelineSpec, RunReport, StepSpec};
+use crate::core::pipeline::{Pipeline, RunReport};
 use crate::core::replica::RunTrigger;
 use crate::core::types::{EpochKind, NodeId, Now, Opinion, Outcome, SiteId, Time, WallTime};
 use crate::wire::{MaintenanceWindow, Message};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use tracing::{info, warn};
 
 /// What an operator asks of this node.
@@ -149,14 +149,6 @@ pub enum OperatorError {
 /// The reply to a command.
 pub type CommandReply = Result<CommandOk, OperatorError>;
 
-/// A dry run in progress, answered when it ends or at its bound.
-pub struct Drill {
-    pub site: SiteId,
-    pipeline: Pipeline,
-    deadline: Time,
-    bound: Duration,
-}
-
 /// A manual failover or failback waiting for its site's operator lock.
 struct LockCall {
     id: u64,
@@ -169,7 +161,7 @@ struct LockCall {
 pub struct OperatorState {
     /// The newest maintenance call per site (stored, and passed on in status messages).
     pub maintenance: Maintenance,
-    drills: BTreeMap<u64, Drill>,
+    pub(super) drills: BTreeMap<u64, Drill>,
     locking: BTreeMap<SiteId, LockCall>,
 }
 
@@ -233,7 +225,7 @@ impl NodeCore {
     }
 
     /// The plan of a watched site.
-    fn plan_of(&self, site: &SiteId) -> Result<FailoverPlan, OperatorError> {
+    pub(super) fn plan_of(&self, site: &SiteId) -> Result<FailoverPlan, OperatorError> {
         let w = self
             .fleet
             .watch(site)
@@ -260,7 +252,7 @@ impl NodeCore {
     }
 
     /// Refused while a run or drill of `site` is waiting or running on this node.
-    fn check_idle(&self, site: &SiteId) -> Result<(), OperatorError> {
+    pub(super) fn check_idle(&self, site: &SiteId) -> Result<(), OperatorError> {
         if let Some(run) = self.runs.busy(site) {
             return Err(OperatorError::RunInProgress {
                 site: site.clone(),
@@ -277,7 +269,7 @@ impl NodeCore {
     }
 
     /// One above every epoch this node knows for `site`.
-    fn fresh_epoch(&self, site: &SiteId) -> Result<u64, OperatorError> {
+    pub(super) fn fresh_epoch(&self, site: &SiteId) -> Result<u64, OperatorError> {
         EpochKind::LockRun
             .above(self.known_epoch(site))
             .ok_or_else(|| OperatorError::EpochsExhausted(site.clone()))
@@ -668,29 +660,7 @@ impl NodeCore {
         }
     }
 
-    /// Runs the whole plan with `dry_run = true`: nothing is journaled, and every actuator
-    /// call carries its dry-run flag and an idempotency key prefixed with "drill/", so that no
-    /// real run's key is used up.
-    fn start_drill(&mut self, now: Now, id: u64, site: SiteId) -> Result<(), OperatorError> {
-        let plan = self.plan_of(&site)?;
-        self.check_idle(&site)?;
-        let epoch = self.fresh_epoch(&site)?;
-        let bound = drill_bound(&plan.pipeline);
-        info!(%site, run_id = epoch, "drill started (dry run)");
-        let pipeline = Pipeline::new(plan.pipeline, site.clone(), epoch, true, now);
-        self.operator.drills.insert(
-            id,
-            Drill {
-                site,
-                pipeline,
-                deadline: now.mono + bound,
-                bound,
-            },
-        );
-        self.drain_drills();
-        Ok(())
-    }
-
+    /// The operator lock's timers, then the drills'.
     pub(super) fn on_operator_timers(&mut self, now: Now) {
         if self.oplock.poll_timeout().is_some_and(|t| t <= now.mono) {
             let sites: Vec<SiteId> = self.operator.locking.keys().cloned().collect();
@@ -699,101 +669,6 @@ impl NodeCore {
             }
             self.oplock.tick(now.mono);
         }
-        let over: Vec<u64> = self
-            .operator
-            .drills
-            .iter()
-            .filter(|(_, d)| d.deadline <= now.mono)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in over {
-            let d = self.operator.drills.remove(&id).expect("listed");
-            self.actions.push_back(Action::Reply {
-                id,
-                reply: Err(OperatorError::DrillTimedOut {
-                    site: d.site,
-                    bound_ms: d.bound.as_millis() as u64,
-                }),
-            });
-        }
-        for d in self.operator.drills.values_mut() {
-            if d.pipeline.poll_timeout().is_some_and(|t| t <= now.mono) {
-                d.pipeline.handle_timeout(now);
-            }
-        }
-        self.drain_drills();
+        self.on_drill_timers(now);
     }
-
-    pub(super) fn drill_step_done(&mut self, now: Now, id: u64, done: StepDone) {
-        if let Some(d) = self.operator.drills.get_mut(&id) {
-            d.pipeline
-                .handle_result(now, done.step, done.attempt, done.ok, done.detail);
-        }
-        self.drain_drills();
-    }
-
-    fn drain_drills(&mut self) {
-        let ids: Vec<u64> = self.operator.drills.keys().copied().collect();
-        for id in ids {
-            while let Some(a) = self
-                .operator
-                .drills
-                .get_mut(&id)
-                .and_then(|d| d.pipeline.poll_action())
-            {
-                let site = self.operator.drills[&id].site.clone();
-                let run = self.operator.drills[&id].pipeline.epoch();
-                match a {
-                    PipelineAction::Journal(_) => {}
-                    a @ PipelineAction::Start { .. } => {
-                        if let Some(mut s) = self.start_of(&site, run, a, StepPurpose::Drill { id })
-                        {
-                            s.idempotency_key = format!("drill/{}", s.idempotency_key);
-                            self.actions.push_back(Action::StartStep(s));
-                        }
-                    }
-                    PipelineAction::Finished(report) => {
-                        info!(%site, run_id = run, outcome = %report.outcome.summary(), "drill finished");
-                        self.operator.drills.remove(&id);
-                        self.actions.push_back(Action::Reply {
-                            id,
-                            reply: Ok(CommandOk::Drill(report)),
-                        });
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The longest a dry run of `spec` can take: every attempt of every step (compensations
-/// included) timing out, with the longest backoffs, plus a little slack.
-fn drill_bound(spec: &PipelineSpec) -> Duration {
-    fn one(s: &StepSpec) -> Duration {
-        // Saturating throughout: a spec that did not come through the fleet file's limits
-        // gets an unreachable bound, not a panic.
-        let attempts = s.timeout.saturating_mul(s.retries.saturating_add(1));
-        let waits = (1..=s.retries)
-            .map(|f| s.retry_delay(f))
-            .fold(Duration::ZERO, Duration::saturating_add);
-        attempts
-            .saturating_add(waits)
-            .saturating_add(s.compensation.as_deref().map_or(Duration::ZERO, one))
-            .saturating_add(s.confirm.as_deref().map_or(Duration::ZERO, confirm))
-    }
-    /// A confirmation polls at a steady interval: `backoff` between reads, no doubling.
-    fn confirm(c: &StepSpec) -> Duration {
-        let reads = c.timeout.saturating_mul(c.retries.saturating_add(1));
-        reads.saturating_add(c.backoff.saturating_mul(c.retries))
-    }
-    let all = spec
-        .prechecks
-        .iter()
-        .chain(&spec.fences)
-        .chain(&spec.steps)
-        .chain(&spec.post);
-    all.map(one)
-        .fold(Duration::ZERO, Duration::saturating_add)
-        .saturating_add(Duration::from_secs(2))
 }
