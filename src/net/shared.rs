@@ -496,7 +496,12 @@ impl Shared {
             .idle_timeout
             .clamp(Duration::from_secs(1), SHUTDOWN_DRAIN_MAX);
         if let Some(endpoint) = &endpoint {
-            let _ = tokio::time::timeout(bound, endpoint.wait_idle()).await;
+            if tokio::time::timeout(bound, endpoint.wait_idle())
+                .await
+                .is_err()
+            {
+                release_port(endpoint);
+            }
         }
         drop(endpoint);
         lock(&self.peers).clear();
@@ -513,6 +518,29 @@ impl Shared {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Moves the connections still draining after a shutdown's wait off the mesh socket, so that
+/// its port is free at once. A closed connection drains for three of its probe timeouts,
+/// which grow with its round-trip time: over a long or congested path that can be tens of
+/// seconds, all the while holding the socket, and a node restarted in the same process (the
+/// demo, the tests, the benches) would find its port bound. What they might still send goes
+/// out from a throw-away port; their peers have had the close already.
+///
+/// quinn keeps the socket it replaces as a fallback until traffic arrives on the new one; a
+/// second replacement drops it.
+fn release_port(endpoint: &Endpoint) {
+    let any: SocketAddr = match endpoint.local_addr() {
+        Ok(a) if a.is_ipv6() => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+        _ => (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+    };
+    for _ in 0..2 {
+        let replaced = std::net::UdpSocket::bind(any).and_then(|s| endpoint.rebind(s));
+        if let Err(e) = replaced {
+            tracing::warn!(error = %e, "mesh socket not released from its draining connections");
+            return;
         }
     }
 }
