@@ -182,10 +182,10 @@ pub async fn blackouts(
     Ok(())
 }
 
-/// Starts a stopped node again. Its mesh port may still be held after the stop, while
-/// quinn's drivers of its last connections wind down (seen over the relay's delayed, lossy
-/// links for more than 5 s): retries until the mesh's idle timeout, after which no
-/// connection of the old node can be left, and says how long it waited.
+/// Starts a stopped node again. The stop frees its mesh port (connections still draining move
+/// to a throw-away socket; before, one that had seen long round trips over the relay held
+/// the port for up to 23 s). Should the port still be bound, retries for a while all the
+/// same, and says how long it waited.
 async fn restart(fleet: &mut LocalFleet, id: &NodeId) -> Result<()> {
     let started = Instant::now();
     let deadline = started + quorate::node::MESH_IDLE_TIMEOUT + Duration::from_secs(5);
