@@ -623,12 +623,8 @@ impl Pinger {
     /// Whether `indicator`'s answers show it alive, if this Pinger probes it and has a verdict
     /// on it yet (misses reach the detection time: unreachable).
     pub fn reach_of(&self, indicator: &NodeId) -> Option<bool> {
-        let i = self
-            .sites
-            .iter()
-            .flat_map(|s| s.indicators.iter())
-            .find(|i| &i.id == indicator)?;
-        i.reach.known()
+        let &(si, ii) = self.index.get(indicator)?;
+        self.sites[si].indicators[ii].reach.known()
     }
 
     pub fn watched_sites(&self) -> impl Iterator<Item = &SiteId> {
