@@ -1,7 +1,7 @@
 //! Operator commands, decided inside the core: a manual failover, a drill (dry run of the whole
-//! plan, run by `drill`), maintenance windows and a failback. The REST API sends a `Command` through the
-//! driver and renders the `CommandReply`; it never touches the state machines, and the core
-//! knows no HTTP (the API maps `OperatorError` to status codes).
+//! plan, run by `drill`), maintenance windows and a failback. The REST API sends a `Command`
+//! through the driver and renders the `CommandReply`; it never touches the state machines, and
+//! the core knows no HTTP (the API maps `OperatorError` to status codes).
 //!
 //! Epochs and the operator lock: a manual failover or a failback is not started by the node
 //! that is called alone. It proposes a run led by itself, with a fresh epoch (one above every
