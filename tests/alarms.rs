@@ -367,11 +367,7 @@ async fn a_prestage_whose_leader_is_killed_midway_runs_once_at_another_voter() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let mut f = LocalFleet::prepare(&fleet(124, dir, "prestage", 2.0), None, true).expect("fleet");
-    for node in f.fleet.nodes.clone() {
-        if !A_VOTERS.contains(&node.id.as_str()) {
-            f.start_node(&node.id).await.expect("node starts");
-        }
-    }
+    start_all_but(&mut f, &A_VOTERS).await;
     let mut children: Vec<(String, ChildGuard)> = A_VOTERS
         .iter()
         .map(|v| (v.to_string(), spawn_node(&f, v, &[])))

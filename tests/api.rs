@@ -235,11 +235,7 @@ async fn a_killed_indicator_only_node_is_unreachable_where_it_is_probed_before_i
 ) {
     init_tracing();
     let mut f = LocalFleet::prepare(&fleet_text(239), None, true).expect("the fleet is prepared");
-    for node in f.fleet.nodes.clone() {
-        if node.id.as_str() != "a3" {
-            f.start_node(&node.id).await.expect("node starts");
-        }
-    }
+    start_all_but(&mut f, &["a3"]).await;
     let mut a3 = spawn_node(&f, "a3", &[]);
     let rest = Rest::new();
     // b1 probes a (its site is watched by b and c).

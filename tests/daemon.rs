@@ -142,8 +142,6 @@ fn ready_and_watchdog_reach_notify_socket_and_sighup_reloads_at_once() {
     assert_eq!(started["site"], "b");
 }
 
-const VOTERS: [&str; 4] = ["b1", "b2", "c1", "c2"];
-
 /// A fleet whose watch of a has a one-step plan, with every node but the voters running (the
 /// tests start the voters themselves, as separate processes).
 async fn fleet_with_voters_stopped(octet: u8) -> LocalFleet {
@@ -152,11 +150,7 @@ async fn fleet_with_voters_stopped(octet: u8) -> LocalFleet {
                    timeout_s = 5\nargv = [\"/bin/true\"]\n";
     let text = fleet_watching_a(octet, "status_interval_ms = 100", watch_a, "");
     let mut f = LocalFleet::prepare(&text, None, true).expect("the fleet prepares");
-    for node in f.fleet.nodes.clone() {
-        if !VOTERS.contains(&node.id.as_str()) {
-            f.start_node(&node.id).await.expect("node starts");
-        }
-    }
+    start_all_but(&mut f, &A_VOTERS).await;
     f
 }
 
@@ -164,12 +158,12 @@ async fn fleet_with_voters_stopped(octet: u8) -> LocalFleet {
 async fn json_logs_name_site_epoch_verdict_run_and_step() {
     init_tracing();
     let mut f = fleet_with_voters_stopped(159).await;
-    let children: Vec<ChildGuard> = VOTERS
+    let children: Vec<ChildGuard> = A_VOTERS
         .iter()
         .map(|v| spawn_node(&f, v, &[("QUORATE_LOG_FORMAT", "json")]))
         .collect();
     let rest = Rest::new();
-    wait_opinion(&rest, &apis(&f, &VOTERS), "a", "up").await;
+    wait_opinion(&rest, &apis(&f, &A_VOTERS), "a", "up").await;
     f.stop_site(&site("a")).await;
 
     // The leader's log says when its step finished.
@@ -252,7 +246,7 @@ async fn a_stalled_event_loop_stops_pinging_the_watchdog() {
     let once = f.dir.join("failpoint-reached");
     let once_s = once.display().to_string();
     let mut voters = Vec::new();
-    for v in VOTERS {
+    for v in A_VOTERS {
         let path = f.dir.join(format!("{v}.notify"));
         let sock = UnixDatagram::bind(&path).expect("a notify socket");
         sock.set_nonblocking(true).unwrap();
@@ -270,7 +264,7 @@ async fn a_stalled_event_loop_stops_pinging_the_watchdog() {
         voters.push((v, sock, child));
     }
     let rest = Rest::new();
-    wait_opinion(&rest, &apis(&f, &VOTERS), "a", "up").await;
+    wait_opinion(&rest, &apis(&f, &A_VOTERS), "a", "up").await;
     for (v, sock, _) in &voters {
         assert!(drain_pings(sock) > 0, "{v} pings while its loop turns");
     }

@@ -27,11 +27,7 @@ fn durable_a(dir: &Path) -> Durable {
 async fn a_voter_killed_after_accepting_never_goes_below_its_epoch() {
     init_tracing();
     let mut f = LocalFleet::prepare(&fleet_text(241), None, true).expect("the fleet is prepared");
-    for node in f.fleet.nodes.clone() {
-        if node.id.as_str() != "c1" {
-            f.start_node(&node.id).await.expect("node starts");
-        }
-    }
+    start_all_but(&mut f, &["c1"]).await;
     let mut c1 = spawn_node(&f, "c1", &[]);
     let rest = Rest::new();
     wait_opinion(&rest, &apis(&f, &A_VOTERS), "a", "up").await;

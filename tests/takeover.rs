@@ -16,7 +16,6 @@ use quorate::localfleet::LocalFleet;
 use std::path::Path;
 use std::time::Duration;
 
-const VOTERS: [&str; 4] = ["b1", "b2", "c1", "c2"];
 const STEPS: [&str; 4] = ["s0", "s1", "s2", "s3"];
 
 /// The fast fleet with status every 100 ms (a 600 ms run lease) and four stand-in steps.
@@ -58,11 +57,7 @@ async fn kill_leader_at(octet: u8, point: &str) {
     let log = work.path().join("steps.log");
     let once = work.path().join("failpoint-reached");
     let mut f = LocalFleet::prepare(&fleet(octet, work.path()), None, true).expect("fleet");
-    for node in f.fleet.nodes.clone() {
-        if !VOTERS.contains(&node.id.as_str()) {
-            f.start_node(&node.id).await.expect("node starts");
-        }
-    }
+    start_all_but(&mut f, &A_VOTERS).await;
     let once_s = once.display().to_string();
     let during = point.strip_prefix("during:");
     let env: Vec<(&str, &str)> = match during {
@@ -72,12 +67,12 @@ async fn kill_leader_at(octet: u8, point: &str) {
             ("QUORATE_FAILPOINT_ONCE", once_s.as_str()),
         ],
     };
-    let mut children: Vec<(String, ChildGuard)> = VOTERS
+    let mut children: Vec<(String, ChildGuard)> = A_VOTERS
         .iter()
         .map(|v| (v.to_string(), spawn_node(&f, v, &env)))
         .collect();
     let rest = Rest::new();
-    let voters = apis(&f, &VOTERS);
+    let voters = apis(&f, &A_VOTERS);
     wait_opinion(&rest, &voters, "a", "up").await;
 
     f.stop_site(&site("a")).await;

@@ -283,6 +283,16 @@ pub fn apis<'a>(f: &LocalFleet, names: &[&'a str]) -> Vec<(&'a str, SocketAddr)>
     names.iter().map(|name| (*name, api(f, name))).collect()
 }
 
+/// Starts every node of `f` in this process except those in `apart` (which the test runs as
+/// child processes, `spawn_node`, to kill them for real).
+pub async fn start_all_but(f: &mut LocalFleet, apart: &[&str]) {
+    for node in f.fleet.nodes.clone() {
+        if !apart.contains(&node.id.as_str()) {
+            f.start_node(&node.id).await.expect("node starts");
+        }
+    }
+}
+
 /// Starts `quorate run` for node `id` of `f` as a child process with `env` added, logging
 /// into the fleet dir.
 pub fn spawn_node(f: &LocalFleet, id: &str, env: &[(&str, &str)]) -> ChildGuard {
