@@ -80,7 +80,11 @@ async fn start(cfg: MeshConfig) -> (Mesh, MeshInbox) {
 }
 
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
+    eventually_within(what, WAIT, cond).await
+}
+
+async fn eventually_within(what: &str, within: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -482,14 +486,13 @@ async fn shutdown_frees_the_port_while_a_connection_over_a_slow_path_still_drain
     };
     let (a, _a_rx) = start(cfg("a", aa, ("b", pb))).await;
     let (b, _b_rx) = start(cfg("b", ba, ("a", pa))).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(a.connected() == vec![n("b")] && b.connected() == vec![n("a")]) {
-        assert!(
-            Instant::now() < deadline,
-            "a and b never connected over the relay"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // A handshake takes 3 s here, and a dial may time out (5 s) before one succeeds.
+    eventually_within(
+        "a and b to connect over the relay",
+        Duration::from_secs(30),
+        || a.connected() == vec![n("b")] && b.connected() == vec![n("a")],
+    )
+    .await;
 
     let started = Instant::now();
     a.shutdown().await;
