@@ -120,6 +120,10 @@ impl Rest {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
+            // A node closes a kept-alive connection that sends no request head for 5 s
+            // (`header_read_timeout`): a pooled one reused at that very moment fails to send.
+            // Dropped well before, a test that sleeps 5 s between requests reconnects.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("a REST client");
         Rest { client }
