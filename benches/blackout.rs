@@ -368,7 +368,13 @@ fn report(lat: &[(&Profile, Vec<Trial>)], wire: &[(&Profile, Wire)]) {
         }
     }
     let (nonce, sent_us) = (u64::MAX / 3, 5 << 20); // a random nonce, 5 s after start
-    let app = encode_datagram(&Datagram::Probe { nonce, sent_us }).len();
+    let opinion = quorate::core::types::Opinion::Up;
+    let app = encode_datagram(&Datagram::Probe {
+        nonce,
+        sent_us,
+        opinion,
+    })
+    .len();
     for (p, (nodes, relay)) in wire {
         let (name, secs) = (p.0, WINDOW.as_secs());
         println!("\nWire, {name} profile: UDP payload bytes, steady probing, window ≥ {secs} s.");

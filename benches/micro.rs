@@ -133,6 +133,7 @@ fn codec(c: &mut Criterion) {
             Datagram::Probe {
                 nonce: 0x9e37_79b9_7f4a_7c15,
                 sent_us: 1_754_000_000_000_000,
+                opinion: quorate::core::types::Opinion::Up,
             },
         ),
         (
@@ -206,7 +207,10 @@ fn round(p: &mut Pinger, at: Time) -> Vec<(NodeId, u64)> {
     p.handle_timeout(at);
     let mut sent = Vec::new();
     while let Some(a) = p.poll_action() {
-        if let PingerAction::SendProbe { indicator, nonce } = a {
+        if let PingerAction::SendProbe {
+            indicator, nonce, ..
+        } = a
+        {
             sent.push((indicator, nonce));
         }
     }
@@ -240,7 +244,10 @@ fn pinger_round(c: &mut Criterion) {
                     let start = Instant::now();
                     p.handle_timeout(black_box(t));
                     while let Some(a) = p.poll_action() {
-                        if let PingerAction::SendProbe { indicator, nonce } = a {
+                        if let PingerAction::SendProbe {
+                            indicator, nonce, ..
+                        } = a
+                        {
                             sent.push((indicator, nonce));
                         }
                     }

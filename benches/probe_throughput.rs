@@ -15,11 +15,12 @@
 //!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
 //!    then the same for `PROBE_PHASE_SECS` with the status exchange a node adds, over the same
 //!    connections (`PROBE_STATUS_WAYS`): `node`, the default, as nodes do: the Pinger's
-//!    status to every Indicator every `PROBE_STATUS_MS` (1000, the default status interval),
-//!    and each Indicator-only node's (its fleet version) to the Pinger, were it a voter, every
-//!    `INDICATOR_STATUS_EVERY` intervals; `both`: full statuses both ways every interval, as
-//!    nodes did when every node sent its status to every other; `out` or `in`: one direction
-//!    of `both`;
+//!    status to every Indicator (each an Indicator-only node it probes, whose self-fence hears
+//!    its opinion in every probe) and each Indicator-only node's (its fleet version) to the
+//!    Pinger, were it a voter, every `INDICATOR_STATUS_EVERY` status intervals
+//!    (`PROBE_STATUS_MS`, 1000, the default status interval); `both`: full statuses both ways
+//!    every interval, as nodes did when every node sent its status to every other; `out` or
+//!    `in`: one direction of `both`;
 //! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
 //!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
 //! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
@@ -47,7 +48,9 @@
 
 use quorate::core::pinger::{Pinger, PingerAction, PingerConfig};
 use quorate::core::types::{NodeId, SiteId, Time};
-use quorate::net::{certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox, MeshStats};
+use quorate::net::{
+    certs, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox, MeshStats, OutgoingProbe,
+};
 use quorate::wire::{Message, OpinionReport, PeerStatus};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -635,8 +638,17 @@ impl Drive {
                 self.send_probes(mesh, t, &mut probes);
             }
             let kind = match a {
-                PingerAction::SendProbe { indicator, nonce } => {
-                    probes.push((indicator, nonce, t.as_micros()));
+                PingerAction::SendProbe {
+                    indicator,
+                    nonce,
+                    opinion,
+                } => {
+                    probes.push(OutgoingProbe {
+                        to: indicator,
+                        nonce,
+                        sent_us: t.as_micros(),
+                        opinion,
+                    });
                     continue;
                 }
                 PingerAction::FirstMiss { .. } => "first_miss",
@@ -669,10 +681,10 @@ impl Drive {
         }
     }
 
-    fn send_probes(&mut self, mesh: &Mesh, t: Time, probes: &mut Vec<(NodeId, u64, u64)>) {
+    fn send_probes(&mut self, mesh: &Mesh, t: Time, probes: &mut Vec<OutgoingProbe>) {
         for i in mesh.send_probes(probes) {
-            let (indicator, nonce, _) = &probes[i];
-            self.pinger.probe_not_sent(t, indicator, *nonce);
+            let p = &probes[i];
+            self.pinger.probe_not_sent(t, &p.to, p.nonce);
         }
         probes.clear();
     }
@@ -720,7 +732,13 @@ async fn mesh_only(
     let mut next = origin;
     let mut nonce = 0u64;
     let mut answers = 0u64;
-    let mut round: Vec<(NodeId, u64, u64)> = ids.iter().map(|id| (id.clone(), 0, 0)).collect();
+    let mut round: Vec<OutgoingProbe> = ids
+        .iter()
+        .map(|id| OutgoingProbe {
+            to: id.clone(),
+            ..Default::default()
+        })
+        .collect();
     loop {
         tokio::select! {
             biased;
@@ -741,7 +759,7 @@ async fn mesh_only(
             let t = now.duration_since(origin).as_micros() as u64;
             for probe in &mut round {
                 nonce += 1;
-                (probe.1, probe.2) = (nonce, t);
+                (probe.nonce, probe.sent_us) = (nonce, t);
             }
             mesh.send_probes(&round);
             next += interval;
@@ -1027,16 +1045,23 @@ fn parent() {
     // 1b. The same, with the node's status exchange (what a node's connections carry besides
     // probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
+    let every_tenth = status_every * quorate::core::node::INDICATOR_STATUS_EVERY as u32;
     let indicators_every = match ways.as_str() {
-        "node" => Some(status_every * quorate::core::node::INDICATOR_STATUS_EVERY as u32),
+        "node" => Some(every_tenth),
         "out" => None,
         _ => Some(status_every),
+    };
+    // A node sends its status to the Indicator-only nodes it probes every tenth interval
+    // (their self-fence hears its opinion in every probe); `both` and `out` as nodes did.
+    let pinger_every = match ways.as_str() {
+        "node" => every_tenth,
+        _ => status_every,
     };
     if let Some(every) = indicators_every {
         guard.statuses(Some(every));
     }
     drive.status = (ways != "in").then(|| StatusBroadcast {
-        every: status_every,
+        every: pinger_every,
         next: Instant::now(),
         peers: ids.clone(),
     });
@@ -1047,7 +1072,7 @@ fn parent() {
     guard.statuses(None);
     let status = StatusPhase {
         ways: ways.clone(),
-        every: status_every,
+        every: pinger_every,
         indicators_every,
         window: Window::between(&a, &b, tck, 0),
         rss_kib: status_kib("VmRSS:"),

@@ -19,11 +19,17 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 /// How many Indicators an opinion report lists individually; the rest are only counted.
 pub const MAX_REPORTED_INDICATORS: usize = 32;
 
-/// QUIC datagrams between a Pinger and an Indicator.
+/// A probe and its answer as the simulator moves them between nodes (the mesh's own probe
+/// packets are `net::probe`, authenticated and of a fixed layout; these carry the same fields).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Datagram {
-    /// Pinger -> Indicator. `sent_us` is the Pinger's own clock, echoed back untouched.
-    Probe { nonce: u64, sent_us: u64 },
+    /// Pinger -> Indicator. `sent_us` is the Pinger's own clock, echoed back untouched;
+    /// `opinion` is the Pinger's opinion of the Indicator's site.
+    Probe {
+        nonce: u64,
+        sent_us: u64,
+        opinion: Opinion,
+    },
     /// Indicator -> Pinger: the probe's fields echoed.
     Answer { nonce: u64, sent_us: u64 },
 }
@@ -330,13 +336,13 @@ fn decode<T: for<'de> Deserialize<'de>, const LIMIT: usize>(bytes: &[u8]) -> Res
     Ok(msg)
 }
 
-/// A datagram is two integers, at most 20 bytes encoded: it always fits.
+/// A datagram is two integers and an opinion, at most 22 bytes encoded: it always fits.
 pub fn encode_datagram(d: &Datagram) -> Vec<u8> {
     let kind = match d {
         Datagram::Probe { .. } => "probe",
         Datagram::Answer { .. } => "answer",
     };
-    encode::<_, MAX_DATAGRAM>(kind, d).expect("a datagram is at most 20 bytes")
+    encode::<_, MAX_DATAGRAM>(kind, d).expect("a datagram is at most 22 bytes")
 }
 
 pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, WireError> {
@@ -362,6 +368,7 @@ mod tests {
         let d = Datagram::Probe {
             nonce: u64::MAX,
             sent_us: u64::MAX,
+            opinion: Opinion::Down,
         };
         let b = encode_datagram(&d);
         assert!(b.len() <= 24, "probe is {} bytes", b.len());
@@ -387,6 +394,7 @@ mod tests {
         let mut b = encode_datagram(&Datagram::Probe {
             nonce: 1,
             sent_us: 2,
+            opinion: Opinion::Down,
         });
         b[0] = 9;
         assert_eq!(decode_datagram(&b), Err(WireError::Version { got: 9 }));
@@ -406,6 +414,7 @@ mod tests {
         let mut b = encode_datagram(&Datagram::Probe {
             nonce: 1,
             sent_us: 2,
+            opinion: Opinion::Down,
         });
         b.push(0);
         assert_eq!(

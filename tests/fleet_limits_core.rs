@@ -5,7 +5,7 @@
 
 use quorate::config::limits;
 use quorate::config::Fleet;
-use quorate::core::node::{Action, Boot, Input, NodeCore};
+use quorate::core::node::{Action, Boot, Input, NodeCore, ProbeHeard};
 use quorate::core::types::{NodeId, Now, SiteId};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -93,7 +93,19 @@ fn a_fleet_at_the_largest_allowed_values_reaches_its_verdict_without_a_panic() {
             core.handle(at(now), input);
             while let Some(action) = core.poll_action() {
                 match action {
-                    Action::SendProbe { indicator, nonce } if site_of[&indicator] != dead => {
+                    Action::SendProbe {
+                        indicator,
+                        nonce,
+                        opinion,
+                    } if site_of[&indicator] != dead => {
+                        // The probe is heard where it arrives (its self-fence listens), and
+                        // answered.
+                        let heard = ProbeHeard {
+                            pinger: to.clone(),
+                            at: at(now).mono,
+                            opinion,
+                        };
+                        queue.push_back((indicator.clone(), Input::ProbesHeard(vec![heard])));
                         let answer = Input::ProbeAnswer {
                             indicator,
                             nonce,
@@ -106,8 +118,9 @@ fn a_fleet_at_the_largest_allowed_values_reaches_its_verdict_without_a_panic() {
                         let from = to.clone();
                         queue.push_back((peer, Input::Message { from, msg }));
                     }
-                    Action::Broadcast { msg } => {
-                        for peer in site_of.keys().filter(|p| **p != to) {
+                    Action::Broadcast { msg, except } => {
+                        let to_all = site_of.keys().filter(|p| **p != to);
+                        for peer in to_all.filter(|p| except.binary_search(p).is_err()) {
                             let from = to.clone();
                             let msg = msg.clone();
                             queue.push_back((peer.clone(), Input::Message { from, msg }));

@@ -94,6 +94,23 @@ fn the_wire_corpora_speak_the_current_wire_version_and_cover_every_message_kind(
     }
 }
 
+/// The same for the probe packets: a packet of another version is refused before its MAC is
+/// even looked at.
+#[test]
+fn the_probe_corpus_speaks_the_current_probe_version() {
+    use quorate::net::probe::PROBE_VERSION;
+    let all = files(&fuzz_dir().join("corpus").join("probe_packet"));
+    let current = all
+        .iter()
+        .filter(|f| std::fs::read(f).unwrap().get(1) == Some(&PROBE_VERSION))
+        .count();
+    assert!(
+        current * 10 >= all.len() * 9,
+        "fuzz/corpus/probe_packet: {current} of {} files carry probe version {PROBE_VERSION}",
+        all.len()
+    );
+}
+
 #[test]
 fn every_regression_input_passes_its_target() {
     let (ran, failures) = replay("regressions");
@@ -440,6 +457,7 @@ mod seeds {
             nonce: 0x1234_5678_9abc,
             sent_us: 1_767_225_600_000_000,
             health: ServiceHealth::Unchecked,
+            opinion: Opinion::Unknown,
         };
         vec![
             (
@@ -453,6 +471,17 @@ mod seeds {
             (
                 "ready".into(),
                 seal(&packet(Kind::Ready, 1), &keys.answer).to_vec(),
+            ),
+            (
+                "probe-site-up".into(),
+                seal(
+                    &ProbePacket {
+                        opinion: Opinion::Up,
+                        ..packet(Kind::Probe, 10)
+                    },
+                    &keys.probe,
+                )
+                .to_vec(),
             ),
             (
                 "answer-service-failing".into(),
@@ -475,6 +504,7 @@ mod seeds {
                 encode_datagram(&Datagram::Probe {
                     nonce: 0x1234_5678_9abc,
                     sent_us: 1_767_225_600_000_000,
+                    opinion: Opinion::Suspect,
                 }),
             ),
             (

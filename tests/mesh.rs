@@ -4,8 +4,8 @@
 //! nodes for both directions, and a peer that crashed and restarted (either end of its pair)
 //! reachable again at once although idle connections live 30 s.
 
-use quorate::core::types::NodeId;
-use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox};
+use quorate::core::types::{NodeId, Opinion};
+use quorate::net::{certs, tls, CertPaths, Mesh, MeshConfig, MeshEvent, MeshInbox, OutgoingProbe};
 use quorate::relay::Relay;
 use quorate::wire::{self, Datagram, Message, PeerStatus};
 use std::net::SocketAddr;
@@ -379,6 +379,7 @@ async fn garbage_frames_are_counted_and_the_connection_keeps_working() {
     let probe = wire::encode_datagram(&Datagram::Probe {
         nonce: 5,
         sent_us: 6,
+        opinion: Opinion::Up,
     });
     // The mesh carries no QUIC datagrams (probes travel beside QUIC) but empty ones, its
     // liveness checks: even a well-formed old-style probe datagram is garbage.
@@ -731,16 +732,28 @@ async fn a_batch_of_probes_to_many_peers_is_sent_and_answered_and_a_peer_without
     })
     .await;
 
-    // Round-robin over the Indicators; the peer that is down sits in the second chunk.
+    // Round-robin over the Indicators; the peer that is down sits in the second chunk. Each
+    // Indicator is told its own opinion of its site.
     const DOWN_AT: usize = 70;
-    let probes: Vec<(NodeId, u64, u64)> = (0..PROBES)
+    let opinions = [
+        Opinion::Unknown,
+        Opinion::Up,
+        Opinion::Suspect,
+        Opinion::Down,
+    ];
+    let probes: Vec<OutgoingProbe> = (0..PROBES)
         .map(|k| {
             let to = if k == DOWN_AT {
                 n("down")
             } else {
                 ids[k % INDICATORS].clone()
             };
-            (to, 5000 + k as u64, 7 * k as u64)
+            OutgoingProbe {
+                to,
+                nonce: 5000 + k as u64,
+                sent_us: 7 * k as u64,
+                opinion: opinions[k % INDICATORS % 4],
+            }
         })
         .collect();
     let before = pinger.stats();
@@ -759,7 +772,7 @@ async fn a_batch_of_probes_to_many_peers_is_sent_and_answered_and_a_peer_without
             .await
             .expect("an answer to every probe sent");
         let k = (nonce - 5000) as usize;
-        assert_eq!(from, probes[k].0, "answered by the Indicator probed");
+        assert_eq!(from, probes[k].to, "answered by the Indicator probed");
         assert_eq!(sent_us, 7 * k as u64, "sent_us echoed untouched");
         answered.push(k);
     }
@@ -772,6 +785,20 @@ async fn a_batch_of_probes_to_many_peers_is_sent_and_answered_and_a_peer_without
         .sum();
     assert_eq!(answered_by, sent);
     assert_eq!(pinger.stats().probe_unauthenticated, 0);
+    // Each Indicator heard the Pinger, with the opinion its probes carried; once.
+    for (i, (m, _)) in indicators.iter().enumerate() {
+        let heard: Vec<_> = m
+            .take_probes_heard()
+            .into_iter()
+            .map(|(from, _, opinion)| (from, opinion))
+            .collect();
+        assert_eq!(heard, [(n("pinger"), opinions[i % 4])]);
+        assert!(m.take_probes_heard().is_empty(), "taken");
+    }
+    assert!(
+        pinger.take_probes_heard().is_empty(),
+        "no one probes the Pinger"
+    );
 
     pinger.shutdown().await;
     for (m, _) in &indicators {

@@ -208,6 +208,7 @@ async fn garbage_on_the_mesh_is_dropped_and_counted_and_the_node_keeps_working()
     let probe = wire::encode_datagram(&Datagram::Probe {
         nonce: 5,
         sent_us: 6,
+        opinion: quorate::core::types::Opinion::Up,
     });
     // The mesh carries no QUIC datagrams (probes travel beside QUIC, authenticated with keys
     // of the connection) but empty ones, its liveness checks: even a well-formed old-style

@@ -54,6 +54,9 @@ pub enum PingerAction {
     SendProbe {
         indicator: NodeId,
         nonce: u64,
+        /// This Pinger's opinion of the Indicator's site as the round starts: the probe tells
+        /// the Indicator, whose site's self-fence listens for it (`core::fence`).
+        opinion: Opinion,
     },
     /// The first miss of a streak: the start of a possible detection, kept for the timeline.
     FirstMiss {
@@ -543,6 +546,7 @@ impl Pinger {
     fn send_round(&mut self, now: Time) {
         self.rounds_in_flight.push_back(now);
         for site in &mut self.sites {
+            let opinion = site.opinion;
             for ind in &mut site.indicators {
                 let nonce = self.rng.next_u64();
                 ind.outstanding.push_back((nonce, now));
@@ -550,6 +554,7 @@ impl Pinger {
                 self.actions.push_back(PingerAction::SendProbe {
                     indicator: ind.id.clone(),
                     nonce,
+                    opinion,
                 });
             }
         }
@@ -625,6 +630,11 @@ impl Pinger {
     pub fn reach_of(&self, indicator: &NodeId) -> Option<bool> {
         let &(si, ii) = self.index.get(indicator)?;
         self.sites[si].indicators[ii].reach.known()
+    }
+
+    /// Whether this Pinger probes `indicator`.
+    pub fn probes(&self, indicator: &NodeId) -> bool {
+        self.index.contains_key(indicator)
     }
 
     pub fn watched_sites(&self) -> impl Iterator<Item = &SiteId> {

@@ -60,7 +60,9 @@ fn run(
         }
         while let Some(a) = p.poll_action() {
             match a {
-                PingerAction::SendProbe { indicator, nonce } => {
+                PingerAction::SendProbe {
+                    indicator, nonce, ..
+                } => {
                     let h = health(&indicator, now);
                     pending.push((now + ms(1), indicator, nonce, h));
                 }

@@ -70,7 +70,9 @@ fn run_with(
         }
         for a in drain(p) {
             match a {
-                PingerAction::SendProbe { indicator, nonce } => {
+                PingerAction::SendProbe {
+                    indicator, nonce, ..
+                } => {
                     if let Some(rtt) = answer(&indicator, now) {
                         pending.push((now + rtt, indicator, nonce));
                     }
@@ -336,9 +338,9 @@ fn run_unsendable(p: &mut Pinger, from: Time, until: Time) -> Vec<(Time, Opinion
         p.handle_timeout(now);
         for a in drain(p) {
             match a {
-                PingerAction::SendProbe { indicator, nonce } => {
-                    p.probe_not_sent(now, &indicator, nonce)
-                }
+                PingerAction::SendProbe {
+                    indicator, nonce, ..
+                } => p.probe_not_sent(now, &indicator, nonce),
                 PingerAction::OpinionChanged { to, .. } => changes.push((now, to)),
                 _ => {}
             }

@@ -163,9 +163,10 @@ impl Now {
 }
 
 /// One observer's view of a site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Opinion {
     /// No Indicator of the site has been seen yet and not all have been missed `retries` times.
+    #[default]
     Unknown,
     /// At least one Indicator is reachable and answered its latest probe.
     Up,

@@ -19,7 +19,7 @@
 use super::certs::CertPaths;
 use super::inbox::{InboxShared, MeshInbox};
 use super::link;
-use super::probe_socket::{ProbeSessions, ProbeSocket};
+use super::probe_socket::{OutgoingProbe, ProbeSessions, ProbeSocket};
 use super::shared::{bump, Shared};
 use super::tls::{self, TlsError};
 use crate::core::types::NodeId;
@@ -302,12 +302,12 @@ impl Mesh {
         }
     }
 
-    /// Non-blocking: sends a batch of authenticated probes `(to, nonce, sent_us)` through the
-    /// mesh socket, on Linux with `sendmmsg` (many destinations per system call). Returns the
-    /// indexes (in order) of those not sent, each counted as a send failure: no live
-    /// connection with that peer, or the socket refused the packet (its buffer full: then
-    /// every later probe of the batch too).
-    pub fn send_probes(&self, probes: &[(NodeId, u64, u64)]) -> Vec<usize> {
+    /// Non-blocking: sends a batch of authenticated probes through the mesh socket, on Linux
+    /// with `sendmmsg` (many destinations per system call). Returns the indexes (in order) of
+    /// those not sent, each counted as a send failure: no live connection with that peer, or
+    /// the socket refused the packet (its buffer full: then every later probe of the batch
+    /// too).
+    pub fn send_probes(&self, probes: &[OutgoingProbe]) -> Vec<usize> {
         match self.shared.probe_socket() {
             Some(socket) => socket.send_probes(probes),
             None => {
@@ -316,6 +316,13 @@ impl Mesh {
                 (0..probes.len()).collect()
             }
         }
+    }
+
+    /// The newest probe this node answered of each Pinger since the last call: who sent it,
+    /// when it arrived and the Pinger's opinion of this node's site it carried. Empty when
+    /// none arrived (or this node answers none).
+    pub fn take_probes_heard(&self) -> Vec<(NodeId, Instant, crate::core::types::Opinion)> {
+        self.shared.probes.take_heard()
     }
 
     /// What this node's probe answers say of its service from now on (Indicators whose site

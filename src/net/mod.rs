@@ -19,3 +19,4 @@ mod turns;
 pub use certs::{CertError, CertPaths};
 pub use inbox::{MeshInbox, PEER_QUEUE_BYTES, PEER_QUEUE_EVENTS};
 pub use mesh::{Mesh, MeshConfig, MeshError, MeshEvent, MeshStats};
+pub use probe_socket::OutgoingProbe;

@@ -15,9 +15,9 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | kind: 0x01 probe, 0x02 answer, 0x03 ready (bits 0xc0 clear: never a QUIC v1 packet) |
-//! | 1 | version (3) |
+//! | 1 | version (4) |
 //! | 2 | answer: the Indicator's service health (0 unchecked, 1 passing, 2 failing, 3 pending); probe and ready: zero |
-//! | 3 | zero |
+//! | 3 | probe: the Pinger's opinion of the Indicator's site (0 unknown, 1 up, 2 suspect, 3 down); answer and ready: zero |
 //! | 4..12 | discriminator of the session (from the exporter) |
 //! | 12..20 | sequence number of the sender in this direction, from 1 |
 //! | 20..28 | nonce of the Pinger core (echoed in the answer) |
@@ -27,20 +27,23 @@
 //! Version 2 gave byte 2 its meaning. The health sits under the MAC, so nobody on the path can
 //! turn a failing service into a passing one or back. Version 3 binds the keys to the Pinger
 //! and the Indicator instead of the connection's dialer and acceptor (one connection per pair
-//! of nodes carries both directions). Nodes of different versions derive different keys (the
+//! of nodes carries both directions). Version 4 gave byte 3 its meaning: a probe tells the
+//! Indicator what its Pinger thinks of the Indicator's site, which is what the site's
+//! self-fence listens for (`core::fence`), so a Pinger need not repeat it in a status message
+//! to every Indicator every interval. Nodes of different versions derive different keys (the
 //! exporter label names the version) and refuse each other's packets: a fleet moves to a new
 //! probe version all at once, as it does to a new wire version.
 
 use crate::core::health::ServiceHealth;
-use crate::core::types::NodeId;
+use crate::core::types::{NodeId, Opinion};
 use ring::hmac;
 
 /// Length of every probe packet, probe or answer.
 pub const PROBE_LEN: usize = 52;
 /// The TLS exporter label of the probe keys; bump the version with any layout change.
-pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v3";
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-quorate-probe-v4";
 /// The packet version this node speaks.
-pub const PROBE_VERSION: u8 = 3;
+pub const PROBE_VERSION: u8 = 4;
 /// Replays are refused within this many sequence numbers of the newest one seen; older
 /// packets are refused outright.
 pub const REPLAY_WINDOW: u64 = 64;
@@ -85,6 +88,9 @@ pub struct ProbePacket {
     /// Answers only: what the Indicator says of its service. `Unchecked` in probes and ready
     /// packets.
     pub health: ServiceHealth,
+    /// Probes only: the Pinger's opinion of the Indicator's site when it sent the probe.
+    /// `Unknown` in answers and ready packets.
+    pub opinion: Opinion,
 }
 
 /// Why a datagram is not a probe packet this node can accept.
@@ -100,6 +106,8 @@ pub enum ProbeError {
     Reserved,
     #[error("unknown service health {health:#04x} in a probe answer")]
     Health { health: u8 },
+    #[error("unknown site opinion {opinion:#04x} in a probe")]
+    Opinion { opinion: u8 },
     #[error("probe packet MAC does not verify")]
     Mac,
 }
@@ -156,7 +164,7 @@ pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
     if bytes[1] != PROBE_VERSION {
         return Err(ProbeError::Version { version: bytes[1] });
     }
-    if bytes[3] != 0 || (kind != Kind::Answer && bytes[2] != 0) {
+    if (kind != Kind::Answer && bytes[2] != 0) || (kind != Kind::Probe && bytes[3] != 0) {
         return Err(ProbeError::Reserved);
     }
     let health = match bytes[2] {
@@ -166,6 +174,13 @@ pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
         3 => ServiceHealth::Pending,
         health => return Err(ProbeError::Health { health }),
     };
+    let opinion = match bytes[3] {
+        0 => Opinion::Unknown,
+        1 => Opinion::Up,
+        2 => Opinion::Suspect,
+        3 => Opinion::Down,
+        opinion => return Err(ProbeError::Opinion { opinion }),
+    };
     Ok(Unverified {
         packet: ProbePacket {
             kind,
@@ -174,6 +189,7 @@ pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
             nonce: u64_at(&bytes, 20),
             sent_us: u64_at(&bytes, 28),
             health,
+            opinion,
         },
         bytes,
     })
@@ -194,6 +210,14 @@ pub fn seal(packet: &ProbePacket, key: &hmac::Key) -> [u8; PROBE_LEN] {
             ServiceHealth::Passing => 1,
             ServiceHealth::Failing => 2,
             ServiceHealth::Pending => 3,
+        };
+    }
+    if packet.kind == Kind::Probe {
+        b[3] = match packet.opinion {
+            Opinion::Unknown => 0,
+            Opinion::Up => 1,
+            Opinion::Suspect => 2,
+            Opinion::Down => 3,
         };
     }
     b[4..12].copy_from_slice(&packet.discriminator.to_be_bytes());
@@ -313,6 +337,7 @@ mod tests {
             nonce: 42,
             sent_us: u64::MAX - 1,
             health: ServiceHealth::Unchecked,
+            opinion: Opinion::Up,
         }
     }
 
@@ -338,7 +363,12 @@ mod tests {
     #[test]
     fn a_probe_relabelled_as_an_answer_does_not_verify() {
         let k = keys(1);
-        let mut bytes = seal(&probe(9), &k.probe);
+        // A probe without an opinion: an answer must have byte 3 clear.
+        let p = ProbePacket {
+            opinion: Opinion::Unknown,
+            ..probe(9)
+        };
+        let mut bytes = seal(&p, &k.probe);
         bytes[0] = KIND_ANSWER;
         let u = parse(&bytes).unwrap();
         assert_eq!(u.kind(), Kind::Answer);
@@ -374,8 +404,15 @@ mod tests {
             "version 1 refused"
         );
         let mut b = good;
+        b[3] = 4;
+        assert_eq!(parse(&b), Err(ProbeError::Opinion { opinion: 4 }));
+        let mut b = seal(&answer(ServiceHealth::Passing), &k.answer);
         b[3] = 1;
-        assert_eq!(parse(&b), Err(ProbeError::Reserved));
+        assert_eq!(
+            parse(&b),
+            Err(ProbeError::Reserved),
+            "an opinion in an answer"
+        );
         let mut b = good;
         b[2] = 1;
         assert_eq!(parse(&b), Err(ProbeError::Reserved), "health in a probe");
@@ -388,6 +425,7 @@ mod tests {
         ProbePacket {
             kind: Kind::Answer,
             health,
+            opinion: Opinion::Unknown,
             ..probe(10)
         }
     }
@@ -420,6 +458,44 @@ mod tests {
         let bytes = seal(&p, &k.probe);
         assert_eq!(bytes[2], 0);
         assert_eq!(parse(&bytes).unwrap().verify(&k.probe), Ok(probe(3)));
+    }
+
+    #[test]
+    fn a_probe_carries_the_pingers_opinion_under_its_mac_and_an_answer_none() {
+        let k = keys(6);
+        for opinion in [
+            Opinion::Unknown,
+            Opinion::Up,
+            Opinion::Suspect,
+            Opinion::Down,
+        ] {
+            let p = ProbePacket {
+                opinion,
+                ..probe(7)
+            };
+            let bytes = seal(&p, &k.probe);
+            assert_eq!(parse(&bytes).unwrap().verify(&k.probe), Ok(p));
+        }
+        // A DOWN opinion turned UP on the path does not verify.
+        let mut b = seal(
+            &ProbePacket {
+                opinion: Opinion::Down,
+                ..probe(8)
+            },
+            &k.probe,
+        );
+        b[3] = 1;
+        assert_eq!(parse(&b).unwrap().verify(&k.probe), Err(ProbeError::Mac));
+        let a = ProbePacket {
+            opinion: Opinion::Up,
+            ..answer(ServiceHealth::Passing)
+        };
+        let bytes = seal(&a, &k.answer);
+        assert_eq!(bytes[3], 0);
+        assert_eq!(
+            parse(&bytes).unwrap().verify(&k.answer).map(|p| p.opinion),
+            Ok(Opinion::Unknown)
+        );
     }
 
     #[test]

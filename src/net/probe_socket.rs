@@ -14,7 +14,7 @@ use super::inbox::{Answer, InboxShared};
 use super::probe::{self, Kind, ProbePacket, ReplayWindow, SessionKeys, PROBE_LEN};
 use super::probe_batch::BatchSender;
 use crate::core::health::ServiceHealth;
-use crate::core::types::NodeId;
+use crate::core::types::{NodeId, Opinion};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Connection, UdpPoller};
 use rustc_hash::FxHashMap;
@@ -106,6 +106,20 @@ struct Table {
     by_discriminator: FxHashMap<u64, Box<Session>>,
     /// Each peer's session in which this node is the Pinger: where probes to it go.
     pinging: FxHashMap<NodeId, u64>,
+    /// The newest probe this node answered of each Pinger since the node last took them
+    /// (`ProbeSessions::take_heard`): at most one entry per peer.
+    heard: FxHashMap<NodeId, (Instant, Opinion)>,
+}
+
+/// One probe of a batch (`Mesh::send_probes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutgoingProbe {
+    pub to: NodeId,
+    pub nonce: u64,
+    /// The Pinger's clock when it sent the probe, echoed in the answer.
+    pub sent_us: u64,
+    /// The Pinger's opinion of the Indicator's site, which the probe tells the Indicator.
+    pub opinion: Opinion,
 }
 
 /// Why a connection has no probe session.
@@ -145,6 +159,7 @@ fn ready_packet(discriminator: u64, s: &mut Session) -> [u8; PROBE_LEN] {
         nonce: 0,
         sent_us: 0,
         health: ServiceHealth::Unchecked,
+        opinion: Opinion::Unknown,
     };
     s.next_seq += 1;
     probe::seal(&ready, &s.keys.answer)
@@ -234,6 +249,19 @@ impl ProbeSessions {
         }
     }
 
+    /// The newest probe answered of each Pinger since the last call, with when it arrived and
+    /// the opinion it carried; empties the list.
+    pub fn take_heard(&self) -> Vec<(NodeId, Instant, Opinion)> {
+        let mut t = self.lock();
+        if t.heard.is_empty() {
+            return Vec::new();
+        }
+        t.heard
+            .drain()
+            .map(|(peer, (at, o))| (peer, at, o))
+            .collect()
+    }
+
     /// A sealed probe to `to` and where to send it; None without a live session.
     pub fn seal_probe(
         &self,
@@ -241,21 +269,21 @@ impl ProbeSessions {
         nonce: u64,
         sent_us: u64,
     ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
-        Self::seal_in(&mut self.lock(), to, nonce, sent_us)
+        Self::seal_in(&mut self.lock(), to, nonce, sent_us, Opinion::Unknown)
     }
 
-    /// Seals a batch of probes `(to, nonce, sent_us)` under one lock: the sealed ones, each
-    /// with its index in `probes`, go to `sealed`; the indexes of those to peers without a
-    /// live session go to `no_session`.
+    /// Seals a batch of probes under one lock: the sealed ones, each with its index in
+    /// `probes`, go to `sealed`; the indexes of those to peers without a live session go to
+    /// `no_session`.
     pub fn seal_probes(
         &self,
-        probes: &[(NodeId, u64, u64)],
+        probes: &[OutgoingProbe],
         sealed: &mut Vec<(usize, SocketAddr, [u8; PROBE_LEN])>,
         no_session: &mut Vec<usize>,
     ) {
         let mut t = self.lock();
-        for (i, (to, nonce, sent_us)) in probes.iter().enumerate() {
-            match Self::seal_in(&mut t, to, *nonce, *sent_us) {
+        for (i, p) in probes.iter().enumerate() {
+            match Self::seal_in(&mut t, &p.to, p.nonce, p.sent_us, p.opinion) {
                 Some((destination, bytes)) => sealed.push((i, destination, bytes)),
                 None => no_session.push(i),
             }
@@ -267,6 +295,7 @@ impl ProbeSessions {
         to: &NodeId,
         nonce: u64,
         sent_us: u64,
+        opinion: Opinion,
     ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
         let discriminator = *t.pinging.get(to)?;
         let s = t.by_discriminator.get_mut(&discriminator)?;
@@ -277,6 +306,7 @@ impl ProbeSessions {
             nonce,
             sent_us,
             health: ServiceHealth::Unchecked,
+            opinion,
         };
         s.next_seq += 1;
         Some((s.remote, probe::seal(&packet, &s.keys.probe)))
@@ -322,10 +352,26 @@ impl ProbeSessions {
                     kind: Kind::Answer,
                     seq: s.next_seq,
                     health: self.health(),
+                    opinion: Opinion::Unknown,
                     ..packet
                 };
                 s.next_seq += 1;
-                Some(Reply::Answer(probe::seal(&answer, &s.keys.answer)))
+                let sealed = probe::seal(&answer, &s.keys.answer);
+                // Cloning the id only when the Pinger is not listed yet: once per report.
+                let heard = (at, packet.opinion);
+                let Table {
+                    by_discriminator,
+                    heard: by_pinger,
+                    ..
+                } = &mut *t;
+                let peer = &by_discriminator[&unverified.discriminator()].peer;
+                match by_pinger.get_mut(peer) {
+                    Some(h) => *h = heard,
+                    None => {
+                        by_pinger.insert(peer.clone(), heard);
+                    }
+                }
+                Some(Reply::Answer(sealed))
             }
             Kind::Ready => {
                 s.ready.notify_one();
@@ -395,10 +441,10 @@ impl ProbeSocket {
         })
     }
 
-    /// Sends a batch of probes `(to, nonce, sent_us)`, in as few system calls as the platform
-    /// allows (`probe_batch`); returns the indexes of those not sent (counted), for lack of a
+    /// Sends a batch of probes, in as few system calls as the platform allows
+    /// (`probe_batch`); returns the indexes of those not sent (counted), for lack of a
     /// session or because the socket refused them, in order.
-    pub fn send_probes(&self, probes: &[(NodeId, u64, u64)]) -> Vec<usize> {
+    pub fn send_probes(&self, probes: &[OutgoingProbe]) -> Vec<usize> {
         let c = &self.sessions.counters;
         let mut sealed = Vec::with_capacity(probes.len());
         let mut not_sent = Vec::new();
@@ -408,7 +454,7 @@ impl ProbeSocket {
             sealed.iter().map(|&(_, to, bytes)| (to, bytes)).collect();
         let sent = self.batch.send(&packets, |i, e| {
             let index = sealed[i].0;
-            tracing::debug!(peer = %probes[index].0, error = %e, "probe not sent");
+            tracing::debug!(peer = %probes[index].to, error = %e, "probe not sent");
             not_sent.push(index);
         });
         let udp = &c.udp;

@@ -7,9 +7,11 @@
 use super::snapshot::*;
 use super::{NodeError, NodeHandle, NodeSpec};
 use crate::config::Fleet;
-use crate::core::node::{Action, Boot, Input, NodeCore, PersistFailed, StartStep, StepPurpose};
+use crate::core::node::{
+    Action, Boot, Input, NodeCore, PersistFailed, ProbeHeard, StartStep, StepPurpose,
+};
 use crate::core::types::{NodeId, Now, Time, WallTime};
-use crate::net::{Mesh, MeshConfig, MeshEvent, MeshInbox};
+use crate::net::{Mesh, MeshConfig, MeshEvent, MeshInbox, OutgoingProbe};
 use crate::store::{Retention, SqliteStore, Storage};
 use crate::wire::Message;
 use std::collections::BTreeMap;
@@ -358,6 +360,7 @@ impl Driver {
                 _ = reload.notified() => reload_asked = true,
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
+            self.report_probes_heard();
             self.feed(Input::Tick);
             let now = Instant::now();
             if reload_asked || now >= self.next_reload_check {
@@ -437,14 +440,25 @@ impl Driver {
                 self.send_probes(&mut probes);
             }
             match a {
-                Action::SendProbe { indicator, nonce } => {
+                Action::SendProbe {
+                    indicator,
+                    nonce,
+                    opinion,
+                } => {
                     let t = self.time(Instant::now());
-                    probes.push((indicator, nonce, t.as_micros()));
+                    probes.push(OutgoingProbe {
+                        to: indicator,
+                        nonce,
+                        sent_us: t.as_micros(),
+                        opinion,
+                    });
                 }
                 Action::Send { to, msg } => self.mesh.send(&to, &msg),
-                Action::Broadcast { msg } => {
+                Action::Broadcast { msg, except } => {
                     for n in self.core.fleet().mesh_peers(&me) {
-                        self.mesh.send(&n.id, &msg);
+                        if except.binary_search(&n.id).is_err() {
+                            self.mesh.send(&n.id, &msg);
+                        }
                     }
                 }
                 Action::PersistDurable { site, durable } => {
@@ -534,19 +548,41 @@ impl Driver {
         }
     }
 
-    /// Sends a batch of probes `(indicator, nonce, sent_us)` and empties it; those not sent
-    /// (no connection, or the socket full) go back to the core.
-    fn send_probes(&mut self, probes: &mut Vec<(NodeId, u64, u64)>) {
+    /// Sends a batch of probes and empties it; those not sent (no connection, or the socket
+    /// full) go back to the core.
+    fn send_probes(&mut self, probes: &mut Vec<OutgoingProbe>) {
         let not_sent = self.mesh.send_probes(probes);
         if !not_sent.is_empty() {
             let now = self.now();
             for i in not_sent {
-                let (indicator, nonce, _) = std::mem::take(&mut probes[i]);
+                let OutgoingProbe {
+                    to: indicator,
+                    nonce,
+                    ..
+                } = std::mem::take(&mut probes[i]);
                 self.core
                     .handle(now, Input::ProbeNotSent { indicator, nonce });
             }
         }
         probes.clear();
+    }
+
+    /// The probes this node answered since the last call, to the core: before its timers,
+    /// so that the self-fence never times out a Pinger whose probe already arrived.
+    fn report_probes_heard(&mut self) {
+        let heard = self.mesh.take_probes_heard();
+        if heard.is_empty() {
+            return;
+        }
+        let heard = heard
+            .into_iter()
+            .map(|(pinger, at, opinion)| ProbeHeard {
+                pinger,
+                at: self.time(at),
+                opinion,
+            })
+            .collect();
+        self.feed(Input::ProbesHeard(heard));
     }
 
     fn run_write_failed(&mut self, site: crate::core::types::SiteId, run: u64, error: String) {

@@ -184,7 +184,9 @@ pub fn run_state(o: &crate::core::pipeline::RunOutcome) -> &'static str {
 pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
-    /// A status message arrived within three status intervals; for an Indicator-only peer
+    /// A status message (or, from a Pinger that probes this node and so sends its status only
+    /// every tenth interval, a probe) arrived within three status intervals; for an
+    /// Indicator-only peer
     /// (whose status comes every tenth interval, and to voters only), its mesh connection is
     /// up and, where this node probes it, it answers its probes.
     pub reachable: bool,

@@ -109,7 +109,8 @@ impl World {
         let commit = matches!(
             a,
             Action::Broadcast {
-                msg: Message::Vote(_)
+                msg: Message::Vote(_),
+                ..
             } | Action::Observe(_)
         );
         if n != i || (after_broadcast && commit) {

@@ -14,7 +14,9 @@ use super::faults::FaultModel;
 use super::invariants::{Check, Checker, ViolationKind};
 use super::net::{EventKind, Net, Queue};
 use crate::config::{Fleet, Timing};
-use crate::core::node::{Action, Boot, BrokenRules, Input, NodeCore, Observation, StepDone};
+use crate::core::node::{
+    Action, Boot, BrokenRules, Input, NodeCore, Observation, ProbeHeard, StepDone,
+};
 use crate::core::pinger::PingerAction;
 use crate::core::quorum::Electorate;
 use crate::core::types::{NodeId, Now, SiteId, Time, WallTime};
@@ -26,6 +28,9 @@ use rand::RngCore;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "world_faults.rs"]
+mod world_faults;
 
 /// The true wall clock at virtual time zero (2024-01-01); each node adds its own offset.
 pub const WALL_BASE_US: u64 = 1_704_067_200_000_000;
@@ -304,20 +309,29 @@ impl World {
         let now = self.now;
         if datagram {
             match wire::decode_datagram(&bytes) {
-                Ok(Datagram::Probe { nonce, sent_us }) => {
-                    if self.nodes[to].indicator {
-                        let d = Datagram::Answer { nonce, sent_us };
-                        self.net.send_datagram(
-                            &mut self.q,
-                            &self.faults,
-                            &mut self.rng,
-                            now,
-                            to,
-                            from,
-                            &d,
-                        );
+                Ok(Datagram::Probe {
+                    nonce,
+                    sent_us,
+                    opinion,
+                }) => {
+                    if !self.nodes[to].indicator {
+                        return Ok(());
                     }
-                    Ok(())
+                    let d = Datagram::Answer { nonce, sent_us };
+                    let (q, f, r) = (&mut self.q, &self.faults, &mut self.rng);
+                    self.net.send_datagram(q, f, r, now, to, from, &d);
+                    if self.nodes[to].core.is_none() {
+                        return Ok(());
+                    }
+                    // As the driver reports the probes its mesh answered (one at a time here).
+                    let pinger = self.nodes[from].id.clone();
+                    let at = self.now_of(to).mono;
+                    let heard = ProbeHeard {
+                        pinger,
+                        at,
+                        opinion,
+                    };
+                    self.feed(to, Input::ProbesHeard(vec![heard]))
                 }
                 Ok(Datagram::Answer { nonce, .. }) => {
                     let indicator = self.nodes[from].id.clone();
@@ -385,7 +399,11 @@ impl World {
             }
             match a {
                 Action::Notify(_) => {}
-                Action::SendProbe { indicator, nonce } => {
+                Action::SendProbe {
+                    indicator,
+                    nonce,
+                    opinion,
+                } => {
                     if self.ghost_answer(i, &indicator, nonce) {
                         continue;
                     }
@@ -395,6 +413,7 @@ impl World {
                             let d = Datagram::Probe {
                                 nonce,
                                 sent_us: now.0,
+                                opinion,
                             };
                             self.net.send_datagram(
                                 &mut self.q,
@@ -426,14 +445,14 @@ impl World {
                         );
                     }
                 }
-                Action::Broadcast { msg } => {
+                Action::Broadcast { msg, except } => {
                     // What a real peer would drop for its size never leaves, as on the mesh.
                     let Ok(bytes) = wire::encode_message(&msg) else {
                         self.net.unsendable(i);
                         continue;
                     };
                     for t in 0..self.nodes.len() {
-                        if t != i {
+                        if t != i && except.binary_search(&self.nodes[t].id).is_err() {
                             self.net.send_encoded(
                                 &mut self.q,
                                 &self.faults,
@@ -710,84 +729,5 @@ impl World {
             return Ok(());
         }
         self.feed(i, Input::StepDone(done))
-    }
-
-    /// Crashes node `i` (dynamic faults use this too).
-    pub(super) fn crash_now(&mut self, i: usize) {
-        let now = self.now;
-        let n = &mut self.nodes[i];
-        n.up = false;
-        n.frozen = false;
-        n.timer_at = None;
-        n.core = None;
-        n.backlog.clear();
-        n.down_since = Some(now);
-        for (id, end) in self.actuator.orphan(i, now) {
-            self.q.push(end, EventKind::StepEnd { attempt: id });
-        }
-    }
-
-    /// Brings every node to the state the fault model gives it now.
-    pub fn apply_faults(&mut self) -> Check {
-        let now = self.now;
-        for i in 0..self.nodes.len() {
-            let (id, site) = (self.nodes[i].id.clone(), self.nodes[i].site.clone());
-            let blackout = self
-                .faults
-                .blackouts
-                .iter()
-                .any(|b| b.site == site && b.start <= now && b.end.is_none_or(|e| now < e));
-            let outage = self
-                .faults
-                .outages
-                .iter()
-                .find(|o| o.node == id && o.start <= now && now < o.end);
-            let crash = blackout || outage.is_some_and(|o| o.crash);
-            let want_up = !blackout && outage.is_none();
-            let n = &mut self.nodes[i];
-            if n.up && !want_up {
-                if crash {
-                    self.crash_now(i);
-                } else {
-                    let n = &mut self.nodes[i];
-                    n.up = false;
-                    n.timer_at = None;
-                    n.frozen = true;
-                    n.backlog.clear();
-                }
-                let how = if crash { "crashes" } else { "freezes" };
-                self.log(|| format!("{id} {how}"));
-            } else if !n.up && crash && n.frozen {
-                // A frozen node that crashes loses its memory and its backlog.
-                self.crash_now(i);
-            } else if !n.up && want_up {
-                n.up = true;
-                if !n.frozen {
-                    self.counters.restarts += 1;
-                    self.log(|| format!("{id} restarts from its store"));
-                    self.boot(i)?;
-                } else {
-                    self.nodes[i].frozen = false;
-                    self.log(|| format!("{id} resumes with a backlog"));
-                    let backlog = std::mem::take(&mut self.nodes[i].backlog);
-                    // Overdue timers first, as a process resuming would find them expired.
-                    let inc = self.nodes[i].incarnation;
-                    self.nodes[i].timer_at = Some(now);
-                    self.on_timer(i, inc)?;
-                    for p in backlog {
-                        match p {
-                            Pending::Bytes {
-                                from,
-                                datagram,
-                                bytes,
-                            } => self.on_deliver(i, from, datagram, bytes)?,
-                            Pending::Step(done) => self.feed(i, Input::StepDone(done))?,
-                        }
-                    }
-                    self.arm(i)?;
-                }
-            }
-        }
-        Ok(())
     }
 }

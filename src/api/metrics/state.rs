@@ -192,7 +192,7 @@ fn peers(s: &NodeSnapshot, out: &mut Out) -> fmt::Result {
     )?;
     out.gauges(
         "peer_reachable",
-        "1 when the peer's status arrived within three status intervals (an Indicator-only peer: while its connection is up and, where this node probes it, it answers), by peer.",
+        "1 when the peer's status (or, from a Pinger that probes this node, a probe) arrived within three status intervals (an Indicator-only peer: while its connection is up and, where this node probes it, it answers), by peer.",
         ["peer", "site"],
         s.peers
             .iter()

@@ -28,7 +28,7 @@ pub use isolation::IsolationState;
 pub use notify::NotifyCall;
 pub use operator::{Command, CommandOk, CommandReply, OperatorError};
 pub use runs::{Runs, StartStep, StepDone, StepPurpose};
-pub use status::INDICATOR_STATUS_EVERY;
+pub use status::{ProbeHeard, INDICATOR_STATUS_EVERY};
 pub use tilt::Tilt;
 
 use super::notify::Notifications;
@@ -87,6 +87,9 @@ pub enum Input {
     /// A mesh connection with this peer came up: it gets this node's status at once, rather
     /// than at the next status interval.
     PeerConnected(NodeId),
+    /// Probes this node answered since the last report, the newest of each Pinger (`at`:
+    /// when it arrived, monotonic): what each Pinger said of this node's site.
+    ProbesHeard(Vec<ProbeHeard>),
     /// A write the core asked for failed.
     PersistFailed(PersistFailed),
     /// A call of a notifier ended (`Action::Notify`).
@@ -118,15 +121,18 @@ pub enum Action {
     SendProbe {
         indicator: NodeId,
         nonce: u64,
+        /// This node's opinion of the Indicator's site, which the probe carries.
+        opinion: Opinion,
     },
     Send {
         to: NodeId,
         msg: Message,
     },
     /// To every node this one holds a mesh connection with (`Node::talks_with`): every other
-    /// node, unless both are Indicator-only nodes.
+    /// node, unless both are Indicator-only nodes; but not to those in `except` (sorted).
     Broadcast {
         msg: Message,
+        except: Vec<NodeId>,
     },
     PersistDurable {
         site: SiteId,
@@ -218,6 +224,9 @@ pub struct NodeCore {
     next_status: Time,
     /// Status intervals passed since start (an Indicator-only node sends only every few).
     status_ticks: u64,
+    /// The verdicts and maintenance calls of the last status sent to every node (see
+    /// `status.rs`: the Indicator-only nodes this node probes get the others only so often).
+    relayed: (Vec<Verdict>, Vec<MaintenanceWindow>),
     actions: VecDeque<Action>,
     broken: BrokenRules,
 }
@@ -277,6 +286,7 @@ impl NodeCore {
             retired: None,
             next_status: now.mono,
             status_ticks: 0,
+            relayed: Default::default(),
             actions: VecDeque::new(),
             runs: Runs::default(),
             broken: BrokenRules::default(),
@@ -402,6 +412,7 @@ impl NodeCore {
             Input::Command { id, command } => self.on_command(now, id, command),
             Input::Reload(fleet) => self.reload(now, fleet),
             Input::PeerConnected(peer) => self.on_peer_connected(now, &peer),
+            Input::ProbesHeard(heard) => self.on_probes_heard(now, heard),
             Input::PersistFailed(f) => self.on_persist_failed(f),
             Input::NotifyDone { key, notifier, ok } => {
                 self.notify.call_done(now.mono, &key, &notifier, ok)
@@ -502,9 +513,16 @@ impl NodeCore {
 
     fn on_pinger_action(&mut self, now: Now, a: PingerAction) {
         match a {
-            PingerAction::SendProbe { indicator, nonce } => {
-                self.actions
-                    .push_back(Action::SendProbe { indicator, nonce });
+            PingerAction::SendProbe {
+                indicator,
+                nonce,
+                opinion,
+            } => {
+                self.actions.push_back(Action::SendProbe {
+                    indicator,
+                    nonce,
+                    opinion,
+                });
             }
             PingerAction::OpinionChanged { ref site, to, .. } => {
                 if to == Opinion::Up {
@@ -537,6 +555,7 @@ impl NodeCore {
             }),
             VoterAction::Broadcast { msg } => self.actions.push_back(Action::Broadcast {
                 msg: Message::Vote(msg),
+                except: Vec::new(),
             }),
             VoterAction::Committed { ref verdict, by_me } => {
                 self.actions.push_back(Action::RecordVerdict {
@@ -599,7 +618,8 @@ impl NodeCore {
                             msg: Message::Vote(_),
                             ..
                         } | Action::Broadcast {
-                            msg: Message::Vote(_)
+                            msg: Message::Vote(_),
+                            ..
                         } | Action::PersistDurable { .. }
                     )
                 });

@@ -1,5 +1,7 @@
 //! What this node last heard from each peer's status messages: when, which fleet version it
-//! runs and its opinions. Shown in `/v1/status`; no decision hangs on it.
+//! runs and its opinions; and when its last probe arrived, for a Pinger that probes this
+//! node (its status comes only every few intervals then). Shown in `/v1/status`; no decision
+//! hangs on it.
 
 use crate::core::types::{NodeId, SiteId, Time};
 use crate::wire::OpinionReport;
@@ -9,6 +11,8 @@ use tracing::warn;
 #[derive(Clone, Debug, Default)]
 pub struct PeerState {
     pub last_status: Option<Time>,
+    /// When the newest probe of this peer arrived, as a Pinger of this node.
+    pub last_probe: Option<Time>,
     pub fleet_hash: Option<String>,
     pub opinions: Vec<(SiteId, OpinionReport)>,
 }
@@ -34,6 +38,18 @@ impl Peers {
         peer.last_status = Some(now);
         peer.fleet_hash = Some(fleet_hash);
         peer.opinions = opinions;
+    }
+
+    /// A probe of `from` arrived at `at`.
+    pub fn probed_by(&mut self, at: Time, from: &NodeId) {
+        let peer = self.by_node.entry(from.clone()).or_default();
+        peer.last_probe = peer.last_probe.max(Some(at));
+    }
+
+    /// When this peer was last heard: its status, or its probe.
+    pub fn last_heard(&self, node: &NodeId) -> Option<Time> {
+        let p = self.by_node.get(node)?;
+        p.last_status.max(p.last_probe)
     }
 
     pub fn get(&self, node: &NodeId) -> Option<&PeerState> {

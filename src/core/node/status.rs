@@ -2,8 +2,12 @@
 //! (and a peer whose connection just came up), and what it takes from theirs.
 //!
 //! A Pinger's or voter's status (its opinions, the newest verdicts and maintenance calls it
-//! knows, its fleet version) goes to every node it holds a connection with. An
-//! Indicator-only node has no opinions and originates nothing else (docs/trust.md); what it
+//! knows, its fleet version) goes to every node it holds a connection with, every interval;
+//! but an Indicator-only node this node probes gets it only every `INDICATOR_STATUS_EVERY`
+//! intervals, and whenever its verdicts or maintenance calls changed. What such a node reads
+//! in every status, the opinion of its own site for its self-fence, each probe already
+//! carries, ten times a second by default (`ProbesHeard`): a Pinger of a thousand Indicators
+//! then sends a hundred statuses a second instead of a thousand. An Indicator-only node has no opinions and originates nothing else (docs/trust.md); what it
 //! could relay, the voters already know. Its status only says which fleet version it runs,
 //! for the voters' mismatch check, so it goes to the voters alone and only every
 //! `INDICATOR_STATUS_EVERY` intervals: a Pinger-voter of a thousand Indicators then reads a
@@ -12,8 +16,19 @@
 use super::*;
 
 /// An Indicator-only node sends its status every this many status intervals (and to a voter
-/// whose connection just came up).
+/// whose connection just came up); a node sends its own this often to the Indicator-only
+/// nodes it probes, unless it has news for them.
 pub const INDICATOR_STATUS_EVERY: u64 = 10;
+
+/// The newest probe a Pinger sent this node since the last report (`Input::ProbesHeard`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeHeard {
+    pub pinger: NodeId,
+    /// When it arrived (monotonic).
+    pub at: Time,
+    /// What the Pinger thought of this node's site when it sent it.
+    pub opinion: Opinion,
+}
 
 impl NodeCore {
     pub(super) fn on_status(&mut self, now: Now, from: NodeId, status: PeerStatus) {
@@ -52,13 +67,44 @@ impl NodeCore {
         );
     }
 
+    /// Probes this node answered: a Pinger that sees this node's site UP (or only suspects
+    /// it) counts as heard by the self-fence, as its status would. Only the fence's
+    /// electorate counts there, and a probe's opinion is sealed under the session key of the
+    /// Pinger's certificate, so nobody else can speak for it.
+    pub(super) fn on_probes_heard(&mut self, now: Now, heard: Vec<ProbeHeard>) {
+        for h in heard {
+            // Never later than now: the fence's clock must not run ahead of the core's.
+            let at = h.at.min(now.mono);
+            if self.fleet.node(&h.pinger).is_none() {
+                continue;
+            }
+            self.peers.probed_by(at, &h.pinger);
+            let Some(iso) = self.isolation.as_mut() else {
+                continue;
+            };
+            if matches!(h.opinion, Opinion::Up | Opinion::Suspect) {
+                iso.fence.peer_seen(at, &h.pinger);
+            }
+        }
+    }
+
     /// Every status interval: this node's status to those it goes to.
     pub(super) fn send_status(&mut self, now: Now) {
         let tick = self.status_ticks;
         self.status_ticks += 1;
         if !self.me.is_indicator_only() {
-            let msg = Message::Status(self.status(now.mono));
-            self.actions.push_back(Action::Broadcast { msg });
+            let status = self.status(now.mono);
+            let news = self.relayed.0 != status.verdicts || self.relayed.1 != status.maintenance;
+            let except = if news || tick % INDICATOR_STATUS_EVERY == 0 {
+                if news {
+                    self.relayed = (status.verdicts.clone(), status.maintenance.clone());
+                }
+                Vec::new()
+            } else {
+                self.probed_indicator_only_nodes()
+            };
+            let msg = Message::Status(status);
+            self.actions.push_back(Action::Broadcast { msg, except });
             return;
         }
         if tick % INDICATOR_STATUS_EVERY != 0 {
@@ -91,6 +137,19 @@ impl NodeCore {
                 msg: Message::Status(self.status(now.mono)),
             });
         }
+    }
+
+    /// The Indicator-only nodes this node's Pinger probes, sorted.
+    fn probed_indicator_only_nodes(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .fleet
+            .nodes
+            .iter()
+            .filter(|n| n.is_indicator_only() && self.pinger.probes(&n.id))
+            .map(|n| n.id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// A Pinger's or voter's status goes to every node it talks with (what a `Broadcast`

@@ -558,6 +558,7 @@ fn statuses(actions: &[Action]) -> Vec<(Option<String>, PeerStatus)> {
         .filter_map(|a| match a {
             Action::Broadcast {
                 msg: Message::Status(s),
+                ..
             } => Some((None, s.clone())),
             Action::Send {
                 to,
@@ -595,6 +596,139 @@ fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet
         assert_eq!(s.fleet_hash, f.hash);
         assert!(s.opinions.is_empty() && s.verdicts.is_empty() && s.maintenance.is_empty());
     }
+}
+
+/// Whom each status broadcast among `actions` leaves out.
+fn status_exceptions(actions: &[Action]) -> Vec<Vec<NodeId>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast {
+                msg: Message::Status(_),
+                except,
+            } => Some(except.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_indicator_only_nodes_a_node_probes_get_its_status_every_tenth_interval_or_with_news() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let a3 = vec![NodeId::from("a3")];
+    let mut except = Vec::new();
+    for i in 0..20 {
+        b1.handle(at(i * 100), Input::Tick);
+        except.extend(status_exceptions(&drain(&mut b1)));
+    }
+    // b1 probes site a (a1, a2, a3), and a1 and a2 are voters: only a3 is left out, but for
+    // the 1st and 11th interval. b3 and c3 are not probed by b1: they get every status.
+    let mut expected = vec![Vec::new()];
+    expected.extend(vec![a3.clone(); 9]);
+    expected.extend(expected.clone());
+    assert_eq!(except, expected);
+    // News (a maintenance call learned) goes to everyone at the next interval.
+    let window = MaintenanceWindow {
+        site: SiteId::from("a"),
+        until_unix_ms: i64::MAX / 2,
+        set_at_unix_ms: 1,
+    };
+    let mut report = OpinionReport::unknown();
+    report.opinion = Opinion::Up;
+    b1.handle(
+        at(2_010),
+        Input::Message {
+            from: NodeId::from("a1"),
+            msg: Message::Status(PeerStatus {
+                node: NodeId::from("a1"),
+                fleet_hash: f.hash.clone(),
+                opinions: vec![],
+                verdicts: vec![],
+                maintenance: vec![window],
+            }),
+        },
+    );
+    drain(&mut b1);
+    let mut except = Vec::new();
+    for i in 21..23 {
+        b1.handle(at(i * 100), Input::Tick);
+        except.extend(status_exceptions(&drain(&mut b1)));
+    }
+    assert_eq!(
+        except,
+        vec![Vec::new(), a3],
+        "the news once to all, then as before"
+    );
+}
+
+#[test]
+fn probes_heard_keep_an_indicator_only_node_from_fencing_without_statuses() {
+    let f = fleet("");
+    let run = |opinion: Opinion| {
+        let mut a3 = core_of(&f, "a3");
+        let mut t = 0;
+        while t < 3_000 {
+            t += 100;
+            let heard = ["b1", "b2", "c1", "c2"]
+                .into_iter()
+                .map(|p| ProbeHeard {
+                    pinger: NodeId::from(p),
+                    at: at(t - 10).mono,
+                    opinion,
+                })
+                .collect();
+            a3.handle(at(t), Input::ProbesHeard(heard));
+            a3.handle(at(t), Input::Tick);
+        }
+        let count = a3.isolation().expect("site a fences").count;
+        (count, steps_started(&drain(&mut a3)))
+    };
+    // The electorate's probes say a is up (or only suspect): a3 hears a majority, no status.
+    assert_eq!(run(Opinion::Up), (0, vec![]));
+    assert_eq!(run(Opinion::Suspect), (0, vec![]));
+    // Probes from Pingers that see a DOWN do not count, as their statuses would not.
+    let (count, steps) = run(Opinion::Down);
+    assert_eq!(count, 1);
+    assert_eq!(steps, ["withdraw-a"]);
+}
+
+#[test]
+fn a_probe_heard_from_outside_the_electorate_or_from_the_future_does_not_keep_a_site_in() {
+    let f = fleet("");
+    let mut a3 = core_of(&f, "a3");
+    let mut t = 0;
+    while t < 3_000 {
+        t += 100;
+        let heard = vec![
+            // b3 and c3 are Indicators, no voters: they are not a's electorate.
+            ProbeHeard {
+                pinger: NodeId::from("b3"),
+                at: at(t).mono,
+                opinion: Opinion::Up,
+            },
+            ProbeHeard {
+                pinger: NodeId::from("c3"),
+                at: at(t).mono,
+                opinion: Opinion::Up,
+            },
+        ];
+        a3.handle(at(t), Input::ProbesHeard(heard));
+        a3.handle(at(t), Input::Tick);
+    }
+    assert_eq!(a3.isolation().expect("site a fences").count, 1);
+    // A claimed arrival time ahead of the core's clock counts as now, not later.
+    let mut a3 = core_of(&f, "a3");
+    let future = ["b1", "b2", "c1"].map(|p| ProbeHeard {
+        pinger: NodeId::from(p),
+        at: at(60_000).mono,
+        opinion: Opinion::Up,
+    });
+    a3.handle(at(100), Input::ProbesHeard(future.to_vec()));
+    a3.handle(at(100), Input::Tick);
+    drain(&mut a3);
+    a3.handle(at(700), Input::Tick);
+    assert_eq!(a3.isolation().expect("site a fences").count, 1);
 }
 
 #[test]

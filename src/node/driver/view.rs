@@ -19,7 +19,9 @@ impl Driver {
             .mesh_peers(&self.core.me().id)
             .map(|n| {
                 let p = self.core.peers().get(&n.id);
-                let seen = p.and_then(|p| p.last_status).map(|s| t.since(s));
+                // A Pinger that probes this node sends it its status only every tenth interval;
+                // its probes show it alive in between.
+                let seen = self.core.peers().last_heard(&n.id).map(|s| t.since(s));
                 // An Indicator-only peer's status comes every tenth interval, and to voters only:
                 // its connection shows it alive, and so do its probe answers where this node
                 // probes it (a crashed one, with no close on the wire, holds its connection
