@@ -13,7 +13,8 @@
 //! Phases, on the same connections, one after the other:
 //! 1. steady: the Pinger at `PROBE_INTERVAL_MS` (100), timeout 100 ms, 5 retries, for
 //!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
-//!    then the same for `PROBE_PHASE_SECS` with the status exchange a node adds, over the same
+//!    then the same for `PROBE_PHASE_SECS` (or one period of the Pinger's statuses, if longer)
+//!    with the status exchange a node adds, over the same
 //!    connections (`PROBE_STATUS_WAYS`): `node`, the default, as nodes do: the Pinger's
 //!    status to every Indicator (each an Indicator-only node it probes, whose self-fence hears
 //!    its opinion in every probe) and each Indicator-only node's (its fleet version) to the
@@ -1045,16 +1046,16 @@ fn parent() {
     // 1b. The same, with the node's status exchange (what a node's connections carry besides
     // probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
-    let every_tenth = status_every * quorate::core::node::INDICATOR_STATUS_EVERY as u32;
+    let now_and_then = status_every * quorate::core::node::INDICATOR_STATUS_EVERY as u32;
     let indicators_every = match ways.as_str() {
-        "node" => Some(every_tenth),
+        "node" => Some(now_and_then),
         "out" => None,
         _ => Some(status_every),
     };
-    // A node sends its status to the Indicator-only nodes it probes every tenth interval
+    // A node sends its status to the Indicator-only nodes it probes every 30th interval
     // (their self-fence hears its opinion in every probe); `both` and `out` as nodes did.
     let pinger_every = match ways.as_str() {
-        "node" => every_tenth,
+        "node" => now_and_then,
         _ => status_every,
     };
     if let Some(every) = indicators_every {
@@ -1067,7 +1068,10 @@ fn parent() {
     });
     (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + status_every * 2);
     let a = snap(&mesh, &mut guard, Some(&drive.pinger));
-    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + phase);
+    // At least one whole period of the Pinger's statuses (its burst at the start of the warm-in
+    // falls before the window, the next one inside it).
+    let status_phase = phase.max(pinger_every);
+    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + status_phase);
     let b = snap(&mesh, &mut guard, Some(&drive.pinger));
     guard.statuses(None);
     let status = StatusPhase {

@@ -185,9 +185,9 @@ pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
     /// A status message (or, from a Pinger that probes this node and so sends its status only
-    /// every tenth interval, a probe) arrived within three status intervals; for an
+    /// every 30th interval, a probe) arrived within three status intervals; for an
     /// Indicator-only peer
-    /// (whose status comes every tenth interval, and to voters only), its mesh connection is
+    /// (whose status comes every 30th interval, and to voters only), its mesh connection is
     /// up and, where this node probes it, it answers its probes.
     pub reachable: bool,
     pub fleet_hash: Option<String>,

@@ -224,9 +224,10 @@ pub struct NodeCore {
     next_status: Time,
     /// Status intervals passed since start (an Indicator-only node sends only every few).
     status_ticks: u64,
-    /// The verdicts and maintenance calls of the last status sent to every node (see
-    /// `status.rs`: the Indicator-only nodes this node probes get the others only so often).
-    relayed: (Vec<Verdict>, Vec<MaintenanceWindow>),
+    /// The verdicts, maintenance calls and fleet version of the last status sent to everyone
+    /// it goes to (see `status.rs`: the Indicator-only nodes this node probes get the others
+    /// only so often, and an Indicator-only node sends its own only so often).
+    relayed: (Vec<Verdict>, Vec<MaintenanceWindow>, String),
     actions: VecDeque<Action>,
     broken: BrokenRules,
 }

@@ -570,19 +570,24 @@ fn statuses(actions: &[Action]) -> Vec<(Option<String>, PeerStatus)> {
 }
 
 #[test]
-fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet_version_to_the_voters_every_tenth(
+fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet_version_to_the_voters_now_and_then(
 ) {
     let f = fleet("");
     let (mut b1, mut a3) = (core_of(&f, "b1"), core_of(&f, "a3"));
     let (mut from_b1, mut from_a3) = (Vec::new(), Vec::new());
-    // status_interval_ms = 100 in these fleets: 20 intervals.
-    for i in 0..20 {
+    // status_interval_ms = 100 in these fleets: 40 intervals.
+    let every = INDICATOR_STATUS_EVERY;
+    for i in 0..every + 10 {
         b1.handle(at(i * 100), Input::Tick);
         from_b1.extend(statuses(&drain(&mut b1)));
         a3.handle(at(i * 100), Input::Tick);
         from_a3.extend(statuses(&drain(&mut a3)));
     }
-    assert_eq!(from_b1.len(), 20, "one broadcast per interval");
+    assert_eq!(
+        from_b1.len() as u64,
+        every + 10,
+        "one broadcast per interval"
+    );
     assert!(from_b1
         .iter()
         .all(|(to, s)| to.is_none() && !s.opinions.is_empty()));
@@ -590,12 +595,26 @@ fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet
     let mut expected: Vec<Option<String>> = voters.iter().map(|v| Some(v.to_string())).collect();
     expected.extend(expected.clone());
     let to: Vec<Option<String>> = from_a3.iter().map(|(to, _)| to.clone()).collect();
-    assert_eq!(to, expected, "at the 1st and 11th interval, to each voter");
+    assert_eq!(to, expected, "at the 1st and 31st interval, to each voter");
     for (_, s) in &from_a3 {
         assert_eq!(s.node, NodeId::from("a3"));
         assert_eq!(s.fleet_hash, f.hash);
         assert!(s.opinions.is_empty() && s.verdicts.is_empty() && s.maintenance.is_empty());
     }
+    // A new fleet version goes to the voters at the next interval.
+    let text = f
+        .source
+        .replace("takeover_delay_s = 2", "takeover_delay_s = 3");
+    let new = Arc::new(Fleet::parse(&text).expect("valid"));
+    a3.handle(at(4_010), Input::Reload(new.clone()));
+    drain(&mut a3);
+    let mut sent = Vec::new();
+    for i in 41..43 {
+        a3.handle(at(i * 100), Input::Tick);
+        sent.extend(statuses(&drain(&mut a3)));
+    }
+    assert_eq!(sent.len(), voters.len(), "once, to each voter: {sent:?}");
+    assert!(sent.iter().all(|(_, s)| s.fleet_hash == new.hash));
 }
 
 /// Whom each status broadcast among `actions` leaves out.
@@ -613,35 +632,41 @@ fn status_exceptions(actions: &[Action]) -> Vec<Vec<NodeId>> {
 }
 
 #[test]
-fn the_indicator_only_nodes_a_node_probes_get_its_status_every_tenth_interval_or_with_news() {
+fn the_indicator_only_nodes_a_node_probes_get_its_status_now_and_then_or_with_news() {
     let f = fleet("");
     let mut b1 = core_of(&f, "b1");
     let a3 = vec![NodeId::from("a3")];
+    let every = INDICATOR_STATUS_EVERY;
     let mut except = Vec::new();
-    for i in 0..20 {
+    for i in 0..every + 10 {
         b1.handle(at(i * 100), Input::Tick);
         except.extend(status_exceptions(&drain(&mut b1)));
     }
     // b1 probes site a (a1, a2, a3), and a1 and a2 are voters: only a3 is left out, but for
-    // the 1st and 11th interval. b3 and c3 are not probed by b1: they get every status.
-    let mut expected = vec![Vec::new()];
-    expected.extend(vec![a3.clone(); 9]);
-    expected.extend(expected.clone());
+    // the 1st and 31st interval. b3 and c3 are not probed by b1: they get every status.
+    let expected: Vec<Vec<NodeId>> = (0..every + 10)
+        .map(|i| {
+            if i % every == 0 {
+                Vec::new()
+            } else {
+                a3.clone()
+            }
+        })
+        .collect();
     assert_eq!(except, expected);
-    // News (a maintenance call learned) goes to everyone at the next interval.
+    // News (a maintenance call of a member of a's electorate) goes to everyone at the next
+    // interval.
     let window = MaintenanceWindow {
         site: SiteId::from("a"),
-        until_unix_ms: i64::MAX / 2,
-        set_at_unix_ms: 1,
+        until_unix_ms: 60_000,
+        set_at_unix_ms: 4_000,
     };
-    let mut report = OpinionReport::unknown();
-    report.opinion = Opinion::Up;
     b1.handle(
-        at(2_010),
+        at(4_010),
         Input::Message {
-            from: NodeId::from("a1"),
+            from: NodeId::from("b2"),
             msg: Message::Status(PeerStatus {
-                node: NodeId::from("a1"),
+                node: NodeId::from("b2"),
                 fleet_hash: f.hash.clone(),
                 opinions: vec![],
                 verdicts: vec![],
@@ -650,8 +675,9 @@ fn the_indicator_only_nodes_a_node_probes_get_its_status_every_tenth_interval_or
         },
     );
     drain(&mut b1);
+    assert_eq!(b1.maintenance_windows().count(), 1, "the call was taken");
     let mut except = Vec::new();
-    for i in 21..23 {
+    for i in 41..43 {
         b1.handle(at(i * 100), Input::Tick);
         except.extend(status_exceptions(&drain(&mut b1)));
     }

@@ -19,10 +19,10 @@ impl Driver {
             .mesh_peers(&self.core.me().id)
             .map(|n| {
                 let p = self.core.peers().get(&n.id);
-                // A Pinger that probes this node sends it its status only every tenth interval;
+                // A Pinger that probes this node sends it its status only every 30th interval;
                 // its probes show it alive in between.
                 let seen = self.core.peers().last_heard(&n.id).map(|s| t.since(s));
-                // An Indicator-only peer's status comes every tenth interval, and to voters only:
+                // An Indicator-only peer's status comes every 30th interval, and to voters only:
                 // its connection shows it alive, and so do its probe answers where this node
                 // probes it (a crashed one, with no close on the wire, holds its connection
                 // until the idle timeout, but misses its probes within the detection time).
