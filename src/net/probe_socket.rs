@@ -357,20 +357,8 @@ impl ProbeSessions {
                 };
                 s.next_seq += 1;
                 let sealed = probe::seal(&answer, &s.keys.answer);
-                // Cloning the id only when the Pinger is not listed yet: once per report.
-                let heard = (at, packet.opinion);
-                let Table {
-                    by_discriminator,
-                    heard: by_pinger,
-                    ..
-                } = &mut *t;
-                let peer = &by_discriminator[&unverified.discriminator()].peer;
-                match by_pinger.get_mut(peer) {
-                    Some(h) => *h = heard,
-                    None => {
-                        by_pinger.insert(peer.clone(), heard);
-                    }
-                }
+                let pinger = s.peer.clone();
+                t.heard.insert(pinger, (at, packet.opinion));
                 Some(Reply::Answer(sealed))
             }
             Kind::Ready => {
