@@ -17,6 +17,13 @@ pub struct PeerState {
     pub opinions: Vec<(SiteId, OpinionReport)>,
 }
 
+impl PeerState {
+    /// When this peer was last heard: its status, or its probe.
+    pub fn last_heard(&self) -> Option<Time> {
+        self.last_status.max(self.last_probe)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Peers {
     by_node: BTreeMap<NodeId, PeerState>,
@@ -44,12 +51,6 @@ impl Peers {
     pub fn probed_by(&mut self, at: Time, from: &NodeId) {
         let peer = self.by_node.entry(from.clone()).or_default();
         peer.last_probe = peer.last_probe.max(Some(at));
-    }
-
-    /// When this peer was last heard: its status, or its probe.
-    pub fn last_heard(&self, node: &NodeId) -> Option<Time> {
-        let p = self.by_node.get(node)?;
-        p.last_status.max(p.last_probe)
     }
 
     pub fn get(&self, node: &NodeId) -> Option<&PeerState> {

@@ -21,7 +21,7 @@ impl Driver {
                 let p = self.core.peers().get(&n.id);
                 // A Pinger that probes this node sends it its status only every 30th interval;
                 // its probes show it alive in between.
-                let seen = self.core.peers().last_heard(&n.id).map(|s| t.since(s));
+                let seen = p.and_then(|p| p.last_heard()).map(|s| t.since(s));
                 // An Indicator-only peer's status comes every 30th interval, and to voters only:
                 // its connection shows it alive, and so do its probe answers where this node
                 // probes it (a crashed one, with no close on the wire, holds its connection
