@@ -430,6 +430,36 @@ impl Fleet {
             .filter(move |n| me.is_some_and(|m| m.talks_with(n)))
     }
 
+    /// Whether `a` and `b` speak only through probes: one is an Indicator-only node and the
+    /// other's Pinger probes it (its site watches the Indicator's). Such a pair needs its
+    /// connection only to derive probe keys and to carry news; the mesh closes it once idle
+    /// and keeps the probe sessions (`MeshConfig::quiet_peers`). Symmetric, so both ends
+    /// agree from the same fleet file.
+    pub fn probes_only(&self, a: &Node, b: &Node) -> bool {
+        let (indicator, pinger) = match (a.is_indicator_only(), b.is_indicator_only()) {
+            (true, false) => (a, b),
+            (false, true) => (b, a),
+            _ => return false,
+        };
+        indicator.roles.indicator
+            && pinger.roles.pinger
+            && self.watched_by_site(&pinger.site).contains(&indicator.site)
+    }
+
+    /// The mesh peers of `me` it speaks with only through probes (`probes_only`), sorted.
+    pub fn quiet_peers(&self, me: &NodeId) -> Vec<NodeId> {
+        let Some(node) = self.node(me) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<NodeId> = self
+            .mesh_peers(me)
+            .filter(|n| self.probes_only(node, n))
+            .map(|n| n.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Nodes of `site` with the indicator role, sorted.
     pub fn indicators(&self, site: &SiteId) -> Vec<NodeId> {
         let mut ids: Vec<NodeId> = self

@@ -691,3 +691,22 @@ fn every_pair_talks_but_two_indicator_only_nodes() {
         "a node not in the fleet talks with nobody"
     );
 }
+
+#[test]
+fn an_indicator_only_node_and_the_pingers_that_probe_it_speak_only_through_probes() {
+    let f = Fleet::parse(crate::demo::THREE_SITES).expect("the demo fleet is valid");
+    let quiet = |me: &str| -> Vec<String> {
+        f.quiet_peers(&NodeId::from(me))
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    };
+    // a3 is probed by the Pingers of b and c; a1 and a2 are voters of its own site.
+    assert_eq!(quiet("a3"), ["b1", "b2", "c1", "c2"]);
+    assert_eq!(quiet("b3"), ["a1", "a2", "c1", "c2"]);
+    // b1 probes a's Indicators, but only a3 of them is Indicator-only.
+    assert_eq!(quiet("b1"), ["a3"]);
+    assert_eq!(quiet("a1"), ["b3"], "a1 does not probe a3, of its own site");
+    assert!(quiet("c1").contains(&"a3".to_string()));
+    assert!(quiet("zz").is_empty());
+}

@@ -228,6 +228,9 @@ pub struct NodeCore {
     /// it goes to (see `status.rs`: the Indicator-only nodes this node probes get the others
     /// only so often, and an Indicator-only node sends its own only so often).
     relayed: (Vec<Verdict>, Vec<MaintenanceWindow>, String),
+    /// The peers this node speaks with only through probes (`Fleet::quiet_peers`), sorted:
+    /// they get its news, never its routine messages, so their connection can stay closed.
+    quiet: Vec<NodeId>,
     actions: VecDeque<Action>,
     broken: BrokenRules,
 }
@@ -288,6 +291,7 @@ impl NodeCore {
             next_status: now.mono,
             status_ticks: 0,
             relayed: Default::default(),
+            quiet: fleet.quiet_peers(&node.id),
             actions: VecDeque::new(),
             runs: Runs::default(),
             broken: BrokenRules::default(),
@@ -554,9 +558,11 @@ impl NodeCore {
                 to,
                 msg: Message::Vote(msg),
             }),
+            // Not to the Indicator-only nodes this node probes: they learn verdicts from the
+            // status that carries them as news.
             VoterAction::Broadcast { msg } => self.actions.push_back(Action::Broadcast {
                 msg: Message::Vote(msg),
-                except: Vec::new(),
+                except: self.quiet.clone(),
             }),
             VoterAction::Committed { ref verdict, by_me } => {
                 self.actions.push_back(Action::RecordVerdict {
@@ -691,6 +697,7 @@ impl NodeCore {
         self.oplock
             .set_config(LockConfig::from_timing(&fleet.timing));
         self.isolation = IsolationState::reloaded(self.isolation.take(), &fleet, &me, t);
+        self.quiet = fleet.quiet_peers(&me.id);
         self.me = me;
         self.fleet = fleet;
     }

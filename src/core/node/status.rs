@@ -3,24 +3,24 @@
 //!
 //! A Pinger's or voter's status (its opinions, the newest verdicts and maintenance calls it
 //! knows, its fleet version) goes to every node it holds a connection with, every interval;
-//! but an Indicator-only node this node probes gets it only every `INDICATOR_STATUS_EVERY`
-//! intervals, and whenever its verdicts, maintenance calls or fleet version changed. What
-//! such a node reads in every status, the opinion of its own site for its self-fence, each
-//! probe already carries, ten times a second by default (`ProbesHeard`): a Pinger of a
-//! thousand Indicators then sends 33 statuses a second instead of a thousand. An
-//! Indicator-only node has no opinions and originates nothing else (docs/trust.md); what it
-//! could relay, the voters already know. Its status only says which fleet version it runs,
-//! for the voters' mismatch check, so it goes to the voters alone, only every
-//! `INDICATOR_STATUS_EVERY` intervals and when that version changed: a Pinger-voter of a
-//! thousand Indicators then reads 33 statuses a second instead of a thousand.
+//! but a node it speaks with only through probes (an Indicator-only node its Pinger probes,
+//! `Fleet::probes_only`) gets it only when its verdicts, maintenance calls or fleet version
+//! changed, and when their connection comes up. What such a node reads in every status, the
+//! opinion of its own site for its self-fence, each probe already carries, ten times a
+//! second by default (`ProbesHeard`). So the pair has nothing routine to say, and the mesh
+//! closes its connection once idle, keeping the probe sessions (docs/trust.md, "Quiet
+//! pairs"): a Pinger of a thousand Indicators holds a thousand probe sessions, not a
+//! thousand QUIC connections. An Indicator-only node has no opinions and originates
+//! nothing else (docs/trust.md); what it could relay, the voters already know. Its status
+//! only says which fleet version it runs, for the voters' mismatch check, so it goes to the
+//! voters alone, when that version changed, when a connection comes up, and to the voters
+//! that do not probe it every `INDICATOR_STATUS_EVERY` intervals.
 
 use super::*;
 
-/// An Indicator-only node sends its status every this many status intervals, and at once
-/// when its fleet version changed (and to a voter whose connection just came up); a node
-/// sends its own this often to the Indicator-only nodes it probes, and at once when its
-/// verdicts, maintenance calls or fleet version changed. Between those, a status would say
-/// nothing new: the opinions the Indicators' self-fence reads travel in every probe.
+/// An Indicator-only node sends its status to the voters that do not probe it every this
+/// many status intervals (besides news and new connections). Between those, a status would
+/// say nothing new.
 pub const INDICATOR_STATUS_EVERY: u64 = 30;
 
 /// The newest probe a Pinger sent this node since the last report (`Input::ProbesHeard`).
@@ -91,7 +91,9 @@ impl NodeCore {
         }
     }
 
-    /// Every status interval: this node's status to those it goes to.
+    /// Every status interval: this node's status to those it goes to. The peers it speaks
+    /// with only through probes (`quiet`) get it only with news, so that their connection
+    /// can stay closed (the mesh opens it again for the message).
     pub(super) fn send_status(&mut self, now: Now) {
         let tick = self.status_ticks;
         self.status_ticks += 1;
@@ -102,18 +104,14 @@ impl NodeCore {
             let (v, m, h) = (&status.verdicts, &status.maintenance, &status.fleet_hash);
             self.relayed = (v.clone(), m.clone(), h.clone());
         }
-        let due = news || tick % INDICATOR_STATUS_EVERY == 0;
         if !self.me.is_indicator_only() {
-            let except = if due {
-                Vec::new()
-            } else {
-                self.probed_indicator_only_nodes()
-            };
+            let except = if news { Vec::new() } else { self.quiet.clone() };
             let msg = Message::Status(status);
             self.actions.push_back(Action::Broadcast { msg, except });
             return;
         }
-        if !due {
+        let periodic = tick % INDICATOR_STATUS_EVERY == 0;
+        if !news && !periodic {
             return;
         }
         let msg = Message::Status(status);
@@ -122,6 +120,7 @@ impl NodeCore {
             .nodes
             .iter()
             .filter(|n| self.status_goes_to(n))
+            .filter(|n| news || self.quiet.binary_search(&n.id).is_err())
             .map(|n| n.id.clone())
             .collect();
         for to in voters {
@@ -143,19 +142,6 @@ impl NodeCore {
                 msg: Message::Status(self.status(now.mono)),
             });
         }
-    }
-
-    /// The Indicator-only nodes this node's Pinger probes, sorted.
-    fn probed_indicator_only_nodes(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self
-            .fleet
-            .nodes
-            .iter()
-            .filter(|n| n.is_indicator_only() && self.pinger.probes(&n.id))
-            .map(|n| n.id.clone())
-            .collect();
-        ids.sort_unstable();
-        ids
     }
 
     /// A Pinger's or voter's status goes to every node it talks with (what a `Broadcast`

@@ -570,7 +570,7 @@ fn statuses(actions: &[Action]) -> Vec<(Option<String>, PeerStatus)> {
 }
 
 #[test]
-fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet_version_to_the_voters_now_and_then(
+fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet_version_to_the_voters_with_news_or_now_and_then(
 ) {
     let f = fleet("");
     let (mut b1, mut a3) = (core_of(&f, "b1"), core_of(&f, "a3"));
@@ -593,9 +593,13 @@ fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet
         .all(|(to, s)| to.is_none() && !s.opinions.is_empty()));
     let voters = ["a1", "a2", "b1", "b2", "c1", "c2"];
     let mut expected: Vec<Option<String>> = voters.iter().map(|v| Some(v.to_string())).collect();
-    expected.extend(expected.clone());
+    // The voters that probe a3 (b's and c's) get it only with news: its first status.
+    expected.extend(["a1", "a2"].map(|v| Some(v.to_string())));
     let to: Vec<Option<String>> = from_a3.iter().map(|(to, _)| to.clone()).collect();
-    assert_eq!(to, expected, "at the 1st and 31st interval, to each voter");
+    assert_eq!(
+        to, expected,
+        "at the 1st interval to each voter, at the 31st to those that do not probe a3"
+    );
     for (_, s) in &from_a3 {
         assert_eq!(s.node, NodeId::from("a3"));
         assert_eq!(s.fleet_hash, f.hash);
@@ -632,7 +636,7 @@ fn status_exceptions(actions: &[Action]) -> Vec<Vec<NodeId>> {
 }
 
 #[test]
-fn the_indicator_only_nodes_a_node_probes_get_its_status_now_and_then_or_with_news() {
+fn the_indicator_only_nodes_a_node_probes_get_its_status_only_with_news() {
     let f = fleet("");
     let mut b1 = core_of(&f, "b1");
     let a3 = vec![NodeId::from("a3")];
@@ -643,15 +647,10 @@ fn the_indicator_only_nodes_a_node_probes_get_its_status_now_and_then_or_with_ne
         except.extend(status_exceptions(&drain(&mut b1)));
     }
     // b1 probes site a (a1, a2, a3), and a1 and a2 are voters: only a3 is left out, but for
-    // the 1st and 31st interval. b3 and c3 are not probed by b1: they get every status.
+    // the 1st interval (the first status is news). b3 is not probed by b1: it gets every
+    // status.
     let expected: Vec<Vec<NodeId>> = (0..every + 10)
-        .map(|i| {
-            if i % every == 0 {
-                Vec::new()
-            } else {
-                a3.clone()
-            }
-        })
+        .map(|i| if i == 0 { Vec::new() } else { a3.clone() })
         .collect();
     assert_eq!(except, expected);
     // News (a maintenance call of a member of a's electorate) goes to everyone at the next
@@ -773,4 +772,46 @@ fn a_peer_whose_connection_comes_up_gets_the_status_at_once_if_it_is_one_to_get_
     // Two Indicator-only nodes do not even hold a connection; and a stranger gets nothing.
     assert!(connected(&mut a3, "b3").is_empty());
     assert!(connected(&mut b1, "zz").is_empty());
+}
+
+#[test]
+fn vote_broadcasts_leave_out_the_indicator_only_nodes_a_node_probes() {
+    let f = fleet("");
+    let mut b1 = core_of(&f, "b1");
+    let mut votes = Vec::new();
+    // a's Indicators answer for 2 s, then fall silent: b1's opinion of a turns DOWN, the
+    // electorate agrees, and b1 broadcasts the commit.
+    for i in 0..100 {
+        b1.handle(at(i * 100), Input::Tick);
+        for a in drain(&mut b1) {
+            match a {
+                Action::SendProbe {
+                    indicator, nonce, ..
+                } if i < 20 => b1.handle(
+                    at(i * 100 + 1),
+                    Input::ProbeAnswer {
+                        indicator,
+                        nonce,
+                        at: at(i * 100 + 1).mono,
+                        health: crate::core::health::ServiceHealth::Unchecked,
+                    },
+                ),
+                Action::Broadcast {
+                    msg: Message::Vote(_),
+                    except,
+                } => votes.push(except),
+                // The other voters see it alike: each accepts b1's fast proposal.
+                Action::Send {
+                    to,
+                    msg: msg @ Message::Vote(crate::wire::VoteMsg::FastAccept { .. }),
+                } => b1.handle(at(i * 100 + 2), Input::Message { from: to, msg }),
+                _ => {}
+            }
+        }
+    }
+    assert!(!votes.is_empty(), "b1 committed");
+    assert!(
+        votes.iter().all(|e| e == &[NodeId::from("a3")]),
+        "a3 learns the verdict from the status that carries it: {votes:?}"
+    );
 }
