@@ -28,7 +28,7 @@ pub use isolation::IsolationState;
 pub use notify::NotifyCall;
 pub use operator::{Command, CommandOk, CommandReply, OperatorError};
 pub use runs::{Runs, StartStep, StepDone, StepPurpose};
-pub use status::{ProbeHeard, INDICATOR_STATUS_EVERY};
+pub use status::{ProbeHeard, INDICATOR_STATUS_EVERY, NEWS_SENDS, QUIET_STATUS_EVERY};
 pub use tilt::Tilt;
 
 use super::notify::Notifications;
@@ -228,6 +228,8 @@ pub struct NodeCore {
     /// it goes to (see `status.rs`: the Indicator-only nodes this node probes get the others
     /// only so often, and an Indicator-only node sends its own only so often).
     relayed: (Vec<Verdict>, Vec<MaintenanceWindow>, String),
+    /// Status intervals left in which the last news goes to everyone (`NEWS_SENDS`).
+    news_left: u64,
     /// The peers this node speaks with only through probes (`Fleet::quiet_peers`), sorted:
     /// they get its news, never its routine messages, so their connection can stay closed.
     quiet: Vec<NodeId>,
@@ -291,6 +293,7 @@ impl NodeCore {
             next_status: now.mono,
             status_ticks: 0,
             relayed: Default::default(),
+            news_left: 0,
             quiet: fleet.quiet_peers(&node.id),
             actions: VecDeque::new(),
             runs: Runs::default(),

@@ -23,6 +23,17 @@ use super::*;
 /// say nothing new.
 pub const INDICATOR_STATUS_EVERY: u64 = 30;
 
+/// News (a change of the verdicts, maintenance calls or fleet version a status carries) goes
+/// to everyone in this many consecutive status intervals: a lost one is made good by the
+/// next, and for a quiet pair all of them ride the one connection its first one dials.
+pub const NEWS_SENDS: u64 = 3;
+
+/// A node sends its status to each peer it speaks with only through probes once every this
+/// many status intervals, besides news: anti-entropy for news a peer missed (its connection
+/// could not be dialed then). Each such status dials the pair's connection, which also
+/// brings the peer's status back; at the default 1 s interval, once every 5 minutes.
+pub const QUIET_STATUS_EVERY: u64 = 300;
+
 /// The newest probe a Pinger sent this node since the last report (`Input::ProbesHeard`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeHeard {
@@ -92,26 +103,43 @@ impl NodeCore {
     }
 
     /// Every status interval: this node's status to those it goes to. The peers it speaks
-    /// with only through probes (`quiet`) get it only with news, so that their connection
-    /// can stay closed (the mesh opens it again for the message).
+    /// with only through probes (`quiet`) get it with news (`NEWS_SENDS` intervals running)
+    /// and each once every `QUIET_STATUS_EVERY` intervals, at its own phase; in between the
+    /// mesh keeps their connection closed.
     pub(super) fn send_status(&mut self, now: Now) {
         let tick = self.status_ticks;
         self.status_ticks += 1;
         let status = self.status(now.mono);
         let (v, m, h) = &self.relayed;
-        let news = *v != status.verdicts || *m != status.maintenance || *h != status.fleet_hash;
-        if news {
+        if *v != status.verdicts || *m != status.maintenance || *h != status.fleet_hash {
             let (v, m, h) = (&status.verdicts, &status.maintenance, &status.fleet_hash);
             self.relayed = (v.clone(), m.clone(), h.clone());
+            self.news_left = NEWS_SENDS;
         }
+        let telling = self.news_left > 0;
+        self.news_left = self.news_left.saturating_sub(1);
         if !self.me.is_indicator_only() {
-            let except = if news { Vec::new() } else { self.quiet.clone() };
+            let except = if telling {
+                Vec::new()
+            } else {
+                // Spread over the period: a Pinger of a thousand Indicators dials about three
+                // of them per interval, never all at once.
+                self.quiet
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (*i as u64 + tick) % QUIET_STATUS_EVERY != 0)
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            };
             let msg = Message::Status(status);
             self.actions.push_back(Action::Broadcast { msg, except });
             return;
         }
+        // The voters that probe this node send their status now and then over a connection
+        // they dial (`QUIET_STATUS_EVERY`), and a new connection carries this node's status
+        // back (`on_peer_connected`): they need no periodic status of their own.
         let periodic = tick % INDICATOR_STATUS_EVERY == 0;
-        if !news && !periodic {
+        if !telling && !periodic {
             return;
         }
         let msg = Message::Status(status);
@@ -120,7 +148,7 @@ impl NodeCore {
             .nodes
             .iter()
             .filter(|n| self.status_goes_to(n))
-            .filter(|n| news || self.quiet.binary_search(&n.id).is_err())
+            .filter(|n| telling || self.quiet.binary_search(&n.id).is_err())
             .map(|n| n.id.clone())
             .collect();
         for to in voters {

@@ -592,13 +592,16 @@ fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet
         .iter()
         .all(|(to, s)| to.is_none() && !s.opinions.is_empty()));
     let voters = ["a1", "a2", "b1", "b2", "c1", "c2"];
-    let mut expected: Vec<Option<String>> = voters.iter().map(|v| Some(v.to_string())).collect();
-    // The voters that probe a3 (b's and c's) get it only with news: its first status.
+    let all: Vec<Option<String>> = voters.iter().map(|v| Some(v.to_string())).collect();
+    // The first status is news, told in three intervals; the voters that probe a3 (b's and
+    // c's) get nothing else (their own statuses dial a3 now and then, and a new connection
+    // carries a3's status back).
+    let mut expected = [all.clone(), all.clone(), all.clone()].concat();
     expected.extend(["a1", "a2"].map(|v| Some(v.to_string())));
     let to: Vec<Option<String>> = from_a3.iter().map(|(to, _)| to.clone()).collect();
     assert_eq!(
         to, expected,
-        "at the 1st interval to each voter, at the 31st to those that do not probe a3"
+        "in the first 3 intervals to each voter, at the 31st to those that do not probe a3"
     );
     for (_, s) in &from_a3 {
         assert_eq!(s.node, NodeId::from("a3"));
@@ -613,11 +616,15 @@ fn members_send_their_status_every_interval_and_an_indicator_only_node_its_fleet
     a3.handle(at(4_010), Input::Reload(new.clone()));
     drain(&mut a3);
     let mut sent = Vec::new();
-    for i in 41..43 {
+    for i in 41..45 {
         a3.handle(at(i * 100), Input::Tick);
         sent.extend(statuses(&drain(&mut a3)));
     }
-    assert_eq!(sent.len(), voters.len(), "once, to each voter: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        3 * voters.len(),
+        "in three intervals, to each voter: {sent:?}"
+    );
     assert!(sent.iter().all(|(_, s)| s.fleet_hash == new.hash));
 }
 
@@ -647,10 +654,16 @@ fn the_indicator_only_nodes_a_node_probes_get_its_status_only_with_news() {
         except.extend(status_exceptions(&drain(&mut b1)));
     }
     // b1 probes site a (a1, a2, a3), and a1 and a2 are voters: only a3 is left out, but for
-    // the 1st interval (the first status is news). b3 is not probed by b1: it gets every
+    // the first 3 intervals (the first status is news). b3 is not probed by b1: it gets every
     // status.
     let expected: Vec<Vec<NodeId>> = (0..every + 10)
-        .map(|i| if i == 0 { Vec::new() } else { a3.clone() })
+        .map(|i| {
+            if i < NEWS_SENDS {
+                Vec::new()
+            } else {
+                a3.clone()
+            }
+        })
         .collect();
     assert_eq!(except, expected);
     // News (a maintenance call of a member of a's electorate) goes to everyone at the next
@@ -676,15 +689,27 @@ fn the_indicator_only_nodes_a_node_probes_get_its_status_only_with_news() {
     drain(&mut b1);
     assert_eq!(b1.maintenance_windows().count(), 1, "the call was taken");
     let mut except = Vec::new();
-    for i in 41..43 {
+    for i in 41..45 {
         b1.handle(at(i * 100), Input::Tick);
         except.extend(status_exceptions(&drain(&mut b1)));
     }
     assert_eq!(
         except,
-        vec![Vec::new(), a3],
-        "the news once to all, then as before"
+        vec![Vec::new(), Vec::new(), Vec::new(), a3.clone()],
+        "the news in three intervals to all, then as before"
     );
+    // And a3 once every QUIET_STATUS_EVERY intervals.
+    let mut told = Vec::new();
+    for i in 45..2 * QUIET_STATUS_EVERY + 10 {
+        b1.handle(at(i * 100), Input::Tick);
+        for e in status_exceptions(&drain(&mut b1)) {
+            if e.is_empty() {
+                told.push(i);
+            }
+        }
+    }
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told[1] - told[0], QUIET_STATUS_EVERY);
 }
 
 #[test]
