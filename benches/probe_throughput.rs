@@ -115,6 +115,8 @@ fn mesh_config(
         idle_timeout: idle_timeout(),
         keep_alive: keep_alive(),
         redial_every: REDIAL_EVERY,
+        quiet_peers: Vec::new(),
+        park_after: Duration::from_secs(5),
     }
 }
 

@@ -130,6 +130,8 @@ async fn mesh(
         idle_timeout: Duration::from_secs(3),
         keep_alive: Duration::from_millis(500),
         redial_every: Duration::from_millis(100),
+        quiet_peers: Vec::new(),
+        park_after: Duration::from_secs(5),
     };
     Mesh::start(cfg).await.expect("mesh starts")
 }

@@ -51,6 +51,8 @@ fn config(
         idle_timeout: Duration::from_secs(3),
         keep_alive: Duration::from_millis(500),
         redial_every: Duration::from_millis(100),
+        quiet_peers: Vec::new(),
+        park_after: Duration::from_secs(5),
     }
 }
 
@@ -875,4 +877,136 @@ async fn a_node_dialing_more_peers_than_it_handshakes_with_at_once_reaches_them_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_dialed_by_more_peers_than_it_handshakes_with_at_once_accepts_them_all() {
     a_hub_connects_to_more_peers_than_it_handshakes_with_at_once(false).await;
+}
+
+/// Drops every event already queued (waiting `quiet` for more).
+async fn drain_events(rx: &mut MeshInbox, quiet: Duration) {
+    while next_event(rx, quiet, Some).await.is_some() {}
+}
+
+fn peer_connected(event: MeshEvent) -> Option<NodeId> {
+    match event {
+        MeshEvent::PeerConnected(node) => Some(node),
+        _ => None,
+    }
+}
+
+/// Sends a probe every 20 ms until one is answered; false after `WAIT`.
+async fn probe_until_answered(pinger: &Mesh, rx: &mut MeshInbox, to: &NodeId, first: u64) -> bool {
+    let deadline = Instant::now() + WAIT;
+    let mut nonce = first;
+    while Instant::now() < deadline {
+        pinger.send_probe(to, nonce, nonce);
+        nonce += 1;
+        if next_event(rx, Duration::from_millis(20), answer)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A pair that speaks only through probes (an Indicator-only node and a Pinger that probes
+/// it) closes its connection once it carried no message for a while, and its probes go on
+/// without it; a message dials again (both ends announce the peer anew, so that they send
+/// their statuses) and the pair parks again; an end that restarts opens fresh sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_pair_parks_its_idle_connection_and_probes_on_without_it() {
+    init_tracing();
+    let dir = fleet(&["indicator", "pinger"]);
+    let (pa, ia) = (free_addr(), free_addr());
+    let quiet = |mut cfg: MeshConfig, peer: &str| {
+        cfg.quiet_peers = vec![n(peer)];
+        cfg.park_after = Duration::from_millis(300);
+        cfg
+    };
+    let pcfg = config(
+        "pinger",
+        pa,
+        paths(dir.path(), "pinger"),
+        &[("indicator", ia)],
+    );
+    let (pinger, mut p_rx) = start(quiet(pcfg, "indicator")).await;
+    let mut icfg = quiet(
+        config(
+            "indicator",
+            ia,
+            paths(dir.path(), "indicator"),
+            &[("pinger", pa)],
+        ),
+        "pinger",
+    );
+    icfg.answer_probes = true;
+    let (indicator, mut i_rx) = start(icfg.clone()).await;
+    let (p, i) = (n("pinger"), n("indicator"));
+
+    assert_eq!(
+        next_event(&mut p_rx, WAIT, peer_connected).await,
+        Some(i.clone())
+    );
+    eventually("the pair to park its connection", || {
+        pinger.live_connections() == 0 && indicator.live_connections() == 0
+    })
+    .await;
+    assert_eq!(
+        pinger.connected(),
+        vec![i.clone()],
+        "a parked peer stays connected"
+    );
+    assert_eq!(indicator.connected(), vec![p.clone()]);
+    assert!(pinger.stats().parked_connections + indicator.stats().parked_connections >= 1);
+
+    // Probes without a connection, on the sessions the connection opened.
+    for nonce in 1..=10u64 {
+        assert!(
+            pinger.send_probe(&i, nonce, nonce),
+            "probe {nonce} sent while parked"
+        );
+    }
+    for _ in 1..=10 {
+        next_event(&mut p_rx, WAIT, answer)
+            .await
+            .expect("an answer to every probe while parked");
+    }
+    assert_eq!(pinger.live_connections(), 0, "probes do not dial");
+
+    // A message dials again, arrives, and both ends announce the peer anew.
+    drain_events(&mut p_rx, Duration::from_millis(50)).await;
+    drain_events(&mut i_rx, Duration::from_millis(50)).await;
+    indicator.send(&p, &status("indicator"));
+    let got = next_event(&mut p_rx, WAIT, message_from).await;
+    assert_eq!(got, Some((i.clone(), status("indicator"))));
+    assert_eq!(
+        next_event(&mut i_rx, WAIT, peer_connected).await,
+        Some(p.clone())
+    );
+    assert!(
+        probe_until_answered(&pinger, &mut p_rx, &i, 100).await,
+        "probes answered on the new connection's sessions"
+    );
+    eventually("the pair to park again", || {
+        pinger.live_connections() == 0 && indicator.live_connections() == 0
+    })
+    .await;
+    assert!(probe_until_answered(&pinger, &mut p_rx, &i, 1_000).await);
+
+    // The Indicator restarts while the pair is parked: its new process dials, and the
+    // Pinger's probes are answered on the new sessions.
+    indicator.shutdown().await;
+    drop(i_rx);
+    let (indicator, _i_rx) = start(icfg).await;
+    assert!(
+        probe_until_answered(&pinger, &mut p_rx, &i, 10_000).await,
+        "the restarted Indicator answers"
+    );
+    eventually("the pair to park once more", || {
+        pinger.live_connections() == 0 && indicator.live_connections() == 0
+    })
+    .await;
+    let stats = pinger.stats();
+    assert_eq!(stats.pending_dropped, 0);
+    pinger.shutdown().await;
+    indicator.shutdown().await;
 }

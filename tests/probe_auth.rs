@@ -48,6 +48,8 @@ fn config(me: &str, bind: SocketAddr, dir: &TempDir, peer: (&str, SocketAddr)) -
         idle_timeout: Duration::from_secs(3),
         keep_alive: Duration::from_millis(500),
         redial_every: Duration::from_millis(100),
+        quiet_peers: Vec::new(),
+        park_after: Duration::from_secs(5),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::admission::Throttled;
 use super::mesh::{close_code, MeshEvent};
-use super::shared::{bump, Install, Shared, LINGER};
+use super::shared::{bump, Install, Shared, Unlinked, LINGER};
 use super::tls::{identify_caller, IdentityError};
 use crate::core::types::NodeId;
 use crate::wire::{self, decode_message, WireError};
@@ -140,7 +140,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId, generation: u64
             _ = stop.wait() => break,
             result = linked.wait_for(|up| !*up) => if result.is_err() { break },
         }
-        if !i_dial_first && dialed_before {
+        if !i_dial_first && dialed_before && !shared.unparking(&peer, generation) {
             tokio::select! {
                 _ = stop.wait() => break,
                 _ = linked.wait_for(|up| *up) => continue,
@@ -301,12 +301,30 @@ async fn run_link(
             } else if replaced {
                 tracing::debug!(peer = %peer, %addr, "the pair's connection replaced");
             }
-            if ready {
-                serve(shared, &conn, peer, stop.clone()).await;
+            let served = if ready {
+                serve(shared, &conn, peer, stop.clone()).await
+            } else {
+                Served::Stopped
+            };
+            if served == Served::Idle {
+                conn.close(
+                    close_code::PARKED.into(),
+                    b"idle: the pair speaks through probes",
+                );
             }
-            lost = shared.uninstall(peer, &conn);
-            if let Some(opened) = session {
-                shared.probes.close(opened.discriminators);
+            // A quiet pair parks unless this end closed the connection for a reason of its
+            // own (readdressed, stopping): the peer ended it (parked, shutting down,
+            // restarted) or it timed out, and a peer that comes back dials again.
+            let may_park = served == Served::Idle
+                || (served == Served::Ended
+                    && !matches!(conn.close_reason(), Some(ConnectionError::LocallyClosed)));
+            let sessions = session.map(|opened| opened.discriminators);
+            match shared.unlink(peer, &conn, sessions, may_park) {
+                Unlinked::Lost => lost = true,
+                Unlinked::Parked => {
+                    tracing::debug!(peer = %peer, %addr, "the pair's connection parked: probes only");
+                }
+                Unlinked::NotLinked => {}
             }
             ran = Ran::Linked(since.elapsed());
         }
@@ -484,13 +502,40 @@ fn reject(shared: &Shared, conn: &Connection, addr: SocketAddr, why: IdentityErr
     refuse(shared, addr, &reason);
 }
 
-/// Reads datagrams and streams from `conn` until it ends or the mesh (or peer) stops.
-async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Stop) {
+/// Why `serve` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// The connection ended.
+    Ended,
+    /// The mesh or the peer's slot stopped.
+    Stopped,
+    /// A quiet pair's connection carried no message for `park_after`.
+    Idle,
+}
+
+/// Reads datagrams and streams from `conn` until it ends, the mesh (or peer) stops, or a
+/// quiet pair's connection idles.
+async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Stop) -> Served {
     let mut stop = stop;
     let mut readers = JoinSet::new();
+    let park_check = tokio::time::sleep(shared.park_after);
+    tokio::pin!(park_check);
     loop {
         tokio::select! {
-            _ = stop.wait() => return,
+            _ = stop.wait() => return Served::Stopped,
+            _ = &mut park_check => {
+                let quiet_for = shared.quiet_for(peer, conn);
+                match quiet_for {
+                    Some(idle) if idle >= shared.park_after && readers.is_empty() => {
+                        return Served::Idle;
+                    }
+                    Some(idle) => {
+                        let left = shared.park_after.saturating_sub(idle);
+                        park_check.as_mut().reset(tokio::time::Instant::now() + left.max(Duration::from_millis(10)));
+                    }
+                    None => park_check.as_mut().reset(tokio::time::Instant::now() + shared.park_after),
+                }
+            }
             datagram = conn.read_datagram() => match datagram {
                 Ok(bytes) => on_datagram(shared, peer, &bytes),
                 Err(_) => break,
@@ -506,6 +551,7 @@ async fn serve(shared: &Arc<Shared>, conn: &Connection, peer: &NodeId, stop: Sto
     }
     // The connection is gone; messages already read in full are still handed over.
     while readers.join_next().await.is_some() {}
+    Served::Ended
 }
 
 /// The mesh sends no QUIC datagrams (probes travel beside QUIC, see `probe_socket`) but an
@@ -548,6 +594,7 @@ async fn read_message(shared: Arc<Shared>, peer: NodeId, mut recv: quinn::RecvSt
     match decode_message(&bytes) {
         Ok(msg) => {
             bump(&c.messages_received);
+            shared.heard_message(&peer);
             let event = MeshEvent::Message {
                 from: peer.clone(),
                 msg,

@@ -20,7 +20,7 @@ use super::certs::CertPaths;
 use super::inbox::{InboxShared, MeshInbox};
 use super::link;
 use super::probe_socket::{OutgoingProbe, ProbeSessions, ProbeSocket};
-use super::shared::{bump, Shared};
+use super::shared::{bump, spawn_write, Route, Shared};
 use super::tls::{self, TlsError};
 use crate::core::types::NodeId;
 use crate::wire::{encode_message, Message};
@@ -74,6 +74,8 @@ pub mod close_code {
     pub const READDRESSED: u32 = 3;
     /// The pair keeps another connection: a newer one, or the one the lower node id dialed.
     pub const REPLACED: u32 = 4;
+    /// A quiet pair's connection carried no message for a while: its probe sessions stay.
+    pub const PARKED: u32 = 5;
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +92,11 @@ pub struct MeshConfig {
     pub keep_alive: Duration,
     /// How often a missing connection is retried; a dial gives up after 5 times this.
     pub redial_every: Duration,
+    /// The peers this node speaks with only through probes (`Fleet::quiet_peers`): their
+    /// connection closes once it carried no message for `park_after`, and their probe
+    /// sessions stay open without it; the next message dials again.
+    pub quiet_peers: Vec<NodeId>,
+    pub park_after: Duration,
 }
 
 // A message is the large variant; boxing it would cost an allocation per message and gain
@@ -149,6 +156,11 @@ pub struct MeshStats {
     /// Connections closed because their pair replaced them with another (a newer one, or
     /// the one the lower node id dialed).
     pub replaced_connections: u64,
+    /// Connections of quiet pairs closed once idle, their probe sessions kept open.
+    pub parked_connections: u64,
+    /// Messages queued for a quiet peer without a connection and dropped unsent: older than
+    /// a handshake timeout when it came up, or pushed out by newer ones.
+    pub pending_dropped: u64,
     /// Events of each peer dropped because its queue into the node was full (every peer
     /// listed, zero included).
     pub dropped_events: BTreeMap<String, u64>,
@@ -331,18 +343,20 @@ impl Mesh {
         self.shared.probes.set_health(health);
     }
 
+    /// Replaces the list of quiet peers (`MeshConfig::quiet_peers`), at a fleet reload.
+    pub fn set_quiet_peers(&self, quiet: Vec<NodeId>) {
+        self.shared.set_quiet(quiet);
+    }
+
     /// Non-blocking: writes one encoded message on a new unidirectional stream of the
-    /// connection with `to`, from a spawned task. Failures are counted and logged at debug.
-    /// Each message travels alone: two messages to the same peer may arrive in either order.
+    /// connection with `to`, from a spawned task; to a quiet peer without a connection, on
+    /// its next one, which this dials if the pair was parked. Failures are counted and logged
+    /// at debug. Each message travels alone: two messages to the same peer may arrive in
+    /// either order.
     pub fn send(&self, to: &NodeId, msg: &Message) {
         let shared = &self.shared;
-        let Some(conn) = shared.link(to) else {
-            bump(&shared.counters.send_failures);
-            tracing::debug!(peer = %to, "message not sent: no connection");
-            return;
-        };
         let bytes = match encode_message(msg) {
-            Ok(b) => b,
+            Ok(b) => bytes::Bytes::from(b),
             Err(error) => {
                 // The peer would drop it unread: count and say so rather than send it. The
                 // same message is likely built again each interval, so the log thins out to
@@ -355,27 +369,13 @@ impl Mesh {
                 return;
             }
         };
-        let (task_shared, to) = (shared.clone(), to.clone());
-        let spawned = shared.spawn(move |mut stop| async move {
-            let write = async {
-                let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
-                stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                stream.finish().map_err(|e| e.to_string())
-            };
-            let c = &task_shared.counters;
-            tokio::select! {
-                _ = stop.wait() => bump(&c.send_failures),
-                result = write => match result {
-                    Ok(()) => bump(&c.messages_sent),
-                    Err(error) => {
-                        bump(&c.send_failures);
-                        tracing::debug!(peer = %to, %error, "message not sent");
-                    }
-                },
+        match shared.route(to, &bytes) {
+            Route::Send(conn) => spawn_write(shared, conn, to.clone(), bytes),
+            Route::Queued => {}
+            Route::Unsent => {
+                bump(&shared.counters.send_failures);
+                tracing::debug!(peer = %to, "message not sent: no connection");
             }
-        });
-        if !spawned {
-            bump(&shared.counters.send_failures);
         }
     }
 
@@ -424,6 +424,8 @@ impl Mesh {
             address_validations: get(&c.address_validations),
             throttled_handshakes: get(&c.throttled_handshakes),
             replaced_connections: get(&c.replaced_connections),
+            parked_connections: get(&c.parked_connections),
+            pending_dropped: get(&c.pending_dropped),
             dropped_events: self
                 .shared
                 .inbox

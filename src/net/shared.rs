@@ -10,8 +10,9 @@ use super::mesh::{close_code, MeshConfig, MeshEvent};
 use super::probe_socket::{Opened, ProbeSessions, ProbeSocket};
 use super::turns::HandshakeTurns;
 use crate::core::types::NodeId;
+use bytes::Bytes;
 use quinn::{Connection, Endpoint};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,12 +37,20 @@ pub(super) struct Counters {
     pub throttled_handshakes: AtomicU64,
     /// Connections closed because their pair replaced them with another.
     pub replaced_connections: AtomicU64,
+    /// Connections of quiet pairs closed once idle, their probe sessions kept (parked).
+    pub parked_connections: AtomicU64,
+    /// Messages queued for a quiet peer with no connection, dropped unsent: too old, or
+    /// pushed out by newer ones.
+    pub pending_dropped: AtomicU64,
 }
 
 /// How long a connection its pair stopped using stays open: nothing is sent on it any more,
 /// but what the peer sent on it meanwhile (it may have chosen it a moment before this end
 /// chose the other, when both dialed) is still read.
 pub(super) const LINGER: Duration = Duration::from_secs(1);
+
+/// Messages a quiet peer with no connection holds for it, at most (the oldest go first).
+const PENDING_MAX: usize = 32;
 
 /// Longest a shutdown waits for the connections to drain and the socket to be released.
 const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(3);
@@ -75,9 +84,45 @@ pub(super) struct PeerSlot {
     /// Whether the peer was announced as connected (PeerConnected) and not lost since. A
     /// connection replaced by a newer one keeps the peer connected.
     announced: bool,
-    /// Whether `link` is set: the dialer waits on it for the pair to lose its connection.
+    /// Whether `link` is set, or the pair is parked: the dialer waits on it for the pair to
+    /// lose its connection (or for a parked pair's next message).
     linked: watch::Sender<bool>,
     stop: watch::Sender<bool>,
+    /// The pair speaks only through probes (`MeshConfig::quiet_peers`): its connection closes
+    /// once idle, and its probe sessions stay open without it.
+    quiet: bool,
+    /// A quiet pair whose connection closed while its sessions stay open: their
+    /// discriminators, until the next connection replaces them (or the peer is removed or
+    /// readdressed). The peer stays connected meanwhile: its probes are what the pair is for.
+    parked: Option<[u64; 2]>,
+    /// Messages for a quiet peer without a connection, with when each was queued: sent on
+    /// its next connection, which the first of them dials.
+    pending: VecDeque<(Instant, Bytes)>,
+    /// When the pair's connection last carried a message, either way (quiet pairs park
+    /// after `park_after` of none).
+    last_message: Instant,
+    /// The next connection announces the peer again, so that both ends send their status.
+    reannounce: bool,
+}
+
+/// Where a message to a peer goes (`Shared::route`).
+pub(super) enum Route {
+    /// Over the pair's connection.
+    Send(Connection),
+    /// Held for a quiet peer's next connection, dialed now if it was parked.
+    Queued,
+    /// Nowhere: not a peer, or no connection.
+    Unsent,
+}
+
+/// What became of the pair when one of its connections ended (`Shared::unlink`).
+pub(super) enum Unlinked {
+    /// It was the pair's connection and the peer is lost: dial again.
+    Lost,
+    /// A quiet pair: its probe sessions stay open without the connection.
+    Parked,
+    /// It was not (or no longer) the pair's connection.
+    NotLinked,
 }
 
 struct Link {
@@ -126,6 +171,10 @@ pub(super) struct Shared {
     pub redial_every: Duration,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// A quiet pair's connection closes after this long without a message.
+    pub park_after: Duration,
+    /// The peers of quiet pairs (`MeshConfig::quiet_peers`); read when a slot is made.
+    quiet: Mutex<HashSet<NodeId>>,
     pub inbox: Arc<InboxShared>,
     pub turns: HandshakeTurns,
     pub counters: Counters,
@@ -168,6 +217,8 @@ impl Shared {
             redial_every: cfg.redial_every,
             idle_timeout: cfg.idle_timeout,
             handshake_timeout: cfg.redial_every * 5,
+            park_after: cfg.park_after,
+            quiet: Mutex::new(cfg.quiet_peers.iter().cloned().collect()),
             inbox,
             turns: HandshakeTurns::new(super::mesh::MAX_CONCURRENT_HANDSHAKES),
             counters: Counters::default(),
@@ -235,7 +286,7 @@ impl Shared {
     /// pair keeps. The probe sessions of an installed connection are opened under the same
     /// lock, so that probes to the peer always use the pair's current connection.
     pub fn install(
-        &self,
+        self: &Arc<Self>,
         peer: &NodeId,
         generation: Option<u64>,
         conn: &Connection,
@@ -278,7 +329,29 @@ impl Shared {
             dialed_by_me,
         });
         slot.linked.send_replace(true);
+        slot.last_message = Instant::now();
+        let parked = slot.parked.take();
+        let pending = std::mem::take(&mut slot.pending);
         drop(peers);
+        if let Some(discriminators) = parked {
+            // The parked sessions serve until the peer has opened the new ones (probes in
+            // flight, and the peer's answers sealed with the old keys).
+            let probes = self.probes.clone();
+            self.spawn(move |mut stop| async move {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = tokio::time::sleep(LINGER) => {}
+                }
+                probes.close(discriminators);
+            });
+        }
+        for (queued, bytes) in pending {
+            if queued.elapsed() > self.handshake_timeout {
+                bump(&self.counters.pending_dropped);
+                continue;
+            }
+            spawn_write(self, conn.clone(), peer.clone(), bytes);
+        }
         let replaced = old.is_some();
         if let Some(old) = old {
             bump(&self.counters.replaced_connections);
@@ -306,28 +379,82 @@ impl Shared {
     }
 
     /// Announces the peer as connected over `conn`: true the first time since it was last
-    /// lost, while `conn` is still the pair's connection.
+    /// lost (or parked), while `conn` is still the pair's connection.
     pub fn announce(&self, peer: &NodeId, conn: &Connection) -> bool {
         let mut peers = lock(&self.peers);
         match peers.get_mut(peer) {
-            Some(slot) if is_link(slot, conn) && !slot.announced => {
+            Some(slot) if is_link(slot, conn) && (!slot.announced || slot.reannounce) => {
                 slot.announced = true;
+                slot.reannounce = false;
                 true
             }
             _ => false,
         }
     }
 
-    /// Removes `conn` from its pair's slot if it is still the pair's connection; true when
-    /// the peer is lost with it (it had been announced).
-    pub fn uninstall(&self, peer: &NodeId, conn: &Connection) -> bool {
+    /// Takes `conn` out of its pair's slot if it is still the pair's connection, with its
+    /// probe `sessions`: a quiet pair whose connection ended (`may_park`: not closed by this
+    /// node for a reason of its own) keeps them open and stays connected; otherwise they
+    /// close, and the peer is lost if it had been announced.
+    pub fn unlink(
+        &self,
+        peer: &NodeId,
+        conn: &Connection,
+        sessions: Option<[u64; 2]>,
+        may_park: bool,
+    ) -> Unlinked {
         let mut peers = lock(&self.peers);
         let Some(slot) = peers.get_mut(peer).filter(|s| is_link(s, conn)) else {
-            return false;
+            drop(peers);
+            if let Some(discriminators) = sessions {
+                self.probes.close(discriminators);
+            }
+            return Unlinked::NotLinked;
         };
         slot.link = None;
+        if let (true, true, Some(discriminators)) = (may_park, slot.quiet, sessions) {
+            slot.parked = Some(discriminators);
+            slot.reannounce = true;
+            // Something was sent meanwhile: dial again for it.
+            slot.linked.send_replace(slot.pending.is_empty());
+            bump(&self.counters.parked_connections);
+            return Unlinked::Parked;
+        }
         slot.linked.send_replace(false);
-        std::mem::replace(&mut slot.announced, false)
+        let lost = std::mem::replace(&mut slot.announced, false);
+        drop(peers);
+        if let Some(discriminators) = sessions {
+            self.probes.close(discriminators);
+        }
+        if lost {
+            Unlinked::Lost
+        } else {
+            Unlinked::NotLinked
+        }
+    }
+
+    /// How long the pair's connection `conn` carried no message, if the pair is quiet and
+    /// `conn` still its connection.
+    pub fn quiet_for(&self, peer: &NodeId, conn: &Connection) -> Option<Duration> {
+        let peers = lock(&self.peers);
+        let slot = peers.get(peer).filter(|s| s.quiet && is_link(s, conn))?;
+        Some(slot.last_message.elapsed())
+    }
+
+    /// A message arrived from `peer`.
+    pub fn heard_message(&self, peer: &NodeId) {
+        if let Some(slot) = lock(&self.peers).get_mut(peer) {
+            slot.last_message = Instant::now();
+        }
+    }
+
+    /// Whether the pair is parked and has something to send: its dialer then dials at once
+    /// (the higher id's grace is for a pair that lost its connection, when both may dial).
+    pub fn unparking(&self, peer: &NodeId, generation: u64) -> bool {
+        let peers = lock(&self.peers);
+        peers
+            .get(peer)
+            .is_some_and(|s| s.generation == generation && s.parked.is_some())
     }
 
     /// Whether the pair has a connection, to wait on (None once the slot of `generation` is
@@ -343,9 +470,49 @@ impl Shared {
         lock(&self.admission).admit(ip, Instant::now())
     }
 
-    /// The pair's connection with `peer`, to send on.
-    pub fn link(&self, peer: &NodeId) -> Option<Connection> {
-        Some(lock(&self.peers).get(peer)?.link.as_ref()?.conn.clone())
+    /// Where a message to `peer` goes: the pair's connection; or, for a quiet pair without
+    /// one, its queue (dialing it, if parked).
+    pub fn route(&self, peer: &NodeId, bytes: &Bytes) -> Route {
+        let mut peers = lock(&self.peers);
+        let Some(slot) = peers.get_mut(peer) else {
+            return Route::Unsent;
+        };
+        if let Some(link) = &slot.link {
+            slot.last_message = Instant::now();
+            return Route::Send(link.conn.clone());
+        }
+        if !slot.quiet {
+            return Route::Unsent;
+        }
+        let now = Instant::now();
+        while slot.pending.len() >= PENDING_MAX
+            || slot
+                .pending
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > self.handshake_timeout)
+        {
+            slot.pending.pop_front();
+            bump(&self.counters.pending_dropped);
+        }
+        slot.pending.push_back((now, bytes.clone()));
+        if slot.parked.is_some() {
+            slot.linked.send_replace(false);
+        }
+        Route::Queued
+    }
+
+    /// Marks the pairs with `quiet` as quiet, the others not; a parked pair no longer quiet
+    /// dials again.
+    pub fn set_quiet(&self, quiet: Vec<NodeId>) {
+        let quiet: HashSet<NodeId> = quiet.into_iter().collect();
+        let mut peers = lock(&self.peers);
+        for (node, slot) in peers.iter_mut() {
+            slot.quiet = quiet.contains(node);
+            if !slot.quiet && slot.parked.is_some() {
+                slot.linked.send_replace(false);
+            }
+        }
+        *lock(&self.quiet) = quiet;
     }
 
     /// QUIC connections this node holds (handshaken, not yet closed), whatever their state.
@@ -396,7 +563,9 @@ impl Shared {
         let wanted: HashMap<NodeId, SocketAddr> =
             peers.into_iter().filter(|(n, _)| *n != self.me).collect();
         let mut dialers = Vec::new();
+        let mut lost = Vec::new();
         {
+            let quiet = lock(&self.quiet).clone();
             let mut table = lock(&self.peers);
             table.retain(|node, slot| {
                 if wanted.contains_key(node) {
@@ -404,6 +573,9 @@ impl Shared {
                 }
                 tracing::info!(peer = %node, "peer removed from the mesh");
                 slot.stop.send_replace(true);
+                if let Some(discriminators) = slot.parked.take() {
+                    self.probes.close(discriminators);
+                }
                 if let Some(link) = &slot.link {
                     link.conn
                         .close(close_code::PEER_REMOVED.into(), b"peer removed");
@@ -419,6 +591,14 @@ impl Shared {
                             link.conn
                                 .close(close_code::READDRESSED.into(), b"readdressed");
                         }
+                        // Parked sessions name the old address: the peer is dialed afresh.
+                        if let Some(discriminators) = slot.parked.take() {
+                            self.probes.close(discriminators);
+                            slot.linked.send_replace(false);
+                            if std::mem::replace(&mut slot.announced, false) {
+                                lost.push(node.clone());
+                            }
+                        }
                     }
                     continue;
                 }
@@ -433,12 +613,20 @@ impl Shared {
                         announced: false,
                         linked: watch::channel(false).0,
                         stop,
+                        quiet: quiet.contains(&node),
+                        parked: None,
+                        pending: VecDeque::new(),
+                        last_message: Instant::now(),
+                        reannounce: false,
                     },
                 );
                 dialers.push((node, generation, stopped));
             }
             self.inbox.set_peers(table.keys());
             lock(&self.admission).set_peers(table.values().map(|s| s.addr.ip()), Instant::now());
+        }
+        for node in lost {
+            self.emit(MeshEvent::PeerLost(node));
         }
         for (node, generation, stopped) in dialers {
             let dialer = self.clone();
@@ -451,7 +639,7 @@ impl Shared {
     pub fn connected(&self) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> = lock(&self.peers)
             .iter()
-            .filter(|(_, slot)| slot.link.is_some() && slot.announced)
+            .filter(|(_, slot)| (slot.link.is_some() || slot.parked.is_some()) && slot.announced)
             .map(|(node, _)| node.clone())
             .collect();
         nodes.sort();
@@ -519,6 +707,33 @@ impl Shared {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// Writes one encoded message on a new unidirectional stream of `conn`, from a spawned task;
+/// failures are counted and logged at debug.
+pub(super) fn spawn_write(shared: &Arc<Shared>, conn: Connection, to: NodeId, bytes: Bytes) {
+    let task_shared = shared.clone();
+    let spawned = shared.spawn(move |mut stop| async move {
+        let write = async {
+            let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
+            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            stream.finish().map_err(|e| e.to_string())
+        };
+        let c = &task_shared.counters;
+        tokio::select! {
+            _ = stop.wait() => bump(&c.send_failures),
+            result = write => match result {
+                Ok(()) => bump(&c.messages_sent),
+                Err(error) => {
+                    bump(&c.send_failures);
+                    tracing::debug!(peer = %to, %error, "message not sent");
+                }
+            },
+        }
+    });
+    if !spawned {
+        bump(&shared.counters.send_failures);
     }
 }
 

@@ -73,6 +73,8 @@ pub(super) async fn spawn(
         idle_timeout: super::MESH_IDLE_TIMEOUT,
         keep_alive: super::MESH_KEEP_ALIVE,
         redial_every: Duration::from_millis(200),
+        quiet_peers: spec.fleet.quiet_peers(&me.id),
+        park_after: super::MESH_PARK_AFTER,
     })
     .await?;
     let mesh_addr = mesh.local_addr();
@@ -666,6 +668,7 @@ impl Driver {
             return;
         }
         info!(old = %short(&self.fleet().hash), new = %short(&fleet.hash), "fleet file reloaded");
+        self.mesh.set_quiet_peers(fleet.quiet_peers(&me.id));
         self.mesh.set_peers(peers_of(&fleet, &me.id));
         self.spec.fleet = fleet.clone();
         self.feed(Input::Reload(Arc::new(fleet)));

@@ -32,6 +32,11 @@ pub const MESH_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A mesh connection with nothing to send pings its peer this often: keeps NAT bindings and
 /// the idle timer alive, and costs a Pinger CPU per connection.
 pub const MESH_KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// A pair that speaks only through probes (an Indicator-only node and a Pinger that probes
+/// it) closes its connection after this long without a message, keeping its probe sessions:
+/// long enough for the statuses a new connection exchanges, short enough that a Pinger of
+/// many Indicators holds few connections. News dials again.
+pub const MESH_PARK_AFTER: Duration = Duration::from_secs(5);
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
