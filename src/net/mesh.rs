@@ -291,6 +291,8 @@ impl Mesh {
         let shared = Shared::new(&cfg, inbox.clone(), sessions, endpoint.clone(), socket_weak);
         let acceptor = shared.clone();
         shared.spawn(move |stop| link::accept_loop(acceptor, endpoint, stop));
+        let trimmer = shared.clone();
+        shared.spawn(move |stop| super::trim::trimmer(trimmer, stop));
         let mesh = Mesh {
             _last_handle: Arc::new(LastHandle(shared.clone())),
             shared,

@@ -14,6 +14,7 @@ mod probe_batch;
 mod probe_socket;
 mod shared;
 pub mod tls;
+mod trim;
 mod turns;
 
 pub use certs::{CertError, CertPaths};

@@ -39,6 +39,8 @@ pub(super) struct Counters {
     pub replaced_connections: AtomicU64,
     /// Connections of quiet pairs closed once idle, their probe sessions kept (parked).
     pub parked_connections: AtomicU64,
+    /// Connections closed, for whatever reason (`trim`).
+    pub closed_connections: AtomicU64,
     /// Messages queued for a quiet peer with no connection, dropped unsent: too old, or
     /// pushed out by newer ones.
     pub pending_dropped: AtomicU64,
@@ -253,11 +255,11 @@ impl Shared {
         let Some(guard) = lock(&self.tasks).clone() else {
             return false;
         };
-        let fut = task(self.stop());
-        self.runtime.spawn(async move {
-            fut.await;
-            drop(guard);
-        });
+        // `map`, not an async block around `fut.await`: that block would hold room for the
+        // task both as its captured value and as the future it awaits, twice its size for as
+        // long as the task lives (a peer's dial loop lives as long as the peer).
+        let fut = futures_util::FutureExt::map(task(self.stop()), move |()| drop(guard));
+        self.runtime.spawn(fut);
         true
     }
 
@@ -529,6 +531,7 @@ impl Shared {
     pub fn untrack(&self, conn: &Connection) {
         let mut traffic = lock(&self.traffic);
         if let Some(conn) = traffic.live.remove(&conn.stable_id()) {
+            bump(&self.counters.closed_connections);
             for (total, n) in traffic.closed.iter_mut().zip(udp_totals(&conn)) {
                 *total += n;
             }
