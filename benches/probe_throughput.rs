@@ -10,21 +10,26 @@
 //! `handle_timeout` when `poll_timeout` is due. The child is killed and reaped at the end,
 //! also when the parent panics, and exits by itself when its stdin closes.
 //!
-//! Phases, on the same connections, one after the other:
+//! Every pair is quiet, as a Pinger and the Indicator-only nodes it probes are
+//! (`Fleet::quiet_peers`): once all connections are up, the bench waits until every pair has
+//! parked its connection (the mesh closes it after `MESH_PARK_AFTER` without a message, or
+//! `PROBE_PARK_AFTER_MS`); the probes then go on without connections.
+//!
+//! Phases, on the same probe sessions, one after the other:
 //! 1. steady: the Pinger at `PROBE_INTERVAL_MS` (100), timeout 100 ms, 5 retries, for
 //!    `PROBE_STEADY_SECS` (20) after `PROBE_WARMUP_SECS` (3);
-//!    then the same for `PROBE_PHASE_SECS` (or one period of the Pinger's statuses, if longer)
-//!    with the status exchange a node adds, over the same
-//!    connections (`PROBE_STATUS_WAYS`): `node`, the default, as nodes do: the Pinger's
-//!    status to every Indicator (each an Indicator-only node it probes, whose self-fence hears
-//!    its opinion in every probe) and each Indicator-only node's (its fleet version) to the
-//!    Pinger, were it a voter, every `INDICATOR_STATUS_EVERY` status intervals
-//!    (`PROBE_STATUS_MS`, 1000, the default status interval); `both`: full statuses both ways
-//!    every interval, as nodes did when every node sent its status to every other; `out` or
+//!    then the same for `PROBE_PHASE_SECS` (at least 30 s) with the status exchange a node
+//!    adds (`PROBE_STATUS_WAYS`): `node`, the default, as nodes do: the Pinger's status to
+//!    each Indicator once every `QUIET_STATUS_EVERY` status intervals (`PROBE_STATUS_MS`,
+//!    1000, the default status interval), at its own phase, which dials the pair's parked
+//!    connection, and each Indicator's status back when the connection comes up (a node's
+//!    `on_peer_connected`); `both`: full statuses both ways every interval, as nodes did when
+//!    every node sent its status to every other (the connections then stay up); `out` or
 //!    `in`: one direction of `both`;
 //! 2. mesh only: the same probe rate sent straight through the mesh, without the Pinger
 //!    core, for `PROBE_PHASE_SECS` (10): the part of the cost that is transport;
-//! 3. idle: connections up, no probes, for `PROBE_PHASE_SECS`: keep-alives and timers;
+//! 3. idle: no probes, for `PROBE_PHASE_SECS`: what parked pairs cost (keep-alives and
+//!    timers, were connections up);
 //! 4. max rate: the Pinger at each interval of `PROBE_MAX_INTERVALS_US` (50000,20000,10000),
 //!    `PROBE_PHASE_SECS` each: answered probes per CPU-second of the Pinger process;
 //! 5. floor, after the mesh shut down: the same schedule (payload size, rate, Indicators) as a
@@ -39,7 +44,8 @@
 //! connections, keep-alives and ACKs included) on each side.
 //!
 //! Env: `PROBE_N` (Indicators, default 1000), `PROBE_BASE_PORT` (default 47000), the phase
-//! lengths above, `PROBE_KEEP_ALIVE_MS` and `PROBE_IDLE_TIMEOUT_MS` (default: the node's),
+//! lengths above, `PROBE_KEEP_ALIVE_MS`, `PROBE_IDLE_TIMEOUT_MS` and `PROBE_PARK_AFTER_MS`
+//! (default: the node's),
 //! `PROBE_WORKERS` (the Pinger process's runtime workers, default 2: a node's runtime has
 //! one per core).
 //! The child holds one UDP socket per Indicator: `ulimit -n` must exceed
@@ -99,6 +105,8 @@ fn indicator_addr(i: usize, base_port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), base_port)
 }
 
+/// Every peer is quiet, as between a Pinger and the Indicator-only nodes it probes
+/// (`Fleet::quiet_peers`): the pair's connection closes once idle, the probes go on.
 fn mesh_config(
     me: NodeId,
     bind: SocketAddr,
@@ -110,14 +118,22 @@ fn mesh_config(
         certs: CertPaths::in_dir(dir, &me),
         me,
         bind,
+        quiet_peers: peers.iter().map(|(id, _)| id.clone()).collect(),
         peers,
         answer_probes: answer,
         idle_timeout: idle_timeout(),
         keep_alive: keep_alive(),
         redial_every: REDIAL_EVERY,
-        quiet_peers: Vec::new(),
-        park_after: Duration::from_secs(5),
+        park_after: park_after(),
     }
+}
+
+/// The node's, unless `PROBE_PARK_AFTER_MS` says otherwise.
+fn park_after() -> Duration {
+    Duration::from_millis(env(
+        "PROBE_PARK_AFTER_MS",
+        quorate::node::MESH_PARK_AFTER.as_millis() as u64,
+    ))
 }
 
 /// Indicator `i`'s bare UDP echo (the floor), beside its mesh socket.
@@ -217,8 +233,9 @@ fn child(args: &[String]) {
         .build()
         .expect("runtime");
     let meshes: Vec<Mesh> = rt.block_on(async {
-        // Indicators' own events (connections coming and going) are not looked at: their
-        // inboxes are dropped, and a mesh without a reader discards what it receives.
+        // Each Indicator answers a new connection with its status, as a node does
+        // (`NodeCore::on_peer_connected`: an Indicator-only node's fleet version to a voter);
+        // what else arrives is read and dropped.
         let mut meshes = Vec::with_capacity(n);
         for i in 0..n {
             let cfg = mesh_config(
@@ -229,7 +246,20 @@ fn child(args: &[String]) {
                 true,
             );
             match Mesh::start(cfg).await {
-                Ok((m, _)) => meshes.push(m),
+                Ok((m, mut inbox)) => {
+                    let (mesh, msg) = (
+                        m.clone(),
+                        Message::Status(status_of(indicator_id(i), Vec::new())),
+                    );
+                    tokio::spawn(async move {
+                        while let Some(event) = inbox.recv().await {
+                            if let MeshEvent::PeerConnected(peer) = event {
+                                mesh.send(&peer, &msg);
+                            }
+                        }
+                    });
+                    meshes.push(m)
+                }
                 Err(e) => {
                     println!("ERROR indicator {i}: {e}");
                     std::process::exit(1);
@@ -278,8 +308,9 @@ fn child(args: &[String]) {
             continue;
         }
         let mut total = MeshStats::default();
-        let mut connected = 0;
+        let (mut connected, mut live) = (0, 0);
         for m in &meshes {
+            live += m.live_connections();
             let s = m.stats();
             total.probes_answered_by_me += s.probes_answered_by_me;
             total.udp_tx_datagrams += s.udp_tx_datagrams;
@@ -289,7 +320,7 @@ fn child(args: &[String]) {
             connected += usize::from(!m.connected().is_empty());
         }
         println!(
-            "STATS {connected} {} {} {} {} {} {} {}",
+            "STATS {connected} {} {} {} {} {} {} {} {live}",
             total.probes_answered_by_me,
             total.udp_tx_datagrams,
             total.udp_tx_bytes,
@@ -415,6 +446,7 @@ impl ChildGuard {
             rx_bytes: v[5],
             cpu_ticks: v[6],
             rss_kib: v[7],
+            live: v[8] as usize,
         }
     }
 }
@@ -439,6 +471,8 @@ struct ChildStats {
     rx_bytes: u64,
     cpu_ticks: u64,
     rss_kib: u64,
+    /// QUIC connections the Indicators hold, over all of them.
+    live: usize,
 }
 
 /// Counters read at the start and the end of a measured window.
@@ -552,6 +586,10 @@ struct StatusBroadcast {
     every: Duration,
     next: Instant,
     peers: Vec<NodeId>,
+    /// Each peer only once every this many intervals, at its own phase (a node's quiet
+    /// peers, `QUIET_STATUS_EVERY`); None: every peer every interval.
+    rotate: Option<u64>,
+    tick: u64,
 }
 
 impl Drive {
@@ -614,12 +652,18 @@ impl Drive {
 
     fn on_mesh(&mut self, mesh: &Mesh, ev: MeshEvent) {
         let now = Instant::now();
-        if let MeshEvent::ProbeAnswer {
-            from, nonce, at, ..
-        } = ev
-        {
-            let at = self.time(at);
-            self.pinger.handle_answer(at, &from, nonce);
+        match ev {
+            MeshEvent::ProbeAnswer {
+                from, nonce, at, ..
+            } => {
+                let at = self.time(at);
+                self.pinger.handle_answer(at, &from, nonce);
+            }
+            // As `NodeCore::on_peer_connected`: a new connection gets this node's status.
+            MeshEvent::PeerConnected(peer) if self.status.is_some() => {
+                mesh.send(&peer, &self.status_message(now));
+            }
+            _ => {}
         }
         self.drain(mesh, now);
     }
@@ -668,20 +712,31 @@ impl Drive {
     /// As `NodeCore::send_status` and the driver's `Broadcast`: this Pinger's reports, sent to
     /// every peer, when due.
     fn broadcast_status(&mut self, mesh: &Mesh, now: Instant) {
-        let t = self.time(now);
-        let Some(b) = self.status.as_mut().filter(|b| now >= b.next) else {
+        if self.status.as_ref().is_none_or(|b| now < b.next) {
+            return;
+        }
+        let msg = self.status_message(now);
+        let Some(b) = self.status.as_mut() else {
             return;
         };
         b.next += b.every;
+        let tick = b.tick;
+        b.tick += 1;
+        for (i, peer) in b.peers.iter().enumerate() {
+            if b.rotate.is_none_or(|every| (i as u64 + tick) % every == 0) {
+                mesh.send(peer, &msg);
+            }
+        }
+    }
+
+    fn status_message(&self, now: Instant) -> Message {
+        let t = self.time(now);
         let opinions = self
             .pinger
             .watched_sites()
             .map(|s| (s.clone(), self.pinger.report(s, t)))
             .collect();
-        let msg = Message::Status(status_of(NodeId::from(PINGER_ID), opinions));
-        for peer in &b.peers {
-            mesh.send(peer, &msg);
-        }
+        Message::Status(status_of(NodeId::from(PINGER_ID), opinions))
     }
 
     fn send_probes(&mut self, mesh: &Mesh, t: Time, probes: &mut Vec<OutgoingProbe>) {
@@ -1031,6 +1086,27 @@ fn parent() {
         mesh.live_connections(),
         t0.elapsed()
     );
+    // Every pair is quiet: its connection closes once idle, its probe sessions stay.
+    let parking = Instant::now();
+    rt.block_on(async {
+        let deadline = Instant::now() + SETUP_LIMIT;
+        loop {
+            settle(&mut rx, Duration::from_millis(200)).await;
+            if mesh.live_connections() == 0 && guard.stats().live == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} connections not parked after {SETUP_LIMIT:?}",
+                mesh.live_connections()
+            );
+        }
+    });
+    let parked_after = parking.elapsed();
+    eprintln!(
+        "all parked {parked_after:.1?} later ({} connections parked)",
+        mesh.stats().parked_connections
+    );
 
     // 1. Steady state with the Pinger.
     let origin = Instant::now();
@@ -1041,6 +1117,7 @@ fn parent() {
     let b = snap(&mesh, &mut guard, Some(&drive.pinger));
     let rss = status_kib("VmRSS:");
     let hwm = status_kib("VmHWM:");
+    let steady_live = (mesh.live_connections(), b.child.live);
     let steady_w = Window::between(&a, &b, tck, 0);
     let steady_actions = drive.actions.clone();
     eprintln!("steady: {steady_w:?} actions {steady_actions:?}");
@@ -1048,40 +1125,43 @@ fn parent() {
     // 1b. The same, with the node's status exchange (what a node's connections carry besides
     // probes).
     let status_every = Duration::from_millis(env("PROBE_STATUS_MS", 1000));
-    let now_and_then = status_every * quorate::core::node::INDICATOR_STATUS_EVERY as u32;
+    let quiet_every = quorate::core::node::QUIET_STATUS_EVERY;
+    // `node`: as nodes do, the Pinger's status to each Indicator (each an Indicator-only node
+    // it probes, a quiet peer) once every `QUIET_STATUS_EVERY` intervals at its own phase,
+    // which dials the pair's parked connection, and each Indicator's status back when the
+    // connection comes up; `both`, `out`, `in`: every interval, as nodes did once.
     let indicators_every = match ways.as_str() {
-        "node" => Some(now_and_then),
-        "out" => None,
+        "node" | "out" => None,
         _ => Some(status_every),
-    };
-    // A node sends its status to the Indicator-only nodes it probes every 30th interval
-    // (their self-fence hears its opinion in every probe); `both` and `out` as nodes did.
-    let pinger_every = match ways.as_str() {
-        "node" => now_and_then,
-        _ => status_every,
     };
     if let Some(every) = indicators_every {
         guard.statuses(Some(every));
     }
     drive.status = (ways != "in").then(|| StatusBroadcast {
-        every: pinger_every,
+        every: status_every,
         next: Instant::now(),
         peers: ids.clone(),
+        rotate: (ways == "node").then_some(quiet_every),
+        tick: 0,
     });
-    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + status_every * 2);
+    // Warm-in: the rotation's first connections come up and park.
+    let warm_in = (status_every * 2).max(park_after() + Duration::from_secs(1));
+    (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + warm_in);
     let a = snap(&mesh, &mut guard, Some(&drive.pinger));
-    // At least one whole period of the Pinger's statuses (its burst at the start of the warm-in
-    // falls before the window, the next one inside it).
-    let status_phase = phase.max(pinger_every);
+    // At least 30 s: about a tenth of the rotation at the default interval, a hundred
+    // connections dialed, used and parked at 1,000 Indicators.
+    let status_phase = phase.max(Duration::from_secs(30));
     (drive, rx) = drive.run_spawned(&rt, &mesh, rx, Instant::now() + status_phase);
     let b = snap(&mesh, &mut guard, Some(&drive.pinger));
     guard.statuses(None);
     let status = StatusPhase {
         ways: ways.clone(),
-        every: pinger_every,
+        every: status_every,
+        rotate: (ways == "node").then_some(quiet_every),
         indicators_every,
         window: Window::between(&a, &b, tck, 0),
         rss_kib: status_kib("VmRSS:"),
+        messages_sent: b.mesh.messages_sent - a.mesh.messages_sent,
     };
     eprintln!("with statuses: {:?}", status.window);
     drop(drive);
@@ -1172,6 +1252,8 @@ fn parent() {
         floor_batched,
         rss_kib: rss,
         hwm_kib: hwm,
+        parked_after,
+        steady_live,
         rss_before_mesh_kib: rss_before_mesh,
         child_rss_kib: child_rss,
         load: (load_start, load_end),
@@ -1190,6 +1272,10 @@ struct Report {
     floor_batched: Window,
     rss_kib: u64,
     hwm_kib: u64,
+    /// From all connections up to all parked.
+    parked_after: Duration,
+    /// QUIC connections the Pinger and the Indicators held at the end of the steady state.
+    steady_live: (usize, usize),
     rss_before_mesh_kib: u64,
     child_rss_kib: u64,
     load: (String, String),
@@ -1199,8 +1285,12 @@ struct Report {
 struct StatusPhase {
     /// `PROBE_STATUS_WAYS`.
     ways: String,
-    /// The Pinger's status to every Indicator (unless `ways` is `in`).
+    /// The Pinger's status to every Indicator (unless `ways` is `in`): every interval, or
+    /// each once every `rotate` intervals.
     every: Duration,
+    rotate: Option<u64>,
+    /// Messages the Pinger sent in the window.
+    messages_sent: u64,
     /// Each Indicator's status to the Pinger, if any.
     indicators_every: Option<Duration>,
     window: Window,
@@ -1267,21 +1357,24 @@ fn report(r: Report) {
         verdict(ratio_batched <= 2.0)
     );
     let st = &r.status.window;
-    let out = match r.status.ways.as_str() {
-        "in" => "none".to_string(),
-        _ => format!("every {} ms", r.status.every.as_millis()),
+    let out = match (r.status.ways.as_str(), r.status.rotate) {
+        ("in", _) => "none".to_string(),
+        (_, Some(k)) => format!(
+            "each once every {k} intervals of {} ms, at its own phase",
+            r.status.every.as_millis()
+        ),
+        (_, None) => format!("every {} ms", r.status.every.as_millis()),
     };
     let back = match (r.status.ways.as_str(), r.status.indicators_every) {
-        ("node", Some(d)) => format!(
-            "each Indicator-only node's fleet version every {} ms, as to a voter",
-            d.as_millis()
-        ),
+        ("node", _) => "each Indicator's status back when the connection comes up".to_string(),
         (_, Some(d)) => format!("each Indicator's status every {} ms", d.as_millis()),
         (_, None) => "no Indicator's".to_string(),
     };
     println!(
-        "| … with the status exchange `{}` (the Pinger's status to every Indicator {out}; {back}) | {:.2} % of one core ({:.2} µs per answered probe; {} of {} answered, {} late; RSS {:.1} MiB) | ≤ 5 % ({}) |",
+        "| … with the status exchange `{}` (the Pinger's status to every Indicator {out}; {back}; {} messages sent in {:.0} s) | {:.2} % of one core ({:.2} µs per answered probe; {} of {} answered, {} late; RSS {:.1} MiB) | ≤ 5 % ({}) |",
         r.status.ways,
+        r.status.messages_sent,
+        st.wall,
         st.core_pct(),
         st.us_per_answer(),
         st.answered,
@@ -1299,9 +1392,9 @@ fn report(r: Report) {
         r.mesh.udp_drops
     );
     println!(
-        "| … idle connections ({}, one per Indicator; keep-alive {} ms) | {:.2} % of one core | |",
+        "| … idle: no probes, every pair parked ({} Indicators, {} QUIC connections at the Pinger at the end of the steady state) | {:.2} % of one core | |",
         r.n,
-        keep_alive().as_millis(),
+        r.steady_live.0,
         r.idle.core_pct()
     );
     println!(
@@ -1310,6 +1403,12 @@ fn report(r: Report) {
         mib(r.hwm_kib),
         mib(r.rss_before_mesh_kib),
         verdict(r.rss_kib as f64 * 1024.0 <= 30e6)
+    );
+    println!(
+        "| QUIC connections in the steady state (every pair quiet) | {} at the Pinger, {} at the Indicators (all parked {:.1} s after all were up) | |",
+        r.steady_live.0,
+        r.steady_live.1,
+        r.parked_after.as_secs_f64()
     );
     println!(
         "| Probes sent / answered / missed | {} / {} / {} ({:.0} answered/s; Indicators answered {}; {} not sent; {} UDP datagrams dropped on full receive buffers) | |",
