@@ -766,4 +766,6 @@ fn first_round_delay(fleet: &Fleet, me: &NodeId, wall: WallTime) -> Duration {
 }
 
 #[cfg(test)]
+mod status_tests;
+#[cfg(test)]
 mod tests;
