@@ -185,10 +185,10 @@ pub struct PeerView {
     pub node: NodeId,
     pub site: SiteId,
     /// A status message (or, from a Pinger that probes this node and so sends its status only
-    /// every 30th interval, a probe) arrived within three status intervals; for an
-    /// Indicator-only peer
-    /// (whose status comes every 30th interval, and to voters only), its mesh connection is
-    /// up and, where this node probes it, it answers its probes.
+    /// now and then, a probe) arrived within three status intervals; for an Indicator-only
+    /// peer (whose status comes rarely, and to voters only), its mesh connection is up or
+    /// parked (a quiet pair's, docs/trust.md) and, where this node probes it, it answers its
+    /// probes.
     pub reachable: bool,
     pub fleet_hash: Option<String>,
     pub last_seen_ms_ago: Option<u64>,

@@ -105,6 +105,16 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         |s| s.mesh.replaced_connections,
     ),
     (
+        "mesh_parked_connections",
+        "Connections of pairs that speak only through probes, closed once idle; their probe sessions stay open.",
+        |s| s.mesh.parked_connections,
+    ),
+    (
+        "mesh_pending_dropped",
+        "Messages held for a parked peer and dropped unsent: older than a handshake timeout when its connection came up, or pushed out by newer ones.",
+        |s| s.mesh.pending_dropped,
+    ),
+    (
         "mesh_dial_failures",
         "Outgoing connection attempts to peers that failed.",
         |s| s.mesh.dial_failures,

@@ -19,13 +19,14 @@ impl Driver {
             .mesh_peers(&self.core.me().id)
             .map(|n| {
                 let p = self.core.peers().get(&n.id);
-                // A Pinger that probes this node sends it its status only every 30th interval;
-                // its probes show it alive in between.
+                // A Pinger that probes this node sends it its status only with news and now and
+                // then; its probes show it alive in between.
                 let seen = p.and_then(|p| p.last_heard()).map(|s| t.since(s));
-                // An Indicator-only peer's status comes every 30th interval, and to voters only:
-                // its connection shows it alive, and so do its probe answers where this node
-                // probes it (a crashed one, with no close on the wire, holds its connection
-                // until the idle timeout, but misses its probes within the detection time).
+                // An Indicator-only peer's status comes rarely, and to voters only: its
+                // connection shows it alive (a quiet pair's parked one counts: the mesh keeps it
+                // among the connected), and so do its probe answers where this node probes it (a
+                // crashed one, with no close on the wire, holds its connection until the idle
+                // timeout, but misses its probes within the detection time).
                 let reachable = if n.is_indicator_only() {
                     connected.binary_search(&n.id).is_ok()
                         && self.core.pinger().reach_of(&n.id) != Some(false)
