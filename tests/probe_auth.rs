@@ -33,8 +33,10 @@ fn init_tracing() {
         .try_init();
 }
 
+/// A port nobody listens on right now, on 127.0.0.3: the relays bind 127.0.0.1, and one of
+/// them could otherwise be given the port just released here before the mesh binds it.
 fn free_addr() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     socket.local_addr().unwrap()
 }
 
