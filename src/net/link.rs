@@ -313,11 +313,16 @@ async fn run_link(
                 );
             }
             // A quiet pair parks unless this end closed the connection for a reason of its
-            // own (readdressed, stopping): the peer ended it (parked, shutting down,
-            // restarted) or it timed out, and a peer that comes back dials again.
+            // own (readdressed, stopping) or the certificates disagree (dial again, with the
+            // refusal's backoff): the peer ended it (parked, shutting down, restarted) or it
+            // timed out, and a peer that comes back dials again.
             let may_park = served == Served::Idle
                 || (served == Served::Ended
-                    && !matches!(conn.close_reason(), Some(ConnectionError::LocallyClosed)));
+                    && match conn.close_reason() {
+                        Some(ConnectionError::LocallyClosed) => false,
+                        Some(reason) => refusal(&reason).is_none(),
+                        None => true,
+                    });
             let sessions = session.map(|opened| opened.discriminators);
             match shared.unlink(peer, &conn, sessions, may_park) {
                 Unlinked::Lost => lost = true,
