@@ -5,7 +5,8 @@
 //! knows, its fleet version) goes to every node it holds a connection with, every interval;
 //! but a node it speaks with only through probes (an Indicator-only node its Pinger probes,
 //! `Fleet::probes_only`) gets it only when its verdicts, maintenance calls or fleet version
-//! changed, and when their connection comes up. What such a node reads in every status, the
+//! changed, when their connection comes up, and once every `QUIET_STATUS_EVERY` intervals
+//! as anti-entropy. What such a node reads in every status, the
 //! opinion of its own site for its self-fence, each probe already carries, ten times a
 //! second by default (`ProbesHeard`). So the pair has nothing routine to say, and the mesh
 //! closes its connection once idle, keeping the probe sessions (docs/trust.md, "Quiet
