@@ -580,6 +580,8 @@ struct Drive {
     /// The node's status broadcast (`NodeCore::send_status`, the driver's `Broadcast`): every
     /// `status_every`, this node's status to every peer. None: probes alone.
     status: Option<StatusBroadcast>,
+    /// The round on its way to the mesh, kept between rounds as the driver keeps it.
+    probe_batch: Vec<OutgoingProbe>,
 }
 
 struct StatusBroadcast {
@@ -672,7 +674,7 @@ impl Drive {
     /// (`Mesh::send_probes`), sent before any other action.
     fn drain(&mut self, mesh: &Mesh, now: Instant) {
         let t = self.time(now);
-        let mut probes = Vec::new();
+        let mut probes = std::mem::take(&mut self.probe_batch);
         loop {
             let Some(a) = self.pinger.poll_action() else {
                 if probes.is_empty() {
@@ -705,6 +707,7 @@ impl Drive {
             };
             *self.actions.entry(kind).or_default() += 1;
         }
+        self.probe_batch = probes;
     }
 }
 
@@ -762,6 +765,7 @@ fn pinger_for(ids: &[NodeId], interval: Duration, timeout: Duration, origin: Ins
         pinger: Pinger::new(cfg, watches, now, 7),
         actions: HashMap::new(),
         status: None,
+        probe_batch: Vec::new(),
     }
 }
 

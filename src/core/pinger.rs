@@ -23,6 +23,7 @@ use super::types::{NodeId, Opinion, SiteId, Time};
 use crate::wire::{IndicatorView, OpinionReport, MAX_REPORTED_INDICATORS};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
+use rustc_hash::FxHashMap;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -193,8 +194,10 @@ pub struct PingerStats {
 pub struct Pinger {
     cfg: PingerConfig,
     sites: Vec<WatchedSite>,
-    /// Indicator id -> (site index, indicator index).
-    index: HashMap<NodeId, (usize, usize)>,
+    /// Indicator id -> (site index, indicator index). Looked up for every answer; Fx, as the
+    /// ids come from the fleet file and answers only from the fleet's members, so no sender
+    /// chooses keys that collide.
+    index: FxHashMap<NodeId, (usize, usize)>,
     /// Sites whose watch judges the service; the others judge hosts.
     judges: HashMap<SiteId, Judge>,
     next_round: Time,
@@ -221,7 +224,7 @@ impl Pinger {
         let mut p = Pinger {
             cfg,
             sites: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             judges: HashMap::new(),
             next_round: now,
             rounds_in_flight: VecDeque::new(),

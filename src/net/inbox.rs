@@ -174,12 +174,20 @@ impl InboxShared {
     }
 
     /// The peers whose drops are reported (zero included); others' queues are forgotten.
+    ///
+    /// Every peer's queue is keyed by the id given here, the one the mesh's sessions and
+    /// links hold: a lookup with the same id then compares no bytes (`NodeId`'s equality),
+    /// where an id parsed elsewhere would cost a read of both strings per probe answer.
     pub fn set_peers<'a>(&self, peers: impl Iterator<Item = &'a NodeId>) {
         let mut s = lock(&self.state);
         let keep: BTreeMap<NodeId, u64> = peers
             .map(|p| (p.clone(), s.drops.get(p).copied().unwrap_or(0)))
             .collect();
-        s.queues.retain(|p, _| keep.contains_key(p));
+        let mut old = std::mem::take(&mut s.queues);
+        s.queues = keep
+            .keys()
+            .map(|p| (p.clone(), old.remove(p).unwrap_or_default()))
+            .collect();
         s.ready.retain(|p| keep.contains_key(p));
         s.drops = keep;
     }

@@ -9,6 +9,7 @@ pub mod certs;
 mod inbox;
 mod link;
 pub mod mesh;
+mod prefetch;
 pub mod probe;
 mod probe_batch;
 mod probe_socket;

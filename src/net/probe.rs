@@ -151,6 +151,15 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Checks the layout of a datagram (not its MAC).
+/// The discriminator a datagram would have as a probe packet, unchecked: only to find its
+/// session early (`prefetch`). None when it is not one (by its first byte and length).
+pub fn peek_discriminator(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() != PROBE_LEN || !is_probe_datagram(bytes[0]) {
+        return None;
+    }
+    Some(u64::from_be_bytes(bytes[4..12].try_into().ok()?))
+}
+
 pub fn parse(bytes: &[u8]) -> Result<Unverified, ProbeError> {
     let bytes: [u8; PROBE_LEN] = bytes
         .try_into()

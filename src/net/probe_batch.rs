@@ -13,6 +13,22 @@ use std::net::SocketAddr;
 /// few dozen the call's fixed cost is already spread thin, and a chunk's headers stay small.
 pub(super) const CHUNK: usize = 64;
 
+/// One datagram of a batch: where it goes and its bytes.
+pub(super) trait Datagram {
+    fn destination(&self) -> SocketAddr;
+    fn payload(&self) -> &[u8];
+}
+
+impl<B: AsRef<[u8]>> Datagram for (SocketAddr, B) {
+    fn destination(&self) -> SocketAddr {
+        self.0
+    }
+
+    fn payload(&self) -> &[u8] {
+        self.1.as_ref()
+    }
+}
+
 /// A second handle on the mesh socket, for batched sends beside quinn's.
 #[derive(Debug)]
 pub(super) struct BatchSender {
@@ -33,9 +49,9 @@ impl BatchSender {
     /// the rest of the batch fails with it, as a single send would; any other error fails
     /// that packet alone (an unreachable destination, say) and the next ones are still sent.
     /// Returns how many were sent.
-    pub fn send<B: AsRef<[u8]>>(
+    pub fn send<D: Datagram>(
         &self,
-        packets: &[(SocketAddr, B)],
+        packets: &[D],
         mut failed: impl FnMut(usize, &io::Error),
     ) -> usize {
         let mut sent = 0;
@@ -57,19 +73,17 @@ impl BatchSender {
     /// One chunk: Ok(sent), or Err(WouldBlock) once the socket is full (the chunk's unsent
     /// packets were reported as failed already; the caller fails the rest).
     #[cfg(target_os = "linux")]
-    fn send_chunk<B: AsRef<[u8]>>(
+    fn send_chunk<D: Datagram>(
         &self,
-        chunk: &[(SocketAddr, B)],
+        chunk: &[D],
         mut failed: impl FnMut(usize, &io::Error),
     ) -> Result<usize, io::Error> {
         use rustix::net::addr::SocketAddrArg;
         use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
         use std::io::IoSlice;
-        let addrs: Vec<SocketAddrAny> = chunk.iter().map(|(to, _)| to.as_any()).collect();
-        let iovs: Vec<[IoSlice<'_>; 1]> = chunk
-            .iter()
-            .map(|(_, bytes)| [IoSlice::new(bytes.as_ref())])
-            .collect();
+        let addrs: Vec<SocketAddrAny> = chunk.iter().map(|d| d.destination().as_any()).collect();
+        let iovs: Vec<[IoSlice<'_>; 1]> =
+            chunk.iter().map(|d| [IoSlice::new(d.payload())]).collect();
         // No ancillary data: probes go out with the socket's defaults (no ECN, no source
         // address), as quinn sends them one by one.
         let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = chunk
@@ -114,14 +128,14 @@ impl BatchSender {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn send_chunk<B: AsRef<[u8]>>(
+    fn send_chunk<D: Datagram>(
         &self,
-        chunk: &[(SocketAddr, B)],
+        chunk: &[D],
         mut failed: impl FnMut(usize, &io::Error),
     ) -> Result<usize, io::Error> {
         let mut sent = 0;
-        for (i, (to, bytes)) in chunk.iter().enumerate() {
-            match self.socket.send_to(bytes.as_ref(), to) {
+        for (i, d) in chunk.iter().enumerate() {
+            match self.socket.send_to(d.payload(), d.destination()) {
                 Ok(_) => sent += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     (i..chunk.len()).for_each(|j| failed(j, &e));

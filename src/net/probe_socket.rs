@@ -11,8 +11,9 @@
 //! counters; it decides nothing about what an answer means.
 
 use super::inbox::{Answer, InboxShared};
+use super::prefetch;
 use super::probe::{self, Kind, ProbePacket, ReplayWindow, SessionKeys, PROBE_LEN};
-use super::probe_batch::BatchSender;
+use super::probe_batch::{BatchSender, Datagram};
 use crate::core::health::ServiceHealth;
 use crate::core::types::{NodeId, Opinion};
 use quinn::udp::{RecvMeta, Transmit};
@@ -109,6 +110,38 @@ struct Table {
     /// The newest probe this node answered of each Pinger since the node last took them
     /// (`ProbeSessions::take_heard`): at most one entry per peer.
     heard: FxHashMap<NodeId, (Instant, Opinion)>,
+}
+
+impl Table {
+    /// Asks for the memory of the session in which this node probes `to` (`prefetch`).
+    fn prefetch_pinging(&self, to: &NodeId) {
+        if let Some(s) = self
+            .pinging
+            .get(to)
+            .and_then(|d| self.by_discriminator.get(d))
+        {
+            prefetch::prefetch(&**s);
+        }
+    }
+
+    /// Asks for the memory of the sessions of every probe packet among `n` received
+    /// datagrams: a receive batch is a few dozen, all needed at once.
+    fn prefetch_received(&self, bufs: &[IoSliceMut<'_>], metas: &[RecvMeta], n: usize) {
+        for (buf, meta) in bufs.iter().zip(metas).take(n) {
+            let stride = if meta.stride == 0 {
+                meta.len
+            } else {
+                meta.stride
+            };
+            for segment in buf[..meta.len].chunks(stride.max(1)) {
+                if let Some(d) = probe::peek_discriminator(segment) {
+                    if let Some(s) = self.by_discriminator.get(&d) {
+                        prefetch::prefetch(&**s);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One probe of a batch (`Mesh::send_probes`).
@@ -281,8 +314,19 @@ impl ProbeSessions {
         sealed: &mut Vec<(usize, SocketAddr, [u8; PROBE_LEN])>,
         no_session: &mut Vec<usize>,
     ) {
+        // The peers' ids first, all at once (they are hashed to find the sessions), then
+        // each session a few probes ahead of its use.
+        for p in probes {
+            prefetch::prefetch_bytes(p.to.as_str().as_bytes());
+        }
         let mut t = self.lock();
+        for p in probes.iter().take(prefetch::AHEAD) {
+            t.prefetch_pinging(&p.to);
+        }
         for (i, p) in probes.iter().enumerate() {
+            if let Some(ahead) = probes.get(i + prefetch::AHEAD) {
+                t.prefetch_pinging(&ahead.to);
+            }
             match Self::seal_in(&mut t, &p.to, p.nonce, p.sent_us, p.opinion) {
                 Some((destination, bytes)) => sealed.push((i, destination, bytes)),
                 None => no_session.push(i),
@@ -312,14 +356,14 @@ impl ProbeSessions {
         Some((s.remote, probe::seal(&packet, &s.keys.probe)))
     }
 
-    /// Handles one probe packet; returns what to send back, if anything.
-    fn receive(&self, bytes: &[u8], at: Instant) -> Option<Reply> {
+    /// Handles one probe packet with the table locked (once per receive batch); returns what
+    /// to send back, if anything.
+    fn receive(&self, t: &mut Table, bytes: &[u8], at: Instant) -> Option<Reply> {
         let c = &self.counters;
         let Ok(unverified) = probe::parse(bytes) else {
             bump(&c.unauthenticated);
             return None;
         };
-        let mut t = self.lock();
         let Some(s) = t.by_discriminator.get_mut(&unverified.discriminator()) else {
             bump(&c.unauthenticated);
             return None;
@@ -403,13 +447,56 @@ fn health_byte(h: ServiceHealth) -> u8 {
     }
 }
 
+/// A packet the receive path sends back once the sessions are unlocked.
+struct SendBack {
+    to: SocketAddr,
+    src_ip: Option<IpAddr>,
+    packet: [u8; PROBE_LEN],
+    /// A Ready packet (sent from the socket's default address), else a probe answer (from
+    /// the address the probe came to).
+    ready: bool,
+}
+
+/// What one receive batch leaves for after the sessions' lock, kept between batches so that
+/// a batch allocates nothing. Only quinn's endpoint driver receives, so its lock is never
+/// contended.
+#[derive(Default)]
+struct ReceiveScratch {
+    replies: Vec<SendBack>,
+    answers: Vec<(NodeId, Answer)>,
+}
+
+/// What a Pinger's round of probes is sealed into, kept between rounds: each probe with its
+/// index in the round.
+type SealScratch = Vec<(usize, SocketAddr, [u8; PROBE_LEN])>;
+
+impl Datagram for (usize, SocketAddr, [u8; PROBE_LEN]) {
+    fn destination(&self) -> SocketAddr {
+        self.1
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.2
+    }
+}
+
 /// quinn's socket with the probe packets taken out of what it receives.
-#[derive(Debug)]
 pub(super) struct ProbeSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     /// The same socket, for a Pinger's rounds of probes in batches.
     batch: BatchSender,
     sessions: Arc<ProbeSessions>,
+    scratch: Mutex<ReceiveScratch>,
+    sealed: Mutex<SealScratch>,
+}
+
+impl std::fmt::Debug for ProbeSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeSocket")
+            .field("inner", &self.inner)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProbeSocket {
@@ -426,6 +513,8 @@ impl ProbeSocket {
             inner,
             batch,
             sessions,
+            scratch: Mutex::default(),
+            sealed: Mutex::default(),
         })
     }
 
@@ -434,17 +523,18 @@ impl ProbeSocket {
     /// session or because the socket refused them, in order.
     pub fn send_probes(&self, probes: &[OutgoingProbe]) -> Vec<usize> {
         let c = &self.sessions.counters;
-        let mut sealed = Vec::with_capacity(probes.len());
         let mut not_sent = Vec::new();
+        let mut sealed = self.sealed.lock().unwrap_or_else(|e| e.into_inner());
+        sealed.clear();
         self.sessions
             .seal_probes(probes, &mut sealed, &mut not_sent);
-        let packets: Vec<(SocketAddr, [u8; PROBE_LEN])> =
-            sealed.iter().map(|&(_, to, bytes)| (to, bytes)).collect();
-        let sent = self.batch.send(&packets, |i, e| {
+        let sent = self.batch.send(sealed.as_slice(), |i, e| {
             let index = sealed[i].0;
             tracing::debug!(peer = %probes[index].to, error = %e, "probe not sent");
             not_sent.push(index);
         });
+        sealed.clear();
+        drop(sealed);
         let udp = &c.udp;
         udp[0].fetch_add(sent as u64, Ordering::Relaxed);
         udp[1].fetch_add((sent * PROBE_LEN) as u64, Ordering::Relaxed);
@@ -507,11 +597,25 @@ impl ProbeSocket {
     /// Handles the probe packets among the `n` received datagrams and compacts the rest to
     /// the front of `bufs`/`metas`; returns how many remain for quinn. A `RecvMeta` may hold
     /// several `stride`-sized datagrams (GRO): probe segments are cut out of it.
+    ///
+    /// The batch's probe packets are checked under one lock of the sessions; what they make
+    /// this node send, and the answers for the node (one lock of the inbox, one wake-up), wait
+    /// until it is released.
     fn take_probes(&self, bufs: &mut [IoSliceMut<'_>], metas: &mut [RecvMeta], n: usize) -> usize {
         let at = Instant::now();
         let mut kept = 0;
-        // The batch's answers go to the node together: one lock, one wake-up.
-        let mut answers = Vec::new();
+        let (mut datagrams, mut bytes) = (0, 0);
+        let mut table = None;
+        if metas[..n]
+            .iter()
+            .zip(bufs.iter())
+            .any(|(m, b)| m.len > 0 && probe::is_probe_datagram(b[0]))
+        {
+            let t = table.insert(self.sessions.lock());
+            t.prefetch_received(bufs, metas, n);
+        }
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let ReceiveScratch { replies, answers } = &mut *scratch;
         for i in 0..n {
             let meta = metas[i];
             let stride = if meta.stride == 0 {
@@ -524,12 +628,22 @@ impl ProbeSocket {
             while read < meta.len {
                 let end = (read + stride).min(meta.len);
                 if probe::is_probe_datagram(buf[read]) {
-                    let udp = &self.sessions.counters.udp;
-                    bump(&udp[2]);
-                    udp[3].fetch_add((end - read) as u64, Ordering::Relaxed);
-                    match self.sessions.receive(&buf[read..end], at) {
-                        Some(Reply::Answer(answer)) => self.answer(meta.addr, meta.dst_ip, &answer),
-                        Some(Reply::Ready(ready)) => self.greet(meta.addr, &ready),
+                    datagrams += 1;
+                    bytes += end - read;
+                    let t = table.get_or_insert_with(|| self.sessions.lock());
+                    match self.sessions.receive(t, &buf[read..end], at) {
+                        Some(Reply::Answer(packet)) => replies.push(SendBack {
+                            to: meta.addr,
+                            src_ip: meta.dst_ip,
+                            packet,
+                            ready: false,
+                        }),
+                        Some(Reply::Ready(packet)) => replies.push(SendBack {
+                            to: meta.addr,
+                            src_ip: None,
+                            packet,
+                            ready: true,
+                        }),
                         Some(Reply::Deliver(peer, answer)) => answers.push((peer, answer)),
                         None => {}
                     }
@@ -548,8 +662,21 @@ impl ProbeSocket {
             metas[kept] = RecvMeta { len: write, ..meta };
             kept += 1;
         }
+        drop(table);
+        if datagrams > 0 {
+            let udp = &self.sessions.counters.udp;
+            udp[2].fetch_add(datagrams, Ordering::Relaxed);
+            udp[3].fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        for r in replies.drain(..) {
+            if r.ready {
+                self.greet(r.to, &r.packet);
+            } else {
+                self.answer(r.to, r.src_ip, &r.packet);
+            }
+        }
         if !answers.is_empty() {
-            let dropped = self.sessions.inbox.push_answers(&mut answers);
+            let dropped = self.sessions.inbox.push_answers(answers);
             if dropped > 0 {
                 tracing::debug!(
                     dropped,

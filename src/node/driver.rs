@@ -174,6 +174,7 @@ pub(super) async fn spawn(
         reload: reload.clone(),
         watchdog,
         service_checks,
+        probe_batch: Vec::new(),
     };
     driver.carry_out();
     info!(node = %me.id, site = %me.site, mesh = %mesh_addr, api = ?api_addr, "node started");
@@ -272,6 +273,9 @@ struct Driver {
     watchdog: Option<super::service::Watchdog>,
     /// This node's `[[site.check]]`s, running; None when it runs none.
     service_checks: Option<crate::health::HealthChecks>,
+    /// A Pinger's round of probes on its way to the mesh, kept between rounds so that a round
+    /// allocates nothing.
+    probe_batch: Vec<OutgoingProbe>,
 }
 
 impl Driver {
@@ -428,7 +432,7 @@ impl Driver {
         // Consecutive probes (a Pinger's round: one to each Indicator) go out together, in
         // as few system calls as the mesh can; the batch is sent before any other action, so
         // the order of everything else is kept.
-        let mut probes = Vec::new();
+        let mut probes = std::mem::take(&mut self.probe_batch);
         loop {
             let Some(a) = self.core.poll_action() else {
                 if probes.is_empty() {
@@ -548,6 +552,7 @@ impl Driver {
                 Action::Notify(call) => self.start_notify(call),
             }
         }
+        self.probe_batch = probes;
     }
 
     /// Sends a batch of probes and empties it; those not sent (no connection, or the socket
