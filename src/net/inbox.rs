@@ -1,8 +1,12 @@
-//! The node's side of the mesh: one bounded queue per peer, drained round-robin, so that a
-//! peer that floods (a lying or broken member: mutual TLS says who it is, not that it
-//! behaves) fills only its own queue and cannot starve another peer's votes. A full queue
-//! drops that peer's excess, counted per peer; the transport never waits for the node.
-//! Connection events (`PeerConnected`/`PeerLost`) have a queue of their own, served first.
+//! The node's side of the mesh: one bounded queue per peer for its messages, drained
+//! round-robin, so that a peer that floods (a lying or broken member: mutual TLS says who it
+//! is, not that it behaves) fills only its own queue and cannot starve another peer's votes.
+//! A full queue drops that peer's excess, counted per peer; the transport never waits for the
+//! node. Connection events (`PeerConnected`/`PeerLost`) have a queue of their own, served
+//! first. Probe answers share one queue, in the order they came, taking turns with the
+//! peers' messages: the probe sessions already bound each peer's answers to the probes it
+//! was sent (`probe_socket::ANSWERS_OWED_MAX`), so one peer's cannot crowd out another's,
+//! and a Pinger's thousand answers a round cost no lookup of a peer's queue each.
 
 use super::mesh::MeshEvent;
 use crate::core::types::NodeId;
@@ -13,12 +17,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// Events one peer may have waiting: far above what a behaving peer has queued at once (a
-/// status per interval, a probe answer per probe, a few vote and run messages per round).
+/// status per interval, a few vote and run messages per round).
 pub const PEER_QUEUE_EVENTS: usize = 256;
 /// Bytes of messages one peer may have waiting: a few dozen full replica Append batches.
 pub const PEER_QUEUE_BYTES: usize = 4 << 20;
+/// Probe answers waiting, all peers together: the sessions let through at most 256 per
+/// peer; this only caps what a node that stopped reading could hold (3 MiB).
+const ANSWER_QUEUE_EVENTS: usize = 1 << 16;
 /// Connection events waiting; they come at most twice per dial of each peer.
 const CONTROL_QUEUE_EVENTS: usize = 4096;
+
+/// One queued message, boxed: a queue keeps its room once it had events, and a
+/// `MeshEvent` is a few hundred bytes.
+type Queued = (Box<MeshEvent>, usize);
 
 #[derive(Default)]
 struct PeerQueue {
@@ -27,7 +38,7 @@ struct PeerQueue {
 }
 
 /// An authenticated probe answer as the receive path hands it over: the event without its
-/// sender (the queue's peer), small enough to queue inline.
+/// sender, small enough to queue inline.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Answer {
     pub nonce: u64,
@@ -37,9 +48,6 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    /// What an answer weighs against its peer's byte budget: its packet.
-    const BYTES: usize = super::probe::PROBE_LEN;
-
     fn into_event(self, from: NodeId) -> MeshEvent {
         MeshEvent::ProbeAnswer {
             from,
@@ -51,30 +59,17 @@ impl Answer {
     }
 }
 
-/// One queued event, small: a queue keeps its room once it had events (every peer's does,
-/// at a Pinger: an answer each round), and a `MeshEvent` is a few hundred bytes.
-enum Queued {
-    /// The events of nearly every round, kept inline.
-    Answer(Answer),
-    Other(Box<MeshEvent>, usize),
-}
-
-impl Queued {
-    fn bytes(&self) -> usize {
-        match self {
-            Queued::Answer(_) => Answer::BYTES,
-            Queued::Other(_, bytes) => *bytes,
-        }
-    }
-}
-
 #[derive(Default)]
 struct State {
     control: VecDeque<MeshEvent>,
-    /// Fx: hashed once or twice per probe answer; keys are the fleet's node ids.
+    /// Fx: keys are the fleet's node ids.
     queues: FxHashMap<NodeId, PeerQueue>,
-    /// Peers with something queued, in the order they are served next.
+    /// Peers with a message queued, in the order they are served next.
     ready: VecDeque<NodeId>,
+    /// Probe answers of every peer, in the order they came.
+    answers: VecDeque<(NodeId, Answer)>,
+    /// The next event is an answer, if one waits (answers and messages take turns).
+    answer_turn: bool,
     /// Events dropped because the peer's queue was full; every peer of the list has an entry.
     drops: BTreeMap<NodeId, u64>,
     closed: bool,
@@ -116,7 +111,7 @@ impl InboxShared {
             return false;
         }
         let was_empty = q.events.is_empty();
-        q.events.push_back(Queued::Other(Box::new(event), bytes));
+        q.events.push_back((Box::new(event), bytes));
         q.bytes += bytes;
         if was_empty {
             s.ready.push_back(peer.clone());
@@ -127,7 +122,8 @@ impl InboxShared {
     }
 
     /// Queues probe answers (from each peer) under one lock and with one wake-up: a receive
-    /// batch's. Returns how many were dropped (counted per peer); `answers` is left empty.
+    /// batch's. Returns how many were dropped (counted per peer) because the answer queue
+    /// was full; `answers` is left empty.
     pub fn push_answers(&self, answers: &mut Vec<(NodeId, Answer)>) -> usize {
         if !self.receiver_alive.load(Ordering::Relaxed) {
             answers.clear();
@@ -140,21 +136,12 @@ impl InboxShared {
         }
         let mut dropped = 0;
         for (peer, answer) in answers.drain(..) {
-            let q = match s.queues.get_mut(&peer) {
-                Some(q) => q,
-                None => s.queues.entry(peer.clone()).or_default(),
-            };
-            if q.events.len() >= PEER_QUEUE_EVENTS || q.bytes + Answer::BYTES > PEER_QUEUE_BYTES {
+            if s.answers.len() >= ANSWER_QUEUE_EVENTS {
                 *s.drops.entry(peer).or_default() += 1;
                 dropped += 1;
                 continue;
             }
-            let was_empty = q.events.is_empty();
-            q.events.push_back(Queued::Answer(answer));
-            q.bytes += Answer::BYTES;
-            if was_empty {
-                s.ready.push_back(peer);
-            }
+            s.answers.push_back((peer, answer));
         }
         drop(s);
         self.notify.notify_one();
@@ -207,29 +194,28 @@ impl InboxShared {
         if let Some(e) = s.control.pop_front() {
             return Ok(e);
         }
+        if s.answer_turn || s.ready.is_empty() {
+            if let Some((peer, answer)) = s.answers.pop_front() {
+                s.answer_turn = false;
+                return Ok(answer.into_event(peer));
+            }
+        }
+        s.answer_turn = true;
         while let Some(peer) = s.ready.pop_front() {
             let Some(q) = s.queues.get_mut(&peer) else {
                 continue;
             };
-            let Some(queued) = q.events.pop_front() else {
+            let Some((event, bytes)) = q.events.pop_front() else {
                 continue;
             };
-            q.bytes -= queued.bytes();
-            let more = !q.events.is_empty();
-            return Ok(match queued {
-                Queued::Other(event, _) => {
-                    if more {
-                        s.ready.push_back(peer);
-                    }
-                    *event
-                }
-                // The peer's turn is handed on, or its name to the event: one copy of it.
-                Queued::Answer(answer) if more => {
-                    s.ready.push_back(peer.clone());
-                    answer.into_event(peer)
-                }
-                Queued::Answer(answer) => answer.into_event(peer),
-            });
+            q.bytes -= bytes;
+            if !q.events.is_empty() {
+                s.ready.push_back(peer);
+            }
+            return Ok(*event);
+        }
+        if let Some((peer, answer)) = s.answers.pop_front() {
+            return Ok(answer.into_event(peer));
         }
         Err(s.closed)
     }
@@ -269,6 +255,7 @@ impl Drop for MeshInbox {
         let mut s = lock(&self.shared.state);
         s.queues.clear();
         s.ready.clear();
+        s.answers.clear();
         s.control.clear();
     }
 }
@@ -329,50 +316,59 @@ mod tests {
         }
     }
 
+    fn answer_of(e: MeshEvent) -> (String, Option<u64>) {
+        match e {
+            MeshEvent::ProbeAnswer {
+                from,
+                nonce,
+                sent_us,
+                health,
+                ..
+            } => {
+                assert_eq!(sent_us, nonce * 10);
+                assert_eq!(health, crate::core::health::ServiceHealth::Passing);
+                (from.to_string(), Some(nonce))
+            }
+            other => (sender(&other), None),
+        }
+    }
+
     #[test]
-    fn probe_answers_come_out_as_their_peers_events_in_turn_and_a_full_queue_drops_them() {
+    fn probe_answers_come_out_in_order_taking_turns_with_messages_and_a_full_queue_drops_them() {
         let shared = InboxShared::new();
         let mut inbox = MeshInbox::new(shared.clone());
         let (a, b) = (NodeId::from("a"), NodeId::from("b"));
         shared.set_peers([&a, &b].into_iter());
-        let mut batch: Vec<(NodeId, Answer)> = (0..PEER_QUEUE_EVENTS as u64 + 3)
+        let mut batch: Vec<(NodeId, Answer)> = (0..ANSWER_QUEUE_EVENTS as u64 - 1)
             .map(|k| (a.clone(), answer(k)))
             .collect();
-        batch.push((b.clone(), answer(1000)));
+        batch.push((b.clone(), answer(1_000_000)));
+        batch.extend((0..3).map(|k| (a.clone(), answer(2_000_000 + k))));
         assert_eq!(shared.push_answers(&mut batch), 3);
         assert!(batch.is_empty());
         assert_eq!(shared.drops()[&a], 3);
+        assert_eq!(shared.drops()[&b], 0);
         shared.push(&b, msg("b", 7), 10);
-        let got: Vec<(String, Option<u64>)> = (0..4)
-            .map(|_| match inbox.try_recv().unwrap() {
-                MeshEvent::ProbeAnswer {
-                    from,
-                    nonce,
-                    sent_us,
-                    health,
-                    ..
-                } => {
-                    assert_eq!(sent_us, nonce * 10);
-                    assert_eq!(health, crate::core::health::ServiceHealth::Passing);
-                    (from.to_string(), Some(nonce))
-                }
-                other => (sender(&other), None),
-            })
+        shared.push(&b, msg("b", 8), 10);
+        let got: Vec<(String, Option<u64>)> = (0..5)
+            .map(|_| answer_of(inbox.try_recv().unwrap()))
             .collect();
         let expected = [
-            ("a", Some(0)),
-            ("b", Some(1000)),
-            ("a", Some(1)),
             ("b", None),
+            ("a", Some(0)),
+            ("b", None),
+            ("a", Some(1)),
+            ("a", Some(2)),
         ];
         let expected: Vec<(String, Option<u64>)> =
             expected.iter().map(|(p, n)| (p.to_string(), *n)).collect();
         assert_eq!(got, expected);
-        let mut rest = 0;
-        while inbox.try_recv().is_some() {
-            rest += 1;
+        let mut rest = Vec::new();
+        while let Some(e) = inbox.try_recv() {
+            rest.push(answer_of(e));
         }
-        assert_eq!(rest, PEER_QUEUE_EVENTS - 2);
+        assert_eq!(rest.len(), ANSWER_QUEUE_EVENTS - 3);
+        assert_eq!(rest.last(), Some(&("b".to_string(), Some(1_000_000))));
     }
 
     #[test]

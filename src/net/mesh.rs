@@ -139,6 +139,9 @@ pub struct MeshStats {
     pub probe_unauthenticated: u64,
     /// Authenticated probe packets dropped as replays (or older than the replay window).
     pub probe_replayed: u64,
+    /// Authenticated probe answers dropped because their session owed no answer: more
+    /// answers than probes sent.
+    pub probe_unsolicited: u64,
     pub malformed_messages: u64,
     pub oversized_messages: u64,
     /// Messages this node did not send because a receiver would drop them (too large).
@@ -417,6 +420,7 @@ impl Mesh {
             malformed_datagrams: get(&c.malformed_datagrams),
             probe_unauthenticated: get(&p.unauthenticated),
             probe_replayed: get(&p.replayed),
+            probe_unsolicited: get(&p.unsolicited),
             malformed_messages: get(&c.malformed_messages),
             oversized_messages: get(&c.oversized_messages),
             unsendable_messages: get(&c.unsendable_messages),

@@ -32,6 +32,13 @@ use tokio::sync::Notify;
 /// its turn back (it then simply calls again): bounds the time spent here per call.
 const PROBE_ONLY_BATCHES: usize = 32;
 
+/// Probes of a Pinger session counted as owed an answer. An Indicator answers each probe
+/// once, so an answer beyond those owed is dropped (`unsolicited`): a member whose keys are
+/// valid but who floods answers adds nothing to the node's queue. The oldest of 256
+/// unanswered probes was sent 256 intervals ago (25.6 s at the default 100 ms), past any
+/// timeout a fleet sets in earnest; the cap keeps a silent Indicator's count from growing.
+pub(super) const ANSWERS_OWED_MAX: u16 = 256;
+
 /// Probe traffic counters of this node.
 #[derive(Default, Debug)]
 pub(super) struct ProbeCounters {
@@ -42,6 +49,9 @@ pub(super) struct ProbeCounters {
     pub unauthenticated: AtomicU64,
     /// Authenticated probe packets dropped as replays (or older than the window).
     pub replayed: AtomicU64,
+    /// Authenticated answers dropped because no probe of their session was owed one
+    /// (`ANSWERS_OWED_MAX`).
+    pub unsolicited: AtomicU64,
     /// Authenticated probes not answered because this node is not an Indicator.
     pub ignored: AtomicU64,
     pub send_failures: AtomicU64,
@@ -75,6 +85,9 @@ struct Session {
     remote: SocketAddr,
     /// Sequence number of the next packet this node sends in its direction.
     next_seq: u64,
+    /// Pinger: probes sent in this session whose answers have not come (at most
+    /// `ANSWERS_OWED_MAX`).
+    owed: u16,
     window: ReplayWindow,
     /// The session of the other direction on the same connection.
     sibling: u64,
@@ -251,6 +264,7 @@ impl ProbeSessions {
             keys,
             remote,
             next_seq: 1,
+            owed: 0,
             window: ReplayWindow::default(),
             sibling,
             ready: ready.clone(),
@@ -353,6 +367,7 @@ impl ProbeSessions {
             opinion,
         };
         s.next_seq += 1;
+        s.owed = (s.owed + 1).min(ANSWERS_OWED_MAX);
         Some((s.remote, probe::seal(&packet, &s.keys.probe)))
     }
 
@@ -417,6 +432,11 @@ impl ProbeSessions {
                 Some(Reply::Ready(ready_packet(sibling, ours)))
             }
             Kind::Answer => {
+                if s.owed == 0 {
+                    bump(&c.unsolicited);
+                    return None;
+                }
+                s.owed -= 1;
                 bump(&c.answers_received);
                 let answer = Answer {
                     nonce: packet.nonce,
@@ -761,6 +781,73 @@ mod tests {
             ecn: None,
             dst_ip: None,
         }
+    }
+
+    #[test]
+    fn an_answer_is_delivered_only_for_a_probe_sent_in_its_session() {
+        use super::probe::{SessionKeys, MATERIAL_LEN};
+        let sessions = ProbeSessions::new(NodeId::from("pinger"), false, InboxShared::new());
+        let indicator = NodeId::from("indicator");
+        let keys = || SessionKeys::from_material(&[7u8; MATERIAL_LEN]);
+        let d = keys().discriminator;
+        {
+            let mut t = sessions.lock();
+            let session = Session {
+                peer: indicator.clone(),
+                role: Role::Pinger,
+                keys: keys(),
+                remote: "127.0.0.1:9".parse().unwrap(),
+                next_seq: 1,
+                owed: 0,
+                window: ReplayWindow::default(),
+                sibling: 0,
+                ready: Arc::new(Notify::new()),
+                heard_ready: false,
+            };
+            t.by_discriminator.insert(d, Box::new(session));
+            t.pinging.insert(indicator.clone(), d);
+        }
+        let mut seq = 0;
+        let mut answer = |nonce| {
+            seq += 1;
+            let packet = ProbePacket {
+                kind: Kind::Answer,
+                discriminator: d,
+                seq,
+                nonce,
+                sent_us: 0,
+                health: ServiceHealth::Passing,
+                opinion: Opinion::Unknown,
+            };
+            probe::seal(&packet, &keys().answer)
+        };
+        let now = Instant::now();
+        let delivered = |bytes: &[u8]| {
+            let reply = sessions.receive(&mut sessions.lock(), bytes, now);
+            matches!(reply, Some(Reply::Deliver(..)))
+        };
+        let unsolicited = || sessions.counters.unsolicited.load(Ordering::Relaxed);
+
+        assert!(!delivered(&answer(1)), "no probe sent yet");
+        assert_eq!(unsolicited(), 1);
+        for nonce in [10, 11] {
+            assert!(sessions.seal_probe(&indicator, nonce, 0).is_some());
+        }
+        assert!(delivered(&answer(10)));
+        assert!(delivered(&answer(11)));
+        assert!(!delivered(&answer(12)), "two probes, two answers");
+        assert_eq!(unsolicited(), 2);
+
+        // A silent Indicator's count stops at the cap.
+        for nonce in 0..u64::from(ANSWERS_OWED_MAX) + 10 {
+            sessions.seal_probe(&indicator, nonce, 0).unwrap();
+        }
+        let answered = (0..u64::from(ANSWERS_OWED_MAX) + 1)
+            .filter(|&nonce| delivered(&answer(nonce)))
+            .count();
+        assert_eq!(answered, usize::from(ANSWERS_OWED_MAX));
+        assert_eq!(unsolicited(), 3);
+        assert_eq!(sessions.counters.replayed.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

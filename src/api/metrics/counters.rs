@@ -70,6 +70,11 @@ const COUNTERS: &[(&str, &str, Read)] = &[
         |s| s.mesh.probe_replayed,
     ),
     (
+        "mesh_probe_unsolicited",
+        "Authenticated probe answers dropped: more answers than probes sent in their session.",
+        |s| s.mesh.probe_unsolicited,
+    ),
+    (
         "mesh_malformed_messages",
         "Stream messages dropped as malformed.",
         |s| s.mesh.malformed_messages,
