@@ -719,9 +719,28 @@ impl ProbeSocket {
     }
 }
 
+/// The inner socket's poller, holding this socket too: a connection's poller lives until the
+/// connection has taken a new socket (`Endpoint::rebind`), so the shutdown's wait for the
+/// last `ProbeSocket` (`Shared::shutdown`) also waits for every poller, and with them for the
+/// socket's descriptor.
+#[derive(Debug)]
+struct Poller {
+    inner: Pin<Box<dyn UdpPoller>>,
+    _socket: Arc<ProbeSocket>,
+}
+
+impl UdpPoller for Poller {
+    fn poll_writable(mut self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_writable(cx)
+    }
+}
+
 impl AsyncUdpSocket for ProbeSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        self.inner.clone().create_io_poller()
+        Box::pin(Poller {
+            inner: self.inner.clone().create_io_poller(),
+            _socket: self,
+        })
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
