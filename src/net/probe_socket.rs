@@ -19,6 +19,7 @@ use crate::core::types::{NodeId, Opinion};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Connection, UdpPoller};
 use rustc_hash::FxHashMap;
+use slab::Slab;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -110,30 +111,34 @@ pub(super) struct Opened {
 
 #[derive(Default)]
 struct Table {
-    /// Boxed: a session is a few hundred bytes (two HMAC keys), and a map keeps room for up
-    /// to twice its entries; two sessions per connection, at a thousand connections.
+    /// The sessions, in one allocation: a session is a few hundred bytes (two HMAC keys),
+    /// two per connection at a thousand connections. The maps below give a session's index,
+    /// from which its address follows without a pointer to load first (`prefetch`).
+    sessions: Slab<Session>,
+    /// Each session's index by its discriminator.
     ///
     /// Fx (for this map and the next, looked up once per probe packet): the discriminators
     /// are pseudo-random values derived from TLS secrets, and node ids come from the fleet
     /// file, so no sender can choose keys that collide; an unknown discriminator in a forged
     /// packet is one missed lookup.
-    by_discriminator: FxHashMap<u64, Box<Session>>,
+    by_discriminator: FxHashMap<u64, usize>,
     /// Each peer's session in which this node is the Pinger: where probes to it go.
-    pinging: FxHashMap<NodeId, u64>,
+    pinging: FxHashMap<NodeId, usize>,
     /// The newest probe this node answered of each Pinger since the node last took them
     /// (`ProbeSessions::take_heard`): at most one entry per peer.
     heard: FxHashMap<NodeId, (Instant, Opinion)>,
 }
 
 impl Table {
+    fn session(&self, discriminator: u64) -> Option<&Session> {
+        let i = *self.by_discriminator.get(&discriminator)?;
+        self.sessions.get(i)
+    }
+
     /// Asks for the memory of the session in which this node probes `to` (`prefetch`).
     fn prefetch_pinging(&self, to: &NodeId) {
-        if let Some(s) = self
-            .pinging
-            .get(to)
-            .and_then(|d| self.by_discriminator.get(d))
-        {
-            prefetch::prefetch(&**s);
+        if let Some(s) = self.pinging.get(to).and_then(|&i| self.sessions.get(i)) {
+            prefetch::prefetch(s);
         }
     }
 
@@ -148,8 +153,8 @@ impl Table {
             };
             for segment in buf[..meta.len].chunks(stride.max(1)) {
                 if let Some(d) = probe::peek_discriminator(segment) {
-                    if let Some(s) = self.by_discriminator.get(&d) {
-                        prefetch::prefetch(&**s);
+                    if let Some(s) = self.session(d) {
+                        prefetch::prefetch(s);
                     }
                 }
             }
@@ -272,10 +277,11 @@ impl ProbeSessions {
         };
         let mut indicator = session(Role::Indicator, answering, p);
         let greeting = (remote, ready_packet(a, &mut indicator));
-        t.by_discriminator
-            .insert(p, Box::new(session(Role::Pinger, pinging, a)));
-        t.by_discriminator.insert(a, Box::new(indicator));
-        t.pinging.insert(peer.clone(), p);
+        let pinger = t.sessions.insert(session(Role::Pinger, pinging, a));
+        let answerer = t.sessions.insert(indicator);
+        t.by_discriminator.insert(p, pinger);
+        t.by_discriminator.insert(a, answerer);
+        t.pinging.insert(peer.clone(), pinger);
         Ok(Opened {
             discriminators: [p, a],
             ready,
@@ -288,8 +294,9 @@ impl ProbeSessions {
     pub fn close(&self, discriminators: [u64; 2]) {
         let mut t = self.lock();
         for discriminator in discriminators {
-            if let Some(s) = t.by_discriminator.remove(&discriminator) {
-                if t.pinging.get(&s.peer) == Some(&discriminator) {
+            if let Some(i) = t.by_discriminator.remove(&discriminator) {
+                let s = t.sessions.remove(i);
+                if t.pinging.get(&s.peer) == Some(&i) {
                     t.pinging.remove(&s.peer);
                 }
             }
@@ -355,8 +362,8 @@ impl ProbeSessions {
         sent_us: u64,
         opinion: Opinion,
     ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
-        let discriminator = *t.pinging.get(to)?;
-        let s = t.by_discriminator.get_mut(&discriminator)?;
+        let s = t.sessions.get_mut(*t.pinging.get(to)?)?;
+        let discriminator = s.keys.discriminator;
         let packet = ProbePacket {
             kind: Kind::Probe,
             discriminator,
@@ -379,7 +386,8 @@ impl ProbeSessions {
             bump(&c.unauthenticated);
             return None;
         };
-        let Some(s) = t.by_discriminator.get_mut(&unverified.discriminator()) else {
+        let index = t.by_discriminator.get(&unverified.discriminator()).copied();
+        let Some(s) = index.and_then(|i| t.sessions.get_mut(i)) else {
             bump(&c.unauthenticated);
             return None;
         };
@@ -428,7 +436,7 @@ impl ProbeSessions {
                     return None;
                 }
                 let sibling = s.sibling;
-                let ours = t.by_discriminator.get_mut(&sibling)?;
+                let ours = t.sessions.get_mut(*t.by_discriminator.get(&sibling)?)?;
                 Some(Reply::Ready(ready_packet(sibling, ours)))
             }
             Kind::Answer => {
@@ -823,8 +831,9 @@ mod tests {
                 ready: Arc::new(Notify::new()),
                 heard_ready: false,
             };
-            t.by_discriminator.insert(d, Box::new(session));
-            t.pinging.insert(indicator.clone(), d);
+            let i = t.sessions.insert(session);
+            t.by_discriminator.insert(d, i);
+            t.pinging.insert(indicator.clone(), i);
         }
         let mut seq = 0;
         let mut answer = |nonce| {
