@@ -24,6 +24,7 @@ use crate::wire::{IndicatorView, OpinionReport, MAX_REPORTED_INDICATORS};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -108,8 +109,10 @@ struct IndicatorState {
     last_seen: Option<Time>,
     /// Sent time of the first missed probe of the current streak.
     streak_from: Option<Time>,
-    /// Probes in flight: (nonce, sent at). At most ceil(timeout / interval) + 1.
-    outstanding: VecDeque<(u64, Time)>,
+    /// Probes in flight: (nonce, sent at), oldest first. At most ceil(timeout / interval) +
+    /// 1: one or two in the profiles, kept inline, where every answer and every round read
+    /// them without a second allocation to fetch.
+    outstanding: SmallVec<[(u64, Time); 2]>,
     /// When the silence since the last answer reaches the detection time; None before the
     /// first answer and once that moment has been handled.
     silent_at: Option<Time>,
@@ -130,7 +133,7 @@ impl IndicatorState {
             last_rtt: None,
             last_seen: None,
             streak_from: None,
-            outstanding: VecDeque::new(),
+            outstanding: SmallVec::new(),
             silent_at: None,
             service: ServiceHealth::Unchecked,
             streak_unhealthy: false,
@@ -382,11 +385,11 @@ impl Pinger {
             }
             let mut changed = false;
             for ii in 0..self.sites[si].indicators.len() {
-                while let Some(&(_, sent)) = self.sites[si].indicators[ii].outstanding.front() {
+                while let Some(&(_, sent)) = self.sites[si].indicators[ii].outstanding.first() {
                     if sent + self.cfg.timeout > now {
                         break;
                     }
-                    self.sites[si].indicators[ii].outstanding.pop_front();
+                    self.sites[si].indicators[ii].outstanding.remove(0);
                     self.record_miss(si, ii, sent);
                     changed = true;
                 }
@@ -424,11 +427,11 @@ impl Pinger {
             ind.silent_at = None;
             let waited = ind.last_rtt.unwrap_or_default() + allowance;
             let mut overdue = Vec::new();
-            while let Some(&(_, sent)) = ind.outstanding.front() {
+            while let Some(&(_, sent)) = ind.outstanding.first() {
                 if sent + waited > now {
                     break;
                 }
-                ind.outstanding.pop_front();
+                ind.outstanding.remove(0);
                 overdue.push(sent);
             }
             if overdue.is_empty() {
@@ -474,9 +477,9 @@ impl Pinger {
             self.stats.late_answers += 1;
             return;
         };
-        let (_, sent) = ind.outstanding.remove(pos).expect("position is in range");
+        let (_, sent) = ind.outstanding.remove(pos);
         // Older probes still in flight lost the race with this one; they are no evidence.
-        ind.outstanding.retain(|&(_, s)| s > sent);
+        ind.outstanding.retain(|&mut (_, s)| s > sent);
         self.stats.answers += 1;
         ind.service = health;
         let service_recovered = std::mem::take(&mut ind.streak_unhealthy);
@@ -521,7 +524,7 @@ impl Pinger {
             self.stats.late_answers += 1;
             return;
         };
-        let (_, sent) = ind.outstanding.remove(pos).expect("position is in range");
+        let (_, sent) = ind.outstanding.remove(pos);
         self.stats.answers += 1;
         self.stats.unhealthy_answers += 1;
         ind.service = ServiceHealth::Failing;
@@ -542,7 +545,7 @@ impl Pinger {
         let grace = self.cfg.startup_grace;
         let ind = &mut self.sites[si].indicators[ii];
         if ind.reach == Reach::Unknown && now < ind.since + grace {
-            ind.outstanding.retain(|&(n, _)| n != nonce);
+            ind.outstanding.retain(|&mut (n, _)| n != nonce);
         }
     }
 
@@ -552,7 +555,7 @@ impl Pinger {
             let opinion = site.opinion;
             for ind in &mut site.indicators {
                 let nonce = self.rng.next_u64();
-                ind.outstanding.push_back((nonce, now));
+                ind.outstanding.push((nonce, now));
                 self.stats.probes_sent += 1;
                 self.actions.push_back(PingerAction::SendProbe {
                     indicator: ind.id.clone(),
