@@ -12,40 +12,31 @@ pub(super) const AHEAD: usize = 8;
 /// Brings the cache lines of `bytes` towards the CPU (a node id's, to hash it).
 #[inline(always)]
 pub(super) fn prefetch_bytes(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = bytes.as_ptr().cast::<i8>();
-        let offsets = (0..bytes.len())
-            .step_by(64)
-            .chain(std::iter::once(bytes.len().saturating_sub(1)));
-        for offset in offsets {
-            // SAFETY: as in `prefetch`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    prefetch_range(bytes.as_ptr(), bytes.len());
 }
 
 /// Brings every cache line of `value` towards the CPU.
 #[inline(always)]
 pub(super) fn prefetch<T>(value: &T) {
+    prefetch_range((value as *const T).cast(), std::mem::size_of::<T>());
+}
+
+/// The lines of `len` bytes from `start`, which need not start on a line: the last byte may
+/// be on one more.
+#[inline(always)]
+fn prefetch_range(start: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = (value as *const T).cast::<i8>();
-        let size = std::mem::size_of::<T>();
-        // `value` need not start on a line: its last byte may be on one more.
-        let offsets = (0..size)
+        let offsets = (0..len)
             .step_by(64)
-            .chain(std::iter::once(size.saturating_sub(1)));
+            .chain(std::iter::once(len.saturating_sub(1)));
         for offset in offsets {
             // SAFETY: SSE is part of every x86_64 CPU, and a prefetch reads nothing into the
             // program and never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast()) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = (start, len);
 }
