@@ -75,6 +75,13 @@ struct State {
     closed: bool,
 }
 
+impl State {
+    fn next_answer(&mut self) -> Option<MeshEvent> {
+        let (peer, answer) = self.answers.pop_front()?;
+        Some(answer.into_event(peer))
+    }
+}
+
 /// What the mesh's tasks push into.
 pub(super) struct InboxShared {
     state: Mutex<State>,
@@ -162,9 +169,9 @@ impl InboxShared {
 
     /// The peers whose drops are reported (zero included); others' queues are forgotten.
     ///
-    /// Every peer's queue is keyed by the id given here, the one the mesh's sessions and
-    /// links hold: a lookup with the same id then compares no bytes (`NodeId`'s equality),
-    /// where an id parsed elsewhere would cost a read of both strings per probe answer.
+    /// Every peer's queue is keyed by the id given here, the one the mesh's links hold: a
+    /// lookup with the same id then compares no bytes (`NodeId`'s equality), where an id
+    /// parsed elsewhere would cost a read of both strings per message.
     pub fn set_peers<'a>(&self, peers: impl Iterator<Item = &'a NodeId>) {
         let mut s = lock(&self.state);
         let keep: BTreeMap<NodeId, u64> = peers
@@ -195,9 +202,9 @@ impl InboxShared {
             return Ok(e);
         }
         if s.answer_turn || s.ready.is_empty() {
-            if let Some((peer, answer)) = s.answers.pop_front() {
+            if let Some(e) = s.next_answer() {
                 s.answer_turn = false;
-                return Ok(answer.into_event(peer));
+                return Ok(e);
             }
         }
         s.answer_turn = true;
@@ -214,10 +221,7 @@ impl InboxShared {
             }
             return Ok(*event);
         }
-        if let Some((peer, answer)) = s.answers.pop_front() {
-            return Ok(answer.into_event(peer));
-        }
-        Err(s.closed)
+        s.next_answer().ok_or(s.closed)
     }
 }
 

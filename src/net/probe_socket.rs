@@ -146,12 +146,7 @@ impl Table {
     /// datagrams: a receive batch is a few dozen, all needed at once.
     fn prefetch_received(&self, bufs: &[IoSliceMut<'_>], metas: &[RecvMeta], n: usize) {
         for (buf, meta) in bufs.iter().zip(metas).take(n) {
-            let stride = if meta.stride == 0 {
-                meta.len
-            } else {
-                meta.stride
-            };
-            for segment in buf[..meta.len].chunks(stride.max(1)) {
+            for segment in buf[..meta.len].chunks(stride(meta).max(1)) {
                 if let Some(d) = probe::peek_discriminator(segment) {
                     if let Some(s) = self.session(d) {
                         prefetch::prefetch(s);
@@ -475,6 +470,16 @@ fn health_byte(h: ServiceHealth) -> u8 {
     }
 }
 
+/// The size of each datagram a `RecvMeta` holds: several of `stride` bytes (GRO, the last
+/// one shorter), or one of `len`.
+fn stride(meta: &RecvMeta) -> usize {
+    if meta.stride == 0 {
+        meta.len
+    } else {
+        meta.stride
+    }
+}
+
 /// A packet the receive path sends back once the sessions are unlocked.
 #[derive(Debug)]
 struct SendBack {
@@ -639,11 +644,7 @@ impl ProbeSocket {
         let ReceiveScratch { replies, answers } = &mut *scratch;
         for i in 0..n {
             let meta = metas[i];
-            let stride = if meta.stride == 0 {
-                meta.len
-            } else {
-                meta.stride
-            };
+            let stride = stride(&meta);
             let buf = &mut bufs[i][..meta.len];
             let (mut read, mut write) = (0, 0);
             while read < meta.len {
