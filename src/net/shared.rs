@@ -681,6 +681,7 @@ impl Shared {
             while done.recv().await.is_some() {}
         }
         let endpoint = lock(&self.endpoint).take();
+        let port = endpoint.as_ref().and_then(|e| e.local_addr().ok());
         // Bounded: a connection to a peer that vanished drains for three of its (backed-off)
         // probe timeouts, which can be long; a node that shuts down does not wait for that.
         let bound = self
@@ -703,7 +704,10 @@ impl Shared {
         drop(live);
         // quinn's drivers drop the socket once they notice the last handle is gone.
         let started = Instant::now();
-        while self.socket.strong_count() > 0 {
+        // The count can read zero a moment before the thread that dropped the last handle
+        // has closed the descriptor: the port itself says when it is free.
+        let free = |addr: &SocketAddr| std::net::UdpSocket::bind(addr).is_ok();
+        while self.socket.strong_count() > 0 || port.is_some_and(|p| !free(&p)) {
             if started.elapsed() > bound {
                 tracing::warn!(node = %self.me, "mesh socket still open after shutdown");
                 break;
