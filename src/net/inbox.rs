@@ -5,7 +5,7 @@
 //! node. Connection events (`PeerConnected`/`PeerLost`) have a queue of their own, served
 //! first. Probe answers share one queue, in the order they came, taking turns with the
 //! peers' messages: the probe sessions already bound each peer's answers to the probes it
-//! was sent (`probe_socket::ANSWERS_OWED_MAX`), so one peer's cannot crowd out another's,
+//! was sent (`probe_sessions::ANSWERS_OWED_MAX`), so one peer's cannot crowd out another's,
 //! and a Pinger's thousand answers a round cost no lookup of a peer's queue each.
 
 use super::mesh::MeshEvent;

@@ -2,9 +2,9 @@
 //! both directions (dialed by the lower node id, see `link::dial_loop` and
 //! `shared::keeps_existing`), messages as one unidirectional stream each, and probes as
 //! authenticated UDP packets on the same socket, keyed from each connection's TLS session
-//! (`probe`, `probe_socket`). It owns sockets, connections and the tasks around them; it makes
-//! no decision about what a probe or message means, and it never blocks its caller: what
-//! cannot be sent is counted.
+//! (`probe`, `probe_sessions`, `probe_socket`). It owns sockets, connections and the tasks
+//! around them; it makes no decision about what a probe or message means, and it never blocks
+//! its caller: what cannot be sent is counted.
 //!
 //! A node's stateless-reset key is derived from its private key (`tls::stateless_keys`), so it is
 //! the same after a restart: a peer still holding a connection to the previous process gets
@@ -19,7 +19,8 @@
 use super::certs::CertPaths;
 use super::inbox::{InboxShared, MeshInbox};
 use super::link;
-use super::probe_socket::{OutgoingProbe, ProbeSessions, ProbeSocket};
+use super::probe_sessions::{OutgoingProbe, ProbeSessions};
+use super::probe_socket::ProbeSocket;
 use super::shared::{bump, spawn_write, Route, Shared};
 use super::tls::{self, TlsError};
 use crate::core::types::NodeId;

@@ -73,7 +73,7 @@ pub enum Kind {
     Answer,
     /// Indicator -> Pinger: "my end of the session is open, probe away" (nonce and sent_us
     /// zero), sent when the session opens and once more on the Pinger's first Ready of the
-    /// other direction (see `probe_socket`). Sealed with the answer key.
+    /// other direction (see `probe_sessions`). Sealed with the answer key.
     Ready,
 }
 

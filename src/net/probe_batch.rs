@@ -80,17 +80,22 @@ impl BatchSender {
     ) -> Result<usize, io::Error> {
         use rustix::net::addr::SocketAddrArg;
         use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+        use smallvec::SmallVec;
         use std::io::IoSlice;
-        let addrs: Vec<SocketAddrAny> = chunk.iter().map(|d| d.destination().as_any()).collect();
-        let iovs: Vec<[IoSlice<'_>; 1]> =
+        // A chunk's headers on the stack (about 14 KiB at 64 datagrams): a round's sixteen
+        // chunks allocate nothing.
+        type OnStack<T> = SmallVec<[T; CHUNK]>;
+        let addrs: OnStack<SocketAddrAny> =
+            chunk.iter().map(|d| d.destination().as_any()).collect();
+        let iovs: OnStack<[IoSlice<'_>; 1]> =
             chunk.iter().map(|d| [IoSlice::new(d.payload())]).collect();
         // No ancillary data: probes go out with the socket's defaults (no ECN, no source
         // address), as quinn sends them one by one.
-        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = chunk
+        let mut controls: OnStack<SendAncillaryBuffer<'_, '_, '_>> = chunk
             .iter()
             .map(|_| SendAncillaryBuffer::default())
             .collect();
-        let mut msgs: Vec<MMsgHdr<'_>> = addrs
+        let mut msgs: OnStack<MMsgHdr<'_>> = addrs
             .iter()
             .zip(&iovs)
             .zip(controls.iter_mut())

@@ -1,7 +1,7 @@
-//! The receive path's cutting of probe packets out of GRO batches, and the bound on the
-//! answers a probe session delivers.
+//! The receive path's cutting of probe packets out of GRO batches.
 
 use super::*;
+use crate::net::inbox::InboxShared;
 use quinn::TokioRuntime;
 
 fn meta(len: usize, stride: usize) -> RecvMeta {
@@ -12,74 +12,6 @@ fn meta(len: usize, stride: usize) -> RecvMeta {
         ecn: None,
         dst_ip: None,
     }
-}
-
-#[test]
-fn an_answer_is_delivered_only_for_a_probe_sent_in_its_session() {
-    use super::probe::{SessionKeys, MATERIAL_LEN};
-    let sessions = ProbeSessions::new(NodeId::from("pinger"), false, InboxShared::new());
-    let indicator = NodeId::from("indicator");
-    let keys = || SessionKeys::from_material(&[7u8; MATERIAL_LEN]);
-    let d = keys().discriminator;
-    {
-        let mut t = sessions.lock();
-        let session = Session {
-            peer: indicator.clone(),
-            role: Role::Pinger,
-            keys: keys(),
-            remote: "127.0.0.1:9".parse().unwrap(),
-            next_seq: 1,
-            owed: 0,
-            window: ReplayWindow::default(),
-            sibling: 0,
-            ready: Arc::new(Notify::new()),
-            heard_ready: false,
-        };
-        let i = t.sessions.insert(session);
-        t.by_discriminator.insert(d, i);
-        t.pinging.insert(indicator.clone(), i);
-    }
-    let mut seq = 0;
-    let mut answer = |nonce| {
-        seq += 1;
-        let packet = ProbePacket {
-            kind: Kind::Answer,
-            discriminator: d,
-            seq,
-            nonce,
-            sent_us: 0,
-            health: ServiceHealth::Passing,
-            opinion: Opinion::Unknown,
-        };
-        probe::seal(&packet, &keys().answer)
-    };
-    let now = Instant::now();
-    let delivered = |bytes: &[u8]| {
-        let reply = sessions.receive(&mut sessions.lock(), bytes, now);
-        matches!(reply, Some(Reply::Deliver(..)))
-    };
-    let unsolicited = || sessions.counters.unsolicited.load(Ordering::Relaxed);
-
-    assert!(!delivered(&answer(1)), "no probe sent yet");
-    assert_eq!(unsolicited(), 1);
-    for nonce in [10, 11] {
-        assert!(sessions.seal_probe(&indicator, nonce, 0).is_some());
-    }
-    assert!(delivered(&answer(10)));
-    assert!(delivered(&answer(11)));
-    assert!(!delivered(&answer(12)), "two probes, two answers");
-    assert_eq!(unsolicited(), 2);
-
-    // A silent Indicator's count stops at the cap.
-    for nonce in 0..u64::from(ANSWERS_OWED_MAX) + 10 {
-        sessions.seal_probe(&indicator, nonce, 0).unwrap();
-    }
-    let answered = (0..u64::from(ANSWERS_OWED_MAX) + 1)
-        .filter(|&nonce| delivered(&answer(nonce)))
-        .count();
-    assert_eq!(answered, usize::from(ANSWERS_OWED_MAX));
-    assert_eq!(unsolicited(), 3);
-    assert_eq!(sessions.counters.replayed.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
