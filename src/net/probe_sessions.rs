@@ -348,16 +348,21 @@ impl ProbeSessions {
         let mut round = std::mem::take(&mut t.round);
         round.clear();
         round.extend(probes.iter().map(|p| t.pinging.get(&p.to).copied()));
-        let ask = |t: &Table, i: Option<&Option<usize>>| {
-            if let Some(s) = i.copied().flatten().and_then(|i| t.sessions.get(i)) {
+        let ask = |t: &Table, at: usize| {
+            if let Some(s) = round
+                .get(at)
+                .copied()
+                .flatten()
+                .and_then(|i| t.sessions.get(i))
+            {
                 prefetch::prefetch(s);
             }
         };
-        for i in 0..prefetch::AHEAD {
-            ask(t, round.get(i));
+        for at in 0..prefetch::AHEAD {
+            ask(t, at);
         }
         for (i, (p, session)) in probes.iter().zip(&round).enumerate() {
-            ask(t, round.get(i + prefetch::AHEAD));
+            ask(t, i + prefetch::AHEAD);
             let sealed_probe =
                 session.and_then(|s| Self::seal_at(t, s, p.nonce, p.sent_us, p.opinion));
             match sealed_probe {
