@@ -128,6 +128,11 @@ impl Table {
         self.sessions.get(i)
     }
 
+    fn session_mut(&mut self, discriminator: u64) -> Option<&mut Session> {
+        let i = *self.by_discriminator.get(&discriminator)?;
+        self.sessions.get_mut(i)
+    }
+
     /// Adds a session; returns its index.
     fn insert(&mut self, session: Session) -> usize {
         self.sessions.push(session);
@@ -324,7 +329,9 @@ impl ProbeSessions {
         nonce: u64,
         sent_us: u64,
     ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
-        Self::seal_in(&mut self.lock(), to, nonce, sent_us, Opinion::Unknown)
+        let mut t = self.lock();
+        let index = *t.pinging.get(to)?;
+        Self::seal_at(&mut t, index, nonce, sent_us, Opinion::Unknown)
     }
 
     /// Seals a batch of probes under one lock: the sealed ones, each with its index in
@@ -373,17 +380,6 @@ impl ProbeSessions {
         t.round = round;
     }
 
-    fn seal_in(
-        t: &mut Table,
-        to: &NodeId,
-        nonce: u64,
-        sent_us: u64,
-        opinion: Opinion,
-    ) -> Option<(SocketAddr, [u8; PROBE_LEN])> {
-        let index = *t.pinging.get(to)?;
-        Self::seal_at(t, index, nonce, sent_us, opinion)
-    }
-
     /// Seals a probe in the session at `index` (a Pinger session).
     fn seal_at(
         t: &mut Table,
@@ -416,8 +412,7 @@ impl ProbeSessions {
             bump(&c.unauthenticated);
             return None;
         };
-        let index = t.by_discriminator.get(&unverified.discriminator()).copied();
-        let Some(s) = index.and_then(|i| t.sessions.get_mut(i)) else {
+        let Some(s) = t.session_mut(unverified.discriminator()) else {
             bump(&c.unauthenticated);
             return None;
         };
@@ -466,7 +461,7 @@ impl ProbeSessions {
                     return None;
                 }
                 let sibling = s.sibling;
-                let ours = t.sessions.get_mut(*t.by_discriminator.get(&sibling)?)?;
+                let ours = t.session_mut(sibling)?;
                 Some(Reply::Ready(ready_packet(sibling, ours)))
             }
             Kind::Answer => {
