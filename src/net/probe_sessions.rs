@@ -8,6 +8,7 @@ use super::inbox::{Answer, InboxShared};
 use super::prefetch;
 use super::probe::{self, Kind, ProbePacket, ReplayWindow, SessionKeys, PROBE_LEN};
 use super::probe_socket::stride;
+use super::shared::bump;
 use crate::core::health::ServiceHealth;
 use crate::core::types::{NodeId, Opinion};
 use quinn::udp::RecvMeta;
@@ -52,10 +53,6 @@ impl ProbeCounters {
     pub fn udp_totals(&self) -> [u64; 4] {
         self.udp.each_ref().map(|c| c.load(Ordering::Relaxed))
     }
-}
-
-pub(super) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What this node is in one probe session: the Pinger probes, the Indicator answers. Every

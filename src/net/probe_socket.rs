@@ -12,7 +12,8 @@
 use super::inbox::Answer;
 use super::probe::{self, PROBE_LEN};
 use super::probe_batch::{BatchSender, Datagram};
-use super::probe_sessions::{bump, OutgoingProbe, ProbeSessions, Reply};
+use super::probe_sessions::{OutgoingProbe, ProbeSessions, Reply};
+use super::shared::bump;
 use crate::core::types::NodeId;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
