@@ -45,6 +45,12 @@ pub(super) struct FastTry {
     pub(super) slot: u64,
     /// Not before this does it start a classic round for the slot.
     pub(super) fallback_at: Time,
+    /// Its opinion left the slot's outcome since it last accepted. A fast round is given up
+    /// for a classic one only by a voter that held the outcome through the vote timeout; one
+    /// that comes back after it repeats its acceptance for a new vote timeout instead (a
+    /// DOWN taken in the moment its Pinger lagged behind an UP verdict would otherwise cost
+    /// the slot's real DOWN, maybe hours later, the classic round trips).
+    pub(super) withdrawn: bool,
 }
 
 /// The fast ballot of the slot after `prev`: `None` at the epoch bound.
@@ -144,7 +150,7 @@ impl Voter {
         let max_seen = self.max_epoch_seen(site);
         let sv = self.sites.get_mut(site).expect("site present");
         if let Some(t) = sv.fast_try.as_ref().filter(|t| t.slot == slot) {
-            if now >= t.fallback_at {
+            if now >= t.fallback_at && !t.withdrawn {
                 return FastStep::Classic;
             }
         }
@@ -180,11 +186,21 @@ impl Voter {
             });
         }
         let sv = self.sites.get_mut(site).expect("site present");
-        let fallback_at = match sv.fast_try.as_ref().filter(|t| t.slot == slot) {
+        // A return within the vote timeout keeps it, so a flapping opinion cannot put the
+        // classic fallback off for ever; a return after it starts a new one.
+        let fallback_at = match sv
+            .fast_try
+            .as_ref()
+            .filter(|t| t.slot == slot && now < t.fallback_at)
+        {
             Some(t) => t.fallback_at,
             None => now + self.cfg.vote_timeout,
         };
-        sv.fast_try = Some(FastTry { slot, fallback_at });
+        sv.fast_try = Some(FastTry {
+            slot,
+            fallback_at,
+            withdrawn: false,
+        });
         sv.retry_at = Some(fallback_at);
         let me = self.me.clone();
         let peers: Vec<NodeId> = sv
@@ -218,9 +234,10 @@ impl Voter {
         let Some(sv) = self.sites.get_mut(site) else {
             return;
         };
-        let Some(t) = sv.fast_try.as_ref().filter(|t| t.slot == slot) else {
+        let Some(t) = sv.fast_try.as_mut().filter(|t| t.slot == slot) else {
             return;
         };
+        t.withdrawn = true;
         if now >= t.fallback_at {
             return;
         }

@@ -526,3 +526,63 @@ fn the_fast_leader_is_the_same_on_every_node_and_rotates_with_the_slot() {
     assert_eq!(other.as_str(), "b2", "another site starts elsewhere");
     assert_eq!(fast_leader(&a(), 0, &Electorate::new([])), None);
 }
+
+#[test]
+fn a_voter_back_at_down_after_its_vote_timeout_accepts_fast_again_instead_of_going_classic() {
+    // b1's Pinger still sees the site DOWN for a moment after the others decided it UP, so it
+    // accepts the next slot's fast value at once, then its opinion turns UP within the vote
+    // timeout. When the site is really lost, much later, b1 is one of the three DOWN voters
+    // a majority needs (c2 is dead): a classic round from it would cost two round trips more.
+    let mut w = World::new(&FOUR);
+    w.down.insert(n("c2"));
+    for x in ["b2", "c1"] {
+        w.opinion(x, Opinion::Up);
+    }
+    w.opinion("b1", Opinion::Down);
+    w.deliver_all();
+    w.now = at(20);
+    w.opinion("b1", Opinion::Up);
+    w.run_until(at(2000));
+    assert!(w.rounds.is_empty(), "a lone DOWN decides nothing");
+    w.now = at(5000);
+    for x in ["b1", "b2", "c1"] {
+        w.opinion(x, Opinion::Down);
+    }
+    w.run_until(at(5100));
+    let expected = fast_value(&FOUR, 0, 1);
+    for x in ["b1", "b2", "c1"] {
+        assert_eq!(
+            w.verdict_of(x).map(|v| v.value),
+            Some(expected.clone()),
+            "{x}"
+        );
+    }
+    assert!(
+        w.rounds.iter().all(|(_, r)| r.attempt == 0),
+        "decided in the fast round, no classic attempt: {:?}",
+        w.rounds.iter().map(|(x, r)| (x, r.attempt)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_voter_that_held_down_through_its_vote_timeout_still_falls_back_to_the_classic_round() {
+    let mut w = World::new(&["b1", "c1", "c2"]);
+    for x in ["c1", "c2"] {
+        w.opinion(x, Opinion::Up);
+    }
+    w.opinion("b1", Opinion::Down);
+    w.run_until(at(2000));
+    assert_eq!(
+        w.outcomes(),
+        vec![RoundOutcome::Contradicted],
+        "the classic round follows the vote timeout"
+    );
+    // Its opinion leaves DOWN and comes back: it promised its own classic ballot, so it stays
+    // out of the fast round and proposes classically again.
+    w.now = at(3000);
+    w.opinion("b1", Opinion::Up);
+    w.opinion("b1", Opinion::Down);
+    let started = w.queue.iter().any(|(_, _, m)| matches!(m, VoteMsg::Prepare { .. }));
+    let fast = w.queue.iter().any(|(_, _, m)| matches!(m, VoteMsg::FastAccept { .. }));
+    assert!(started && !fast, "a classic round, no fast acceptance");
+}
