@@ -43,6 +43,9 @@ pub struct Trials {
     /// majority of the electorate) to the DOWN verdict committed at every surviving voter:
     /// what the vote itself costs.
     pub vote_ms: Vec<f64>,
+    /// Per trial, ms from the vote's floor to the DOWN verdict committed at every surviving
+    /// voter: what the vote costs above what the network makes it wait (`vote_floor`).
+    pub over_floor_ms: Vec<f64>,
     /// DOWN verdicts no blackout explains: for another site, or for the blacked-out site
     /// after the fleet had committed it UP again (counted once per verdict slot).
     pub false_verdicts: BTreeSet<(SiteId, u64)>,
@@ -56,6 +59,8 @@ pub struct Watcher {
     /// The verdict slots of the blackouts: late news of them is no false verdict.
     explained: BTreeSet<(SiteId, u64)>,
     pub trials: Trials,
+    /// One-way delay between sites (none inside one), for `vote_floor`.
+    pub one_way: Duration,
 }
 
 impl Watcher {
@@ -66,6 +71,7 @@ impl Watcher {
             expected: None,
             explained: BTreeSet::new(),
             trials: Trials::default(),
+            one_way: Duration::ZERO,
         })
     }
 
@@ -101,7 +107,7 @@ impl Watcher {
         site: &SiteId,
         voters: &[NodeId],
         want: Outcome,
-    ) -> Result<(Instant, Vec<Instant>)> {
+    ) -> Result<(Instant, BTreeMap<NodeId, Instant>)> {
         let mut seen = BTreeSet::new();
         let mut opinions: BTreeMap<NodeId, Instant> = BTreeMap::new();
         let opinion = match want {
@@ -128,9 +134,7 @@ impl Watcher {
                 } if s == site && *outcome == want && voters.contains(&ev.node) => {
                     seen.insert(ev.node.clone());
                     if seen.len() == voters.len() {
-                        let mut at: Vec<Instant> = opinions.into_values().collect();
-                        at.sort();
-                        return Ok((ev.at, at));
+                        return Ok((ev.at, opinions));
                     }
                 }
                 _ => {}
@@ -162,16 +166,24 @@ pub async fn blackouts(
         let ms = down.saturating_duration_since(t0).as_secs_f64() * 1000.0;
         // The vote could start once a majority of the electorate saw the site DOWN; a verdict
         // learned before (a voter's own opinion late) costs nothing more.
-        let vote = opinions
+        let mut at: Vec<Instant> = opinions.values().copied().collect();
+        at.sort();
+        let vote = at
             .get(majority - 1)
             .map(|o| down.saturating_duration_since(*o).as_secs_f64() * 1000.0);
-        let shown = vote.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+        let site_of = |id: &NodeId| fleet.fleet.node(id).map(|n| n.site.clone());
+        let over = vote_floor(&opinions, &voters, majority, site_of, w.one_way)
+            .map(|f| down.saturating_duration_since(f).as_secs_f64() * 1000.0);
+        let shown = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
         println!(
             "{label} trial {i:2}: blackout -> DOWN at every voter {ms:6.1} ms, \
-             majority-th DOWN opinion -> every voter {shown}"
+             majority-th DOWN opinion -> every voter {}, over the vote's floor {}",
+            shown(vote),
+            shown(over)
         );
         w.trials.detection_ms.push(ms);
         w.trials.vote_ms.extend(vote);
+        w.trials.over_floor_ms.extend(over);
         for id in &stopped {
             restart(fleet, id).await?;
         }
@@ -243,4 +255,35 @@ pub fn site_octet(ip: IpAddr) -> u8 {
         IpAddr::V4(v4) => v4.octets()[2],
         IpAddr::V6(_) => 0,
     }
+}
+
+/// The vote's floor: the earliest moment at which every surviving voter could know that a
+/// majority of the electorate saw the site DOWN, whatever the protocol. A voter hears another
+/// voter's opinion `one_way` after it was taken when they are in different sites, at once in
+/// the same site; it could know at the majority-th of those moments, and the floor is the
+/// latest voter's. None when fewer than a majority took the opinion.
+pub fn vote_floor(
+    opinions: &BTreeMap<NodeId, Instant>,
+    voters: &[NodeId],
+    majority: usize,
+    site_of: impl Fn(&NodeId) -> Option<SiteId>,
+    one_way: Duration,
+) -> Option<Instant> {
+    let mut floor: Option<Instant> = None;
+    for v in voters {
+        let mut heard: Vec<Instant> = opinions
+            .iter()
+            .map(|(x, at)| {
+                if site_of(x) == site_of(v) {
+                    *at
+                } else {
+                    *at + one_way
+                }
+            })
+            .collect();
+        heard.sort();
+        let knows = *heard.get(majority - 1)?;
+        floor = Some(floor.map_or(knows, |f| f.max(knows)));
+    }
+    floor
 }

@@ -560,7 +560,10 @@ fn a_voter_back_at_down_after_its_vote_timeout_accepts_fast_again_instead_of_goi
     assert!(
         w.rounds.iter().all(|(_, r)| r.attempt == 0),
         "decided in the fast round, no classic attempt: {:?}",
-        w.rounds.iter().map(|(x, r)| (x, r.attempt)).collect::<Vec<_>>()
+        w.rounds
+            .iter()
+            .map(|(x, r)| (x, r.attempt))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -582,7 +585,13 @@ fn a_voter_that_held_down_through_its_vote_timeout_still_falls_back_to_the_class
     w.now = at(3000);
     w.opinion("b1", Opinion::Up);
     w.opinion("b1", Opinion::Down);
-    let started = w.queue.iter().any(|(_, _, m)| matches!(m, VoteMsg::Prepare { .. }));
-    let fast = w.queue.iter().any(|(_, _, m)| matches!(m, VoteMsg::FastAccept { .. }));
+    let started = w
+        .queue
+        .iter()
+        .any(|(_, _, m)| matches!(m, VoteMsg::Prepare { .. }));
+    let fast = w
+        .queue
+        .iter()
+        .any(|(_, _, m)| matches!(m, VoteMsg::FastAccept { .. }));
     assert!(started && !fast, "a classic round, no fast acceptance");
 }
