@@ -449,7 +449,8 @@ pub struct SiteBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceBody {
-    /// When the window ends: RFC 3339 UTC, e.g. 2030-01-31T22:00:00Z.
+    /// When the window ends: RFC 3339 UTC (formatted as 2030-01-31T22:00:00Z), in the future
+    /// and at most 90 days ahead.
     pub until: Option<String>,
     /// How long the window lasts from now, in seconds (at least 1, at most 90 days).
     pub duration_s: Option<f64>,
@@ -473,7 +474,8 @@ impl PartialSchema for MaintenanceBody {
                 r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$",
             ))
             .description(Some(
-                "When the window ends: RFC 3339 UTC, e.g. 2030-01-31T22:00:00Z",
+                "When the window ends: RFC 3339 UTC (formatted as 2030-01-31T22:00:00Z), \
+                 in the future and at most 90 days ahead",
             ));
         let duration = ObjectBuilder::new()
             .schema_type(Type::Number)

@@ -280,7 +280,8 @@ Examples:
         /// How long, e.g. 1h, 30m, 2h30m.
         #[arg(long = "for", conflicts_with_all = ["until", "end"])]
         duration: Option<String>,
-        /// Until this RFC 3339 UTC time, e.g. 2030-01-31T22:00:00Z.
+        /// Until this RFC 3339 UTC time (formatted as 2030-01-31T22:00:00Z), at most 90 days
+        /// ahead.
         #[arg(long, conflicts_with = "end")]
         until: Option<String>,
         /// End the window now.
